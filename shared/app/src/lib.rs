@@ -1,0 +1,3 @@
+//! Composition root: reads the environment, builds the adapters, and serves the webhook app.
+
+pub mod config;

@@ -1,0 +1,464 @@
+//! The collection loop: for each enabled stamp, plan the reported windows from its watermark, pull each
+//! window, and commit its rows together with the advanced watermark. Stamps run concurrently up to a
+//! bound; one stamp's failure is recorded in its status and never stops the others.
+//!
+//! Flow for one stamp: lease -> status "running" -> credential -> connect (discovery, token) ->
+//! for each window: pull pages -> commit rows + watermark (one transaction) -> renew lease ->
+//! status with the outcome -> release lease.
+
+use crate::ports::{
+    CommitReceipt, PullError, SecretStore, StampSession, Store, StoreError, UsageSource, WindowCommit,
+    WindowWrite,
+};
+use crate::stamp::{Credential, Stamp, StampId};
+use crate::status::{RunOutcome, RunRecord};
+use crate::window::{ReportedWindow, plan_windows};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+#[derive(Debug, Clone)]
+pub struct CollectSettings {
+    /// How many stamps are collected at once.
+    pub concurrency: usize,
+    /// How far behind now the last window ends (reported hours need time to settle).
+    pub settle_delay: chrono::Duration,
+    /// How long a stamp's lease lasts without renewal; renewed after every window.
+    pub lease_ttl: Duration,
+    /// Who we are, for leases (unique per run).
+    pub owner: String,
+    /// Time kept in reserve at the end of the budget for the last commit and status writes.
+    pub commit_reserve: Duration,
+}
+
+impl Default for CollectSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            settle_delay: chrono::Duration::hours(1),
+            lease_ttl: Duration::from_secs(600),
+            owner: format!("run-{}", uuid::Uuid::new_v4()),
+            commit_reserve: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One collection run's request.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Stamps to collect; empty means every enabled stamp.
+    pub stamps: Vec<StampId>,
+    /// When the platform cuts the run off; no window starts unless it can finish before.
+    pub deadline: Option<Instant>,
+}
+
+/// Hears about progress (the CLI draws it; the functions log it).
+pub trait Progress: Send + Sync {
+    fn planned(&self, _stamp: &Stamp, _windows: usize) {}
+    fn window_committed(&self, _stamp: &Stamp, _window: ReportedWindow, _receipt: &CommitReceipt) {}
+}
+
+/// Progress that goes nowhere.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// What one run did for one stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StampSummary {
+    pub stamp_id: StampId,
+    pub name: String,
+    pub outcome: RunOutcome,
+    pub windows_planned: usize,
+    pub windows_committed: usize,
+    pub rows_written: u64,
+    pub duplicates: u64,
+    pub unmapped_rows: u64,
+    pub watermark: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub stamps: Vec<StampSummary>,
+}
+
+impl RunSummary {
+    pub fn failed(&self) -> impl Iterator<Item = &StampSummary> {
+        self.stamps.iter().filter(|s| s.outcome == RunOutcome::Failed)
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.failed().next().is_some()
+    }
+
+    pub fn rows_written(&self) -> u64 {
+        self.stamps.iter().map(|s| s.rows_written).sum()
+    }
+}
+
+/// A failure while collecting one stamp, naming the stamp and (when there was one) the window.
+#[derive(Debug, thiserror::Error)]
+#[error("stamp {stamp}{}: {kind}", window.map(|w| format!(" window {w}")).unwrap_or_default())]
+pub struct CollectError {
+    pub stamp: StampId,
+    pub window: Option<ReportedWindow>,
+    pub kind: CollectErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectErrorKind {
+    #[error("{0}")]
+    Pull(#[from] PullError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("credential: {0}")]
+    Credential(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Runs collections. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Collector {
+    store: Arc<dyn Store>,
+    secrets: Arc<dyn SecretStore>,
+    source: Arc<dyn UsageSource>,
+    settings: CollectSettings,
+}
+
+impl Collector {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
+        source: Arc<dyn UsageSource>,
+        settings: CollectSettings,
+    ) -> Self {
+        Self { store, secrets, source, settings }
+    }
+
+    pub fn settings(&self) -> &CollectSettings {
+        &self.settings
+    }
+
+    /// One run of the timer job over the requested (or all enabled) stamps.
+    pub async fn run(
+        &self,
+        request: RunRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RunSummary, StoreError> {
+        let all = self.store.list_stamps().await?;
+        let stamps: Vec<Stamp> = if request.stamps.is_empty() {
+            all.into_iter().filter(|s| s.enabled).collect()
+        } else {
+            let mut chosen = Vec::new();
+            for id in &request.stamps {
+                match all.iter().find(|s| &s.id == id) {
+                    Some(s) => chosen.push(s.clone()),
+                    None => return Err(StoreError::UnknownStamp(id.clone())),
+                }
+            }
+            chosen
+        };
+
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, stamp) in stamps.into_iter().enumerate() {
+            let this = self.clone();
+            let permits = permits.clone();
+            let progress = progress.clone();
+            let span = info_span!("stamp", stamp_id = %stamp.id, stamp_name = %stamp.name);
+            tasks.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await.expect("semaphore never closes");
+                    (index, this.collect_stamp(&stamp, request.deadline, progress.as_ref()).await)
+                }
+                .instrument(span),
+            );
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(r) => results.push(r),
+                // A panic in one stamp's task must not take the others down; it is reported below as
+                // a missing summary would hide it, so re-raise only after the others finished.
+                Err(e) => warn!(error = %e, "a stamp task ended abnormally"),
+            }
+        }
+        results.sort_by_key(|(i, _)| *i);
+        Ok(RunSummary { stamps: results.into_iter().map(|(_, s)| s).collect() })
+    }
+
+    /// Collects one stamp from its watermark; never returns an error: failures go into the summary and
+    /// the stamp's status.
+    async fn collect_stamp(
+        &self,
+        stamp: &Stamp,
+        deadline: Option<Instant>,
+        progress: &dyn Progress,
+    ) -> StampSummary {
+        let mut summary = StampSummary {
+            stamp_id: stamp.id.clone(),
+            name: stamp.name.clone(),
+            outcome: RunOutcome::Failed,
+            windows_planned: 0,
+            windows_committed: 0,
+            rows_written: 0,
+            duplicates: 0,
+            unmapped_rows: 0,
+            watermark: None,
+            error: None,
+        };
+        let owner = self.settings.owner.as_str();
+        match self.store.try_acquire(&stamp.id, owner, self.settings.lease_ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                info!("another run holds this stamp's lease; skipping it");
+                summary.outcome = RunOutcome::Skipped;
+                summary.watermark =
+                    self.store.get_status(&stamp.id).await.ok().flatten().map(|s| s.watermark);
+                return summary;
+            }
+            Err(e) => {
+                summary.error = Some(error_text(stamp, None, e.into()));
+                return summary;
+            }
+        }
+
+        let started = Utc::now();
+        let result = match self.store.record_run_started(&stamp.id, started).await {
+            Ok(()) => self.collect_windows(stamp, deadline, progress, &mut summary).await,
+            Err(e) => Err(CollectError { stamp: stamp.id.clone(), window: None, kind: e.into() }),
+        };
+        summary.outcome = match &result {
+            Ok(outcome) => *outcome,
+            Err(e) => {
+                warn!(window = ?e.window.map(|w| w.to_string()), error = %e, "stamp failed");
+                summary.error = Some(e.to_string());
+                RunOutcome::Failed
+            }
+        };
+        let record = RunRecord {
+            outcome: summary.outcome,
+            finished: Utc::now(),
+            rows_written: summary.rows_written,
+            unmapped_rows: summary.unmapped_rows,
+            last_error: summary.error.clone(),
+        };
+        if let Err(e) = self.store.record_run_finished(&stamp.id, &record).await {
+            warn!(error = %e, "could not record the run's status");
+            summary.error.get_or_insert_with(|| format!("stamp {}: recording status: {e}", stamp.id));
+        }
+        summary.watermark = self.store.get_status(&stamp.id).await.ok().flatten().map(|s| s.watermark);
+        if let Err(e) = self.store.release(&stamp.id, owner).await {
+            // The lease expires on its own; the next run only waits for it.
+            warn!(error = %e, "could not release the lease");
+        }
+        info!(outcome = %summary.outcome, windows = summary.windows_committed, rows = summary.rows_written, "stamp done");
+        summary
+    }
+
+    async fn collect_windows(
+        &self,
+        stamp: &Stamp,
+        deadline: Option<Instant>,
+        progress: &dyn Progress,
+        summary: &mut StampSummary,
+    ) -> Result<RunOutcome, CollectError> {
+        let fail = |window: Option<ReportedWindow>, kind: CollectErrorKind| CollectError {
+            stamp: stamp.id.clone(),
+            window,
+            kind,
+        };
+        let status = self
+            .store
+            .get_status(&stamp.id)
+            .await
+            .map_err(|e| fail(None, e.into()))?
+            .ok_or_else(|| fail(None, StoreError::UnknownStamp(stamp.id.clone()).into()))?;
+        let windows: Vec<ReportedWindow> =
+            plan_windows(status.watermark, Utc::now(), self.settings.settle_delay).collect();
+        summary.windows_planned = windows.len();
+        progress.planned(stamp, windows.len());
+        if windows.is_empty() {
+            return Ok(RunOutcome::Succeeded);
+        }
+
+        let session = self.open_session(stamp).await.map_err(|kind| fail(None, kind))?;
+        let mut slowest = Duration::ZERO;
+        for window in windows {
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left < slowest.saturating_mul(2) + self.settings.commit_reserve {
+                    info!(window = %window, "time budget nearly spent; stopping before this window");
+                    return Ok(RunOutcome::Partial);
+                }
+            }
+            let began = Instant::now();
+            let receipt = self
+                .pull_and_commit(stamp, session.as_ref(), window, WindowWrite::Advance)
+                .instrument(info_span!("window", window = %window))
+                .await
+                .map_err(|kind| fail(Some(window), kind))?;
+            slowest = slowest.max(began.elapsed());
+            summary.windows_committed += 1;
+            summary.rows_written += receipt.rows_written;
+            summary.duplicates += receipt.duplicates;
+            summary.unmapped_rows += receipt.unmapped_rows;
+            progress.window_committed(stamp, window, &receipt);
+            match self.store.renew(&stamp.id, &self.settings.owner, self.settings.lease_ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(fail(
+                        Some(window),
+                        CollectErrorKind::Invalid("lost the stamp's lease".into()),
+                    ));
+                }
+                Err(e) => return Err(fail(Some(window), e.into())),
+            }
+        }
+        Ok(RunOutcome::Succeeded)
+    }
+
+    async fn open_session(&self, stamp: &Stamp) -> Result<Box<dyn StampSession>, CollectErrorKind> {
+        let secret = self
+            .secrets
+            .get_secret(&stamp.credential_secret_name)
+            .await
+            .map_err(|e| CollectErrorKind::Credential(e.to_string()))?
+            .ok_or_else(|| {
+                CollectErrorKind::Credential(format!(
+                    "secret {:?} is not in the secret store",
+                    stamp.credential_secret_name
+                ))
+            })?;
+        let credential = Credential::from_secret(&secret);
+        Ok(self.source.connect(stamp, &credential).await?)
+    }
+
+    async fn pull_and_commit(
+        &self,
+        stamp: &Stamp,
+        session: &dyn StampSession,
+        window: ReportedWindow,
+        write: WindowWrite,
+    ) -> Result<CommitReceipt, CollectErrorKind> {
+        // One hourly window is buffered so that its rows and the watermark commit together; memory is
+        // bounded by the largest hour, not by how many hours a run covers.
+        let mut rows = Vec::new();
+        let pulled = session.pull_window(window, &mut |page| rows.extend(page)).await?;
+        let receipt = self
+            .store
+            .commit_window(WindowCommit {
+                stamp: &stamp.id,
+                window,
+                lease_owner: &self.settings.owner,
+                write,
+                rows: &rows,
+            })
+            .await?;
+        info!(
+            pages = pulled.pages,
+            rows = pulled.rows,
+            retries = pulled.retries,
+            written = receipt.rows_written,
+            duplicates = receipt.duplicates,
+            unmapped = receipt.unmapped_rows,
+            "window committed"
+        );
+        Ok(receipt)
+    }
+
+    /// Re-pulls `range` (already collected: it must end at or before the watermark) and replaces the
+    /// stored rows hour by hour. Each hour is swapped atomically (its old rows are deleted and the new
+    /// ones inserted in one transaction), so at no moment does a total count an hour twice or not at all.
+    pub async fn reprocess(
+        &self,
+        stamp_id: &StampId,
+        range: ReportedWindow,
+        reason: &str,
+    ) -> Result<StampSummary, CollectError> {
+        let fail = |window: Option<ReportedWindow>, kind: CollectErrorKind| CollectError {
+            stamp: stamp_id.clone(),
+            window,
+            kind,
+        };
+        let stamp = self
+            .store
+            .get_stamp(stamp_id)
+            .await
+            .map_err(|e| fail(None, e.into()))?
+            .ok_or_else(|| fail(None, StoreError::UnknownStamp(stamp_id.clone()).into()))?;
+        let status = self
+            .store
+            .get_status(stamp_id)
+            .await
+            .map_err(|e| fail(None, e.into()))?
+            .ok_or_else(|| fail(None, StoreError::UnknownStamp(stamp_id.clone()).into()))?;
+        if range.end > status.watermark {
+            return Err(fail(
+                Some(range),
+                CollectErrorKind::Invalid(format!(
+                    "only collected hours can be reprocessed; the watermark is {}",
+                    status.watermark.format("%Y-%m-%dT%H:%M:%SZ")
+                )),
+            ));
+        }
+        let owner = &self.settings.owner;
+        if !self
+            .store
+            .try_acquire(stamp_id, owner, self.settings.lease_ttl)
+            .await
+            .map_err(|e| fail(None, e.into()))?
+        {
+            return Err(fail(
+                None,
+                CollectErrorKind::Invalid("another run holds this stamp's lease; try again later".into()),
+            ));
+        }
+        let result = async {
+            self.store
+                .record_reprocess(stamp_id, range, reason)
+                .await
+                .map_err(|e| fail(Some(range), e.into()))?;
+            let session = self.open_session(&stamp).await.map_err(|k| fail(Some(range), k))?;
+            let mut summary = StampSummary {
+                stamp_id: stamp.id.clone(),
+                name: stamp.name.clone(),
+                outcome: RunOutcome::Succeeded,
+                windows_planned: range.hours() as usize,
+                windows_committed: 0,
+                rows_written: 0,
+                duplicates: 0,
+                unmapped_rows: 0,
+                watermark: Some(status.watermark),
+                error: None,
+            };
+            for window in range.split_hours() {
+                let receipt = self
+                    .pull_and_commit(&stamp, session.as_ref(), window, WindowWrite::Replace)
+                    .await
+                    .map_err(|k| fail(Some(window), k))?;
+                summary.windows_committed += 1;
+                summary.rows_written += receipt.rows_written;
+                summary.unmapped_rows += receipt.unmapped_rows;
+                self.store
+                    .renew(stamp_id, owner, self.settings.lease_ttl)
+                    .await
+                    .map_err(|e| fail(Some(window), e.into()))?;
+            }
+            Ok(summary)
+        }
+        .await;
+        let _ = self.store.release(stamp_id, owner).await;
+        result
+    }
+}
+
+fn error_text(stamp: &Stamp, window: Option<ReportedWindow>, kind: CollectErrorKind) -> String {
+    CollectError { stamp: stamp.id.clone(), window, kind }.to_string()
+}

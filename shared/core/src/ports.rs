@@ -1,0 +1,257 @@
+//! The ports: the small traits through which the core reaches a database, a secret store and a stamp.
+//! Each adapter crate implements some of them; the core and its tests depend only on these.
+
+use crate::mapping::{SubscriptionMapping, UnmappedSubscription};
+use crate::secret::Secret;
+use crate::stamp::{Credential, Stamp, StampId};
+use crate::status::{ProcessingStatus, RunRecord};
+use crate::usage::UsageRow;
+use crate::window::ReportedWindow;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------------
+// Database
+// ---------------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A stamp with the same admin ARM endpoint and admin subscription exists.
+    #[error("a stamp with this admin ARM endpoint and admin subscription is already registered as {0}")]
+    DuplicateStamp(StampId),
+    #[error("stamp {0} is not registered")]
+    UnknownStamp(StampId),
+    /// The commit was fenced off: another writer moved the watermark or holds the lease.
+    #[error("stamp {stamp}: window {window} was not committed: {reason}")]
+    Fenced { stamp: StampId, window: ReportedWindow, reason: String },
+    /// The database could not be reached or refused the operation; nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// Stamps: the seed's `Config.Connections`.
+#[async_trait]
+pub trait StampRegistry: Send + Sync {
+    /// Stores a new stamp and its processing status (watermark = `collect_from`).
+    /// `DuplicateStamp` when the admin ARM endpoint + admin subscription pair is taken.
+    async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError>;
+    async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError>;
+    /// Removes the stamp, its status, lease and mappings. Collected usage rows stay.
+    async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError>;
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError>;
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError>;
+}
+
+/// The seed's `[dbo].[SubscriptionMapper]`.
+#[async_trait]
+pub trait MappingStore: Send + Sync {
+    /// Upserts the mapping and back-fills this stamp's rows for that subscription that are still
+    /// unmapped, in one transaction. Returns how many rows were back-filled.
+    async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError>;
+    async fn remove_mapping(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+    ) -> Result<bool, StoreError>;
+    async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError>;
+    async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, StoreError>;
+}
+
+/// How a window's rows meet what is already stored for that window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowWrite {
+    /// Normal collection: the window must start at the stamp's watermark, which moves to its end.
+    Advance,
+    /// Reprocessing: the window must lie before the watermark; its rows are replaced, the watermark stays.
+    Replace,
+}
+
+/// One reported window's rows, committed with the watermark in a single transaction.
+#[derive(Debug)]
+pub struct WindowCommit<'a> {
+    pub stamp: &'a StampId,
+    pub window: ReportedWindow,
+    /// The lease owner that pulled these rows; a commit by anyone else is fenced off.
+    pub lease_owner: &'a str,
+    pub write: WindowWrite,
+    pub rows: &'a [UsageRow],
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitReceipt {
+    /// Rows now stored for the window that were not stored before.
+    pub rows_written: u64,
+    /// Rows of the batch that were already stored (exact duplicates).
+    pub duplicates: u64,
+    /// Rows written without a billing subscription.
+    pub unmapped_rows: u64,
+}
+
+/// Raw usage rows and the watermark that says how far they are complete.
+#[async_trait]
+pub trait UsageLedger: Send + Sync {
+    async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError>;
+    /// Streams stored rows in (stamp, reported start, usage start) order to `sink`.
+    async fn export_rows(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError>;
+    /// Records an operator's reprocessing request (who asked, why, which range).
+    async fn record_reprocess(
+        &self,
+        stamp: &StampId,
+        window: ReportedWindow,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    pub stamps: Vec<StampId>,
+    /// Reported time range `[from, to)`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A stored row: what the API sent, where it came from, and its billing subscription if mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredUsageRow {
+    pub stamp_id: StampId,
+    pub window: ReportedWindow,
+    pub billing_subscription_id: Option<String>,
+    #[serde(flatten)]
+    pub row: UsageRow,
+}
+
+/// Per-stamp leases: one run works on a stamp at a time. The lease row is named by the stamp alone
+/// (never by a window or watermark), expires, and carries its owner.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes the stamp's lease if it is free, expired, or already ours. One atomic conditional write.
+    async fn try_acquire(&self, stamp: &StampId, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Extends our lease; `false` when it is no longer ours.
+    async fn renew(&self, stamp: &StampId, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+    async fn release(&self, stamp: &StampId, owner: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait StatusStore: Send + Sync {
+    async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError>;
+    async fn list_statuses(&self) -> Result<Vec<ProcessingStatus>, StoreError>;
+    async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError>;
+}
+
+/// Everything the core needs from a database.
+pub trait Store: StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore {}
+impl<T: StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore> Store for T {}
+
+// ---------------------------------------------------------------------------------------------------
+// Secret store
+// ---------------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretStoreError {
+    /// The store could not be reached or refused the call; retrying later may work.
+    #[error("secret store unavailable: {0}")]
+    Unavailable(String),
+    #[error("secret store refused the request: {0}")]
+    Refused(String),
+}
+
+/// Where credentials live. Errors never contain a secret value.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    async fn put_secret(&self, name: &str, value: &Secret) -> Result<(), SecretStoreError>;
+    async fn get_secret(&self, name: &str) -> Result<Option<Secret>, SecretStoreError>;
+    /// Deleting a secret that does not exist is not an error.
+    async fn delete_secret(&self, name: &str) -> Result<(), SecretStoreError>;
+    /// The secret name for a stamp's credential (the configured prefix + the stamp id).
+    fn credential_name(&self, stamp: &StampId) -> String;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Azure Stack Hub
+// ---------------------------------------------------------------------------------------------------
+
+/// What went wrong talking to a stamp, without stamp or window (the caller adds those).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{stage}: {message}{}", upstream_code.as_ref().map(|c| format!(" (upstream {c})")).unwrap_or_default())]
+pub struct PullError {
+    pub stage: PullStage,
+    /// HTTP status, when an answer arrived.
+    pub http_status: Option<u16>,
+    /// The upstream error code (`RequestEndTimeIsInFuture`, `MSIS9605`, `invalid_client`...).
+    pub upstream_code: Option<String>,
+    pub message: String,
+    /// Whether a later run may succeed without operator action.
+    pub transient: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullStage {
+    Configuration,
+    Discovery,
+    Token,
+    Usage,
+}
+
+impl std::fmt::Display for PullStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PullStage::Configuration => "configuration",
+            PullStage::Discovery => "discovery",
+            PullStage::Token => "token",
+            PullStage::Usage => "usage",
+        })
+    }
+}
+
+/// What discovery found out about a stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredEndpoints {
+    pub audience: String,
+    pub login_endpoint: String,
+    pub is_adfs: bool,
+    pub token_endpoint: String,
+}
+
+/// Opens sessions with stamps. An implementation caches tokens per stamp.
+#[async_trait]
+pub trait UsageSource: Send + Sync {
+    /// Discovery and a token: everything needed before the first usage call.
+    async fn connect(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<Box<dyn StampSession>, PullError>;
+}
+
+#[async_trait]
+pub trait StampSession: Send + Sync {
+    fn endpoints(&self) -> &DiscoveredEndpoints;
+    /// Pulls every page of `window` (following `nextLink` to the end), handing each page's rows to
+    /// `on_page` as it arrives; no more than one page is held at a time.
+    async fn pull_window(
+        &self,
+        window: ReportedWindow,
+        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+    ) -> Result<PullSummary, PullError>;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullSummary {
+    pub pages: u64,
+    pub rows: u64,
+    pub retries: u64,
+}

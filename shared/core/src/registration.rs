@@ -1,0 +1,401 @@
+//! Registering a stamp: the one input shape shared by `azs-usage stamp add` and `POST /stamps`, and the
+//! field rules it must satisfy. Certificate parsing (PEM/PFX, thumbprint match) needs crypto and lives
+//! with the stamp client; this module checks everything that is plain text.
+
+use crate::error::ValidationErrors;
+use crate::secret::Secret;
+use crate::stamp::{StampConnection, UsageQueryMode};
+use crate::window::{is_whole_hour, start_of_month};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+/// A registration as received. Every field is optional here so that validation can name each missing
+/// one instead of failing on the first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StampRegistration {
+    pub name: Option<String>,
+    pub admin_subscription_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub application_id: Option<String>,
+    pub certificate_thumbprint: Option<String>,
+    pub admin_arm_endpoint: Option<String>,
+    pub token_request_resource_url: Option<String>,
+    pub authority_endpoint_url: Option<String>,
+    pub is_adfs: Option<bool>,
+    pub application_secret: Option<Secret>,
+    /// PEM (certificate and private key) or base64 PFX.
+    pub certificate: Option<Secret>,
+    pub certificate_password: Option<Secret>,
+    /// A secret already in the store holding the credential.
+    pub credential_secret_name: Option<String>,
+    pub ca_certificate: Option<String>,
+    pub collect_from: Option<String>,
+    pub enabled: Option<bool>,
+    pub query_mode: Option<UsageQueryMode>,
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// Which credential a registration brings.
+#[derive(Debug, Clone)]
+pub enum CredentialInput {
+    ApplicationSecret(Secret),
+    Certificate { material: Secret, password: Option<Secret> },
+    ExistingSecret(String),
+}
+
+/// A registration whose plain-text fields passed every rule.
+#[derive(Debug, Clone)]
+pub struct ValidRegistration {
+    pub name: String,
+    pub connection: StampConnection,
+    pub credential: CredentialInput,
+    pub collect_from: DateTime<Utc>,
+    pub enabled: bool,
+    pub query_mode: UsageQueryMode,
+}
+
+pub const MAX_NAME_LEN: usize = 128;
+
+impl StampRegistration {
+    /// Checks every field and returns all violations at once.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<ValidRegistration, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let is_adfs = self.is_adfs.unwrap_or(false);
+
+        let admin_arm_endpoint =
+            required_https_url(&mut errors, "adminArmEndpoint", self.admin_arm_endpoint.as_deref());
+        let admin_subscription_id =
+            required_guid(&mut errors, "adminSubscriptionId", self.admin_subscription_id.as_deref());
+        let application_id = required_guid(&mut errors, "applicationId", self.application_id.as_deref());
+        let tenant_id = match self.tenant_id.as_deref().map(str::trim) {
+            None | Some("") => {
+                errors.push("tenantId", "is required");
+                String::new()
+            }
+            Some(t) if is_adfs && t.eq_ignore_ascii_case("adfs") => "adfs".to_owned(),
+            Some(t) => match parse_guid(t) {
+                Some(g) => g,
+                None => {
+                    errors.push(
+                        "tenantId",
+                        if is_adfs { "must be a GUID or \"adfs\"" } else { "must be a GUID" },
+                    );
+                    String::new()
+                }
+            },
+        };
+        let token_request_resource_url = optional_https_url(
+            &mut errors,
+            "tokenRequestResourceUrl",
+            self.token_request_resource_url.as_deref(),
+        );
+        let authority_endpoint_url =
+            optional_https_url(&mut errors, "authorityEndpointUrl", self.authority_endpoint_url.as_deref());
+        let certificate_thumbprint = match self.certificate_thumbprint.as_deref().map(str::trim) {
+            None | Some("") | Some("-") => None,
+            Some(t) => {
+                let cleaned: String = t.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+                if cleaned.len() == 40 && cleaned.chars().all(|c| c.is_ascii_hexdigit()) {
+                    Some(cleaned.to_ascii_uppercase())
+                } else {
+                    errors.push(
+                        "certificateThumbprint",
+                        "must be 40 hexadecimal digits (the certificate's SHA-1)",
+                    );
+                    None
+                }
+            }
+        };
+
+        let name = match self.name.as_deref().map(str::trim) {
+            None | Some("") => admin_arm_endpoint.clone().unwrap_or_default(),
+            Some(n) if n.chars().count() > MAX_NAME_LEN => {
+                errors.push("name", format!("must be at most {MAX_NAME_LEN} characters"));
+                String::new()
+            }
+            Some(n) if n.chars().any(char::is_control) => {
+                errors.push("name", "must not contain control characters");
+                String::new()
+            }
+            Some(n) => n.to_owned(),
+        };
+
+        let credential = self.credential_input(&mut errors);
+
+        let ca_certificate_pem = match self.ca_certificate.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Some(pem.to_owned()),
+            Some(_) => {
+                errors.push("caCertificate", "must be PEM (-----BEGIN CERTIFICATE-----)");
+                None
+            }
+        };
+
+        let collect_from = match self.collect_from.as_deref().map(str::trim) {
+            None | Some("") => start_of_month(now),
+            Some(s) => match DateTime::parse_from_rfc3339(s) {
+                Ok(t) => {
+                    let t = t.with_timezone(&Utc);
+                    if !is_whole_hour(t) {
+                        errors.push(
+                            "collectFrom",
+                            "must be a whole UTC hour (RFC 3339, e.g. 2026-11-01T00:00:00Z)",
+                        );
+                    } else if t > now {
+                        errors.push("collectFrom", "must not be in the future");
+                    }
+                    t
+                }
+                Err(_) => {
+                    errors.push("collectFrom", "must be an RFC 3339 time (e.g. 2026-11-01T00:00:00Z)");
+                    now
+                }
+            },
+        };
+
+        let connection = StampConnection {
+            admin_subscription_id: admin_subscription_id.unwrap_or_default(),
+            tenant_id,
+            application_id: application_id.unwrap_or_default(),
+            certificate_thumbprint,
+            admin_arm_endpoint: admin_arm_endpoint.unwrap_or_default(),
+            token_request_resource_url,
+            authority_endpoint_url,
+            is_adfs,
+            ca_certificate_pem,
+        };
+        let valid = ValidRegistration {
+            name,
+            connection,
+            credential: credential.unwrap_or(CredentialInput::ExistingSecret(String::new())),
+            collect_from,
+            enabled: self.enabled.unwrap_or(true),
+            query_mode: self.query_mode.unwrap_or_default(),
+        };
+        errors.into_result(valid)
+    }
+
+    fn credential_input(&self, errors: &mut ValidationErrors) -> Option<CredentialInput> {
+        let given = [
+            self.application_secret.is_some(),
+            self.certificate.is_some(),
+            self.credential_secret_name.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given != 1 {
+            errors.push(
+                "applicationSecret",
+                "exactly one credential is required: applicationSecret, certificate or credentialSecretName",
+            );
+            return None;
+        }
+        if self.certificate_password.is_some() && self.certificate.is_none() {
+            errors.push("certificatePassword", "is only allowed with certificate");
+        }
+        if let Some(secret) = &self.application_secret {
+            if secret.expose().trim().is_empty() || secret.expose().len() > 1024 {
+                errors.push("applicationSecret", "must be 1 to 1024 characters");
+                return None;
+            }
+            return Some(CredentialInput::ApplicationSecret(secret.clone()));
+        }
+        if let Some(material) = &self.certificate {
+            if material.expose().trim().is_empty() || material.expose().len() > 64 * 1024 {
+                errors.push("certificate", "must be PEM with its private key or base64 PFX, at most 64 KiB");
+                return None;
+            }
+            return Some(CredentialInput::Certificate {
+                material: material.clone(),
+                password: self.certificate_password.clone(),
+            });
+        }
+        let name = self.credential_secret_name.as_deref().unwrap_or_default().trim();
+        if !is_valid_secret_name(name) {
+            errors.push(
+                "credentialSecretName",
+                "must be 1 to 127 characters of letters, digits and / _ + = . @ -",
+            );
+            return None;
+        }
+        Some(CredentialInput::ExistingSecret(name.to_owned()))
+    }
+}
+
+/// Secret names both AWS Secrets Manager and our file store accept (Key Vault maps `/` etc. itself).
+pub fn is_valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 127
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+}
+
+/// Canonical lower-case GUID text, if `s` is a GUID (with or without braces).
+pub fn parse_guid(s: &str) -> Option<String> {
+    let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+    uuid::Uuid::try_parse(s).ok().filter(|_| s.len() == 36).map(|u| u.hyphenated().to_string())
+}
+
+fn required_guid(errors: &mut ValidationErrors, field: &str, value: Option<&str>) -> Option<String> {
+    match value.map(str::trim) {
+        None | Some("") => {
+            errors.push(field, "is required");
+            None
+        }
+        Some(v) => {
+            let g = parse_guid(v);
+            if g.is_none() {
+                errors.push(field, "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+            }
+            g
+        }
+    }
+}
+
+fn required_https_url(errors: &mut ValidationErrors, field: &str, value: Option<&str>) -> Option<String> {
+    match value.map(str::trim) {
+        None | Some("") => {
+            errors.push(field, "is required");
+            None
+        }
+        Some(v) => check_https_url(errors, field, v),
+    }
+}
+
+/// `-` (the seed's placeholder) and empty mean "discover it".
+fn optional_https_url(errors: &mut ValidationErrors, field: &str, value: Option<&str>) -> Option<String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("-") => None,
+        Some(v) => check_https_url(errors, field, v),
+    }
+}
+
+fn check_https_url(errors: &mut ValidationErrors, field: &str, v: &str) -> Option<String> {
+    match url::Url::parse(v) {
+        Ok(u) if u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                errors.push(field, "must not contain user information");
+                return None;
+            }
+            if u.query().is_some() || u.fragment().is_some() {
+                errors.push(field, "must not contain a query or fragment");
+                return None;
+            }
+            Some(v.to_owned())
+        }
+        _ => {
+            errors.push(field, "must be an absolute https:// URL");
+            None
+        }
+    }
+}
+
+/// Normalises an admin ARM endpoint for comparisons: no trailing slash, lower-case scheme and host.
+pub fn normalize_endpoint(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => u.as_str().trim_end_matches('/').to_owned(),
+        Err(_) => url.trim_end_matches('/').to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-26T10:30:00Z".parse().unwrap()
+    }
+
+    fn valid() -> StampRegistration {
+        StampRegistration {
+            name: Some("stamp-eu-1".into()),
+            admin_subscription_id: Some("0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f".into()),
+            tenant_id: Some("4de154de-f8a8-4017-af41-df619da68155".into()),
+            application_id: Some("11111111-2222-3333-4444-555555555555".into()),
+            admin_arm_endpoint: Some("https://adminmanagement.local.azurestack.external".into()),
+            application_secret: Some(Secret::new("s3cret")),
+            ..Default::default()
+        }
+    }
+
+    fn fields(r: &StampRegistration) -> Vec<String> {
+        r.validate(now()).unwrap_err().0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_minimal_secret_registration_is_valid_and_defaults_to_the_start_of_the_month() {
+        let v = valid().validate(now()).unwrap();
+        assert_eq!(v.collect_from, "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert!(v.enabled);
+        assert!(v.connection.token_request_resource_url.is_none());
+    }
+
+    #[test]
+    fn every_invalid_field_is_named() {
+        let r = StampRegistration {
+            admin_subscription_id: Some("not-a-guid".into()),
+            tenant_id: None,
+            application_id: Some("x".into()),
+            admin_arm_endpoint: Some("http://insecure".into()),
+            certificate_thumbprint: Some("abc".into()),
+            collect_from: Some("yesterday".into()),
+            ..valid()
+        };
+        let f = fields(&r);
+        for want in [
+            "adminSubscriptionId",
+            "tenantId",
+            "applicationId",
+            "adminArmEndpoint",
+            "certificateThumbprint",
+            "collectFrom",
+        ] {
+            assert!(f.contains(&want.to_string()), "{want} missing from {f:?}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_credential_is_required() {
+        let none = StampRegistration { application_secret: None, ..valid() };
+        assert_eq!(fields(&none), vec!["applicationSecret"]);
+        let two = StampRegistration { credential_secret_name: Some("x".into()), ..valid() };
+        assert_eq!(fields(&two), vec!["applicationSecret"]);
+    }
+
+    #[test]
+    fn adfs_accepts_the_adfs_tenant() {
+        let r = StampRegistration { tenant_id: Some("adfs".into()), is_adfs: Some(true), ..valid() };
+        assert_eq!(r.validate(now()).unwrap().connection.tenant_id, "adfs");
+        let r = StampRegistration { tenant_id: Some("adfs".into()), ..valid() };
+        assert_eq!(fields(&r), vec!["tenantId"]);
+    }
+
+    #[test]
+    fn collect_from_must_be_a_past_whole_hour() {
+        let r = StampRegistration { collect_from: Some("2026-11-25T10:30:00Z".into()), ..valid() };
+        assert_eq!(fields(&r), vec!["collectFrom"]);
+        let r = StampRegistration { collect_from: Some("2026-12-25T10:00:00Z".into()), ..valid() };
+        assert_eq!(fields(&r), vec!["collectFrom"]);
+    }
+
+    #[test]
+    fn thumbprints_are_normalised_to_upper_case_hex() {
+        let r = StampRegistration {
+            certificate_thumbprint: Some("ab:cd".repeat(10).replace(':', "")),
+            ..valid()
+        };
+        assert_eq!(r.validate(now()).unwrap().connection.certificate_thumbprint.unwrap(), "ABCD".repeat(10));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = serde_json::from_str::<StampRegistration>(r#"{"name":"x","surprise":1}"#).unwrap_err();
+        assert!(e.to_string().contains("surprise"));
+    }
+}

@@ -1,0 +1,167 @@
+//! A stamp: one Azure Stack Hub region whose usage we collect, and how to reach it.
+//!
+//! The fields are the seed product's `Config.Connections` (Cloud Assert's
+//! `CreateAzureStackConnection` arguments), plus what a careful collector needs besides: a display name,
+//! the stamp's own CA bundle, where the credential lives, and where collection starts.
+
+use crate::secret::Secret;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Our id for a registered stamp (a UUID, as text so every store keeps it the same way).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StampId(pub String);
+
+impl StampId {
+    pub fn new_random() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StampId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The connection fields of the seed's `Config.Connections`, validated (see `registration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StampConnection {
+    /// The operator's "Default Provider" subscription on the stamp.
+    pub admin_subscription_id: String,
+    /// Directory tenant id (a GUID; `adfs` is also accepted on AD FS stamps).
+    pub tenant_id: String,
+    /// The service principal's application (client) id.
+    pub application_id: String,
+    /// SHA-1 of the client certificate, 40 upper-case hex digits; `None` when a secret is used.
+    pub certificate_thumbprint: Option<String>,
+    /// `https://adminmanagement.{region}.{fqdn}`, without a trailing slash.
+    pub admin_arm_endpoint: String,
+    /// Token audience (`resource=`). `None` until discovery fills it.
+    pub token_request_resource_url: Option<String>,
+    /// Login endpoint (Azure AD `https://login.../` or AD FS `https://adfs.../adfs/`). `None` until discovery.
+    pub authority_endpoint_url: Option<String>,
+    pub is_adfs: bool,
+    /// PEM bundle of the stamp's own root(s), trusted in addition to the system roots.
+    pub ca_certificate_pem: Option<String>,
+}
+
+/// How usage is queried on a stamp. All tenants at once is one request chain per window; large stamps
+/// hit gateway timeouts with it, so Microsoft's own script moved to one chain per tenant subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsageQueryMode {
+    #[default]
+    AllTenants,
+    PerSubscriber,
+}
+
+/// A registered stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stamp {
+    pub id: StampId,
+    pub name: String,
+    pub connection: StampConnection,
+    /// Name of the secret (in the configured secret store) that holds this stamp's [`Credential`].
+    pub credential_secret_name: String,
+    pub enabled: bool,
+    /// First reported hour to collect (whole UTC hour).
+    pub collect_from: DateTime<Utc>,
+    pub query_mode: UsageQueryMode,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the stamp's service principal proves itself with. Lives only in the secret store.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Credential {
+    ApplicationSecret(Secret),
+    /// A certificate (PEM, leaf first) and its RSA private key (PEM, PKCS#8 or PKCS#1).
+    Certificate {
+        certificate_pem: String,
+        private_key_pem: Secret,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+enum StoredCredential {
+    #[serde(rename_all = "camelCase")]
+    ApplicationSecret { application_secret: String },
+    #[serde(rename_all = "camelCase")]
+    Certificate { certificate_pem: String, private_key_pem: String },
+}
+
+impl Credential {
+    /// The JSON document kept in the secret store (itself a secret).
+    pub fn to_secret(&self) -> Secret {
+        let stored = match self {
+            Credential::ApplicationSecret(s) => {
+                StoredCredential::ApplicationSecret { application_secret: s.expose().to_owned() }
+            }
+            Credential::Certificate { certificate_pem, private_key_pem } => StoredCredential::Certificate {
+                certificate_pem: certificate_pem.clone(),
+                private_key_pem: private_key_pem.expose().to_owned(),
+            },
+        };
+        Secret::new(serde_json::to_string(&stored).expect("credential serialises"))
+    }
+
+    /// Reads the JSON document written by [`Credential::to_secret`]. A plain string that is not such a
+    /// document is taken as an application secret, so an operator can store a bare secret by hand
+    /// (`credentialSecretName`).
+    pub fn from_secret(secret: &Secret) -> Credential {
+        match serde_json::from_str::<StoredCredential>(secret.expose()) {
+            Ok(StoredCredential::ApplicationSecret { application_secret }) => {
+                Credential::ApplicationSecret(Secret::new(application_secret))
+            }
+            Ok(StoredCredential::Certificate { certificate_pem, private_key_pem }) => {
+                Credential::Certificate { certificate_pem, private_key_pem: Secret::new(private_key_pem) }
+            }
+            Err(_) => Credential::ApplicationSecret(secret.clone()),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::ApplicationSecret(_) => "applicationSecret",
+            Credential::Certificate { .. } => "certificate",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_round_trips_through_its_secret_document() {
+        let cert = Credential::Certificate {
+            certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
+            private_key_pem: Secret::new("KEY"),
+        };
+        assert_eq!(Credential::from_secret(&cert.to_secret()), cert);
+        let sec = Credential::ApplicationSecret(Secret::new("s3cret"));
+        assert_eq!(Credential::from_secret(&sec.to_secret()), sec);
+    }
+
+    #[test]
+    fn a_bare_string_in_the_store_is_an_application_secret() {
+        let c = Credential::from_secret(&Secret::new("plain-text"));
+        assert_eq!(c, Credential::ApplicationSecret(Secret::new("plain-text")));
+    }
+
+    #[test]
+    fn debug_of_a_credential_hides_the_key() {
+        let cert =
+            Credential::Certificate { certificate_pem: "C".into(), private_key_pem: Secret::new("PRIVATE") };
+        assert!(!format!("{cert:?}").contains("PRIVATE"));
+    }
+}

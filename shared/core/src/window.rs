@@ -1,0 +1,124 @@
+//! Reported windows: `[start, end)` on whole UTC hours of *reported* time, the only time the usage API
+//! can be queried by. Consecutive windows never overlap, so each reported hour is pulled exactly once.
+
+use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReportedWindow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl ReportedWindow {
+    /// The one-hour window starting at `start`, which must be on a whole hour.
+    pub fn hour(start: DateTime<Utc>) -> Self {
+        debug_assert_eq!(start, floor_hour(start));
+        Self { start, end: start + Duration::hours(1) }
+    }
+
+    /// A window `[start, end)`; both must be whole hours and `start < end`.
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Option<Self> {
+        (start < end && is_whole_hour(start) && is_whole_hour(end)).then_some(Self { start, end })
+    }
+
+    pub fn hours(&self) -> i64 {
+        (self.end - self.start).num_hours()
+    }
+
+    /// The one-hour windows this window is made of, in order.
+    pub fn split_hours(&self) -> impl Iterator<Item = ReportedWindow> + use<> {
+        let start = self.start;
+        (0..self.hours()).map(move |h| ReportedWindow::hour(start + Duration::hours(h)))
+    }
+}
+
+impl fmt::Display for ReportedWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}, {})", self.start.format("%Y-%m-%dT%H:%M:%SZ"), self.end.format("%Y-%m-%dT%H:%M:%SZ"))
+    }
+}
+
+pub fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::hours(1)).expect("hour truncation is in range")
+}
+
+pub fn is_whole_hour(t: DateTime<Utc>) -> bool {
+    floor_hour(t) == t
+}
+
+/// The start of the UTC month `now` is in: where a new stamp starts collecting by default.
+pub fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Datelike;
+    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().expect("first of month exists")
+}
+
+/// The windows a run should pull: whole hours from the watermark up to `now - settle_delay`, never
+/// reaching into the future (the API refuses a `reportedEndTime` in the future, and the current hour is
+/// still "processing not complete").
+pub fn plan_windows(
+    watermark: DateTime<Utc>,
+    now: DateTime<Utc>,
+    settle_delay: Duration,
+) -> impl Iterator<Item = ReportedWindow> {
+    let horizon = floor_hour(now - settle_delay.max(Duration::zero()));
+    let start = floor_hour(watermark);
+    let count = if horizon > start { (horizon - start).num_hours() } else { 0 };
+    (0..count).map(move |h| ReportedWindow::hour(start + Duration::hours(h)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn plans_whole_hours_up_to_now_minus_settle_delay() {
+        let w: Vec<_> =
+            plan_windows(t("2026-11-25T10:00:00Z"), t("2026-11-25T14:30:00Z"), Duration::hours(1)).collect();
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0], ReportedWindow::hour(t("2026-11-25T10:00:00Z")));
+        assert_eq!(w[2].end, t("2026-11-25T13:00:00Z"));
+    }
+
+    #[test]
+    fn plans_nothing_when_the_watermark_is_at_the_horizon_or_beyond() {
+        assert_eq!(
+            plan_windows(t("2026-11-25T13:00:00Z"), t("2026-11-25T14:30:00Z"), Duration::hours(1)).count(),
+            0
+        );
+        assert_eq!(
+            plan_windows(t("2026-11-26T13:00:00Z"), t("2026-11-25T14:30:00Z"), Duration::hours(1)).count(),
+            0
+        );
+    }
+
+    #[test]
+    fn never_plans_into_the_future_even_with_zero_settle_delay() {
+        let w: Vec<_> =
+            plan_windows(t("2026-11-25T13:00:00Z"), t("2026-11-25T14:59:59Z"), Duration::zero()).collect();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].end <= t("2026-11-25T14:59:59Z"));
+    }
+
+    #[test]
+    fn windows_must_be_on_whole_hours() {
+        assert!(ReportedWindow::new(t("2026-11-25T13:30:00Z"), t("2026-11-25T14:00:00Z")).is_none());
+        assert_eq!(
+            ReportedWindow::new(t("2026-11-25T13:00:00Z"), t("2026-11-25T16:00:00Z"))
+                .unwrap()
+                .split_hours()
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn start_of_month_is_midnight_utc_on_the_first() {
+        assert_eq!(start_of_month(t("2026-11-25T13:30:00Z")), t("2026-11-01T00:00:00Z"));
+    }
+}
