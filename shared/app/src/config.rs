@@ -22,13 +22,13 @@ pub struct EnvVar {
 }
 
 pub const DATABASE: &str = "AZS_USAGE_DATABASE";
-pub const DATABASE_SECRET: &str = "AZS_USAGE_DATABASE_SECRET";
 pub const DATABASE_AUTH: &str = "AZS_USAGE_DATABASE_AUTH";
 pub const SECRETS: &str = "AZS_USAGE_SECRETS";
 pub const SECRET_PREFIX: &str = "AZS_USAGE_SECRET_PREFIX";
 pub const CONCURRENCY: &str = "AZS_USAGE_CONCURRENCY";
 pub const SETTLE_DELAY: &str = "AZS_USAGE_SETTLE_DELAY";
 pub const TIME_BUDGET: &str = "AZS_USAGE_TIME_BUDGET";
+pub const LEASE_TTL: &str = "AZS_USAGE_LEASE_TTL";
 pub const LOG: &str = "AZS_USAGE_LOG";
 pub const LOG_FORMAT: &str = "AZS_USAGE_LOG_FORMAT";
 pub const API_TOKEN_SECRET: &str = "AZS_USAGE_API_TOKEN_SECRET";
@@ -107,3 +107,231 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         meaning: "NCRONTAB schedule of the collect-usage timer (Azure; AWS uses the Scheduler expression).",
     },
 ];
+
+/// The settings every entry point reads, parsed once from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    pub database: DatabaseLocation,
+    pub database_auth: DatabaseAuth,
+    /// The raw `AZS_USAGE_SECRETS` value (parsed by the secret store crate).
+    pub secrets: String,
+    pub secret_prefix: String,
+    pub concurrency: usize,
+    pub settle_delay: std::time::Duration,
+    pub time_budget: TimeBudget,
+    pub lease_ttl: std::time::Duration,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub api_token_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    Sqlite(std::path::PathBuf),
+    SqlServer(String),
+    /// The connection string is in the secret store under this name.
+    FromSecret(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseAuth {
+    ConnectionString,
+    ManagedIdentity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBudget {
+    /// Whatever the platform allows (Lambda deadline minus a reserve; Azure's function timeout).
+    Platform,
+    Fixed(std::time::Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A variable that is set but unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {rule}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub rule: String,
+}
+
+impl AppConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so that flags (CLI) and tests can supply values.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| {
+            let value = lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+            value.unwrap_or_else(|| default_of(name).to_owned())
+        };
+        let database = parse_database(&get(DATABASE))?;
+        let database_auth = match get(DATABASE_AUTH).as_str() {
+            "connection-string" => DatabaseAuth::ConnectionString,
+            "managed-identity" => DatabaseAuth::ManagedIdentity,
+            other => {
+                return Err(ConfigError {
+                    variable: DATABASE_AUTH,
+                    rule: format!("must be `connection-string` or `managed-identity`, not {other:?}"),
+                });
+            }
+        };
+        let concurrency = get(CONCURRENCY)
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=256).contains(n))
+            .ok_or_else(|| ConfigError { variable: CONCURRENCY, rule: "must be a whole number from 1 to 256".into() })?;
+        let settle_delay = parse_duration(&get(SETTLE_DELAY))
+            .ok_or_else(|| ConfigError { variable: SETTLE_DELAY, rule: "must be a duration such as 30m, 1h or 1h30m".into() })?;
+        let time_budget = match get(TIME_BUDGET).as_str() {
+            "platform" => TimeBudget::Platform,
+            other => TimeBudget::Fixed(parse_duration(other).filter(|d| !d.is_zero()).ok_or_else(|| ConfigError {
+                variable: TIME_BUDGET,
+                rule: "must be `platform` or a positive duration such as 4m30s".into(),
+            })?),
+        };
+        let lease_ttl = parse_duration(&get(LEASE_TTL))
+            .filter(|d| d.as_secs() >= 1)
+            .ok_or_else(|| ConfigError { variable: LEASE_TTL, rule: "must be a duration of at least 1s such as 10m".into() })?;
+        let log_format = match get(LOG_FORMAT).as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            _ => return Err(ConfigError { variable: LOG_FORMAT, rule: "must be `json` or `text`".into() }),
+        };
+        Ok(Self {
+            database,
+            database_auth,
+            secrets: get(SECRETS),
+            secret_prefix: get(SECRET_PREFIX),
+            concurrency,
+            settle_delay,
+            time_budget,
+            lease_ttl,
+            log_filter: get(LOG),
+            log_format,
+            api_token_secret: lookup(API_TOKEN_SECRET).filter(|v| !v.trim().is_empty()),
+        })
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    ENVIRONMENT.iter().find(|v| v.name == name).map(|v| v.default).unwrap_or("")
+}
+
+fn parse_database(value: &str) -> Result<DatabaseLocation, ConfigError> {
+    let lower = value.to_ascii_lowercase();
+    if let Some(name) = value.strip_prefix("secret:") {
+        return if azs_core::registration::is_valid_secret_name(name) {
+            Ok(DatabaseLocation::FromSecret(name.to_owned()))
+        } else {
+            Err(ConfigError { variable: DATABASE, rule: "secret:NAME needs a valid secret name".into() })
+        };
+    }
+    if let Some(path) = value.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        if path.is_empty() {
+            return Err(ConfigError { variable: DATABASE, rule: "sqlite: needs a file path".into() });
+        }
+        return Ok(DatabaseLocation::Sqlite(path.into()));
+    }
+    if lower.starts_with("sqlserver://") || lower.starts_with("server=") || lower.contains(";database=") {
+        return Ok(DatabaseLocation::SqlServer(value.to_owned()));
+    }
+    if value.contains(';') || value.contains("://") {
+        return Err(ConfigError {
+            variable: DATABASE,
+            rule: "must be sqlite:PATH, a path, a SQL Server connection string (Server=...) or sqlserver:// URL, or secret:NAME"
+                .into(),
+        });
+    }
+    Ok(DatabaseLocation::Sqlite(value.into()))
+}
+
+/// Parses `90s`, `30m`, `1h`, `1h30m`, `4m30s` (and a bare number of seconds).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' if !number.is_empty() => {
+                let n: u64 = number.parse().ok()?;
+                total = total.checked_add(n.checked_mul(match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                })?)?;
+                number.clear();
+            }
+            ' ' => {}
+            _ => return None,
+        }
+    }
+    number.is_empty().then_some(std::time::Duration::from_secs(total)).filter(|_| !text.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn config(vars: &[(&str, &str)]) -> Result<AppConfig, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        AppConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_sqlite_file_and_the_local_secret_file() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database, DatabaseLocation::Sqlite("azs-usage.db".into()));
+        assert_eq!(c.secrets, "file:azs-usage-secrets.json");
+        assert_eq!(c.concurrency, 8);
+        assert_eq!(c.settle_delay, Duration::from_secs(3600));
+        assert_eq!(c.time_budget, TimeBudget::Platform);
+    }
+
+    #[test]
+    fn database_forms_are_recognised() {
+        let db = |v| config(&[(DATABASE, v)]).unwrap().database;
+        assert_eq!(db("sqlite:/tmp/x.db"), DatabaseLocation::Sqlite("/tmp/x.db".into()));
+        assert_eq!(db("Server=tcp:x,1433;Database=billing"), DatabaseLocation::SqlServer("Server=tcp:x,1433;Database=billing".into()));
+        assert_eq!(db("secret:azs-usage/database"), DatabaseLocation::FromSecret("azs-usage/database".into()));
+        assert!(config(&[(DATABASE, "postgres://x")]).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(config(&[(CONCURRENCY, "0")]).unwrap_err().variable, CONCURRENCY);
+        assert_eq!(config(&[(SETTLE_DELAY, "soon")]).unwrap_err().variable, SETTLE_DELAY);
+        assert_eq!(config(&[(TIME_BUDGET, "0s")]).unwrap_err().variable, TIME_BUDGET);
+    }
+
+    #[test]
+    fn durations_parse_in_the_documented_forms() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("4m30s"), Some(Duration::from_secs(270)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn every_variable_is_documented_in_the_readme() {
+        let readme = include_str!("../../../README.md");
+        for v in ENVIRONMENT {
+            assert!(readme.contains(v.name), "README.md does not document {}", v.name);
+        }
+    }
+}

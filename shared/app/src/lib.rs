@@ -1,3 +1,6 @@
 //! Composition root: reads the environment, builds the adapters, and serves the webhook app.
 
 pub mod config;
+pub mod export;
+pub mod registrar;
+pub mod webhook;

@@ -1,0 +1,46 @@
+//! The process's services, built on first use rather than at start: the Functions host polls `GET /`
+//! and gives up after 60 s (30 s on some hosts), while opening the database and the secret store can
+//! take longer than that on a cold instance. A failed build is not remembered: the invocation that hit
+//! it fails with the reason, and the next one tries again.
+
+use azs_app::config::{AppConfig, ConfigError};
+use azs_app::webhook::{ApiAuth, router_with_prefix};
+use azs_app::wiring::Services;
+use axum::Router;
+use tokio::sync::OnceCell;
+
+/// The host forwards HTTP requests under its route prefix (`extensions.http.routePrefix`).
+pub const ROUTE_PREFIX: &str = "/api";
+
+/// What an invocation needs, once built.
+pub struct Ready {
+    pub services: Services,
+    /// The webhook app under [`ROUTE_PREFIX`]; the Function key is checked by the host before us.
+    pub webhook: Router,
+}
+
+pub struct LazyServices {
+    config: Result<AppConfig, ConfigError>,
+    ready: OnceCell<Ready>,
+}
+
+impl LazyServices {
+    /// `config` may be an error: it is reported on every invocation instead of stopping the process,
+    /// so that the reason shows in the invocation's log rather than as a host that cannot start us.
+    pub fn new(config: Result<AppConfig, ConfigError>) -> Self {
+        Self { config, ready: OnceCell::new() }
+    }
+
+    /// The built services, building them now if no earlier invocation did. Concurrent first calls
+    /// wait for one build.
+    pub async fn get(&self) -> anyhow::Result<&Ready> {
+        self.ready
+            .get_or_try_init(|| async {
+                let config = self.config.as_ref().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+                let services = Services::build(config).await?;
+                let webhook = router_with_prefix(ROUTE_PREFIX, services.registrar.clone(), ApiAuth::PlatformOnly);
+                Ok(Ready { services, webhook })
+            })
+            .await
+    }
+}

@@ -1,0 +1,154 @@
+//! `azs-usage demo`: the whole job on one machine, against simulated stamps started in-process.
+//! Three stamps (Azure AD + secret, AD FS + certificate, and one that throttles) are registered
+//! through the normal registration path (with verification), most tenant subscriptions are mapped,
+//! one collection runs, and the result is compared with the simulator's ground truth.
+
+use crate::progress::TerminalProgress;
+use anyhow::{Context, Result, bail};
+use azs_app::config::{self, AppConfig};
+use azs_app::wiring::Services;
+use azs_core::Secret;
+use azs_core::collect::RunRequest;
+use azs_core::ports::ExportFilter;
+use azs_core::registration::StampRegistration;
+use azs_core::window::floor_hour;
+use chrono::{Duration, Utc};
+use rust_decimal::Decimal;
+use stamp_sim::{Fault, RequestKind, SimAuth, Simulator, SimulatorConfig, StampSpec};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+const SEED: u64 = 2026;
+
+pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32) -> Result<ExitCode> {
+    if !(1..=24 * 31).contains(&hours) {
+        bail!("--hours must be between 1 and 744");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The demo starts from nothing each time, but only ever deletes its own default files.
+    for own in ["azs-usage.db", "azs-usage.db-wal", "azs-usage.db-shm", "secrets.json", "usage.csv"] {
+        let _ = std::fs::remove_file(dir.join(own));
+    }
+    let config = AppConfig::from_lookup(|name| match name {
+        config::DATABASE => Some(database.clone()),
+        config::SECRETS => Some(secrets.clone()),
+        config::LOG_FORMAT => Some("text".into()),
+        _ => std::env::var(name).ok(),
+    })?;
+    let services = Services::build(&config).await?;
+
+    println!("Starting 3 simulated Azure Stack Hub stamps on 127.0.0.1 (HTTPS, their own CA)...");
+    let certificate = stamp_sim::generate_test_certificate("azs-usage-demo-collector");
+    let secret = "demo-client-secret-3f9a";
+    let spec = |index, auth, tenants| StampSpec {
+        tenants,
+        meters_per_tenant: 6,
+        late_rows_per_window: 4,
+        duplicate_across_pages: true,
+        variants: true,
+        ..StampSpec::generated(SEED, index, auth)
+    };
+    let sim = Simulator::start(SimulatorConfig {
+        seed: SEED,
+        page_size: 100,
+        stamps: vec![
+            spec(0, SimAuth::AzureAd { secret: Some(secret.into()), certificate_pem: None }, 12),
+            spec(1, SimAuth::Adfs { secret: None, certificate_pem: Some(certificate.certificate_pem.clone()) }, 8),
+            spec(2, SimAuth::AzureAd { secret: Some(secret.into()), certificate_pem: None }, 10),
+        ],
+    })
+    .await?;
+    // The third stamp is busy: it throttles with Retry-After and answers 503 now and then.
+    sim.stamp(2).inject(Fault::Throttle429 { kind: RequestKind::Usage, count: 2, retry_after_secs: 1 });
+    sim.stamp(2).inject(Fault::Status503 { kind: RequestKind::Usage, count: 3 });
+
+    let collect_from = floor_hour(Utc::now()) - Duration::hours(i64::from(hours) + 1);
+    let names = ["demo-aad-secret", "demo-adfs-certificate", "demo-throttling"];
+    let mut stamps = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let handle = sim.stamp(i);
+        let adfs = i == 1;
+        let registration = StampRegistration {
+            name: Some((*name).into()),
+            admin_subscription_id: Some(handle.admin_subscription_id()),
+            tenant_id: Some(handle.tenant_id()),
+            application_id: Some(handle.application_id()),
+            certificate_thumbprint: adfs.then(|| certificate.thumbprint_hex.clone()),
+            admin_arm_endpoint: Some(handle.admin_arm_endpoint()),
+            is_adfs: Some(adfs),
+            application_secret: (!adfs).then(|| Secret::new(secret)),
+            certificate: adfs.then(|| {
+                Secret::new(format!("{}\n{}", certificate.certificate_pem, certificate.private_key_pem))
+            }),
+            ca_certificate: Some(sim.ca_pem()),
+            collect_from: Some(collect_from.to_rfc3339()),
+            ..Default::default()
+        };
+        let view = services.registrar.register(registration, true).await.map_err(|e| anyhow::anyhow!("registering {name}: {e}"))?;
+        println!("  registered {:<22} {} ({})", name, view.stamp.id, if adfs { "AD FS, certificate" } else { "Azure AD, secret" });
+        stamps.push(view.stamp);
+    }
+
+    // Map every tenant subscription but the last two of each stamp: those show up as unmapped.
+    let mut mapped = 0;
+    for (i, stamp) in stamps.iter().enumerate() {
+        let tenants = sim.stamp(i).tenant_subscriptions();
+        for (n, tenant) in tenants.iter().enumerate().take(tenants.len().saturating_sub(2)) {
+            services.registrar.set_mapping(&stamp.id, tenant, &format!("billing-{}-{n:03}", stamp.name)).await?;
+            mapped += 1;
+        }
+    }
+    println!("  mapped {mapped} tenant subscriptions to billing subscriptions (2 per stamp left unmapped)");
+
+    println!("\nCollecting {hours} reported hours from each stamp...");
+    let progress = TerminalProgress::new();
+    let summary = services.collector.run(RunRequest::default(), progress.clone()).await?;
+    progress.finish();
+    crate::print_summary(&summary);
+
+    println!("\nUnmapped tenant subscriptions (stored, counted, waiting for a mapping):");
+    for u in services.registrar.unmapped(None).await? {
+        let name = stamps.iter().find(|s| s.id == u.stamp_id).map(|s| s.name.as_str()).unwrap_or("?");
+        println!("  {name:<22} {}  {} rows", u.external_subscription_id, u.rows);
+    }
+
+    println!("\nChecking the database against the simulator's ground truth:");
+    let mut all_equal = true;
+    for (i, stamp) in stamps.iter().enumerate() {
+        let watermark = services.store.get_status(&stamp.id).await?.map(|s| s.watermark).unwrap_or(collect_from);
+        let truth = sim.stamp(i).ground_truth(collect_from, watermark);
+        let truth_total: Decimal = truth.iter().map(|r| Decimal::from_str(&r.quantity).unwrap_or_default()).sum();
+        let (mut rows, mut total) = (0u64, Decimal::ZERO);
+        let mut per_meter: HashMap<String, u64> = HashMap::new();
+        let filter = ExportFilter { stamps: vec![stamp.id.clone()], ..Default::default() };
+        services
+            .store
+            .export_rows(&filter, &mut |stored| {
+                rows += 1;
+                total += stored.row.quantity;
+                *per_meter.entry(stored.row.meter_id).or_default() += 1;
+                Ok(())
+            })
+            .await?;
+        let equal = rows == truth.len() as u64 && total == truth_total;
+        all_equal &= equal;
+        println!(
+            "  {:<22} stored {rows:>6} rows, total quantity {total}; ground truth {} rows, {truth_total} -> {}",
+            stamp.name,
+            truth.len(),
+            if equal { "equal" } else { "DIFFERENT" }
+        );
+    }
+
+    let csv_path = dir.join("usage.csv");
+    let file = std::fs::File::create(&csv_path)?;
+    let exported =
+        azs_app::export::export_csv(services.store.as_ref(), &ExportFilter::default(), std::io::BufWriter::new(file)).await?;
+    println!("\nExported {exported} rows to {}", csv_path.display());
+    println!("Database: {database}\nSecrets:  {secrets}");
+    println!("Try: azs-usage --database {database} --secrets {secrets} status");
+
+    Ok(if summary.any_failed() || !all_equal { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}

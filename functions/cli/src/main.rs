@@ -1,0 +1,570 @@
+//! `azs-usage`: the operator CLI. Every command runs the same code the serverless functions run
+//! (`azs_app::wiring::Services`); this file only turns arguments into calls and results into text.
+
+mod demo;
+mod progress;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use azs_app::config::{self, AppConfig};
+use azs_app::registrar::{RegistrationError, StampPatch, StampView};
+use azs_app::wiring::Services;
+use azs_core::collect::{RunRequest, RunSummary};
+use azs_core::ports::ExportFilter;
+use azs_core::registration::StampRegistration;
+use azs_core::stamp::{StampId, UsageQueryMode};
+use azs_core::window::ReportedWindow;
+use azs_core::Secret;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "azs-usage", version, about = "Collect Azure Stack Hub usage from every stamp into one billing database")]
+struct Cli {
+    /// Database: a SQLite path (default azs-usage.db), `sqlite:PATH`, or a SQL Server connection string.
+    #[arg(long, global = true, env = config::DATABASE)]
+    database: Option<String>,
+    /// Secret store: `file:PATH` (default, mode 0600), `aws-secrets-manager`, `azure-key-vault:URL`.
+    #[arg(long, global = true, env = config::SECRETS)]
+    secrets: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register and manage stamps.
+    #[command(subcommand)]
+    Stamp(StampCommand),
+    /// Map tenant subscriptions to billing subscriptions.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+    /// List tenant subscriptions that have usage but no mapping.
+    Unmapped {
+        #[arg(long)]
+        stamp: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one collection (the timer job) and print a per-stamp summary.
+    Collect {
+        /// Only these stamps (repeatable); default: every enabled stamp.
+        #[arg(long = "stamp")]
+        stamps: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-pull an already collected reported range and replace its rows.
+    Reprocess {
+        #[arg(long)]
+        stamp: String,
+        /// Reported start, a whole UTC hour (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Reported end (exclusive), a whole UTC hour.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Per stamp: watermark, last run, outcome, rows, unmapped, last error.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write stored usage rows as CSV.
+    Export {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long = "stamp")]
+        stamps: Vec<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Serve the registration webhook locally.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Development only: serve without an API token. Refused unless --listen is a loopback address.
+        #[arg(long)]
+        insecure_loopback: bool,
+    },
+    /// Start simulated stamps in-process, register, map, collect and export: the whole job in one go.
+    Demo {
+        /// Folder for the demo's database, secrets and CSV.
+        #[arg(long, default_value = "azs-usage-demo")]
+        dir: PathBuf,
+        /// Hours of usage to collect.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum StampCommand {
+    /// Register a stamp (the seed's CreateAzureStackConnection arguments, in its order).
+    Add(AddStamp),
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        stamp: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Enable {
+        stamp: String,
+    },
+    Disable {
+        stamp: String,
+    },
+    /// Discovery, a token and a one-hour usage query.
+    Test {
+        stamp: String,
+    },
+    /// Stop collecting a stamp and delete its credential (collected rows stay).
+    Remove {
+        stamp: String,
+    },
+}
+
+#[derive(Args)]
+struct AddStamp {
+    admin_subscription_id: String,
+    tenant_id: String,
+    application_id: String,
+    /// `-` when an application secret is used.
+    certificate_thumbprint: String,
+    admin_arm_endpoint: String,
+    /// `-` to discover it.
+    token_request_resource_url: String,
+    /// `-` to discover it.
+    authority_endpoint_url: String,
+    /// Prefer the environment variable: command lines are visible to other users of the machine.
+    #[arg(long, env = "AZS_USAGE_APPLICATION_SECRET", hide_env_values = true)]
+    application_secret: Option<String>,
+    /// PEM (certificate and private key) or PFX file.
+    #[arg(long)]
+    certificate_file: Option<PathBuf>,
+    #[arg(long, env = "AZS_USAGE_CERTIFICATE_PASSWORD", hide_env_values = true)]
+    certificate_password: Option<String>,
+    /// A secret already in the secret store that holds the credential.
+    #[arg(long)]
+    credential_secret_name: Option<String>,
+    #[arg(long)]
+    is_adfs: bool,
+    #[arg(long)]
+    name: Option<String>,
+    /// PEM bundle of the stamp's own CA (trusted in addition to the system roots).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// First reported hour to collect (default: start of this UTC month).
+    #[arg(long)]
+    collect_from: Option<String>,
+    /// Query one tenant subscription at a time (large stamps whose all-tenant query times out).
+    #[arg(long)]
+    per_subscriber: bool,
+    #[arg(long)]
+    disabled: bool,
+    /// Register without contacting the stamp.
+    #[arg(long)]
+    no_verify: bool,
+    /// Also write the registered connection (without secrets) to this CSV file.
+    #[arg(long)]
+    export_csv: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum MappingCommand {
+    Set {
+        stamp: String,
+        external_subscription_id: String,
+        billing_subscription_id: String,
+    },
+    /// CSV with columns externalSubscriptionId,billingSubscriptionId (header optional).
+    Import {
+        stamp: String,
+        file: PathBuf,
+    },
+    Remove {
+        stamp: String,
+        external_subscription_id: String,
+    },
+    List {
+        #[arg(long)]
+        stamp: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn app_config(cli: &Cli) -> Result<AppConfig> {
+    let database = cli.database.clone();
+    let secrets = cli.secrets.clone();
+    let config = AppConfig::from_lookup(|name| match name {
+        config::DATABASE => database.clone(),
+        config::SECRETS => secrets.clone(),
+        config::LOG_FORMAT => std::env::var(name).ok().or(Some("text".into())),
+        _ => std::env::var(name).ok(),
+    })?;
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    let config = app_config(&cli)?;
+    azs_app::telemetry::init(&config, azs_app::telemetry::Target::Cli);
+    if let Command::Demo { dir, hours } = &cli.command {
+        return demo::run(&cli_database_or(&cli, dir), dir, *hours).await;
+    }
+    let services = Services::build(&config).await?;
+    let ok = std::process::ExitCode::SUCCESS;
+    match cli.command {
+        Command::Stamp(cmd) => stamp_command(&services, cmd).await?,
+        Command::Mapping(cmd) => mapping_command(&services, cmd).await?,
+        Command::Unmapped { stamp, json } => {
+            let stamp = stamp.map(StampId);
+            let list = services.registrar.unmapped(stamp.as_ref()).await.map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("every subscription with usage is mapped");
+            } else {
+                println!("{:<38} {:<38} {:>8}  last usage", "stamp", "subscription", "rows");
+                for u in list {
+                    let last = u.last_usage.map(|t| t.to_rfc3339()).unwrap_or_default();
+                    println!("{:<38} {:<38} {:>8}  {last}", u.stamp_id, u.external_subscription_id, u.rows);
+                }
+            }
+        }
+        Command::Collect { stamps, json } => {
+            let progress = progress::TerminalProgress::new();
+            let request = RunRequest { stamps: stamps.into_iter().map(StampId).collect(), deadline: None };
+            let summary = services.collector.run(request, progress.clone()).await?;
+            progress.finish();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print_summary(&summary);
+            }
+            if summary.any_failed() {
+                return Ok(std::process::ExitCode::from(2));
+            }
+        }
+        Command::Reprocess { stamp, from, to, reason } => {
+            let from = parse_hour("--from", &from)?;
+            let to = parse_hour("--to", &to)?;
+            let window = ReportedWindow::new(from, to).context("--from must be before --to, both whole UTC hours")?;
+            if reason.trim().is_empty() {
+                bail!("--reason must say why the range is reprocessed");
+            }
+            let summary = services.collector.reprocess(&StampId(stamp), window, reason.trim()).await?;
+            println!(
+                "reprocessed {} hour(s) of {}: {} rows now stored for the range ({} unmapped)",
+                summary.windows_committed, summary.name, summary.rows_written, summary.unmapped_rows
+            );
+        }
+        Command::Status { json } => {
+            let views = services.registrar.list().await.map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                print_status(&views);
+            }
+        }
+        Command::Export { csv, stamps, from, to } => {
+            let filter = ExportFilter {
+                stamps: stamps.into_iter().map(StampId).collect(),
+                from: from.map(|t| parse_hour("--from", &t)).transpose()?,
+                to: to.map(|t| parse_hour("--to", &t)).transpose()?,
+            };
+            let file = std::fs::File::create(&csv).with_context(|| format!("creating {}", csv.display()))?;
+            let n = azs_app::export::export_csv(services.store.as_ref(), &filter, std::io::BufWriter::new(file)).await?;
+            println!("wrote {n} rows to {}", csv.display());
+        }
+        Command::Serve { listen, insecure_loopback } => {
+            azs_app::serve::serve(&services, listen, insecure_loopback).await?;
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
+    }
+    Ok(ok)
+}
+
+fn cli_database_or(cli: &Cli, dir: &std::path::Path) -> (String, String) {
+    (
+        cli.database.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("azs-usage.db").display())),
+        cli.secrets.clone().unwrap_or_else(|| format!("file:{}", dir.join("secrets.json").display())),
+    )
+}
+
+async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
+    let registrar = &services.registrar;
+    match cmd {
+        StampCommand::Add(add) => {
+            let export = add.export_csv.clone();
+            let verify = !add.no_verify;
+            let registration = registration_from(add)?;
+            let view = registrar.register(registration, verify).await.map_err(explain)?;
+            println!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
+            println!("collects from {}", view.stamp.collect_from.to_rfc3339());
+            if let Some(path) = export {
+                write_connection_csv(&path, &view)?;
+                println!("connection written to {}", path.display());
+            }
+        }
+        StampCommand::List { json } => {
+            let views = registrar.list().await.map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                for v in views {
+                    let state = if v.stamp.enabled { "enabled" } else { "disabled" };
+                    println!("{}  {:<24} {:<8} {}", v.stamp.id, v.stamp.name, state, v.stamp.connection.admin_arm_endpoint);
+                }
+            }
+        }
+        StampCommand::Show { stamp, json } => {
+            let view = registrar.get(&StampId(stamp)).await.map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print_status(std::slice::from_ref(&view));
+                let c = &view.stamp.connection;
+                println!("admin ARM endpoint   {}", c.admin_arm_endpoint);
+                println!("admin subscription   {}", c.admin_subscription_id);
+                println!("tenant               {}", c.tenant_id);
+                println!("application          {}", c.application_id);
+                println!("AD FS                {}", c.is_adfs);
+                println!("audience             {}", c.token_request_resource_url.as_deref().unwrap_or("(discovered at run time)"));
+                println!("authority            {}", c.authority_endpoint_url.as_deref().unwrap_or("(discovered at run time)"));
+                println!("credential secret    {}", view.stamp.credential_secret_name);
+            }
+        }
+        StampCommand::Enable { stamp } => {
+            let patch = StampPatch { enabled: Some(true), ..Default::default() };
+            let v = registrar.update(&StampId(stamp), patch, false).await.map_err(explain)?;
+            println!("stamp {} enabled", v.stamp.id);
+        }
+        StampCommand::Disable { stamp } => {
+            let patch = StampPatch { enabled: Some(false), ..Default::default() };
+            let v = registrar.update(&StampId(stamp), patch, false).await.map_err(explain)?;
+            println!("stamp {} disabled", v.stamp.id);
+        }
+        StampCommand::Test { stamp } => {
+            let report = registrar.test(&StampId(stamp)).await.map_err(explain)?;
+            println!("discovery ok: {} ({})", report.endpoints.login_endpoint, if report.endpoints.is_adfs { "AD FS" } else { "Azure AD" });
+            println!("token ok: audience {}", report.endpoints.audience);
+            println!("usage ok: {} rows in {} page(s) for {}", report.rows, report.pages, report.window);
+            for w in report.warnings {
+                println!("warning: {w}");
+            }
+        }
+        StampCommand::Remove { stamp } => {
+            registrar.remove(&StampId(stamp.clone())).await.map_err(explain)?;
+            println!("stamp {stamp} removed; its collected rows stay in the database");
+        }
+    }
+    Ok(())
+}
+
+async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()> {
+    let registrar = &services.registrar;
+    match cmd {
+        MappingCommand::Set { stamp, external_subscription_id, billing_subscription_id } => {
+            let (m, backfilled) = registrar
+                .set_mapping(&StampId(stamp), &external_subscription_id, &billing_subscription_id)
+                .await
+                .map_err(explain)?;
+            println!("{} -> {} ({backfilled} earlier rows mapped)", m.external_subscription_id, m.billing_subscription_id);
+        }
+        MappingCommand::Import { stamp, file } => {
+            let stamp = StampId(stamp);
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .trim(csv::Trim::All)
+                .from_path(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            // Validate every line before writing any, so a bad file changes nothing.
+            let mut pairs = Vec::new();
+            for (i, record) in reader.records().enumerate() {
+                let record = record.with_context(|| format!("{}: line {}", file.display(), i + 1))?;
+                if record.len() != 2 {
+                    bail!("{}: line {}: expected 2 columns (externalSubscriptionId,billingSubscriptionId)", file.display(), i + 1);
+                }
+                if i == 0 && record[0].eq_ignore_ascii_case("externalSubscriptionId") {
+                    continue;
+                }
+                if record[0].is_empty() || record[1].is_empty() {
+                    bail!("{}: line {}: both columns are required", file.display(), i + 1);
+                }
+                pairs.push((record[0].to_owned(), record[1].to_owned()));
+            }
+            let mut backfilled = 0;
+            for (external, billing) in &pairs {
+                backfilled += registrar.set_mapping(&stamp, external, billing).await.map_err(explain)?.1;
+            }
+            println!("imported {} mappings ({backfilled} earlier rows mapped)", pairs.len());
+        }
+        MappingCommand::Remove { stamp, external_subscription_id } => {
+            registrar.remove_mapping(&StampId(stamp), &external_subscription_id).await.map_err(explain)?;
+            println!("mapping removed");
+        }
+        MappingCommand::List { stamp, json } => {
+            let stamp = stamp.map(StampId);
+            let list = registrar.mappings(stamp.as_ref()).await.map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for m in list {
+                    println!("{}  {} -> {}", m.stamp_id, m.external_subscription_id, m.billing_subscription_id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn registration_from(add: AddStamp) -> Result<StampRegistration> {
+    let dash = |s: String| (s.trim() != "-").then_some(s);
+    let certificate = match &add.certificate_file {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading --certificate-file {}", path.display()))?;
+            // PEM is text; anything else is taken as PFX and sent base64, as the webhook takes it.
+            Some(Secret::new(match String::from_utf8(bytes.clone()) {
+                Ok(text) if text.contains("-----BEGIN") => text,
+                _ => base64::engine::general_purpose::STANDARD.encode(&bytes),
+            }))
+        }
+    };
+    let ca_certificate = add
+        .ca_file
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading --ca-file {}", p.display())))
+        .transpose()?;
+    Ok(StampRegistration {
+        name: add.name,
+        admin_subscription_id: Some(add.admin_subscription_id),
+        tenant_id: Some(add.tenant_id),
+        application_id: Some(add.application_id),
+        certificate_thumbprint: dash(add.certificate_thumbprint),
+        admin_arm_endpoint: Some(add.admin_arm_endpoint),
+        token_request_resource_url: dash(add.token_request_resource_url),
+        authority_endpoint_url: dash(add.authority_endpoint_url),
+        is_adfs: Some(add.is_adfs),
+        application_secret: add.application_secret.map(Secret::new),
+        certificate,
+        certificate_password: add.certificate_password.map(Secret::new),
+        credential_secret_name: add.credential_secret_name,
+        ca_certificate,
+        collect_from: add.collect_from,
+        enabled: Some(!add.disabled),
+        query_mode: Some(if add.per_subscriber { UsageQueryMode::PerSubscriber } else { UsageQueryMode::AllTenants }),
+    })
+}
+
+/// The seed's `/ExportToCsv`: the registered connection, without secrets.
+fn write_connection_csv(path: &std::path::Path, view: &StampView) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    let c = &view.stamp.connection;
+    w.write_record([
+        "id", "name", "adminSubscriptionId", "tenantId", "applicationId", "certificateThumbprint", "adminArmEndpoint",
+        "tokenRequestResourceUrl", "authorityEndpointUrl", "isAdfs", "enabled", "collectFrom", "credentialSecretName",
+    ])?;
+    w.write_record([
+        view.stamp.id.as_str(),
+        &view.stamp.name,
+        &c.admin_subscription_id,
+        &c.tenant_id,
+        &c.application_id,
+        c.certificate_thumbprint.as_deref().unwrap_or(""),
+        &c.admin_arm_endpoint,
+        c.token_request_resource_url.as_deref().unwrap_or(""),
+        c.authority_endpoint_url.as_deref().unwrap_or(""),
+        &c.is_adfs.to_string(),
+        &view.stamp.enabled.to_string(),
+        &view.stamp.collect_from.to_rfc3339(),
+        &view.stamp.credential_secret_name,
+    ])?;
+    w.flush()?;
+    Ok(())
+}
+
+fn parse_hour(flag: &str, text: &str) -> Result<DateTime<Utc>> {
+    let t = DateTime::parse_from_rfc3339(text.trim())
+        .with_context(|| format!("{flag}: {text:?} is not an RFC 3339 time (e.g. 2026-11-25T13:00:00Z)"))?
+        .with_timezone(&Utc);
+    if !azs_core::window::is_whole_hour(t) {
+        bail!("{flag}: {text} is not a whole UTC hour");
+    }
+    Ok(t)
+}
+
+/// Turns a registration error into an operator-readable one, listing every invalid field.
+fn explain(e: RegistrationError) -> anyhow::Error {
+    match e {
+        RegistrationError::Invalid(errors) => {
+            let lines: Vec<String> = errors.0.iter().map(|f| format!("  {}: {}", f.field, f.rule)).collect();
+            anyhow::anyhow!("invalid input:\n{}", lines.join("\n"))
+        }
+        other => anyhow::anyhow!(other),
+    }
+}
+
+pub(crate) fn print_summary(summary: &RunSummary) {
+    println!("{:<24} {:<10} {:>9} {:>10} {:>9}  watermark / error", "stamp", "outcome", "windows", "rows", "unmapped");
+    for s in &summary.stamps {
+        let tail = match (&s.error, s.watermark) {
+            (Some(e), _) => e.clone(),
+            (None, Some(w)) => w.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            (None, None) => String::new(),
+        };
+        println!(
+            "{:<24} {:<10} {:>4}/{:<4} {:>10} {:>9}  {tail}",
+            truncate(&s.name, 24),
+            s.outcome.as_str(),
+            s.windows_committed,
+            s.windows_planned,
+            s.rows_written,
+            s.unmapped_rows
+        );
+    }
+}
+
+fn print_status(views: &[StampView]) {
+    println!("{:<36}  {:<20} {:<20} {:<10} {:>8} {:>8}  last run / error", "id", "name", "watermark", "outcome", "rows", "unmapped");
+    for v in views {
+        let Some(s) = &v.status else { continue };
+        let last = s.last_run_finished.or(s.last_run_started).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "never".into());
+        println!(
+            "{:<36}  {:<20} {:<20} {:<10} {:>8} {:>8}  {}{}",
+            v.stamp.id,
+            truncate(&v.stamp.name, 20),
+            s.watermark.format("%Y-%m-%dT%H:%M:%SZ"),
+            s.outcome.as_str(),
+            s.rows_written,
+            s.unmapped_rows,
+            last,
+            s.last_error.as_ref().map(|e| format!(" / {e}")).unwrap_or_default()
+        );
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_owned() } else { s.chars().take(n - 1).chain(['…']).collect() }
+}

@@ -1,0 +1,252 @@
+//! Shared set-up for the end-to-end tests: simulated stamps, a fresh database and secret file, and
+//! the real `azs-usage` binary run as a separate process (so it can be killed and run in parallel).
+
+#![allow(dead_code)]
+
+use azs_core::ports::{ExportFilter, UsageLedger};
+use azs_store_sqlite::SqliteStore;
+use chrono::{DateTime, Duration, Utc};
+use stamp_sim::{SimAuth, Simulator, SimulatorConfig, StampSpec, TestCertificate};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+pub const SECRET: &str = "e2e-client-secret-7c41";
+
+pub struct World {
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+    pub certificate: TestCertificate,
+    pub collect_from: DateTime<Utc>,
+    /// Stamp ids as registered, in simulator order.
+    pub stamp_ids: Vec<String>,
+}
+
+/// What a stored row or a ground-truth row is, compared field by field (tags and additional info
+/// as parsed JSON, so that whitespace in the served text does not matter).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Comparable {
+    pub reported_start: DateTime<Utc>,
+    pub subscription_id: String,
+    pub meter_id: String,
+    pub usage_start: DateTime<Utc>,
+    pub usage_end: DateTime<Utc>,
+    pub quantity: String,
+    pub resource_uri: String,
+    pub location: String,
+    pub tags: String,
+    pub additional_info: String,
+}
+
+fn json_canonical(text: Option<&str>) -> String {
+    match text {
+        None => "null".into(),
+        Some(t) => serde_json::from_str::<serde_json::Value>(t).map(|v| v.to_string()).unwrap_or_else(|_| t.to_owned()),
+    }
+}
+
+pub fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_azs-usage")
+}
+
+impl World {
+    /// Starts the simulator with `specs` and registers every stamp through `azs-usage stamp add`.
+    pub async fn start(specs: impl FnOnce(&TestCertificate) -> Vec<StampSpec>, hours: i64, page_size: usize) -> World {
+        let certificate = stamp_sim::generate_test_certificate("e2e-collector");
+        let specs = specs(&certificate);
+        let sim = Simulator::start(SimulatorConfig { seed: 7, page_size, stamps: specs }).await.expect("simulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let collect_from = azs_core::window::floor_hour(Utc::now()) - Duration::hours(hours + 1);
+        let mut world = World { sim, dir, certificate, collect_from, stamp_ids: Vec::new() };
+        std::fs::write(world.path("ca.pem"), world.sim.ca_pem()).unwrap();
+        let pem = format!("{}\n{}", world.certificate.certificate_pem, world.certificate.private_key_pem);
+        std::fs::write(world.path("client.pem"), pem).unwrap();
+        for i in 0..world.sim.stamps().len() {
+            let id = world.register(i, true).await;
+            world.stamp_ids.push(id);
+        }
+        world
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.path("azs-usage.db")
+    }
+
+    /// `azs-usage` with this world's database and secret file.
+    pub fn cli(&self) -> Command {
+        let mut c = Command::new(exe());
+        c.env("AZS_USAGE_DATABASE", format!("sqlite:{}", self.database().display()))
+            .env("AZS_USAGE_SECRETS", format!("file:{}", self.path("secrets.json").display()))
+            .env("AZS_USAGE_SETTLE_DELAY", "1h")
+            .env_remove("AZS_USAGE_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.cli();
+        c.args(args);
+        tokio::task::spawn_blocking(move || c.output().expect("azs-usage runs")).await.unwrap()
+    }
+
+    /// Registers simulator stamp `i` with the seed's positional arguments.
+    pub async fn register(&self, i: usize, verify: bool) -> String {
+        let s = self.sim.stamp(i);
+        let adfs = s.is_adfs();
+        let thumbprint = if adfs { self.certificate.thumbprint_hex.clone() } else { "-".into() };
+        let from = self.collect_from.to_rfc3339();
+        let name = format!("stamp-{i}");
+        let ca = self.path("ca.pem").display().to_string();
+        let client = self.path("client.pem").display().to_string();
+        let (admin, tenant, app, arm) = (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
+        let mut args = vec![
+            "stamp", "add", &admin, &tenant, &app, &thumbprint, &arm, "-", "-", "--name", &name, "--ca-file", &ca,
+            "--collect-from", &from,
+        ];
+        if adfs {
+            args.extend(["--is-adfs", "--certificate-file", &client]);
+        }
+        if !verify {
+            args.push("--no-verify");
+        }
+        let mut c = self.cli();
+        c.args(&args);
+        if !adfs {
+            c.env("AZS_USAGE_APPLICATION_SECRET", SECRET);
+        }
+        let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+        assert!(out.status.success(), "stamp add failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("registered stamp "))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("stamp id printed")
+            .to_owned()
+    }
+
+    /// The simulator's ground truth for stamp `i` from `collect_from` to `until`.
+    pub fn truth(&self, i: usize, until: DateTime<Utc>) -> Vec<Comparable> {
+        let mut rows: Vec<Comparable> = self
+            .sim
+            .stamp(i)
+            .ground_truth(self.collect_from, until)
+            .into_iter()
+            .map(|r| Comparable {
+                reported_start: r.reported_start,
+                subscription_id: r.subscription_id,
+                meter_id: r.meter_id,
+                usage_start: r.usage_start,
+                usage_end: r.usage_end,
+                quantity: r.quantity,
+                resource_uri: r.resource_uri,
+                location: r.location,
+                tags: json_canonical(r.tags.as_deref()),
+                additional_info: json_canonical(r.additional_info.as_deref()),
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// Every stored row of stamp `i`, sorted.
+    pub async fn stored(&self, i: usize) -> Vec<Comparable> {
+        let store = SqliteStore::open(self.database()).expect("database opens");
+        let filter = ExportFilter { stamps: vec![azs_core::StampId(self.stamp_ids[i].clone())], ..Default::default() };
+        let mut rows = Vec::new();
+        store
+            .export_rows(&filter, &mut |s| {
+                rows.push(Comparable {
+                    reported_start: s.window.start,
+                    subscription_id: s.row.subscription_id,
+                    meter_id: s.row.meter_id,
+                    usage_start: s.row.usage_start,
+                    usage_end: s.row.usage_end,
+                    quantity: s.row.quantity.to_string(),
+                    resource_uri: s.row.resource_uri,
+                    location: s.row.location,
+                    tags: json_canonical(s.row.tags.as_deref()),
+                    additional_info: json_canonical(s.row.additional_info.as_deref()),
+                });
+                Ok(())
+            })
+            .await
+            .expect("export works");
+        rows.sort();
+        rows
+    }
+
+    /// The watermark the database holds for stamp `i`.
+    pub async fn watermark(&self, i: usize) -> DateTime<Utc> {
+        use azs_core::ports::StatusStore;
+        let store = SqliteStore::open(self.database()).expect("database opens");
+        store.get_status(&azs_core::StampId(self.stamp_ids[i].clone())).await.unwrap().unwrap().watermark
+    }
+
+    /// The end of the last window a run can collect now (now minus the 1 h settle delay, floored).
+    pub fn horizon(&self) -> DateTime<Utc> {
+        azs_core::window::floor_hour(Utc::now() - Duration::hours(1))
+    }
+
+    /// Asserts that stamp `i`'s stored rows are exactly the ground truth up to its horizon.
+    pub async fn assert_complete(&self, i: usize) {
+        let until = self.horizon();
+        assert_eq!(self.watermark(i).await, until, "stamp {i} is not collected up to the horizon");
+        let (stored, truth) = (self.stored(i).await, self.truth(i, until));
+        assert_same_rows(i, &stored, &truth);
+    }
+}
+
+/// Equal as multisets, with a readable difference when not.
+pub fn assert_same_rows(i: usize, stored: &[Comparable], truth: &[Comparable]) {
+    if stored == truth {
+        return;
+    }
+    let count = |rows: &[Comparable]| {
+        let mut m: BTreeMap<&Comparable, i64> = BTreeMap::new();
+        for r in rows {
+            *m.entry(r).or_default() += 1;
+        }
+        m
+    };
+    let (s, t) = (count(stored), count(truth));
+    let missing: Vec<_> = t.iter().filter(|(r, n)| s.get(*r).copied().unwrap_or(0) < **n).take(3).collect();
+    let extra: Vec<_> = s.iter().filter(|(r, n)| t.get(*r).copied().unwrap_or(0) < **n).take(3).collect();
+    panic!(
+        "stamp {i}: stored {} rows, ground truth {} rows\nmissing (first 3): {missing:#?}\nextra (first 3): {extra:#?}",
+        stored.len(),
+        truth.len()
+    );
+}
+
+pub fn spec(index: usize, auth: SimAuth, tenants: usize) -> StampSpec {
+    StampSpec {
+        tenants,
+        meters_per_tenant: 5,
+        late_rows_per_window: 3,
+        duplicate_across_pages: true,
+        variants: true,
+        ..StampSpec::generated(7, index, auth)
+    }
+}
+
+pub fn aad() -> SimAuth {
+    SimAuth::AzureAd { secret: Some(SECRET.into()), certificate_pem: None }
+}
+
+pub fn adfs(certificate: &TestCertificate) -> SimAuth {
+    SimAuth::Adfs { secret: None, certificate_pem: Some(certificate.certificate_pem.clone()) }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+

@@ -1,0 +1,104 @@
+//! The Lambda invocation of the timer job. EventBridge invokes it: a rule sends a "Scheduled Event",
+//! Scheduler sends whatever input its target was given (often `{}`), so any JSON is accepted and only
+//! logged. A failed stamp fails the invocation, which Scheduler retries (every run is safe to repeat).
+
+use crate::{budget, collect_once, failure_message, outcome_lines};
+use azs_app::wiring::Services;
+use azs_core::collect::RunSummary;
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::{Instrument, error, info, info_span};
+
+/// Kept back from the Lambda deadline for the last commit, the status writes and the response.
+pub const DEADLINE_RESERVE: Duration = Duration::from_secs(60);
+
+/// Why an invocation failed; Lambda records `errorType` and `errorMessage`.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("{0}")]
+    StampsFailed(String),
+    #[error("the stamps could not be listed: {0}")]
+    Store(#[from] azs_core::ports::StoreError),
+}
+
+impl From<InvocationError> for Diagnostic {
+    fn from(e: InvocationError) -> Self {
+        let error_type = match e {
+            InvocationError::StampsFailed(_) => "StampsFailed",
+            InvocationError::Store(_) => "StoreUnavailable",
+        };
+        Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
+    }
+}
+
+/// Handles one invocation with the process's services.
+pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<RunSummary, InvocationError> {
+    let span = info_span!("invocation", request_id = %event.context.request_id);
+    async move {
+        let budget = budget(services.config.time_budget, platform_budget(&event.context));
+        info!(trigger = %describe(&event.payload), budget_s = budget.as_secs(), "collection starting");
+        let summary = collect_once(services, budget).await?;
+        for line in outcome_lines(&summary) {
+            info!(outcome = %line, "stamp outcome");
+        }
+        match failure_message(&summary) {
+            Some(message) => {
+                error!(%message, "invocation failed");
+                Err(InvocationError::StampsFailed(message))
+            }
+            None => Ok(summary),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The time left before Lambda ends the invocation, less [`DEADLINE_RESERVE`]; functions configured
+/// with less than two minutes keep half of their time instead.
+pub fn platform_budget(context: &Context) -> Duration {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let remaining = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    remaining.saturating_sub(DEADLINE_RESERVE).max(remaining / 2)
+}
+
+/// A short description of what fired the run: the EventBridge rule's source and time, or "input".
+fn describe(event: &Value) -> String {
+    match (event.get("detail-type"), event.get("time")) {
+        (Some(kind), Some(time)) => format!("{} at {}", kind.as_str().unwrap_or("?"), time.as_str().unwrap_or("?")),
+        _ => "scheduler input".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context_with_deadline_in(left: Duration) -> Context {
+        let mut context = Context::default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        context.deadline = (now + left).as_millis() as u64;
+        context
+    }
+
+    #[test]
+    fn the_budget_keeps_a_minute_back_from_the_lambda_deadline() {
+        let budget = platform_budget(&context_with_deadline_in(Duration::from_secs(900)));
+        assert!(budget <= Duration::from_secs(840) && budget > Duration::from_secs(835), "{budget:?}");
+    }
+
+    #[test]
+    fn a_short_function_timeout_keeps_half_of_its_time() {
+        let budget = platform_budget(&context_with_deadline_in(Duration::from_secs(60)));
+        assert!(budget <= Duration::from_secs(30) && budget > Duration::from_secs(25), "{budget:?}");
+    }
+
+    #[test]
+    fn an_eventbridge_rule_event_is_described_by_its_kind_and_time() {
+        let event: Value =
+            serde_json::from_str(include_str!("../../../tests/platform/fixtures/aws-eventbridge-scheduled-event.json"))
+                .unwrap();
+        assert_eq!(describe(&event), "Scheduled Event at 2026-11-26T09:00:00Z");
+        assert_eq!(describe(&serde_json::json!({})), "scheduler input");
+    }
+}

@@ -1,0 +1,311 @@
+# ---------------------------------------------------------------------------------------------------------
+# Naming and artifacts
+# ---------------------------------------------------------------------------------------------------------
+
+variable "name" {
+  description = "Name prefix of every resource (functions are `<name>-collect-usage` and `<name>-register-stamp`)."
+  type        = string
+  default     = "azs-usage"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,38}[a-z0-9]$", var.name))
+    error_message = "name must be 3-40 lower-case letters, digits or '-', starting with a letter."
+  }
+}
+
+variable "collect_usage_zip_path" {
+  description = "Path of the collect-usage Lambda zip built by `cargo lambda build --release --arm64 --output-format zip` (target/lambda/collect-usage/bootstrap.zip)."
+  type        = string
+
+  validation {
+    condition     = endswith(var.collect_usage_zip_path, ".zip")
+    error_message = "collect_usage_zip_path must point to a .zip file."
+  }
+}
+
+variable "register_stamp_zip_path" {
+  description = "Path of the register-stamp Lambda zip (target/lambda/register-stamp/bootstrap.zip)."
+  type        = string
+
+  validation {
+    condition     = endswith(var.register_stamp_zip_path, ".zip")
+    error_message = "register_stamp_zip_path must point to a .zip file."
+  }
+}
+
+variable "architecture" {
+  description = "Lambda architecture; must match how the zips were built (`--arm64` or `--x86-64`)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "architecture must be \"arm64\" or \"x86_64\"."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Functions
+# ---------------------------------------------------------------------------------------------------------
+
+variable "collect_usage_memory_mb" {
+  description = "Memory of the collect-usage function in MB (CPU scales with it)."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.collect_usage_memory_mb >= 128 && var.collect_usage_memory_mb <= 10240
+    error_message = "collect_usage_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "collect_usage_timeout_seconds" {
+  description = "Timeout of one collection run. The app stops starting windows 60 s before it (AZS_USAGE_TIME_BUDGET=platform)."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.collect_usage_timeout_seconds >= 120 && var.collect_usage_timeout_seconds <= 900
+    error_message = "collect_usage_timeout_seconds must be between 120 and 900 (the Lambda maximum)."
+  }
+}
+
+variable "collect_usage_reserved_concurrency" {
+  description = "Reserved concurrency of collect-usage. 1 keeps overlapping runs (schedule + retries) from piling up; 0 pauses collection. Reserving needs spare account concurrency (new accounts with a limit of 10 cannot reserve)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.collect_usage_reserved_concurrency >= 0 && floor(var.collect_usage_reserved_concurrency) == var.collect_usage_reserved_concurrency
+    error_message = "collect_usage_reserved_concurrency must be a whole number >= 0."
+  }
+}
+
+variable "register_stamp_memory_mb" {
+  description = "Memory of the register-stamp function in MB."
+  type        = number
+  default     = 128
+
+  validation {
+    condition     = var.register_stamp_memory_mb >= 128 && var.register_stamp_memory_mb <= 10240
+    error_message = "register_stamp_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "register_stamp_timeout_seconds" {
+  description = "Timeout of one webhook request (`/stamps/{id}/test` contacts the stamp, so allow some time)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.register_stamp_timeout_seconds >= 3 && var.register_stamp_timeout_seconds <= 900
+    error_message = "register_stamp_timeout_seconds must be between 3 and 900."
+  }
+}
+
+variable "register_stamp_reserved_concurrency" {
+  description = "Reserved concurrency of register-stamp (caps what a burst of calls can cost); -1 leaves it unreserved."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.register_stamp_reserved_concurrency >= -1 && floor(var.register_stamp_reserved_concurrency) == var.register_stamp_reserved_concurrency
+    error_message = "register_stamp_reserved_concurrency must be a whole number >= -1."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Application settings (see shared/app/src/config.rs)
+# ---------------------------------------------------------------------------------------------------------
+
+variable "secret_prefix" {
+  description = "Prefix of the Secrets Manager names that hold stamp credentials (AZS_USAGE_SECRET_PREFIX). The IAM policies are scoped to it."
+  type        = string
+  default     = "azs-usage/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9/_+=.@-]{2,100}$", var.secret_prefix))
+    error_message = "secret_prefix must be 2-100 characters from A-Z a-z 0-9 / _ + = . @ -."
+  }
+}
+
+variable "database_secret_name" {
+  description = "Name of the Secrets Manager secret holding the database connection string (AZS_USAGE_DATABASE=secret:<this>). Terraform creates it empty; put the value with the CLI. Must not start with secret_prefix (the webhook may write there)."
+  type        = string
+  default     = "azs-usage-database"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9/_+=.@-]{1,512}$", var.database_secret_name))
+    error_message = "database_secret_name must use A-Z a-z 0-9 / _ + = . @ - only."
+  }
+}
+
+variable "collect_concurrency" {
+  description = "How many stamps one run collects at once (AZS_USAGE_CONCURRENCY)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.collect_concurrency >= 1 && var.collect_concurrency <= 64
+    error_message = "collect_concurrency must be between 1 and 64."
+  }
+}
+
+variable "settle_delay" {
+  description = "How far behind now the last collected reported hour ends (AZS_USAGE_SETTLE_DELAY), e.g. `30m`, `1h`, `90m`."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.settle_delay)) && var.settle_delay != ""
+    error_message = "settle_delay must look like 1h, 30m, 90m or 1h30m."
+  }
+}
+
+variable "time_budget" {
+  description = "AZS_USAGE_TIME_BUDGET, e.g. `13m`. null leaves the app default (the Lambda deadline minus 60 s)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.time_budget == null || can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.time_budget))
+    error_message = "time_budget must look like 13m or 14m30s."
+  }
+}
+
+variable "log_level" {
+  description = "AZS_USAGE_LOG: tracing EnvFilter syntax, e.g. `info` or `info,azs_azure_stack=debug`."
+  type        = string
+  default     = "info"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedule
+# ---------------------------------------------------------------------------------------------------------
+
+variable "schedule_expression" {
+  description = "EventBridge Scheduler expression of collect-usage. Keep the minute equal to the Azure COLLECT_SCHEDULE (`0 5 * * * *`)."
+  type        = string
+  default     = "cron(5 * * * ? *)"
+
+  validation {
+    condition     = can(regex("^(cron\\(.+\\)|rate\\(.+\\))$", var.schedule_expression))
+    error_message = "schedule_expression must be cron(...) or rate(...)."
+  }
+}
+
+variable "schedule_timezone" {
+  description = "Time zone of schedule_expression."
+  type        = string
+  default     = "UTC"
+}
+
+variable "schedule_enabled" {
+  description = "Whether the collection schedule is ENABLED (false creates it DISABLED)."
+  type        = bool
+  default     = true
+}
+
+variable "schedule_retry_attempts" {
+  description = "How often EventBridge Scheduler retries an invocation it could not deliver (throttled by the reserved concurrency, service errors)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.schedule_retry_attempts >= 0 && var.schedule_retry_attempts <= 185
+    error_message = "schedule_retry_attempts must be between 0 and 185."
+  }
+}
+
+variable "schedule_max_event_age_seconds" {
+  description = "How long a scheduled invocation is retried before it goes to the dead-letter queue. An hour: the next run catches up anyway."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.schedule_max_event_age_seconds >= 60 && var.schedule_max_event_age_seconds <= 86400
+    error_message = "schedule_max_event_age_seconds must be between 60 and 86400."
+  }
+}
+
+variable "collect_usage_retry_attempts" {
+  description = "Lambda asynchronous retries of a FAILED collect-usage run (runs are idempotent) before the event goes to the dead-letter queue."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.collect_usage_retry_attempts >= 0 && var.collect_usage_retry_attempts <= 2
+    error_message = "collect_usage_retry_attempts must be 0, 1 or 2."
+  }
+}
+
+variable "dead_letter_retention_seconds" {
+  description = "How long failed schedule events stay in the dead-letter queue."
+  type        = number
+  default     = 1209600
+
+  validation {
+    condition     = var.dead_letter_retention_seconds >= 60 && var.dead_letter_retention_seconds <= 1209600
+    error_message = "dead_letter_retention_seconds must be between 60 and 1209600 (14 days)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Webhook exposure
+# ---------------------------------------------------------------------------------------------------------
+
+variable "webhook_invoker_principals" {
+  description = "Extra AWS principals (account IDs or IAM ARNs, e.g. of another account) allowed to call the register-stamp Function URL. Principals of this account only need lambda:InvokeFunctionUrl in their own IAM policy."
+  type        = list(string)
+  default     = []
+}
+
+variable "create_http_api" {
+  description = "Also put an API Gateway HTTP API (routes `/stamps` and `/stamps/{proxy+}`, IAM authorization) in front of register-stamp."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Network, logs, encryption, tags
+# ---------------------------------------------------------------------------------------------------------
+
+variable "vpc_subnet_ids" {
+  description = "Subnets to attach both functions to (empty: no VPC). They need a route to the stamps' Azure Resource Manager/AD FS endpoints, Secrets Manager and the database (NAT or VPC endpoints)."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_security_group_ids" {
+  description = "Security groups of the functions when vpc_subnet_ids is set."
+  type        = list(string)
+  default     = []
+}
+
+variable "log_retention_days" {
+  description = "Retention of the CloudWatch log groups (also the HTTP API access logs)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, ...)."
+  }
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before the module's KMS key is deleted after destroy."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
+    error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags."
+  type        = map(string)
+  default     = {}
+}

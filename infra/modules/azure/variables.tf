@@ -1,0 +1,199 @@
+# ---------------------------------------------------------------------------------------------------------
+# Placement and naming
+# ---------------------------------------------------------------------------------------------------------
+
+variable "name" {
+  description = "Name of the Function App (also `<name>.azurewebsites.net`) and prefix of the other resources. Globally unique."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 lower-case letters, digits or '-', starting with a letter."
+  }
+}
+
+variable "location" {
+  description = "Azure region, e.g. `westeurope`."
+  type        = string
+}
+
+variable "resource_group_name" {
+  description = "Resource group to deploy into."
+  type        = string
+}
+
+variable "create_resource_group" {
+  description = "Create resource_group_name (true) or use an existing one (false)."
+  type        = bool
+  default     = true
+}
+
+variable "storage_account_name" {
+  description = "Name of the Function App's host storage account (3-24 lower-case letters and digits, globally unique). null derives it from name."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.storage_account_name == null || can(regex("^[a-z0-9]{3,24}$", var.storage_account_name))
+    error_message = "storage_account_name must be 3-24 lower-case letters and digits."
+  }
+}
+
+variable "key_vault_name" {
+  description = "Name of the Key Vault holding stamp credentials (3-24 characters, globally unique). null derives it from name."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.key_vault_name == null || can(regex("^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$", var.key_vault_name))
+    error_message = "key_vault_name must be 3-24 letters, digits or '-', starting with a letter."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Function App
+# ---------------------------------------------------------------------------------------------------------
+
+variable "package_path" {
+  description = "Path of the Function App zip (target/functionapp/azs-usage-functionapp.zip: host.json, handler, collect-usage/, register-stamp/)."
+  type        = string
+
+  validation {
+    condition     = endswith(var.package_path, ".zip")
+    error_message = "package_path must point to a .zip file."
+  }
+}
+
+variable "plan_sku" {
+  description = "App Service plan SKU. Known to run custom handlers on Linux: Y1 (Consumption; retired by Microsoft on 2028-09-30), EP1/EP2/EP3 (Elastic Premium), and Dedicated SKUs (B*, S*, P*v2/v3). Flex Consumption (FC1) is not supported by this module."
+  type        = string
+  default     = "Y1"
+
+  validation {
+    condition     = can(regex("^(Y1|EP[1-3]|B[1-3]|S[1-3]|P[0-3]v[23]|P[1-5]mv3)$", var.plan_sku))
+    error_message = "plan_sku must be Y1, EP1-EP3 or a Dedicated Linux SKU (B1-B3, S1-S3, P0v3-P3v3, P1v2-P3v2, P1mv3-P5mv3)."
+  }
+}
+
+variable "collect_schedule" {
+  description = "NCRONTAB (6 fields, seconds first) of the collect-usage timer, app setting COLLECT_SCHEDULE. Keep the minute equal to the AWS schedule (`cron(5 * * * ? *)`)."
+  type        = string
+  default     = "0 5 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.collect_schedule))) == 6
+    error_message = "collect_schedule must have six space-separated fields (second minute hour day month weekday)."
+  }
+}
+
+variable "secret_prefix" {
+  description = "Prefix of the Key Vault secret names holding stamp credentials (AZS_USAGE_SECRET_PREFIX). Key Vault names allow only letters, digits and '-'."
+  type        = string
+  default     = "azs-usage-"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-]{1,60}$", var.secret_prefix))
+    error_message = "secret_prefix must be letters, digits or '-'."
+  }
+}
+
+variable "collect_concurrency" {
+  description = "How many stamps one run collects at once (AZS_USAGE_CONCURRENCY)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.collect_concurrency >= 1 && var.collect_concurrency <= 64
+    error_message = "collect_concurrency must be between 1 and 64."
+  }
+}
+
+variable "settle_delay" {
+  description = "How far behind now the last collected reported hour ends (AZS_USAGE_SETTLE_DELAY), e.g. `30m`, `1h`."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.settle_delay)) && var.settle_delay != ""
+    error_message = "settle_delay must look like 1h, 30m, 90m or 1h30m."
+  }
+}
+
+variable "time_budget" {
+  description = "AZS_USAGE_TIME_BUDGET, e.g. `25m` on Premium. null keeps the app default (4m30s, for Consumption's 5 min functionTimeout)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.time_budget == null || can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.time_budget))
+    error_message = "time_budget must look like 4m30s or 25m."
+  }
+}
+
+variable "log_level" {
+  description = "AZS_USAGE_LOG: tracing EnvFilter syntax."
+  type        = string
+  default     = "info"
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Log Analytics workspace behind Application Insights."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730
+    error_message = "log_retention_days must be between 30 and 730."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Database
+# ---------------------------------------------------------------------------------------------------------
+
+variable "create_sql_database" {
+  description = "Create an Azure SQL server and database with Entra-only authentication. false: set existing_database."
+  type        = bool
+  default     = true
+}
+
+variable "existing_database" {
+  description = "ADO.NET connection string of an existing SQL database WITHOUT credentials (the app signs in with its managed identity), used when create_sql_database is false."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.existing_database == null || !can(regex("(?i)(password|pwd)\\s*=", var.existing_database))
+    error_message = "existing_database must not contain a password: the app authenticates with its managed identity."
+  }
+}
+
+variable "sql_admin_object_id" {
+  description = "Object id of the Entra principal (preferably a group) that administers the SQL server. null makes the Function App's identity the admin (works without a manual step, but grants the app server-wide rights)."
+  type        = string
+  default     = null
+}
+
+variable "sql_admin_login" {
+  description = "Display name of sql_admin_object_id's principal (used only when sql_admin_object_id is set)."
+  type        = string
+  default     = null
+}
+
+variable "sql_sku" {
+  description = "SKU of the Azure SQL database, e.g. `Basic`, `S0`, `GP_S_Gen5_1` (serverless)."
+  type        = string
+  default     = "S0"
+}
+
+variable "sql_dns_suffix" {
+  description = "DNS suffix of Azure SQL servers in this cloud (`database.windows.net` in the public cloud)."
+  type        = string
+  default     = "database.windows.net"
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

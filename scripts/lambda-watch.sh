@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The Lambda functions under cargo-lambda's Runtime API emulator, for the platform tests.
+#
+#   scripts/lambda-watch.sh start   build both functions, start `cargo lambda watch` on 127.0.0.1, wait
+#                                   until it answers, print its base URL (idempotent)
+#   scripts/lambda-watch.sh url     print the base URL of the running emulator (exit 1 when none runs)
+#   scripts/lambda-watch.sh stop    stop it
+#
+# Invoke through it:
+#   POST $URL/2015-03-31/functions/collect-usage/invocations        (any JSON event)
+#   ANY  $URL/lambda-url/register-stamp/stamps...                   (Function URL, payload 2.0)
+#
+# The functions get (through --env-file): AZS_USAGE_DATABASE (default sqlite:target/lambda-watch/usage.db),
+# AZS_USAGE_SECRETS=aws-secrets-manager on moto (AWS_ENDPOINT_URL from AZS_USAGE_TEST_MOTO_URL, else
+# `scripts/moto.sh start`), static test credentials, region us-east-1, and any AZS_USAGE_* variable set
+# when `start` runs (AZS_USAGE_SECRET_PREFIX, AZS_USAGE_TIME_BUDGET, ...).
+#
+# Environment: LAMBDA_WATCH_PORT (default: a free port). State: target/lambda-watch/{pid,port,env,log}.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${CARGO_TARGET_DIR:-$ROOT/target}/lambda-watch"
+FUNCTIONS=(collect-usage register-stamp)
+
+log() { echo "lambda-watch.sh: $*" >&2; }
+
+running_pid() {
+  [[ -f "$STATE/pid" ]] || return 1
+  local pid
+  pid="$(cat "$STATE/pid")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+endpoint() { echo "http://127.0.0.1:$(cat "$STATE/port")"; }
+
+# Any HTTP answer means the emulator listens (it answers 404 on /).
+answers() { curl -sS -o /dev/null --max-time 2 "$1/" 2>/dev/null; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+write_env() {
+  local moto="${AZS_USAGE_TEST_MOTO_URL:-}"
+  if [[ -z "$moto" ]]; then
+    moto="$("$ROOT/scripts/moto.sh" start)"
+  fi
+  {
+    echo "AZS_USAGE_DATABASE=${AZS_USAGE_DATABASE:-sqlite:$STATE/usage.db}"
+    echo "AZS_USAGE_SECRETS=aws-secrets-manager"
+    echo "AWS_ENDPOINT_URL=$moto"
+    echo "AWS_ACCESS_KEY_ID=test"
+    echo "AWS_SECRET_ACCESS_KEY=test"
+    echo "AWS_REGION=us-east-1"
+    echo "AWS_DEFAULT_REGION=us-east-1"
+    env | grep -E '^AZS_USAGE_(SECRET_PREFIX|TIME_BUDGET|SETTLE_DELAY|CONCURRENCY|LOG|LOG_FORMAT)=' || true
+  } > "$STATE/env"
+}
+
+start() {
+  if running_pid >/dev/null && answers "$(endpoint)"; then
+    endpoint
+    return 0
+  fi
+  [[ -x "$ROOT/.venv/tools/bin/cargo-lambda" ]] || "$ROOT/scripts/python-tools.sh" tools
+  export PATH="$ROOT/.venv/tools/bin:$PATH"
+  mkdir -p "$STATE"
+  write_env
+  # Build first, so that the emulator's first invoke does not wait minutes for the compiler (it builds
+  # the same debug binaries with the same flags, so its own build is a no-op).
+  log "building ${FUNCTIONS[*]}"
+  (cd "$ROOT" && cargo build --quiet $(printf -- '--bin %s ' "${FUNCTIONS[@]}"))
+  local port="${LAMBDA_WATCH_PORT:-$(free_port)}"
+  echo "$port" > "$STATE/port"
+  # setsid: the emulator outlives this script; `stop` ends its whole process group (cargo, functions).
+  # --ignore-changes: the workspace is shared, and a reload mid-test would drop the function's state.
+  (cd "$ROOT" && setsid "$ROOT/.venv/tools/bin/cargo-lambda" lambda watch \
+      --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
+      --env-file "$STATE/env" >"$STATE/log" 2>&1 </dev/null &
+   echo $! > "$STATE/pid")
+  local url
+  url="$(endpoint)"
+  for _ in $(seq 1 300); do
+    if answers "$url"; then
+      echo "$url"
+      return 0
+    fi
+    if ! running_pid >/dev/null; then
+      log "cargo lambda watch exited; its log ($STATE/log):"
+      tail -n 30 "$STATE/log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  log "cargo lambda watch did not answer on $url within 60 s; see $STATE/log"
+  exit 1
+}
+
+stop() {
+  local pid
+  if pid="$(running_pid)"; then
+    # The emulator runs the functions as its children: end the whole group it leads.
+    kill -- "-$pid" 2>/dev/null || kill "$pid"
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -9 -- "-$pid" 2>/dev/null
+    log "stopped (pid $pid)"
+  fi
+  rm -f "$STATE/pid"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  url)
+    if running_pid >/dev/null; then endpoint; else log "not running; run scripts/lambda-watch.sh start"; exit 1; fi
+    ;;
+  *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+esac

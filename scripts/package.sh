@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Builds what the Terraform modules deploy:
+#   target/lambda/collect-usage/bootstrap.zip    AWS Lambda (runtime provided.al2023), the timer job
+#   target/lambda/register-stamp/bootstrap.zip   AWS Lambda, the webhook behind a Function URL
+#   target/functionapp/azs-usage-functionapp.zip Azure Function App: host.json, both function.json, handler
+#
+# Usage: scripts/package.sh [--arm64|--x86-64|--both]
+#   --arm64   (default) Lambda zips for Graviton, cross-built with zig (cargo-lambda's default); needs the
+#             aarch64-unknown-linux-gnu standard library (`rustup target add aarch64-unknown-linux-gnu`)
+#   --x86-64  Lambda zips for x86_64, built with plain cargo for this machine's target (what CI uses:
+#             it shares one release build with the Azure handler)
+#   --both    both; every build is also kept under target/lambda/<arch>/<bin>/bootstrap.zip and the
+#             arm64 one is the default target/lambda/<bin>/bootstrap.zip
+# The Azure handler is always x86_64-unknown-linux-gnu (Linux Function Apps run on x86_64).
+#
+# cargo-lambda comes from .venv/tools (scripts/python-tools.sh); zips are written with python3's
+# zipfile (Debian does not always have `zip`), executables with mode 0755, entries dated 1980-01-01 so
+# the same build gives the same zip.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+LAMBDA_BINS=(collect-usage register-stamp)
+HANDLER_TARGET=x86_64-unknown-linux-gnu
+# Pinned like scripts/python-tools.sh; used only when that script is missing.
+TOOLS_REQS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
+
+log() { echo "package.sh: $*" >&2; }
+
+case "${1:---arm64}" in
+  --arm64) arches=(arm64) ;;
+  --x86-64) arches=(x86-64) ;;
+  --both) arches=(x86-64 arm64) ;;
+  *) echo "usage: $0 [--arm64|--x86-64|--both]" >&2; exit 2 ;;
+esac
+
+ensure_cargo_lambda() {
+  if [[ ! -x "$ROOT/.venv/tools/bin/cargo-lambda" ]]; then
+    if [[ -x "$ROOT/scripts/python-tools.sh" ]]; then
+      "$ROOT/scripts/python-tools.sh" tools
+    else
+      log "creating .venv/tools (${TOOLS_REQS[*]})"
+      python3 -m venv "$ROOT/.venv/tools"
+      "$ROOT/.venv/tools/bin/python" -m pip install --quiet --disable-pip-version-check "${TOOLS_REQS[@]}"
+    fi
+  fi
+  # `cargo lambda` finds the subcommand on PATH; zig comes from the ziglang wheel in the same venv.
+  export PATH="$ROOT/.venv/tools/bin:$PATH"
+}
+
+build_lambdas() {
+  local arch="$1" out="$TARGET_DIR/lambda/$1"
+  # --disable-optimizations: keep the workspace's release profile (strip, thin LTO, unwinding panics so
+  # the webhook's catch-panic layer answers 500) instead of cargo-lambda's panic=abort and target-cpu
+  # flags; it also lets the handler's build below reuse the same compiled dependencies.
+  local args=(--release --disable-optimizations --output-format zip --lambda-dir "$out")
+  case "$arch" in
+    x86-64) args+=(--compiler cargo --target "$HANDLER_TARGET") ;;
+    arm64)
+      if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]]; then
+        log "the aarch64-unknown-linux-gnu standard library is not installed;"
+        log "run 'rustup target add aarch64-unknown-linux-gnu', or package with --x86-64"
+        exit 1
+      fi
+      args+=(--arm64)
+      ;;
+  esac
+  for bin in "${LAMBDA_BINS[@]}"; do args+=(--bin "$bin"); done
+  log "Lambda functions for $arch: cargo lambda build ${args[*]}"
+  cargo lambda build "${args[@]}"
+}
+
+build_handler() {
+  log "Azure custom handler: cargo build --release --target $HANDLER_TARGET --bin handler"
+  cargo build --release --target "$HANDLER_TARGET" -p azs-azure-functions --bin handler
+}
+
+# zip_dir SRC_DIR ZIP: every file under SRC_DIR, executables kept executable.
+zip_dir() {
+  python3 - "$1" "$2" <<'PY'
+import os, stat, sys, zipfile
+src, out = sys.argv[1], sys.argv[2]
+tmp = out + ".tmp"
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            info = zipfile.ZipInfo(os.path.relpath(path, src), date_time=(1980, 1, 1, 0, 0, 0))
+            mode = 0o755 if os.stat(path).st_mode & stat.S_IXUSR else 0o644
+            info.external_attr = (stat.S_IFREG | mode) << 16
+            info.create_system = 3  # Unix, so that the mode bits are honoured on extraction
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(path, "rb") as f:
+                z.writestr(info, f.read())
+os.replace(tmp, out)
+PY
+}
+
+package_function_app() {
+  local stage="$TARGET_DIR/functionapp/app" zip="$TARGET_DIR/functionapp/azs-usage-functionapp.zip"
+  rm -rf "$stage"
+  mkdir -p "$stage"
+  cp -R "$ROOT/functions/azure/app/." "$stage/"
+  install -m 0755 "$TARGET_DIR/$HANDLER_TARGET/release/handler" "$stage/handler"
+  zip_dir "$stage" "$zip"
+  log "wrote $zip"
+}
+
+ensure_cargo_lambda
+for arch in "${arches[@]}"; do
+  build_lambdas "$arch"
+done
+# The default location holds the requested architecture (arm64 for --both).
+default_arch="${arches[-1]}"
+for bin in "${LAMBDA_BINS[@]}"; do
+  mkdir -p "$TARGET_DIR/lambda/$bin"
+  cp "$TARGET_DIR/lambda/$default_arch/$bin/bootstrap.zip" "$TARGET_DIR/lambda/$bin/bootstrap.zip"
+  cp "$TARGET_DIR/lambda/$default_arch/$bin/bootstrap" "$TARGET_DIR/lambda/$bin/bootstrap" 2>/dev/null || true
+  echo "$default_arch" > "$TARGET_DIR/lambda/$bin/ARCH"
+done
+build_handler
+package_function_app
+
+log "sizes (stripped release binaries, zips):"
+for f in "$TARGET_DIR"/lambda/*/bootstrap "$TARGET_DIR/functionapp/app/handler" \
+         "$TARGET_DIR"/lambda/*/bootstrap.zip "$TARGET_DIR/functionapp/azs-usage-functionapp.zip"; do
+  [[ -f "$f" ]] && printf '  %10d  %s\n' "$(stat -c %s "$f")" "${f#"$ROOT"/}" >&2
+done

@@ -1,0 +1,431 @@
+//! Registering and managing stamps: the one code path behind `azs-usage stamp ...` and the webhook.
+//!
+//! Registration order, chosen so that nothing is ever half written:
+//! 1. validate every field (all violations reported at once), parse the credential;
+//! 2. with `verify`, run discovery, a token request and a one-hour usage query (nothing stored yet);
+//! 3. refuse a duplicate (same admin ARM endpoint and admin subscription);
+//! 4. write the credential to the secret store under a name derived from the new stamp id;
+//! 5. insert the stamp; if that fails, delete the credential again before answering.
+//!
+//! The only window for an orphan is a crash (or a second failure) between 4 and 5's compensation: the
+//! secret then sits under a stamp id no stamp has, never the reverse (a stamp without its credential).
+
+use azs_core::error::ValidationErrors;
+use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
+use azs_core::ports::{DiscoveredEndpoints, PullError, PullStage, SecretStore, Store, StoreError, UsageSource};
+use azs_core::registration::{CredentialInput, StampRegistration, is_valid_secret_name, parse_guid};
+use azs_core::stamp::{Credential, Stamp, StampId};
+use azs_core::status::ProcessingStatus;
+use azs_core::usage::normalize_subscription_id;
+use azs_core::window::{ReportedWindow, floor_hour};
+use azs_core::{Secret, StampConnection};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Why a registration or management call did not happen. Nothing was written in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("invalid input: {0}")]
+    Invalid(ValidationErrors),
+    /// The stamp refused or could not be reached during verification.
+    #[error("the stamp could not be verified: {0}")]
+    Unverified(PullError),
+    #[error("already registered as {0}")]
+    Duplicate(StampId),
+    #[error("stamp {0} is not registered")]
+    NotFound(StampId),
+    #[error("mapping for subscription {1} on stamp {0} does not exist")]
+    MappingNotFound(StampId, String),
+    /// The database or secret store failed; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for RegistrationError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::DuplicateStamp(id) => RegistrationError::Duplicate(id),
+            StoreError::UnknownStamp(id) => RegistrationError::NotFound(id),
+            other => RegistrationError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+fn invalid(field: &str, rule: &str) -> RegistrationError {
+    let mut e = ValidationErrors::default();
+    e.push(field, rule);
+    RegistrationError::Invalid(e)
+}
+
+/// A stamp as the API and CLI show it: never its credential, always where it stands.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StampView {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub status: Option<ProcessingStatus>,
+}
+
+/// What `stamp test` / `POST /stamps/{id}/test` found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionReport {
+    pub endpoints: DiscoveredEndpoints,
+    pub window: ReportedWindow,
+    pub rows: u64,
+    pub pages: u64,
+    /// Set when the stored AD FS flag disagrees with what discovery found.
+    pub warnings: Vec<String>,
+}
+
+/// Changes to a registered stamp (`PATCH /stamps/{id}`, `stamp enable|disable`). Absent = unchanged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StampPatch {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub application_secret: Option<Secret>,
+    pub certificate: Option<Secret>,
+    pub certificate_password: Option<Secret>,
+    pub certificate_thumbprint: Option<String>,
+    pub credential_secret_name: Option<String>,
+    /// PEM, or an empty string to stop trusting a stamp-specific CA.
+    pub ca_certificate: Option<String>,
+}
+
+/// Turns credential material (PEM or PFX) into a [`Credential`], checking it against the thumbprint.
+pub type CredentialReader =
+    fn(&CredentialInput, Option<&str>) -> Result<Option<Credential>, ValidationErrors>;
+
+#[derive(Clone)]
+pub struct Registrar {
+    store: Arc<dyn Store>,
+    secrets: Arc<dyn SecretStore>,
+    source: Arc<dyn UsageSource>,
+    read_credential: CredentialReader,
+}
+
+impl Registrar {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
+        source: Arc<dyn UsageSource>,
+        read_credential: CredentialReader,
+    ) -> Self {
+        Self { store, secrets, source, read_credential }
+    }
+
+    pub async fn register(&self, input: StampRegistration, verify: bool) -> Result<StampView, RegistrationError> {
+        let now = Utc::now();
+        let valid = input.validate(now).map_err(RegistrationError::Invalid)?;
+        let id = StampId::new_random();
+        let (credential, existing_secret) = self.resolve_credential(&valid.credential, &valid.connection).await?;
+
+        let mut stamp = Stamp {
+            id: id.clone(),
+            name: valid.name,
+            credential_secret_name: existing_secret.clone().unwrap_or_else(|| self.secrets.credential_name(&id)),
+            connection: valid.connection,
+            enabled: valid.enabled,
+            collect_from: valid.collect_from,
+            query_mode: valid.query_mode,
+            created_at: now,
+        };
+        if let Some(existing) = self.find_duplicate(&stamp.connection).await? {
+            return Err(RegistrationError::Duplicate(existing));
+        }
+        if verify {
+            let report = self.verify(&stamp, &credential).await?;
+            adopt_discovery(&mut stamp.connection, &report.endpoints);
+        }
+
+        if existing_secret.is_none() {
+            self.secrets
+                .put_secret(&stamp.credential_secret_name, &credential.to_secret())
+                .await
+                .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?;
+        }
+        if let Err(e) = self.store.insert_stamp(&stamp).await {
+            if existing_secret.is_none() {
+                // Compensate: a credential must not outlive a failed registration.
+                if let Err(cleanup) = self.secrets.delete_secret(&stamp.credential_secret_name).await {
+                    tracing::error!(stamp_id = %id, error = %cleanup, "could not delete the credential of a failed registration");
+                }
+            }
+            return Err(e.into());
+        }
+        tracing::info!(stamp_id = %id, name = %stamp.name, "stamp registered");
+        self.view(&id).await
+    }
+
+    pub async fn update(&self, id: &StampId, patch: StampPatch, verify: bool) -> Result<StampView, RegistrationError> {
+        let mut stamp = self.stamp(id).await?;
+        let mut errors = ValidationErrors::default();
+        if let Some(name) = &patch.name {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > azs_core::registration::MAX_NAME_LEN || name.chars().any(char::is_control) {
+                errors.push("name", "must be 1 to 128 characters without control characters");
+            } else {
+                stamp.name = name.to_owned();
+            }
+        }
+        if let Some(enabled) = patch.enabled {
+            stamp.enabled = enabled;
+        }
+        if let Some(ca) = &patch.ca_certificate {
+            match ca.trim() {
+                "" => stamp.connection.ca_certificate_pem = None,
+                pem if pem.contains("-----BEGIN CERTIFICATE-----") => stamp.connection.ca_certificate_pem = Some(pem.to_owned()),
+                _ => errors.push("caCertificate", "must be PEM (-----BEGIN CERTIFICATE-----) or empty"),
+            }
+        }
+        // A credential rotation reuses the registration rules, restricted to the credential fields.
+        let rotation = if patch.application_secret.is_some() || patch.certificate.is_some() || patch.credential_secret_name.is_some() {
+            let probe = StampRegistration {
+                name: Some(stamp.name.clone()),
+                admin_subscription_id: Some(stamp.connection.admin_subscription_id.clone()),
+                tenant_id: Some(stamp.connection.tenant_id.clone()),
+                application_id: Some(stamp.connection.application_id.clone()),
+                admin_arm_endpoint: Some(stamp.connection.admin_arm_endpoint.clone()),
+                is_adfs: Some(stamp.connection.is_adfs),
+                certificate_thumbprint: patch.certificate_thumbprint.clone().or(stamp.connection.certificate_thumbprint.clone()),
+                application_secret: patch.application_secret.clone(),
+                certificate: patch.certificate.clone(),
+                certificate_password: patch.certificate_password.clone(),
+                credential_secret_name: patch.credential_secret_name.clone(),
+                collect_from: Some(stamp.collect_from.to_rfc3339()),
+                ..Default::default()
+            };
+            match probe.validate(stamp.collect_from.max(Utc::now())) {
+                Ok(valid) => {
+                    stamp.connection.certificate_thumbprint = valid.connection.certificate_thumbprint.clone();
+                    Some(valid.credential)
+                }
+                Err(e) => {
+                    errors.0.extend(e.0);
+                    None
+                }
+            }
+        } else if patch.certificate_password.is_some() || patch.certificate_thumbprint.is_some() {
+            errors.push("certificate", "is required when certificatePassword or certificateThumbprint is given");
+            None
+        } else {
+            None
+        };
+        if !errors.is_empty() {
+            return Err(RegistrationError::Invalid(errors));
+        }
+
+        let mut new_secret = None;
+        if let Some(input) = rotation {
+            let (credential, existing) = self.resolve_credential(&input, &stamp.connection).await?;
+            match existing {
+                Some(name) => stamp.credential_secret_name = name,
+                None => {
+                    stamp.credential_secret_name = self.secrets.credential_name(&stamp.id);
+                    new_secret = Some(credential.clone());
+                }
+            }
+            if verify {
+                self.verify(&stamp, &credential).await?;
+            }
+        } else if verify && patch.ca_certificate.is_some() {
+            let credential = self.credential_of(&stamp).await?;
+            self.verify(&stamp, &credential).await?;
+        }
+        if let Some(credential) = new_secret {
+            self.secrets
+                .put_secret(&stamp.credential_secret_name, &credential.to_secret())
+                .await
+                .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?;
+        }
+        self.store.update_stamp(&stamp).await?;
+        self.view(id).await
+    }
+
+    /// Stops collecting the stamp and deletes the credential we stored for it. Collected rows stay.
+    pub async fn remove(&self, id: &StampId) -> Result<(), RegistrationError> {
+        let stamp = self.stamp(id).await?;
+        // The stamp goes first: a stamp without its credential would fail every run, while a credential
+        // without its stamp is only clutter, and the delete below removes it.
+        self.store.delete_stamp(id).await?;
+        if stamp.credential_secret_name == self.secrets.credential_name(id) {
+            self.secrets
+                .delete_secret(&stamp.credential_secret_name)
+                .await
+                .map_err(|e| RegistrationError::Unavailable(format!("stamp removed, but its credential could not be deleted yet: {e}")))?;
+        }
+        tracing::info!(stamp_id = %id, "stamp removed");
+        Ok(())
+    }
+
+    pub async fn test(&self, id: &StampId) -> Result<ConnectionReport, RegistrationError> {
+        let stamp = self.stamp(id).await?;
+        let credential = self.credential_of(&stamp).await?;
+        self.verify(&stamp, &credential).await
+    }
+
+    pub async fn get(&self, id: &StampId) -> Result<StampView, RegistrationError> {
+        self.view(id).await
+    }
+
+    pub async fn list(&self) -> Result<Vec<StampView>, RegistrationError> {
+        let stamps = self.store.list_stamps().await?;
+        let statuses = self.store.list_statuses().await?;
+        Ok(stamps
+            .into_iter()
+            .map(|stamp| {
+                let status = statuses.iter().find(|s| s.stamp_id == stamp.id).cloned();
+                StampView { stamp, status }
+            })
+            .collect())
+    }
+
+    pub async fn set_mapping(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+        billing_subscription_id: &str,
+    ) -> Result<(SubscriptionMapping, u64), RegistrationError> {
+        self.stamp(stamp).await?;
+        let mut errors = ValidationErrors::default();
+        let external = normalize_subscription_id(external_subscription_id);
+        if external.is_empty() || external.len() > 128 || external.chars().any(|c| c.is_control() || c == '/') {
+            errors.push("externalSubscriptionId", "must be 1 to 128 characters without '/' or control characters");
+        }
+        let billing = billing_subscription_id.trim();
+        if billing.is_empty() || billing.len() > 128 || billing.chars().any(char::is_control) {
+            errors.push("billingSubscriptionId", "must be 1 to 128 characters without control characters");
+        }
+        if !errors.is_empty() {
+            return Err(RegistrationError::Invalid(errors));
+        }
+        let mapping = SubscriptionMapping {
+            stamp_id: stamp.clone(),
+            external_subscription_id: external,
+            billing_subscription_id: billing.to_owned(),
+            updated_at: Utc::now(),
+        };
+        let backfilled = self.store.set_mapping(&mapping).await?;
+        Ok((mapping, backfilled))
+    }
+
+    pub async fn remove_mapping(&self, stamp: &StampId, external_subscription_id: &str) -> Result<(), RegistrationError> {
+        self.stamp(stamp).await?;
+        let external = normalize_subscription_id(external_subscription_id);
+        if self.store.remove_mapping(stamp, &external).await? {
+            Ok(())
+        } else {
+            Err(RegistrationError::MappingNotFound(stamp.clone(), external))
+        }
+    }
+
+    pub async fn mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, RegistrationError> {
+        if let Some(id) = stamp {
+            self.stamp(id).await?;
+        }
+        Ok(self.store.list_mappings(stamp).await?)
+    }
+
+    pub async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, RegistrationError> {
+        if let Some(id) = stamp {
+            self.stamp(id).await?;
+        }
+        Ok(self.store.unmapped(stamp).await?)
+    }
+
+    async fn stamp(&self, id: &StampId) -> Result<Stamp, RegistrationError> {
+        self.store.get_stamp(id).await?.ok_or_else(|| RegistrationError::NotFound(id.clone()))
+    }
+
+    async fn view(&self, id: &StampId) -> Result<StampView, RegistrationError> {
+        let stamp = self.stamp(id).await?;
+        let status = self.store.get_status(id).await?;
+        Ok(StampView { stamp, status })
+    }
+
+    async fn credential_of(&self, stamp: &Stamp) -> Result<Credential, RegistrationError> {
+        let secret = self
+            .secrets
+            .get_secret(&stamp.credential_secret_name)
+            .await
+            .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?
+            .ok_or_else(|| invalid("credentialSecretName", "names a secret that is not in the secret store"))?;
+        Ok(Credential::from_secret(&secret))
+    }
+
+    /// The credential to use, and the name of the operator's own secret when they pointed at one.
+    async fn resolve_credential(
+        &self,
+        input: &CredentialInput,
+        connection: &StampConnection,
+    ) -> Result<(Credential, Option<String>), RegistrationError> {
+        if let CredentialInput::ExistingSecret(name) = input {
+            if !is_valid_secret_name(name) {
+                return Err(invalid("credentialSecretName", "must be 1 to 127 characters of letters, digits and / _ + = . @ -"));
+            }
+            let secret = self
+                .secrets
+                .get_secret(name)
+                .await
+                .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?
+                .ok_or_else(|| invalid("credentialSecretName", "names a secret that is not in the secret store"))?;
+            return Ok((Credential::from_secret(&secret), Some(name.clone())));
+        }
+        let credential = (self.read_credential)(input, connection.certificate_thumbprint.as_deref())
+            .map_err(RegistrationError::Invalid)?
+            .expect("inline credential input yields a credential");
+        Ok((credential, None))
+    }
+
+    async fn find_duplicate(&self, connection: &StampConnection) -> Result<Option<StampId>, RegistrationError> {
+        let endpoint = azs_core::registration::normalize_endpoint(&connection.admin_arm_endpoint);
+        let admin = parse_guid(&connection.admin_subscription_id);
+        Ok(self
+            .store
+            .list_stamps()
+            .await?
+            .into_iter()
+            .find(|s| {
+                azs_core::registration::normalize_endpoint(&s.connection.admin_arm_endpoint) == endpoint
+                    && parse_guid(&s.connection.admin_subscription_id) == admin
+            })
+            .map(|s| s.id))
+    }
+
+    /// Discovery, a token, and a one-hour usage query of the last settled hour.
+    async fn verify(&self, stamp: &Stamp, credential: &Credential) -> Result<ConnectionReport, RegistrationError> {
+        let session = self.source.connect(stamp, credential).await.map_err(RegistrationError::Unverified)?;
+        let endpoints = session.endpoints().clone();
+        let mut warnings = Vec::new();
+        if endpoints.is_adfs != stamp.connection.is_adfs {
+            return Err(RegistrationError::Unverified(PullError {
+                stage: PullStage::Discovery,
+                http_status: None,
+                upstream_code: None,
+                message: format!(
+                    "isAdfs is {} but the stamp's login endpoint {} is {}",
+                    stamp.connection.is_adfs,
+                    endpoints.login_endpoint,
+                    if endpoints.is_adfs { "AD FS" } else { "Azure AD" }
+                ),
+                transient: false,
+            }));
+        }
+        if let Some(given) = &stamp.connection.token_request_resource_url
+            && given.trim_end_matches('/') != endpoints.audience.trim_end_matches('/')
+        {
+            warnings.push(format!("tokenRequestResourceUrl {given} differs from the discovered audience {}", endpoints.audience));
+        }
+        let window = ReportedWindow::hour(floor_hour(Utc::now()) - chrono::Duration::hours(2));
+        let summary = session.pull_window(window, &mut |_page| {}).await.map_err(RegistrationError::Unverified)?;
+        Ok(ConnectionReport { endpoints, window, rows: summary.rows, pages: summary.pages, warnings })
+    }
+}
+
+/// Fills the audience and authority the operator left out with what discovery found.
+fn adopt_discovery(connection: &mut StampConnection, endpoints: &DiscoveredEndpoints) {
+    connection.token_request_resource_url.get_or_insert_with(|| endpoints.audience.clone());
+    connection.authority_endpoint_url.get_or_insert_with(|| endpoints.login_endpoint.clone());
+}

@@ -1,0 +1,136 @@
+//! Who may call the webhook. Either the app checks a bearer token itself, or the platform in front of
+//! it (a Lambda function URL with IAM auth, Azure Functions keys) already did.
+//!
+//! With a token configured, a caller may also sign the raw body: `X-Azs-Signature: sha256=<hex>`, the
+//! HMAC-SHA256 of the exact bytes sent, keyed with the same token. The signature is checked when present
+//! (a wrong one is refused) and is never a substitute for the bearer token: a signature over an empty
+//! body would otherwise be a replayable constant.
+
+use super::problem::Problem;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use azs_core::Secret;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Optional HMAC signature of the body (see the module documentation).
+pub const SIGNATURE_HEADER: &str = "x-azs-signature";
+
+/// How callers authenticate.
+#[derive(Debug, Clone)]
+pub enum ApiAuth {
+    /// Every request carries `Authorization: Bearer <token>`. An empty token admits no one.
+    Bearer(Secret),
+    /// The platform authenticated the caller before the request reached us; everything passes.
+    PlatformOnly,
+}
+
+pub async fn require(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
+    let ApiAuth::Bearer(token) = &*auth else {
+        return next.run(req).await;
+    };
+    match bearer(req.headers()) {
+        None => return Problem::unauthorized("Send Authorization: Bearer <token>.", false).into_response(),
+        Some(given) if !same_token(given, token) => {
+            return Problem::unauthorized("The bearer token is not valid.", true).into_response();
+        }
+        Some(_) => {}
+    }
+    let Some(signature) = req.headers().get(SIGNATURE_HEADER) else {
+        return next.run(req).await;
+    };
+    let Some(expected) = signature.to_str().ok().and_then(parse_signature) else {
+        return Problem::unauthorized("X-Azs-Signature must be sha256=<64 hexadecimal digits>.", true)
+            .into_response();
+    };
+    // The body is already buffered (and within the limit) by `body::buffer`.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, super::BODY_LIMIT).await else {
+        return Problem::too_large().into_response();
+    };
+    if !signature_matches(token, &bytes, &expected) {
+        return Problem::unauthorized("X-Azs-Signature does not match the body.", true).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Compares digests so the time taken depends on neither the token's length nor its content.
+fn same_token(given: &str, expected: &Secret) -> bool {
+    if expected.expose().is_empty() {
+        return false;
+    }
+    let given = Sha256::digest(given.as_bytes());
+    let expected = Sha256::digest(expected.expose().as_bytes());
+    given.as_slice().ct_eq(expected.as_slice()).into()
+}
+
+fn parse_signature(value: &str) -> Option<Vec<u8>> {
+    let hex = value.trim().strip_prefix("sha256=")?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+}
+
+fn signature_matches(token: &Secret, body: &[u8], expected: &[u8]) -> bool {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(token.expose().as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(expected).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+        h
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_other_schemes_are_not_bearer() {
+        assert_eq!(bearer(&headers("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(&headers("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(&headers("Basic abc")), None);
+        assert_eq!(bearer(&headers("Bearer ")), None);
+    }
+
+    #[test]
+    fn an_empty_configured_token_admits_no_one() {
+        assert!(!same_token("", &Secret::new("")));
+        assert!(same_token("t0ken", &Secret::new("t0ken")));
+        assert!(!same_token("t0ken2", &Secret::new("t0ken")));
+    }
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_the_body_in_lower_or_upper_hex() {
+        let token = Secret::new("key");
+        // RFC 4231-style check computed independently: HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog").
+        let hex = "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8";
+        let body = b"The quick brown fox jumps over the lazy dog";
+        assert!(signature_matches(&token, body, &parse_signature(&format!("sha256={hex}")).unwrap()));
+        assert!(signature_matches(
+            &token,
+            body,
+            &parse_signature(&format!("sha256={}", hex.to_uppercase())).unwrap()
+        ));
+        assert!(!signature_matches(&token, b"other", &parse_signature(&format!("sha256={hex}")).unwrap()));
+        assert!(parse_signature("sha1=00").is_none());
+        assert!(parse_signature("sha256=zz").is_none());
+    }
+}

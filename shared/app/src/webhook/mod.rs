@@ -1,0 +1,90 @@
+//! The registration webhook: stamps and their subscription mappings managed over HTTP, in front of the
+//! [`Registrar`]. One [`axum::Router`] serves every platform unchanged: AWS Lambda (`lambda_http`), the
+//! Azure Functions custom handler (mounted under `/api` with [`router_with_prefix`]) and `azs-usage serve`.
+//!
+//! Contract (the full one is `docs/openapi.yaml`, which a test holds to this router):
+//! - every error is `application/problem+json` (RFC 9457) with `type`, `title`, `status`, `detail`,
+//!   `instance` and `requestId`; field errors add `errors: [{field, rule}]`;
+//! - no input yields a 5xx except 503 (database or secret store unavailable, with `Retry-After`) and,
+//!   should a handler ever panic, 500;
+//! - bodies are JSON (`application/json` or `application/*+json`), at most [`BODY_LIMIT`] bytes;
+//! - one `tracing` event per request with method, route template, status and request id. Bodies,
+//!   headers and raw paths are never logged: they carry credentials and caller input.
+
+mod auth;
+mod body;
+mod log;
+mod mappings;
+mod problem;
+mod stamps;
+
+pub use auth::{ApiAuth, SIGNATURE_HEADER};
+pub use problem::Problem;
+
+use crate::registrar::Registrar;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// Largest request body accepted (413 above). A base64 PFX with its chain fits comfortably.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share: the registrar, and the path prefix the router is mounted under (for `Location`).
+#[derive(Clone)]
+struct App {
+    registrar: Registrar,
+    base: Arc<str>,
+}
+
+impl App {
+    fn stamp_location(&self, id: &azs_core::StampId) -> String {
+        format!("{}/stamps/{id}", self.base)
+    }
+}
+
+/// The webhook with its routes at `/stamps...`.
+pub fn router(registrar: Registrar, auth: ApiAuth) -> Router {
+    build("", registrar, auth)
+}
+
+/// The same webhook mounted under `prefix` (e.g. `/api` for the Azure Functions custom handler, which
+/// forwards `https://app/api/stamps` as `/api/stamps`). An empty prefix or `/` is [`router`].
+///
+/// # Panics
+/// When `prefix` is not a literal path (`/segment...` without `{`, `}` or `*`): a wiring mistake.
+pub fn router_with_prefix(prefix: &str, registrar: Registrar, auth: ApiAuth) -> Router {
+    build(prefix.trim_end_matches('/'), registrar, auth)
+}
+
+fn build(prefix: &str, registrar: Registrar, auth: ApiAuth) -> Router {
+    assert!(
+        prefix.is_empty() || (prefix.starts_with('/') && !prefix.contains(['{', '}', '*'])),
+        "the webhook prefix must be a literal path such as /api, not {prefix:?}"
+    );
+    let app = App { registrar, base: prefix.into() };
+    let api = Router::new()
+        .route("/stamps", get(stamps::list).post(stamps::register))
+        .route("/stamps/{id}", get(stamps::get).patch(stamps::update).delete(stamps::remove))
+        .route("/stamps/{id}/test", post(stamps::test))
+        .route("/stamps/{id}/subscriptions", get(mappings::list))
+        .route(
+            "/stamps/{id}/subscriptions/{external_subscription_id}",
+            put(mappings::set).delete(mappings::remove),
+        )
+        .route("/stamps/{id}/unmapped", get(mappings::unmapped))
+        .with_state(app);
+    let routed = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
+    // `Router::layer` wraps every route and the fallback, so unknown paths and wrong methods are
+    // authenticated, logged and rendered as problems like everything else. Last added runs first.
+    routed
+        .fallback(problem::no_route)
+        .layer(from_fn_with_state(Arc::new(auth), auth::require))
+        .layer(CatchPanicLayer::custom(problem::from_panic))
+        .layer(from_fn(body::buffer))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn(problem::complete))
+        .layer(from_fn(log::request))
+}

@@ -1,0 +1,1584 @@
+//! The registration webhook, over real HTTP: the router bound on 127.0.0.1:0 with `axum::serve` and
+//! called with reqwest, in front of the real SQLite store and the real file secret store. Failures are
+//! injected by thin wrappers around those adapters.
+
+use async_trait::async_trait;
+use azs_app::registrar::{CredentialReader, Registrar};
+use azs_app::webhook::{ApiAuth, BODY_LIMIT, SIGNATURE_HEADER, router, router_with_prefix};
+use azs_azure_stack::{AzureStackClient, ClientSettings, RetryPolicy, credential_from_registration};
+use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
+use azs_core::ports::{
+    CommitReceipt, ExportFilter, LeaseStore, MappingStore, PullError, SecretStore, SecretStoreError,
+    StampRegistry, StampSession, StatusStore, StoreError, StoredUsageRow, UsageLedger, UsageSource,
+    WindowCommit, WindowWrite,
+};
+use azs_core::status::RunRecord;
+use azs_core::window::floor_hour;
+use azs_core::{Credential, ProcessingStatus, ReportedWindow, Secret, Stamp, StampId, UsageRow};
+use azs_secrets::FileSecretStore;
+use azs_store_sqlite::SqliteStore;
+use chrono::{DateTime, Duration, Utc};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use stamp_sim::{SimAuth, SimStampHandle, Simulator, SimulatorConfig, StampSpec};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+const TOKEN: &str = "webhook-test-token-7c1e0f";
+const PROBLEM_JSON: &str = "application/problem+json";
+const GOOD_SECRET: &str = "s3cret-value-from-the-portal";
+
+// ---------------------------------------------------------------------------------------------------
+// The app under test and its adapters
+// ---------------------------------------------------------------------------------------------------
+
+/// Switches the wrappers below consult before delegating to the real adapters.
+#[derive(Default)]
+struct Faults {
+    fail_insert: AtomicBool,
+    fail_put_secret: AtomicBool,
+    panic_on_list: AtomicBool,
+    secrets_put: AtomicUsize,
+    secrets_deleted: AtomicUsize,
+}
+
+/// The real SQLite store, failing or panicking on demand.
+struct FlakyStore {
+    inner: SqliteStore,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl StampRegistry for FlakyStore {
+    async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
+        if self.faults.fail_insert.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected: the database is down".into()));
+        }
+        self.inner.insert_stamp(stamp).await
+    }
+    async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
+        self.inner.update_stamp(stamp).await
+    }
+    async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
+        self.inner.delete_stamp(id).await
+    }
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
+        self.inner.get_stamp(id).await
+    }
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
+        if self.faults.panic_on_list.load(Ordering::SeqCst) {
+            panic!("injected: list_stamps panicked");
+        }
+        self.inner.list_stamps().await
+    }
+}
+
+#[async_trait]
+impl MappingStore for FlakyStore {
+    async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
+        self.inner.set_mapping(mapping).await
+    }
+    async fn remove_mapping(&self, stamp: &StampId, external: &str) -> Result<bool, StoreError> {
+        self.inner.remove_mapping(stamp, external).await
+    }
+    async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {
+        self.inner.list_mappings(stamp).await
+    }
+    async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, StoreError> {
+        self.inner.unmapped(stamp).await
+    }
+}
+
+#[async_trait]
+impl UsageLedger for FlakyStore {
+    async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
+        self.inner.commit_window(commit).await
+    }
+    async fn export_rows(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        self.inner.export_rows(filter, sink).await
+    }
+    async fn record_reprocess(
+        &self,
+        stamp: &StampId,
+        window: ReportedWindow,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.record_reprocess(stamp, window, reason).await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for FlakyStore {
+    async fn try_acquire(
+        &self,
+        stamp: &StampId,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.try_acquire(stamp, owner, ttl).await
+    }
+    async fn renew(
+        &self,
+        stamp: &StampId,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.renew(stamp, owner, ttl).await
+    }
+    async fn release(&self, stamp: &StampId, owner: &str) -> Result<(), StoreError> {
+        self.inner.release(stamp, owner).await
+    }
+}
+
+#[async_trait]
+impl StatusStore for FlakyStore {
+    async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError> {
+        self.inner.get_status(stamp).await
+    }
+    async fn list_statuses(&self) -> Result<Vec<ProcessingStatus>, StoreError> {
+        self.inner.list_statuses().await
+    }
+    async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.record_run_started(stamp, started).await
+    }
+    async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError> {
+        self.inner.record_run_finished(stamp, record).await
+    }
+}
+
+/// The real file secret store, failing puts on demand and counting what was written and deleted.
+struct FlakySecrets {
+    inner: FileSecretStore,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl SecretStore for FlakySecrets {
+    async fn put_secret(&self, name: &str, value: &Secret) -> Result<(), SecretStoreError> {
+        if self.faults.fail_put_secret.load(Ordering::SeqCst) {
+            return Err(SecretStoreError::Unavailable("injected: the secret store is down".into()));
+        }
+        self.inner.put_secret(name, value).await?;
+        self.faults.secrets_put.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn get_secret(&self, name: &str) -> Result<Option<Secret>, SecretStoreError> {
+        self.inner.get_secret(name).await
+    }
+    async fn delete_secret(&self, name: &str) -> Result<(), SecretStoreError> {
+        self.inner.delete_secret(name).await?;
+        self.faults.secrets_deleted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn credential_name(&self, stamp: &StampId) -> String {
+        self.inner.credential_name(stamp)
+    }
+}
+
+/// The real stamp client, kept to the simulator: a stamp anywhere else is a mistake in a test.
+struct SimulatorOnly(AzureStackClient);
+
+#[async_trait]
+impl UsageSource for SimulatorOnly {
+    async fn connect(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<Box<dyn StampSession>, PullError> {
+        assert!(
+            stamp.connection.admin_arm_endpoint.starts_with("https://127.0.0.1:"),
+            "tests verify against the simulator only, not {}",
+            stamp.connection.admin_arm_endpoint
+        );
+        self.0.connect(stamp, credential).await
+    }
+}
+
+fn stamp_client() -> Arc<dyn UsageSource> {
+    let mut settings = ClientSettings::default();
+    settings.http.connect_timeout = std::time::Duration::from_secs(5);
+    settings.http.request_timeout = std::time::Duration::from_secs(10);
+    settings.http.retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: std::time::Duration::from_millis(10),
+        max_delay: std::time::Duration::from_millis(50),
+        max_retry_after: std::time::Duration::from_millis(50),
+    };
+    Arc::new(SimulatorOnly(AzureStackClient::new(settings)))
+}
+
+struct Options {
+    auth: ApiAuth,
+    prefix: Option<&'static str>,
+    source: Arc<dyn UsageSource>,
+    read_credential: CredentialReader,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            auth: ApiAuth::Bearer(Secret::new(TOKEN)),
+            prefix: None,
+            source: stamp_client(),
+            read_credential: credential_from_registration,
+        }
+    }
+}
+
+/// The webhook on a real socket, and direct access to what it wrote.
+struct Harness {
+    base: String,
+    client: reqwest::Client,
+    store: SqliteStore,
+    secrets_file: PathBuf,
+    faults: Arc<Faults>,
+    /// A simulated Azure AD stamp accepting [`GOOD_SECRET`], for the tests that reach a stamp.
+    sim: Option<Simulator>,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("{} body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    /// The body as an RFC 9457 problem, after checking its media type and required members.
+    fn problem(&self) -> Value {
+        assert_eq!(
+            self.header("content-type"),
+            Some(PROBLEM_JSON),
+            "{} is not a problem: {:?}",
+            self.status,
+            self.json()
+        );
+        let p = self.json();
+        assert_eq!(p["status"], self.status.as_u16(), "{p}");
+        for member in ["type", "title", "detail", "instance", "requestId"] {
+            assert!(p[member].is_string(), "problem without {member}: {p}");
+        }
+        assert_eq!(p["requestId"].as_str(), self.header("x-request-id"), "{p}");
+        p
+    }
+
+    fn expect(&self, status: StatusCode) -> &Self {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+        self
+    }
+
+    /// `(field, rule)` of a 400 invalid-fields problem.
+    fn field_errors(&self) -> Vec<(String, String)> {
+        let p = self.expect(StatusCode::BAD_REQUEST).problem();
+        p["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors member: {p}"))
+            .iter()
+            .map(|e| (e["field"].as_str().unwrap().to_owned(), e["rule"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    fn fields(&self) -> BTreeSet<String> {
+        self.field_errors().into_iter().map(|(f, _)| f).collect()
+    }
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        Self::with(Options::default()).await
+    }
+
+    async fn with(options: Options) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets_file = dir.path().join("secrets.json");
+        let store = SqliteStore::open_in_memory().unwrap();
+        let faults = Arc::new(Faults::default());
+        let registrar = Registrar::new(
+            Arc::new(FlakyStore { inner: store.clone(), faults: faults.clone() }),
+            Arc::new(FlakySecrets {
+                inner: FileSecretStore::new(&secrets_file, "azs-usage/"),
+                faults: faults.clone(),
+            }),
+            options.source,
+            options.read_credential,
+        );
+        let app = match options.prefix {
+            Some(prefix) => router_with_prefix(prefix, registrar, options.auth),
+            None => router(registrar, options.auth),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Harness { base, client: reqwest::Client::new(), store, secrets_file, faults, sim: None, _dir: dir }
+    }
+
+    /// The app, and a simulated stamp to register.
+    async fn with_stamp() -> Harness {
+        let auth = SimAuth::AzureAd { secret: Some(GOOD_SECRET.into()), certificate_pem: None };
+        let config = SimulatorConfig {
+            seed: 7,
+            stamps: vec![StampSpec::generated(7, 0, auth)],
+            ..SimulatorConfig::default()
+        };
+        let sim = Simulator::start(config).await.expect("the simulator starts");
+        Harness { sim: Some(sim), ..Self::start().await }
+    }
+
+    fn sim_stamp(&self) -> SimStampHandle {
+        self.sim.as_ref().expect("started with_stamp").stamp(0)
+    }
+
+    /// A registration of the simulated stamp, trusting the simulator's CA.
+    fn stamp_registration(&self) -> Value {
+        let stamp = self.sim_stamp();
+        json!({
+            "name": "simulated stamp",
+            "adminSubscriptionId": stamp.admin_subscription_id(),
+            "tenantId": stamp.tenant_id(),
+            "applicationId": stamp.application_id(),
+            "adminArmEndpoint": stamp.admin_arm_endpoint(),
+            "applicationSecret": GOOD_SECRET,
+            "caCertificate": self.sim.as_ref().unwrap().ca_pem(),
+        })
+    }
+
+    /// A request carrying the API token.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let res = request.send().await.expect("the webhook answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.unwrap().to_vec();
+        Reply { status, headers, body }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn register(&self, body: &Value) -> String {
+        let reply = self.post("/stamps?verify=false", body).await;
+        reply.expect(StatusCode::CREATED);
+        reply.json()["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn stamp_count(&self) -> usize {
+        self.store.list_stamps().await.unwrap().len()
+    }
+
+    /// Names in the secret file (which is created by the first write).
+    fn secret_names(&self) -> Vec<String> {
+        match std::fs::read(&self.secrets_file) {
+            Ok(bytes) => serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes)
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn assert_nothing_written(&self) {
+        assert_eq!(self.stamp_count().await, 0, "a stamp was stored");
+        assert!(self.secret_names().is_empty(), "secrets were left behind: {:?}", self.secret_names());
+    }
+}
+
+/// A registration as the operator guide shows it (ASDK defaults), with an application secret.
+fn registration() -> Value {
+    json!({
+        "name": "stamp-eu-1",
+        "adminSubscriptionId": "0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f",
+        "tenantId": "4de154de-f8a8-4017-af41-df619da68155",
+        "applicationId": "11111111-2222-3333-4444-555555555555",
+        "adminArmEndpoint": "https://adminmanagement.local.azurestack.external",
+        "applicationSecret": GOOD_SECRET
+    })
+}
+
+fn with(mut body: Value, field: &str, value: Value) -> Value {
+    body[field] = value;
+    body
+}
+
+fn without(mut body: Value, field: &str) -> Value {
+    body.as_object_mut().unwrap().remove(field);
+    body
+}
+
+fn no_secret_in(reply: &Reply) {
+    let text = String::from_utf8_lossy(&reply.body);
+    assert!(!text.contains(GOOD_SECRET) && !text.contains(TOKEN), "a secret was echoed: {text}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Stamps
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn registering_without_verification_answers_201_with_the_location_and_the_stamp_but_no_secret() {
+    let app = Harness::start().await;
+
+    let reply = app.post("/stamps?verify=false", &registration()).await;
+
+    reply.expect(StatusCode::CREATED);
+    let view = reply.json();
+    let id = view["id"].as_str().unwrap();
+    assert_eq!(reply.header("location"), Some(format!("/stamps/{id}").as_str()));
+    assert_eq!(view["name"], "stamp-eu-1");
+    assert_eq!(view["connection"]["adminArmEndpoint"], "https://adminmanagement.local.azurestack.external");
+    assert_eq!(view["credentialSecretName"], format!("azs-usage/{id}"));
+    assert_eq!(view["status"]["outcome"], "pending");
+    no_secret_in(&reply);
+    assert_eq!(app.secret_names(), vec![format!("azs-usage/{id}")]);
+}
+
+#[tokio::test]
+async fn registering_with_verification_checks_the_stamp_and_fills_in_what_discovery_found() {
+    let app = Harness::with_stamp().await;
+
+    let reply = app.post("/stamps", &app.stamp_registration()).await;
+
+    reply.expect(StatusCode::CREATED);
+    let view = reply.json();
+    let stamp = app.sim_stamp();
+    assert_eq!(view["connection"]["authorityEndpointUrl"], stamp.login_endpoint());
+    assert_eq!(view["connection"]["tokenRequestResourceUrl"], stamp.audience());
+    assert_eq!(view["connection"]["isAdfs"], false);
+    assert!(stamp.stats().usage_requests >= 1, "the usage API was queried");
+    no_secret_in(&reply);
+    assert_eq!(app.secret_names().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stamp_that_refuses_the_credential_answers_422_with_the_upstream_reason_and_nothing_is_stored() {
+    let app = Harness::with_stamp().await;
+    let body = with(app.stamp_registration(), "applicationSecret", json!("not-the-secret"));
+
+    let reply = app.post("/stamps?verify=true", &body).await;
+
+    let p = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
+    assert_eq!(p["stage"], "token", "{p}");
+    assert_eq!(p["upstreamCode"], "invalid_client", "{p}");
+    assert_eq!(p["upstreamStatus"], 401, "{p}");
+    assert_eq!(p["transient"], false, "{p}");
+    assert!(!p["detail"].as_str().unwrap().is_empty());
+    assert!(!String::from_utf8_lossy(&reply.body).contains("not-the-secret"));
+    app.assert_nothing_written().await;
+}
+
+#[tokio::test]
+async fn a_second_registration_of_the_same_stamp_answers_409_with_the_existing_id() {
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+
+    // Same endpoint (other spelling) and subscription (upper case), other name and credential.
+    let again = json!({
+        "name": "the same stamp",
+        "adminSubscriptionId": "0B9D6E1C-2F4E-4B8A-9C3D-1A2B3C4D5E6F",
+        "tenantId": "4de154de-f8a8-4017-af41-df619da68155",
+        "applicationId": "11111111-2222-3333-4444-555555555555",
+        "adminArmEndpoint": "https://AdminManagement.local.azurestack.external/",
+        "applicationSecret": "another"
+    });
+    let reply = app.post("/stamps?verify=false", &again).await;
+
+    let p = reply.expect(StatusCode::CONFLICT).problem();
+    assert_eq!(p["existingId"], id.as_str());
+    assert_eq!(reply.header("location"), Some(format!("/stamps/{id}").as_str()));
+    assert_eq!(app.stamp_count().await, 1);
+    assert_eq!(app.secret_names().len(), 1);
+}
+
+#[tokio::test]
+async fn a_registered_stamp_is_listed_shown_changed_tested_and_removed() {
+    let app = Harness::with_stamp().await;
+    let id = app.register(&app.stamp_registration()).await;
+
+    let list = app.get("/stamps").await;
+    list.expect(StatusCode::OK);
+    assert_eq!(list.json().as_array().unwrap().len(), 1);
+    assert_eq!(list.json()[0]["id"], id.as_str());
+
+    let shown = app.get(&format!("/stamps/{id}")).await;
+    shown.expect(StatusCode::OK);
+    assert_eq!(shown.json()["status"]["stampId"], id.as_str());
+    assert!(shown.json()["status"]["watermark"].is_string());
+
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/stamps/{id}?verify=false"),
+            Some(&json!({"name": "renamed", "enabled": false})),
+        )
+        .await;
+    patched.expect(StatusCode::OK);
+    assert_eq!(patched.json()["name"], "renamed");
+    assert_eq!(patched.json()["enabled"], false);
+
+    let rotated =
+        app.call(Method::PATCH, &format!("/stamps/{id}"), Some(&json!({"applicationSecret": "wrong"}))).await;
+    assert_eq!(rotated.expect(StatusCode::UNPROCESSABLE_ENTITY).problem()["stage"], "token");
+    let rotated = app
+        .call(Method::PATCH, &format!("/stamps/{id}"), Some(&json!({"applicationSecret": GOOD_SECRET})))
+        .await;
+    rotated.expect(StatusCode::OK);
+    no_secret_in(&rotated);
+
+    let tested = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await;
+    tested.expect(StatusCode::OK);
+    let report = tested.json();
+    assert_eq!(report["endpoints"]["tokenEndpoint"], app.sim_stamp().token_endpoint());
+    assert!(report["pages"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["window"]["start"].is_string());
+
+    app.call(Method::DELETE, &format!("/stamps/{id}"), None).await.expect(StatusCode::NO_CONTENT);
+    app.assert_nothing_written().await;
+    app.get(&format!("/stamps/{id}")).await.expect(StatusCode::NOT_FOUND).problem();
+    app.call(Method::DELETE, &format!("/stamps/{id}"), None).await.expect(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn testing_a_stamp_the_stamp_refuses_answers_422() {
+    let app = Harness::with_stamp().await;
+    let id = app.register(&with(app.stamp_registration(), "applicationSecret", json!("revoked"))).await;
+
+    let reply = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await;
+
+    let p = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
+    assert_eq!(p["stage"], "token");
+    assert_eq!(p["transient"], false);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_stamp_ids_answer_404() {
+    let app = Harness::start().await;
+    let unknown = uuid::Uuid::new_v4();
+    for path in [
+        format!("/stamps/{unknown}"),
+        format!("/stamps/{unknown}/subscriptions"),
+        format!("/stamps/{unknown}/unmapped"),
+        "/stamps/not-a-uuid".to_owned(),
+        "/stamps/%E2%80%AE".to_owned(),
+        "/stamps/00000000000000000000000000000000".to_owned(),
+    ] {
+        let p = app.get(&path).await.expect(StatusCode::NOT_FOUND).problem();
+        assert_eq!(p["type"], "tag:azs-usage,2026:problem:stamp-not-found", "{path}");
+    }
+    app.call(Method::POST, &format!("/stamps/{unknown}/test"), None).await.expect(StatusCode::NOT_FOUND);
+    app.call(Method::PATCH, &format!("/stamps/{unknown}"), Some(&json!({})))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Subscription mappings
+// ---------------------------------------------------------------------------------------------------
+
+const TENANT_SUBSCRIPTION: &str = "7e4e9a3c-1b2d-4c5e-8f90-a1b2c3d4e5f6";
+
+/// A registered stamp with two collected usage rows of [`TENANT_SUBSCRIPTION`], not yet mapped.
+async fn stamp_with_unmapped_usage(app: &Harness) -> String {
+    let collect_from = floor_hour(Utc::now()) - Duration::hours(3);
+    let id = app.register(&with(registration(), "collectFrom", json!(collect_from.to_rfc3339()))).await;
+    let stamp = StampId(id.clone());
+    let window = ReportedWindow::hour(collect_from);
+    let row = |meter: &str| UsageRow {
+        subscription_id: TENANT_SUBSCRIPTION.to_uppercase(),
+        meter_id: meter.into(),
+        usage_start: collect_from - Duration::hours(1),
+        usage_end: collect_from,
+        quantity: rust_decimal::Decimal::new(15, 1),
+        resource_uri: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+            .into(),
+        location: "local".into(),
+        tags: None,
+        additional_info: None,
+    };
+    let rows = [row("6dab500f-a4fd-49c4-956d-229bb9c8c793"), row("fab6eb84-500b-4a09-a8ca-7358f8bbaea5")];
+    assert!(app.store.try_acquire(&stamp, "test", std::time::Duration::from_secs(60)).await.unwrap());
+    let receipt = app
+        .store
+        .commit_window(WindowCommit {
+            stamp: &stamp,
+            window,
+            lease_owner: "test",
+            write: WindowWrite::Advance,
+            rows: &rows,
+        })
+        .await
+        .unwrap();
+    assert_eq!(receipt.unmapped_rows, 2);
+    app.store.release(&stamp, "test").await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn mapping_a_subscription_back_fills_its_unmapped_rows_and_can_be_listed_and_removed() {
+    let app = Harness::start().await;
+    let id = stamp_with_unmapped_usage(&app).await;
+
+    let unmapped = app.get(&format!("/stamps/{id}/unmapped")).await;
+    unmapped.expect(StatusCode::OK);
+    assert_eq!(unmapped.json()[0]["externalSubscriptionId"], TENANT_SUBSCRIPTION);
+    assert_eq!(unmapped.json()[0]["rows"], 2);
+
+    let path = format!("/stamps/{id}/subscriptions/{}", TENANT_SUBSCRIPTION.to_uppercase());
+    let set = app.call(Method::PUT, &path, Some(&json!({"billingSubscriptionId": "billing-0042"}))).await;
+    set.expect(StatusCode::OK);
+    assert_eq!(set.json()["backfilledRows"], 2);
+    assert_eq!(set.json()["externalSubscriptionId"], TENANT_SUBSCRIPTION);
+    assert_eq!(set.json()["billingSubscriptionId"], "billing-0042");
+    assert_eq!(set.json()["stampId"], id.as_str());
+
+    let listed = app.get(&format!("/stamps/{id}/subscriptions")).await;
+    listed.expect(StatusCode::OK);
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+    assert_eq!(app.get(&format!("/stamps/{id}/unmapped")).await.json(), json!([]));
+
+    app.call(Method::DELETE, &path, None).await.expect(StatusCode::NO_CONTENT);
+    let again = app.call(Method::DELETE, &path, None).await;
+    assert_eq!(
+        again.expect(StatusCode::NOT_FOUND).problem()["type"],
+        "tag:azs-usage,2026:problem:mapping-not-found"
+    );
+    assert_eq!(app.get(&format!("/stamps/{id}/subscriptions")).await.json(), json!([]));
+}
+
+#[tokio::test]
+async fn a_mapping_body_is_checked_like_every_other_body() {
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+    let path = format!("/stamps/{id}/subscriptions/{TENANT_SUBSCRIPTION}");
+    let put = |body: Value| {
+        let (app, path) = (&app, &path);
+        async move { app.call(Method::PUT, path, Some(&body)).await }
+    };
+
+    assert_eq!(
+        put(json!({})).await.field_errors(),
+        vec![("billingSubscriptionId".into(), "is required".into())]
+    );
+    assert_eq!(
+        put(json!({"billingSubscriptionId": 42})).await.fields(),
+        ["billingSubscriptionId".into()].into()
+    );
+    assert_eq!(
+        put(json!({"billingSubscriptionId": " "})).await.fields(),
+        ["billingSubscriptionId".into()].into()
+    );
+    assert_eq!(
+        put(json!({"billingSubscriptionId": "b", "extra": 1})).await.fields(),
+        ["extra".into()].into()
+    );
+    let long = format!("/stamps/{id}/subscriptions/{}", "a".repeat(129));
+    let reply = app.call(Method::PUT, &long, Some(&json!({"billingSubscriptionId": "b"}))).await;
+    assert_eq!(reply.fields(), ["externalSubscriptionId".into()].into());
+    let unknown = format!("/stamps/{}/subscriptions/{TENANT_SUBSCRIPTION}", uuid::Uuid::new_v4());
+    app.call(Method::PUT, &unknown, Some(&json!({"billingSubscriptionId": "b"})))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Invalid input
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_invalid_registration_field_is_named_with_its_rule_and_nothing_is_written() {
+    let app = Harness::start().await;
+    let long_name = "n".repeat(129);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "missing adminSubscriptionId",
+            without(registration(), "adminSubscriptionId"),
+            "adminSubscriptionId",
+        ),
+        ("missing tenantId", without(registration(), "tenantId"), "tenantId"),
+        ("missing applicationId", without(registration(), "applicationId"), "applicationId"),
+        ("missing adminArmEndpoint", without(registration(), "adminArmEndpoint"), "adminArmEndpoint"),
+        (
+            "bad adminSubscriptionId",
+            with(registration(), "adminSubscriptionId", json!("not-a-guid")),
+            "adminSubscriptionId",
+        ),
+        (
+            "short GUID",
+            with(registration(), "adminSubscriptionId", json!("0b9d6e1c-2f4e-4b8a-9c3d")),
+            "adminSubscriptionId",
+        ),
+        ("bad tenantId", with(registration(), "tenantId", json!("contoso.onmicrosoft.com")), "tenantId"),
+        ("adfs tenant on Azure AD", with(registration(), "tenantId", json!("adfs")), "tenantId"),
+        ("bad applicationId", with(registration(), "applicationId", json!("{xyz}")), "applicationId"),
+        (
+            "http endpoint",
+            with(
+                registration(),
+                "adminArmEndpoint",
+                json!("http://adminmanagement.local.azurestack.external"),
+            ),
+            "adminArmEndpoint",
+        ),
+        (
+            "relative endpoint",
+            with(registration(), "adminArmEndpoint", json!("adminmanagement.local")),
+            "adminArmEndpoint",
+        ),
+        (
+            "endpoint with user",
+            with(registration(), "adminArmEndpoint", json!("https://u:p@adminmanagement.local")),
+            "adminArmEndpoint",
+        ),
+        (
+            "endpoint with query",
+            with(registration(), "adminArmEndpoint", json!("https://adminmanagement.local/?x=1")),
+            "adminArmEndpoint",
+        ),
+        (
+            "http audience",
+            with(registration(), "tokenRequestResourceUrl", json!("http://management.local")),
+            "tokenRequestResourceUrl",
+        ),
+        (
+            "http authority",
+            with(registration(), "authorityEndpointUrl", json!("http://login.local/")),
+            "authorityEndpointUrl",
+        ),
+        (
+            "short thumbprint",
+            with(registration(), "certificateThumbprint", json!("abc")),
+            "certificateThumbprint",
+        ),
+        (
+            "non-hex thumbprint",
+            with(registration(), "certificateThumbprint", json!("zz".repeat(20))),
+            "certificateThumbprint",
+        ),
+        ("collectFrom not a time", with(registration(), "collectFrom", json!("yesterday")), "collectFrom"),
+        (
+            "collectFrom not whole hour",
+            with(registration(), "collectFrom", json!("2026-01-01T00:30:00Z")),
+            "collectFrom",
+        ),
+        (
+            "collectFrom in the future",
+            with(registration(), "collectFrom", json!("2100-01-01T00:00:00Z")),
+            "collectFrom",
+        ),
+        (
+            "collectFrom after 2262",
+            with(registration(), "collectFrom", json!("9999-12-31T23:00:00Z")),
+            "collectFrom",
+        ),
+        (
+            "collectFrom before 1677",
+            with(registration(), "collectFrom", json!("1000-01-01T00:00:00Z")),
+            "collectFrom",
+        ),
+        (
+            "two credentials",
+            with(registration(), "credentialSecretName", json!("my-secret")),
+            "applicationSecret",
+        ),
+        ("no credential", without(registration(), "applicationSecret"), "applicationSecret"),
+        ("empty secret", with(registration(), "applicationSecret", json!("  ")), "applicationSecret"),
+        (
+            "password without certificate",
+            with(registration(), "certificatePassword", json!("pw")),
+            "certificatePassword",
+        ),
+        (
+            "unreadable certificate",
+            with(without(registration(), "applicationSecret"), "certificate", json!("not a certificate")),
+            "certificate",
+        ),
+        (
+            "bad secret name",
+            with(
+                without(registration(), "applicationSecret"),
+                "credentialSecretName",
+                json!("no spaces allowed"),
+            ),
+            "credentialSecretName",
+        ),
+        (
+            "secret name not in the store",
+            with(
+                without(registration(), "applicationSecret"),
+                "credentialSecretName",
+                json!("azs-usage/absent"),
+            ),
+            "credentialSecretName",
+        ),
+        ("name too long", with(registration(), "name", json!(long_name)), "name"),
+        ("name with control character", with(registration(), "name", json!("a\u{7}b")), "name"),
+        ("CA not PEM", with(registration(), "caCertificate", json!("MIIB...")), "caCertificate"),
+        ("unknown query mode", with(registration(), "queryMode", json!("fast")), "queryMode"),
+    ];
+    for (case, body, field) in cases {
+        let reply = app.post("/stamps?verify=false", &body).await;
+        let errors = reply.field_errors();
+        assert!(
+            errors.iter().any(|(f, rule)| f == field && !rule.is_empty()),
+            "{case}: {field} not in {errors:?}"
+        );
+        no_secret_in(&reply);
+    }
+    app.assert_nothing_written().await;
+}
+
+#[tokio::test]
+async fn all_invalid_fields_are_reported_at_once() {
+    let app = Harness::start().await;
+    let body = json!({
+        "adminSubscriptionId": "x",
+        "applicationId": "y",
+        "adminArmEndpoint": "http://insecure",
+        "certificateThumbprint": "abc",
+        "collectFrom": "9999-01-01T00:00:00Z",
+    });
+
+    let fields = app.post("/stamps", &body).await.fields();
+
+    let want = [
+        "adminSubscriptionId",
+        "tenantId",
+        "applicationId",
+        "adminArmEndpoint",
+        "certificateThumbprint",
+        "collectFrom",
+        "applicationSecret",
+    ];
+    assert_eq!(fields, want.iter().map(|f| f.to_string()).collect());
+}
+
+#[tokio::test]
+async fn wrong_json_types_and_unknown_fields_name_the_field() {
+    let app = Harness::start().await;
+    let strings = [
+        "name",
+        "adminSubscriptionId",
+        "tenantId",
+        "applicationId",
+        "certificateThumbprint",
+        "adminArmEndpoint",
+        "tokenRequestResourceUrl",
+        "authorityEndpointUrl",
+        "applicationSecret",
+        "certificate",
+        "certificatePassword",
+        "credentialSecretName",
+        "caCertificate",
+        "collectFrom",
+        "queryMode",
+    ];
+    for field in strings {
+        for wrong in [json!(12), json!(true), json!(["a"]), json!({"a": 1})] {
+            let errors =
+                app.post("/stamps", &with(registration(), field, wrong.clone())).await.field_errors();
+            assert_eq!(errors.len(), 1, "{field}={wrong}: {errors:?}");
+            assert_eq!(errors[0].0, field, "{field}={wrong}");
+        }
+    }
+    for field in ["isAdfs", "enabled"] {
+        let errors = app.post("/stamps", &with(registration(), field, json!("hunter2"))).await.field_errors();
+        assert_eq!(errors, vec![(field.to_owned(), "must be a boolean".to_owned())]);
+    }
+    let reply = app.post("/stamps", &with(registration(), "adminPassword", json!("hunter2"))).await;
+    assert_eq!(reply.field_errors(), vec![("adminPassword".into(), "is not a known field".into())]);
+    assert!(!String::from_utf8_lossy(&reply.body).contains("hunter2"));
+    let patch = app
+        .call(Method::PATCH, &format!("/stamps/{}", uuid::Uuid::new_v4()), Some(&json!({"tenantId": "x"})))
+        .await;
+    assert_eq!(patch.field_errors(), vec![("tenantId".into(), "is not a known field".into())]);
+    app.assert_nothing_written().await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_answer_400_and_the_wrong_media_type_415() {
+    let app = Harness::start().await;
+    let raw = |body: &'static str, content_type: Option<&'static str>| {
+        let mut request = app.request(Method::POST, "/stamps").body(body);
+        if let Some(ct) = content_type {
+            request = request.header(CONTENT_TYPE, ct);
+        }
+        app.send(request)
+    };
+
+    for body in ["{", "", "{\"name\": }", "{} {}", "{\"name\":\"a\",}", "nul"] {
+        let p = raw(body, Some("application/json")).await.expect(StatusCode::BAD_REQUEST).problem();
+        assert_eq!(p["type"], "tag:azs-usage,2026:problem:malformed-json", "{body:?}");
+    }
+    for body in ["[]", "\"stamp\"", "42", "null"] {
+        let reply = raw(body, Some("application/json")).await;
+        assert_eq!(reply.field_errors(), vec![(String::new(), "must be a JSON object".into())], "{body}");
+    }
+    let duplicate = raw(r#"{"name":"a","name":"b"}"#, Some("application/json")).await;
+    assert_eq!(duplicate.fields(), ["name".into()].into());
+
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("json"),
+        Some("application/jsonx"),
+    ] {
+        let reply = raw(r#"{"name":"a"}"#, content_type).await;
+        reply.expect(StatusCode::UNSUPPORTED_MEDIA_TYPE).problem();
+    }
+    let charset = raw("{}", Some("application/json; charset=utf-8")).await;
+    charset.expect(StatusCode::BAD_REQUEST);
+    let id = uuid::Uuid::new_v4();
+    for (method, path) in
+        [(Method::PATCH, format!("/stamps/{id}")), (Method::PUT, format!("/stamps/{id}/subscriptions/x"))]
+    {
+        let reply = app.send(app.request(method, &path).header(CONTENT_TYPE, "text/plain").body("{}")).await;
+        reply.expect(StatusCode::UNSUPPORTED_MEDIA_TYPE).problem();
+    }
+    let merge_patch = app
+        .send(
+            app.request(Method::PATCH, &format!("/stamps/{id}"))
+                .header(CONTENT_TYPE, "application/merge-patch+json")
+                .body("{}"),
+        )
+        .await;
+    merge_patch.expect(StatusCode::NOT_FOUND);
+    app.assert_nothing_written().await;
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_answer_413() {
+    let app = Harness::start().await;
+    let big = with(registration(), "certificate", json!("A".repeat(BODY_LIMIT + 1)));
+
+    let reply = app.post("/stamps", &big).await;
+
+    reply.expect(StatusCode::PAYLOAD_TOO_LARGE).problem();
+    let chunked = reqwest::Body::wrap_stream(futures_stream(serde_json::to_vec(&big).unwrap()));
+    let reply = app
+        .send(app.request(Method::POST, "/stamps").header(CONTENT_TYPE, "application/json").body(chunked))
+        .await;
+    reply.expect(StatusCode::PAYLOAD_TOO_LARGE).problem();
+    let signed = app
+        .send(
+            app.request(Method::POST, "/stamps")
+                .json(&big)
+                .header(SIGNATURE_HEADER, format!("sha256={}", "0".repeat(64))),
+        )
+        .await;
+    signed.expect(StatusCode::PAYLOAD_TOO_LARGE).problem();
+    app.assert_nothing_written().await;
+}
+
+/// A body without a length: chunked transfer encoding, 8 KiB at a time.
+fn futures_stream(bytes: Vec<u8>) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+    futures::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn the_verify_parameter_must_be_true_or_false() {
+    let app = Harness::start().await;
+    for query in ["verify=maybe", "verify=", "verify=true&verify=false"] {
+        let reply = app.post(&format!("/stamps?{query}"), &registration()).await;
+        assert_eq!(reply.fields(), ["verify".into()].into(), "{query}");
+    }
+    // Platforms add their own parameters (Azure Functions: code=); they are ignored.
+    app.post("/stamps?code=abc&verify=FALSE", &registration()).await.expect(StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn unknown_paths_answer_404_and_wrong_methods_405_as_problems() {
+    let app = Harness::start().await;
+    for path in ["/", "/stamp", "/stamps/", "/api/stamps", "/stamps/x/y/z/w"] {
+        let p = app.get(path).await.expect(StatusCode::NOT_FOUND).problem();
+        assert_eq!(p["type"], "about:blank", "{path}");
+        assert_eq!(p["instance"], path);
+    }
+    let id = uuid::Uuid::new_v4();
+    for (method, path, allow) in [
+        (Method::DELETE, "/stamps".to_owned(), "GET,HEAD,POST"),
+        (Method::PUT, format!("/stamps/{id}"), "GET,HEAD,PATCH,DELETE"),
+        (Method::GET, format!("/stamps/{id}/test"), "POST"),
+        (Method::POST, format!("/stamps/{id}/subscriptions"), "GET,HEAD"),
+        (Method::PATCH, format!("/stamps/{id}/subscriptions/x"), "PUT,DELETE"),
+        (Method::OPTIONS, "/stamps".to_owned(), "GET,HEAD,POST"),
+    ] {
+        let reply = app.call(method.clone(), &path, None).await;
+        reply.expect(StatusCode::METHOD_NOT_ALLOWED).problem();
+        let allowed: BTreeSet<&str> =
+            reply.header("allow").unwrap_or_default().split(',').map(str::trim).collect();
+        assert_eq!(allowed, allow.split(',').collect(), "{method} {path}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Authentication
+// ---------------------------------------------------------------------------------------------------
+
+fn every_route(id: &str) -> Vec<(Method, String)> {
+    vec![
+        (Method::GET, "/stamps".into()),
+        (Method::POST, "/stamps".into()),
+        (Method::GET, format!("/stamps/{id}")),
+        (Method::PATCH, format!("/stamps/{id}")),
+        (Method::DELETE, format!("/stamps/{id}")),
+        (Method::POST, format!("/stamps/{id}/test")),
+        (Method::GET, format!("/stamps/{id}/subscriptions")),
+        (Method::PUT, format!("/stamps/{id}/subscriptions/{TENANT_SUBSCRIPTION}")),
+        (Method::DELETE, format!("/stamps/{id}/subscriptions/{TENANT_SUBSCRIPTION}")),
+        (Method::GET, format!("/stamps/{id}/unmapped")),
+        (Method::GET, "/no/such/path".into()),
+        (Method::PUT, "/stamps".into()),
+    ]
+}
+
+#[tokio::test]
+async fn every_route_refuses_a_missing_or_wrong_token_with_401() {
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+    let wrong = [
+        None,
+        Some("Bearer wrong-token"),
+        Some(&*format!("Basic {TOKEN}")),
+        Some("Bearer"),
+        Some(&*format!("Bearer {TOKEN}x")),
+    ];
+
+    for (method, path) in every_route(&id) {
+        for authorization in &wrong {
+            let mut request =
+                app.client.request(method.clone(), format!("{}{path}", app.base)).json(&registration());
+            if let Some(value) = authorization {
+                request = request.header("authorization", *value);
+            }
+            let reply = app.send(request).await;
+            reply.expect(StatusCode::UNAUTHORIZED).problem();
+            assert!(reply.header("www-authenticate").unwrap().starts_with("Bearer"), "{method} {path}");
+            no_secret_in(&reply);
+        }
+    }
+    assert_eq!(app.stamp_count().await, 1);
+    app.get(&format!("/stamps/{id}")).await.expect(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_empty_configured_token_admits_no_one() {
+    let app = Harness::with(Options { auth: ApiAuth::Bearer(Secret::new("")), ..Options::default() }).await;
+    let reply =
+        app.send(app.client.get(format!("{}/stamps", app.base)).header("authorization", "Bearer ")).await;
+    reply.expect(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn platform_authentication_lets_every_request_through_and_the_prefix_moves_every_route() {
+    let app =
+        Harness::with(Options { auth: ApiAuth::PlatformOnly, prefix: Some("/api/"), ..Options::default() })
+            .await;
+    let anonymous = |method: Method, path: &str| app.client.request(method, format!("{}{path}", app.base));
+
+    let created = app.send(anonymous(Method::POST, "/api/stamps?verify=false").json(&registration())).await;
+    created.expect(StatusCode::CREATED);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.header("location"), Some(format!("/api/stamps/{id}").as_str()));
+    app.send(anonymous(Method::GET, &format!("/api/stamps/{id}"))).await.expect(StatusCode::OK);
+    app.send(anonymous(Method::GET, "/stamps")).await.expect(StatusCode::NOT_FOUND).problem();
+    let duplicate = app.send(anonymous(Method::POST, "/api/stamps?verify=false").json(&registration())).await;
+    assert_eq!(
+        duplicate.expect(StatusCode::CONFLICT).header("location"),
+        Some(format!("/api/stamps/{id}").as_str())
+    );
+    let p =
+        app.send(anonymous(Method::GET, "/api/stamps/nope")).await.expect(StatusCode::NOT_FOUND).problem();
+    assert_eq!(p["instance"], "/api/stamps/nope");
+}
+
+fn hmac_hex(body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TOKEN.as_bytes()).unwrap();
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_body_signature_is_checked_when_sent_and_never_replaces_the_token() {
+    let app = Harness::start().await;
+    let body = serde_json::to_vec(&registration()).unwrap();
+    let post = |signature: String, bearer: bool| {
+        let mut request = app
+            .client
+            .post(format!("{}/stamps?verify=false", app.base))
+            .header(CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(body.clone());
+        if bearer {
+            request = request.bearer_auth(TOKEN);
+        }
+        app.send(request)
+    };
+
+    post(format!("sha256={}", hmac_hex(b"{}")), true).await.expect(StatusCode::UNAUTHORIZED).problem();
+    post("sha256=xyz".into(), true).await.expect(StatusCode::UNAUTHORIZED).problem();
+    post(format!("sha256={}", hmac_hex(&body)), false).await.expect(StatusCode::UNAUTHORIZED).problem();
+    app.assert_nothing_written().await;
+    post(format!("sha256={}", hmac_hex(&body)), true).await.expect(StatusCode::CREATED);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Failures of the store and the secret store
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_secret_store_that_fails_answers_503_with_retry_after_and_no_stamp_is_stored() {
+    let app = Harness::start().await;
+    app.faults.fail_put_secret.store(true, Ordering::SeqCst);
+
+    let reply = app.post("/stamps?verify=false", &registration()).await;
+
+    let p = reply.expect(StatusCode::SERVICE_UNAVAILABLE).problem();
+    assert!(reply.header("retry-after").is_some());
+    assert!(!p["detail"].as_str().unwrap().contains("injected"), "infrastructure details leaked: {p}");
+    app.assert_nothing_written().await;
+}
+
+#[tokio::test]
+async fn a_database_that_fails_the_insert_answers_503_and_the_credential_is_deleted_again() {
+    let app = Harness::start().await;
+    app.faults.fail_insert.store(true, Ordering::SeqCst);
+
+    let reply = app.post("/stamps?verify=false", &registration()).await;
+
+    reply.expect(StatusCode::SERVICE_UNAVAILABLE).problem();
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(app.faults.secrets_put.load(Ordering::SeqCst), 1, "the credential was written first");
+    assert_eq!(app.faults.secrets_deleted.load(Ordering::SeqCst), 1, "and deleted again");
+    app.assert_nothing_written().await;
+
+    app.faults.fail_insert.store(false, Ordering::SeqCst);
+    app.post("/stamps?verify=false", &registration()).await.expect(StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_as_a_problem_and_the_app_keeps_serving() {
+    let app = Harness::start().await;
+    app.faults.panic_on_list.store(true, Ordering::SeqCst);
+
+    app.get("/stamps").await.expect(StatusCode::INTERNAL_SERVER_ERROR).problem();
+
+    app.faults.panic_on_list.store(false, Ordering::SeqCst);
+    app.get("/stamps").await.expect(StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile input
+// ---------------------------------------------------------------------------------------------------
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    /// One request aimed at POST /stamps, PATCH /stamps/{id} or PUT .../subscriptions/{sub}.
+    #[derive(Debug, Clone)]
+    pub struct Attack {
+        method: Method,
+        path: String,
+        content_type: Option<String>,
+        authorization: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "\\PC{0,24}",
+            "[\\x00-\\x1f\"\\\\]{0,8}",
+            Just(String::new()),
+            Just("\u{202e}\u{0}\u{feff}".to_owned()),
+            Just("x".repeat(5000)),
+            Just("../../etc/passwd".to_owned()),
+            Just("https://adminmanagement.local.azurestack.external".to_owned()),
+            Just("0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f".to_owned()),
+            Just("'; DROP TABLE stamps; --".to_owned()),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(text(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: &[&str] = &[
+        "name",
+        "adminSubscriptionId",
+        "tenantId",
+        "applicationId",
+        "certificateThumbprint",
+        "adminArmEndpoint",
+        "tokenRequestResourceUrl",
+        "authorityEndpointUrl",
+        "isAdfs",
+        "applicationSecret",
+        "certificate",
+        "certificatePassword",
+        "credentialSecretName",
+        "caCertificate",
+        "collectFrom",
+        "enabled",
+        "queryMode",
+        "billingSubscriptionId",
+        "unknownField",
+    ];
+
+    /// A registration with random fields replaced, then one rule surely broken, so none can succeed.
+    fn near_registration() -> impl Strategy<Value = Value> {
+        let broken: &[(&str, Value)] = &[
+            ("adminSubscriptionId", json!("not-a-guid")),
+            ("adminArmEndpoint", json!("http://adminmanagement.local.azurestack.external")),
+            ("tenantId", Value::Null),
+            ("certificateThumbprint", json!("abc")),
+            ("credentialSecretName", json!("second-credential")),
+            ("collectFrom", json!("2999-01-01T00:00:00Z")),
+        ];
+        let broken = broken.to_vec();
+        (
+            prop::collection::vec((prop::sample::select(FIELDS), json_value()), 0..5),
+            prop::sample::select(broken),
+        )
+            .prop_map(|(changes, (field, value))| {
+                let mut body = registration();
+                for (f, v) in changes {
+                    body[f] = v;
+                }
+                body[field] = value;
+                body
+            })
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => near_registration().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+            2 => json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+            2 => prop::collection::btree_map(prop::sample::select(FIELDS), json_value(), 0..8)
+                .prop_map(|m| serde_json::to_vec(&m).unwrap()),
+            2 => prop::collection::vec(any::<u8>(), 0..400),
+            1 => (1usize..3000).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes()),
+            1 => (1usize..200).prop_map(|n| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n)).into_bytes()),
+            1 => Just(vec![b' '; BODY_LIMIT + 1]),
+            1 => Just(br#"{"name":"a","name":"b","name":"c"}"#.to_vec()),
+            1 => Just(b"{\"name\":\"\xff\xfe\"}".to_vec()),
+        ]
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        let encode = |s: String| {
+            url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+        };
+        prop_oneof![
+            Just(uuid::Uuid::new_v4().to_string()),
+            Just(uuid::Uuid::new_v4().to_string().to_uppercase()),
+            "[A-Za-z0-9._~-]{1,40}",
+            text().prop_filter("not empty", |s| !s.is_empty()).prop_map(encode),
+            Just("%FF%FE".to_owned()),
+            Just("%00".to_owned()),
+            Just("..".to_owned()),
+            Just("a".repeat(3000)),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("?verify=false".to_owned()),
+            Just("?verify=true".to_owned()),
+            Just("?verify=maybe".to_owned()),
+            Just("?verify=false&verify=true".to_owned()),
+            "\\?[A-Za-z0-9=&%]{0,30}",
+        ]
+    }
+
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Bytes a header value may carry: visible ASCII, space, tab and obs-text.
+        prop::collection::vec(prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff], 0..80)
+    }
+
+    fn attack() -> impl Strategy<Value = Attack> {
+        let target = prop_oneof![
+            2 => query().prop_map(|q| (Method::POST, format!("/stamps{q}"))),
+            1 => (segment(), query()).prop_map(|(id, q)| (Method::PATCH, format!("/stamps/{id}{q}"))),
+            1 => (segment(), segment()).prop_map(|(id, sub)| (Method::PUT, format!("/stamps/{id}/subscriptions/{sub}"))),
+        ];
+        let content_type = prop_oneof![
+            6 => Just(Some("application/json".to_owned())),
+            1 => Just(None),
+            1 => Just(Some("text/plain".to_owned())),
+            1 => Just(Some("application/json; charset=utf-16".to_owned())),
+            1 => Just(Some("application/merge-patch+json".to_owned())),
+            1 => "[ -~]{0,40}".prop_map(Some),
+        ];
+        let authorization = prop_oneof![
+            8 => Just(Some(format!("Bearer {TOKEN}").into_bytes())),
+            1 => Just(None),
+            1 => header_bytes().prop_map(Some),
+        ];
+        let names = prop::sample::select(vec![
+            "x-request-id",
+            "x-azs-signature",
+            "accept",
+            "content-encoding",
+            "x-forwarded-for",
+            "cookie",
+            "x-http-method-override",
+            "expect",
+            "x-ms-client-principal",
+        ]);
+        let headers = prop::collection::vec((names.prop_map(str::to_owned), header_bytes()), 0..4);
+        (target, content_type, authorization, headers, body()).prop_map(
+            |((method, path), content_type, authorization, headers, body)| Attack {
+                method,
+                path,
+                content_type,
+                authorization,
+                headers,
+                body,
+            },
+        )
+    }
+
+    async fn launch(app: &Harness, attack: &Attack) -> Result<(), TestCaseError> {
+        let Ok(url) = reqwest::Url::parse(&format!("{}{}", app.base, attack.path)) else {
+            return Ok(()); // not a request a client could send
+        };
+        let mut request = app.client.request(attack.method.clone(), url).body(attack.body.clone());
+        if let Some(ct) = &attack.content_type {
+            let Ok(value) = reqwest::header::HeaderValue::from_str(ct) else { return Ok(()) };
+            request = request.header(CONTENT_TYPE, value);
+        }
+        if let Some(auth) = &attack.authorization {
+            request =
+                request.header("authorization", reqwest::header::HeaderValue::from_bytes(auth).unwrap());
+        }
+        for (name, value) in &attack.headers {
+            if name == "expect" || name == "content-encoding" {
+                continue; // these change the transfer itself; hyper's answers to them are not the app's
+            }
+            request = request.header(name.as_str(), reqwest::header::HeaderValue::from_bytes(value).unwrap());
+        }
+        let reply = app.send(request).await;
+        prop_assert!(
+            reply.status.is_client_error(),
+            "{} for {attack:?}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+        prop_assert_eq!(reply.header("content-type"), Some(PROBLEM_JSON));
+        let p: Value = serde_json::from_slice(&reply.body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&p["status"], &json!(reply.status.as_u16()));
+        prop_assert!(p["type"].is_string() && p["title"].is_string());
+        Ok(())
+    }
+
+    #[test]
+    fn thousands_of_hostile_requests_get_4xx_problems_and_write_nothing() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let app = rt.block_on(Harness::start());
+        let config = Config { cases: 2400, failure_persistence: None, ..Config::default() };
+        let mut runner = TestRunner::new(config);
+        runner.run(&attack(), |attack| rt.block_on(launch(&app, &attack))).unwrap();
+        rt.block_on(app.assert_nothing_written());
+        assert_eq!(app.faults.secrets_put.load(Ordering::SeqCst), 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The OpenAPI document
+// ---------------------------------------------------------------------------------------------------
+
+const METHODS: [&str; 6] = ["get", "post", "put", "patch", "delete", "options"];
+
+fn openapi() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.yaml");
+    let text = std::fs::read_to_string(path).expect("docs/openapi.yaml exists");
+    serde_norway::from_str(&text).expect("docs/openapi.yaml is YAML")
+}
+
+/// True when the router has no route for this method and path (as opposed to an answer from a route).
+fn is_route_miss(reply: &Reply) -> bool {
+    reply.status == StatusCode::METHOD_NOT_ALLOWED
+        || (reply.status == StatusCode::NOT_FOUND && reply.problem()["type"] == "about:blank")
+}
+
+fn property_names(schema: &Value) -> BTreeSet<String> {
+    schema["properties"].as_object().expect("a schema with properties").keys().cloned().collect()
+}
+
+/// The fields serde accepts, read from its own "unknown field" message (which lists them all).
+fn accepted_fields<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> BTreeSet<String> {
+    let e = serde_json::from_str::<T>(r#"{"\u0001": 0}"#).unwrap_err().to_string();
+    let list = e.split("expected one of ").nth(1).expect("serde lists the fields");
+    list.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+fn sample(schema: &Value, doc: &Value) -> Value {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return sample(&doc["components"]["schemas"][name], doc);
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    match schema["type"].as_str() {
+        Some("boolean") => json!(true),
+        Some("integer") | Some("number") => json!(1),
+        Some("array") => json!([]),
+        Some("object") => json!({}),
+        _ => json!("x"),
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let doc = openapi();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"), "an OpenAPI 3.0 document");
+    let app = Harness::with_stamp().await;
+    let id = app.register(&app.stamp_registration()).await;
+    let concrete = |template: &str| {
+        template.replace("{id}", &id).replace("{externalSubscriptionId}", TENANT_SUBSCRIPTION)
+    };
+
+    let schemas = &doc["components"]["schemas"];
+
+    // What the app answers has the documented members.
+    let view = app.get(&format!("/stamps/{id}")).await.json();
+    let view_members: BTreeSet<String> = view.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(view_members, property_names(&schemas["StampView"]));
+    let status_members: BTreeSet<String> = view["status"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(status_members, property_names(&schemas["ProcessingStatus"]));
+    let connection: BTreeSet<String> = view["connection"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(connection, property_names(&schemas["StampConnection"]));
+    let report = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await.json();
+    let report_members: BTreeSet<String> = report.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(report_members, property_names(&schemas["ConnectionReport"]));
+    // Every documented operation is served, and every method the document leaves out is refused.
+    let paths = doc["paths"].as_object().unwrap();
+    for (template, item) in paths {
+        for method in METHODS {
+            let reply = app
+                .call(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    &concrete(template),
+                    None,
+                )
+                .await;
+            let documented = item.get(method).is_some();
+            assert_eq!(
+                !is_route_miss(&reply),
+                documented,
+                "{method} {template}: {} (documented: {documented})",
+                reply.status
+            );
+            if documented {
+                let statuses = item[method]["responses"].as_object().unwrap();
+                assert!(
+                    statuses.contains_key(reply.status.as_str()),
+                    "{method} {template} answered an undocumented {}",
+                    reply.status
+                );
+            }
+        }
+    }
+    // Paths the document does not list are not served, whatever the method.
+    for path in [
+        "/",
+        "/stamps/{id}/mappings",
+        "/stamps/{id}/subscriptions/{externalSubscriptionId}/rows",
+        "/openapi.yaml",
+        "/health",
+        "/stamps/{id}/test/x",
+    ] {
+        for method in METHODS {
+            let reply = app
+                .call(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), &concrete(path), None)
+                .await;
+            assert!(is_route_miss(&reply), "{method} {path} is served but not documented");
+        }
+    }
+
+    // The documented bodies are exactly what the handlers accept.
+    let registration_fields = property_names(&schemas["StampRegistration"]);
+    assert_eq!(registration_fields, accepted_fields::<azs_core::registration::StampRegistration>());
+    assert_eq!(property_names(&schemas["StampPatch"]), accepted_fields::<azs_app::registrar::StampPatch>());
+    for field in &registration_fields {
+        let body =
+            json!({ field.as_str(): sample(&schemas["StampRegistration"]["properties"][field], &doc) });
+        let errors = app.post("/stamps?verify=false", &body).await.field_errors();
+        assert!(
+            !errors.iter().any(|(_, rule)| rule == "is not a known field"),
+            "{field} is documented but refused: {errors:?}"
+        );
+    }
+    for field in property_names(&schemas["StampPatch"]) {
+        let body = json!({ field.as_str(): sample(&schemas["StampPatch"]["properties"][&field], &doc) });
+        let reply = app
+            .call(Method::PATCH, &format!("/stamps/{}?verify=false", uuid::Uuid::new_v4()), Some(&body))
+            .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{field} is documented but refused");
+    }
+    let undocumented = app.post("/stamps", &json!({"adminPassword": "x"})).await;
+    assert_eq!(undocumented.field_errors(), vec![("adminPassword".into(), "is not a known field".into())]);
+    let mapping = property_names(&schemas["MappingRequest"]);
+    assert_eq!(mapping, ["billingSubscriptionId".to_owned()].into());
+
+    let problem = app.get("/stamps/nope").await.problem();
+    for member in problem.as_object().unwrap().keys() {
+        assert!(
+            schemas["Problem"]["properties"].get(member).is_some(),
+            "problem member {member} is not documented"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Discovery: from a stamp's admin ARM endpoint to the token audience, the login endpoint and the
+//! token endpoint, the way Microsoft's own scripts do it.
+//!
+//! 1. `GET {adminArm}/metadata/endpoints?api-version=2015-01-01` gives `authentication.audiences[0]`
+//!    (the `resource=` of token requests) and `authentication.loginEndpoint` (the authority).
+//! 2. The stamp is AD FS when the login endpoint, without its trailing `/`, ends with `/adfs`.
+//! 3. The openid configuration gives `token_endpoint`: Azure AD at
+//!    `{login}/{tenant}/.well-known/openid-configuration`, AD FS at
+//!    `{login}/.well-known/openid-configuration` with no tenant segment (an AD FS authority must never
+//!    get a tenant or `common` segment).
+//!
+//! Precedence: an audience (`tokenRequestResourceUrl`) or authority (`authorityEndpointUrl`) the
+//! operator registered wins over the discovered one. Those fields come from the seed product's
+//! registration file, which operators sometimes hand-correct for stamps behind proxies or with a
+//! renamed AD FS farm; if an operator took the trouble to write one down, silently replacing it with
+//! what the stamp says would make that correction impossible. A difference is logged.
+//!
+//! A stamp registered with `isAdfs` that disagrees with what its authority says is refused: the two
+//! flows differ (tenant segment, certificate requirements) and guessing would fail later with an
+//! obscure token error.
+
+use crate::http::{StampHttp, Unreadable};
+use azs_core::StampConnection;
+use azs_core::ports::{DiscoveredEndpoints, PullError, PullStage};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+pub(crate) const METADATA_API_VERSION: &str = "2015-01-01";
+
+/// What `metadata/endpoints` says about authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StampMetadata {
+    pub login_endpoint: String,
+    pub audience: String,
+}
+
+/// Runs discovery for one stamp.
+pub(crate) async fn discover(
+    http: &StampHttp,
+    connection: &StampConnection,
+    retries: &mut u64,
+) -> Result<DiscoveredEndpoints, PullError> {
+    let metadata_url = format!(
+        "{}/metadata/endpoints?api-version={METADATA_API_VERSION}",
+        connection.admin_arm_endpoint.trim_end_matches('/')
+    );
+    let metadata = http
+        .call(PullStage::Discovery, "metadata endpoint", |c| c.get(&metadata_url), parse_metadata, retries)
+        .await
+        .map_err(|f| f.into_pull_error(PullStage::Discovery))?;
+
+    let audience = chosen(
+        "tokenRequestResourceUrl",
+        connection.token_request_resource_url.as_deref(),
+        &metadata.audience,
+    );
+    let login_endpoint = chosen(
+        "authorityEndpointUrl",
+        connection.authority_endpoint_url.as_deref(),
+        &metadata.login_endpoint,
+    );
+    let is_adfs = is_adfs_login(&login_endpoint);
+    if is_adfs != connection.is_adfs {
+        return Err(discovery_error(format!(
+            "the stamp is registered with isAdfs={} but its login endpoint {login_endpoint} is {} \
+             (isAdfs={is_adfs}); correct isAdfs",
+            connection.is_adfs,
+            if is_adfs { "AD FS" } else { "Azure AD" },
+        )));
+    }
+
+    let openid_url = openid_configuration_url(&login_endpoint, &connection.tenant_id, is_adfs);
+    let token_endpoint = http
+        .call(
+            PullStage::Discovery,
+            "openid configuration",
+            |c| c.get(&openid_url),
+            parse_openid_configuration,
+            retries,
+        )
+        .await
+        .map_err(|f| f.into_pull_error(PullStage::Discovery))?;
+    if !token_endpoint.starts_with("https://") {
+        return Err(discovery_error(format!(
+            "the token endpoint {token_endpoint} is not https; credentials are never sent in clear text"
+        )));
+    }
+    info!(%audience, %login_endpoint, is_adfs, %token_endpoint, "discovered");
+    Ok(DiscoveredEndpoints { audience, login_endpoint, is_adfs, token_endpoint })
+}
+
+/// The registered value if there is one (logging when the stamp says otherwise), else the discovered.
+fn chosen(field: &'static str, registered: Option<&str>, discovered: &str) -> String {
+    match registered.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => {
+            if r.trim_end_matches('/') != discovered.trim_end_matches('/') {
+                warn!(
+                    field,
+                    registered = r,
+                    discovered,
+                    "using the registered value, not the discovered one"
+                );
+            }
+            r.to_owned()
+        }
+        None => discovered.to_owned(),
+    }
+}
+
+fn discovery_error(message: String) -> PullError {
+    PullError {
+        stage: PullStage::Discovery,
+        http_status: None,
+        upstream_code: None,
+        message,
+        transient: false,
+    }
+}
+
+/// `https://adfs.local.azurestack.external/adfs/` is AD FS; `https://login.windows.net/` is not.
+pub fn is_adfs_login(login_endpoint: &str) -> bool {
+    login_endpoint.trim().trim_end_matches('/').to_ascii_lowercase().ends_with("/adfs")
+}
+
+/// Where the openid configuration of a login endpoint is. Joins with exactly one `/` whatever the
+/// registered endpoint ends with; Azure AD gets the tenant segment (unless the endpoint already ends
+/// with it), AD FS never does.
+pub fn openid_configuration_url(login_endpoint: &str, tenant_id: &str, is_adfs: bool) -> String {
+    let base = login_endpoint.trim().trim_end_matches('/');
+    let tenant = tenant_id.trim().trim_matches('/');
+    let has_tenant = base.rsplit('/').next().is_some_and(|last| last.eq_ignore_ascii_case(tenant));
+    if is_adfs || tenant.is_empty() || has_tenant {
+        format!("{base}/.well-known/openid-configuration")
+    } else {
+        format!("{base}/{tenant}/.well-known/openid-configuration")
+    }
+}
+
+pub(crate) fn parse_metadata(body: &[u8]) -> Result<StampMetadata, Unreadable> {
+    #[derive(Deserialize)]
+    struct Metadata {
+        authentication: Option<Authentication>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Authentication {
+        login_endpoint: Option<String>,
+        #[serde(default)]
+        audiences: Vec<String>,
+    }
+    let metadata: Metadata = serde_json::from_slice(body).map_err(|e| {
+        Unreadable::permanent(format!(
+            "not the Azure Stack Hub metadata document ({e}); is adminArmEndpoint right?"
+        ))
+    })?;
+    let authentication = metadata
+        .authentication
+        .ok_or_else(|| Unreadable::permanent("the metadata has no authentication section"))?;
+    let login_endpoint = authentication
+        .login_endpoint
+        .filter(|l| !l.trim().is_empty())
+        .ok_or_else(|| Unreadable::permanent("the metadata has no authentication.loginEndpoint"))?;
+    let audience = authentication
+        .audiences
+        .into_iter()
+        .next()
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| Unreadable::permanent("the metadata has no authentication.audiences"))?;
+    Ok(StampMetadata { login_endpoint, audience })
+}
+
+pub(crate) fn parse_openid_configuration(body: &[u8]) -> Result<String, Unreadable> {
+    #[derive(Deserialize)]
+    struct OpenIdConfiguration {
+        token_endpoint: Option<String>,
+    }
+    let config: OpenIdConfiguration = serde_json::from_slice(body)
+        .map_err(|e| Unreadable::permanent(format!("not an openid configuration ({e})")))?;
+    config
+        .token_endpoint
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| Unreadable::permanent("the openid configuration has no token_endpoint"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::tests::fixture;
+
+    #[test]
+    fn the_azure_ad_metadata_fixture_is_not_adfs() {
+        let m = parse_metadata(fixture("azs-metadata-endpoints-aad.json").as_bytes()).unwrap();
+        assert_eq!(m.login_endpoint, "https://login.windows.net/");
+        assert_eq!(m.audience, "https://contoso.onmicrosoft.com/4de154de-f8a8-4017-af41-df619da68155");
+        assert!(!is_adfs_login(&m.login_endpoint));
+    }
+
+    #[test]
+    fn the_adfs_metadata_fixture_is_adfs() {
+        let m = parse_metadata(fixture("azs-metadata-endpoints-adfs.json").as_bytes()).unwrap();
+        assert_eq!(
+            m.audience,
+            "https://management.adfs.azurestack.local/4de154de-f8a8-4017-af41-df619da68155"
+        );
+        assert!(is_adfs_login(&m.login_endpoint));
+        assert!(is_adfs_login("https://adfs.local.azurestack.external/adfs"));
+        assert!(!is_adfs_login("https://adfs.local.azurestack.external/adfs-not"));
+    }
+
+    #[test]
+    fn azure_ad_openid_configuration_has_the_tenant_segment_once() {
+        let t = "4de154de-f8a8-4017-af41-df619da68155";
+        let want = format!("https://login.windows.net/{t}/.well-known/openid-configuration");
+        assert_eq!(openid_configuration_url("https://login.windows.net/", t, false), want);
+        assert_eq!(openid_configuration_url("https://login.windows.net", t, false), want);
+        assert_eq!(openid_configuration_url(&format!("https://login.windows.net/{t}/"), t, false), want);
+    }
+
+    #[test]
+    fn adfs_openid_configuration_never_gets_a_tenant_segment() {
+        let want = "https://adfs.local.azurestack.external/adfs/.well-known/openid-configuration";
+        assert_eq!(
+            openid_configuration_url("https://adfs.local.azurestack.external/adfs/", "adfs", true),
+            want
+        );
+        assert_eq!(
+            openid_configuration_url(
+                "https://adfs.local.azurestack.external/adfs",
+                "4de154de-f8a8-4017-af41-df619da68155",
+                true
+            ),
+            want
+        );
+    }
+
+    #[test]
+    fn a_page_that_is_not_metadata_is_refused_without_retrying() {
+        let e = parse_metadata(b"<html>Sign in</html>").unwrap_err();
+        assert!(!e.retryable);
+        assert!(parse_metadata(br#"{"authentication":{"loginEndpoint":"x","audiences":[]}}"#).is_err());
+    }
+
+    #[test]
+    fn the_token_endpoint_comes_from_the_openid_configuration() {
+        let body =
+            br#"{"issuer":"x","token_endpoint":"https://adfs.local.azurestack.external/adfs/oauth2/token/"}"#;
+        assert_eq!(
+            parse_openid_configuration(body).unwrap(),
+            "https://adfs.local.azurestack.external/adfs/oauth2/token/"
+        );
+    }
+}

@@ -1,0 +1,475 @@
+//! The HTTP layer for one stamp: one `reqwest` client that trusts the stamp's own CA *in addition to*
+//! the system roots, timeouts on connecting and on every request, and the retry loop every call to the
+//! stamp goes through.
+//!
+//! What is retried (see [`crate::retry`]): 429, 500, 502, 503, 504, connection failures, timeouts, a
+//! body cut off half-way, and a success whose body the caller could not read (a malformed page).
+//! What is never retried: every other status (the usage API's 400 codes, 401 and 403, 404) and a TLS
+//! certificate the client does not trust: asking again cannot change those answers, and a retry storm
+//! against a stamp that refuses us helps nobody. The one exception, a single fresh token after a 401,
+//! belongs to the session, which knows about tokens (see `session.rs`).
+//!
+//! Nothing here ever logs or returns a request body, a header value or a token: errors carry the call's
+//! name, the status, and the stamp's own error code and message.
+
+use crate::credential::parse_ca_bundle;
+use crate::retry::{RetryPolicy, parse_retry_after};
+use azs_core::ports::{PullError, PullStage};
+use chrono::Utc;
+use serde::Deserialize;
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// Timeouts, retries and limits for talking to stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// How long establishing a connection (TCP + TLS) may take.
+    pub connect_timeout: Duration,
+    /// How long one request may take from sending to the last byte of the answer.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// The largest answer we read; a usage page of 1,000 rows is about 1 MB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The reqwest client of one stamp and the retry loop around it.
+#[derive(Clone)]
+pub(crate) struct StampHttp {
+    client: reqwest::Client,
+    settings: HttpSettings,
+}
+
+/// A 2xx answer the caller could not use.
+#[derive(Debug)]
+pub(crate) struct Unreadable {
+    pub message: String,
+    /// Whether asking again may give a readable answer (a truncated or garbled page may; a login
+    /// endpoint that serves HTML will not).
+    pub retryable: bool,
+}
+
+impl Unreadable {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: true }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: false }
+    }
+}
+
+/// The stamp's own words about an error: ARM's `{"error":{"code","message"}}` or OAuth's
+/// `{"error":"invalid_client","error_description":"AADSTS7000215: ...","error_codes":[7000215]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UpstreamError {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Why a call to the stamp gave up.
+#[derive(Debug)]
+pub(crate) enum HttpFailure {
+    /// An answer with a status we do not retry, or kept getting until the attempts ran out.
+    Status { what: &'static str, status: u16, upstream: UpstreamError, exhausted: bool },
+    /// No answer: connection refused or reset, timeout, TLS failure.
+    Transport { what: &'static str, message: String, untrusted_certificate: bool, exhausted: bool },
+    /// A success whose body the caller could not read.
+    Unreadable { what: &'static str, message: String, exhausted: bool },
+}
+
+impl HttpFailure {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpFailure::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The failure as the collection loop sees it, for `stage`.
+    pub fn into_pull_error(self, stage: PullStage) -> PullError {
+        match self {
+            HttpFailure::Status { what, status, upstream, exhausted } => {
+                let transient = exhausted
+                    || retryable_status(status)
+                    // The window reaches past what the stamp has processed; a later run will do.
+                    || upstream.code.as_deref() == Some("RequestEndTimeIsInFuture");
+                let hint = match status {
+                    401 => " (the stamp refused the token)",
+                    403 => {
+                        " (the service principal needs Owner, Contributor or Reader on the admin subscription)"
+                    }
+                    _ if exhausted => " (gave up after retrying)",
+                    _ => "",
+                };
+                let detail = upstream.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                PullError {
+                    stage,
+                    http_status: Some(status),
+                    upstream_code: upstream.code,
+                    message: format!("{what} answered HTTP {status}{hint}{detail}"),
+                    transient,
+                }
+            }
+            HttpFailure::Transport { what, message, untrusted_certificate, exhausted } => PullError {
+                stage,
+                http_status: None,
+                upstream_code: None,
+                message: if untrusted_certificate {
+                    format!(
+                        "{what}: the server's TLS certificate is not trusted ({message}); register the \
+                         stamp's root CA as caCertificate"
+                    )
+                } else if exhausted {
+                    format!("{what}: {message} (gave up after retrying)")
+                } else {
+                    format!("{what}: {message}")
+                },
+                transient: !untrusted_certificate,
+            },
+            HttpFailure::Unreadable { what, message, exhausted } => PullError {
+                stage,
+                http_status: None,
+                upstream_code: None,
+                message: format!(
+                    "{what}: unreadable answer: {message}{}",
+                    if exhausted { " (gave up after retrying)" } else { "" }
+                ),
+                transient: exhausted,
+            },
+        }
+    }
+}
+
+/// Statuses that mean "busy or broken for now": worth asking again.
+pub(crate) fn retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+impl StampHttp {
+    /// A client trusting the system roots plus `ca_pem` (the stamp's own root, if it has one).
+    pub fn new(ca_pem: Option<&str>, settings: HttpSettings) -> Result<Self, PullError> {
+        let configuration = |message: String| PullError {
+            stage: PullStage::Configuration,
+            http_status: None,
+            upstream_code: None,
+            message,
+            transient: false,
+        };
+        let mut extra_roots = Vec::new();
+        if let Some(pem) = ca_pem.filter(|p| !p.trim().is_empty()) {
+            let certs = parse_ca_bundle(pem).map_err(|e| configuration(e.to_string()))?;
+            for der in certs {
+                extra_roots.push(
+                    reqwest::Certificate::from_der(&der)
+                        .map_err(|e| configuration(format!("caCertificate: {e}")))?,
+                );
+            }
+        }
+        let client = reqwest::Client::builder()
+            // Added to the platform's roots, never replacing them (`tls_certs_only` would).
+            .tls_certs_merge(extra_roots)
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .user_agent(concat!("azs-usage/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| configuration(format!("could not build the HTTP client: {e}")))?;
+        Ok(Self { client, settings })
+    }
+
+    /// Sends the request `build` makes (again for every attempt), reads the whole answer, and hands a
+    /// success's body to `read`. Retries what is retryable per the policy; every retry adds one to
+    /// `retries`.
+    pub async fn call<T>(
+        &self,
+        stage: PullStage,
+        what: &'static str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        read: impl Fn(&[u8]) -> Result<T, Unreadable>,
+        retries: &mut u64,
+    ) -> Result<T, HttpFailure> {
+        let policy = self.settings.retry;
+        let max_attempts = policy.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= max_attempts;
+            let (failure, retry_after) = match self.attempt(what, &build, &read).await {
+                Ok(value) => return Ok(value),
+                Err(Attempt::Final(failure)) => return Err(failure),
+                Err(Attempt::Retryable(failure, retry_after)) => (failure, retry_after),
+            };
+            if last {
+                return Err(failure.exhausted());
+            }
+            let delay = policy.delay(attempt, retry_after);
+            warn!(
+                %stage, call = what, status = failure.status(), attempt, max_attempts,
+                delay_ms = delay.as_millis() as u64, reason = %failure.reason(),
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+            *retries += 1;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt<T>(
+        &self,
+        what: &'static str,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        read: &impl Fn(&[u8]) -> Result<T, Unreadable>,
+    ) -> Result<T, Attempt> {
+        let response = build(&self.client).send().await.map_err(|e| transport_failure(what, &e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
+        let body = self.read_body(what, response).await?;
+        debug!(call = what, status, bytes = body.len(), "answer");
+        if (200..300).contains(&status) {
+            return read(&body).map_err(|u| {
+                let failure = HttpFailure::Unreadable { what, message: u.message, exhausted: false };
+                if u.retryable { Attempt::Retryable(failure, None) } else { Attempt::Final(failure) }
+            });
+        }
+        let failure = HttpFailure::Status { what, status, upstream: upstream_error(&body), exhausted: false };
+        if retryable_status(status) {
+            Err(Attempt::Retryable(failure, retry_after))
+        } else {
+            Err(Attempt::Final(failure))
+        }
+    }
+
+    /// The whole body, refusing more than `max_body_bytes`. A connection dropped half-way is a
+    /// retryable transport failure.
+    async fn read_body(
+        &self,
+        what: &'static str,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, Attempt> {
+        let limit = self.settings.max_body_bytes;
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(limit as u64) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_failure(what, &e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(Attempt::Final(HttpFailure::Unreadable {
+                    what,
+                    message: format!("the answer is larger than {limit} bytes"),
+                    exhausted: false,
+                }));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// One attempt's failure, and whether another attempt may help.
+enum Attempt {
+    Retryable(HttpFailure, Option<Duration>),
+    Final(HttpFailure),
+}
+
+impl HttpFailure {
+    fn exhausted(self) -> Self {
+        match self {
+            HttpFailure::Status { what, status, upstream, .. } => {
+                HttpFailure::Status { what, status, upstream, exhausted: true }
+            }
+            HttpFailure::Transport { what, message, untrusted_certificate, .. } => {
+                HttpFailure::Transport { what, message, untrusted_certificate, exhausted: true }
+            }
+            HttpFailure::Unreadable { what, message, .. } => {
+                HttpFailure::Unreadable { what, message, exhausted: true }
+            }
+        }
+    }
+
+    /// A short reason for the retry log line.
+    fn reason(&self) -> String {
+        match self {
+            HttpFailure::Status { status, upstream, .. } => {
+                format!(
+                    "HTTP {status}{}",
+                    upstream.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+                )
+            }
+            HttpFailure::Transport { message, .. } | HttpFailure::Unreadable { message, .. } => {
+                message.clone()
+            }
+        }
+    }
+}
+
+fn transport_failure(what: &'static str, error: &reqwest::Error) -> Attempt {
+    let chain = error_chain(error);
+    // rustls reports an untrusted chain as "invalid peer certificate: UnknownIssuer" (and similar for
+    // expired or misnamed certificates) somewhere down the source chain. Matching the text keeps this
+    // crate free of a direct rustls dependency; a miss only means the failure is retried a few times.
+    let untrusted_certificate = chain.contains("invalid peer certificate") || chain.contains("UnknownIssuer");
+    let message = if error.is_timeout() { format!("timed out ({chain})") } else { chain };
+    let failure = HttpFailure::Transport { what, message, untrusted_certificate, exhausted: false };
+    if untrusted_certificate { Attempt::Final(failure) } else { Attempt::Retryable(failure, None) }
+}
+
+/// `error: cause: cause`, without the request URL's query (it is not secret, but it is long).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Upstream messages are shown to operators; keep them to a readable length.
+const MAX_UPSTREAM_MESSAGE: usize = 400;
+
+/// Reads either error shape the stamp's services use. For OAuth errors the specific code
+/// (`AADSTS7000215`, `MSIS9605`) is preferred over the generic `invalid_client`, since it is the one
+/// that says what to fix.
+pub(crate) fn upstream_error(body: &[u8]) -> UpstreamError {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Option<serde_json::Value>,
+        error_description: Option<String>,
+        error_codes: Option<Vec<serde_json::Value>>,
+    }
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        return UpstreamError { code: None, message: (!text.is_empty()).then(|| truncate(text)) };
+    };
+    match envelope.error {
+        Some(serde_json::Value::Object(arm)) => UpstreamError {
+            code: arm.get("code").and_then(|c| c.as_str()).map(str::to_owned),
+            message: arm.get("message").and_then(|m| m.as_str()).map(truncate),
+        },
+        Some(serde_json::Value::String(oauth)) => {
+            let description = envelope.error_description.unwrap_or_default();
+            let specific = specific_code(&description).or_else(|| {
+                envelope
+                    .error_codes
+                    .as_ref()
+                    .and_then(|codes| codes.first())
+                    .and_then(|c| c.as_u64())
+                    .map(|n| format!("AADSTS{n}"))
+            });
+            UpstreamError {
+                code: Some(specific.unwrap_or_else(|| oauth.clone())),
+                message: Some(truncate(&if description.is_empty() {
+                    oauth
+                } else {
+                    format!("{oauth}: {description}")
+                })),
+            }
+        }
+        _ => UpstreamError::default(),
+    }
+}
+
+/// `AADSTS7000215` or `MSIS9605` at the start of (or anywhere in) an OAuth error description.
+fn specific_code(description: &str) -> Option<String> {
+    for prefix in ["AADSTS", "MSIS"] {
+        if let Some(at) = description.find(prefix) {
+            let digits: String =
+                description[at + prefix.len()..].chars().take_while(char::is_ascii_digit).collect();
+            if !digits.is_empty() {
+                return Some(format!("{prefix}{digits}"));
+            }
+        }
+    }
+    None
+}
+
+fn truncate(text: &str) -> String {
+    let text = text.replace(['\r', '\n'], " ");
+    match text.char_indices().nth(MAX_UPSTREAM_MESSAGE) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture exists")
+    }
+
+    #[test]
+    fn reads_the_usage_apis_error_shape() {
+        let e = upstream_error(&fixture("azs-usage-error-end-in-future.json"));
+        assert_eq!(e.code.as_deref(), Some("RequestEndTimeIsInFuture"));
+        assert_eq!(e.message.as_deref(), Some("The value for ReportedEndTime is in the future."));
+    }
+
+    #[test]
+    fn prefers_the_specific_oauth_code_over_the_generic_one() {
+        let aad = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}"#;
+        assert_eq!(upstream_error(aad).code.as_deref(), Some("AADSTS7000215"));
+        let adfs = br#"{"error":"invalid_scope","error_description":"MSIS9605: The client is not allowed to access the requested resource."}"#;
+        assert_eq!(upstream_error(adfs).code.as_deref(), Some("MSIS9605"));
+        let bare = br#"{"error":"invalid_client"}"#;
+        assert_eq!(upstream_error(bare).code.as_deref(), Some("invalid_client"));
+    }
+
+    #[test]
+    fn a_503_is_transient_and_a_400_is_not() {
+        let busy = HttpFailure::Status {
+            what: "usage page",
+            status: 503,
+            upstream: upstream_error(&fixture("azs-usage-error-503.json")),
+            exhausted: true,
+        }
+        .into_pull_error(PullStage::Usage);
+        assert!(busy.transient);
+        assert_eq!(busy.upstream_code.as_deref(), Some("ServiceUnavailable"));
+        let bad = HttpFailure::Status {
+            what: "usage page",
+            status: 400,
+            upstream: UpstreamError { code: Some("InvalidProperty".into()), message: None },
+            exhausted: false,
+        }
+        .into_pull_error(PullStage::Usage);
+        assert!(!bad.transient);
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_not_transient_and_says_what_to_do() {
+        let e = HttpFailure::Transport {
+            what: "metadata",
+            message: "invalid peer certificate: UnknownIssuer".into(),
+            untrusted_certificate: true,
+            exhausted: false,
+        }
+        .into_pull_error(PullStage::Discovery);
+        assert!(!e.transient);
+        assert!(e.message.contains("caCertificate"), "{}", e.message);
+    }
+
+    #[test]
+    fn long_upstream_messages_are_cut() {
+        let long = format!(r#"{{"error":{{"code":"X","message":"{}"}}}}"#, "a".repeat(5000));
+        assert!(upstream_error(long.as_bytes()).message.unwrap().chars().count() <= MAX_UPSTREAM_MESSAGE + 1);
+    }
+}

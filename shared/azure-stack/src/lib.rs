@@ -1,0 +1,232 @@
+//! The Azure Stack Hub client of azs-usage: the adapter behind [`azs_core::ports::UsageSource`].
+//!
+//! Following one connection through the files:
+//! - [`credential`]: what an operator registers (secret, PEM or PFX certificate, CA bundle), checked;
+//! - [`discovery`]: admin ARM metadata -> audience, login endpoint, AD FS or Azure AD, token endpoint;
+//! - `token`: v1 client-credentials tokens (secret or signed assertion), cached per stamp;
+//! - `session`: pulls a reported window page by page (all tenants or per subscriber);
+//! - [`usage`]: the usage API's URLs and pages -> [`azs_core::UsageRow`];
+//! - `http` and [`retry`]: one TLS client per stamp, timeouts, retries with backoff and jitter.
+//!
+//! [`AzureStackClient`] keeps one HTTP client and one token cache per stamp for the life of the
+//! process (a Lambda container or the CLI run), so consecutive runs reuse both.
+
+pub mod credential;
+pub mod discovery;
+mod http;
+pub mod retry;
+mod session;
+mod token;
+pub mod usage;
+
+pub use credential::{ClientCertificate, credential_from_registration, parse_ca_bundle, read_certificate};
+pub use http::HttpSettings;
+pub use retry::RetryPolicy;
+pub use session::AzureStackSession;
+
+use crate::credential::AssertionKey;
+use crate::http::StampHttp;
+use crate::session::configuration;
+use crate::token::{ClientProof, TokenCache, TokenClient};
+use async_trait::async_trait;
+use azs_core::ports::{DiscoveredEndpoints, PullError, StampSession, UsageSource};
+use azs_core::stamp::UsageQueryMode;
+use azs_core::window::{ReportedWindow, floor_hour};
+use azs_core::{Credential, Stamp, StampConnection, StampId};
+use chrono::Utc;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{Instrument, info, info_span};
+
+/// How the client talks to stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub http: HttpSettings,
+    /// A cached token is renewed this long before it expires (at most half its lifetime).
+    pub token_renew_before: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self { http: HttpSettings::default(), token_renew_before: Duration::from_secs(300) }
+    }
+}
+
+/// Opens sessions with Azure Stack Hub stamps. Share one per process.
+#[derive(Default)]
+pub struct AzureStackClient {
+    settings: ClientSettings,
+    links: Mutex<HashMap<StampId, Arc<StampLink>>>,
+}
+
+/// What is kept per stamp between sessions: its HTTP client, its signing key, its token cache. Valid
+/// while the stamp's connection and credential stay what they were when it was made.
+struct StampLink {
+    connection: StampConnection,
+    credential: Credential,
+    http: StampHttp,
+    proof: Arc<ClientProof>,
+    tokens: TokenCache,
+}
+
+impl AzureStackClient {
+    pub fn new(settings: ClientSettings) -> Self {
+        Self { settings, links: Mutex::default() }
+    }
+
+    /// Discovery and a first token: a session ready to pull windows.
+    pub async fn open(&self, stamp: &Stamp, credential: &Credential) -> Result<AzureStackSession, PullError> {
+        let span = info_span!("connect", stamp_id = %stamp.id, stamp_name = %stamp.name);
+        async {
+            let link = self.link(stamp, credential)?;
+            let mut retries = 0;
+            let endpoints = discovery::discover(&link.http, &stamp.connection, &mut retries).await?;
+            let tokens = TokenClient::new(
+                link.http.clone(),
+                stamp.connection.application_id.clone(),
+                link.proof.clone(),
+                link.tokens.clone(),
+                self.settings.token_renew_before,
+            );
+            tokens.token(&endpoints, &mut retries).await?;
+            info!(is_adfs = endpoints.is_adfs, proof = tokens.proof_kind(), retries, "connected");
+            Ok(AzureStackSession {
+                stamp_id: stamp.id.clone(),
+                admin_arm_endpoint: stamp.connection.admin_arm_endpoint.trim_end_matches('/').to_owned(),
+                admin_subscription_id: stamp.connection.admin_subscription_id.clone(),
+                query_mode: stamp.query_mode,
+                http: link.http.clone(),
+                endpoints,
+                tokens,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Checks that a stamp can be collected: discovery, a token, and a usage query of the last settled
+    /// hour (in per-subscriber mode: the subscription list and the first subscription's usage).
+    pub async fn test_connection(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<ConnectionReport, PullError> {
+        let started = Instant::now();
+        let session = self.open(stamp, credential).await?;
+        let token = session.tokens.token(&session.endpoints, &mut 0).await?;
+        let window = last_settled_hour();
+        let mut rows_seen = 0u64;
+        let mut count = |rows: Vec<azs_core::UsageRow>| rows_seen += rows.len() as u64;
+        let (summary, tenant_subscriptions) = match stamp.query_mode {
+            UsageQueryMode::AllTenants => (session.pull_window(window, &mut count).await?, None),
+            UsageQueryMode::PerSubscriber => {
+                let mut retries = 0;
+                let subscriptions = session.tenant_subscriptions(&mut retries).await?;
+                let mut summary = match subscriptions.first() {
+                    Some(first) => session.pull_subscriber(window, first, &mut count).await?,
+                    None => Default::default(),
+                };
+                summary.retries += retries;
+                (summary, Some(subscriptions.len()))
+            }
+        };
+        Ok(ConnectionReport {
+            endpoints: session.endpoints.clone(),
+            credential: credential.kind(),
+            token_expires_in_seconds: token.expires_at.saturating_duration_since(Instant::now()).as_secs(),
+            window,
+            tenant_subscriptions,
+            pages: summary.pages,
+            rows: summary.rows,
+            retries: summary.retries,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// The stamp's link, made anew when its connection or credential changed.
+    fn link(&self, stamp: &Stamp, credential: &Credential) -> Result<Arc<StampLink>, PullError> {
+        let mut links = self.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(link) = links.get(&stamp.id)
+            && link.connection == stamp.connection
+            && link.credential == *credential
+        {
+            return Ok(link.clone());
+        }
+        let proof = client_proof(&stamp.connection, credential)?;
+        let http = StampHttp::new(stamp.connection.ca_certificate_pem.as_deref(), self.settings.http)?;
+        let link = Arc::new(StampLink {
+            connection: stamp.connection.clone(),
+            credential: credential.clone(),
+            http,
+            proof: Arc::new(proof),
+            tokens: TokenCache::default(),
+        });
+        links.insert(stamp.id.clone(), link.clone());
+        Ok(link)
+    }
+}
+
+#[async_trait]
+impl UsageSource for AzureStackClient {
+    async fn connect(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<Box<dyn StampSession>, PullError> {
+        Ok(Box::new(self.open(stamp, credential).await?))
+    }
+}
+
+/// What `stamp test` and `POST /stamps?verify=true` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionReport {
+    pub endpoints: DiscoveredEndpoints,
+    /// `applicationSecret` or `certificate`.
+    pub credential: &'static str,
+    pub token_expires_in_seconds: u64,
+    /// The reported hour that was queried.
+    pub window: ReportedWindow,
+    /// How many tenant subscriptions were listed (per-subscriber stamps only).
+    pub tenant_subscriptions: Option<usize>,
+    pub pages: u64,
+    pub rows: u64,
+    pub retries: u64,
+    pub elapsed_ms: u64,
+}
+
+/// [`AzureStackClient::test_connection`] with default settings.
+pub async fn test_connection(stamp: &Stamp, credential: &Credential) -> Result<ConnectionReport, PullError> {
+    AzureStackClient::default().test_connection(stamp, credential).await
+}
+
+/// The last hour a collection run would already pull: it ends one hour before the current hour
+/// began at the latest (the collector's default settle delay), so the stamp has finished it.
+fn last_settled_hour() -> ReportedWindow {
+    let end = floor_hour(Utc::now() - chrono::Duration::hours(1));
+    ReportedWindow::hour(end - chrono::Duration::hours(1))
+}
+
+/// The client proof a credential gives, checked against the registered thumbprint.
+fn client_proof(connection: &StampConnection, credential: &Credential) -> Result<ClientProof, PullError> {
+    match credential {
+        Credential::ApplicationSecret(secret) if secret.expose().trim().is_empty() => {
+            Err(configuration("the stored application secret is empty".into()))
+        }
+        Credential::ApplicationSecret(secret) => Ok(ClientProof::Secret(secret.clone())),
+        Credential::Certificate { certificate_pem, private_key_pem } => {
+            let key = AssertionKey::from_stored(certificate_pem, private_key_pem).map_err(configuration)?;
+            if let Some(registered) = &connection.certificate_thumbprint
+                && !registered.eq_ignore_ascii_case(&key.thumbprint)
+            {
+                return Err(configuration(format!(
+                    "the stored certificate's thumbprint {} is not the registered certificateThumbprint {registered}",
+                    key.thumbprint
+                )));
+            }
+            Ok(ClientProof::Certificate(Box::new(key)))
+        }
+    }
+}

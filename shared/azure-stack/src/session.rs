@@ -1,0 +1,218 @@
+//! A connected stamp: pulls reported windows page by page, handing each page's rows on before the
+//! next page is asked for, so a pull never holds more than one page.
+//!
+//! Per window, depending on the stamp's [`UsageQueryMode`]:
+//! - all tenants: one `nextLink` chain of `subscriberUsageAggregates`;
+//! - per subscriber: the tenant subscription list (fetched again for every window, so subscriptions
+//!   created meanwhile are included), then one chain per `subscriberId`. A subscription the stamp
+//!   answers `SubscriberIdIsNotDirectTenant` for (a reseller's tenant) is skipped: all-tenants mode
+//!   does not report it either.
+//!
+//! `nextLink` is followed verbatim (parsed as it is, never rebuilt or re-encoded). It must point at the
+//! admin ARM endpoint's own origin, because our bearer token goes with it; a link pointing back at the
+//! page it came from is refused rather than followed forever.
+//!
+//! A 401 means the token was revoked or expired early: the cached token is dropped and the request
+//! tried once more with a fresh one. A second 401, or a 403, is final.
+
+use crate::http::{StampHttp, Unreadable};
+use crate::token::TokenClient;
+use crate::usage::{PageError, parse_subscription_page, parse_usage_page, subscriptions_url, usage_url};
+use async_trait::async_trait;
+use azs_core::StampId;
+use azs_core::ports::{DiscoveredEndpoints, PullError, PullStage, PullSummary, StampSession};
+use azs_core::stamp::UsageQueryMode;
+use azs_core::usage::UsageRow;
+use azs_core::window::ReportedWindow;
+use reqwest::Url;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// An open session with one stamp (discovery done, a token at hand).
+pub struct AzureStackSession {
+    pub(crate) stamp_id: StampId,
+    pub(crate) admin_arm_endpoint: String,
+    pub(crate) admin_subscription_id: String,
+    pub(crate) query_mode: UsageQueryMode,
+    pub(crate) http: StampHttp,
+    pub(crate) endpoints: DiscoveredEndpoints,
+    pub(crate) tokens: TokenClient,
+}
+
+#[async_trait]
+impl StampSession for AzureStackSession {
+    fn endpoints(&self) -> &DiscoveredEndpoints {
+        &self.endpoints
+    }
+
+    async fn pull_window(
+        &self,
+        window: ReportedWindow,
+        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+    ) -> Result<PullSummary, PullError> {
+        let span = info_span!("pull", stamp_id = %self.stamp_id, window = %window, mode = ?self.query_mode);
+        async {
+            let mut summary = PullSummary::default();
+            match self.query_mode {
+                UsageQueryMode::AllTenants => self.pull_chain(window, None, on_page, &mut summary).await?,
+                UsageQueryMode::PerSubscriber => {
+                    let subscribers = self.tenant_subscriptions(&mut summary.retries).await?;
+                    for subscriber in &subscribers {
+                        match self.pull_chain(window, Some(subscriber), on_page, &mut summary).await {
+                            Err(e) if e.upstream_code.as_deref() == Some("SubscriberIdIsNotDirectTenant") => {
+                                debug!(subscriber, "not a direct tenant of the provider; skipped");
+                            }
+                            other => other?,
+                        }
+                    }
+                }
+            }
+            info!(pages = summary.pages, rows = summary.rows, retries = summary.retries, "window pulled");
+            Ok(summary)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl AzureStackSession {
+    /// One tenant subscription's usage for `window` (what `test_connection` samples).
+    pub(crate) async fn pull_subscriber(
+        &self,
+        window: ReportedWindow,
+        subscriber: &str,
+        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+    ) -> Result<PullSummary, PullError> {
+        let mut summary = PullSummary::default();
+        self.pull_chain(window, Some(subscriber), on_page, &mut summary).await?;
+        Ok(summary)
+    }
+
+    /// Follows one `nextLink` chain to its end, handing each page's rows to `on_page` as it arrives.
+    async fn pull_chain(
+        &self,
+        window: ReportedWindow,
+        subscriber: Option<&str>,
+        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+        summary: &mut PullSummary,
+    ) -> Result<(), PullError> {
+        let first = usage_url(&self.admin_arm_endpoint, &self.admin_subscription_id, window, subscriber)
+            .map_err(|e| configuration(format!("adminArmEndpoint does not make a usage URL: {e}")))?;
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let page = self.get(&url, "usage page", read_usage_page, &mut summary.retries).await?;
+            summary.pages += 1;
+            summary.rows += page.rows.len() as u64;
+            debug!(page = summary.pages, rows = page.rows.len(), more = page.next_link.is_some(), "page");
+            if !page.rows.is_empty() {
+                on_page(page.rows);
+            }
+            if let Some(link) = page.next_link {
+                next = Some(self.next_link(&url, &link)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tenant subscription of the stamp, following the list's own `nextLink`s.
+    pub(crate) async fn tenant_subscriptions(&self, retries: &mut u64) -> Result<Vec<String>, PullError> {
+        let first = subscriptions_url(&self.admin_arm_endpoint, &self.admin_subscription_id)
+            .map_err(|e| configuration(format!("adminArmEndpoint does not make a subscriptions URL: {e}")))?;
+        let mut ids = Vec::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let page = self.get(&url, "tenant subscriptions", read_subscription_page, retries).await?;
+            ids.extend(page.subscription_ids);
+            if let Some(link) = page.next_link {
+                next = Some(self.next_link(&url, &link)?);
+            }
+        }
+        debug!(subscriptions = ids.len(), "tenant subscriptions listed");
+        Ok(ids)
+    }
+
+    /// The stamp's `nextLink`, parsed as it is.
+    fn next_link(&self, current: &Url, link: &str) -> Result<Url, PullError> {
+        let url =
+            Url::parse(link).map_err(|e| usage_error(format!("nextLink is not an absolute URL ({e})")))?;
+        let admin = Url::parse(&self.admin_arm_endpoint)
+            .map_err(|e| configuration(format!("adminArmEndpoint is not a URL: {e}")))?;
+        if url.origin() != admin.origin() {
+            return Err(usage_error(format!(
+                "nextLink points at {}, not at the admin ARM endpoint {}; the token is only sent to the stamp",
+                url.origin().ascii_serialization(),
+                admin.origin().ascii_serialization()
+            )));
+        }
+        if &url == current {
+            return Err(usage_error(
+                "nextLink points back at the same page; stopped instead of looping".into(),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// GETs `url` with the stamp's token; on a 401, once, with a fresh token.
+    async fn get<T>(
+        &self,
+        url: &Url,
+        what: &'static str,
+        read: impl Fn(&[u8]) -> Result<T, Unreadable>,
+        retries: &mut u64,
+    ) -> Result<T, PullError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.token(&self.endpoints, retries).await?;
+            let bearer = token.access_token.expose();
+            let answer = self
+                .http
+                .call(
+                    PullStage::Usage,
+                    what,
+                    |client| client.get(url.clone()).bearer_auth(bearer),
+                    &read,
+                    retries,
+                )
+                .await;
+            match answer {
+                Ok(value) => return Ok(value),
+                Err(failure) if failure.status() == Some(401) && !refreshed => {
+                    warn!(
+                        call = what,
+                        "the stamp refused the token (401); trying once more with a fresh one"
+                    );
+                    self.tokens.forget(&token.access_token).await;
+                    refreshed = true;
+                    *retries += 1;
+                }
+                Err(failure) => return Err(failure.into_pull_error(PullStage::Usage)),
+            }
+        }
+    }
+}
+
+/// Pages that do not parse are asked for again: a gateway may have cut or garbled them.
+fn read_usage_page(body: &[u8]) -> Result<crate::usage::UsagePage, Unreadable> {
+    parse_usage_page(body).map_err(page_unreadable)
+}
+
+fn read_subscription_page(body: &[u8]) -> Result<crate::usage::SubscriptionPage, Unreadable> {
+    parse_subscription_page(body).map_err(page_unreadable)
+}
+
+fn page_unreadable(e: PageError) -> Unreadable {
+    Unreadable::retryable(e.to_string())
+}
+
+fn usage_error(message: String) -> PullError {
+    PullError { stage: PullStage::Usage, http_status: None, upstream_code: None, message, transient: false }
+}
+
+pub(crate) fn configuration(message: String) -> PullError {
+    PullError {
+        stage: PullStage::Configuration,
+        http_status: None,
+        upstream_code: None,
+        message,
+        transient: false,
+    }
+}

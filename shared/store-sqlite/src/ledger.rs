@@ -1,0 +1,304 @@
+//! The usage ledger (`usage_rows`, `reprocess_log`): a reported window's rows and the stamp's watermark
+//! committed in one transaction, fenced by the lease and the watermark; exports streamed in order.
+
+use crate::SqliteStore;
+use crate::codec::{get_quantity, get_secs, now_millis, secs};
+use crate::db::{Database, Failure};
+use async_trait::async_trait;
+use azs_core::ports::{
+    CommitReceipt, ExportFilter, StoreError, StoredUsageRow, UsageLedger, WindowCommit, WindowWrite,
+};
+use azs_core::stamp::StampId;
+use azs_core::usage::{UsageRow, normalize_subscription_id};
+use azs_core::window::ReportedWindow;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// Rows handed from the reading thread to the sink at a time.
+const EXPORT_BATCH: usize = 512;
+
+#[async_trait]
+impl UsageLedger for SqliteStore {
+    async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
+        // The blocking pool needs owned data: one copy of the window's rows.
+        let commit = OwnedCommit {
+            stamp: commit.stamp.clone(),
+            window: commit.window,
+            lease_owner: commit.lease_owner.to_owned(),
+            write: commit.write,
+            rows: commit.rows.to_vec(),
+        };
+        self.run(move |db| db.write(|conn| commit_window(conn, &commit))).await
+    }
+
+    async fn export_rows(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        // A reading thread walks the rows and hands them over in small batches through a bounded
+        // channel: memory stays at a few batches whatever the export's size.
+        let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<StoredUsageRow>>(4);
+        let filter = filter.clone();
+        let db = Arc::clone(&self.db);
+        let reader = tokio::task::spawn_blocking(move || export(&db, &filter, &batches));
+        let mut exported = 0u64;
+        let mut sink_failed = None;
+        'batches: while let Some(batch) = received.recv().await {
+            for row in batch {
+                if let Err(e) = sink(row) {
+                    sink_failed = Some(e);
+                    break 'batches;
+                }
+                exported += 1;
+            }
+        }
+        // Closing the channel stops the reading thread at its next batch.
+        drop(received);
+        let read = reader.await.map_err(|e| StoreError::Other(format!("export task ended abnormally: {e}")))?;
+        if let Some(e) = sink_failed {
+            return Err(StoreError::Other(format!("export stopped after {exported} rows: {e}")));
+        }
+        read?;
+        Ok(exported)
+    }
+
+    async fn record_reprocess(
+        &self,
+        stamp: &StampId,
+        window: ReportedWindow,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let (stamp, reason) = (stamp.clone(), reason.to_owned());
+        self.run(move |db| {
+            db.write(|conn| {
+                let known = conn
+                    .query_row("SELECT 1 FROM stamps WHERE id = ?1", [stamp.as_str()], |_| Ok(()))
+                    .optional()?;
+                if known.is_none() {
+                    return Err(StoreError::UnknownStamp(stamp.clone()).into());
+                }
+                conn.execute(
+                    "INSERT INTO reprocess_log (stamp_id, range_start, range_end, reason, requested_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    (stamp.as_str(), secs(window.start), secs(window.end), reason.as_str(), now_millis()),
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+struct OwnedCommit {
+    stamp: StampId,
+    window: ReportedWindow,
+    lease_owner: String,
+    write: WindowWrite,
+    rows: Vec<UsageRow>,
+}
+
+const INSERT_ROW: &str = "INSERT INTO usage_rows (stamp_no, reported_start, reported_end, row_key,
+        subscription_id, subscription_key, billing_subscription_id, meter_id, usage_start, usage_end,
+        quantity, resource_uri, location, tags, additional_info)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+    ON CONFLICT (stamp_no, reported_start, row_key) DO NOTHING";
+
+fn commit_window(conn: &mut Connection, c: &OwnedCommit) -> Result<CommitReceipt, Failure> {
+    let fenced = |reason: String| -> Failure {
+        StoreError::Fenced { stamp: c.stamp.clone(), window: c.window, reason }.into()
+    };
+    // IMMEDIATE takes the write lock now, so the checks below still hold when the rows land.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (stamp_no, watermark, holder) = tx
+        .prepare_cached(
+            "SELECT s.stamp_no, p.watermark, l.owner
+             FROM stamps s JOIN processing_status p ON p.stamp_id = s.id
+                 LEFT JOIN stamp_leases l ON l.stamp_id = s.id
+             WHERE s.id = ?1",
+        )?
+        .query_row([c.stamp.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::UnknownStamp(c.stamp.clone()))?;
+
+    match holder {
+        Some(owner) if owner == c.lease_owner => {}
+        Some(owner) => return Err(fenced(format!("the stamp's lease is held by {owner}"))),
+        None => return Err(fenced("the stamp's lease is not held".into())),
+    }
+    let (start, end) = (secs(c.window.start), secs(c.window.end));
+    let watermark_text = || {
+        chrono::DateTime::from_timestamp(watermark, 0)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| watermark.to_string())
+    };
+    match c.write {
+        WindowWrite::Advance if watermark != start => {
+            return Err(fenced(format!("the watermark is at {}, not at the window's start", watermark_text())));
+        }
+        WindowWrite::Replace if end > watermark => {
+            return Err(fenced(format!(
+                "only collected hours can be replaced and the watermark is at {}",
+                watermark_text()
+            )));
+        }
+        WindowWrite::Replace => {
+            tx.prepare_cached(
+                "DELETE FROM usage_rows WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3",
+            )?
+            .execute((stamp_no, start, end))?;
+        }
+        WindowWrite::Advance => {}
+    }
+
+    let receipt = insert_rows(&tx, stamp_no, c)?;
+
+    if c.write == WindowWrite::Advance {
+        tx.prepare_cached("UPDATE processing_status SET watermark = ?2 WHERE stamp_id = ?1")?
+            .execute((c.stamp.as_str(), end))?;
+    }
+    tx.commit()?;
+    Ok(receipt)
+}
+
+fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<CommitReceipt, Failure> {
+    // Mapping happens here, at write time, against the mappings as they are inside this transaction.
+    let mappings: HashMap<String, String> = tx
+        .prepare_cached(
+            "SELECT external_subscription_id, billing_subscription_id FROM subscription_mappings
+             WHERE stamp_id = ?1",
+        )?
+        .query_map([c.stamp.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    // A window has a handful of tenant subscriptions: normalise and look each up once.
+    let mut subscriptions: HashMap<&str, (String, Option<&str>)> = HashMap::new();
+
+    // In key order, every insert lands at the right edge of the unique index (this window's keys come
+    // after the stamp's earlier windows), instead of on a random page.
+    let mut order: Vec<(i64, usize)> = c.rows.iter().enumerate().map(|(i, r)| (r.fingerprint(), i)).collect();
+    order.sort_unstable();
+
+    let (start, end) = (secs(c.window.start), secs(c.window.end));
+    let mut insert = tx.prepare_cached(INSERT_ROW)?;
+    let mut quantity = String::with_capacity(32);
+    let mut receipt = CommitReceipt::default();
+    for (row_key, i) in order {
+        let row = &c.rows[i];
+        let (subscription_key, billing) =
+            &*subscriptions.entry(row.subscription_id.as_str()).or_insert_with(|| {
+                let key = normalize_subscription_id(&row.subscription_id);
+                let billing = mappings.get(&key).map(String::as_str);
+                (key, billing)
+            });
+        quantity.clear();
+        write!(quantity, "{}", row.quantity).expect("writing to a String cannot fail");
+        let inserted = insert.execute((
+            stamp_no,
+            start,
+            end,
+            row_key,
+            row.subscription_id.as_str(),
+            subscription_key.as_str(),
+            *billing,
+            row.meter_id.as_str(),
+            secs(row.usage_start),
+            secs(row.usage_end),
+            quantity.as_str(),
+            row.resource_uri.as_str(),
+            row.location.as_str(),
+            row.tags.as_deref(),
+            row.additional_info.as_deref(),
+        ))?;
+        if inserted == 1 {
+            receipt.rows_written += 1;
+            if billing.is_none() {
+                receipt.unmapped_rows += 1;
+            }
+        } else {
+            receipt.duplicates += 1;
+        }
+    }
+    Ok(receipt)
+}
+
+const EXPORT_STAMP_ROWS: &str = "SELECT reported_start, reported_end, subscription_id, billing_subscription_id,
+        meter_id, usage_start, usage_end, quantity, resource_uri, location, tags, additional_info
+    FROM usage_rows
+    WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3
+    ORDER BY reported_start, usage_start, row_key";
+
+/// Reads the filtered rows stamp by stamp (in stamp id order; rows of deleted stamps included) in one
+/// read transaction, and sends them in batches until done or until the receiver is gone.
+fn export(
+    db: &Database,
+    filter: &ExportFilter,
+    batches: &tokio::sync::mpsc::Sender<Vec<StoredUsageRow>>,
+) -> Result<(), StoreError> {
+    // Not retried: once a batch has gone out, starting over would hand the sink rows twice.
+    db.with_reader(|conn| {
+        let snapshot = conn.unchecked_transaction().map_err(Failure::from)?;
+        let stamps = export_stamps(&snapshot, filter).map_err(Failure::from)?;
+        let from = filter.from.map_or(i64::MIN, secs);
+        let to = filter.to.map_or(i64::MAX, secs);
+        let mut stmt = snapshot.prepare_cached(EXPORT_STAMP_ROWS).map_err(Failure::from)?;
+        let mut batch = Vec::with_capacity(EXPORT_BATCH);
+        for (stamp_no, stamp_id) in stamps {
+            let mut rows = stmt.query((stamp_no, from, to)).map_err(Failure::from)?;
+            while let Some(r) = rows.next().map_err(Failure::from)? {
+                batch.push(stored_row(&stamp_id, r).map_err(Failure::from)?);
+                if batch.len() == EXPORT_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+                    if batches.blocking_send(full).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = batches.blocking_send(batch);
+        }
+        Ok(())
+    })
+}
+
+/// The stamps to export, in id order: the filter's, or every stamp that ever had a number.
+fn export_stamps(conn: &Connection, filter: &ExportFilter) -> rusqlite::Result<Vec<(i64, StampId)>> {
+    if filter.stamps.is_empty() {
+        let mut stmt = conn.prepare_cached("SELECT stamp_no, stamp_id FROM stamp_numbers ORDER BY stamp_id")?;
+        return stmt.query_map([], |r| Ok((r.get(0)?, StampId(r.get(1)?))))?.collect();
+    }
+    let mut wanted: Vec<&StampId> = filter.stamps.iter().collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut stmt = conn.prepare_cached("SELECT stamp_no FROM stamp_numbers WHERE stamp_id = ?1")?;
+    let mut found = Vec::with_capacity(wanted.len());
+    for id in wanted {
+        if let Some(no) = stmt.query_row([id.as_str()], |r| r.get(0)).optional()? {
+            found.push((no, id.clone()));
+        }
+    }
+    Ok(found)
+}
+
+fn stored_row(stamp_id: &StampId, r: &Row<'_>) -> rusqlite::Result<StoredUsageRow> {
+    Ok(StoredUsageRow {
+        stamp_id: stamp_id.clone(),
+        window: ReportedWindow { start: get_secs(r, 0)?, end: get_secs(r, 1)? },
+        billing_subscription_id: r.get(3)?,
+        row: UsageRow {
+            subscription_id: r.get(2)?,
+            meter_id: r.get(4)?,
+            usage_start: get_secs(r, 5)?,
+            usage_end: get_secs(r, 6)?,
+            quantity: get_quantity(r, 7)?,
+            resource_uri: r.get(8)?,
+            location: r.get(9)?,
+            tags: r.get(10)?,
+            additional_info: r.get(11)?,
+        },
+    })
+}

@@ -1,0 +1,115 @@
+//! Subscription mappings (`subscription_mappings`): the seed's `[dbo].[SubscriptionMapper]`. Rows are
+//! mapped when written (see `ledger`); setting a mapping back-fills the stamp's still-unmapped rows of
+//! that subscription in the same transaction, and never touches rows already mapped.
+
+use crate::SqliteStore;
+use crate::codec::{get_millis, get_secs, get_u64, millis};
+use crate::db::Failure;
+use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
+use azs_core::ports::{MappingStore, StoreError};
+use azs_core::stamp::StampId;
+use azs_core::usage::normalize_subscription_id;
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+#[async_trait]
+impl MappingStore for SqliteStore {
+    async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
+        let mapping = mapping.clone();
+        self.run(move |db| db.write(|conn| set(conn, &mapping))).await
+    }
+
+    async fn remove_mapping(&self, stamp: &StampId, external_subscription_id: &str) -> Result<bool, StoreError> {
+        let stamp = stamp.clone();
+        let external = normalize_subscription_id(external_subscription_id);
+        self.run(move |db| {
+            db.write(|conn| {
+                let removed = conn.execute(
+                    "DELETE FROM subscription_mappings WHERE stamp_id = ?1 AND external_subscription_id = ?2",
+                    (stamp.as_str(), external.as_str()),
+                )?;
+                Ok(removed == 1)
+            })
+        })
+        .await
+    }
+
+    async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {
+        let stamp = stamp.cloned();
+        self.run(move |db| {
+            db.read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT stamp_id, external_subscription_id, billing_subscription_id, updated_at
+                     FROM subscription_mappings WHERE ?1 IS NULL OR stamp_id = ?1
+                     ORDER BY stamp_id, external_subscription_id",
+                )?;
+                let mappings = stmt
+                    .query_map([stamp.as_ref().map(StampId::as_str)], |r| {
+                        Ok(SubscriptionMapping {
+                            stamp_id: StampId(r.get(0)?),
+                            external_subscription_id: r.get(1)?,
+                            billing_subscription_id: r.get(2)?,
+                            updated_at: get_millis(r, 3)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(mappings)
+            })
+        })
+        .await
+    }
+
+    /// Registered stamps only: a deleted stamp's rows stay, but there is nothing left to map them to.
+    async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, StoreError> {
+        let stamp = stamp.cloned();
+        self.run(move |db| {
+            db.read(|conn| {
+                // `billing_subscription_id IS NULL` matches the partial index usage_rows_unmapped.
+                let mut stmt = conn.prepare_cached(
+                    "SELECT s.id, u.subscription_key, count(*), min(u.usage_start), max(u.usage_end)
+                     FROM stamps s JOIN usage_rows u ON u.stamp_no = s.stamp_no
+                     WHERE u.billing_subscription_id IS NULL AND (?1 IS NULL OR s.id = ?1)
+                     GROUP BY s.id, u.subscription_key
+                     ORDER BY s.id, u.subscription_key",
+                )?;
+                let unmapped = stmt
+                    .query_map([stamp.as_ref().map(StampId::as_str)], |r| {
+                        Ok(UnmappedSubscription {
+                            stamp_id: StampId(r.get(0)?),
+                            external_subscription_id: r.get(1)?,
+                            rows: get_u64(r, 2)?,
+                            first_usage: Some(get_secs(r, 3)?),
+                            last_usage: Some(get_secs(r, 4)?),
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(unmapped)
+            })
+        })
+        .await
+    }
+}
+
+fn set(conn: &mut Connection, mapping: &SubscriptionMapping) -> Result<u64, Failure> {
+    let external = normalize_subscription_id(&mapping.external_subscription_id);
+    let stamp = mapping.stamp_id.as_str();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stamp_no: i64 = tx
+        .query_row("SELECT stamp_no FROM stamps WHERE id = ?1", [stamp], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
+    tx.execute(
+        "INSERT INTO subscription_mappings (stamp_id, external_subscription_id, billing_subscription_id, updated_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (stamp_id, external_subscription_id) DO UPDATE SET
+             billing_subscription_id = excluded.billing_subscription_id, updated_at = excluded.updated_at",
+        (stamp, external.as_str(), mapping.billing_subscription_id.as_str(), millis(mapping.updated_at)),
+    )?;
+    let back_filled = tx.execute(
+        "UPDATE usage_rows SET billing_subscription_id = ?3
+         WHERE stamp_no = ?1 AND subscription_key = ?2 AND billing_subscription_id IS NULL",
+        (stamp_no, external.as_str(), mapping.billing_subscription_id.as_str()),
+    )?;
+    tx.commit()?;
+    Ok(back_filled as u64)
+}

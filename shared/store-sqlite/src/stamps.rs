@@ -1,0 +1,200 @@
+//! Registered stamps (`stamps`): the seed's `Config.Connections`. A stamp is the same stamp when its
+//! normalised admin ARM endpoint and admin subscription match; registering it twice names the first.
+
+use crate::SqliteStore;
+use crate::codec::{get_millis, get_query_mode, get_secs, millis, query_mode_name, secs};
+use crate::db::Failure;
+use async_trait::async_trait;
+use azs_core::ports::{StampRegistry, StoreError};
+use azs_core::registration::normalize_endpoint;
+use azs_core::stamp::{Stamp, StampConnection, StampId};
+use azs_core::usage::normalize_subscription_id;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_params};
+
+const COLUMNS: &str = "id, name, admin_subscription_id, tenant_id, application_id, certificate_thumbprint, \
+    admin_arm_endpoint, token_request_resource_url, authority_endpoint_url, is_adfs, ca_certificate_pem, \
+    credential_secret_name, enabled, collect_from, query_mode, created_at";
+
+#[async_trait]
+impl StampRegistry for SqliteStore {
+    async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
+        let stamp = stamp.clone();
+        self.run(move |db| db.write(|conn| insert(conn, &stamp))).await
+    }
+
+    async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
+        let stamp = stamp.clone();
+        self.run(move |db| db.write(|conn| update(conn, &stamp))).await
+    }
+
+    async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
+        // number stay, so what was collected can still be exported and invoiced.
+        self.run(move |db| {
+            db.write(|conn| Ok(conn.execute("DELETE FROM stamps WHERE id = ?1", [id.as_str()])? == 1))
+        })
+        .await
+    }
+
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
+        let id = id.clone();
+        self.run(move |db| {
+            db.read(|conn| {
+                let sql = format!("SELECT {COLUMNS} FROM stamps WHERE id = ?1");
+                Ok(conn.prepare_cached(&sql)?.query_row([id.as_str()], stamp_from_row).optional()?)
+            })
+        })
+        .await
+    }
+
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
+        self.run(|db| {
+            db.read(|conn| {
+                let sql = format!("SELECT {COLUMNS} FROM stamps ORDER BY name, id");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let stamps = stmt.query_map([], stamp_from_row)?.collect::<Result<Vec<_>, _>>()?;
+                Ok(stamps)
+            })
+        })
+        .await
+    }
+}
+
+fn insert(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(existing) = registered_as(&tx, &stamp.connection, None)? {
+        return Err(StoreError::DuplicateStamp(existing).into());
+    }
+    let id = stamp.id.as_str();
+    tx.execute("INSERT INTO stamp_numbers (stamp_id) VALUES (?1) ON CONFLICT (stamp_id) DO NOTHING", [id])?;
+    tx.execute(
+        "INSERT INTO stamps (id, stamp_no, name, admin_subscription_id, admin_subscription_key, tenant_id,
+             application_id, certificate_thumbprint, admin_arm_endpoint, admin_arm_endpoint_key,
+             token_request_resource_url, authority_endpoint_url, is_adfs, ca_certificate_pem,
+             credential_secret_name, enabled, collect_from, query_mode, created_at)
+         VALUES (:id, (SELECT stamp_no FROM stamp_numbers WHERE stamp_id = :id), :name, :admin_subscription_id,
+             :admin_subscription_key, :tenant_id, :application_id, :certificate_thumbprint, :admin_arm_endpoint,
+             :admin_arm_endpoint_key, :token_request_resource_url, :authority_endpoint_url, :is_adfs,
+             :ca_certificate_pem, :credential_secret_name, :enabled, :collect_from, :query_mode, :created_at)",
+        named_params! {
+            ":id": id,
+            ":name": stamp.name,
+            ":admin_subscription_id": stamp.connection.admin_subscription_id,
+            ":admin_subscription_key": normalize_subscription_id(&stamp.connection.admin_subscription_id),
+            ":tenant_id": stamp.connection.tenant_id,
+            ":application_id": stamp.connection.application_id,
+            ":certificate_thumbprint": stamp.connection.certificate_thumbprint,
+            ":admin_arm_endpoint": stamp.connection.admin_arm_endpoint,
+            ":admin_arm_endpoint_key": endpoint_key(&stamp.connection.admin_arm_endpoint),
+            ":token_request_resource_url": stamp.connection.token_request_resource_url,
+            ":authority_endpoint_url": stamp.connection.authority_endpoint_url,
+            ":is_adfs": stamp.connection.is_adfs,
+            ":ca_certificate_pem": stamp.connection.ca_certificate_pem,
+            ":credential_secret_name": stamp.credential_secret_name,
+            ":enabled": stamp.enabled,
+            ":collect_from": secs(stamp.collect_from),
+            ":query_mode": query_mode_name(stamp.query_mode),
+            ":created_at": millis(stamp.created_at),
+        },
+    )?;
+    // Collection starts at collect_from: the status row is the watermark, born with the stamp.
+    tx.execute(
+        "INSERT INTO processing_status (stamp_id, watermark, outcome) VALUES (?1, ?2, 'pending')",
+        (id, secs(stamp.collect_from)),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn update(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(existing) = registered_as(&tx, &stamp.connection, Some(&stamp.id))? {
+        return Err(StoreError::DuplicateStamp(existing).into());
+    }
+    // created_at is when the stamp was registered, and the watermark is progress: neither changes here.
+    let changed = tx.execute(
+        "UPDATE stamps SET name = :name, admin_subscription_id = :admin_subscription_id,
+             admin_subscription_key = :admin_subscription_key, tenant_id = :tenant_id,
+             application_id = :application_id, certificate_thumbprint = :certificate_thumbprint,
+             admin_arm_endpoint = :admin_arm_endpoint, admin_arm_endpoint_key = :admin_arm_endpoint_key,
+             token_request_resource_url = :token_request_resource_url,
+             authority_endpoint_url = :authority_endpoint_url, is_adfs = :is_adfs,
+             ca_certificate_pem = :ca_certificate_pem, credential_secret_name = :credential_secret_name,
+             enabled = :enabled, collect_from = :collect_from, query_mode = :query_mode
+         WHERE id = :id",
+        named_params! {
+            ":id": stamp.id.as_str(),
+            ":name": stamp.name,
+            ":admin_subscription_id": stamp.connection.admin_subscription_id,
+            ":admin_subscription_key": normalize_subscription_id(&stamp.connection.admin_subscription_id),
+            ":tenant_id": stamp.connection.tenant_id,
+            ":application_id": stamp.connection.application_id,
+            ":certificate_thumbprint": stamp.connection.certificate_thumbprint,
+            ":admin_arm_endpoint": stamp.connection.admin_arm_endpoint,
+            ":admin_arm_endpoint_key": endpoint_key(&stamp.connection.admin_arm_endpoint),
+            ":token_request_resource_url": stamp.connection.token_request_resource_url,
+            ":authority_endpoint_url": stamp.connection.authority_endpoint_url,
+            ":is_adfs": stamp.connection.is_adfs,
+            ":ca_certificate_pem": stamp.connection.ca_certificate_pem,
+            ":credential_secret_name": stamp.credential_secret_name,
+            ":enabled": stamp.enabled,
+            ":collect_from": secs(stamp.collect_from),
+            ":query_mode": query_mode_name(stamp.query_mode),
+        },
+    )?;
+    if changed == 0 {
+        return Err(StoreError::UnknownStamp(stamp.id.clone()).into());
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The id of the stamp (other than `except`) registered with this admin ARM endpoint and subscription.
+fn registered_as(
+    conn: &Connection,
+    connection: &StampConnection,
+    except: Option<&StampId>,
+) -> rusqlite::Result<Option<StampId>> {
+    conn.prepare_cached(
+        "SELECT id FROM stamps WHERE admin_arm_endpoint_key = ?1 AND admin_subscription_key = ?2
+             AND id IS NOT ?3",
+    )?
+    .query_row(
+        (
+            endpoint_key(&connection.admin_arm_endpoint),
+            normalize_subscription_id(&connection.admin_subscription_id),
+            except.map(StampId::as_str),
+        ),
+        |r| r.get(0).map(StampId),
+    )
+    .optional()
+}
+
+/// Hosts are case-insensitive; the URL parser lower-cases scheme and host and the trailing slash goes.
+fn endpoint_key(endpoint: &str) -> String {
+    normalize_endpoint(endpoint.trim())
+}
+
+fn stamp_from_row(r: &Row<'_>) -> rusqlite::Result<Stamp> {
+    Ok(Stamp {
+        id: StampId(r.get(0)?),
+        name: r.get(1)?,
+        connection: StampConnection {
+            admin_subscription_id: r.get(2)?,
+            tenant_id: r.get(3)?,
+            application_id: r.get(4)?,
+            certificate_thumbprint: r.get(5)?,
+            admin_arm_endpoint: r.get(6)?,
+            token_request_resource_url: r.get(7)?,
+            authority_endpoint_url: r.get(8)?,
+            is_adfs: r.get(9)?,
+            ca_certificate_pem: r.get(10)?,
+        },
+        credential_secret_name: r.get(11)?,
+        enabled: r.get(12)?,
+        collect_from: get_secs(r, 13)?,
+        query_mode: get_query_mode(r, 14)?,
+        created_at: get_millis(r, 15)?,
+    })
+}

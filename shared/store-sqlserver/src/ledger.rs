@@ -1,0 +1,212 @@
+//! The usage ledger (`usage_rows`, `reprocess_log`): a reported window's rows and the stamp's watermark
+//! committed in one transaction, fenced by the lease and the watermark; exports streamed in order.
+//!
+//! A commit: the rows are checked (quantities must fit exactly), de-duplicated by key and bulk-loaded
+//! into the session's `#staging` table; then one transaction moves the watermark (the fenced UPDATE
+//! comes first, so it also locks the stamp against a concurrent `set_mapping`), deletes the window's
+//! old rows when replacing, and MERGEs the staged rows in, mapping them in SQL.
+
+use crate::SqlServerStore;
+use crate::bind;
+use crate::session::{Failure, Session};
+use crate::types::{self, Quantity, guid_text, opt, opt_text, req, stamp_key, text};
+use async_trait::async_trait;
+use azs_core::ports::{
+    CommitReceipt, ExportFilter, StoreError, StoredUsageRow, UsageLedger, WindowCommit, WindowWrite,
+};
+use azs_core::stamp::StampId;
+use azs_core::usage::UsageRow;
+use azs_core::window::ReportedWindow;
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use tiberius::Uuid;
+use tiberius::numeric::Numeric;
+
+#[async_trait]
+impl UsageLedger for SqlServerStore {
+    async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
+        let key = stamp_key(commit.stamp).ok_or_else(|| StoreError::UnknownStamp(commit.stamp.clone()))?;
+        let rows = checked_rows(&commit)?;
+        let (commit, rows) = (&commit, rows.as_slice());
+        self.run("commit_window", |mut s| {
+            Box::pin(async move { commit_window(&mut s, key, commit, rows).await })
+        })
+        .await
+    }
+
+    async fn export_rows(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        // Not retried: once rows have gone to the sink, starting over would hand them over twice.
+        let mut session = crate::session::checkout(&self.pool).await.map_err(StoreError::from)?;
+        export(&mut session, filter, sink).await.map_err(StoreError::from)
+    }
+
+    async fn record_reprocess(
+        &self,
+        stamp: &StampId,
+        window: ReportedWindow,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let key = stamp_key(stamp).ok_or_else(|| StoreError::UnknownStamp(stamp.clone()))?;
+        let (start, end) = (types::seconds(window.start), types::seconds(window.end));
+        let requested_at = types::millis(Utc::now());
+        self.run("record_reprocess", |mut s| {
+            Box::pin(async move {
+                match s.execute(bind::record_reprocess(key, start, end, reason, requested_at)).await? {
+                    0 => Err(StoreError::UnknownStamp(stamp.clone()).into()),
+                    _ => Ok(()),
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// The window's distinct rows (first of each key) with their quantities in column form. A quantity
+/// the column cannot hold exactly refuses the whole window, naming where it came from.
+fn checked_rows<'a>(commit: &WindowCommit<'a>) -> Result<Vec<(&'a UsageRow, Quantity)>, StoreError> {
+    let mut seen = HashSet::with_capacity(commit.rows.len());
+    let mut rows = Vec::with_capacity(commit.rows.len());
+    for row in commit.rows {
+        let quantity = Quantity::new(row.quantity).map_err(|e| {
+            StoreError::Other(format!(
+                "stamp {} window {}: {e} (meter {}, subscription {}, usage from {}); the window was not \
+                 stored rather than rounded",
+                commit.stamp,
+                commit.window,
+                row.meter_id,
+                row.subscription_id,
+                row.usage_start.format("%Y-%m-%dT%H:%M:%SZ"),
+            ))
+        })?;
+        if seen.insert(row.fingerprint()) {
+            rows.push((row, quantity));
+        }
+    }
+    Ok(rows)
+}
+
+async fn commit_window(
+    s: &mut Session,
+    key: Uuid,
+    c: &WindowCommit<'_>,
+    rows: &[(&UsageRow, Quantity)],
+) -> Result<CommitReceipt, Failure> {
+    let (start, end) = (types::seconds(c.window.start), types::seconds(c.window.end));
+    // Staging is session-private, so it is filled before the transaction: the locks are held only for
+    // the statements that change shared rows.
+    s.stage(rows.iter().map(|(row, q)| bind::staging_row(row, *q)).collect()).await?;
+    s.begin().await?;
+    let result = async {
+        let fence = match c.write {
+            WindowWrite::Advance => bind::fence_advance(key, start, end, c.lease_owner),
+            WindowWrite::Replace => bind::fence_replace(key, end, c.lease_owner),
+        };
+        if s.execute(fence).await? != 1 {
+            return Err(fence_refusal(s, key, c).await);
+        }
+        if c.write == WindowWrite::Replace {
+            s.execute(bind::delete_window(key, start, end)).await?;
+        }
+        let counts = s
+            .query_one(bind::merge_staged(key, start, end))
+            .await?
+            .ok_or_else(|| Failure::other("the window's MERGE returned no counts"))?;
+        let rows_written = types::unsigned(&counts, 0)?;
+        Ok(CommitReceipt {
+            rows_written,
+            duplicates: (c.rows.len() as u64).saturating_sub(rows_written),
+            unmapped_rows: types::unsigned(&counts, 1)?,
+        })
+    }
+    .await;
+    s.finish(result).await
+}
+
+/// Why the fenced UPDATE changed nothing, in the SQLite store's words.
+async fn fence_refusal(s: &mut Session, key: Uuid, c: &WindowCommit<'_>) -> Failure {
+    let fenced = |reason: String| -> Failure {
+        StoreError::Fenced { stamp: c.stamp.clone(), window: c.window, reason }.into()
+    };
+    let row = match s.query_one(bind::fence_state(key)).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return StoreError::UnknownStamp(c.stamp.clone()).into(),
+        Err(f) => return f,
+    };
+    let (watermark, holder) = match (req::<DateTime<Utc>>(&row, 0), opt_text(&row, 1)) {
+        (Ok(w), Ok(h)) => (w, h),
+        (Err(f), _) | (_, Err(f)) => return f,
+    };
+    let at = watermark.format("%Y-%m-%dT%H:%M:%SZ");
+    match holder {
+        Some(owner) if owner != c.lease_owner => fenced(format!("the stamp's lease is held by {owner}")),
+        None => fenced("the stamp's lease is not held".into()),
+        Some(_) => match c.write {
+            WindowWrite::Advance => fenced(format!("the watermark is at {at}, not at the window's start")),
+            WindowWrite::Replace => {
+                fenced(format!("only collected hours can be replaced and the watermark is at {at}"))
+            }
+        },
+    }
+}
+
+/// Stamp by stamp (in id order; rows of deleted stamps included), each stamp's rows in (reported
+/// start, usage start, row key) order, as the SQLite store streams them.
+async fn export(
+    s: &mut Session,
+    filter: &ExportFilter,
+    sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+) -> Result<u64, Failure> {
+    // datetime2's whole range stands in for an open end, so both queries stay simple range seeks.
+    let from = filter.from.map(types::seconds).unwrap_or_else(earliest);
+    let to = filter.to.map(types::seconds).unwrap_or_else(latest);
+    let mut stamps: Vec<Uuid> = if filter.stamps.is_empty() {
+        s.query(bind::export_stamps(from, to)).await?.iter().map(|r| req(r, 0)).collect::<Result<_, _>>()?
+    } else {
+        filter.stamps.iter().filter_map(stamp_key).collect()
+    };
+    // Lower-case hyphenated text sorts like the bytes of the UUID, which is how Uuid orders.
+    stamps.sort_unstable();
+    stamps.dedup();
+
+    let mut exported = 0u64;
+    for key in stamps {
+        let stamp_id = StampId(guid_text(key));
+        s.for_each_row(bind::export_rows(key, from, to), |r| {
+            let row = StoredUsageRow {
+                stamp_id: stamp_id.clone(),
+                window: ReportedWindow { start: req(&r, 0)?, end: req(&r, 1)? },
+                billing_subscription_id: opt_text(&r, 2)?,
+                row: UsageRow {
+                    subscription_id: text(&r, 3)?,
+                    meter_id: text(&r, 4)?,
+                    usage_start: req(&r, 5)?,
+                    usage_end: req(&r, 6)?,
+                    quantity: Quantity::read(req::<Numeric>(&r, 7)?, req(&r, 8)?)?,
+                    resource_uri: text(&r, 9)?,
+                    location: text(&r, 10)?,
+                    tags: opt_text(&r, 11)?,
+                    additional_info: opt(&r, 12)?.map(|s: &str| s.to_owned()),
+                },
+            };
+            sink(row).map_err(|e| Failure::other(format!("export stopped after {exported} rows: {e}")))?;
+            exported += 1;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(exported)
+}
+
+/// The first instant `datetime2` holds.
+fn earliest() -> DateTime<Utc> {
+    "0001-01-01T00:00:00Z".parse().expect("a valid time")
+}
+
+/// The last whole second `datetime2(0)` holds.
+fn latest() -> DateTime<Utc> {
+    "9999-12-31T23:59:59Z".parse().expect("a valid time")
+}

@@ -1,0 +1,122 @@
+//! Subscription mappings (`subscription_mappings`): the seed's `[dbo].[SubscriptionMapper]`. Rows are
+//! mapped when written (see `ledger`); setting a mapping back-fills the stamp's still-unmapped rows of
+//! that subscription in the same transaction, and never touches rows already mapped.
+
+use crate::SqlServerStore;
+use crate::bind;
+use crate::session::{Failure, Session};
+use crate::types::{self, guid_text, req, stamp_key, text, unsigned};
+use async_trait::async_trait;
+use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
+use azs_core::ports::{MappingStore, StoreError};
+use azs_core::stamp::StampId;
+use azs_core::usage::normalize_subscription_id;
+use tiberius::Uuid;
+
+#[async_trait]
+impl MappingStore for SqlServerStore {
+    async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
+        let key =
+            stamp_key(&mapping.stamp_id).ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
+        let external = normalize_subscription_id(&mapping.external_subscription_id);
+        let external = external.as_str();
+        self.run("set_mapping", |mut s| Box::pin(async move { set(&mut s, key, external, mapping).await }))
+            .await
+    }
+
+    async fn remove_mapping(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(key) = stamp_key(stamp) else { return Ok(false) };
+        let external = normalize_subscription_id(external_subscription_id);
+        let external = external.as_str();
+        self.run("remove_mapping", |mut s| {
+            Box::pin(async move { Ok(s.execute(bind::remove_mapping(key, external)).await? == 1) })
+        })
+        .await
+    }
+
+    async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {
+        let Some(key) = stamp_filter(stamp) else { return Ok(Vec::new()) };
+        let mut mappings = self
+            .run("list_mappings", |mut s| {
+                Box::pin(async move {
+                    s.query(bind::list_mappings(key))
+                        .await?
+                        .iter()
+                        .map(|r| {
+                            Ok(SubscriptionMapping {
+                                stamp_id: StampId(guid_text(req(r, 0)?)),
+                                external_subscription_id: text(r, 1)?,
+                                billing_subscription_id: text(r, 2)?,
+                                updated_at: req(r, 3)?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, Failure>>()
+                })
+            })
+            .await?;
+        mappings.sort_by(|a, b| {
+            (&a.stamp_id, &a.external_subscription_id).cmp(&(&b.stamp_id, &b.external_subscription_id))
+        });
+        Ok(mappings)
+    }
+
+    /// Registered stamps only: a deleted stamp's rows stay, but there is nothing left to map them to.
+    async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, StoreError> {
+        let Some(key) = stamp_filter(stamp) else { return Ok(Vec::new()) };
+        let mut unmapped = self
+            .run("unmapped", |mut s| {
+                Box::pin(async move {
+                    s.query(bind::unmapped(key))
+                        .await?
+                        .iter()
+                        .map(|r| {
+                            Ok(UnmappedSubscription {
+                                stamp_id: StampId(guid_text(req(r, 0)?)),
+                                external_subscription_id: text(r, 1)?,
+                                rows: unsigned(r, 2)?,
+                                first_usage: types::opt(r, 3)?,
+                                last_usage: types::opt(r, 4)?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, Failure>>()
+                })
+            })
+            .await?;
+        unmapped.sort_by(|a, b| {
+            (&a.stamp_id, &a.external_subscription_id).cmp(&(&b.stamp_id, &b.external_subscription_id))
+        });
+        Ok(unmapped)
+    }
+}
+
+/// The stamp to filter by: `Some(None)` for every stamp, `None` for an id that cannot be registered.
+fn stamp_filter(stamp: Option<&StampId>) -> Option<Option<Uuid>> {
+    match stamp {
+        Some(id) => stamp_key(id).map(Some),
+        None => Some(None),
+    }
+}
+
+async fn set(
+    s: &mut Session,
+    key: Uuid,
+    external: &str,
+    mapping: &SubscriptionMapping,
+) -> Result<u64, Failure> {
+    s.begin().await?;
+    let result = async {
+        // Serialises with this stamp's window commits (see sql::LOCK_STAMP); no row: no such stamp.
+        if s.query_one(bind::lock_stamp(key)).await?.is_none() {
+            return Err(StoreError::UnknownStamp(mapping.stamp_id.clone()).into());
+        }
+        let billing = mapping.billing_subscription_id.as_str();
+        s.execute(bind::upsert_mapping(key, external, billing, types::millis(mapping.updated_at))).await?;
+        s.execute(bind::back_fill(key, external, billing)).await
+    }
+    .await;
+    s.finish(result).await
+}

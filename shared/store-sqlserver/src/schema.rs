@@ -1,0 +1,225 @@
+//! The database schema the store lives in: its name (the one piece of text spliced into SQL, so it is
+//! validated strictly) and the versioned migrations that build it.
+//!
+//! Migrations run under an exclusive, session-owned application lock (`sp_getapplock`) with a timeout,
+//! so two cold starts never migrate at once: the second waits, then finds nothing left to do. Each
+//! migration's DDL and its row in `schema_migrations` commit in one transaction (T-SQL DDL is
+//! transactional).
+
+use crate::bind::{self, Bound};
+use crate::session::{Failure, Session};
+use crate::sql::{self, Statement};
+use crate::types;
+use std::fmt;
+use std::time::Duration;
+
+/// A validated SQL Server schema name: 1-128 characters, an ASCII letter or `_` first, then ASCII
+/// letters, digits or `_`. It is always spliced bracketed (`[name]`), so a reserved word is harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid schema name {name:?}: {rule}")]
+pub struct InvalidSchemaName {
+    pub name: String,
+    pub rule: &'static str,
+}
+
+/// Schemas SQL Server owns; tables cannot live there.
+const RESERVED: &[&str] = &["sys", "information_schema", "guest", "db_owner", "db_ddladmin"];
+
+impl SchemaName {
+    pub const DEFAULT: &'static str = "azs_usage";
+
+    pub fn parse(name: &str) -> Result<Self, InvalidSchemaName> {
+        let invalid = |rule| Err(InvalidSchemaName { name: name.to_owned(), rule });
+        let mut chars = name.chars();
+        match chars.next() {
+            None => return invalid("must not be empty"),
+            Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+                return invalid("must start with an ASCII letter or '_'");
+            }
+            Some(_) => {}
+        }
+        if name.len() > 128 {
+            return invalid("must be at most 128 characters");
+        }
+        if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return invalid("may contain only ASCII letters, digits and '_'");
+        }
+        if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return invalid("is a schema SQL Server reserves");
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `sql` with every `{schema}` replaced by `[name]`.
+    pub(crate) fn render(&self, sql: &str) -> String {
+        sql.replace("{schema}", &format!("[{}]", self.0))
+    }
+}
+
+impl Default for SchemaName {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+impl fmt::Display for SchemaName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub statements: &'static [&'static Statement],
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    statements: &[
+        &sql::V1_STAMPS,
+        &sql::V1_SUBSCRIPTION_MAPPINGS,
+        &sql::V1_USAGE_ROWS,
+        &sql::V1_USAGE_ROWS_UNMAPPED,
+        &sql::V1_PROCESSING_STATUS,
+        &sql::V1_STAMP_LEASES,
+        &sql::V1_REPROCESS_LOG,
+    ],
+}];
+
+/// The schema version this build writes.
+pub const LATEST_VERSION: i32 = 1;
+
+/// How long a cold start waits for another one's migration before giving up.
+pub(crate) const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Brings the schema up to [`LATEST_VERSION`] (creating it if needed) under the migration lock.
+pub(crate) async fn migrate(session: &mut Session) -> Result<i32, Failure> {
+    let resource = format!("azs-usage:migrate:{}", session.schema());
+    let granted =
+        int(session, bind::applock_acquire(&resource, MIGRATION_LOCK_TIMEOUT)).await?.unwrap_or(-999);
+    if granted < 0 {
+        return Err(Failure::unavailable(format!(
+            "could not take the migration lock for schema {} within {}s (sp_getapplock returned {granted}); \
+             another instance may be migrating",
+            session.schema(),
+            MIGRATION_LOCK_TIMEOUT.as_secs()
+        )));
+    }
+    let result = migrate_locked(session).await;
+    // The lock belongs to the session: release it even when migrating failed, so the pooled
+    // connection does not keep other cold starts waiting.
+    let released = session.execute(bind::applock_release(&resource)).await;
+    let version = result?;
+    released?;
+    Ok(version)
+}
+
+async fn migrate_locked(session: &mut Session) -> Result<i32, Failure> {
+    let schema = session.schema().clone();
+    if int(session, bind::schema_id(schema.as_str())).await?.is_none() {
+        session.batch(&sql::CREATE_SCHEMA).await?;
+        tracing::info!(schema = %schema, "created schema");
+    }
+    let ledger = format!("[{schema}].[schema_migrations]");
+    if int(session, bind::table_id(&ledger)).await?.is_none() {
+        session.batch(&sql::CREATE_MIGRATIONS_TABLE).await?;
+    }
+    let current = int(session, bind::none(&sql::SCHEMA_VERSION)).await?.unwrap_or(0);
+    if current > LATEST_VERSION {
+        // A newer build migrated this schema; writing with an older idea of it could corrupt it.
+        return Err(Failure::other(format!(
+            "schema {schema} is at version {current}; this build knows up to {LATEST_VERSION}"
+        )));
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        session.begin().await?;
+        let applied = async {
+            for statement in migration.statements {
+                session.batch(statement).await?;
+            }
+            session.execute(bind::record_migration(migration.version, migration.name)).await?;
+            Ok(())
+        }
+        .await;
+        session.finish(applied).await?;
+        tracing::info!(schema = %schema, version = migration.version, name = migration.name, "applied schema migration");
+    }
+    Ok(current.max(MIGRATIONS.last().map_or(0, |m| m.version)))
+}
+
+/// The first column of the first row, an `int` or NULL.
+async fn int(session: &mut Session, bound: Bound<'_>) -> Result<Option<i32>, Failure> {
+    match session.query_one(bound).await? {
+        Some(row) => types::opt::<i32>(&row, 0),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_identifiers() {
+        for ok in ["azs_usage", "_x", "A", "azs_usage_test_0123abcd", &"a".repeat(128)] {
+            assert_eq!(SchemaName::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_anything_that_could_change_the_sql_it_is_spliced_into() {
+        for bad in [
+            "",
+            "1abc",
+            "azs usage",
+            "azs-usage",
+            "azs]usage",
+            "[azs]",
+            "azs;DROP TABLE x",
+            "azs'--",
+            "azs.usage",
+            "#temp",
+            "@var",
+            "sch\u{e9}ma",
+            "azs\u{0}",
+            &"a".repeat(129),
+            "sys",
+            "INFORMATION_SCHEMA",
+        ] {
+            assert!(SchemaName::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn renders_bracketed_into_every_schema_hole() {
+        let s = SchemaName::parse("select").unwrap();
+        assert_eq!(
+            s.render("SELECT * FROM {schema}.t JOIN {schema}.u"),
+            "SELECT * FROM [select].t JOIN [select].u"
+        );
+    }
+
+    #[test]
+    fn the_latest_version_is_the_last_migration_and_versions_count_up_from_one() {
+        assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(LATEST_VERSION));
+        assert!(MIGRATIONS.iter().enumerate().all(|(i, m)| m.version == i as i32 + 1));
+    }
+
+    #[test]
+    fn migrations_take_no_parameters() {
+        for m in MIGRATIONS {
+            for s in m.statements {
+                assert_eq!(s.params, 0, "{}", s.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! Every T-SQL statement this store sends, as constants, so that tests can check them without a server
+//! (see `tests` below): each parses with sqlparser's MsSql dialect (or is on [`UNPARSEABLE`] with the
+//! reason), and each declares how many `@Pn` parameters it takes, which `bind.rs` must supply.
+//!
+//! The only text ever spliced into a statement is `{schema}`, replaced by the validated, bracketed schema
+//! name ([`crate::SchemaName`]); every value travels as a parameter.
+//!
+//! Column types: hour-grained domain times (collect_from, watermark, reported and usage start/end) are
+//! `datetime2(0)` UTC; instants (created_at, updated_at, run start/finish, lease expiry, requested_at) are
+//! `datetime2(3)` UTC, the millisecond precision the SQLite store keeps, so both stores return the same
+//! values. Quantities are `decimal(38, 12)` plus the scale the API sent them with (see `types.rs`).
+
+/// One statement and the number of distinct `@Pn` parameters it takes.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    pub name: &'static str,
+    pub sql: &'static str,
+    pub params: usize,
+}
+
+macro_rules! statements {
+    ($($(#[$doc:meta])* $name:ident ($params:literal) = $sql:literal;)*) => {
+        $( $(#[$doc])* pub(crate) const $name: Statement =
+            Statement { name: stringify!($name), sql: $sql, params: $params }; )*
+        /// Every statement, for the static checks.
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub(crate) const ALL: &[&Statement] = &[$(&$name),*];
+    };
+}
+
+/// Statements sqlparser cannot parse, and why. They are still checked for their parameter count.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const UNPARSEABLE: &[(&str, &str)] = &[(
+    "APPLOCK_ACQUIRE",
+    "sqlparser 0.64 does not parse `EXEC @result = procedure` (a procedure's return code into a variable); \
+     sp_getapplock reports whether it granted the lock only through that return code",
+)];
+
+statements! {
+    // -- Session -------------------------------------------------------------------------------------
+
+    /// Any error rolls the whole transaction back on the server, even if the client is gone; row
+    /// counts are reported (fences and leases are decided by them), whatever the server's defaults.
+    SESSION_OPTIONS (0) = "SET XACT_ABORT ON; SET NOCOUNT OFF";
+    /// One window's rows on their way in (session-private; created once per connection).
+    CREATE_STAGING (0) = "CREATE TABLE #staging (
+        row_key bigint NOT NULL PRIMARY KEY,
+        subscription_id nvarchar(256) NOT NULL,
+        subscription_key nvarchar(256) NOT NULL,
+        meter_id nvarchar(128) NOT NULL,
+        usage_start datetime2(0) NOT NULL,
+        usage_end datetime2(0) NOT NULL,
+        quantity decimal(38, 12) NOT NULL,
+        quantity_scale tinyint NOT NULL,
+        resource_uri nvarchar(4000) NOT NULL,
+        location nvarchar(256) NOT NULL,
+        tags nvarchar(max) NULL,
+        additional_info nvarchar(max) NULL
+    )";
+    CLEAR_STAGING (0) = "TRUNCATE TABLE #staging";
+    BEGIN (0) = "BEGIN TRANSACTION";
+    COMMIT (0) = "COMMIT TRANSACTION";
+    ROLLBACK (0) = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION";
+    PING (0) = "SELECT 1 AS ok";
+
+    // -- Migrations ----------------------------------------------------------------------------------
+
+    /// Exclusive, owned by the session (so it survives the migrations' own transactions), waiting at
+    /// most @P2 ms. Returns sp_getapplock's code: >= 0 granted, -1 timeout, -2 cancelled, -3 deadlock.
+    APPLOCK_ACQUIRE (2) = "DECLARE @result int;
+        EXEC @result = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', @LockOwner = 'Session',
+            @LockTimeout = @P2;
+        SELECT @result AS result";
+    APPLOCK_RELEASE (1) = "EXEC sp_releaseapplock @Resource = @P1, @LockOwner = 'Session'";
+    SCHEMA_ID (1) = "SELECT SCHEMA_ID(@P1) AS schema_id";
+    /// Alone in its batch, as T-SQL requires.
+    CREATE_SCHEMA (0) = "CREATE SCHEMA {schema}";
+    TABLE_ID (1) = "SELECT OBJECT_ID(@P1, N'U') AS object_id";
+    CREATE_MIGRATIONS_TABLE (0) = "CREATE TABLE {schema}.schema_migrations (
+        version int NOT NULL,
+        name nvarchar(128) NOT NULL,
+        applied_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_schema_migrations PRIMARY KEY (version)
+    )";
+    SCHEMA_VERSION (0) = "SELECT COALESCE(MAX(version), 0) AS version FROM {schema}.schema_migrations";
+    RECORD_MIGRATION (2) = "INSERT INTO {schema}.schema_migrations (version, name, applied_at)
+        VALUES (@P1, @P2, SYSUTCDATETIME())";
+
+    // -- Migration 1: the initial schema (mirrors the SQLite store's 0001_initial.sql) -----------------
+
+    /// The seed's Config.Connections. tenant_id is NULL for an AD FS stamp's literal tenant `adfs`;
+    /// admin_arm_endpoint_key is the normalised endpoint that, with the admin subscription, makes a
+    /// second registration of the same stamp a duplicate.
+    V1_STAMPS (0) = "CREATE TABLE {schema}.stamps (
+        id uniqueidentifier NOT NULL,
+        name nvarchar(256) NOT NULL,
+        admin_subscription_id uniqueidentifier NOT NULL,
+        tenant_id uniqueidentifier NULL,
+        application_id uniqueidentifier NOT NULL,
+        certificate_thumbprint nvarchar(64) NULL,
+        admin_arm_endpoint nvarchar(400) NOT NULL,
+        admin_arm_endpoint_key nvarchar(400) NOT NULL,
+        token_request_resource_url nvarchar(1000) NULL,
+        authority_endpoint_url nvarchar(1000) NULL,
+        is_adfs bit NOT NULL,
+        ca_certificate_pem nvarchar(max) NULL,
+        credential_secret_name nvarchar(400) NOT NULL,
+        enabled bit NOT NULL,
+        collect_from datetime2(0) NOT NULL,
+        query_mode nvarchar(32) NOT NULL,
+        created_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_stamps PRIMARY KEY (id),
+        CONSTRAINT uq_stamps_endpoint_subscription UNIQUE (admin_arm_endpoint_key, admin_subscription_id),
+        CONSTRAINT ck_stamps_tenant CHECK (tenant_id IS NOT NULL OR is_adfs = 1)
+    )";
+    /// The seed's [dbo].[SubscriptionMapper]; external_subscription_id is normalised (lower-case).
+    V1_SUBSCRIPTION_MAPPINGS (0) = "CREATE TABLE {schema}.subscription_mappings (
+        stamp_id uniqueidentifier NOT NULL,
+        external_subscription_id nvarchar(256) NOT NULL,
+        billing_subscription_id nvarchar(256) NOT NULL,
+        updated_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_subscription_mappings PRIMARY KEY (stamp_id, external_subscription_id),
+        CONSTRAINT fk_subscription_mappings_stamp FOREIGN KEY (stamp_id)
+            REFERENCES {schema}.stamps (id) ON DELETE CASCADE
+    )";
+    /// Usage rows as the API sent them, keyed by (stamp, reported window start, fingerprint): see
+    /// azs_core::usage. No foreign key: rows outlive their stamp. External subscription ids are kept as
+    /// sent (nvarchar: not guaranteed to be GUIDs); subscription_key is the normalised form mappings
+    /// join on.
+    V1_USAGE_ROWS (0) = "CREATE TABLE {schema}.usage_rows (
+        stamp_id uniqueidentifier NOT NULL,
+        reported_start datetime2(0) NOT NULL,
+        row_key bigint NOT NULL,
+        reported_end datetime2(0) NOT NULL,
+        subscription_id nvarchar(256) NOT NULL,
+        subscription_key nvarchar(256) NOT NULL,
+        billing_subscription_id nvarchar(256) NULL,
+        meter_id nvarchar(128) NOT NULL,
+        usage_start datetime2(0) NOT NULL,
+        usage_end datetime2(0) NOT NULL,
+        quantity decimal(38, 12) NOT NULL,
+        quantity_scale tinyint NOT NULL,
+        resource_uri nvarchar(4000) NOT NULL,
+        location nvarchar(256) NOT NULL,
+        tags nvarchar(max) NULL,
+        additional_info nvarchar(max) NULL,
+        CONSTRAINT pk_usage_rows PRIMARY KEY (stamp_id, reported_start, row_key)
+    )";
+    /// Only unmapped rows: back-filling a new mapping and listing unmapped subscriptions read it.
+    V1_USAGE_ROWS_UNMAPPED (0) = "CREATE INDEX ix_usage_rows_unmapped
+        ON {schema}.usage_rows (stamp_id, subscription_key) INCLUDE (usage_start, usage_end)
+        WHERE billing_subscription_id IS NULL";
+    /// The seed's AzsHubUsageRecordProcessingStatusData; born with the stamp, watermark = collect_from.
+    V1_PROCESSING_STATUS (0) = "CREATE TABLE {schema}.processing_status (
+        stamp_id uniqueidentifier NOT NULL,
+        watermark datetime2(0) NOT NULL,
+        last_run_started datetime2(3) NULL,
+        last_run_finished datetime2(3) NULL,
+        outcome nvarchar(32) NOT NULL,
+        rows_written bigint NOT NULL,
+        unmapped_rows bigint NOT NULL,
+        last_error nvarchar(max) NULL,
+        CONSTRAINT pk_processing_status PRIMARY KEY (stamp_id),
+        CONSTRAINT fk_processing_status_stamp FOREIGN KEY (stamp_id)
+            REFERENCES {schema}.stamps (id) ON DELETE CASCADE
+    )";
+    /// Named by the stamp alone, never by a window or watermark; expires on the server's clock.
+    V1_STAMP_LEASES (0) = "CREATE TABLE {schema}.stamp_leases (
+        stamp_id uniqueidentifier NOT NULL,
+        owner nvarchar(256) NOT NULL,
+        expires_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_stamp_leases PRIMARY KEY (stamp_id),
+        CONSTRAINT fk_stamp_leases_stamp FOREIGN KEY (stamp_id)
+            REFERENCES {schema}.stamps (id) ON DELETE CASCADE
+    )";
+    /// Operators' reprocessing requests; kept after the stamp is deleted, like its rows.
+    V1_REPROCESS_LOG (0) = "CREATE TABLE {schema}.reprocess_log (
+        id bigint IDENTITY(1, 1) NOT NULL,
+        stamp_id uniqueidentifier NOT NULL,
+        range_start datetime2(0) NOT NULL,
+        range_end datetime2(0) NOT NULL,
+        reason nvarchar(max) NOT NULL,
+        requested_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_reprocess_log PRIMARY KEY (id)
+    )";
+
+    // -- Dropping the schema (tests, and an operator's uninstall) -------------------------------------
+
+    DROP_STAMP_LEASES (0) = "DROP TABLE IF EXISTS {schema}.stamp_leases";
+    DROP_PROCESSING_STATUS (0) = "DROP TABLE IF EXISTS {schema}.processing_status";
+    DROP_SUBSCRIPTION_MAPPINGS (0) = "DROP TABLE IF EXISTS {schema}.subscription_mappings";
+    DROP_USAGE_ROWS (0) = "DROP TABLE IF EXISTS {schema}.usage_rows";
+    DROP_REPROCESS_LOG (0) = "DROP TABLE IF EXISTS {schema}.reprocess_log";
+    DROP_STAMPS (0) = "DROP TABLE IF EXISTS {schema}.stamps";
+    DROP_MIGRATIONS_TABLE (0) = "DROP TABLE IF EXISTS {schema}.schema_migrations";
+    DROP_SCHEMA (0) = "DROP SCHEMA IF EXISTS {schema}";
+
+    // -- Stamps --------------------------------------------------------------------------------------
+
+    /// The stamp (other than @P3) registered with this endpoint and admin subscription. UPDLOCK +
+    /// HOLDLOCK keep the answer true until the transaction ends (a concurrent registration waits).
+    STAMP_REGISTERED_AS (3) = "SELECT id FROM {schema}.stamps WITH (UPDLOCK, HOLDLOCK)
+        WHERE admin_arm_endpoint_key = @P1 AND admin_subscription_id = @P2 AND (@P3 IS NULL OR id <> @P3)";
+    INSERT_STAMP (17) = "INSERT INTO {schema}.stamps (id, name, admin_subscription_id, tenant_id,
+            application_id, certificate_thumbprint, admin_arm_endpoint, admin_arm_endpoint_key,
+            token_request_resource_url, authority_endpoint_url, is_adfs, ca_certificate_pem,
+            credential_secret_name, enabled, collect_from, query_mode, created_at)
+        VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10, @P11, @P12, @P13, @P14, @P15, @P16, @P17)";
+    /// Collection starts at collect_from: the status row is the watermark, born with the stamp.
+    INSERT_STATUS (2) = "INSERT INTO {schema}.processing_status
+            (stamp_id, watermark, outcome, rows_written, unmapped_rows)
+        VALUES (@P1, @P2, N'pending', 0, 0)";
+    /// created_at (registration time) and the watermark (progress) never change here.
+    UPDATE_STAMP (16) = "UPDATE {schema}.stamps SET name = @P2, admin_subscription_id = @P3,
+            tenant_id = @P4, application_id = @P5, certificate_thumbprint = @P6, admin_arm_endpoint = @P7,
+            admin_arm_endpoint_key = @P8, token_request_resource_url = @P9, authority_endpoint_url = @P10,
+            is_adfs = @P11, ca_certificate_pem = @P12, credential_secret_name = @P13, enabled = @P14,
+            collect_from = @P15, query_mode = @P16
+        WHERE id = @P1";
+    /// Status, lease and mappings go with it (ON DELETE CASCADE); usage rows stay.
+    DELETE_STAMP (1) = "DELETE FROM {schema}.stamps WHERE id = @P1";
+    GET_STAMP (1) = "SELECT id, name, admin_subscription_id, tenant_id, application_id,
+            certificate_thumbprint, admin_arm_endpoint, token_request_resource_url, authority_endpoint_url,
+            is_adfs, ca_certificate_pem, credential_secret_name, enabled, collect_from, query_mode, created_at
+        FROM {schema}.stamps WHERE id = @P1";
+    LIST_STAMPS (0) = "SELECT id, name, admin_subscription_id, tenant_id, application_id,
+            certificate_thumbprint, admin_arm_endpoint, token_request_resource_url, authority_endpoint_url,
+            is_adfs, ca_certificate_pem, credential_secret_name, enabled, collect_from, query_mode, created_at
+        FROM {schema}.stamps";
+
+    // -- Processing status ---------------------------------------------------------------------------
+
+    GET_STATUS (1) = "SELECT stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written,
+            unmapped_rows, last_error
+        FROM {schema}.processing_status WHERE stamp_id = @P1";
+    LIST_STATUSES (0) = "SELECT stamp_id, watermark, last_run_started, last_run_finished, outcome,
+            rows_written, unmapped_rows, last_error
+        FROM {schema}.processing_status";
+    RUN_STARTED (3) = "UPDATE {schema}.processing_status SET last_run_started = @P2, outcome = @P3
+        WHERE stamp_id = @P1";
+    RUN_FINISHED (6) = "UPDATE {schema}.processing_status SET last_run_finished = @P2, outcome = @P3,
+            rows_written = @P4, unmapped_rows = @P5, last_error = @P6
+        WHERE stamp_id = @P1";
+
+    // -- Leases --------------------------------------------------------------------------------------
+
+    /// Takes over the stamp's lease row if it is ours or expired: one atomic conditional write.
+    LEASE_TAKE_OVER (3) = "UPDATE {schema}.stamp_leases
+        SET owner = @P2, expires_at = DATEADD(millisecond, @P3, SYSUTCDATETIME())
+        WHERE stamp_id = @P1 AND (owner = @P2 OR expires_at < SYSUTCDATETIME())";
+    /// Creates the lease row when there is none; of two racing creators the primary key lets one win.
+    LEASE_CREATE (3) = "INSERT INTO {schema}.stamp_leases (stamp_id, owner, expires_at)
+        SELECT @P1, @P2, DATEADD(millisecond, @P3, SYSUTCDATETIME())
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.stamp_leases WHERE stamp_id = @P1)";
+    LEASE_RENEW (3) = "UPDATE {schema}.stamp_leases SET expires_at = DATEADD(millisecond, @P3, SYSUTCDATETIME())
+        WHERE stamp_id = @P1 AND owner = @P2";
+    LEASE_RELEASE (2) = "DELETE FROM {schema}.stamp_leases WHERE stamp_id = @P1 AND owner = @P2";
+
+    // -- Mappings ------------------------------------------------------------------------------------
+
+    /// Locks the stamp's status row until the transaction ends. commit_window updates the same row
+    /// first thing, so a mapping and a window commit of one stamp never interleave: either the window's
+    /// rows see the new mapping, or the back-fill sees the window's rows (under RCSI too).
+    LOCK_STAMP (1) = "SELECT stamp_id FROM {schema}.processing_status WITH (UPDLOCK, HOLDLOCK)
+        WHERE stamp_id = @P1";
+    /// No HOLDLOCK needed: LOCK_STAMP already serialises every writer of this stamp's mappings.
+    UPSERT_MAPPING (4) = "MERGE INTO {schema}.subscription_mappings AS t
+        USING (SELECT @P1 AS stamp_id, @P2 AS external_subscription_id) AS s
+        ON t.stamp_id = s.stamp_id AND t.external_subscription_id = s.external_subscription_id
+        WHEN MATCHED THEN UPDATE SET billing_subscription_id = @P3, updated_at = @P4
+        WHEN NOT MATCHED BY TARGET THEN
+            INSERT (stamp_id, external_subscription_id, billing_subscription_id, updated_at)
+            VALUES (@P1, @P2, @P3, @P4);";
+    /// Only rows still unmapped: rows already mapped keep the subscription they were invoiced under.
+    BACK_FILL (3) = "UPDATE {schema}.usage_rows SET billing_subscription_id = @P3
+        WHERE stamp_id = @P1 AND subscription_key = @P2 AND billing_subscription_id IS NULL";
+    REMOVE_MAPPING (2) = "DELETE FROM {schema}.subscription_mappings
+        WHERE stamp_id = @P1 AND external_subscription_id = @P2";
+    LIST_MAPPINGS (1) = "SELECT stamp_id, external_subscription_id, billing_subscription_id, updated_at
+        FROM {schema}.subscription_mappings WHERE @P1 IS NULL OR stamp_id = @P1";
+    /// Registered stamps only: a deleted stamp's rows stay, but there is nothing left to map them to.
+    UNMAPPED (1) = "SELECT s.id, u.subscription_key, COUNT_BIG(*) AS row_count,
+            MIN(u.usage_start) AS first_usage, MAX(u.usage_end) AS last_usage
+        FROM {schema}.stamps AS s JOIN {schema}.usage_rows AS u ON u.stamp_id = s.id
+        WHERE u.billing_subscription_id IS NULL AND (@P1 IS NULL OR s.id = @P1)
+        GROUP BY s.id, u.subscription_key";
+
+    // -- Usage ledger --------------------------------------------------------------------------------
+
+    /// Advance: the window must start at the watermark and the lease must be ours; the watermark moves
+    /// to the window's end. Row count 0 means fenced off.
+    FENCE_ADVANCE (4) = "UPDATE {schema}.processing_status SET watermark = @P3
+        WHERE stamp_id = @P1 AND watermark = @P2
+            AND EXISTS (SELECT 1 FROM {schema}.stamp_leases AS l WHERE l.stamp_id = @P1 AND l.owner = @P4)";
+    /// Replace: the window must end at or before the watermark and the lease must be ours; the
+    /// watermark stays (the no-op update locks the status row like FENCE_ADVANCE does).
+    FENCE_REPLACE (3) = "UPDATE {schema}.processing_status SET watermark = watermark
+        WHERE stamp_id = @P1 AND watermark >= @P2
+            AND EXISTS (SELECT 1 FROM {schema}.stamp_leases AS l WHERE l.stamp_id = @P1 AND l.owner = @P3)";
+    /// Why a fence refused: the watermark and the lease as they are.
+    FENCE_STATE (1) = "SELECT p.watermark, l.owner
+        FROM {schema}.processing_status AS p
+        LEFT JOIN {schema}.stamp_leases AS l ON l.stamp_id = p.stamp_id
+        WHERE p.stamp_id = @P1";
+    /// Replace: the window's old rows go, in the same transaction as the new ones come.
+    DELETE_WINDOW (3) = "DELETE FROM {schema}.usage_rows
+        WHERE stamp_id = @P1 AND reported_start >= @P2 AND reported_start < @P3";
+    /// The staged window into the ledger: rows already stored (same stamp, reported start, row key) are
+    /// left alone; new ones are mapped here, in SQL, inside the commit's transaction. Returns how many
+    /// rows were written and how many of those had no mapping.
+    MERGE_STAGED (3) = "DECLARE @written TABLE (unmapped bit NOT NULL);
+        MERGE INTO {schema}.usage_rows AS t
+        USING (
+            SELECT s.row_key, s.subscription_id, s.subscription_key, m.billing_subscription_id, s.meter_id,
+                s.usage_start, s.usage_end, s.quantity, s.quantity_scale, s.resource_uri, s.location, s.tags,
+                s.additional_info
+            FROM #staging AS s
+            LEFT JOIN {schema}.subscription_mappings AS m
+                ON m.stamp_id = @P1 AND m.external_subscription_id = s.subscription_key
+        ) AS src
+        ON t.stamp_id = @P1 AND t.reported_start = @P2 AND t.row_key = src.row_key
+        WHEN NOT MATCHED BY TARGET THEN
+            INSERT (stamp_id, reported_start, row_key, reported_end, subscription_id, subscription_key,
+                billing_subscription_id, meter_id, usage_start, usage_end, quantity, quantity_scale,
+                resource_uri, location, tags, additional_info)
+            VALUES (@P1, @P2, src.row_key, @P3, src.subscription_id, src.subscription_key,
+                src.billing_subscription_id, src.meter_id, src.usage_start, src.usage_end, src.quantity,
+                src.quantity_scale, src.resource_uri, src.location, src.tags, src.additional_info)
+        OUTPUT CASE WHEN inserted.billing_subscription_id IS NULL THEN 1 ELSE 0 END INTO @written (unmapped);
+        SELECT COUNT_BIG(*) AS rows_written, COALESCE(SUM(CAST(unmapped AS bigint)), 0) AS unmapped_rows
+        FROM @written";
+    /// Only for a registered stamp: row count 0 means unknown.
+    RECORD_REPROCESS (5) = "INSERT INTO {schema}.reprocess_log
+            (stamp_id, range_start, range_end, reason, requested_at)
+        SELECT @P1, @P2, @P3, @P4, @P5
+        WHERE EXISTS (SELECT 1 FROM {schema}.stamps WHERE id = @P1)";
+    /// The stamps that have rows reported in [@P1, @P2), for an export of every stamp.
+    EXPORT_STAMPS (2) = "SELECT DISTINCT stamp_id FROM {schema}.usage_rows
+        WHERE reported_start >= @P1 AND reported_start < @P2";
+    /// One stamp's rows reported in [@P2, @P3), in the export's order (a seek on the primary key).
+    EXPORT_ROWS (3) = "SELECT reported_start, reported_end, billing_subscription_id, subscription_id,
+            meter_id, usage_start, usage_end, quantity, quantity_scale, resource_uri, location, tags,
+            additional_info
+        FROM {schema}.usage_rows
+        WHERE stamp_id = @P1 AND reported_start >= @P2 AND reported_start < @P3
+        ORDER BY reported_start, usage_start, row_key";
+}
+
+/// The distinct `@Pn` placeholders of `sql`, in ascending order.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn placeholders(sql: &str) -> Vec<usize> {
+    let bytes = sql.as_bytes();
+    let mut found = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'@' && bytes[i + 1] == b'P' {
+            let digits: String = sql[i + 2..].chars().take_while(char::is_ascii_digit).collect();
+            // `@Pn` followed by more identifier characters is some other variable, not a parameter.
+            let next = sql[i + 2 + digits.len()..].chars().next();
+            if !digits.is_empty() && !next.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                found.insert(digits.parse().expect("digits"));
+            }
+            i += 2 + digits.len();
+        } else {
+            i += 1;
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SchemaName;
+    use sqlparser::dialect::MsSqlDialect;
+    use sqlparser::parser::Parser;
+
+    fn rendered(statement: &Statement) -> String {
+        SchemaName::parse("azs_usage").unwrap().render(statement.sql)
+    }
+
+    #[test]
+    fn every_statement_parses_as_t_sql_unless_listed_as_unparseable_with_a_reason() {
+        let mut failures = Vec::new();
+        for statement in ALL {
+            let parsed = Parser::parse_sql(&MsSqlDialect {}, &rendered(statement));
+            let listed = UNPARSEABLE.iter().find(|(name, _)| *name == statement.name);
+            match (parsed, listed) {
+                (Ok(_), None) => {}
+                (Err(e), None) => failures.push(format!("{} does not parse: {e}", statement.name)),
+                (Ok(_), Some(_)) => failures
+                    .push(format!("{} parses now: take it off UNPARSEABLE so it is checked", statement.name)),
+                (Err(_), Some((_, reason))) => assert!(!reason.is_empty()),
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn the_parse_check_has_teeth() {
+        // (It is lenient too: it accepts `MERGE INTO t USING s ON WHEN`, so it catches some errors, not all.)
+        for broken in ["UPDATE t SET WHERE a = @P1", "SELECT a FROM WHERE", "INSERT INTO t (a VALUES (@P1)"] {
+            assert!(Parser::parse_sql(&MsSqlDialect {}, broken).is_err(), "{broken} parsed");
+        }
+    }
+
+    #[test]
+    fn the_unparseable_list_names_only_real_statements() {
+        for (name, _) in UNPARSEABLE {
+            assert!(ALL.iter().any(|s| s.name == *name), "{name} is not a statement");
+        }
+    }
+
+    #[test]
+    fn each_statement_declares_exactly_the_parameters_it_uses_numbered_from_one() {
+        for statement in ALL {
+            let used = placeholders(statement.sql);
+            let expected: Vec<usize> = (1..=statement.params).collect();
+            assert_eq!(used, expected, "{}: placeholders used vs declared", statement.name);
+        }
+    }
+
+    #[test]
+    fn statement_names_are_unique() {
+        let mut names: Vec<_> = ALL.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+
+    #[test]
+    fn no_statement_splices_anything_but_the_schema_name() {
+        for statement in ALL {
+            let without_schema = statement.sql.replace("{schema}", "");
+            assert!(
+                !without_schema.contains('{') && !without_schema.contains('}'),
+                "{} has a template hole other than {{schema}}",
+                statement.name
+            );
+        }
+    }
+
+    #[test]
+    fn placeholder_scan_ignores_other_variables_and_counts_repeats_once() {
+        assert_eq!(placeholders("SELECT @P1, @P1, @P10 FROM t WHERE x = @P2"), vec![1, 2, 10]);
+        assert_eq!(placeholders("DECLARE @Page int; SELECT @P3_x, @result"), Vec::<usize>::new());
+    }
+}

@@ -1,0 +1,78 @@
+//! Terraform deploys exactly the artifacts the packaging step builds, with the runtime they need.
+
+use infra_check::{Expression, Module, attribute, normalize, repo_root, text};
+use std::path::Path;
+
+/// The path a module argument like `"${path.root}/../../../target/x.zip"` points to, from `example`.
+fn resolved_path(example: &Module, argument: &str) -> std::path::PathBuf {
+    let (_, call) = example.module_calls().into_iter().next().expect("the example calls the module");
+    let raw = attribute(call, argument).and_then(text).unwrap_or_else(|| panic!("{argument} is a string"));
+    let relative = raw
+        .replace("${path.root}", &example.dir.display().to_string())
+        .replace("${path.module}", &example.dir.display().to_string());
+    normalize(Path::new(&relative))
+}
+
+#[test]
+fn both_lambda_functions_run_bootstrap_on_provided_al2023_arm64_by_default() {
+    let aws = Module::infra("modules/aws");
+    for (name, function) in aws.resources("aws_lambda_function") {
+        assert_eq!(
+            attribute(function, "runtime").and_then(text).as_deref(),
+            Some("provided.al2023"),
+            "{name}"
+        );
+        assert_eq!(attribute(function, "handler").and_then(text).as_deref(), Some("bootstrap"), "{name}");
+        let Some(Expression::Array(arch)) = attribute(function, "architectures") else {
+            panic!("{name}: architectures")
+        };
+        let arch: Vec<String> = arch.iter().map(|a| a.to_string()).collect();
+        assert_eq!(arch, ["var.architecture"], "{name}");
+    }
+    let default = attribute(aws.variable("architecture"), "default").and_then(text);
+    assert_eq!(default.as_deref(), Some("arm64"));
+}
+
+#[test]
+fn each_lambda_function_deploys_its_own_zip_variable() {
+    let aws = Module::infra("modules/aws");
+    for (resource, variable) in
+        [("collect_usage", "collect_usage_zip_path"), ("register_stamp", "register_stamp_zip_path")]
+    {
+        let function = aws.resource("aws_lambda_function", resource);
+        let filename = attribute(function, "filename").map(|f| f.to_string());
+        assert_eq!(filename.as_deref(), Some(format!("var.{variable}").as_str()), "{resource}.filename");
+        let hash = attribute(function, "source_code_hash").map(|f| f.to_string()).unwrap_or_default();
+        assert!(
+            hash.contains(&format!("var.{variable}")),
+            "{resource} redeploys when its zip changes: {hash}"
+        );
+    }
+}
+
+#[test]
+fn aws_example_deploys_the_zips_cargo_lambda_builds() {
+    let example = Module::infra("examples/aws");
+    let root = repo_root();
+    for (argument, function) in
+        [("collect_usage_zip_path", "collect-usage"), ("register_stamp_zip_path", "register-stamp")]
+    {
+        assert_eq!(
+            resolved_path(&example, argument),
+            root.join("target/lambda").join(function).join("bootstrap.zip"),
+            "{argument}"
+        );
+    }
+}
+
+#[test]
+fn azure_example_deploys_the_function_app_zip() {
+    let example = Module::infra("examples/azure");
+    assert_eq!(
+        resolved_path(&example, "package_path"),
+        repo_root().join("target/functionapp/azs-usage-functionapp.zip")
+    );
+    let azure = Module::infra("modules/azure");
+    let app = azure.resource("azurerm_linux_function_app", "this");
+    assert_eq!(attribute(app, "zip_deploy_file").map(|e| e.to_string()).as_deref(), Some("var.package_path"));
+}

@@ -1,0 +1,128 @@
+//! The environment Terraform gives the functions is the one the application reads
+//! (`azs_app::config::ENVIRONMENT`), on both clouds.
+
+use azs_app::config::{ENVIRONMENT, Needed};
+use infra_check::{Module, attribute, block, boolean, text};
+
+fn names(needed: Needed) -> Vec<&'static str> {
+    ENVIRONMENT.iter().filter(|v| v.needed == needed).map(|v| v.name).collect()
+}
+
+fn lambda_environments(aws: &Module) -> Vec<(String, infra_check::Expression)> {
+    let functions = aws.resources("aws_lambda_function");
+    assert_eq!(functions.len(), 2, "expected collect_usage and register_stamp");
+    functions
+        .into_iter()
+        .map(|(name, body)| {
+            let variables = block(body, "environment")
+                .and_then(|env| attribute(env, "variables"))
+                .unwrap_or_else(|| panic!("aws_lambda_function.{name} has no environment.variables"));
+            (name.to_owned(), variables.clone())
+        })
+        .collect()
+}
+
+fn function_app_settings(azure: &Module) -> infra_check::Expression {
+    let app = azure.resource("azurerm_linux_function_app", "this");
+    attribute(app, "app_settings").expect("the function app has app_settings").clone()
+}
+
+#[test]
+fn every_variable_the_functions_need_is_set_on_both_lambda_functions() {
+    // Given the AWS module
+    let aws = Module::infra("modules/aws");
+    // When reading each Lambda function's environment
+    for (function, variables) in lambda_environments(&aws) {
+        let keys = aws.certain_keys(&variables);
+        // Then every Needed::ByFunctions variable is set unconditionally
+        for name in names(Needed::ByFunctions) {
+            assert!(
+                keys.contains(name),
+                "aws_lambda_function.{function} does not set {name}; it sets {keys:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_variable_the_functions_need_is_set_in_the_function_app_settings() {
+    let azure = Module::infra("modules/azure");
+    let keys = azure.certain_keys(&function_app_settings(&azure));
+    for name in names(Needed::ByFunctions).into_iter().chain(names(Needed::OnAzureOnly)) {
+        assert!(keys.contains(name), "the Function App's app_settings do not set {name}; they set {keys:?}");
+    }
+}
+
+#[test]
+fn terraform_sets_no_application_variable_the_code_does_not_know() {
+    // A typo (AZS_USAGE_SECRET_PREFIXES) would silently leave the default in force.
+    let known: Vec<&str> = ENVIRONMENT.iter().map(|v| v.name).collect();
+    let aws = Module::infra("modules/aws");
+    let azure = Module::infra("modules/azure");
+    let mut set: Vec<String> =
+        lambda_environments(&aws).iter().flat_map(|(_, v)| aws.possible_keys(v)).collect();
+    set.extend(azure.possible_keys(&function_app_settings(&azure)));
+    for name in set.iter().filter(|n| n.starts_with("AZS_USAGE_") || n.as_str() == "COLLECT_SCHEDULE") {
+        assert!(
+            known.contains(&name.as_str()),
+            "{name} is set by Terraform but not read by the app (config.rs)"
+        );
+    }
+}
+
+#[test]
+fn lambda_functions_read_the_database_connection_from_secrets_manager() {
+    let aws = Module::infra("modules/aws");
+    for (function, variables) in lambda_environments(&aws) {
+        let secrets = aws.entry(&variables, "AZS_USAGE_SECRETS").as_ref().and_then(text);
+        assert_eq!(secrets.as_deref(), Some("aws-secrets-manager"), "{function}");
+        let database =
+            aws.entry(&variables, "AZS_USAGE_DATABASE").as_ref().and_then(text).unwrap_or_default();
+        assert_eq!(
+            database, "secret:${aws_secretsmanager_secret.database.name}",
+            "{function}: AZS_USAGE_DATABASE must name the DB connection secret"
+        );
+        let prefix = aws.entry(&variables, "AZS_USAGE_SECRET_PREFIX").expect("prefix is set");
+        assert_eq!(
+            text(&aws.resolve(&prefix)).as_deref(),
+            Some("azs-usage/"),
+            "{function}: AWS default prefix"
+        );
+        let format = aws.entry(&variables, "AZS_USAGE_LOG_FORMAT").as_ref().and_then(text);
+        assert_eq!(format.as_deref(), Some("json"), "{function}");
+    }
+}
+
+#[test]
+fn function_app_uses_key_vault_and_its_managed_identity_for_the_database() {
+    let azure = Module::infra("modules/azure");
+    let settings = function_app_settings(&azure);
+    let secrets = azure.entry(&settings, "AZS_USAGE_SECRETS").as_ref().and_then(text).unwrap_or_default();
+    assert!(secrets.starts_with("azure-key-vault:"), "AZS_USAGE_SECRETS = {secrets}");
+    assert!(secrets.contains("azurerm_key_vault.this.vault_uri"), "points at the module's vault: {secrets}");
+    let auth = azure.entry(&settings, "AZS_USAGE_DATABASE_AUTH").as_ref().and_then(text);
+    assert_eq!(auth.as_deref(), Some("managed-identity"));
+    let prefix = azure.entry(&settings, "AZS_USAGE_SECRET_PREFIX").expect("prefix is set");
+    assert_eq!(text(&azure.resolve(&prefix)).as_deref(), Some("azs-usage-"), "Key Vault default prefix");
+    let format = azure.entry(&settings, "AZS_USAGE_LOG_FORMAT").as_ref().and_then(text);
+    assert_eq!(format.as_deref(), Some("json"));
+}
+
+#[test]
+fn function_app_runs_the_custom_handler_with_host_storage() {
+    // azurerm writes FUNCTIONS_WORKER_RUNTIME=custom from `use_custom_runtime` and AzureWebJobsStorage from
+    // `storage_account_*`; it forbids FUNCTIONS_WORKER_RUNTIME in app_settings next to application_stack.
+    let azure = Module::infra("modules/azure");
+    let app = azure.resource("azurerm_linux_function_app", "this");
+    let stack =
+        block(app, "site_config").and_then(|s| block(s, "application_stack")).expect("application_stack");
+    assert_eq!(attribute(stack, "use_custom_runtime").and_then(boolean), Some(true));
+    assert!(attribute(app, "storage_account_name").is_some(), "host storage (AzureWebJobsStorage) is set");
+    assert!(
+        attribute(app, "storage_account_access_key").is_some()
+            || attribute(app, "storage_uses_managed_identity").is_some()
+    );
+    assert!(!azure.possible_keys(&function_app_settings(&azure)).contains("FUNCTIONS_WORKER_RUNTIME"));
+    let identity = block(app, "identity").and_then(|i| attribute(i, "type")).and_then(text);
+    assert_eq!(identity.as_deref(), Some("SystemAssigned"));
+}

@@ -1,0 +1,184 @@
+//! What the platform tests share: where the packaged artifacts are, the documented fixtures, the Azure
+//! custom handler started as the Functions host starts it, and the Lambda Runtime API emulator.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root")
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// A packaged artifact; fails with the command that makes it when it is missing.
+pub fn artifact(relative: &str) -> PathBuf {
+    let path = target_dir().join(relative);
+    assert!(path.exists(), "{} is missing: run scripts/package.sh --x86-64 first", path.display());
+    path
+}
+
+/// A fixture from the platforms' documentation (copied from shared/reference/fixtures).
+pub fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Environment variables of ours that a developer's shell may have set and a test must not inherit.
+fn is_ours(name: &str) -> bool {
+    name.starts_with("AZS_USAGE_") || name.starts_with("AWS_") || name.starts_with("FUNCTIONS_")
+}
+
+/// Lines a child process writes on stdout, kept for assertions (the functions log JSON lines there).
+#[derive(Clone, Default)]
+pub struct Output(Arc<Mutex<Vec<String>>>);
+
+impl Output {
+    fn capture(&self, stdout: impl std::io::Read + Send + 'static) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A process ended when dropped.
+pub struct Running {
+    pub child: Child,
+    pub stdout: Output,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `program` with `env` (and nothing of ours inherited), capturing its stdout.
+pub fn spawn(program: &Path, env: &[(&str, String)]) -> Result<Running> {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_ours) {
+            command.env_remove(&name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = command.spawn().with_context(|| format!("starting {}", program.display()))?;
+    let stdout = Output::default();
+    stdout.capture(child.stdout.take().expect("piped stdout"));
+    Ok(Running { child, stdout })
+}
+
+/// The Azure custom handler started alone, as the Functions host starts it.
+pub struct Handler {
+    pub process: Running,
+    pub base: String,
+    /// From spawn to the first 200 on `GET /` (the host's readiness probe).
+    pub ready_after: Duration,
+}
+
+impl Handler {
+    /// The packaged `handler` with `FUNCTIONS_CUSTOMHANDLER_PORT` and `env`; returns once `GET /` answers.
+    pub async fn start(env: &[(&str, String)]) -> Result<Handler> {
+        let port = free_port();
+        let mut env = env.to_vec();
+        env.push(("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string()));
+        let started = Instant::now();
+        let mut process = spawn(&artifact("functionapp/app/handler"), &env)?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{base}/")).send().await
+                && r.status() == reqwest::StatusCode::OK
+            {
+                return Ok(Handler { process, base, ready_after: started.elapsed() });
+            }
+            if let Some(status) = process.child.try_wait()? {
+                bail!("the handler exited with {status} before answering GET /");
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the handler did not answer GET / within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// The moto endpoint the lead's test runner exported, or one started with `scripts/moto.sh`.
+pub fn moto_url() -> Result<String> {
+    if let Ok(url) = std::env::var("AZS_USAGE_TEST_MOTO_URL")
+        && !url.trim().is_empty()
+    {
+        return Ok(url);
+    }
+    script("moto.sh", &["start"], &[])
+}
+
+/// `cargo lambda watch` running through `scripts/lambda-watch.sh`; stopped when dropped.
+pub struct LambdaWatch {
+    pub base: String,
+}
+
+impl LambdaWatch {
+    /// Starts the emulator with `env` passed on to the functions (see the script's header).
+    pub fn start(env: &[(&str, String)]) -> Result<LambdaWatch> {
+        let base = script("lambda-watch.sh", &["start"], env)?;
+        Ok(LambdaWatch { base })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(target_dir().join("lambda-watch/log")).unwrap_or_default()
+    }
+}
+
+impl Drop for LambdaWatch {
+    fn drop(&mut self) {
+        let _ = script("lambda-watch.sh", &["stop"], &[]);
+    }
+}
+
+/// Runs `scripts/NAME ARGS` with `env` and returns its stdout's last line.
+fn script(name: &str, args: &[&str], env: &[(&str, String)]) -> Result<String> {
+    let path = repo_root().join("scripts").join(name);
+    let mut command = Command::new(&path);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("AZS_USAGE_") && n != "AZS_USAGE_TEST_MOTO_URL") {
+            command.env_remove(&name);
+        }
+    }
+    let out = command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
+    if !out.status.success() {
+        bail!("{} {} failed with {}", path.display(), args.join(" "), out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(stdout.lines().last().unwrap_or_default().trim().to_owned())
+}
+
+/// The median of `samples` (sorted in place).
+pub fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}

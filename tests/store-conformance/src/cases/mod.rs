@@ -1,0 +1,52 @@
+//! The cases, one module per port. Each function is one behaviour, named as its specification.
+
+mod export;
+mod leases;
+mod ledger;
+mod mappings;
+mod stamps;
+mod status;
+
+use crate::Case;
+
+macro_rules! cases {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$(Case { name: stringify!($name), run: |store| Box::pin($module::$name(store)) }),*]
+    };
+}
+
+pub(crate) fn all() -> Vec<Case> {
+    cases![
+        stamps::registering_the_same_admin_endpoint_and_subscription_again_names_the_existing_stamp,
+        stamps::a_registered_stamp_reads_back_exactly_as_written,
+        stamps::updating_a_stamp_changes_its_connection_but_not_its_progress,
+        stamps::deleting_a_stamp_removes_its_status_lease_and_mappings_but_keeps_its_rows,
+        status::registering_a_stamp_creates_its_status_with_the_watermark_at_collect_from,
+        status::a_run_records_its_start_and_its_finish,
+        ledger::committing_a_window_stores_its_rows_and_moves_the_watermark_to_its_end,
+        ledger::an_empty_window_still_moves_the_watermark,
+        ledger::committing_the_same_window_twice_is_fenced_and_changes_nothing,
+        ledger::a_window_that_does_not_start_at_the_watermark_is_fenced,
+        ledger::a_commit_by_anyone_but_the_lease_holder_is_fenced,
+        ledger::committing_to_an_unknown_stamp_is_refused,
+        ledger::exact_duplicates_within_one_window_are_stored_once,
+        ledger::a_late_reported_row_for_an_hour_already_seen_is_kept_as_additional_usage,
+        ledger::replacing_a_window_swaps_its_rows_and_leaves_the_watermark,
+        ledger::replacing_a_window_that_was_not_collected_yet_is_fenced,
+        ledger::quantities_round_trip_exactly,
+        ledger::reprocessing_requests_are_recorded_for_registered_stamps,
+        mappings::rows_are_mapped_when_written_and_unmapped_rows_are_counted,
+        mappings::setting_a_mapping_back_fills_only_that_subscriptions_unmapped_rows,
+        mappings::a_changed_mapping_applies_to_new_rows_and_leaves_mapped_rows_alone,
+        mappings::unmapped_lists_each_subscription_with_its_rows_and_usage_span,
+        mappings::mappings_are_listed_per_stamp_and_removed_by_any_casing,
+        leases::a_lease_is_exclusive_while_it_lasts,
+        leases::a_lease_is_reentrant_for_its_owner,
+        leases::an_expired_lease_can_be_taken_over_and_fences_the_old_owner,
+        leases::a_released_lease_is_free_at_once_and_only_its_owner_can_release_it,
+        leases::renewing_extends_only_the_owners_lease,
+        export::export_streams_rows_in_stamp_reported_and_usage_order,
+        export::export_filters_by_stamp_and_reported_range,
+        export::an_export_stops_when_its_sink_fails,
+    ]
+}
