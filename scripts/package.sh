@@ -53,10 +53,16 @@ build_lambdas() {
   local arch="$1" out="$TARGET_DIR/lambda/$1"
   # --disable-optimizations: keep the workspace's release profile (strip, thin LTO, unwinding panics so
   # the webhook's catch-panic layer answers 500) instead of cargo-lambda's panic=abort and target-cpu
-  # flags; it also lets the handler's build below reuse the same compiled dependencies.
+  # flags; it also lets the handler share this build.
   local args=(--release --disable-optimizations --output-format zip --lambda-dir "$out")
+  local bins=("${LAMBDA_BINS[@]}")
   case "$arch" in
-    x86-64) args+=(--compiler cargo --target "$HANDLER_TARGET") ;;
+    x86-64)
+      args+=(--compiler cargo --target "$HANDLER_TARGET")
+      # Same target and flags as the handler: one cargo build (one feature resolution) makes all three;
+      # built separately, the handler's smaller feature set would recompile most dependencies.
+      bins+=(handler)
+      ;;
     arm64)
       if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]]; then
         log "the aarch64-unknown-linux-gnu standard library is not installed;"
@@ -66,12 +72,16 @@ build_lambdas() {
       args+=(--arm64)
       ;;
   esac
-  for bin in "${LAMBDA_BINS[@]}"; do args+=(--bin "$bin"); done
-  log "Lambda functions for $arch: cargo lambda build ${args[*]}"
+  for bin in "${bins[@]}"; do args+=(--bin "$bin"); done
+  log "$arch: cargo lambda build ${args[*]}"
   cargo lambda build "${args[@]}"
+  rm -rf "$out/handler"  # not a Lambda function; its binary is taken from cargo's output below
 }
 
 build_handler() {
+  if [[ -x "$TARGET_DIR/$HANDLER_TARGET/release/handler" && " ${arches[*]} " == *" x86-64 "* ]]; then
+    return 0  # built together with the x86-64 Lambda functions
+  fi
   log "Azure custom handler: cargo build --release --target $HANDLER_TARGET --bin handler"
   cargo build --release --target "$HANDLER_TARGET" -p azs-azure-functions --bin handler
 }
@@ -117,14 +127,13 @@ default_arch="${arches[-1]}"
 for bin in "${LAMBDA_BINS[@]}"; do
   mkdir -p "$TARGET_DIR/lambda/$bin"
   cp "$TARGET_DIR/lambda/$default_arch/$bin/bootstrap.zip" "$TARGET_DIR/lambda/$bin/bootstrap.zip"
-  cp "$TARGET_DIR/lambda/$default_arch/$bin/bootstrap" "$TARGET_DIR/lambda/$bin/bootstrap" 2>/dev/null || true
   echo "$default_arch" > "$TARGET_DIR/lambda/$bin/ARCH"
 done
 build_handler
 package_function_app
 
 log "sizes (stripped release binaries, zips):"
-for f in "$TARGET_DIR"/lambda/*/bootstrap "$TARGET_DIR/functionapp/app/handler" \
+for f in "$TARGET_DIR"/{x86_64,aarch64}-unknown-linux-gnu/release/{collect-usage,register-stamp,handler} \
          "$TARGET_DIR"/lambda/*/bootstrap.zip "$TARGET_DIR/functionapp/azs-usage-functionapp.zip"; do
-  [[ -f "$f" ]] && printf '  %10d  %s\n' "$(stat -c %s "$f")" "${f#"$ROOT"/}" >&2
+  if [[ -f "$f" ]]; then printf '  %10d  %s\n' "$(stat -c %s "$f")" "${f#"$TARGET_DIR"/}" >&2; fi
 done

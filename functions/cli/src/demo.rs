@@ -40,7 +40,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     let services = Services::build(&config).await?;
 
     println!("Starting 3 simulated Azure Stack Hub stamps on 127.0.0.1 (HTTPS, their own CA)...");
-    let certificate = stamp_sim::generate_test_certificate("azs-usage-demo-collector");
+    let certificate = stamp_sim::generate_test_certificate("azs-usage-demo-collector")?;
     let secret = "demo-client-secret-3f9a";
     let spec = |index, auth, tenants| StampSpec {
         tenants,
@@ -55,14 +55,15 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
         page_size: 100,
         stamps: vec![
             spec(0, SimAuth::AzureAd { secret: Some(secret.into()), certificate_pem: None }, 12),
-            spec(1, SimAuth::Adfs { secret: None, certificate_pem: Some(certificate.certificate_pem.clone()) }, 8),
+            spec(
+                1,
+                SimAuth::Adfs { secret: None, certificate_pem: Some(certificate.certificate_pem.clone()) },
+                8,
+            ),
             spec(2, SimAuth::AzureAd { secret: Some(secret.into()), certificate_pem: None }, 10),
         ],
     })
     .await?;
-    // The third stamp is busy: it throttles with Retry-After and answers 503 now and then.
-    sim.stamp(2).inject(Fault::Throttle429 { kind: RequestKind::Usage, count: 2, retry_after_secs: 1 });
-    sim.stamp(2).inject(Fault::Status503 { kind: RequestKind::Usage, count: 3 });
 
     let collect_from = floor_hour(Utc::now()) - Duration::hours(i64::from(hours) + 1);
     let names = ["demo-aad-secret", "demo-adfs-certificate", "demo-throttling"];
@@ -86,8 +87,17 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
             collect_from: Some(collect_from.to_rfc3339()),
             ..Default::default()
         };
-        let view = services.registrar.register(registration, true).await.map_err(|e| anyhow::anyhow!("registering {name}: {e}"))?;
-        println!("  registered {:<22} {} ({})", name, view.stamp.id, if adfs { "AD FS, certificate" } else { "Azure AD, secret" });
+        let view = services
+            .registrar
+            .register(registration, true)
+            .await
+            .map_err(|e| anyhow::anyhow!("registering {name}: {e}"))?;
+        println!(
+            "  registered {:<22} {} ({})",
+            name,
+            view.stamp.id,
+            if adfs { "AD FS, certificate" } else { "Azure AD, secret" }
+        );
         stamps.push(view.stamp);
     }
 
@@ -96,17 +106,31 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     for (i, stamp) in stamps.iter().enumerate() {
         let tenants = sim.stamp(i).tenant_subscriptions();
         for (n, tenant) in tenants.iter().enumerate().take(tenants.len().saturating_sub(2)) {
-            services.registrar.set_mapping(&stamp.id, tenant, &format!("billing-{}-{n:03}", stamp.name)).await?;
+            services
+                .registrar
+                .set_mapping(&stamp.id, tenant, &format!("billing-{}-{n:03}", stamp.name))
+                .await?;
             mapped += 1;
         }
     }
     println!("  mapped {mapped} tenant subscriptions to billing subscriptions (2 per stamp left unmapped)");
+
+    // The third stamp is busy: it throttles with Retry-After and answers 503 now and then.
+    let throttling = sim.stamp(2);
+    throttling.inject(Fault::Throttle429 { kind: RequestKind::Usage, count: 2, retry_after_secs: 1 });
+    throttling.inject(Fault::Status503 { kind: RequestKind::Usage, count: 3 });
+    let faults_before = throttling.stats().faults_served;
 
     println!("\nCollecting {hours} reported hours from each stamp...");
     let progress = TerminalProgress::new();
     let summary = services.collector.run(RunRequest::default(), progress.clone()).await?;
     progress.finish();
     crate::print_summary(&summary);
+    println!(
+        "({} answered 429/503 {} times during the run; each was retried with backoff)",
+        names[2],
+        throttling.stats().faults_served - faults_before
+    );
 
     println!("\nUnmapped tenant subscriptions (stored, counted, waiting for a mapping):");
     for u in services.registrar.unmapped(None).await? {
@@ -117,9 +141,11 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     println!("\nChecking the database against the simulator's ground truth:");
     let mut all_equal = true;
     for (i, stamp) in stamps.iter().enumerate() {
-        let watermark = services.store.get_status(&stamp.id).await?.map(|s| s.watermark).unwrap_or(collect_from);
+        let watermark =
+            services.store.get_status(&stamp.id).await?.map(|s| s.watermark).unwrap_or(collect_from);
         let truth = sim.stamp(i).ground_truth(collect_from, watermark);
-        let truth_total: Decimal = truth.iter().map(|r| Decimal::from_str(&r.quantity).unwrap_or_default()).sum();
+        let truth_total: Decimal =
+            truth.iter().map(|r| Decimal::from_str(&r.quantity).unwrap_or_default()).sum();
         let (mut rows, mut total) = (0u64, Decimal::ZERO);
         let mut per_meter: HashMap<String, u64> = HashMap::new();
         let filter = ExportFilter { stamps: vec![stamp.id.clone()], ..Default::default() };
@@ -144,8 +170,12 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
 
     let csv_path = dir.join("usage.csv");
     let file = std::fs::File::create(&csv_path)?;
-    let exported =
-        azs_app::export::export_csv(services.store.as_ref(), &ExportFilter::default(), std::io::BufWriter::new(file)).await?;
+    let exported = azs_app::export::export_csv(
+        services.store.as_ref(),
+        &ExportFilter::default(),
+        std::io::BufWriter::new(file),
+    )
+    .await?;
     println!("\nExported {exported} rows to {}", csv_path.display());
     println!("Database: {database}\nSecrets:  {secrets}");
     println!("Try: azs-usage --database {database} --secrets {secrets} status");

@@ -5,22 +5,26 @@ mod demo;
 mod progress;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
 use azs_app::config::{self, AppConfig};
 use azs_app::registrar::{RegistrationError, StampPatch, StampView};
 use azs_app::wiring::Services;
+use azs_core::Secret;
 use azs_core::collect::{RunRequest, RunSummary};
 use azs_core::ports::ExportFilter;
 use azs_core::registration::StampRegistration;
 use azs_core::stamp::{StampId, UsageQueryMode};
 use azs_core::window::ReportedWindow;
-use azs_core::Secret;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "azs-usage", version, about = "Collect Azure Stack Hub usage from every stamp into one billing database")]
+#[command(
+    name = "azs-usage",
+    version,
+    about = "Collect Azure Stack Hub usage from every stamp into one billing database"
+)]
 struct Cli {
     /// Database: a SQLite path (default azs-usage.db), `sqlite:PATH`, or a SQL Server connection string.
     #[arg(long, global = true, env = config::DATABASE)]
@@ -106,7 +110,7 @@ enum Command {
 #[derive(Subcommand)]
 enum StampCommand {
     /// Register a stamp (the seed's CreateAzureStackConnection arguments, in its order).
-    Add(AddStamp),
+    Add(Box<AddStamp>),
     List {
         #[arg(long)]
         json: bool,
@@ -217,10 +221,14 @@ fn main() -> std::process::ExitCode {
 fn app_config(cli: &Cli) -> Result<AppConfig> {
     let database = cli.database.clone();
     let secrets = cli.secrets.clone();
+    let demo = matches!(cli.command, Command::Demo { .. });
     let config = AppConfig::from_lookup(|name| match name {
         config::DATABASE => database.clone(),
         config::SECRETS => secrets.clone(),
         config::LOG_FORMAT => std::env::var(name).ok().or(Some("text".into())),
+        // Operators reading a terminal want results, not every window's log line; the demo tells its
+        // own story and counts retries instead of logging each.
+        config::LOG => std::env::var(name).ok().or(Some(if demo { "error" } else { "warn" }.into())),
         _ => std::env::var(name).ok(),
     })?;
     Ok(config)
@@ -269,7 +277,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Reprocess { stamp, from, to, reason } => {
             let from = parse_hour("--from", &from)?;
             let to = parse_hour("--to", &to)?;
-            let window = ReportedWindow::new(from, to).context("--from must be before --to, both whole UTC hours")?;
+            let window =
+                ReportedWindow::new(from, to).context("--from must be before --to, both whole UTC hours")?;
             if reason.trim().is_empty() {
                 bail!("--reason must say why the range is reprocessed");
             }
@@ -294,7 +303,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 to: to.map(|t| parse_hour("--to", &t)).transpose()?,
             };
             let file = std::fs::File::create(&csv).with_context(|| format!("creating {}", csv.display()))?;
-            let n = azs_app::export::export_csv(services.store.as_ref(), &filter, std::io::BufWriter::new(file)).await?;
+            let n =
+                azs_app::export::export_csv(services.store.as_ref(), &filter, std::io::BufWriter::new(file))
+                    .await?;
             println!("wrote {n} rows to {}", csv.display());
         }
         Command::Serve { listen, insecure_loopback } => {
@@ -318,7 +329,7 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
         StampCommand::Add(add) => {
             let export = add.export_csv.clone();
             let verify = !add.no_verify;
-            let registration = registration_from(add)?;
+            let registration = registration_from(*add)?;
             let view = registrar.register(registration, verify).await.map_err(explain)?;
             println!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
             println!("collects from {}", view.stamp.collect_from.to_rfc3339());
@@ -334,7 +345,10 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
             } else {
                 for v in views {
                     let state = if v.stamp.enabled { "enabled" } else { "disabled" };
-                    println!("{}  {:<24} {:<8} {}", v.stamp.id, v.stamp.name, state, v.stamp.connection.admin_arm_endpoint);
+                    println!(
+                        "{}  {:<24} {:<8} {}",
+                        v.stamp.id, v.stamp.name, state, v.stamp.connection.admin_arm_endpoint
+                    );
                 }
             }
         }
@@ -350,8 +364,14 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
                 println!("tenant               {}", c.tenant_id);
                 println!("application          {}", c.application_id);
                 println!("AD FS                {}", c.is_adfs);
-                println!("audience             {}", c.token_request_resource_url.as_deref().unwrap_or("(discovered at run time)"));
-                println!("authority            {}", c.authority_endpoint_url.as_deref().unwrap_or("(discovered at run time)"));
+                println!(
+                    "audience             {}",
+                    c.token_request_resource_url.as_deref().unwrap_or("(discovered at run time)")
+                );
+                println!(
+                    "authority            {}",
+                    c.authority_endpoint_url.as_deref().unwrap_or("(discovered at run time)")
+                );
                 println!("credential secret    {}", view.stamp.credential_secret_name);
             }
         }
@@ -367,7 +387,11 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
         }
         StampCommand::Test { stamp } => {
             let report = registrar.test(&StampId(stamp)).await.map_err(explain)?;
-            println!("discovery ok: {} ({})", report.endpoints.login_endpoint, if report.endpoints.is_adfs { "AD FS" } else { "Azure AD" });
+            println!(
+                "discovery ok: {} ({})",
+                report.endpoints.login_endpoint,
+                if report.endpoints.is_adfs { "AD FS" } else { "Azure AD" }
+            );
             println!("token ok: audience {}", report.endpoints.audience);
             println!("usage ok: {} rows in {} page(s) for {}", report.rows, report.pages, report.window);
             for w in report.warnings {
@@ -390,7 +414,10 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
                 .set_mapping(&StampId(stamp), &external_subscription_id, &billing_subscription_id)
                 .await
                 .map_err(explain)?;
-            println!("{} -> {} ({backfilled} earlier rows mapped)", m.external_subscription_id, m.billing_subscription_id);
+            println!(
+                "{} -> {} ({backfilled} earlier rows mapped)",
+                m.external_subscription_id, m.billing_subscription_id
+            );
         }
         MappingCommand::Import { stamp, file } => {
             let stamp = StampId(stamp);
@@ -404,7 +431,11 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
             for (i, record) in reader.records().enumerate() {
                 let record = record.with_context(|| format!("{}: line {}", file.display(), i + 1))?;
                 if record.len() != 2 {
-                    bail!("{}: line {}: expected 2 columns (externalSubscriptionId,billingSubscriptionId)", file.display(), i + 1);
+                    bail!(
+                        "{}: line {}: expected 2 columns (externalSubscriptionId,billingSubscriptionId)",
+                        file.display(),
+                        i + 1
+                    );
                 }
                 if i == 0 && record[0].eq_ignore_ascii_case("externalSubscriptionId") {
                     continue;
@@ -431,7 +462,10 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for m in list {
-                    println!("{}  {} -> {}", m.stamp_id, m.external_subscription_id, m.billing_subscription_id);
+                    println!(
+                        "{}  {} -> {}",
+                        m.stamp_id, m.external_subscription_id, m.billing_subscription_id
+                    );
                 }
             }
         }
@@ -444,7 +478,8 @@ fn registration_from(add: AddStamp) -> Result<StampRegistration> {
     let certificate = match &add.certificate_file {
         None => None,
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading --certificate-file {}", path.display()))?;
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading --certificate-file {}", path.display()))?;
             // PEM is text; anything else is taken as PFX and sent base64, as the webhook takes it.
             Some(Secret::new(match String::from_utf8(bytes.clone()) {
                 Ok(text) if text.contains("-----BEGIN") => text,
@@ -474,7 +509,11 @@ fn registration_from(add: AddStamp) -> Result<StampRegistration> {
         ca_certificate,
         collect_from: add.collect_from,
         enabled: Some(!add.disabled),
-        query_mode: Some(if add.per_subscriber { UsageQueryMode::PerSubscriber } else { UsageQueryMode::AllTenants }),
+        query_mode: Some(if add.per_subscriber {
+            UsageQueryMode::PerSubscriber
+        } else {
+            UsageQueryMode::AllTenants
+        }),
     })
 }
 
@@ -483,8 +522,19 @@ fn write_connection_csv(path: &std::path::Path, view: &StampView) -> Result<()> 
     let mut w = csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
     let c = &view.stamp.connection;
     w.write_record([
-        "id", "name", "adminSubscriptionId", "tenantId", "applicationId", "certificateThumbprint", "adminArmEndpoint",
-        "tokenRequestResourceUrl", "authorityEndpointUrl", "isAdfs", "enabled", "collectFrom", "credentialSecretName",
+        "id",
+        "name",
+        "adminSubscriptionId",
+        "tenantId",
+        "applicationId",
+        "certificateThumbprint",
+        "adminArmEndpoint",
+        "tokenRequestResourceUrl",
+        "authorityEndpointUrl",
+        "isAdfs",
+        "enabled",
+        "collectFrom",
+        "credentialSecretName",
     ])?;
     w.write_record([
         view.stamp.id.as_str(),
@@ -527,7 +577,10 @@ fn explain(e: RegistrationError) -> anyhow::Error {
 }
 
 pub(crate) fn print_summary(summary: &RunSummary) {
-    println!("{:<24} {:<10} {:>9} {:>10} {:>9}  watermark / error", "stamp", "outcome", "windows", "rows", "unmapped");
+    println!(
+        "{:<24} {:<10} {:>9} {:>10} {:>9}  watermark / error",
+        "stamp", "outcome", "windows", "rows", "unmapped"
+    );
     for s in &summary.stamps {
         let tail = match (&s.error, s.watermark) {
             (Some(e), _) => e.clone(),
@@ -547,10 +600,17 @@ pub(crate) fn print_summary(summary: &RunSummary) {
 }
 
 fn print_status(views: &[StampView]) {
-    println!("{:<36}  {:<20} {:<20} {:<10} {:>8} {:>8}  last run / error", "id", "name", "watermark", "outcome", "rows", "unmapped");
+    println!(
+        "{:<36}  {:<20} {:<20} {:<10} {:>8} {:>8}  last run / error",
+        "id", "name", "watermark", "outcome", "rows", "unmapped"
+    );
     for v in views {
         let Some(s) = &v.status else { continue };
-        let last = s.last_run_finished.or(s.last_run_started).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "never".into());
+        let last = s
+            .last_run_finished
+            .or(s.last_run_started)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| "never".into());
         println!(
             "{:<36}  {:<20} {:<20} {:<10} {:>8} {:>8}  {}{}",
             v.stamp.id,

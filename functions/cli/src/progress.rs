@@ -30,7 +30,8 @@ impl Progress for TerminalProgress {
     fn planned(&self, stamp: &Stamp, windows: usize) {
         let bar = self.bars.add(ProgressBar::new(windows as u64));
         bar.set_style(
-            ProgressStyle::with_template("{prefix:24} {bar:30} {pos}/{len} windows {msg}").expect("valid template"),
+            ProgressStyle::with_template("{prefix:24} {bar:30} {pos}/{len} windows {msg}")
+                .expect("valid template"),
         );
         bar.set_prefix(stamp.name.chars().take(24).collect::<String>());
         self.per_stamp.lock().expect("progress lock").insert(stamp.id.clone(), bar);
@@ -39,7 +40,11 @@ impl Progress for TerminalProgress {
     fn window_committed(&self, stamp: &Stamp, window: ReportedWindow, receipt: &CommitReceipt) {
         if let Some(bar) = self.per_stamp.lock().expect("progress lock").get(&stamp.id) {
             bar.inc(1);
-            bar.set_message(format!("{} (+{} rows)", window.start.format("%m-%d %H:00"), receipt.rows_written));
+            bar.set_message(format!(
+                "{} (+{} rows)",
+                window.start.format("%m-%d %H:00"),
+                receipt.rows_written
+            ));
         }
     }
 }

@@ -41,7 +41,8 @@ async fn faults_on_every_request_type_are_survived_without_losing_or_doubling_a_
         s.inject(Fault::Status503 { kind: RequestKind::Metadata, count: 1 });
         s.inject(Fault::ConnectionReset { kind: RequestKind::OpenId, count: 1 });
         s.inject(Fault::Throttle429 { kind: RequestKind::Token, count: 1, retry_after_secs: 1 });
-        s.inject(Fault::Status503 { kind: RequestKind::Usage, count: 2 });
+        // Five failures in a row on one usage page: within the client's six attempts.
+        s.inject(Fault::Status503 { kind: RequestKind::Usage, count: 1 });
         s.inject(Fault::ConnectionReset { kind: RequestKind::Usage, count: 1 });
         s.inject(Fault::Throttle429 { kind: RequestKind::Usage, count: 1, retry_after_secs: 1 });
         s.inject(Fault::MalformedPage { count: 1 });
@@ -60,13 +61,41 @@ async fn faults_on_every_request_type_are_survived_without_losing_or_doubling_a_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_keeps_failing_stops_its_stamp_there_and_the_next_run_resumes_from_it() {
+    let world = World::start(|_| vec![spec(0, aad(), 4)], 8, 50).await;
+    // More consecutive 503s than the client retries: the run gives up on one window.
+    world.sim.stamp(0).inject(Fault::Slow { kind: RequestKind::Usage, count: 3, delay: Duration::ZERO });
+    world.sim.stamp(0).inject(Fault::Status503 { kind: RequestKind::Usage, count: 10 });
+
+    let first = world.run(&["collect"]).await;
+
+    assert_eq!(first.status.code(), Some(2), "{}", stdout(&first));
+    assert!(stdout(&first).contains("window ["), "the error names the window: {}", stdout(&first));
+    let watermark = world.watermark(0).await;
+    assert!(watermark < world.horizon());
+    // Everything before the failed window is complete, nothing after it is stored.
+    let stored = world.stored(0).await;
+    assert_same_rows(0, &stored, &world.truth(0, watermark));
+
+    let second = world.run(&["collect"]).await;
+
+    assert!(second.status.success(), "{}", stdout(&second));
+    world.assert_complete(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collection_killed_at_random_points_and_run_again_ends_with_exactly_the_ground_truth() {
     let world = World::start(three_stamps, 24, 13).await;
     // Slow pages make the run long enough to be killed in the middle of pulls and commits.
     for i in 0..3 {
-        world.sim.stamp(i).inject(Fault::Slow { kind: RequestKind::Usage, count: 40, delay: Duration::from_millis(15) });
+        world.sim.stamp(i).inject(Fault::Slow {
+            kind: RequestKind::Usage,
+            count: 400,
+            delay: Duration::from_millis(15),
+        });
     }
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut interrupted = 0;
     for _ in 0..8 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -82,7 +111,19 @@ async fn a_collection_killed_at_random_points_and_run_again_ends_with_exactly_th
         tokio::time::sleep(after).await;
         let _ = child.kill(); // SIGKILL: no chance to clean up
         let _ = child.wait();
+        let mut watermarks = Vec::new();
+        for i in 0..3 {
+            watermarks.push(world.watermark(i).await);
+        }
+        if watermarks.iter().any(|w| *w < world.horizon()) {
+            interrupted += 1;
+        }
+        // Whatever a killed run committed is complete and exact up to its watermark.
+        for (i, w) in watermarks.into_iter().enumerate() {
+            assert_same_rows(i, &world.stored(i).await, &world.truth(i, w));
+        }
     }
+    assert!(interrupted >= 2, "only {interrupted} kills interrupted a run: the test did not test crashes");
     // After the kills, a run that is allowed to finish. The killed runs' leases expire after their
     // 2 s lifetime; until then they would (rightly) make this run skip the stamps.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -100,8 +141,9 @@ async fn a_collection_killed_at_random_points_and_run_again_ends_with_exactly_th
 async fn two_and_four_runs_started_at_once_on_one_database_store_each_row_once() {
     let world = World::start(three_stamps, 12, 19).await;
     for parallel in [2usize, 4] {
-        let children: Vec<_> =
-            (0..parallel).map(|_| world.cli().arg("collect").stdout(std::process::Stdio::piped()).spawn().unwrap()).collect();
+        let children: Vec<_> = (0..parallel)
+            .map(|_| world.cli().arg("collect").stdout(std::process::Stdio::piped()).spawn().unwrap())
+            .collect();
         for child in children {
             let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
             // A run that found a stamp leased by another run skips it: that is success, not failure.
@@ -121,7 +163,17 @@ async fn reprocessing_a_range_replaces_it_and_leaves_the_totals_unchanged() {
     let to = from + chrono::Duration::hours(4);
 
     let out = world
-        .run(&["reprocess", "--stamp", &world.stamp_ids[1], "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--reason", "test"])
+        .run(&[
+            "reprocess",
+            "--stamp",
+            &world.stamp_ids[1],
+            "--from",
+            &from.to_rfc3339(),
+            "--to",
+            &to.to_rfc3339(),
+            "--reason",
+            "test",
+        ])
         .await;
 
     assert!(out.status.success(), "reprocess failed: {}\n{}", stdout(&out), stderr(&out));
@@ -129,7 +181,17 @@ async fn reprocessing_a_range_replaces_it_and_leaves_the_totals_unchanged() {
     // A range that is not collected yet is refused with a reason.
     let future = world.horizon();
     let out = world
-        .run(&["reprocess", "--stamp", &world.stamp_ids[1], "--from", &future.to_rfc3339(), "--to", &(future + chrono::Duration::hours(1)).to_rfc3339(), "--reason", "x"])
+        .run(&[
+            "reprocess",
+            "--stamp",
+            &world.stamp_ids[1],
+            "--from",
+            &future.to_rfc3339(),
+            "--to",
+            &(future + chrono::Duration::hours(1)).to_rfc3339(),
+            "--reason",
+            "x",
+        ])
         .await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("watermark"), "{}", stderr(&out));
@@ -139,15 +201,40 @@ async fn reprocessing_a_range_replaces_it_and_leaves_the_totals_unchanged() {
 async fn one_stamp_failing_hard_leaves_the_others_complete_and_is_reported() {
     let world = World::start(|cert| vec![spec(0, aad(), 4), spec(1, adfs(cert), 3)], 6, 50).await;
     // A third stamp whose secret is wrong: registered without verification, so collection meets it.
-    let broken = World::start(|_| vec![spec(5, stamp_sim::SimAuth::AzureAd { secret: Some("another".into()), certificate_pem: None }, 2)], 6, 50).await;
-    std::fs::write(world.path("ca2.pem"), broken.sim.ca_pem()).unwrap();
-    let s = broken.sim.stamp(0);
+    let auth = stamp_sim::SimAuth::AzureAd { secret: Some("another-secret".into()), certificate_pem: None };
+    let broken = stamp_sim::Simulator::start(stamp_sim::SimulatorConfig {
+        seed: 9,
+        page_size: 50,
+        stamps: vec![spec(5, auth, 2)],
+    })
+    .await
+    .unwrap();
+    std::fs::write(world.path("ca2.pem"), broken.ca_pem()).unwrap();
+    let s = broken.stamp(0);
     let from = world.collect_from.to_rfc3339();
     let ca2 = world.path("ca2.pem").display().to_string();
-    let (admin, tenant, app, arm) = (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
+    let (admin, tenant, app, arm) =
+        (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
     let mut c = world.cli();
-    c.args(["stamp", "add", &admin, &tenant, &app, "-", &arm, "-", "-", "--name", "broken", "--ca-file", &ca2, "--collect-from", &from, "--no-verify"])
-        .env("AZS_USAGE_APPLICATION_SECRET", SECRET);
+    c.args([
+        "stamp",
+        "add",
+        &admin,
+        &tenant,
+        &app,
+        "-",
+        &arm,
+        "-",
+        "-",
+        "--name",
+        "broken",
+        "--ca-file",
+        &ca2,
+        "--collect-from",
+        &from,
+        "--no-verify",
+    ])
+    .env("AZS_USAGE_APPLICATION_SECRET", SECRET);
     assert!(c.output().unwrap().status.success());
 
     let out = world.run(&["collect"]).await;
@@ -175,16 +262,22 @@ async fn unmapped_subscriptions_are_stored_listed_and_resolved_by_a_later_mappin
     }
     assert!(world.run(&["collect"]).await.status.success());
 
-    let unmapped: serde_json::Value = serde_json::from_str(&stdout(&world.run(&["unmapped", "--json"]).await)).unwrap();
+    let unmapped: serde_json::Value =
+        serde_json::from_str(&stdout(&world.run(&["unmapped", "--json"]).await)).unwrap();
     let list = unmapped.as_array().unwrap();
     assert_eq!(list.len(), 1, "{unmapped}");
     assert_eq!(list[0]["externalSubscriptionId"], tenants[0].to_lowercase());
-    let truth_rows = world.truth(0, world.horizon()).iter().filter(|r| r.subscription_id.eq_ignore_ascii_case(&tenants[0])).count();
+    let truth_rows = world
+        .truth(0, world.horizon())
+        .iter()
+        .filter(|r| r.subscription_id.eq_ignore_ascii_case(&tenants[0]))
+        .count();
     assert_eq!(list[0]["rows"], truth_rows as u64);
 
     let out = world.run(&["mapping", "set", &id, &tenants[0].to_uppercase(), "billing-0"]).await;
     assert!(stdout(&out).contains(&format!("({truth_rows} earlier rows mapped)")), "{}", stdout(&out));
-    let unmapped: serde_json::Value = serde_json::from_str(&stdout(&world.run(&["unmapped", "--json"]).await)).unwrap();
+    let unmapped: serde_json::Value =
+        serde_json::from_str(&stdout(&world.run(&["unmapped", "--json"]).await)).unwrap();
     assert_eq!(unmapped.as_array().unwrap().len(), 0);
 
     // The export carries the billing subscription on every row, with the documented header.

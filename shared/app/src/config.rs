@@ -82,6 +82,13 @@ pub const ENVIRONMENT: &[EnvVar] = &[
                   Lambda deadline minus 60 s; 4m30s on Azure (Consumption's 5 min); unlimited in the CLI.",
     },
     EnvVar {
+        name: LEASE_TTL,
+        needed: Needed::Optional,
+        default: "10m",
+        meaning: "How long a run's claim on a stamp lasts without renewal (renewed after every window); a \
+                  killed run blocks its stamps for at most this long.",
+    },
+    EnvVar {
         name: LOG,
         needed: Needed::Optional,
         default: "info",
@@ -183,23 +190,26 @@ impl AppConfig {
                 });
             }
         };
-        let concurrency = get(CONCURRENCY)
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=256).contains(n))
-            .ok_or_else(|| ConfigError { variable: CONCURRENCY, rule: "must be a whole number from 1 to 256".into() })?;
-        let settle_delay = parse_duration(&get(SETTLE_DELAY))
-            .ok_or_else(|| ConfigError { variable: SETTLE_DELAY, rule: "must be a duration such as 30m, 1h or 1h30m".into() })?;
+        let concurrency =
+            get(CONCURRENCY).parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
+                ConfigError { variable: CONCURRENCY, rule: "must be a whole number from 1 to 256".into() }
+            })?;
+        let settle_delay = parse_duration(&get(SETTLE_DELAY)).ok_or_else(|| ConfigError {
+            variable: SETTLE_DELAY,
+            rule: "must be a duration such as 30m, 1h or 1h30m".into(),
+        })?;
         let time_budget = match get(TIME_BUDGET).as_str() {
             "platform" => TimeBudget::Platform,
-            other => TimeBudget::Fixed(parse_duration(other).filter(|d| !d.is_zero()).ok_or_else(|| ConfigError {
-                variable: TIME_BUDGET,
-                rule: "must be `platform` or a positive duration such as 4m30s".into(),
+            other => TimeBudget::Fixed(parse_duration(other).filter(|d| !d.is_zero()).ok_or_else(|| {
+                ConfigError {
+                    variable: TIME_BUDGET,
+                    rule: "must be `platform` or a positive duration such as 4m30s".into(),
+                }
             })?),
         };
-        let lease_ttl = parse_duration(&get(LEASE_TTL))
-            .filter(|d| d.as_secs() >= 1)
-            .ok_or_else(|| ConfigError { variable: LEASE_TTL, rule: "must be a duration of at least 1s such as 10m".into() })?;
+        let lease_ttl = parse_duration(&get(LEASE_TTL)).filter(|d| d.as_secs() >= 1).ok_or_else(|| {
+            ConfigError { variable: LEASE_TTL, rule: "must be a duration of at least 1s such as 10m".into() }
+        })?;
         let log_format = match get(LOG_FORMAT).as_str() {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
@@ -306,8 +316,14 @@ mod tests {
     fn database_forms_are_recognised() {
         let db = |v| config(&[(DATABASE, v)]).unwrap().database;
         assert_eq!(db("sqlite:/tmp/x.db"), DatabaseLocation::Sqlite("/tmp/x.db".into()));
-        assert_eq!(db("Server=tcp:x,1433;Database=billing"), DatabaseLocation::SqlServer("Server=tcp:x,1433;Database=billing".into()));
-        assert_eq!(db("secret:azs-usage/database"), DatabaseLocation::FromSecret("azs-usage/database".into()));
+        assert_eq!(
+            db("Server=tcp:x,1433;Database=billing"),
+            DatabaseLocation::SqlServer("Server=tcp:x,1433;Database=billing".into())
+        );
+        assert_eq!(
+            db("secret:azs-usage/database"),
+            DatabaseLocation::FromSecret("azs-usage/database".into())
+        );
         assert!(config(&[(DATABASE, "postgres://x")]).is_err());
     }
 

@@ -77,7 +77,13 @@ mod tests {
 
     #[test]
     fn the_meter_table_knows_hyphenless_network_meters_and_hyphenated_ones() {
-        assert_eq!(meters()[&normalize_meter_id("F271A8A388C44D93956A063E1D2FA80B")].0, "Static IP Address Usage");
-        assert_eq!(meters()[&normalize_meter_id("fab6eb84-500b-4a09-a8ca-7358f8bbaea5")].1, "Virtual core hours");
+        assert_eq!(
+            meters()[&normalize_meter_id("F271A8A388C44D93956A063E1D2FA80B")].0,
+            "Static IP Address Usage"
+        );
+        assert_eq!(
+            meters()[&normalize_meter_id("fab6eb84-500b-4a09-a8ca-7358f8bbaea5")].1,
+            "Virtual core hours"
+        );
     }
 }

@@ -3,4 +3,7 @@
 pub mod config;
 pub mod export;
 pub mod registrar;
+pub mod serve;
+pub mod telemetry;
 pub mod webhook;
+pub mod wiring;

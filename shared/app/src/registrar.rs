@@ -12,7 +12,9 @@
 
 use azs_core::error::ValidationErrors;
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
-use azs_core::ports::{DiscoveredEndpoints, PullError, PullStage, SecretStore, Store, StoreError, UsageSource};
+use azs_core::ports::{
+    DiscoveredEndpoints, PullError, PullStage, SecretStore, Store, StoreError, UsageSource,
+};
 use azs_core::registration::{CredentialInput, StampRegistration, is_valid_secret_name, parse_guid};
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::ProcessingStatus;
@@ -116,16 +118,23 @@ impl Registrar {
         Self { store, secrets, source, read_credential }
     }
 
-    pub async fn register(&self, input: StampRegistration, verify: bool) -> Result<StampView, RegistrationError> {
+    pub async fn register(
+        &self,
+        input: StampRegistration,
+        verify: bool,
+    ) -> Result<StampView, RegistrationError> {
         let now = Utc::now();
         let valid = input.validate(now).map_err(RegistrationError::Invalid)?;
         let id = StampId::new_random();
-        let (credential, existing_secret) = self.resolve_credential(&valid.credential, &valid.connection).await?;
+        let (credential, existing_secret) =
+            self.resolve_credential(&valid.credential, &valid.connection).await?;
 
         let mut stamp = Stamp {
             id: id.clone(),
             name: valid.name,
-            credential_secret_name: existing_secret.clone().unwrap_or_else(|| self.secrets.credential_name(&id)),
+            credential_secret_name: existing_secret
+                .clone()
+                .unwrap_or_else(|| self.secrets.credential_name(&id)),
             connection: valid.connection,
             enabled: valid.enabled,
             collect_from: valid.collect_from,
@@ -159,12 +168,20 @@ impl Registrar {
         self.view(&id).await
     }
 
-    pub async fn update(&self, id: &StampId, patch: StampPatch, verify: bool) -> Result<StampView, RegistrationError> {
+    pub async fn update(
+        &self,
+        id: &StampId,
+        patch: StampPatch,
+        verify: bool,
+    ) -> Result<StampView, RegistrationError> {
         let mut stamp = self.stamp(id).await?;
         let mut errors = ValidationErrors::default();
         if let Some(name) = &patch.name {
             let name = name.trim();
-            if name.is_empty() || name.chars().count() > azs_core::registration::MAX_NAME_LEN || name.chars().any(char::is_control) {
+            if name.is_empty()
+                || name.chars().count() > azs_core::registration::MAX_NAME_LEN
+                || name.chars().any(char::is_control)
+            {
                 errors.push("name", "must be 1 to 128 characters without control characters");
             } else {
                 stamp.name = name.to_owned();
@@ -176,12 +193,17 @@ impl Registrar {
         if let Some(ca) = &patch.ca_certificate {
             match ca.trim() {
                 "" => stamp.connection.ca_certificate_pem = None,
-                pem if pem.contains("-----BEGIN CERTIFICATE-----") => stamp.connection.ca_certificate_pem = Some(pem.to_owned()),
+                pem if pem.contains("-----BEGIN CERTIFICATE-----") => {
+                    stamp.connection.ca_certificate_pem = Some(pem.to_owned())
+                }
                 _ => errors.push("caCertificate", "must be PEM (-----BEGIN CERTIFICATE-----) or empty"),
             }
         }
         // A credential rotation reuses the registration rules, restricted to the credential fields.
-        let rotation = if patch.application_secret.is_some() || patch.certificate.is_some() || patch.credential_secret_name.is_some() {
+        let rotation = if patch.application_secret.is_some()
+            || patch.certificate.is_some()
+            || patch.credential_secret_name.is_some()
+        {
             let probe = StampRegistration {
                 name: Some(stamp.name.clone()),
                 admin_subscription_id: Some(stamp.connection.admin_subscription_id.clone()),
@@ -189,7 +211,10 @@ impl Registrar {
                 application_id: Some(stamp.connection.application_id.clone()),
                 admin_arm_endpoint: Some(stamp.connection.admin_arm_endpoint.clone()),
                 is_adfs: Some(stamp.connection.is_adfs),
-                certificate_thumbprint: patch.certificate_thumbprint.clone().or(stamp.connection.certificate_thumbprint.clone()),
+                certificate_thumbprint: patch
+                    .certificate_thumbprint
+                    .clone()
+                    .or(stamp.connection.certificate_thumbprint.clone()),
                 application_secret: patch.application_secret.clone(),
                 certificate: patch.certificate.clone(),
                 certificate_password: patch.certificate_password.clone(),
@@ -208,7 +233,10 @@ impl Registrar {
                 }
             }
         } else if patch.certificate_password.is_some() || patch.certificate_thumbprint.is_some() {
-            errors.push("certificate", "is required when certificatePassword or certificateThumbprint is given");
+            errors.push(
+                "certificate",
+                "is required when certificatePassword or certificateThumbprint is given",
+            );
             None
         } else {
             None
@@ -251,10 +279,11 @@ impl Registrar {
         // without its stamp is only clutter, and the delete below removes it.
         self.store.delete_stamp(id).await?;
         if stamp.credential_secret_name == self.secrets.credential_name(id) {
-            self.secrets
-                .delete_secret(&stamp.credential_secret_name)
-                .await
-                .map_err(|e| RegistrationError::Unavailable(format!("stamp removed, but its credential could not be deleted yet: {e}")))?;
+            self.secrets.delete_secret(&stamp.credential_secret_name).await.map_err(|e| {
+                RegistrationError::Unavailable(format!(
+                    "stamp removed, but its credential could not be deleted yet: {e}"
+                ))
+            })?;
         }
         tracing::info!(stamp_id = %id, "stamp removed");
         Ok(())
@@ -291,8 +320,12 @@ impl Registrar {
         self.stamp(stamp).await?;
         let mut errors = ValidationErrors::default();
         let external = normalize_subscription_id(external_subscription_id);
-        if external.is_empty() || external.len() > 128 || external.chars().any(|c| c.is_control() || c == '/') {
-            errors.push("externalSubscriptionId", "must be 1 to 128 characters without '/' or control characters");
+        if external.is_empty() || external.len() > 128 || external.chars().any(|c| c.is_control() || c == '/')
+        {
+            errors.push(
+                "externalSubscriptionId",
+                "must be 1 to 128 characters without '/' or control characters",
+            );
         }
         let billing = billing_subscription_id.trim();
         if billing.is_empty() || billing.len() > 128 || billing.chars().any(char::is_control) {
@@ -311,7 +344,11 @@ impl Registrar {
         Ok((mapping, backfilled))
     }
 
-    pub async fn remove_mapping(&self, stamp: &StampId, external_subscription_id: &str) -> Result<(), RegistrationError> {
+    pub async fn remove_mapping(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+    ) -> Result<(), RegistrationError> {
         self.stamp(stamp).await?;
         let external = normalize_subscription_id(external_subscription_id);
         if self.store.remove_mapping(stamp, &external).await? {
@@ -321,14 +358,20 @@ impl Registrar {
         }
     }
 
-    pub async fn mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, RegistrationError> {
+    pub async fn mappings(
+        &self,
+        stamp: Option<&StampId>,
+    ) -> Result<Vec<SubscriptionMapping>, RegistrationError> {
         if let Some(id) = stamp {
             self.stamp(id).await?;
         }
         Ok(self.store.list_mappings(stamp).await?)
     }
 
-    pub async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, RegistrationError> {
+    pub async fn unmapped(
+        &self,
+        stamp: Option<&StampId>,
+    ) -> Result<Vec<UnmappedSubscription>, RegistrationError> {
         if let Some(id) = stamp {
             self.stamp(id).await?;
         }
@@ -351,7 +394,9 @@ impl Registrar {
             .get_secret(&stamp.credential_secret_name)
             .await
             .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?
-            .ok_or_else(|| invalid("credentialSecretName", "names a secret that is not in the secret store"))?;
+            .ok_or_else(|| {
+                invalid("credentialSecretName", "names a secret that is not in the secret store")
+            })?;
         Ok(Credential::from_secret(&secret))
     }
 
@@ -363,14 +408,19 @@ impl Registrar {
     ) -> Result<(Credential, Option<String>), RegistrationError> {
         if let CredentialInput::ExistingSecret(name) = input {
             if !is_valid_secret_name(name) {
-                return Err(invalid("credentialSecretName", "must be 1 to 127 characters of letters, digits and / _ + = . @ -"));
+                return Err(invalid(
+                    "credentialSecretName",
+                    "must be 1 to 127 characters of letters, digits and / _ + = . @ -",
+                ));
             }
             let secret = self
                 .secrets
                 .get_secret(name)
                 .await
                 .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?
-                .ok_or_else(|| invalid("credentialSecretName", "names a secret that is not in the secret store"))?;
+                .ok_or_else(|| {
+                    invalid("credentialSecretName", "names a secret that is not in the secret store")
+                })?;
             return Ok((Credential::from_secret(&secret), Some(name.clone())));
         }
         let credential = (self.read_credential)(input, connection.certificate_thumbprint.as_deref())
@@ -379,7 +429,10 @@ impl Registrar {
         Ok((credential, None))
     }
 
-    async fn find_duplicate(&self, connection: &StampConnection) -> Result<Option<StampId>, RegistrationError> {
+    async fn find_duplicate(
+        &self,
+        connection: &StampConnection,
+    ) -> Result<Option<StampId>, RegistrationError> {
         let endpoint = azs_core::registration::normalize_endpoint(&connection.admin_arm_endpoint);
         let admin = parse_guid(&connection.admin_subscription_id);
         Ok(self
@@ -395,7 +448,11 @@ impl Registrar {
     }
 
     /// Discovery, a token, and a one-hour usage query of the last settled hour.
-    async fn verify(&self, stamp: &Stamp, credential: &Credential) -> Result<ConnectionReport, RegistrationError> {
+    async fn verify(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<ConnectionReport, RegistrationError> {
         let session = self.source.connect(stamp, credential).await.map_err(RegistrationError::Unverified)?;
         let endpoints = session.endpoints().clone();
         let mut warnings = Vec::new();
@@ -416,10 +473,14 @@ impl Registrar {
         if let Some(given) = &stamp.connection.token_request_resource_url
             && given.trim_end_matches('/') != endpoints.audience.trim_end_matches('/')
         {
-            warnings.push(format!("tokenRequestResourceUrl {given} differs from the discovered audience {}", endpoints.audience));
+            warnings.push(format!(
+                "tokenRequestResourceUrl {given} differs from the discovered audience {}",
+                endpoints.audience
+            ));
         }
         let window = ReportedWindow::hour(floor_hour(Utc::now()) - chrono::Duration::hours(2));
-        let summary = session.pull_window(window, &mut |_page| {}).await.map_err(RegistrationError::Unverified)?;
+        let summary =
+            session.pull_window(window, &mut |_page| {}).await.map_err(RegistrationError::Unverified)?;
         Ok(ConnectionReport { endpoints, window, rows: summary.rows, pages: summary.pages, warnings })
     }
 }

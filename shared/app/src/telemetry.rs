@@ -17,17 +17,16 @@ pub enum Target {
 /// Installs the global subscriber once; later calls are ignored (tests call it repeatedly).
 pub fn init(config: &AppConfig, target: Target) {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let filter = match target {
-        // Operators reading a terminal want results, not every window's log line.
-        Target::Cli if std::env::var_os(crate::config::LOG).is_none() => EnvFilter::new("warn"),
-        _ => filter,
-    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE);
     let json = target == Target::Function || config.log_format == LogFormat::Json;
     // `try_init` fails only when a subscriber is already installed, which is fine.
     let _ = match (json, target) {
-        (true, Target::Function) => builder.json().flatten_event(true).with_span_list(true).with_writer(std::io::stdout).try_init(),
-        (true, Target::Cli) => builder.json().flatten_event(true).with_span_list(true).with_writer(std::io::stderr).try_init(),
+        (true, Target::Function) => {
+            builder.json().flatten_event(true).with_span_list(true).with_writer(std::io::stdout).try_init()
+        }
+        (true, Target::Cli) => {
+            builder.json().flatten_event(true).with_span_list(true).with_writer(std::io::stderr).try_init()
+        }
         (false, _) => builder.with_writer(std::io::stderr).with_target(false).try_init(),
     };
 }

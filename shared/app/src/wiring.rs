@@ -22,11 +22,14 @@ pub struct Services {
 
 impl Services {
     pub async fn build(config: &AppConfig) -> Result<Services> {
-        let secrets = azs_secrets::connect(&azs_secrets::SecretStoreConfig::parse(&config.secrets, &config.secret_prefix)?)
-            .await
-            .context("opening the secret store")?;
+        let secrets = azs_secrets::connect(&azs_secrets::SecretStoreConfig::parse(
+            Some(&config.secrets),
+            Some(&config.secret_prefix),
+        )?)
+        .await
+        .context("opening the secret store")?;
         let store = open_store(config, secrets.as_ref()).await?;
-        let source: Arc<dyn UsageSource> = Arc::new(azs_azure_stack::AzureStackClient::new());
+        let source: Arc<dyn UsageSource> = Arc::new(azs_azure_stack::AzureStackClient::default());
         Ok(Self::assemble(config.clone(), store, secrets, source))
     }
 
@@ -39,12 +42,17 @@ impl Services {
     ) -> Services {
         let settings = CollectSettings {
             concurrency: config.concurrency,
-            settle_delay: chrono::Duration::from_std(config.settle_delay).unwrap_or(chrono::Duration::hours(1)),
+            settle_delay: chrono::Duration::from_std(config.settle_delay)
+                .unwrap_or(chrono::Duration::hours(1)),
             lease_ttl: config.lease_ttl,
             ..CollectSettings::default()
         };
-        let registrar =
-            Registrar::new(store.clone(), secrets.clone(), source.clone(), azs_azure_stack::credential::read_registration);
+        let registrar = Registrar::new(
+            store.clone(),
+            secrets.clone(),
+            source.clone(),
+            azs_azure_stack::credential::credential_from_registration,
+        );
         let collector = Collector::new(store.clone(), secrets.clone(), source.clone(), settings);
         Services { config, store, secrets, source, registrar, collector }
     }
@@ -57,7 +65,9 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
                 .get_secret(name)
                 .await
                 .with_context(|| format!("reading the database connection from secret {name:?}"))?
-                .with_context(|| format!("AZS_USAGE_DATABASE names secret {name:?}, which is not in the secret store"))?;
+                .with_context(|| {
+                    format!("AZS_USAGE_DATABASE names secret {name:?}, which is not in the secret store")
+                })?;
             let parsed = crate::config::AppConfig::from_lookup(|v| {
                 (v == crate::config::DATABASE).then(|| value.expose().to_owned())
             })
@@ -67,17 +77,22 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
         other => other.clone(),
     };
     Ok(match location {
-        DatabaseLocation::Sqlite(path) => {
-            Arc::new(azs_store_sqlite::SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?)
-        }
+        DatabaseLocation::Sqlite(path) => Arc::new(
+            azs_store_sqlite::SqliteStore::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
         DatabaseLocation::SqlServer(connection) => {
             let auth = match config.database_auth {
                 DatabaseAuth::ConnectionString => azs_store_sqlserver::Auth::ConnectionString,
                 DatabaseAuth::ManagedIdentity => azs_store_sqlserver::Auth::ManagedIdentity,
             };
-            let cfg = azs_store_sqlserver::SqlServerConfig::parse(&connection, auth)
+            let cfg = azs_store_sqlserver::SqlServerConfig::parse_with(&connection, auth)
                 .context("AZS_USAGE_DATABASE is not a usable SQL Server connection string")?;
-            Arc::new(azs_store_sqlserver::SqlServerStore::connect(cfg).await.context("connecting to SQL Server")?)
+            Arc::new(
+                azs_store_sqlserver::SqlServerStore::connect(cfg)
+                    .await
+                    .context("connecting to SQL Server")?,
+            )
         }
         DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
     })

@@ -583,6 +583,33 @@ async fn testing_a_stamp_the_stamp_refuses_answers_422() {
 }
 
 #[tokio::test]
+async fn a_stamp_registered_with_an_existing_secret_uses_it_and_testing_it_once_gone_answers_422() {
+    let app = Harness::with_stamp().await;
+    let operator_secrets = FileSecretStore::new(&app.secrets_file, "azs-usage/");
+    operator_secrets.put_secret("ops/stamp-credential", &Secret::new(GOOD_SECRET)).await.unwrap();
+    let body = with(
+        without(app.stamp_registration(), "applicationSecret"),
+        "credentialSecretName",
+        json!("ops/stamp-credential"),
+    );
+
+    let created = app.post("/stamps", &body).await;
+
+    created.expect(StatusCode::CREATED);
+    assert_eq!(created.json()["credentialSecretName"], "ops/stamp-credential");
+    assert_eq!(
+        app.secret_names(),
+        vec!["ops/stamp-credential".to_owned()],
+        "no copy of the operator's secret"
+    );
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    operator_secrets.delete_secret("ops/stamp-credential").await.unwrap();
+    let reply = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await;
+    let p = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
+    assert_eq!(p["errors"][0]["field"], "credentialSecretName", "{p}");
+}
+
+#[tokio::test]
 async fn unknown_and_malformed_stamp_ids_answer_404() {
     let app = Harness::start().await;
     let unknown = uuid::Uuid::new_v4();
@@ -1105,7 +1132,7 @@ async fn an_empty_configured_token_admits_no_one() {
 #[tokio::test]
 async fn platform_authentication_lets_every_request_through_and_the_prefix_moves_every_route() {
     let app =
-        Harness::with(Options { auth: ApiAuth::PlatformOnly, prefix: Some("/api/"), ..Options::default() })
+        Harness::with(Options { auth: ApiAuth::PlatformOnly, prefix: Some("api/"), ..Options::default() })
             .await;
     let anonymous = |method: Method, path: &str| app.client.request(method, format!("{}{path}", app.base));
 
@@ -1199,6 +1226,79 @@ async fn a_panicking_handler_answers_500_as_a_problem_and_the_app_keeps_serving(
 
     app.faults.panic_on_list.store(false, Ordering::SeqCst);
     app.get("/stamps").await.expect(StatusCode::OK);
+}
+
+/// Everything this test binary logs. A global subscriber, set once: thread-scoped ones lose events
+/// to tracing's per-callsite interest cache when tests run in parallel.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured_log() -> &'static CapturedLog {
+    static LOG: std::sync::OnceLock<CapturedLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = CapturedLog::default();
+        let writer = log.clone();
+        tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).init();
+        log
+    })
+}
+
+#[tokio::test]
+async fn each_request_is_logged_with_method_route_status_and_request_id_but_no_body_or_header() {
+    let log = captured_log();
+    let app = Harness::start().await;
+
+    let created = app
+        .send(
+            app.request(Method::POST, "/stamps?verify=false")
+                .json(&registration())
+                .header("x-request-id", "req-0042"),
+        )
+        .await;
+    created.expect(StatusCode::CREATED);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let shown = app
+        .send(app.request(Method::GET, &format!("/stamps/{id}")).header("x-request-id", "evil id\twith tab"))
+        .await;
+    let missing = app.get("/stamps/abc%0AFAKE-LOG-LINE").await;
+    missing.expect(StatusCode::NOT_FOUND);
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let line_of = |reply: &Reply| {
+        let request_id = reply.header("x-request-id").unwrap().to_owned();
+        let lines: Vec<&str> =
+            text.lines().filter(|l| l.contains("webhook request") && l.contains(&request_id)).collect();
+        assert_eq!(lines.len(), 1, "one log event for {request_id}: {text}");
+        lines[0].to_owned()
+    };
+    let (post, get, miss) = (line_of(&created), line_of(&shown), line_of(&missing));
+    assert_eq!(created.header("x-request-id"), Some("req-0042"), "the caller's request id is kept");
+    assert!(
+        post.contains("method=POST") && post.contains(r#"route="/stamps""#) && post.contains("status=201"),
+        "{post}"
+    );
+    assert!(get.contains(r#"route="/stamps/{id}""#) && !get.contains(&id), "the route, not the path: {get}");
+    assert!(
+        !shown.header("x-request-id").unwrap().contains("evil"),
+        "a request id that is not a plain token is replaced"
+    );
+    assert!(miss.contains("status=404"), "{miss}");
+    for line in [&post, &get, &miss] {
+        for leak in [GOOD_SECRET, TOKEN, "FAKE-LOG-LINE", "stamp-eu-1", "Bearer"] {
+            assert!(!line.contains(leak), "{leak} reached the request log: {line}");
+        }
+    }
+    assert!(!text.contains(GOOD_SECRET) && !text.contains(TOKEN), "a secret reached the log: {text}");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1347,12 +1447,23 @@ mod hostile {
         prop::collection::vec(prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff], 0..80)
     }
 
+    /// Requests that can only fail: new stamps that break a rule, changes to stamps that do not exist.
     fn attack() -> impl Strategy<Value = Attack> {
-        let target = prop_oneof![
+        attack_on(prop_oneof![
             2 => query().prop_map(|q| (Method::POST, format!("/stamps{q}"))),
             1 => (segment(), query()).prop_map(|(id, q)| (Method::PATCH, format!("/stamps/{id}{q}"))),
             1 => (segment(), segment()).prop_map(|(id, sub)| (Method::PUT, format!("/stamps/{id}/subscriptions/{sub}"))),
-        ];
+        ])
+    }
+
+    /// Changes to a stamp that exists (unverified, so they never leave the machine); some may succeed.
+    fn attack_stamp(id: String) -> impl Strategy<Value = Attack> {
+        let patch = Just((Method::PATCH, format!("/stamps/{id}?verify=false")));
+        let put = segment().prop_map(move |sub| (Method::PUT, format!("/stamps/{id}/subscriptions/{sub}")));
+        attack_on(prop_oneof![patch, put])
+    }
+
+    fn attack_on(target: impl Strategy<Value = (Method, String)>) -> impl Strategy<Value = Attack> {
         let content_type = prop_oneof![
             6 => Just(Some("application/json".to_owned())),
             1 => Just(None),
@@ -1390,7 +1501,9 @@ mod hostile {
         )
     }
 
-    async fn launch(app: &Harness, attack: &Attack) -> Result<(), TestCaseError> {
+    /// Sends `attack`. Every answer is below 500 and every error a problem; with `must_fail`, every
+    /// answer is a 4xx.
+    async fn launch(app: &Harness, attack: &Attack, must_fail: bool) -> Result<(), TestCaseError> {
         let Ok(url) = reqwest::Url::parse(&format!("{}{}", app.base, attack.path)) else {
             return Ok(()); // not a request a client could send
         };
@@ -1410,6 +1523,10 @@ mod hostile {
             request = request.header(name.as_str(), reqwest::header::HeaderValue::from_bytes(value).unwrap());
         }
         let reply = app.send(request).await;
+        prop_assert!(!reply.status.is_server_error(), "{} for {attack:?}", reply.status);
+        if !must_fail && reply.status.is_success() {
+            return Ok(());
+        }
         prop_assert!(
             reply.status.is_client_error(),
             "{} for {attack:?}: {}",
@@ -1429,9 +1546,24 @@ mod hostile {
         let app = rt.block_on(Harness::start());
         let config = Config { cases: 2400, failure_persistence: None, ..Config::default() };
         let mut runner = TestRunner::new(config);
-        runner.run(&attack(), |attack| rt.block_on(launch(&app, &attack))).unwrap();
+        runner.run(&attack(), |attack| rt.block_on(launch(&app, &attack, true))).unwrap();
         rt.block_on(app.assert_nothing_written());
         assert_eq!(app.faults.secrets_put.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn hostile_changes_to_a_registered_stamp_never_get_a_5xx_and_leave_it_readable() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let app = rt.block_on(Harness::start());
+        let id = rt.block_on(app.register(&registration()));
+        let config = Config { cases: 600, failure_persistence: None, ..Config::default() };
+        let mut runner = TestRunner::new(config);
+        runner.run(&attack_stamp(id.clone()), |attack| rt.block_on(launch(&app, &attack, false))).unwrap();
+        rt.block_on(async {
+            app.get(&format!("/stamps/{id}")).await.expect(StatusCode::OK);
+            app.get(&format!("/stamps/{id}/subscriptions")).await.expect(StatusCode::OK);
+            assert_eq!(app.stamp_count().await, 1);
+        });
     }
 }
 

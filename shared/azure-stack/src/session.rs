@@ -216,3 +216,64 @@ pub(crate) fn configuration(message: String) -> PullError {
         transient: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpSettings;
+    use crate::token::ClientProof;
+    use azs_core::Secret;
+    use std::sync::Arc;
+
+    fn session() -> AzureStackSession {
+        let http = StampHttp::new(None, HttpSettings::default()).unwrap();
+        AzureStackSession {
+            stamp_id: StampId("s".into()),
+            admin_arm_endpoint: "https://adminmanagement.local.azurestack.external".into(),
+            admin_subscription_id: "0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f".into(),
+            query_mode: UsageQueryMode::AllTenants,
+            http: http.clone(),
+            endpoints: DiscoveredEndpoints {
+                audience: "a".into(),
+                login_endpoint: "https://l/adfs/".into(),
+                is_adfs: true,
+                token_endpoint: "https://l/adfs/oauth2/token".into(),
+            },
+            tokens: TokenClient::new(
+                http,
+                "app".into(),
+                Arc::new(ClientProof::Secret(Secret::new("x"))),
+                Default::default(),
+                std::time::Duration::from_secs(300),
+            ),
+        }
+    }
+
+    fn first() -> Url {
+        Url::parse("https://adminmanagement.local.azurestack.external/subscriptions/x/page1").unwrap()
+    }
+
+    #[test]
+    fn a_next_link_on_the_stamp_is_followed_as_sent() {
+        let link = "https://adminmanagement.local.azurestack.external/subscriptions/x/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime=2026-11-25T13%3a00%3a00%2b00%3a00&continuationToken=eyJ%2fwYWdlIjoyfQ%3d%3d";
+        assert_eq!(session().next_link(&first(), link).unwrap().as_str(), link);
+    }
+
+    #[test]
+    fn a_next_link_to_another_host_never_gets_the_token() {
+        for link in [
+            "https://evil.example/subscriptions/x/page2",
+            "http://adminmanagement.local.azurestack.external/subscriptions/x/page2",
+            "https://adminmanagement.local.azurestack.external:8443/subscriptions/x/page2",
+        ] {
+            let e = session().next_link(&first(), link).unwrap_err();
+            assert_eq!(e.stage, PullStage::Usage);
+            assert!(!e.transient, "{link}");
+        }
+    }
+
+    #[test]
+    fn a_next_link_back_to_the_same_page_is_refused() {
+        assert!(session().next_link(&first(), first().as_str()).is_err());
+    }
+}

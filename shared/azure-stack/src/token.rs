@@ -183,8 +183,7 @@ impl TokenClient {
             .await
             .map_err(|failure| self.token_error(failure, first_assertion.as_ref()))?;
         let lifetime = response.lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let expires_at = started + lifetime;
-        let renew_at = expires_at - self.renew_before.min(lifetime / 2);
+        let (expires_at, renew_at) = renewal(started, lifetime, self.renew_before);
         info!(
             proof = self.proof.kind(),
             token_type = response.token_type.as_deref().unwrap_or("Bearer"),
@@ -220,6 +219,13 @@ impl TokenClient {
         }
         error
     }
+}
+
+/// When a token issued at `issued` expires, and when to stop using it: `renew_before` its expiry, or
+/// half-way through its life if that is sooner (short-lived tokens would otherwise never be reused).
+fn renewal(issued: Instant, lifetime: Duration, renew_before: Duration) -> (Instant, Instant) {
+    let expires_at = issued + lifetime;
+    (expires_at, expires_at - renew_before.min(lifetime / 2))
 }
 
 /// A signed client assertion for `token_endpoint`, `now` in Unix seconds.
@@ -341,6 +347,17 @@ mod tests {
         assert_eq!(t.access_token.expose(), "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl");
         let numeric = parse_token_response(br#"{"access_token":"a","expires_in":60}"#).unwrap();
         assert_eq!(numeric.lifetime, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn tokens_are_renewed_five_minutes_early_or_half_way_when_short_lived() {
+        let t0 = Instant::now();
+        let five_minutes = Duration::from_secs(300);
+        let (expires, renew) = renewal(t0, Duration::from_secs(3599), five_minutes);
+        assert_eq!(expires - renew, five_minutes);
+        let (expires, renew) = renewal(t0, Duration::from_secs(60), five_minutes);
+        assert_eq!(renew - t0, Duration::from_secs(30));
+        assert_eq!(expires - t0, Duration::from_secs(60));
     }
 
     #[test]

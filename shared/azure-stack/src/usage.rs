@@ -135,13 +135,33 @@ pub fn parse_usage_page(body: &[u8]) -> Result<UsagePage, PageError> {
     let page: RawPage = serde_json::from_slice(body).map_err(|e| PageError::Malformed(e.to_string()))?;
     let entries = page.value.ok_or_else(|| PageError::Malformed("no `value` array".into()))?;
     let mut rows = Vec::with_capacity(entries.len());
+    let mut times = TimeMemo::default();
     for (index, entry) in entries.into_iter().enumerate() {
-        rows.push(usage_row(index + 1, entry)?);
+        rows.push(usage_row(index + 1, entry, &mut times)?);
     }
     Ok(UsagePage { rows, next_link: page.next_link.filter(|l| !l.trim().is_empty()) })
 }
 
-fn usage_row(row: usize, entry: RawEntry<'_>) -> Result<UsageRow, PageError> {
+/// The last usage start and end times read and what they parsed to: consecutive rows of a page
+/// mostly share their usage hour, so most rows skip date parsing.
+#[derive(Default)]
+struct TimeMemo {
+    start: Option<(String, DateTime<Utc>)>,
+    end: Option<(String, DateTime<Utc>)>,
+}
+
+fn remembered(memo: &mut Option<(String, DateTime<Utc>)>, text: &str) -> Option<DateTime<Utc>> {
+    match memo {
+        Some((seen, value)) if seen == text => Some(*value),
+        _ => {
+            let value = parse_usage_time(text)?;
+            *memo = Some((text.to_owned(), value));
+            Some(value)
+        }
+    }
+}
+
+fn usage_row(row: usize, entry: RawEntry<'_>, times: &mut TimeMemo) -> Result<UsageRow, PageError> {
     let invalid =
         |field: &'static str, problem: &str| PageError::InvalidRow { row, field, problem: problem.into() };
     let missing = |field: &'static str| invalid(field, "is missing");
@@ -157,9 +177,9 @@ fn usage_row(row: usize, entry: RawEntry<'_>) -> Result<UsageRow, PageError> {
         .filter(|u| !u.is_empty())
         .ok_or_else(|| missing("properties.instanceData.Microsoft.Resources.resourceUri"))?;
 
-    let time = |field: &'static str, value: Option<Text<'_>>| {
+    let time = |field: &'static str, value: Option<Text<'_>>, memo: &mut Option<(String, DateTime<Utc>)>| {
         let text = value.ok_or_else(|| missing(field))?.0;
-        parse_usage_time(&text).ok_or_else(|| invalid(field, &format!("is not a time: {text:?}")))
+        remembered(memo, &text).ok_or_else(|| invalid(field, &format!("is not a time: {text:?}")))
     };
     let quantity = p.quantity.ok_or_else(|| missing("properties.quantity"))?;
     Ok(UsageRow {
@@ -168,8 +188,8 @@ fn usage_row(row: usize, entry: RawEntry<'_>) -> Result<UsageRow, PageError> {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| missing("properties.subscriptionId"))?,
         meter_id: p.meter_id.filter(|m| !m.is_empty()).ok_or_else(|| missing("properties.meterId"))?,
-        usage_start: time("properties.usageStartTime", p.usage_start_time)?,
-        usage_end: time("properties.usageEndTime", p.usage_end_time)?,
+        usage_start: time("properties.usageStartTime", p.usage_start_time, &mut times.start)?,
+        usage_end: time("properties.usageEndTime", p.usage_end_time, &mut times.end)?,
         quantity: parse_quantity(quantity.get()).ok_or_else(|| {
             invalid("properties.quantity", &format!("is not a decimal number: {}", quantity.get()))
         })?,

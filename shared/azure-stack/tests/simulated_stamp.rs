@@ -74,11 +74,12 @@ fn registered(sim: &Simulator, mode: UsageQueryMode) -> Stamp {
     }
 }
 
-/// Tiny backoff, short request timeout: the whole suite stays fast.
+/// Tiny backoff: the whole suite stays fast. The request timeout is generous so that a busy test
+/// machine never adds a retry; the slow-response test sets a short one.
 fn test_settings() -> ClientSettings {
     ClientSettings {
         http: HttpSettings {
-            request_timeout: Duration::from_millis(1500),
+            request_timeout: Duration::from_secs(20),
             retry: RetryPolicy::fast_for_tests(),
             ..HttpSettings::default()
         },
@@ -157,8 +158,16 @@ fn assert_equals_ground_truth(sim: &Simulator, window: ReportedWindow, rows: &[U
 
 /// A pull with `faults` queued must still deliver exactly the ground truth.
 async fn survives(faults: Vec<Fault>, page_size: usize) -> (PullSummary, stamp_sim::SimStats, Duration) {
+    survives_with(client(), faults, page_size).await
+}
+
+async fn survives_with(
+    client: AzureStackClient,
+    faults: Vec<Fault>,
+    page_size: usize,
+) -> (PullSummary, stamp_sim::SimStats, Duration) {
     let sim = simulate(adfs_with_certificate(), page_size, |_| {}).await;
-    let session = client()
+    let session = client
         .connect(&registered(&sim, UsageQueryMode::AllTenants), &certificate_credential())
         .await
         .unwrap();
@@ -403,10 +412,14 @@ async fn a_reset_connection_is_retried() {
 
 #[tokio::test]
 async fn a_response_slower_than_the_request_timeout_is_retried() {
-    let (summary, _, _) =
-        survives(vec![Fault::Slow { kind: RequestKind::Usage, count: 1, delay: Duration::from_secs(4) }], 10)
-            .await;
-    assert_eq!(summary.retries, 1);
+    let mut settings = test_settings();
+    settings.http.request_timeout = Duration::from_secs(2);
+    let slow = Fault::Slow { kind: RequestKind::Usage, count: 1, delay: Duration::from_secs(6) };
+
+    let (summary, _, took) = survives_with(AzureStackClient::new(settings), vec![slow], 10).await;
+
+    assert!(summary.retries >= 1);
+    assert!(took < Duration::from_secs(6), "gave up on the slow answer instead of waiting it out ({took:?})");
 }
 
 #[tokio::test]
@@ -622,4 +635,22 @@ async fn the_simulator_refuses_a_hex_or_missing_x5t_and_accepts_the_raw_digest_f
     assert_eq!(status, 401, "no x5t: {body}");
     let (status, body) = post_assertion(&sim, Some(certificate().x5t())).await;
     assert_eq!(status, 200, "base64url of the raw digest: {body}");
+}
+
+#[tokio::test]
+async fn a_registered_audience_wins_over_the_discovered_one() {
+    let sim = simulate(adfs_with_certificate(), 50, |_| {}).await;
+    let mut stamp = registered(&sim, UsageQueryMode::AllTenants);
+    stamp.connection.token_request_resource_url =
+        Some("https://management.adfs.azurestack.local/other".into());
+    stamp.connection.authority_endpoint_url =
+        Some(sim.stamp(0).login_endpoint().trim_end_matches('/').to_owned());
+
+    let e = client().connect(&stamp, &certificate_credential()).await.err().unwrap();
+
+    // The registered authority (without its trailing slash) still found the token endpoint; the
+    // registered audience went into `resource=`, and this stamp does not know it.
+    assert_eq!(e.stage, PullStage::Token);
+    assert_eq!(e.upstream_code.as_deref(), Some("invalid_resource"), "{e}");
+    assert_eq!(sim.stamp(0).stats().token_requests, 1);
 }

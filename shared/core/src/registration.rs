@@ -62,6 +62,12 @@ pub struct ValidRegistration {
 
 pub const MAX_NAME_LEN: usize = 128;
 
+/// No stamp has usage before Azure Stack's first release; an earlier start is a typo that would plan
+/// a century of empty windows.
+fn earliest_collect_from() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_451_606_400, 0).expect("2016-01-01 is representable")
+}
+
 impl StampRegistration {
     /// Checks every field and returns all violations at once.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<ValidRegistration, ValidationErrors> {
@@ -149,6 +155,11 @@ impl StampRegistration {
                         );
                     } else if t > now {
                         errors.push("collectFrom", "must not be in the future");
+                    } else if t < earliest_collect_from() {
+                        errors.push(
+                            "collectFrom",
+                            "must not be before 2016-01-01 (Azure Stack Hub reports no earlier usage)",
+                        );
                     }
                     t
                 }
@@ -381,6 +392,10 @@ mod tests {
         let r = StampRegistration { collect_from: Some("2026-11-25T10:30:00Z".into()), ..valid() };
         assert_eq!(fields(&r), vec!["collectFrom"]);
         let r = StampRegistration { collect_from: Some("2026-12-25T10:00:00Z".into()), ..valid() };
+        assert_eq!(fields(&r), vec!["collectFrom"]);
+        let r = StampRegistration { collect_from: Some("1500-01-01T00:00:00Z".into()), ..valid() };
+        assert_eq!(fields(&r), vec!["collectFrom"]);
+        let r = StampRegistration { collect_from: Some("2999-01-01T00:00:00Z".into()), ..valid() };
         assert_eq!(fields(&r), vec!["collectFrom"]);
     }
 

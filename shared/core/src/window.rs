@@ -1,7 +1,7 @@
 //! Reported windows: `[start, end)` on whole UTC hours of *reported* time, the only time the usage API
 //! can be queried by. Consecutive windows never overlap, so each reported hour is pulled exactly once.
 
-use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -40,8 +40,11 @@ impl fmt::Display for ReportedWindow {
     }
 }
 
+/// The whole UTC hour `t` falls in. Total over every representable time (chrono's own truncation
+/// refuses times outside about 1677..2262, which user input can reach).
 pub fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(Duration::hours(1)).expect("hour truncation is in range")
+    let secs = t.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(secs, 0).unwrap_or(t)
 }
 
 pub fn is_whole_hour(t: DateTime<Utc>) -> bool {
@@ -115,6 +118,12 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn hours_far_from_now_are_handled_without_panicking() {
+        assert!(is_whole_hour(t("2999-01-01T00:00:00Z")));
+        assert!(!is_whole_hour(t("1500-01-01T00:30:00Z")));
     }
 
     #[test]

@@ -89,15 +89,22 @@ async fn main() {
     let secs = committing.as_secs_f64();
     println!("windows            {windows} x {per_window} rows");
     println!("rows written       {written}");
-    println!("commit time        {secs:.2} s (mean {:.1} ms, slowest {:.1} ms per window)",
-        secs * 1000.0 / windows as f64, slowest.as_secs_f64() * 1000.0);
+    println!(
+        "commit time        {secs:.2} s (mean {:.1} ms, slowest {:.1} ms per window)",
+        secs * 1000.0 / windows as f64,
+        slowest.as_secs_f64() * 1000.0
+    );
     println!("throughput         {:.0} rows/s", written as f64 / secs);
     if cpu_ticks > 0 {
         // The machine may be shared: CPU time says what the store costs whatever else runs.
         let cpu = cpu_ticks as f64 / TICKS_PER_SECOND;
         println!("cpu while commit   {cpu:.2} s ({:.0} rows per CPU-second)", written as f64 / cpu);
     }
-    println!("on disk            {:.1} MiB ({:.0} bytes per row)", bytes as f64 / 1048576.0, bytes as f64 / written as f64);
+    println!(
+        "on disk            {:.1} MiB ({:.0} bytes per row)",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / written as f64
+    );
 }
 
 /// Linux's USER_HZ, the unit of /proc/self/stat times.

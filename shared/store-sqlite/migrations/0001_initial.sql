@@ -53,10 +53,10 @@ CREATE TABLE subscription_mappings (
 -- join on. billing_subscription_id is set at write time from the mapping, NULL while unmapped. quantity
 -- is the exact decimal text (scale kept).
 --
--- Layout, for insert speed: a rowid table (rows append) plus a unique index over three integers. A
--- window's rows are inserted in row_key order and every new window starts after the stamp's earlier
--- ones, so the index grows at its right edge instead of rewriting a random page per row. No foreign key:
--- stamp_numbers is never deleted from.
+-- Layout, for insert speed: a rowid table (rows append) plus a unique index over three integers. The
+-- toolbox measured a UNIQUE index over six text columns at 55-93k rows/s (a rewritten page per row);
+-- three integers make about 20-byte index entries, so a window's entries fit a few dozen pages that
+-- stay in cache. No foreign key: stamp_numbers is never deleted from.
 CREATE TABLE usage_rows (
     stamp_no INTEGER NOT NULL,
     reported_start INTEGER NOT NULL,

@@ -26,7 +26,8 @@ fn conversion(idx: usize, ty: Type, what: String) -> rusqlite::Error {
 /// An hour-grained time stored as Unix seconds.
 pub(crate) fn get_secs(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
     let s: i64 = row.get(idx)?;
-    DateTime::from_timestamp(s, 0).ok_or_else(|| conversion(idx, Type::Integer, format!("{s} s is out of range")))
+    DateTime::from_timestamp(s, 0)
+        .ok_or_else(|| conversion(idx, Type::Integer, format!("{s} s is out of range")))
 }
 
 /// An instant stored as Unix milliseconds, or NULL.

@@ -27,7 +27,9 @@ impl LeaseStore for SqliteStore {
                     .execute((stamp.as_str(), owner.as_str(), expiry(now, ttl), now));
                 match taken {
                     Ok(changed) => Ok(changed == 1),
-                    Err(e) if is_foreign_key_violation(&e) => Err(StoreError::UnknownStamp(stamp.clone()).into()),
+                    Err(e) if is_foreign_key_violation(&e) => {
+                        Err(StoreError::UnknownStamp(stamp.clone()).into())
+                    }
                     Err(e) => Err(Failure::from(e)),
                 }
             })
@@ -40,7 +42,9 @@ impl LeaseStore for SqliteStore {
         self.run(move |db| {
             db.write(|conn| {
                 let changed = conn
-                    .prepare_cached("UPDATE stamp_leases SET expires_at = ?3 WHERE stamp_id = ?1 AND owner = ?2")?
+                    .prepare_cached(
+                        "UPDATE stamp_leases SET expires_at = ?3 WHERE stamp_id = ?1 AND owner = ?2",
+                    )?
                     .execute((stamp.as_str(), owner.as_str(), expiry(now_millis(), ttl)))?;
                 Ok(changed == 1)
             })

@@ -57,7 +57,8 @@ impl UsageLedger for SqliteStore {
         }
         // Closing the channel stops the reading thread at its next batch.
         drop(received);
-        let read = reader.await.map_err(|e| StoreError::Other(format!("export task ended abnormally: {e}")))?;
+        let read =
+            reader.await.map_err(|e| StoreError::Other(format!("export task ended abnormally: {e}")))?;
         if let Some(e) = sink_failed {
             return Err(StoreError::Other(format!("export stopped after {exported} rows: {e}")));
         }
@@ -106,6 +107,9 @@ const INSERT_ROW: &str = "INSERT INTO usage_rows (stamp_no, reported_start, repo
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
     ON CONFLICT (stamp_no, reported_start, row_key) DO NOTHING";
 
+pub(crate) const DELETE_WINDOW: &str =
+    "DELETE FROM usage_rows WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3";
+
 fn commit_window(conn: &mut Connection, c: &OwnedCommit) -> Result<CommitReceipt, Failure> {
     let fenced = |reason: String| -> Failure {
         StoreError::Fenced { stamp: c.stamp.clone(), window: c.window, reason }.into()
@@ -138,7 +142,10 @@ fn commit_window(conn: &mut Connection, c: &OwnedCommit) -> Result<CommitReceipt
     };
     match c.write {
         WindowWrite::Advance if watermark != start => {
-            return Err(fenced(format!("the watermark is at {}, not at the window's start", watermark_text())));
+            return Err(fenced(format!(
+                "the watermark is at {}, not at the window's start",
+                watermark_text()
+            )));
         }
         WindowWrite::Replace if end > watermark => {
             return Err(fenced(format!(
@@ -147,10 +154,7 @@ fn commit_window(conn: &mut Connection, c: &OwnedCommit) -> Result<CommitReceipt
             )));
         }
         WindowWrite::Replace => {
-            tx.prepare_cached(
-                "DELETE FROM usage_rows WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3",
-            )?
-            .execute((stamp_no, start, end))?;
+            tx.prepare_cached(DELETE_WINDOW)?.execute((stamp_no, start, end))?;
         }
         WindowWrite::Advance => {}
     }
@@ -177,17 +181,11 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
     // A window has a handful of tenant subscriptions: normalise and look each up once.
     let mut subscriptions: HashMap<&str, (String, Option<&str>)> = HashMap::new();
 
-    // In key order, every insert lands at the right edge of the unique index (this window's keys come
-    // after the stamp's earlier windows), instead of on a random page.
-    let mut order: Vec<(i64, usize)> = c.rows.iter().enumerate().map(|(i, r)| (r.fingerprint(), i)).collect();
-    order.sort_unstable();
-
     let (start, end) = (secs(c.window.start), secs(c.window.end));
     let mut insert = tx.prepare_cached(INSERT_ROW)?;
     let mut quantity = String::with_capacity(32);
     let mut receipt = CommitReceipt::default();
-    for (row_key, i) in order {
-        let row = &c.rows[i];
+    for row in &c.rows {
         let (subscription_key, billing) =
             &*subscriptions.entry(row.subscription_id.as_str()).or_insert_with(|| {
                 let key = normalize_subscription_id(&row.subscription_id);
@@ -200,7 +198,7 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
             stamp_no,
             start,
             end,
-            row_key,
+            row.fingerprint(),
             row.subscription_id.as_str(),
             subscription_key.as_str(),
             *billing,
@@ -225,7 +223,8 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
     Ok(receipt)
 }
 
-const EXPORT_STAMP_ROWS: &str = "SELECT reported_start, reported_end, subscription_id, billing_subscription_id,
+pub(crate) const EXPORT_STAMP_ROWS: &str =
+    "SELECT reported_start, reported_end, subscription_id, billing_subscription_id,
         meter_id, usage_start, usage_end, quantity, resource_uri, location, tags, additional_info
     FROM usage_rows
     WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3
@@ -268,7 +267,8 @@ fn export(
 /// The stamps to export, in id order: the filter's, or every stamp that ever had a number.
 fn export_stamps(conn: &Connection, filter: &ExportFilter) -> rusqlite::Result<Vec<(i64, StampId)>> {
     if filter.stamps.is_empty() {
-        let mut stmt = conn.prepare_cached("SELECT stamp_no, stamp_id FROM stamp_numbers ORDER BY stamp_id")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT stamp_no, stamp_id FROM stamp_numbers ORDER BY stamp_id")?;
         return stmt.query_map([], |r| Ok((r.get(0)?, StampId(r.get(1)?))))?.collect();
     }
     let mut wanted: Vec<&StampId> = filter.stamps.iter().collect();

@@ -15,6 +15,8 @@ mod leases;
 mod ledger;
 mod mappings;
 mod migrations;
+#[cfg(test)]
+mod query_plans;
 mod stamps;
 mod status;
 

@@ -5,12 +5,22 @@
 use crate::SqliteStore;
 use crate::codec::{get_millis, get_secs, get_u64, millis};
 use crate::db::Failure;
+use async_trait::async_trait;
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{MappingStore, StoreError};
 use azs_core::stamp::StampId;
 use azs_core::usage::normalize_subscription_id;
-use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+/// `billing_subscription_id IS NULL` lets both read the partial index `usage_rows_unmapped` only.
+pub(crate) const BACK_FILL: &str = "UPDATE usage_rows SET billing_subscription_id = ?3
+    WHERE stamp_no = ?1 AND subscription_key = ?2 AND billing_subscription_id IS NULL";
+pub(crate) const UNMAPPED: &str =
+    "SELECT s.id, u.subscription_key, count(*), min(u.usage_start), max(u.usage_end)
+    FROM stamps s JOIN usage_rows u ON u.stamp_no = s.stamp_no
+    WHERE u.billing_subscription_id IS NULL AND (?1 IS NULL OR s.id = ?1)
+    GROUP BY s.id, u.subscription_key
+    ORDER BY s.id, u.subscription_key";
 
 #[async_trait]
 impl MappingStore for SqliteStore {
@@ -19,7 +29,11 @@ impl MappingStore for SqliteStore {
         self.run(move |db| db.write(|conn| set(conn, &mapping))).await
     }
 
-    async fn remove_mapping(&self, stamp: &StampId, external_subscription_id: &str) -> Result<bool, StoreError> {
+    async fn remove_mapping(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+    ) -> Result<bool, StoreError> {
         let stamp = stamp.clone();
         let external = normalize_subscription_id(external_subscription_id);
         self.run(move |db| {
@@ -64,14 +78,7 @@ impl MappingStore for SqliteStore {
         let stamp = stamp.cloned();
         self.run(move |db| {
             db.read(|conn| {
-                // `billing_subscription_id IS NULL` matches the partial index usage_rows_unmapped.
-                let mut stmt = conn.prepare_cached(
-                    "SELECT s.id, u.subscription_key, count(*), min(u.usage_start), max(u.usage_end)
-                     FROM stamps s JOIN usage_rows u ON u.stamp_no = s.stamp_no
-                     WHERE u.billing_subscription_id IS NULL AND (?1 IS NULL OR s.id = ?1)
-                     GROUP BY s.id, u.subscription_key
-                     ORDER BY s.id, u.subscription_key",
-                )?;
+                let mut stmt = conn.prepare_cached(UNMAPPED)?;
                 let unmapped = stmt
                     .query_map([stamp.as_ref().map(StampId::as_str)], |r| {
                         Ok(UnmappedSubscription {
@@ -105,11 +112,8 @@ fn set(conn: &mut Connection, mapping: &SubscriptionMapping) -> Result<u64, Fail
              billing_subscription_id = excluded.billing_subscription_id, updated_at = excluded.updated_at",
         (stamp, external.as_str(), mapping.billing_subscription_id.as_str(), millis(mapping.updated_at)),
     )?;
-    let back_filled = tx.execute(
-        "UPDATE usage_rows SET billing_subscription_id = ?3
-         WHERE stamp_no = ?1 AND subscription_key = ?2 AND billing_subscription_id IS NULL",
-        (stamp_no, external.as_str(), mapping.billing_subscription_id.as_str()),
-    )?;
+    let back_filled =
+        tx.execute(BACK_FILL, (stamp_no, external.as_str(), mapping.billing_subscription_id.as_str()))?;
     tx.commit()?;
     Ok(back_filled as u64)
 }

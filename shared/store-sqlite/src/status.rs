@@ -11,8 +11,7 @@ use azs_core::status::{ProcessingStatus, RunOutcome, RunRecord};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row};
 
-const COLUMNS: &str =
-    "stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written, unmapped_rows, last_error";
+const COLUMNS: &str = "stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written, unmapped_rows, last_error";
 
 #[async_trait]
 impl StatusStore for SqliteStore {

@@ -5,7 +5,9 @@
 //! Every run tags the rows it writes with its own name, so a window committed by two runs would show up
 //! as twice the rows (the row key alone would hide an identical second copy).
 
-use azs_core::ports::{ExportFilter, LeaseStore, StampRegistry, StatusStore, StoreError, UsageLedger, WindowCommit, WindowWrite};
+use azs_core::ports::{
+    ExportFilter, LeaseStore, StampRegistry, StatusStore, StoreError, UsageLedger, WindowCommit, WindowWrite,
+};
 use azs_core::stamp::{Stamp, StampConnection, StampId, UsageQueryMode};
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
@@ -62,7 +64,9 @@ fn pulled(window: ReportedWindow, owner: &str) -> Vec<UsageRow> {
             usage_start: window.start - Duration::hours(1),
             usage_end: window.start,
             quantity: Decimal::new(i as i64 + 1, 2),
-            resource_uri: format!("/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-{i}"),
+            resource_uri: format!(
+                "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-{i}"
+            ),
             location: "local".into(),
             tags: Some(format!(r#"{{"pulledBy":"{owner}"}}"#)),
             additional_info: None,
@@ -100,12 +104,18 @@ async fn collect_until_done(store: SqliteStore, owner: String) -> RunReport {
                 let window = ReportedWindow::hour(watermark);
                 let rows = pulled(window, &owner);
                 straggle += 1;
-                if straggle % 5 == 0 {
+                if straggle.is_multiple_of(5) {
                     // Stall past the lease, then come back as if nothing happened.
                     tokio::time::sleep(ttl + StdDuration::from_millis(50)).await;
                     let _ = store.try_acquire(&id, &owner, ttl).await.unwrap();
                 }
-                let commit = WindowCommit { stamp: &id, window, lease_owner: &owner, write: WindowWrite::Advance, rows: &rows };
+                let commit = WindowCommit {
+                    stamp: &id,
+                    window,
+                    lease_owner: &owner,
+                    write: WindowWrite::Advance,
+                    rows: &rows,
+                };
                 match store.commit_window(commit).await {
                     Ok(receipt) => {
                         assert_eq!(receipt.rows_written, ROWS_PER_WINDOW as u64, "{owner}: {window}");
@@ -159,7 +169,11 @@ async fn assert_each_window_stored_once(store: &SqliteStore) {
             .await
             .unwrap();
         let expected: Vec<DateTime<Utc>> = (0..HOURS).map(|h| collect_from() + Duration::hours(h)).collect();
-        assert_eq!(windows.keys().copied().collect::<Vec<_>>(), expected, "stamp {n}: every window, none lost");
+        assert_eq!(
+            windows.keys().copied().collect::<Vec<_>>(),
+            expected,
+            "stamp {n}: every window, none lost"
+        );
         for (start, (rows, writers)) in &windows {
             assert_eq!(*rows, ROWS_PER_WINDOW, "stamp {n} window {start}: stored once ({writers:?})");
             assert_eq!(writers.len(), 1, "stamp {n} window {start}: written by one run");
@@ -229,7 +243,11 @@ async fn four_processes_on_one_file_store_every_window_exactly_once() {
             .find_map(|l| l.strip_prefix("committed="))
             .and_then(|n| n.trim().parse::<u64>().ok())
             .expect("the child reports its commits");
-        fenced += stdout.lines().find_map(|l| l.strip_prefix("fenced=")).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+        fenced += stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("fenced="))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
     }
     println!("4 processes: {committed} windows committed, {fenced} stale commits fenced");
     assert!(fenced > 0, "stragglers came back after losing their lease, and were fenced");

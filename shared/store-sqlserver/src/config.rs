@@ -71,12 +71,19 @@ impl SqlServerConfig {
     /// a user and password, or `Authentication=Active Directory Managed Identity` (URL:
     /// `authentication=managed-identity`).
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(s, Auth::ConnectionString)
+    }
+
+    /// [`parse`](Self::parse) with the `AZS_USAGE_DATABASE_AUTH` setting: [`Auth::ManagedIdentity`]
+    /// logs in with the managed identity whatever the string says (its user id, if any, names a
+    /// user-assigned identity's client id, and a password is ignored).
+    pub fn parse_with(s: &str, auth: Auth) -> Result<Self, ConfigError> {
         let s = s.trim();
         let scheme = s.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
         let (tiberius, auth, managed_identity_client_id) = match scheme.as_deref() {
-            Some("sqlserver" | "mssql") => from_url(s)?,
+            Some("sqlserver" | "mssql") => from_url(s, auth)?,
             Some(other) => return invalid(format!("unsupported URL scheme {other:?}; use sqlserver://")),
-            None => from_ado(s)?,
+            None => from_ado(s, auth)?,
         };
         Ok(Self {
             tiberius,
@@ -86,18 +93,6 @@ impl SqlServerConfig {
             pool_size: DEFAULT_POOL_SIZE,
             retry: RetryPolicy::default(),
         })
-    }
-
-    /// [`parse`](Self::parse), then the `AZS_USAGE_DATABASE_AUTH` setting: [`Auth::ManagedIdentity`]
-    /// logs in with the managed identity whatever the string says (its user id, if any, names a
-    /// user-assigned identity's client id).
-    pub fn parse_with(s: &str, auth: Auth) -> Result<Self, ConfigError> {
-        let mut config = Self::parse(s)?;
-        if auth == Auth::ManagedIdentity && config.auth == Auth::ConnectionString {
-            config.auth = Auth::ManagedIdentity;
-            config.managed_identity_client_id = user_of(s);
-        }
-        Ok(config)
     }
 
     pub fn with_schema(mut self, schema: SchemaName) -> Self {
@@ -136,7 +131,7 @@ const PASSWORD_KEYS: &[&str] = &["password", "pwd"];
 /// What a connection string says: where, how to log in, and a user-assigned identity's client id.
 type Parsed = (tiberius::Config, Auth, Option<String>);
 
-fn from_ado(s: &str) -> Result<Parsed, ConfigError> {
+fn from_ado(s: &str, requested: Auth) -> Result<Parsed, ConfigError> {
     let mut pairs =
         ado_pairs(s).or_else(|reason| invalid(format!("not a valid ADO.NET connection string: {reason}")))?;
     if !pairs.contains_key("server") && !pairs.contains_key("data source") {
@@ -146,9 +141,9 @@ fn from_ado(s: &str) -> Result<Parsed, ConfigError> {
     let timeout = CONNECT_TIMEOUT.iter().find_map(|k| pairs.remove(*k));
     let command_timeout = COMMAND_TIMEOUT.iter().find_map(|k| pairs.remove(*k));
     let auth = match pairs.remove(AUTHENTICATION) {
-        None => Auth::ConnectionString,
+        None => requested,
         Some(method) => match method.to_ascii_lowercase().replace([' ', '-'], "").as_str() {
-            "sqlpassword" => Auth::ConnectionString,
+            "sqlpassword" => requested,
             "activedirectorymanagedidentity" | "activedirectorymsi" => Auth::ManagedIdentity,
             _ => {
                 return invalid(format!(
@@ -180,16 +175,6 @@ fn from_ado(s: &str) -> Result<Parsed, ConfigError> {
         config.handshake_timeout(Some(seconds("Connect Timeout", &t)?));
     }
     Ok((config, auth, client_id))
-}
-
-/// The user id of an ADO.NET string or a URL, if any (for a user-assigned identity's client id).
-fn user_of(s: &str) -> Option<String> {
-    if let Ok(url) = url::Url::parse(s) {
-        let user = percent_decode(url.username());
-        return (!user.is_empty()).then_some(user);
-    }
-    let pairs = ado_pairs(s).ok()?;
-    USER_KEYS.iter().find_map(|k| pairs.get(*k).cloned()).filter(|u| !u.is_empty())
 }
 
 /// A timeout setting: whole seconds, at least one.
@@ -323,7 +308,7 @@ fn ado_string(pairs: &HashMap<String, String>) -> String {
 // sqlserver:// URLs
 // ---------------------------------------------------------------------------------------------------
 
-fn from_url(s: &str) -> Result<Parsed, ConfigError> {
+fn from_url(s: &str, requested: Auth) -> Result<Parsed, ConfigError> {
     let url = url::Url::parse(s).or_else(|e| invalid(format!("not a valid sqlserver:// URL: {e}")))?;
     let host = match url.host_str() {
         Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
@@ -375,14 +360,15 @@ fn from_url(s: &str) -> Result<Parsed, ConfigError> {
     let user = percent_decode(url.username());
     let password = url.password().map(percent_decode);
     match auth_option.as_deref() {
-        None | Some("sqlpassword") => {
+        None | Some("sqlpassword") if requested == Auth::ConnectionString => {
             if user.is_empty() {
                 return invalid("the URL has no user: use sqlserver://user:password@host/database");
             }
             config.authentication(AuthMethod::sql_server(&user, password.unwrap_or_default()));
             Ok((config, Auth::ConnectionString, None))
         }
-        Some("managedidentity" | "activedirectorymanagedidentity" | "activedirectorymsi") => {
+        None
+        | Some("sqlpassword" | "managedidentity" | "activedirectorymanagedidentity" | "activedirectorymsi") => {
             Ok((config, Auth::ManagedIdentity, (!user.is_empty()).then_some(user)))
         }
         Some(other) => invalid(format!("authentication {other:?} is not supported; use managed-identity")),
@@ -502,6 +488,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.auth, Auth::ManagedIdentity);
+        assert_eq!(c.managed_identity_client_id.as_deref(), Some("cid"));
+        let c =
+            SqlServerConfig::parse_with("sqlserver://s.database.windows.net/usage", Auth::ManagedIdentity)
+                .unwrap();
+        assert_eq!((c.auth, c.managed_identity_client_id), (Auth::ManagedIdentity, None));
+        let c = SqlServerConfig::parse_with("Server=s;User Id=cid;Password=ignored", Auth::ManagedIdentity)
+            .unwrap();
         assert_eq!(c.managed_identity_client_id.as_deref(), Some("cid"));
         assert_eq!(Auth::parse("managed-identity").unwrap(), Auth::ManagedIdentity);
         assert_eq!(Auth::parse("").unwrap(), Auth::ConnectionString);

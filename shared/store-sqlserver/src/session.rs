@@ -29,7 +29,7 @@ pub(crate) enum Failure {
     /// The server or the connection failed.
     Db(tiberius::error::Error),
     /// Opening a connection failed (network, TLS, login, token).
-    Connect(String, bool),
+    Connect { message: String, transient: bool },
     /// A domain answer (unknown stamp, duplicate, fenced) or a local refusal.
     Store(StoreError),
 }
@@ -46,7 +46,7 @@ impl Failure {
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Failure::Db(e) => is_transient_server_error(e),
-            Failure::Connect(_, transient) => *transient,
+            Failure::Connect { transient, .. } => *transient,
             Failure::Store(_) => false,
         }
     }
@@ -76,7 +76,7 @@ impl From<Failure> for StoreError {
     fn from(f: Failure) -> Self {
         match f {
             Failure::Store(e) => e,
-            Failure::Connect(message, _) => StoreError::Unavailable(message),
+            Failure::Connect { message, .. } => StoreError::Unavailable(message),
             Failure::Db(e) if breaks_connection(&e) || is_transient_server_error(&e) => {
                 StoreError::Unavailable(describe(&e))
             }
@@ -251,10 +251,11 @@ impl Connector {
         if let Some(credential) = &self.credential {
             // The credential caches tokens and refreshes them before they expire; asking for every new
             // connection means a connection never logs in with a stale one.
-            let token = credential
-                .get_token(&[AZURE_SQL_SCOPE], None)
-                .await
-                .map_err(|e| Failure::Connect(format!("managed identity token for Azure SQL: {e}"), true))?;
+            let token =
+                credential.get_token(&[AZURE_SQL_SCOPE], None).await.map_err(|e| Failure::Connect {
+                    message: format!("managed identity token for Azure SQL: {e}"),
+                    transient: true,
+                })?;
             config.authentication(AuthMethod::aad_token(token.token.secret()));
         }
         let address = config.get_addr();
@@ -269,10 +270,10 @@ impl Connector {
         }
         .map_err(|e| {
             let transient = breaks_connection(&e) || is_transient_server_error(&e);
-            Failure::Connect(
-                format!("cannot connect to SQL Server at {address}: {}", describe(&e)),
+            Failure::Connect {
+                message: format!("cannot connect to SQL Server at {address}: {}", describe(&e)),
                 transient,
-            )
+            }
         })?;
         let mut session = Session { client, schema: self.schema.clone(), broken: false };
         session.batch(&sql::SESSION_OPTIONS).await?;
@@ -375,8 +376,9 @@ impl Drop for PooledSession {
 pub(crate) async fn checkout(pool: &Arc<Pool>) -> Result<PooledSession, Failure> {
     let permit = tokio::time::timeout(CHECKOUT_TIMEOUT, Arc::clone(&pool.permits).acquire_owned())
         .await
-        .map_err(|_| {
-            Failure::Connect("timed out waiting for a database connection from the pool".into(), true)
+        .map_err(|_| Failure::Connect {
+            message: "timed out waiting for a database connection from the pool".into(),
+            transient: true,
         })?
         .expect("the pool's semaphore is never closed");
     let lend = |session, opened| PooledSession {

@@ -240,10 +240,16 @@ fn check_token_request(state: &StampState, headers: &HeaderMap, body: &[u8]) -> 
             refuse(
                 bad,
                 "invalid_scope",
-                format!("MSIS9605: The client is not allowed to access the requested scope '{scope}'. Use the 'resource' parameter."),
+                format!(
+                    "MSIS9605: The client is not allowed to access the requested scope '{scope}'. Use the 'resource' parameter."
+                ),
             )
         } else if adfs {
-            refuse(bad, "invalid_scope", "MSIS9605: The 'scope' parameter is not supported here; use 'resource'.")
+            refuse(
+                bad,
+                "invalid_scope",
+                "MSIS9605: The 'scope' parameter is not supported here; use 'resource'.",
+            )
         } else {
             refuse(bad, "invalid_request", "This is the v1 token endpoint: send 'resource', not 'scope'.")
         });
@@ -260,7 +266,10 @@ fn check_token_request(state: &StampState, headers: &HeaderMap, body: &[u8]) -> 
             return Err(refuse(
                 bad,
                 "invalid_resource",
-                format!("The resource '{resource}' is not registered; expected the audience '{}'.", state.audience),
+                format!(
+                    "The resource '{resource}' is not registered; expected the audience '{}'.",
+                    state.audience
+                ),
             ));
         }
         Some(_) => {}
@@ -276,11 +285,9 @@ fn check_token_request(state: &StampState, headers: &HeaderMap, body: &[u8]) -> 
     }
     let unauthorized = StatusCode::UNAUTHORIZED;
     match (param("client_secret"), param("client_assertion")) {
-        (Some(_), Some(_)) => Err(refuse(
-            bad,
-            "invalid_request",
-            "Send either client_secret or client_assertion, not both.",
-        )),
+        (Some(_), Some(_)) => {
+            Err(refuse(bad, "invalid_request", "Send either client_secret or client_assertion, not both."))
+        }
         (Some(secret), None) => match state.spec.auth.secret() {
             Some(expected) if expected == secret => Ok(()),
             Some(_) => Err(refuse(unauthorized, "invalid_client", "Invalid client secret provided.")),
@@ -333,9 +340,9 @@ fn verify_assertion(
             "The client assertion 'x5t' '{x5t}' is hex text; it must be base64url (no padding) of the 20 raw SHA-1 digest bytes."
         ));
     }
-    let thumbprint = URL_SAFE_NO_PAD.decode(x5t).map_err(|_| {
-        format!("The client assertion 'x5t' '{x5t}' is not base64url without padding.")
-    })?;
+    let thumbprint = URL_SAFE_NO_PAD
+        .decode(x5t)
+        .map_err(|_| format!("The client assertion 'x5t' '{x5t}' is not base64url without padding."))?;
     if thumbprint != certificate.thumbprint {
         return Err(format!(
             "The key was not found. Thumbprint of key used by client: '{}'; registered: '{}'.",
@@ -343,20 +350,16 @@ fn verify_assertion(
             certificate.thumbprint_hex()
         ));
     }
-    let key =
-        jsonwebtoken::DecodingKey::from_rsa_raw_components(&certificate.modulus, &certificate.exponent);
+    let key = jsonwebtoken::DecodingKey::from_rsa_raw_components(&certificate.modulus, &certificate.exponent);
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-        assertion,
-        &key,
-        &validation,
-    )
-    .map_err(|e| format!("Client assertion contains an invalid signature ({e})."))?
-    .claims;
+    let claims =
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(assertion, &key, &validation)
+            .map_err(|e| format!("Client assertion contains an invalid signature ({e})."))?
+            .claims;
 
     let endpoint = state.token_endpoint();
     let text = |name: &str| claims.get(name).and_then(|v| v.as_str());
@@ -388,9 +391,7 @@ fn verify_assertion(
     {
         return Err(format!("The client assertion is not valid before {nbf} (now {now})."));
     }
-    let jti = text("jti")
-        .filter(|jti| !jti.is_empty())
-        .ok_or("The client assertion has no 'jti' claim.")?;
+    let jti = text("jti").filter(|jti| !jti.is_empty()).ok_or("The client assertion has no 'jti' claim.")?;
     let mut tokens = state.tokens.lock().unwrap_or_else(|e| e.into_inner());
     if !tokens.seen_assertion_ids.insert(jti.to_owned()) {
         return Err(format!("The client assertion 'jti' '{jti}' was already used (replay)."));

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use aws_lc_rs::encoding::AsDer as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use aws_lc_rs::encoding::AsDer as _;
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -31,11 +31,8 @@ impl CertificateAuthority {
         params.distinguished_name.push(DnType::CommonName, "stamp-sim throw-away root CA");
         params.distinguished_name.push(DnType::OrganizationName, "azs-usage stamp simulator");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let certificate = params.self_signed(&key).context("self-signing the CA")?;
         Ok(Self { pem: certificate.pem(), issuer: Issuer::new(params, key) })
     }
@@ -48,12 +45,10 @@ impl CertificateAuthority {
     /// signed by this CA (rustls refuses a CA certificate as the server's own). HTTP/1.1 only.
     pub fn server_config(&self, stamp_name: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let key = KeyPair::generate().context("generating a server key")?;
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
         params.distinguished_name.push(DnType::CommonName, stamp_name);
         params.is_ca = IsCa::NoCa;
-        params.key_usages =
-            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         let certificate = params.signed_by(&key, &self.issuer).context("signing a server cert")?;
@@ -131,17 +126,15 @@ impl TestCertificate {
         let certificate = p12_keystore::Certificate::from_der(&self.certificate_der)
             .map_err(|e| anyhow::anyhow!("certificate for PFX: {e}"))?;
         let thumbprint = Sha1::digest(&self.certificate_der).to_vec();
-        let chain = p12_keystore::PrivateKeyChain::new(
-            self.private_key_der.clone(),
-            thumbprint,
-            vec![certificate],
-        );
+        let chain =
+            p12_keystore::PrivateKeyChain::new(self.private_key_der.clone(), thumbprint, vec![certificate]);
         store.add_entry("client", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
         let pfx = store
             .writer(password)
             .encryption_iterations(2048)
             .mac_iterations(2048)
-            .write().map_err(|e| anyhow::anyhow!("writing PFX: {e}"))?;
+            .write()
+            .map_err(|e| anyhow::anyhow!("writing PFX: {e}"))?;
         Ok(STANDARD.encode(pfx))
     }
 }

@@ -292,10 +292,7 @@ impl StampData {
             usage_start: hour_start(row.usage_hour),
             usage_end: hour_start(row.usage_hour + 1),
             quantity: row.quantity.to_string(),
-            resource_uri: format!(
-                "{}{}{}",
-                row.slot.uri_head, row.resource_groups, row.slot.uri_tail
-            ),
+            resource_uri: format!("{}{}{}", row.slot.uri_head, row.resource_groups, row.slot.uri_tail),
             location: "local".to_owned(),
             tags: row.tags.map(|t| t.raw.to_owned()),
             additional_info: row.additional_info.map(|t| t.raw.to_owned()),

@@ -123,13 +123,9 @@ impl FaultQueue {
             Fault::Throttle429 { kind: k, retry_after_secs, .. } if k.matches(kind) => {
                 Some(FaultAction::Throttle429 { retry_after_secs })
             }
-            Fault::ConnectionReset { kind: k, .. } if k.matches(kind) => {
-                Some(FaultAction::ConnectionReset)
-            }
+            Fault::ConnectionReset { kind: k, .. } if k.matches(kind) => Some(FaultAction::ConnectionReset),
             Fault::Slow { kind: k, delay, .. } if k.matches(kind) => Some(FaultAction::Slow(delay)),
-            Fault::GatewayTimeout { .. } if kind == RequestKind::Usage => {
-                Some(FaultAction::GatewayTimeout)
-            }
+            Fault::GatewayTimeout { .. } if kind == RequestKind::Usage => Some(FaultAction::GatewayTimeout),
             _ => None,
         })
     }
@@ -245,7 +241,9 @@ mod tests {
         assert_eq!(RequestKind::of_path("/adfs/.well-known/openid-configuration"), RequestKind::OpenId);
         assert_eq!(RequestKind::of_path("/aad/x/oauth2/token"), RequestKind::Token);
         assert_eq!(
-            RequestKind::of_path("/subscriptions/a/providers/microsoft.commerce.admin/subscriberUsageAggregates"),
+            RequestKind::of_path(
+                "/subscriptions/a/providers/microsoft.commerce.admin/subscriberUsageAggregates"
+            ),
             RequestKind::Usage
         );
         assert_eq!(RequestKind::of_path("/nope"), RequestKind::Other);

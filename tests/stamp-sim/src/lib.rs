@@ -208,11 +208,7 @@ impl SimStampHandle {
     ///
     /// # Panics
     /// When a bound is not on the whole hour.
-    pub fn ground_truth(
-        &self,
-        reported_start: DateTime<Utc>,
-        reported_end: DateTime<Utc>,
-    ) -> Vec<TruthRow> {
+    pub fn ground_truth(&self, reported_start: DateTime<Utc>, reported_end: DateTime<Utc>) -> Vec<TruthRow> {
         let (start, end) = whole_hours(reported_start, reported_end);
         self.state.data.truth(start, end, None)
     }

@@ -102,8 +102,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let simulator =
-        Simulator::start(SimulatorConfig { seed: args.seed, page_size: args.page_size, stamps })
-            .await?;
+        Simulator::start(SimulatorConfig { seed: args.seed, page_size: args.page_size, stamps }).await?;
     std::fs::write(&args.ca_out, simulator.ca_pem())
         .with_context(|| format!("writing {}", args.ca_out.display()))?;
     for stamp in simulator.stamps() {

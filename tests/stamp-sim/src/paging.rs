@@ -125,13 +125,9 @@ pub(crate) fn plan_page(
         position.index += 1;
     }
     let next = match (position.hour < query.end_hour, last) {
-        (true, Some(last)) => Some(PagingState {
-            stamp,
-            query,
-            page: state.map_or(1, |s| s.page + 1),
-            next: position,
-            last,
-        }),
+        (true, Some(last)) => {
+            Some(PagingState { stamp, query, page: state.map_or(1, |s| s.page + 1), next: position, last })
+        }
         _ => None,
     };
     PagePlan { keys, next }

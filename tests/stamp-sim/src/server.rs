@@ -23,7 +23,7 @@ use crate::auth::{TokenStore, aad_token, adfs_token};
 use crate::certs::RegisteredCertificate;
 use crate::config::StampSpec;
 use crate::data::StampData;
-use crate::discovery::{adfs_openid_configuration, aad_openid_configuration, metadata_endpoints};
+use crate::discovery::{aad_openid_configuration, adfs_openid_configuration, metadata_endpoints};
 use crate::errors::{SERVICE_UNAVAILABLE_MESSAGE, arm_error};
 use crate::faults::{FaultAction, FaultQueue, RequestKind, StatCounters, bump};
 use crate::paging::TokenSealer;
@@ -66,20 +66,15 @@ impl StampState {
     }
 
     pub fn issuer(&self) -> String {
-        if self.spec.auth.is_adfs() {
-            self.authority()
-        } else {
-            format!("{}/", self.authority())
-        }
+        if self.spec.auth.is_adfs() { self.authority() } else { format!("{}/", self.authority()) }
     }
 }
 
 /// The routes of one stamp: the identity provider of its flavour and the admin ARM endpoints.
 fn routes(state: Arc<StampState>) -> Router {
-    let router = Router::new().route("/metadata/endpoints", get(metadata_endpoints)).route(
-        "/subscriptions/{subscription}/providers/{namespace}/{resource_type}",
-        get(admin_collection),
-    );
+    let router = Router::new()
+        .route("/metadata/endpoints", get(metadata_endpoints))
+        .route("/subscriptions/{subscription}/providers/{namespace}/{resource_type}", get(admin_collection));
     let router = if state.spec.auth.is_adfs() {
         router
             .route("/adfs/.well-known/openid-configuration", get(adfs_openid_configuration))

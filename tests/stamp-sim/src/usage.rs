@@ -57,7 +57,9 @@ pub(crate) async fn admin_collection(
         _ => arm_error(
             StatusCode::NOT_FOUND,
             "InvalidResourceType",
-            &format!("The resource type '{resource_type}' of namespace '{namespace}' is not served by this stamp."),
+            &format!(
+                "The resource type '{resource_type}' of namespace '{namespace}' is not served by this stamp."
+            ),
         ),
     }
 }
@@ -196,9 +198,7 @@ fn parse_usage_query(state: &StampState, params: &QueryParams) -> Result<UsageQu
     let start = whole_hour_param(params, "reportedStartTime")?;
     let end = whole_hour_param(params, "reportedEndTime")?;
     if end.1 <= start.1 {
-        return Err(
-            invalid_property("reportedEndTime", "it must be later than reportedStartTime.").into()
-        );
+        return Err(invalid_property("reportedEndTime", "it must be later than reportedStartTime.").into());
     }
     if end.0 > Utc::now() {
         return Err(arm_error(
@@ -278,9 +278,7 @@ fn tenant_subscriptions(
     params: &QueryParams,
     headers: &HeaderMap,
 ) -> Response {
-    if let Err(rejection) =
-        admit(state, subscription, params, headers, SUBSCRIPTIONS_API_VERSION, false)
-    {
+    if let Err(rejection) = admit(state, subscription, params, headers, SUBSCRIPTIONS_API_VERSION, false) {
         return rejection.into_response();
     }
     let admin = &state.spec.admin_subscription_id;

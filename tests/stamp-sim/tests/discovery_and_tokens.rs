@@ -13,11 +13,13 @@ fn keys(value: &serde_json::Value) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn metadata_matches_the_fixture_shapes_and_points_at_the_stamp() {
-    let simulator = start(1000, vec![StampSpec::generated(1, 0, aad()), StampSpec::generated(1, 1, adfs())]).await;
+    let simulator =
+        start(1000, vec![StampSpec::generated(1, 0, aad()), StampSpec::generated(1, 1, adfs())]).await;
     let client = client(&simulator);
-    for (stamp, fixture_name) in
-        [(simulator.stamp(0), "azs-metadata-endpoints-aad.json"), (simulator.stamp(1), "azs-metadata-endpoints-adfs.json")]
-    {
+    for (stamp, fixture_name) in [
+        (simulator.stamp(0), "azs-metadata-endpoints-aad.json"),
+        (simulator.stamp(1), "azs-metadata-endpoints-adfs.json"),
+    ] {
         let url = format!("{}/metadata/endpoints?api-version=2015-01-01", stamp.admin_arm_endpoint());
         let body: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
         let expected = fixture(fixture_name);
@@ -30,7 +32,8 @@ async fn metadata_matches_the_fixture_shapes_and_points_at_the_stamp() {
     assert!(simulator.stamp(1).audience().starts_with("https://management.adfs.azurestack.local/"));
 
     let stamp = simulator.stamp(0);
-    let missing = client.get(format!("{}/metadata/endpoints", stamp.admin_arm_endpoint())).send().await.unwrap();
+    let missing =
+        client.get(format!("{}/metadata/endpoints", stamp.admin_arm_endpoint())).send().await.unwrap();
     assert_eq!(missing.status(), 400);
     let body: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "NoApiVersion");
@@ -46,11 +49,13 @@ async fn metadata_matches_the_fixture_shapes_and_points_at_the_stamp() {
 
 #[tokio::test]
 async fn openid_configuration_per_flavour() {
-    let simulator = start(1000, vec![StampSpec::generated(1, 0, aad()), StampSpec::generated(1, 1, adfs())]).await;
+    let simulator =
+        start(1000, vec![StampSpec::generated(1, 0, aad()), StampSpec::generated(1, 1, adfs())]).await;
     let client = client(&simulator);
     let (aad_stamp, adfs_stamp) = (simulator.stamp(0), simulator.stamp(1));
 
-    let url = format!("{}{}/.well-known/openid-configuration", aad_stamp.login_endpoint(), aad_stamp.tenant_id());
+    let url =
+        format!("{}{}/.well-known/openid-configuration", aad_stamp.login_endpoint(), aad_stamp.tenant_id());
     let body: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["token_endpoint"], aad_stamp.token_endpoint());
     assert_eq!(
@@ -175,19 +180,26 @@ async fn certificate_assertions_are_verified() {
             ("missing x5t", Assertion { x5t: None, ..Assertion::valid(&stamp, registered) }),
             (
                 "hex x5t",
-                Assertion { x5t: Some(registered.thumbprint_hex.clone()), ..Assertion::valid(&stamp, registered) },
+                Assertion {
+                    x5t: Some(registered.thumbprint_hex.clone()),
+                    ..Assertion::valid(&stamp, registered)
+                },
             ),
-            (
-                "wrong aud",
-                Assertion { aud: stamp.login_endpoint(), ..Assertion::valid(&stamp, registered) },
-            ),
+            ("wrong aud", Assertion { aud: stamp.login_endpoint(), ..Assertion::valid(&stamp, registered) }),
             ("expired", Assertion { exp_offset_secs: -600, ..Assertion::valid(&stamp, registered) }),
             (
                 "different key",
-                Assertion { signer: other, x5t: Some(registered.x5t()), ..Assertion::valid(&stamp, registered) },
+                Assertion {
+                    signer: other,
+                    x5t: Some(registered.x5t()),
+                    ..Assertion::valid(&stamp, registered)
+                },
             ),
             ("unregistered certificate", Assertion::valid(&stamp, other)),
-            ("wrong iss/sub", Assertion { client_id: "someone-else".into(), ..Assertion::valid(&stamp, registered) }),
+            (
+                "wrong iss/sub",
+                Assertion { client_id: "someone-else".into(), ..Assertion::valid(&stamp, registered) },
+            ),
         ];
         for (case, assertion) in cases {
             let (status, body) = post(assertion.sign()).await;
@@ -196,10 +208,8 @@ async fn certificate_assertions_are_verified() {
             let description = body["error_description"].as_str().unwrap();
             assert!(description.starts_with(prefix), "{case}: {description}");
         }
-        let (status, body) = post(
-            Assertion { x5t: None, ..Assertion::valid(&stamp, registered) }.sign(),
-        )
-        .await;
+        let (status, body) =
+            post(Assertion { x5t: None, ..Assertion::valid(&stamp, registered) }.sign()).await;
         assert!(status == 401 && body["error_description"].as_str().unwrap().contains("x5t"));
     }
 }

@@ -31,9 +31,7 @@ async fn rows_per_second_over_https() {
         let body = client.get(&url).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
         bytes += body.len();
         let tail = String::from_utf8_lossy(&body[body.len().saturating_sub(2000)..]).into_owned();
-        next = tail
-            .split_once("\"nextLink\":\"")
-            .map(|(_, rest)| rest.trim_end_matches("\"}").to_owned());
+        next = tail.split_once("\"nextLink\":\"").map(|(_, rest)| rest.trim_end_matches("\"}").to_owned());
     }
     let elapsed = started.elapsed();
     let stats = stamp.stats();

@@ -100,7 +100,8 @@ async fn escaped_time_forms_are_accepted() {
     let client = client(&simulator);
     let token = token(&client, &stamp).await;
     let (start, end) = past_window(3, 1);
-    let escaped = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H%%3a%M%%3a%S%%2b00%%3a00").to_string();
+    let escaped =
+        |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H%%3a%M%%3a%S%%2b00%%3a00").to_string();
     let url = format!(
         "{}/subscriptions/{}/providers/microsoft.commerce.admin/subscriberUsageAggregates?reportedStartTime={}&reportedEndTime={}&aggregationGranularity=hourly&api-version=2015-06-01-preview",
         stamp.admin_arm_endpoint(),
@@ -127,7 +128,8 @@ async fn invalid_requests_get_documented_errors() {
     let good = usage_url(&stamp, start, end);
 
     let now = chrono::Utc::now();
-    let future_end = usage_url(&stamp, start, now + Duration::hours(2) - Duration::seconds(now.timestamp() % 3600));
+    let future_end =
+        usage_url(&stamp, start, now + Duration::hours(2) - Duration::seconds(now.timestamp() % 3600));
     let response = client.get(&future_end).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -139,15 +141,24 @@ async fn invalid_requests_get_documented_errors() {
         (good.replace("Hourly", "Daily"), 400, "DailyGranularityNotSimulated"),
         (good.replace(":00:00Z&reportedEnd", ":30:00Z&reportedEnd"), 400, "InvalidProperty"),
         (good.replace("reportedStartTime=", "reportedStartTime=x"), 400, "InvalidProperty"),
-        (format!("{good}&subscriberId=00000000-0000-0000-0000-000000000000"), 400, "SubscriberIdIsNotDirectTenant"),
-        (good.replace(&stamp.admin_subscription_id(), "11111111-1111-1111-1111-111111111111"), 404, "SubscriptionNotFound"),
+        (
+            format!("{good}&subscriberId=00000000-0000-0000-0000-000000000000"),
+            400,
+            "SubscriberIdIsNotDirectTenant",
+        ),
+        (
+            good.replace(&stamp.admin_subscription_id(), "11111111-1111-1111-1111-111111111111"),
+            404,
+            "SubscriptionNotFound",
+        ),
         (usage_url(&stamp, end, start), 400, "InvalidProperty"),
     ];
     for (url, status, code) in cases {
         let (actual_status, body) = error_of(&client, &token, &url).await;
         assert_eq!((actual_status, body["error"]["code"].as_str().unwrap()), (status, code), "{url}");
     }
-    let (_, body) = error_of(&client, &token, &good.replace(":00:00Z&reportedEnd", ":30:00Z&reportedEnd")).await;
+    let (_, body) =
+        error_of(&client, &token, &good.replace(":00:00Z&reportedEnd", ":30:00Z&reportedEnd")).await;
     assert!(body["error"]["message"].as_str().unwrap().contains("reportedStartTime"));
 }
 
@@ -158,7 +169,15 @@ async fn tampered_next_links_are_refused() {
     let client = client(&simulator);
     let token = token(&client, &stamp).await;
     let (start, end) = past_window(3, 1);
-    let first: Page = client.get(usage_url(&stamp, start, end)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let first: Page = client
+        .get(usage_url(&stamp, start, end))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let link = first.next_link.expect("more pages");
     let (prefix, token_text) = link.split_once("continuationToken=").unwrap();
     let mut chars: Vec<char> = token_text.chars().collect();
@@ -206,7 +225,8 @@ async fn tenant_subscriptions_are_listed() {
         "{}/subscriptions/{admin}/providers/Microsoft.Subscriptions.Admin/subscriptions?api-version=2015-11-01",
         stamp.admin_arm_endpoint()
     );
-    let body: serde_json::Value = client.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let body: serde_json::Value =
+        client.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let listed: Vec<String> = body["value"]
         .as_array()
         .unwrap()

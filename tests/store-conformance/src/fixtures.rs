@@ -4,7 +4,9 @@
 //!
 //! Times are whole seconds (whole hours for usage): every store keeps at least that precision.
 
-use azs_core::ports::{CommitReceipt, ExportFilter, Store, StoreError, StoredUsageRow, WindowCommit, WindowWrite};
+use azs_core::ports::{
+    CommitReceipt, ExportFilter, Store, StoreError, StoredUsageRow, WindowCommit, WindowWrite,
+};
 use azs_core::stamp::{Stamp, StampConnection, StampId, UsageQueryMode};
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
@@ -111,7 +113,12 @@ pub async fn commit(
 }
 
 /// Commits `rows` as the next window of a stamp leased by [`RUN`], expecting success.
-pub async fn advance(store: &dyn Store, stamp: &StampId, window: ReportedWindow, rows: &[UsageRow]) -> CommitReceipt {
+pub async fn advance(
+    store: &dyn Store,
+    stamp: &StampId,
+    window: ReportedWindow,
+    rows: &[UsageRow],
+) -> CommitReceipt {
     commit(store, stamp, window, RUN, WindowWrite::Advance, rows)
         .await
         .unwrap_or_else(|e| panic!("committing {window} failed: {e}"))

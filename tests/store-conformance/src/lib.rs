@@ -95,11 +95,15 @@ pub fn assert_all_passed(outcomes: &[Outcome]) {
             Err(e) => println!("FAILED  {}: {e}", o.name),
         }
     }
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.name)))
-        .collect();
-    assert!(failed.is_empty(), "{} of {} store cases failed:\n{}", failed.len(), outcomes.len(), failed.join("\n"));
+    let failed: Vec<String> =
+        outcomes.iter().filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.name))).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} store cases failed:\n{}",
+        failed.len(),
+        outcomes.len(),
+        failed.join("\n")
+    );
 }
 
 fn panic_message(payload: Box<dyn Any + Send>) -> String {

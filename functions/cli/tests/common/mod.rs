@@ -41,7 +41,9 @@ pub struct Comparable {
 fn json_canonical(text: Option<&str>) -> String {
     match text {
         None => "null".into(),
-        Some(t) => serde_json::from_str::<serde_json::Value>(t).map(|v| v.to_string()).unwrap_or_else(|_| t.to_owned()),
+        Some(t) => serde_json::from_str::<serde_json::Value>(t)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| t.to_owned()),
     }
 }
 
@@ -51,10 +53,16 @@ pub fn exe() -> &'static str {
 
 impl World {
     /// Starts the simulator with `specs` and registers every stamp through `azs-usage stamp add`.
-    pub async fn start(specs: impl FnOnce(&TestCertificate) -> Vec<StampSpec>, hours: i64, page_size: usize) -> World {
-        let certificate = stamp_sim::generate_test_certificate("e2e-collector");
+    pub async fn start(
+        specs: impl FnOnce(&TestCertificate) -> Vec<StampSpec>,
+        hours: i64,
+        page_size: usize,
+    ) -> World {
+        let certificate = stamp_sim::generate_test_certificate("e2e-collector").expect("test certificate");
         let specs = specs(&certificate);
-        let sim = Simulator::start(SimulatorConfig { seed: 7, page_size, stamps: specs }).await.expect("simulator starts");
+        let sim = Simulator::start(SimulatorConfig { seed: 7, page_size, stamps: specs })
+            .await
+            .expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let collect_from = azs_core::window::floor_hour(Utc::now()) - Duration::hours(hours + 1);
         let mut world = World { sim, dir, certificate, collect_from, stamp_ids: Vec::new() };
@@ -102,10 +110,24 @@ impl World {
         let name = format!("stamp-{i}");
         let ca = self.path("ca.pem").display().to_string();
         let client = self.path("client.pem").display().to_string();
-        let (admin, tenant, app, arm) = (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
+        let (admin, tenant, app, arm) =
+            (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
         let mut args = vec![
-            "stamp", "add", &admin, &tenant, &app, &thumbprint, &arm, "-", "-", "--name", &name, "--ca-file", &ca,
-            "--collect-from", &from,
+            "stamp",
+            "add",
+            &admin,
+            &tenant,
+            &app,
+            &thumbprint,
+            &arm,
+            "-",
+            "-",
+            "--name",
+            &name,
+            "--ca-file",
+            &ca,
+            "--collect-from",
+            &from,
         ];
         if adfs {
             args.extend(["--is-adfs", "--certificate-file", &client]);
@@ -156,7 +178,8 @@ impl World {
     /// Every stored row of stamp `i`, sorted.
     pub async fn stored(&self, i: usize) -> Vec<Comparable> {
         let store = SqliteStore::open(self.database()).expect("database opens");
-        let filter = ExportFilter { stamps: vec![azs_core::StampId(self.stamp_ids[i].clone())], ..Default::default() };
+        let filter =
+            ExportFilter { stamps: vec![azs_core::StampId(self.stamp_ids[i].clone())], ..Default::default() };
         let mut rows = Vec::new();
         store
             .export_rows(&filter, &mut |s| {
@@ -206,13 +229,13 @@ pub fn assert_same_rows(i: usize, stored: &[Comparable], truth: &[Comparable]) {
     if stored == truth {
         return;
     }
-    let count = |rows: &[Comparable]| {
-        let mut m: BTreeMap<&Comparable, i64> = BTreeMap::new();
+    fn count(rows: &[Comparable]) -> BTreeMap<&Comparable, i64> {
+        let mut m = BTreeMap::new();
         for r in rows {
             *m.entry(r).or_default() += 1;
         }
         m
-    };
+    }
     let (s, t) = (count(stored), count(truth));
     let missing: Vec<_> = t.iter().filter(|(r, n)| s.get(*r).copied().unwrap_or(0) < **n).take(3).collect();
     let extra: Vec<_> = s.iter().filter(|(r, n)| t.get(*r).copied().unwrap_or(0) < **n).take(3).collect();
@@ -249,4 +272,3 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
-

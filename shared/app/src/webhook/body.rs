@@ -238,8 +238,8 @@ mod tests {
     use azs_core::registration::StampRegistration;
 
     fn field_errors(body: &str) -> Vec<(String, String)> {
-        let p = parse_json::<StampRegistration>(body.as_bytes()).err().expect("refused");
-        p.errors.unwrap_or_default().into_iter().map(|e| (e.field, e.rule)).collect()
+        let p = parse_json::<StampRegistration>(body.as_bytes()).expect_err("refused");
+        p.errors.clone().unwrap_or_default().into_iter().map(|e| (e.field, e.rule)).collect()
     }
 
     #[test]

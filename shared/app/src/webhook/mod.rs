@@ -51,17 +51,19 @@ pub fn router(registrar: Registrar, auth: ApiAuth) -> Router {
 }
 
 /// The same webhook mounted under `prefix` (e.g. `/api` for the Azure Functions custom handler, which
-/// forwards `https://app/api/stamps` as `/api/stamps`). An empty prefix or `/` is [`router`].
+/// forwards `https://app/api/stamps` as `/api/stamps`). Slashes around the prefix do not matter; an
+/// empty prefix or `/` is [`router`].
 ///
 /// # Panics
-/// When `prefix` is not a literal path (`/segment...` without `{`, `}` or `*`): a wiring mistake.
+/// When `prefix` is not a literal path (contains `{`, `}` or `*`): a wiring mistake.
 pub fn router_with_prefix(prefix: &str, registrar: Registrar, auth: ApiAuth) -> Router {
-    build(prefix.trim_end_matches('/'), registrar, auth)
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() { router(registrar, auth) } else { build(&format!("/{prefix}"), registrar, auth) }
 }
 
 fn build(prefix: &str, registrar: Registrar, auth: ApiAuth) -> Router {
     assert!(
-        prefix.is_empty() || (prefix.starts_with('/') && !prefix.contains(['{', '}', '*'])),
+        !prefix.contains(['{', '}', '*']),
         "the webhook prefix must be a literal path such as /api, not {prefix:?}"
     );
     let app = App { registrar, base: prefix.into() };

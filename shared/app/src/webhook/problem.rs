@@ -31,8 +31,13 @@ pub mod kind {
 }
 
 /// One problem answer. `instance` and `requestId` are filled in by [`complete`] on the way out.
+/// Boxed: it travels in `Result::Err` through every handler and extractor.
+#[derive(Debug, Clone)]
+pub struct Problem(Box<ProblemDetails>);
+
+/// The members of a [`Problem`].
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub struct ProblemDetails {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub title: String,
@@ -63,7 +68,7 @@ impl Problem {
         title: impl Into<String>,
         detail: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(ProblemDetails {
             kind,
             title: title.into(),
             status,
@@ -73,7 +78,7 @@ impl Problem {
             errors: None,
             members: Map::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// An `about:blank` problem: the title is the status's reason phrase.
@@ -197,7 +202,7 @@ impl Problem {
     }
 
     fn render(&self) -> Response {
-        let body = serde_json::to_vec(self).expect("a problem serialises");
+        let body = serde_json::to_vec(&*self.0).expect("a problem serialises");
         let mut res = (self.status, body).into_response();
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -206,6 +211,19 @@ impl Problem {
         }
         res.extensions_mut().insert(self.clone());
         res
+    }
+}
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDetails;
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDetails {
+        &mut self.0
     }
 }
 
@@ -254,7 +272,7 @@ pub async fn complete(req: Request, next: Next) -> Response {
     parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(CONTENT_LENGTH);
     parts.extensions.insert(problem.clone());
-    let body = serde_json::to_vec(&problem).expect("a problem serialises");
+    let body = serde_json::to_vec(&*problem.0).expect("a problem serialises");
     Response::from_parts(parts, Body::from(body))
 }
 

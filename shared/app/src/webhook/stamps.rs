@@ -16,18 +16,8 @@ pub async fn register(
     Verify(verify): Verify,
     JsonBody(input): JsonBody<StampRegistration>,
 ) -> Result<Response, Problem> {
-    let (input, before_1677) = representable_collect_from(input);
-    let view = app.registrar.register(input, verify).await.map_err(|e| match e {
-        RegistrationError::Invalid(mut errors) if before_1677 => {
-            errors
-                .0
-                .iter_mut()
-                .filter(|e| e.field == "collectFrom")
-                .for_each(|e| e.rule = "must not be before 1677".into());
-            Problem::invalid_fields(errors)
-        }
-        e => Problem::from_registration(e, &app.base),
-    })?;
+    let view =
+        app.registrar.register(input, verify).await.map_err(|e| Problem::from_registration(e, &app.base))?;
     let location = app.stamp_location(&view.stamp.id);
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(view)).into_response())
 }
@@ -73,22 +63,4 @@ pub async fn test(
         }
         other => Problem::from_registration(other, &app.base),
     })
-}
-
-/// The latest whole hour chrono can truncate: core's whole-hour check panics on later (and on
-/// pre-1677) instants. Such a `collectFrom` is swapped for this one, which validation refuses as "in
-/// the future" while still reporting every other field.
-// TODO(core): make `window::is_whole_hour`/`floor_hour` total, then drop this.
-const LAST_REPRESENTABLE_HOUR: &str = "2262-04-11T00:00:00Z";
-
-/// The registration with an unrepresentable `collectFrom` replaced, and whether it lay before 1677.
-fn representable_collect_from(mut input: StampRegistration) -> (StampRegistration, bool) {
-    let parsed = input.collect_from.as_deref().map(|s| chrono::DateTime::parse_from_rfc3339(s.trim()));
-    match parsed {
-        Some(Ok(t)) if t.timestamp_nanos_opt().is_none() => {
-            input.collect_from = Some(LAST_REPRESENTABLE_HOUR.to_owned());
-            (input, t.timestamp() < 0)
-        }
-        _ => (input, false),
-    }
 }

@@ -215,8 +215,7 @@ fn non_null(raw: &RawValue) -> Option<String> {
 impl SeenRow {
     pub fn from_row(row: &Row) -> Self {
         let p = &row.properties;
-        let instance: InstanceData =
-            serde_json::from_str(&p.instance_data).expect("instanceData holds JSON");
+        let instance: InstanceData = serde_json::from_str(&p.instance_data).expect("instanceData holds JSON");
         let time = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
         Self {
             subscription_id: p.subscription_id.clone(),

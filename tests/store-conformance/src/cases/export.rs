@@ -63,11 +63,16 @@ pub async fn export_filters_by_stamp_and_reported_range(store: Arc<dyn Store>) {
     assert!(rows.iter().all(|r| r.stamp_id == b.id && r.window == hour("2026-11-01T01:00:00Z")));
 
     // And an open-ended range and a list of stamps work the same way
-    let from_one = ExportFilter { stamps: vec![a.id.clone(), b.id.clone()], from: Some(t("2026-11-01T01:00:00Z")), to: None };
+    let from_one = ExportFilter {
+        stamps: vec![a.id.clone(), b.id.clone()],
+        from: Some(t("2026-11-01T01:00:00Z")),
+        to: None,
+    };
     let rows = export(store.as_ref(), &from_one).await;
     assert_eq!(rows.len(), 16);
     assert!(rows.iter().all(|r| r.window.start >= t("2026-11-01T01:00:00Z")));
-    let until_one = ExportFilter { stamps: vec![a.id.clone()], from: None, to: Some(t("2026-11-01T01:00:00Z")) };
+    let until_one =
+        ExportFilter { stamps: vec![a.id.clone()], from: None, to: Some(t("2026-11-01T01:00:00Z")) };
     assert_eq!(export(store.as_ref(), &until_one).await.len(), 4);
 
     // And a stamp nobody registered exports nothing

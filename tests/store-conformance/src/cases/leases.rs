@@ -53,7 +53,8 @@ pub async fn an_expired_lease_can_be_taken_over_and_fences_the_old_owner(store: 
     let e = commit(store.as_ref(), &s.id, window, RUN, WindowWrite::Advance, &rows).await.unwrap_err();
     assert!(is_fenced(&e, &s.id, window), "expected Fenced, got {e:?}");
     // And the new holder commits the window once
-    let receipt = commit(store.as_ref(), &s.id, window, OTHER_RUN, WindowWrite::Advance, &rows).await.unwrap();
+    let receipt =
+        commit(store.as_ref(), &s.id, window, OTHER_RUN, WindowWrite::Advance, &rows).await.unwrap();
     assert_eq!(receipt.rows_written, 1);
 }
 

@@ -100,7 +100,8 @@ pub async fn a_commit_by_anyone_but_the_lease_holder_is_fenced(store: Arc<dyn St
     assert!(rows_of(store.as_ref(), &s.id).await.is_empty());
 
     // And the holder's commit of the same window goes through
-    let receipt = commit(store.as_ref(), &s.id, window, OTHER_RUN, WindowWrite::Advance, &rows).await.unwrap();
+    let receipt =
+        commit(store.as_ref(), &s.id, window, OTHER_RUN, WindowWrite::Advance, &rows).await.unwrap();
     assert_eq!(receipt.rows_written, 1);
 }
 

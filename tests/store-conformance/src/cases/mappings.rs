@@ -2,11 +2,11 @@
 //! that were written unmapped; rows already mapped keep the subscription they were invoiced under.
 
 use crate::fixtures::*;
+use azs_core::SubscriptionMapping;
 use azs_core::mapping::UnmappedSubscription;
 use azs_core::ports::{Store, StoreError};
 use azs_core::stamp::StampId;
 use azs_core::usage::normalize_subscription_id;
-use azs_core::SubscriptionMapping;
 use std::sync::Arc;
 
 fn mapping(stamp: &StampId, external: &str, billing: &str) -> SubscriptionMapping {
@@ -84,7 +84,8 @@ pub async fn a_changed_mapping_applies_to_new_rows_and_leaves_mapped_rows_alone(
     // When the mapping changes and the next hour is written
     let back_filled = store.set_mapping(&mapping(&s.id, TENANT_A, "billing-new")).await.unwrap();
     let second = hour("2026-11-01T01:00:00Z");
-    advance(store.as_ref(), &s.id, second, &[vm_usage(TENANT_A, "web-01", "2026-11-01T00:00:00Z", "1")]).await;
+    advance(store.as_ref(), &s.id, second, &[vm_usage(TENANT_A, "web-01", "2026-11-01T00:00:00Z", "1")])
+        .await;
 
     // Then the first hour keeps the subscription it was invoiced under, and the new hour gets the new one
     assert_eq!(back_filled, 0);
@@ -110,8 +111,13 @@ pub async fn unmapped_lists_each_subscription_with_its_rows_and_usage_span(store
         vm_usage(TENANT_B, "db-01", "2026-10-31T23:00:00Z", "1"),
     ];
     advance(store.as_ref(), &s.id, hour(COLLECT_FROM), &rows).await;
-    advance(store.as_ref(), &s.id, hour("2026-11-01T01:00:00Z"), &[vm_usage(TENANT_B, "db-02", "2026-11-01T00:00:00Z", "1")])
-        .await;
+    advance(
+        store.as_ref(),
+        &s.id,
+        hour("2026-11-01T01:00:00Z"),
+        &[vm_usage(TENANT_B, "db-02", "2026-11-01T00:00:00Z", "1")],
+    )
+    .await;
     advance(store.as_ref(), &neighbour.id, hour(COLLECT_FROM), &rows[..1]).await;
 
     // When the unmapped subscriptions of the first stamp are listed
@@ -155,8 +161,13 @@ pub async fn mappings_are_listed_per_stamp_and_removed_by_any_casing(store: Arc<
     store.set_mapping(&mapping(&s.id, TENANT_A, "billing-a")).await.unwrap();
     store.set_mapping(&mapping(&s.id, TENANT_B, "billing-b")).await.unwrap();
     store.set_mapping(&mapping(&neighbour.id, TENANT_A, "billing-n")).await.unwrap();
-    advance(store.as_ref(), &s.id, hour(COLLECT_FROM), &[vm_usage(TENANT_A, "web-01", "2026-10-31T23:00:00Z", "1")])
-        .await;
+    advance(
+        store.as_ref(),
+        &s.id,
+        hour(COLLECT_FROM),
+        &[vm_usage(TENANT_A, "web-01", "2026-10-31T23:00:00Z", "1")],
+    )
+    .await;
 
     // Then each stamp lists its own, with normalised (lower-case) tenant ids, in tenant order
     let mut expected = vec![

@@ -17,7 +17,8 @@ pub async fn registering_the_same_admin_endpoint_and_subscription_again_names_th
     // When the same stamp is registered again under another id, spelled differently
     let mut again = stamp("eu-1 again");
     again.connection.admin_arm_endpoint = format!("{}/", first.connection.admin_arm_endpoint.to_uppercase());
-    again.connection.admin_subscription_id = format!("{{{}}}", first.connection.admin_subscription_id.to_uppercase());
+    again.connection.admin_subscription_id =
+        format!("{{{}}}", first.connection.admin_subscription_id.to_uppercase());
     let refused = store.insert_stamp(&again).await;
 
     // Then it is refused naming the stamp already registered, and nothing of it is stored
@@ -44,7 +45,8 @@ pub async fn a_registered_stamp_reads_back_exactly_as_written(store: Arc<dyn Sto
     s.connection.authority_endpoint_url = Some("https://adfs.local.azurestack.external/adfs/".into());
     s.connection.is_adfs = true;
     s.connection.tenant_id = "adfs".into();
-    s.connection.ca_certificate_pem = Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into());
+    s.connection.ca_certificate_pem =
+        Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into());
     s.query_mode = UsageQueryMode::PerSubscriber;
     s.enabled = false;
 
@@ -53,7 +55,8 @@ pub async fn a_registered_stamp_reads_back_exactly_as_written(store: Arc<dyn Sto
 
     // Then it reads back field for field, alone and in the list
     assert_eq!(store.get_stamp(&s.id).await.unwrap(), Some(s.clone()));
-    let listed: Vec<Stamp> = store.list_stamps().await.unwrap().into_iter().filter(|x| x.id == s.id).collect();
+    let listed: Vec<Stamp> =
+        store.list_stamps().await.unwrap().into_iter().filter(|x| x.id == s.id).collect();
     assert_eq!(listed, vec![s]);
 }
 
@@ -84,10 +87,14 @@ pub async fn updating_a_stamp_changes_its_connection_but_not_its_progress(store:
         r => panic!("expected DuplicateStamp({}), got {r:?}", other.id),
     }
     let unknown = stamp("never registered");
-    assert!(matches!(store.update_stamp(&unknown).await, Err(StoreError::UnknownStamp(id)) if id == unknown.id));
+    assert!(
+        matches!(store.update_stamp(&unknown).await, Err(StoreError::UnknownStamp(id)) if id == unknown.id)
+    );
 }
 
-pub async fn deleting_a_stamp_removes_its_status_lease_and_mappings_but_keeps_its_rows(store: Arc<dyn Store>) {
+pub async fn deleting_a_stamp_removes_its_status_lease_and_mappings_but_keeps_its_rows(
+    store: Arc<dyn Store>,
+) {
     // Given a leased stamp with a mapping and a committed window
     let s = registered_and_leased(store.as_ref(), "to-delete").await;
     store
@@ -113,7 +120,8 @@ pub async fn deleting_a_stamp_removes_its_status_lease_and_mappings_but_keeps_it
     assert!(!store.delete_stamp(&s.id).await.unwrap());
 
     // And the usage it reported can still be exported, mapped as it was written
-    let kept = export(store.as_ref(), &ExportFilter { stamps: vec![s.id.clone()], ..Default::default() }).await;
+    let kept =
+        export(store.as_ref(), &ExportFilter { stamps: vec![s.id.clone()], ..Default::default() }).await;
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].billing_subscription_id.as_deref(), Some("billing-a"));
     assert_eq!(kept[0].row, rows[0]);

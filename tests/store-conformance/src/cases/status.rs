@@ -5,7 +5,9 @@ use azs_core::ports::{Store, StoreError};
 use azs_core::status::{ProcessingStatus, RunOutcome, RunRecord};
 use std::sync::Arc;
 
-pub async fn registering_a_stamp_creates_its_status_with_the_watermark_at_collect_from(store: Arc<dyn Store>) {
+pub async fn registering_a_stamp_creates_its_status_with_the_watermark_at_collect_from(
+    store: Arc<dyn Store>,
+) {
     // Given a stamp that collects from the start of November
     let s = stamp("new");
 
@@ -24,7 +26,8 @@ pub async fn registering_a_stamp_creates_its_status_with_the_watermark_at_collec
         last_error: None,
     };
     assert_eq!(store.get_status(&s.id).await.unwrap(), Some(expected.clone()));
-    let listed: Vec<_> = store.list_statuses().await.unwrap().into_iter().filter(|x| x.stamp_id == s.id).collect();
+    let listed: Vec<_> =
+        store.list_statuses().await.unwrap().into_iter().filter(|x| x.stamp_id == s.id).collect();
     assert_eq!(listed, vec![expected]);
 }
 

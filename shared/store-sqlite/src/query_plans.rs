@@ -1,0 +1,45 @@
+//! The queries that touch many usage rows go through an index, never a scan of the table: SQLite's
+//! planner decides, so these tests pin its decision.
+
+use crate::{ledger, mappings, migrations};
+use rusqlite::Connection;
+
+fn plan(sql: &str) -> String {
+    let mut conn = Connection::open_in_memory().unwrap();
+    migrations::migrate(&mut conn).unwrap();
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+    let steps: Vec<String> = stmt
+        .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    steps.join("; ")
+}
+
+#[test]
+fn export_reads_one_stamps_range_through_the_key_and_sorts_only_within_a_reported_hour() {
+    let p = plan(ledger::EXPORT_STAMP_ROWS);
+    assert!(
+        p.contains("SEARCH usage_rows USING INDEX usage_rows_key (stamp_no=? AND reported_start>?"),
+        "{p}"
+    );
+    assert!(
+        p.contains("LAST 2 TERMS OF ORDER BY"),
+        "the sort is per reported start, not the whole export: {p}"
+    );
+}
+
+#[test]
+fn replacing_a_window_deletes_through_the_key() {
+    let p = plan(ledger::DELETE_WINDOW);
+    assert!(p.contains("SEARCH usage_rows USING INDEX usage_rows_key"), "{p}");
+}
+
+#[test]
+fn back_fill_and_the_unmapped_list_read_only_the_unmapped_rows_index() {
+    let p = plan(mappings::BACK_FILL);
+    assert!(p.contains("SEARCH usage_rows USING INDEX usage_rows_unmapped"), "{p}");
+    let p = plan(mappings::UNMAPPED);
+    assert!(p.contains("u USING INDEX usage_rows_unmapped"), "only unmapped rows are read: {p}");
+}
