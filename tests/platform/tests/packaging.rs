@@ -53,7 +53,7 @@ fn each_lambda_zip_holds_one_executable_bootstrap_that_runs_on_al2023() {
 
         assert_eq!(entries.keys().collect::<Vec<_>>(), ["bootstrap"], "{function}");
         let bootstrap = &entries["bootstrap"];
-        assert!(is_executable(bootstrap), "{function}: bootstrap mode {:o?}", bootstrap.mode);
+        assert!(is_executable(bootstrap), "{function}: bootstrap mode {:?}", bootstrap.mode.map(|m| format!("{m:o}")));
         assert!(bootstrap.bytes.starts_with(b"\x7fELF"), "{function}: not an ELF executable");
         // Amazon Linux 2023 ships glibc 2.34.
         assert!(newest_glibc(&bootstrap.bytes) <= 34, "{function} needs GLIBC_2.{}", newest_glibc(&bootstrap.bytes));
