@@ -6,10 +6,10 @@
 //! #[tokio::test(flavor = "multi_thread")]
 //! async fn the_store_conforms() {
 //!     let dir = tempfile::tempdir().unwrap();
-//!     let n = std::sync::atomic::AtomicUsize::new(0);
-//!     let outcomes = azs_store_conformance::run_all(|| async {
-//!         let file = dir.path().join(format!("case-{}.db", n.fetch_add(1, Ordering::Relaxed)));
-//!         Arc::new(SqliteStore::open(file).unwrap())
+//!     let next = std::sync::atomic::AtomicUsize::new(0);
+//!     let outcomes = azs_store_conformance::run_all(|| {
+//!         let file = dir.path().join(format!("case-{}.db", next.fetch_add(1, Ordering::Relaxed)));
+//!         async move { Arc::new(SqliteStore::open(file).unwrap()) }
 //!     })
 //!     .await;
 //!     azs_store_conformance::assert_all_passed(&outcomes);
