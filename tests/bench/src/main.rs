@@ -13,7 +13,7 @@ use azs_bench::process::print_result;
 use azs_bench::report::Summary;
 use azs_bench::scenarios::{self, Verdict};
 use azs_bench::stages::{self, Files};
-use azs_bench::workload::{Workload};
+use azs_bench::workload::{Span, Workload};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
