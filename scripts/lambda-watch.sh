@@ -19,6 +19,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
 STATE="${CARGO_TARGET_DIR:-$ROOT/target}/lambda-watch"
 FUNCTIONS=(collect-usage register-stamp)
 
@@ -70,15 +71,17 @@ start() {
   # Build first, so that the emulator's first invoke does not wait minutes for the compiler (it builds
   # the same debug binaries with the same flags, so its own build is a no-op).
   log "building ${FUNCTIONS[*]}"
-  (cd "$ROOT" && cargo build --quiet $(printf -- '--bin %s ' "${FUNCTIONS[@]}"))
+  cargo build --quiet $(printf -- '--bin %s ' "${FUNCTIONS[@]}")
   local port="${LAMBDA_WATCH_PORT:-$(free_port)}"
   echo "$port" > "$STATE/port"
-  # setsid: the emulator outlives this script; `stop` ends its whole process group (cargo, functions).
+  # setsid: the emulator outlives this script, in a process group of its own that `stop` ends whole.
+  # Started directly (not in a subshell) so that $! is the emulator itself, and with every stream
+  # redirected so that whoever reads this script's output sees it end.
   # --ignore-changes: the workspace is shared, and a reload mid-test would drop the function's state.
-  (cd "$ROOT" && setsid "$ROOT/.venv/tools/bin/cargo-lambda" lambda watch \
-      --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
-      --env-file "$STATE/env" >"$STATE/log" 2>&1 </dev/null &
-   echo $! > "$STATE/pid")
+  setsid "$ROOT/.venv/tools/bin/cargo-lambda" lambda watch \
+    --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
+    --env-file "$STATE/env" >"$STATE/log" 2>&1 </dev/null &
+  echo $! > "$STATE/pid"
   local url
   url="$(endpoint)"
   for _ in $(seq 1 300); do
@@ -94,6 +97,7 @@ start() {
     sleep 0.2
   done
   log "cargo lambda watch did not answer on $url within 60 s; see $STATE/log"
+  stop
   exit 1
 }
 

@@ -40,7 +40,10 @@ pub async fn register_stamp(State(services): State<Arc<LazyServices>>, body: Byt
             let reason = format!("cannot start: {e:#}");
             error!(%reason, "invocation failed");
             // The caller sees a generic answer; the reason goes to the invocation's log only.
-            let output = error_output(StatusCode::SERVICE_UNAVAILABLE, "the service is unavailable; see the function's log");
+            let output = error_output(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the service is unavailable; see the function's log",
+            );
             return answer(output, vec![format!("{line} -> 503: {reason}")]);
         }
     };
@@ -63,7 +66,8 @@ pub fn unwrap_request(body: &[u8]) -> Result<Request, String> {
         .pointer(&format!("/Data/{TRIGGER_BINDING}"))
         .ok_or_else(|| format!("no Data.{TRIGGER_BINDING} in the payload"))?;
     let text = |key: &str| req.get(key).and_then(Value::as_str);
-    let method: Method = text("Method").unwrap_or("GET").parse().map_err(|_| "Method is not an HTTP method")?;
+    let method: Method =
+        text("Method").unwrap_or("GET").parse().map_err(|_| "Method is not an HTTP method")?;
     let mut builder = Request::builder().method(method).uri(path_and_query(text("Url"), req.get("Query"))?);
     for (name, values) in req.get("Headers").and_then(Value::as_object).into_iter().flatten() {
         let Ok(name) = HeaderName::try_from(name.as_str()) else { continue };
@@ -206,6 +210,9 @@ mod tests {
     #[test]
     fn a_payload_without_a_request_or_outside_the_route_prefix_is_refused() {
         assert!(unwrap_request(br#"{"Data":{}}"#).is_err());
-        assert!(unwrap_request(br#"{"Data":{"req":{"Url":"http://h/admin/host/status","Method":"GET"}}}"#).is_err());
+        assert!(
+            unwrap_request(br#"{"Data":{"req":{"Url":"http://h/admin/host/status","Method":"GET"}}}"#)
+                .is_err()
+        );
     }
 }

@@ -3,10 +3,10 @@
 //! take longer than that on a cold instance. A failed build is not remembered: the invocation that hit
 //! it fails with the reason, and the next one tries again.
 
+use axum::Router;
 use azs_app::config::{AppConfig, ConfigError};
 use azs_app::webhook::{ApiAuth, router_with_prefix};
 use azs_app::wiring::Services;
-use axum::Router;
 use tokio::sync::OnceCell;
 
 /// The host forwards HTTP requests under its route prefix (`extensions.http.routePrefix`).
@@ -38,7 +38,8 @@ impl LazyServices {
             .get_or_try_init(|| async {
                 let config = self.config.as_ref().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
                 let services = Services::build(config).await?;
-                let webhook = router_with_prefix(ROUTE_PREFIX, services.registrar.clone(), ApiAuth::PlatformOnly);
+                let webhook =
+                    router_with_prefix(ROUTE_PREFIX, services.registrar.clone(), ApiAuth::PlatformOnly);
                 Ok(Ready { services, webhook })
             })
             .await

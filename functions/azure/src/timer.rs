@@ -37,7 +37,8 @@ pub struct TimerFiring {
 impl TimerFiring {
     /// Reads `Data.timer` from the host's `{Data, Metadata}` body; never fails.
     pub fn from_body(body: &[u8]) -> Result<Self, String> {
-        let payload: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        let payload: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
         let timer = match payload.pointer("/Data/timer") {
             // Older hosts send the value as JSON text.
             Some(Value::String(text)) => {
@@ -126,7 +127,8 @@ mod tests {
 
     #[test]
     fn a_timer_value_sent_as_json_text_with_no_schedule_status_is_a_first_run() {
-        let firing = TimerFiring::from_body(&fixture("azure-functions-timer-request-first-run.json")).unwrap();
+        let firing =
+            TimerFiring::from_body(&fixture("azure-functions-timer-request-first-run.json")).unwrap();
         assert_eq!(firing, TimerFiring { is_past_due: true, ..Default::default() });
     }
 

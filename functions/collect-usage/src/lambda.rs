@@ -65,7 +65,9 @@ pub fn platform_budget(context: &Context) -> Duration {
 /// A short description of what fired the run: the EventBridge rule's source and time, or "input".
 fn describe(event: &Value) -> String {
     match (event.get("detail-type"), event.get("time")) {
-        (Some(kind), Some(time)) => format!("{} at {}", kind.as_str().unwrap_or("?"), time.as_str().unwrap_or("?")),
+        (Some(kind), Some(time)) => {
+            format!("{} at {}", kind.as_str().unwrap_or("?"), time.as_str().unwrap_or("?"))
+        }
         _ => "scheduler input".to_owned(),
     }
 }
@@ -95,9 +97,10 @@ mod tests {
 
     #[test]
     fn an_eventbridge_rule_event_is_described_by_its_kind_and_time() {
-        let event: Value =
-            serde_json::from_str(include_str!("../../../tests/platform/fixtures/aws-eventbridge-scheduled-event.json"))
-                .unwrap();
+        let event: Value = serde_json::from_str(include_str!(
+            "../../../tests/platform/fixtures/aws-eventbridge-scheduled-event.json"
+        ))
+        .unwrap();
         assert_eq!(describe(&event), "Scheduled Event at 2026-11-26T09:00:00Z");
         assert_eq!(describe(&serde_json::json!({})), "scheduler input");
     }

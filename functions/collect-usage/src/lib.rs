@@ -65,7 +65,12 @@ pub fn outcome_line(stamp: &StampSummary) -> String {
 pub fn failure_message(summary: &RunSummary) -> Option<String> {
     let failed: Vec<String> = summary.failed().map(|s| format!("{} ({})", s.name, s.stamp_id)).collect();
     (!failed.is_empty()).then(|| {
-        format!("collection failed for {} of {} stamps: {}", failed.len(), summary.stamps.len(), failed.join(", "))
+        format!(
+            "collection failed for {} of {} stamps: {}",
+            failed.len(),
+            summary.stamps.len(),
+            failed.join(", ")
+        )
     })
 }
 
@@ -113,7 +118,10 @@ mod tests {
             ],
         };
         assert_eq!(failure_message(&summary).unwrap(), "collection failed for 1 of 3 stamps: eu-2 (id-eu-2)");
-        assert_eq!(failure_message(&RunSummary { stamps: vec![stamp("eu-1", RunOutcome::Skipped, None)] }), None);
+        assert_eq!(
+            failure_message(&RunSummary { stamps: vec![stamp("eu-1", RunOutcome::Skipped, None)] }),
+            None
+        );
     }
 
     #[test]

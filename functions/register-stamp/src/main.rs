@@ -1,12 +1,12 @@
 //! `register-stamp` (Lambda `bootstrap`): the webhook app behind a Function URL. The URL's `AWS_IAM`
 //! auth runs before the app, so the app adds no auth of its own (`ApiAuth::PlatformOnly`).
 
+use axum::extract::Request;
+use axum::middleware::{self, Next};
 use azs_app::config::AppConfig;
 use azs_app::telemetry::{self, Target};
 use azs_app::webhook::{ApiAuth, router};
 use azs_app::wiring::Services;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
 use lambda_http::{Error, RequestExt};
 use tracing::{Instrument, info_span};
 
@@ -16,7 +16,8 @@ async fn main() -> Result<(), Error> {
     telemetry::init(&config, Target::Function);
     // Built once per sandbox (the cold start) and reused by every request it serves.
     let services = Services::build(&config).await?;
-    let app = router(services.registrar.clone(), ApiAuth::PlatformOnly).layer(middleware::from_fn(in_request_span));
+    let app =
+        router(services.registrar.clone(), ApiAuth::PlatformOnly).layer(middleware::from_fn(in_request_span));
     lambda_http::run(app).await
 }
 

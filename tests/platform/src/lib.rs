@@ -91,6 +91,8 @@ pub fn spawn(program: &Path, env: &[(&str, String)]) -> Result<Running> {
 pub struct Handler {
     pub process: Running,
     pub base: String,
+    /// When the process was spawned.
+    pub spawned: Instant,
     /// From spawn to the first 200 on `GET /` (the host's readiness probe).
     pub ready_after: Duration,
 }
@@ -109,7 +111,7 @@ impl Handler {
             if let Ok(r) = client.get(format!("{base}/")).send().await
                 && r.status() == reqwest::StatusCode::OK
             {
-                return Ok(Handler { process, base, ready_after: started.elapsed() });
+                return Ok(Handler { process, base, spawned: started, ready_after: started.elapsed() });
             }
             if let Some(status) = process.child.try_wait()? {
                 bail!("the handler exited with {status} before answering GET /");

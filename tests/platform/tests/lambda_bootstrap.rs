@@ -104,42 +104,43 @@ async fn cold_start(bootstrap: &std::path::Path, function: &str, event: Value) -
     (outcome, started.elapsed())
 }
 
+/// Ten cold starts of the packaged `function`, each handed `event`; returns each start's response and
+/// prints the median time to it.
+async fn ten_cold_starts(function: &str, event: Value) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = extract_bootstrap(function, dir.path());
+    let (mut responses, mut samples) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        match cold_start(&bootstrap, function, event.clone()).await {
+            (Outcome::Response(response), took) => {
+                responses.push(response);
+                samples.push(took);
+            }
+            (Outcome::Error(e), _) => panic!("{function}: the invocation failed: {e}"),
+        }
+    }
+    println!(
+        "{function} bootstrap cold start (spawn -> first response), median of 10: {:?}",
+        median(&mut samples)
+    );
+    responses
+}
+
 #[tokio::test]
 #[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
 async fn the_collect_usage_bootstrap_answers_an_eventbridge_event_with_the_run_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = extract_bootstrap("collect-usage", dir.path());
-    let mut samples = Vec::new();
-    for _ in 0..10 {
-        let (outcome, took) =
-            cold_start(&bootstrap, "collect-usage", fixture("aws-eventbridge-scheduled-event.json")).await;
-        match outcome {
-            Outcome::Response(summary) => assert_eq!(summary, json!({ "stamps": [] })),
-            Outcome::Error(e) => panic!("the invocation failed: {e}"),
-        }
-        samples.push(took);
+    for summary in ten_cold_starts("collect-usage", fixture("aws-eventbridge-scheduled-event.json")).await {
+        assert_eq!(summary, json!({ "stamps": [] }));
     }
-    println!("collect-usage bootstrap cold start (spawn -> first response), 10 starts: median {:?}", median(&mut samples));
 }
 
 #[tokio::test]
 #[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
 async fn the_register_stamp_bootstrap_serves_a_function_url_request_with_the_webhook() {
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = extract_bootstrap("register-stamp", dir.path());
-    let mut samples = Vec::new();
-    for _ in 0..10 {
-        // The documented request: POST /stamps with an incomplete registration.
-        let (outcome, took) = cold_start(&bootstrap, "register-stamp", fixture("aws-function-url-request.json")).await;
-        match outcome {
-            Outcome::Response(response) => {
-                assert_eq!(response["statusCode"], 400, "{response}");
-                let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
-                assert!(body["errors"].as_array().is_some_and(|e| !e.is_empty()), "field errors: {body}");
-            }
-            Outcome::Error(e) => panic!("the invocation failed: {e}"),
-        }
-        samples.push(took);
+    // The documented request: POST /stamps with an incomplete registration.
+    for response in ten_cold_starts("register-stamp", fixture("aws-function-url-request.json")).await {
+        assert_eq!(response["statusCode"], 400, "{response}");
+        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        assert!(body["errors"].as_array().is_some_and(|e| !e.is_empty()), "field errors: {body}");
     }
-    println!("register-stamp bootstrap cold start (spawn -> first response), 10 starts: median {:?}", median(&mut samples));
 }

@@ -14,8 +14,13 @@ const SECRET: &str = "sim-application-secret";
 const FIRST_INVOKE: Duration = Duration::from_secs(15 * 60);
 
 async fn post(url: String, body: &Value) -> (StatusCode, Value) {
-    let response =
-        reqwest::Client::new().post(url).json(body).timeout(FIRST_INVOKE).send().await.expect("the emulator answers");
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .timeout(FIRST_INVOKE)
+        .send()
+        .await
+        .expect("the emulator answers");
     let status = response.status();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -24,7 +29,8 @@ async fn post(url: String, body: &Value) -> (StatusCode, Value) {
 /// The usage rows in the database: (tenant subscription, resource URI, usage start), sorted.
 fn stored_rows(db: &std::path::Path) -> Vec<(String, String, i64)> {
     let conn = rusqlite::Connection::open(db).unwrap();
-    let mut query = conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
+    let mut query =
+        conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
     let mut rows: Vec<(String, String, i64)> = query
         .query_map([], |r| Ok((r.get::<_, String>(0)?.to_lowercase(), r.get(1)?, r.get(2)?)))
         .unwrap()
@@ -39,9 +45,13 @@ fn stored_rows(db: &std::path::Path) -> Vec<(String, String, i64)> {
 async fn a_stamp_registered_through_the_function_url_is_collected_by_the_scheduled_function() {
     // Given a simulated stamp, moto, an empty database and both functions under the emulator.
     let auth = SimAuth::AzureAd { secret: Some(SECRET.into()), certificate_pem: None };
-    let sim = Simulator::start(SimulatorConfig { seed: 11, stamps: vec![StampSpec::generated(11, 0, auth)], ..Default::default() })
-        .await
-        .unwrap();
+    let sim = Simulator::start(SimulatorConfig {
+        seed: 11,
+        stamps: vec![StampSpec::generated(11, 0, auth)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("usage.db");
     let prefix = format!("azs-usage-platform-{}/", std::process::id());
@@ -66,7 +76,8 @@ async fn a_stamp_registered_through_the_function_url_is_collected_by_the_schedul
         "caCertificate": sim.ca_pem(),
         "collectFrom": collect_from.to_rfc3339(),
     });
-    let (status, created) = post(format!("{}/lambda-url/register-stamp/stamps?verify=true", watch.base), &registration).await;
+    let (status, created) =
+        post(format!("{}/lambda-url/register-stamp/stamps?verify=true", watch.base), &registration).await;
     assert_eq!(status, StatusCode::CREATED, "{created}\n{}", watch.log());
 
     // ...and EventBridge fires the schedule rule.
@@ -99,7 +110,8 @@ async fn a_stamp_registered_through_the_function_url_is_collected_by_the_schedul
         "adminArmEndpoint": format!("https://127.0.0.1:{}", free_port()),
         "applicationSecret": SECRET,
     });
-    let (status, _) = post(format!("{}/lambda-url/register-stamp/stamps?verify=false", watch.base), &down).await;
+    let (status, _) =
+        post(format!("{}/lambda-url/register-stamp/stamps?verify=false", watch.base), &down).await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, failure) = post(invoke, &json!({})).await;
     assert_eq!(failure["errorType"], "StampsFailed", "{failure}");

@@ -38,7 +38,11 @@ fn newest_glibc(elf: &[u8]) -> u32 {
         .enumerate()
         .filter(|(_, w)| *w == needle)
         .filter_map(|(i, _)| {
-            let digits: String = elf[i + needle.len()..].iter().take_while(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+            let digits: String = elf[i + needle.len()..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .map(|&b| b as char)
+                .collect();
             digits.parse().ok()
         })
         .max()
@@ -53,10 +57,18 @@ fn each_lambda_zip_holds_one_executable_bootstrap_that_runs_on_al2023() {
 
         assert_eq!(entries.keys().collect::<Vec<_>>(), ["bootstrap"], "{function}");
         let bootstrap = &entries["bootstrap"];
-        assert!(is_executable(bootstrap), "{function}: bootstrap mode {:?}", bootstrap.mode.map(|m| format!("{m:o}")));
+        assert!(
+            is_executable(bootstrap),
+            "{function}: bootstrap mode {:?}",
+            bootstrap.mode.map(|m| format!("{m:o}"))
+        );
         assert!(bootstrap.bytes.starts_with(b"\x7fELF"), "{function}: not an ELF executable");
         // Amazon Linux 2023 ships glibc 2.34.
-        assert!(newest_glibc(&bootstrap.bytes) <= 34, "{function} needs GLIBC_2.{}", newest_glibc(&bootstrap.bytes));
+        assert!(
+            newest_glibc(&bootstrap.bytes) <= 34,
+            "{function} needs GLIBC_2.{}",
+            newest_glibc(&bootstrap.bytes)
+        );
     }
 }
 
@@ -109,7 +121,8 @@ fn the_http_function_routes_every_webhook_path_to_the_handler() {
     let trigger = &bindings[0];
     assert_eq!(trigger["authLevel"], "function");
     assert_eq!(bindings[1]["name"], "res", "the output binding the non-forwarded answer fills");
-    let mut methods: Vec<&str> = trigger["methods"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    let mut methods: Vec<&str> =
+        trigger["methods"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
     methods.sort();
     assert_eq!(methods, ["delete", "get", "patch", "post", "put"]);
     // The handler serves the webhook under /api/stamps...: the host's route prefix plus the route, whose
