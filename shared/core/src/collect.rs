@@ -290,6 +290,7 @@ impl Collector {
 
         let session = self.open_session(stamp).await.map_err(|kind| fail(None, kind))?;
         let mut slowest = Duration::ZERO;
+        let mut rows_hint = 0;
         for window in windows {
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -300,7 +301,7 @@ impl Collector {
             }
             let began = Instant::now();
             let receipt = self
-                .pull_and_commit(stamp, session.as_ref(), window, WindowWrite::Advance)
+                .pull_and_commit(stamp, session.as_ref(), window, WindowWrite::Advance, &mut rows_hint)
                 .instrument(info_span!("window", window = %window))
                 .await
                 .map_err(|kind| fail(Some(window), kind))?;
@@ -346,11 +347,15 @@ impl Collector {
         session: &dyn StampSession,
         window: ReportedWindow,
         write: WindowWrite,
+        rows_hint: &mut usize,
     ) -> Result<CommitReceipt, CollectErrorKind> {
         // One hourly window is buffered so that its rows and the watermark commit together; memory is
-        // bounded by the largest hour, not by how many hours a run covers.
-        let mut rows = Vec::new();
+        // bounded by the largest hour, not by how many hours a run covers. Consecutive hours are about
+        // the same size: reserving the last one's row count spares growing the buffer by doubling
+        // (a copy each time, and up to twice the room).
+        let mut rows = Vec::with_capacity(*rows_hint);
         let pulled = session.pull_window(window, &mut |page| rows.extend(page)).await?;
+        *rows_hint = rows.len();
         let receipt = self
             .store
             .commit_window(WindowCommit {
@@ -438,9 +443,10 @@ impl Collector {
                 watermark: Some(status.watermark),
                 error: None,
             };
+            let mut rows_hint = 0;
             for window in range.split_hours() {
                 let receipt = self
-                    .pull_and_commit(&stamp, session.as_ref(), window, WindowWrite::Replace)
+                    .pull_and_commit(&stamp, session.as_ref(), window, WindowWrite::Replace, &mut rows_hint)
                     .await
                     .map_err(|k| fail(Some(window), k))?;
                 summary.windows_committed += 1;

@@ -22,6 +22,9 @@ const EXPORT_BATCH: usize = 512;
 #[async_trait]
 impl UsageLedger for SqliteStore {
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
+        // Windows take their turn here rather than on the writer connection's lock, so stamps queueing
+        // to write park no blocking threads and hold no copies of their rows meanwhile.
+        let _turn = self.commit_turn.lock().await;
         // The blocking pool needs owned data: one copy of the window's rows.
         let commit = OwnedCommit {
             stamp: commit.stamp.clone(),

@@ -31,18 +31,22 @@ pub use migrations::LATEST_VERSION;
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Arc<Database>,
+    /// Windows take turns here before their rows are copied for the blocking pool: SQLite has one
+    /// writer anyway, and stamps queueing for it then hold one copy of a window between them, not one
+    /// each.
+    commit_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
     /// Blocking: call it at startup, or from `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Ok(Self { db: Arc::new(Database::open(path.as_ref())?) })
+        Ok(Self { db: Arc::new(Database::open(path.as_ref())?), commit_turn: Arc::default() })
     }
 
     /// A private database that lives as long as this store (tests, demos).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Ok(Self { db: Arc::new(Database::open_in_memory()?) })
+        Ok(Self { db: Arc::new(Database::open_in_memory()?), commit_turn: Arc::default() })
     }
 
     /// The highest migration applied to the database.

@@ -31,6 +31,10 @@ struct Args {
     /// Also append every JSON line to this file.
     #[arg(long, global = true)]
     json_out: Option<PathBuf>,
+    /// Run the collecting process under this profiler command line, e.g.
+    /// `valgrind --tool=callgrind --callgrind-out-file=collect.%p.out` (figures are then meaningless).
+    #[arg(long, global = true)]
+    profile_collect: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,7 +100,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let options = Options { stages: false, work_dir: args.work_dir.clone() };
+    let options = Options {
+        stages: false,
+        work_dir: args.work_dir.clone(),
+        profile_collect: args.profile_collect.clone(),
+    };
     let (summaries, verdicts): (Vec<Summary>, Vec<Verdict>) = match args.command {
         Command::Sim { workload } => return azs_bench::sim::serve(&workload).await,
         Command::Collect { files, to, concurrency } => {
@@ -111,7 +119,9 @@ async fn main() -> anyhow::Result<()> {
             let v = s.iter().flat_map(scenarios::standard_verdicts).collect();
             (s, v)
         }
-        Command::Stamps => (scenarios::repeated(scenarios::stamps_cases(), args.repeat, &options).await?, vec![]),
+        Command::Stamps => {
+            (scenarios::repeated(scenarios::stamps_cases(), args.repeat, &options).await?, vec![])
+        }
         Command::FanOut => {
             let s = scenarios::repeated(scenarios::fan_out_cases(), args.repeat, &options).await?;
             let v = scenarios::fan_out_verdicts(&s);

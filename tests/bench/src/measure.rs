@@ -23,6 +23,8 @@ pub struct Options {
     pub stages: bool,
     /// Where to create the measurement's directory (the system's temporary directory by default).
     pub work_dir: Option<PathBuf>,
+    /// A profiler command line to run the collecting process under (e.g. `valgrind --tool=callgrind`).
+    pub profile_collect: Option<String>,
 }
 
 /// Everything one measurement found.
@@ -81,6 +83,7 @@ pub async fn measure(workload: &Workload, options: &Options) -> anyhow::Result<M
             vec!["--concurrency".into(), workload.concurrency.to_string()],
         ]
         .concat(),
+        options.profile_collect.clone(),
     )
     .await?;
     let simulator_cpu_seconds = cpu_seconds(sim.pid()).unwrap_or(0.0) - sim_cpu_before;
@@ -92,25 +95,32 @@ pub async fn measure(workload: &Workload, options: &Options) -> anyhow::Result<M
     let truth = sim.truth(span).await?;
     let (stored, watermarks_reached) = stored_digests(&files, &stamp_ids, span).await?;
     let verified = watermarks_reached && stored == truth;
-    let (truth_rows, stored_rows) =
-        (truth.iter().map(|d| d.rows).sum(), stored.iter().map(|d| d.rows).sum());
+    let (truth_rows, stored_rows) = (truth.iter().map(|d| d.rows).sum(), stored.iter().map(|d| d.rows).sum());
 
     let pull_only = if options.stages {
         let args = [
-            vec!["pull".to_owned(), "--from".into(), span.from.to_rfc3339(), "--to".into(), span.to.to_rfc3339()],
+            vec![
+                "pull".to_owned(),
+                "--from".into(),
+                span.from.to_rfc3339(),
+                "--to".into(),
+                span.to.to_rfc3339(),
+            ],
             files_args(&files),
             vec!["--concurrency".into(), workload.concurrency.to_string()],
         ]
         .concat();
-        Some(child::<StageResult>(args).await?)
+        Some(child::<StageResult>(args, None).await?)
     } else {
         None
     };
     sim.stop().await?;
     let write_only = if options.stages {
         let db = dir.path().join("write-only.db");
-        let args = [vec!["write".to_owned(), "--db".into(), db.display().to_string()], workload_args(workload)].concat();
-        Some(child::<StageResult>(args).await?)
+        let args =
+            [vec!["write".to_owned(), "--db".into(), db.display().to_string()], workload_args(workload)]
+                .concat();
+        Some(child::<StageResult>(args, None).await?)
     } else {
         None
     };
@@ -130,16 +140,29 @@ pub async fn measure(workload: &Workload, options: &Options) -> anyhow::Result<M
 }
 
 fn files_args(files: &Files) -> Vec<String> {
-    vec!["--db".into(), files.db.display().to_string(), "--secrets".into(), files.secrets.display().to_string()]
+    vec![
+        "--db".into(),
+        files.db.display().to_string(),
+        "--secrets".into(),
+        files.secrets.display().to_string(),
+    ]
 }
 
-async fn child<T: serde::de::DeserializeOwned + Send + 'static>(args: Vec<String>) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(move || run_child(&args)).await?
+async fn child<T: serde::de::DeserializeOwned + Send + 'static>(
+    args: Vec<String>,
+    wrapper: Option<String>,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(move || run_child(&args, wrapper.as_deref())).await?
 }
 
 /// Registers every simulated stamp as an operator would (`azs-usage stamp add`: validation,
 /// verification against the stamp, the credential into the secret store), collecting from `span.from`.
-async fn register(files: &Files, sim: &SimProcess, workload: &Workload, span: Span) -> anyhow::Result<Vec<StampId>> {
+async fn register(
+    files: &Files,
+    sim: &SimProcess,
+    workload: &Workload,
+    span: Span,
+) -> anyhow::Result<Vec<StampId>> {
     let config = files.config(workload.concurrency)?;
     let (store, secrets, source) = files.adapters(&config).await?;
     let services = Services::assemble(config, store, secrets, source);
@@ -170,7 +193,11 @@ async fn register(files: &Files, sim: &SimProcess, workload: &Workload, span: Sp
 
 /// The stored rows of each stamp (in `stamp_ids` order) as digests, and whether every watermark is at
 /// the end of the span.
-async fn stored_digests(files: &Files, stamp_ids: &[StampId], span: Span) -> anyhow::Result<(Vec<RowDigest>, bool)> {
+async fn stored_digests(
+    files: &Files,
+    stamp_ids: &[StampId],
+    span: Span,
+) -> anyhow::Result<(Vec<RowDigest>, bool)> {
     let db = files.db.clone();
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(db)).await??;
     let index: HashMap<&StampId, usize> = stamp_ids.iter().enumerate().map(|(i, id)| (id, i)).collect();

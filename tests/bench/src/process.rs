@@ -14,9 +14,10 @@ pub fn own_peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| {
-                v.trim().trim_end_matches("kB").trim().parse().ok()
-            })
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
 }
@@ -54,9 +55,20 @@ impl Load {
 
 /// Runs this executable again with `args`, waits for it, and reads the JSON value it printed as its
 /// last line of standard output. Its standard error goes to ours.
-pub fn run_child<T: DeserializeOwned>(args: &[String]) -> anyhow::Result<T> {
+///
+/// `wrapper` (whitespace-separated, e.g. `valgrind --tool=callgrind`) runs the child under a profiler.
+pub fn run_child<T: DeserializeOwned>(args: &[String], wrapper: Option<&str>) -> anyhow::Result<T> {
     let exe = std::env::current_exe().context("locating this executable")?;
-    let output = Command::new(exe)
+    let mut words = wrapper.unwrap_or_default().split_whitespace();
+    let mut command = match words.next() {
+        Some(profiler) => {
+            let mut c = Command::new(profiler);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let output = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -68,7 +80,8 @@ pub fn run_child<T: DeserializeOwned>(args: &[String]) -> anyhow::Result<T> {
         bail!("`{}` failed ({}): {}", args.join(" "), output.status, stdout.trim());
     }
     let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    serde_json::from_str(last).with_context(|| format!("reading the result of `{}`: {last:?}", args.join(" ")))
+    serde_json::from_str(last)
+        .with_context(|| format!("reading the result of `{}`: {last:?}", args.join(" ")))
 }
 
 /// Prints a child's result as the one line its parent reads.

@@ -35,10 +35,25 @@ struct Figure {
 }
 
 const FIGURES: &[Figure] = &[
-    Figure { key: "rows", label: "rows collected", digits: 0, value: |m| Some(m.collect.rows_written as f64) },
+    Figure {
+        key: "rows",
+        label: "rows collected",
+        digits: 0,
+        value: |m| Some(m.collect.rows_written as f64),
+    },
     Figure { key: "seconds", label: "end to end, seconds", digits: 2, value: |m| Some(m.collect.seconds) },
-    Figure { key: "rowsPerSecond", label: "end to end, rows/s", digits: 0, value: |m| Some(m.rows_per_second()) },
-    Figure { key: "peakRssMib", label: "collector peak RSS, MiB", digits: 1, value: |m| Some(m.peak_rss_mib()) },
+    Figure {
+        key: "rowsPerSecond",
+        label: "end to end, rows/s",
+        digits: 0,
+        value: |m| Some(m.rows_per_second()),
+    },
+    Figure {
+        key: "peakRssMib",
+        label: "collector peak RSS, MiB",
+        digits: 1,
+        value: |m| Some(m.peak_rss_mib()),
+    },
     Figure {
         key: "pullPercent",
         label: "pull+parse share of stage time, %",
@@ -69,8 +84,18 @@ const FIGURES: &[Figure] = &[
         digits: 1,
         value: |m| Some(100.0 * m.collect.writing.busy_seconds / m.collect.seconds),
     },
-    Figure { key: "collectorCpuSeconds", label: "collector CPU, s", digits: 2, value: |m| Some(m.collect.cpu_seconds) },
-    Figure { key: "simulatorCpuSeconds", label: "simulator CPU, s", digits: 2, value: |m| Some(m.simulator_cpu_seconds) },
+    Figure {
+        key: "collectorCpuSeconds",
+        label: "collector CPU, s",
+        digits: 2,
+        value: |m| Some(m.collect.cpu_seconds),
+    },
+    Figure {
+        key: "simulatorCpuSeconds",
+        label: "simulator CPU, s",
+        digits: 2,
+        value: |m| Some(m.simulator_cpu_seconds),
+    },
     Figure {
         key: "pullOnlyRowsPerSecond",
         label: "pull+parse alone, rows/s",
@@ -95,7 +120,12 @@ const FIGURES: &[Figure] = &[
         digits: 1,
         value: |m| m.slower_stage_rows_per_second().map(|s| 100.0 * m.rows_per_second() / s),
     },
-    Figure { key: "load1m", label: "load average (1 min) before", digits: 2, value: |m| Some(m.load_before.one) },
+    Figure {
+        key: "load1m",
+        label: "load average (1 min) before",
+        digits: 2,
+        value: |m| Some(m.load_before.one),
+    },
 ];
 
 /// One scenario's repeated runs, summarised.
@@ -135,7 +165,8 @@ impl Summary {
                 );
             }
         }
-        let truth: Vec<String> = self.runs.iter().map(|m| format!("{}/{}", m.stored_rows, m.truth_rows)).collect();
+        let truth: Vec<String> =
+            self.runs.iter().map(|m| format!("{}/{}", m.stored_rows, m.truth_rows)).collect();
         out += &format!(
             "   verified: {} (stored/ground-truth rows per run: {})\n",
             if self.verified() { "yes" } else { "NO" },
@@ -151,7 +182,10 @@ impl Summary {
             let values: Vec<f64> = self.runs.iter().filter_map(|m| (figure.value)(m)).collect();
             if let Some(s) = Stat::of(&values) {
                 let round = |x: f64| (x * 1000.0).round() / 1000.0;
-                figures.insert(figure.key.into(), json!({"median": round(s.median), "min": round(s.min), "max": round(s.max)}));
+                figures.insert(
+                    figure.key.into(),
+                    json!({"median": round(s.median), "min": round(s.min), "max": round(s.max)}),
+                );
             }
         }
         json!({

@@ -37,7 +37,12 @@ pub async fn repeated(
         cases.iter().map(|(name, _, _)| Summary { scenario: name.clone(), runs: Vec::new() }).collect();
     for round in 0..repeat.max(1) {
         for ((name, workload, stages), summary) in cases.iter().zip(&mut summaries) {
-            eprintln!("azs-usage-bench: {name}, run {} of {}: {}", round + 1, repeat.max(1), workload.describe());
+            eprintln!(
+                "azs-usage-bench: {name}, run {} of {}: {}",
+                round + 1,
+                repeat.max(1),
+                workload.describe()
+            );
             let options = Options { stages: *stages, ..options.clone() };
             let m = measure(workload, &options).await?;
             eprintln!(

@@ -109,10 +109,9 @@ pub async fn serve(workload: &Workload) -> anyhow::Result<()> {
     while let Some(line) = requests.next_line().await? {
         let span: Span = serde_json::from_str(&line).context("a ground-truth request")?;
         let stamps = sim.stamps().to_vec();
-        let truth: Vec<RowDigest> = tokio::task::spawn_blocking(move || {
-            stamps.iter().map(|s| stamp_truth(s, span)).collect()
-        })
-        .await?;
+        let truth: Vec<RowDigest> =
+            tokio::task::spawn_blocking(move || stamps.iter().map(|s| stamp_truth(s, span)).collect())
+                .await?;
         println!("{}", serde_json::to_string(&truth)?);
     }
     Ok(())

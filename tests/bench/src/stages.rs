@@ -8,7 +8,7 @@
 
 use crate::process::{cpu_seconds, own_peak_rss_kib};
 use crate::sim::{start_in_process, usage_row};
-use crate::timing::{StageTime, Timeline, TimedSource, TimedStore};
+use crate::timing::{StageTime, TimedSource, TimedStore, Timeline};
 use crate::workload::{Span, Workload, settle_delay_until};
 use anyhow::{Context, bail};
 use azs_app::config::AppConfig;
@@ -83,7 +83,11 @@ pub struct CollectResult {
 }
 
 /// One collection run of every registered stamp up to `until`, timed around `Collector::run`.
-pub async fn collect(files: &Files, until: DateTime<Utc>, concurrency: usize) -> anyhow::Result<CollectResult> {
+pub async fn collect(
+    files: &Files,
+    until: DateTime<Utc>,
+    concurrency: usize,
+) -> anyhow::Result<CollectResult> {
     let mut config = files.config(concurrency)?;
     let (store, secrets, source) = files.adapters(&config).await?;
     let timeline = Timeline::start();
@@ -223,7 +227,13 @@ pub async fn write_only(workload: &Workload, db: &Path) -> anyhow::Result<StageR
                 handle.ground_truth(window.start, window.end).into_iter().map(usage_row).collect();
             let began = Instant::now();
             let receipt = store
-                .commit_window(WindowCommit { stamp: id, window, lease_owner: owner, write: WindowWrite::Advance, rows: &batch })
+                .commit_window(WindowCommit {
+                    stamp: id,
+                    window,
+                    lease_owner: owner,
+                    write: WindowWrite::Advance,
+                    rows: &batch,
+                })
                 .await?;
             committing += began.elapsed();
             if receipt.rows_written != batch.len() as u64 {

@@ -80,7 +80,11 @@ struct TimedSession {
 
 #[async_trait]
 impl UsageSource for TimedSource {
-    async fn connect(&self, stamp: &Stamp, credential: &Credential) -> Result<Box<dyn StampSession>, PullError> {
+    async fn connect(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<Box<dyn StampSession>, PullError> {
         let inner = self.inner.connect(stamp, credential).await?;
         Ok(Box::new(TimedSession { inner, timeline: self.timeline.clone() }))
     }
@@ -127,7 +131,12 @@ impl UsageLedger for TimedStore {
         self.inner.export_rows(filter, sink).await
     }
 
-    async fn record_reprocess(&self, stamp: &StampId, window: ReportedWindow, reason: &str) -> Result<(), StoreError> {
+    async fn record_reprocess(
+        &self,
+        stamp: &StampId,
+        window: ReportedWindow,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.inner.record_reprocess(stamp, window, reason).await
     }
 }
@@ -156,7 +165,11 @@ impl MappingStore for TimedStore {
     async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
         self.inner.set_mapping(mapping).await
     }
-    async fn remove_mapping(&self, stamp: &StampId, external_subscription_id: &str) -> Result<bool, StoreError> {
+    async fn remove_mapping(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+    ) -> Result<bool, StoreError> {
         self.inner.remove_mapping(stamp, external_subscription_id).await
     }
     async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {

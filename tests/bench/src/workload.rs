@@ -64,8 +64,11 @@ impl Workload {
 
     /// `4 stamps x 1000 tenants x 10 meters x 24 h, pages of 1000`.
     pub fn describe(&self) -> String {
-        let delay =
-            if self.page_delay_ms > 0 { format!(", +{} ms per page", self.page_delay_ms) } else { String::new() };
+        let delay = if self.page_delay_ms > 0 {
+            format!(", +{} ms per page", self.page_delay_ms)
+        } else {
+            String::new()
+        };
         format!(
             "{} stamps x {} tenants x {} meters x {} h = {} rows, pages of {}{delay}, concurrency {}",
             self.stamps,
@@ -116,7 +119,6 @@ impl Span {
         let to = azs_core::window::floor_hour(Utc::now() - Duration::hours(1));
         Self { from: to - Duration::hours(hours), to }
     }
-
 }
 
 /// The settle delay that makes a run planned `now` stop exactly at `until`, and keep stopping there for

@@ -13,7 +13,19 @@ fn a_small_workload_is_collected_exactly_as_the_simulator_serves_it() {
 
     // When the benchmark measures it, with pulling and writing alone as well
     let out = Command::new(env!("CARGO_BIN_EXE_azs-usage-bench"))
-        .args(["run", "--stamps", "2", "--tenants", "20", "--meters", "5", "--hours", "6", "--page-size", "30"])
+        .args([
+            "run",
+            "--stamps",
+            "2",
+            "--tenants",
+            "20",
+            "--meters",
+            "5",
+            "--hours",
+            "6",
+            "--page-size",
+            "30",
+        ])
         .args(["--stages", "--repeat", "2", "--work-dir"])
         .arg(dir.path())
         .arg("--json-out")
@@ -21,7 +33,11 @@ fn a_small_workload_is_collected_exactly_as_the_simulator_serves_it() {
         .output()
         .expect("azs-usage-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "azs-usage-bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "azs-usage-bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Then every run stored exactly the ground truth, and each stage alone handled the same rows
     let line = std::fs::read_to_string(&json_out).expect("the JSON line was written");
