@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves the speed of azs-usage with one command (see tests/bench/README.md):
-#   scripts/bench.sh                 # every run, 3 times each: standard, stamps, fan-out, windows
+#   scripts/bench.sh                 # every run, 3 times each: standard, stamps, fan-out, windows, mapped
 #   scripts/bench.sh --repeat 5 standard
 #   scripts/bench.sh --repeat 1 stamps fan-out
 # Builds azs-usage-bench in release, prints the machine's load (figures taken while `uptime` shows a
@@ -18,8 +18,8 @@ while [ $# -gt 0 ]; do
     --repeat) repeat="$2"; shift 2 ;;
     --repeat=*) repeat="${1#--repeat=}"; shift ;;
     -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    standard|stamps|fan-out|windows|all) runs+=("$1"); shift ;;
-    *) echo "unknown argument: $1 (runs: standard stamps fan-out windows all)" >&2; exit 2 ;;
+    standard|stamps|fan-out|windows|mapped|all) runs+=("$1"); shift ;;
+    *) echo "unknown argument: $1 (runs: standard stamps fan-out windows mapped all)" >&2; exit 2 ;;
   esac
 done
 [ ${#runs[@]} -gt 0 ] || runs=(all)

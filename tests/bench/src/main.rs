@@ -2,7 +2,7 @@
 //! `sim`, `collect`, `pull` and `write` are the child processes a measurement starts.
 //!
 //! ```text
-//! azs-usage-bench [--repeat N] standard|stamps|fan-out|windows|all
+//! azs-usage-bench [--repeat N] standard|stamps|fan-out|windows|mapped|all
 //! azs-usage-bench [--repeat N] run --stamps 2 --tenants 20 --meters 5 --hours 6 [--stages]
 //! ```
 //! See `scripts/bench.sh` and `tests/bench/README.md`.
@@ -49,6 +49,8 @@ enum Command {
     FanOut,
     /// One stamp over 24 and over 168 reported hours: peak memory must stay flat.
     Windows,
+    /// The standard workload with every tenant subscription mapped first (the steady state).
+    Mapped,
     /// All of the above.
     All,
     /// Any workload.
@@ -132,6 +134,9 @@ async fn main() -> anyhow::Result<()> {
             let v = scenarios::windows_verdicts(&s);
             (s, v)
         }
+        Command::Mapped => {
+            (scenarios::repeated(scenarios::mapped_cases(), args.repeat, &options).await?, vec![])
+        }
         Command::All => {
             let mut s = scenarios::repeated(scenarios::standard_cases(), args.repeat, &options).await?;
             let mut v: Vec<Verdict> = s.iter().flat_map(scenarios::standard_verdicts).collect();
@@ -142,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             let windows = scenarios::repeated(scenarios::windows_cases(), args.repeat, &options).await?;
             v.extend(scenarios::windows_verdicts(&windows));
             s.extend(windows);
+            s.extend(scenarios::repeated(scenarios::mapped_cases(), args.repeat, &options).await?);
             (s, v)
         }
         Command::Run { workload, stages } => {

@@ -5,7 +5,7 @@
 use crate::process::{Load, cpu_seconds, run_child};
 use crate::sim::{RowDigest, SimProcess, workload_args};
 use crate::stages::{CollectResult, Files, StageResult};
-use crate::workload::{Span, Workload};
+use crate::workload::{Span, Workload, billing_subscription};
 use anyhow::{Context, bail};
 use azs_app::wiring::Services;
 use azs_core::Secret;
@@ -63,6 +63,7 @@ impl Measurement {
     }
 }
 
+/// Measures `workload` once, in a fresh directory that is removed afterwards.
 pub async fn measure(workload: &Workload, options: &Options) -> anyhow::Result<Measurement> {
     let dir = match &options.work_dir {
         Some(parent) => tempfile::Builder::new().prefix("azs-bench-").tempdir_in(parent)?,
@@ -186,6 +187,9 @@ async fn register(
             .register(registration, true)
             .await
             .with_context(|| format!("registering simulated stamp {i}"))?;
+        for tenant in &stamp.tenant_subscriptions {
+            services.registrar.set_mapping(&view.stamp.id, tenant, &billing_subscription(tenant)).await?;
+        }
         ids.push(view.stamp.id);
     }
     Ok(ids)

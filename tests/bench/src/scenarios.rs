@@ -4,7 +4,8 @@
 //! - `stamps`: 1, 4, 16 and 64 stamps at equal total rows;
 //! - `fan-out`: 16 stamps whose pages each take 250 ms more, concurrency 1 vs 16, and one stamp alone;
 //!   concurrency 16 within 1.5x of one stamp alone;
-//! - `windows`: one stamp over 24 and over 168 reported hours; peak RSS <= 64 MiB and flat.
+//! - `windows`: one stamp over 24 and over 168 reported hours; peak RSS <= 64 MiB and flat;
+//! - `mapped`: the standard workload with every tenant mapped first (reported, not judged).
 //!
 //! Runs of different workloads take turns (A B C A B C ...), so a change in the machine's load
 //! spreads over all of them instead of landing on one.
@@ -62,6 +63,12 @@ pub fn standard_cases() -> Vec<(String, Workload, bool)> {
     vec![("standard".into(), Workload::standard(), true)]
 }
 
+/// The standard workload with every tenant subscription mapped first: the steady state, where rows
+/// carry their billing subscription and skip the index of unmapped rows.
+pub fn mapped_cases() -> Vec<(String, Workload, bool)> {
+    vec![("standard-mapped".into(), Workload { mapped: true, ..Workload::standard() }, true)]
+}
+
 pub fn standard_verdicts(s: &Summary) -> Vec<Verdict> {
     let mut v = Vec::new();
     if let Some(rate) = s.stat("rowsPerSecond") {
@@ -116,6 +123,7 @@ pub fn fan_out_cases() -> Vec<(String, Workload, bool)> {
         page_delay_ms: 250,
         concurrency: 16,
         seed: 42,
+        mapped: false,
     };
     vec![
         ("fan-out-alone".into(), Workload { stamps: 1, concurrency: 1, ..slow.clone() }, false),

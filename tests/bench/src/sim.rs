@@ -29,6 +29,8 @@ pub struct SimStamp {
     pub tenant_id: String,
     pub application_id: String,
     pub secret: String,
+    /// Only for a mapped workload (empty otherwise).
+    pub tenant_subscriptions: Vec<String>,
 }
 
 /// The rows a stamp serves for a span: how many, and the sum of their fingerprints (equal sums over
@@ -101,6 +103,7 @@ pub async fn serve(workload: &Workload) -> anyhow::Result<()> {
                 tenant_id: s.tenant_id(),
                 application_id: s.application_id(),
                 secret: stamp_secret(workload.seed, i),
+                tenant_subscriptions: if workload.mapped { s.tenant_subscriptions() } else { Vec::new() },
             })
             .collect(),
     };
@@ -184,5 +187,6 @@ pub fn workload_args(w: &Workload) -> Vec<String> {
     ]
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .chain(w.mapped.then(|| "--mapped".to_owned()))
     .collect()
 }

@@ -9,15 +9,16 @@
 use crate::process::{cpu_seconds, own_peak_rss_kib};
 use crate::sim::{start_in_process, usage_row};
 use crate::timing::{StageTime, TimedSource, TimedStore, Timeline};
-use crate::workload::{Span, Workload, settle_delay_until};
+use crate::workload::{Span, Workload, billing_subscription, settle_delay_until};
 use anyhow::{Context, bail};
 use azs_app::config::AppConfig;
 use azs_app::wiring::Services;
 use azs_azure_stack::{AzureStackClient, ClientSettings};
+use azs_core::SubscriptionMapping;
 use azs_core::collect::{RunRequest, Silent};
 use azs_core::ports::{
-    LeaseStore, SecretStore, StampRegistry, StampSession, Store, UsageLedger, UsageSource, WindowCommit,
-    WindowWrite,
+    LeaseStore, MappingStore, SecretStore, StampRegistry, StampSession, Store, UsageLedger, UsageSource,
+    WindowCommit, WindowWrite,
 };
 use azs_core::stamp::{Credential, Stamp, StampConnection, StampId, UsageQueryMode};
 use azs_core::window::ReportedWindow;
@@ -213,6 +214,18 @@ pub async fn write_only(workload: &Workload, db: &Path) -> anyhow::Result<StageR
             created_at: Utc::now(),
         };
         store.insert_stamp(&stamp).await?;
+        if workload.mapped {
+            for tenant in handle.tenant_subscriptions() {
+                store
+                    .set_mapping(&SubscriptionMapping {
+                        stamp_id: stamp.id.clone(),
+                        billing_subscription_id: billing_subscription(&tenant),
+                        external_subscription_id: tenant,
+                        updated_at: Utc::now(),
+                    })
+                    .await?;
+            }
+        }
         if !store.try_acquire(&stamp.id, owner, std::time::Duration::from_secs(3600)).await? {
             bail!("the fresh database's lease is taken");
         }

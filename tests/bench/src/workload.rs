@@ -34,6 +34,11 @@ pub struct Workload {
     /// Seed of every generated id and quantity.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Map every tenant subscription to a billing subscription before collecting (the steady state);
+    /// without it every row is written unmapped, as on a fresh installation.
+    #[arg(long)]
+    #[serde(default)]
+    pub mapped: bool,
 }
 
 impl Workload {
@@ -49,6 +54,7 @@ impl Workload {
             page_delay_ms: 0,
             concurrency: 8,
             seed: 42,
+            mapped: false,
         }
     }
 
@@ -70,14 +76,15 @@ impl Workload {
             String::new()
         };
         format!(
-            "{} stamps x {} tenants x {} meters x {} h = {} rows, pages of {}{delay}, concurrency {}",
+            "{} stamps x {} tenants x {} meters x {} h = {} rows, pages of {}{delay}, concurrency {}{}",
             self.stamps,
             self.tenants,
             self.meters,
             self.hours,
             self.rows(),
             self.page_size,
-            self.concurrency
+            self.concurrency,
+            if self.mapped { ", all tenants mapped" } else { "" }
         )
     }
 
@@ -99,6 +106,11 @@ impl Workload {
             })
             .collect()
     }
+}
+
+/// The billing subscription a mapped workload maps tenant subscription `tenant` to.
+pub fn billing_subscription(tenant: &str) -> String {
+    format!("billing-{tenant}")
 }
 
 /// The client secret simulated stamp `index` accepts.
