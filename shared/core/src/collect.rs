@@ -167,26 +167,51 @@ impl Collector {
 
         let permits = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
+        // Which stamp each task collects, so that a task that panicked still gets a (failed) summary.
+        let mut spawned = std::collections::HashMap::new();
         for (index, stamp) in stamps.into_iter().enumerate() {
+            let who = (index, stamp.id.clone(), stamp.name.clone());
             let this = self.clone();
             let permits = permits.clone();
             let progress = progress.clone();
             let span = info_span!("stamp", stamp_id = %stamp.id, stamp_name = %stamp.name);
-            tasks.spawn(
+            let handle = tasks.spawn(
                 async move {
                     let _permit = permits.acquire_owned().await.expect("semaphore never closes");
                     (index, this.collect_stamp(&stamp, request.deadline, progress.as_ref()).await)
                 }
                 .instrument(span),
             );
+            spawned.insert(handle.id(), who);
         }
         let mut results = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(r) => results.push(r),
-                // A panic in one stamp's task must not take the others down; it is reported below as
-                // a missing summary would hide it, so re-raise only after the others finished.
-                Err(e) => warn!(error = %e, "a stamp task ended abnormally"),
+                // A panic in one stamp's task must not take the others down, nor vanish from the
+                // summary: the stamp is reported failed, so the invocation fails and alarms fire.
+                Err(e) => {
+                    warn!(error = %e, "a stamp task ended abnormally");
+                    if let Some((index, stamp_id, name)) = spawned.remove(&e.id()) {
+                        let error =
+                            Some(format!("stamp {stamp_id}: the collection task ended abnormally: {e}"));
+                        results.push((
+                            index,
+                            StampSummary {
+                                stamp_id,
+                                name,
+                                outcome: RunOutcome::Failed,
+                                windows_planned: 0,
+                                windows_committed: 0,
+                                rows_written: 0,
+                                duplicates: 0,
+                                unmapped_rows: 0,
+                                watermark: None,
+                                error,
+                            },
+                        ));
+                    }
+                }
             }
         }
         results.sort_by_key(|(i, _)| *i);
