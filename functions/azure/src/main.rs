@@ -6,8 +6,11 @@ use azs_app::telemetry::{self, Target};
 use azs_azure_functions::{PORT_VAR, app, lazy::LazyServices};
 use std::sync::Arc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    azs_process::runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let port: u16 = std::env::var(PORT_VAR)
         .map_err(|_| anyhow::anyhow!("{PORT_VAR} is not set: the Functions host sets it"))?
         .parse()

@@ -7,8 +7,11 @@ use azs_collect_usage::lambda::handle;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    azs_process::runtime()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Error> {
     let config = AppConfig::from_env()?;
     telemetry::init(&config, Target::Function);
     // Built once per sandbox (the cold start) and reused by every invocation it serves.

@@ -10,8 +10,11 @@ use azs_app::wiring::Services;
 use lambda_http::{Error, RequestExt};
 use tracing::{Instrument, info_span};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    azs_process::runtime()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Error> {
     let config = AppConfig::from_env()?;
     telemetry::init(&config, Target::Function);
     // Built once per sandbox (the cold start) and reused by every request it serves.

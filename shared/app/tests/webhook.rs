@@ -663,7 +663,7 @@ async fn stamp_with_unmapped_usage(app: &Harness) -> String {
             window,
             lease_owner: "test",
             write: WindowWrite::Advance,
-            rows: &rows,
+            rows: rows.to_vec(),
         })
         .await
         .unwrap();

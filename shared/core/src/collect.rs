@@ -388,7 +388,7 @@ impl Collector {
                 window,
                 lease_owner: &self.settings.owner,
                 write,
-                rows: &rows,
+                rows,
             })
             .await?;
         info!(

@@ -78,7 +78,9 @@ pub struct WindowCommit<'a> {
     /// The lease owner that pulled these rows; a commit by anyone else is fenced off.
     pub lease_owner: &'a str,
     pub write: WindowWrite,
-    pub rows: &'a [UsageRow],
+    /// Handed over, not lent: a store that writes on another thread takes the rows along instead of
+    /// copying the window, which would hold it twice at the collector's peak.
+    pub rows: Vec<UsageRow>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -69,7 +69,7 @@ async fn main() {
                 window,
                 lease_owner: owner,
                 write: WindowWrite::Advance,
-                rows: &rows,
+                rows,
             })
             .await
             .expect("the window commits");
@@ -78,7 +78,7 @@ async fn main() {
         committing += took;
         slowest = slowest.max(took);
         written += receipt.rows_written;
-        assert_eq!(receipt.rows_written, rows.len() as u64, "synthetic rows are all distinct");
+        assert_eq!(receipt.rows_written, per_window as u64, "synthetic rows are all distinct");
     }
 
     let bytes: u64 = ["", "-wal"]

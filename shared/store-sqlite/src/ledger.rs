@@ -23,15 +23,15 @@ const EXPORT_BATCH: usize = 512;
 impl UsageLedger for SqliteStore {
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
         // Windows take their turn here rather than on the writer connection's lock, so stamps queueing
-        // to write park no blocking threads and hold no copies of their rows meanwhile.
+        // to write park no blocking threads meanwhile.
         let _turn = self.commit_turn.lock().await;
-        // The blocking pool needs owned data: one copy of the window's rows.
+        // The blocking pool needs owned data; the rows move along, only the names are copied.
         let commit = OwnedCommit {
             stamp: commit.stamp.clone(),
             window: commit.window,
             lease_owner: commit.lease_owner.to_owned(),
             write: commit.write,
-            rows: commit.rows.to_vec(),
+            rows: commit.rows,
         };
         self.run(move |db| db.write(|conn| commit_window(conn, &commit))).await
     }

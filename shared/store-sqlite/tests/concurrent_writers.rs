@@ -114,7 +114,7 @@ async fn collect_until_done(store: SqliteStore, owner: String) -> RunReport {
                     window,
                     lease_owner: &owner,
                     write: WindowWrite::Advance,
-                    rows: &rows,
+                    rows: rows.to_vec(),
                 };
                 match store.commit_window(commit).await {
                     Ok(receipt) => {

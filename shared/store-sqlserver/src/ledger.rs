@@ -67,10 +67,10 @@ impl UsageLedger for SqlServerStore {
 
 /// The window's distinct rows (first of each key) with their quantities in column form. A quantity
 /// the column cannot hold exactly refuses the whole window, naming where it came from.
-fn checked_rows<'a>(commit: &WindowCommit<'a>) -> Result<Vec<(&'a UsageRow, Quantity)>, StoreError> {
+fn checked_rows<'c>(commit: &'c WindowCommit<'_>) -> Result<Vec<(&'c UsageRow, Quantity)>, StoreError> {
     let mut seen = HashSet::with_capacity(commit.rows.len());
     let mut rows = Vec::with_capacity(commit.rows.len());
-    for row in commit.rows {
+    for row in &commit.rows {
         let quantity = Quantity::new(row.quantity).map_err(|e| {
             StoreError::Other(format!(
                 "stamp {} window {}: {e} (meter {}, subscription {}, usage from {}); the window was not \

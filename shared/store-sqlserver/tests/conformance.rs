@@ -77,7 +77,7 @@ async fn quantities_the_column_cannot_hold_are_refused_naming_stamp_and_window(
             window,
             lease_owner: fixtures::RUN,
             write: WindowWrite::Advance,
-            rows: &rows,
+            rows: rows.to_vec(),
         })
         .await;
     match refused {

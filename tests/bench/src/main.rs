@@ -99,8 +99,12 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Every process of a measurement (simulator, collector, stages) starts like the entry points do.
+fn main() -> anyhow::Result<()> {
+    azs_process::runtime()?.block_on(measure())
+}
+
+async fn measure() -> anyhow::Result<()> {
     let args = Args::parse();
     let options = Options {
         stages: false,

@@ -238,6 +238,7 @@ pub async fn write_only(workload: &Workload, db: &Path) -> anyhow::Result<StageR
         for (id, handle) in &stamps {
             let batch: Vec<_> =
                 handle.ground_truth(window.start, window.end).into_iter().map(usage_row).collect();
+            let expected = batch.len() as u64;
             let began = Instant::now();
             let receipt = store
                 .commit_window(WindowCommit {
@@ -245,12 +246,12 @@ pub async fn write_only(workload: &Workload, db: &Path) -> anyhow::Result<StageR
                     window,
                     lease_owner: owner,
                     write: WindowWrite::Advance,
-                    rows: &batch,
+                    rows: batch,
                 })
                 .await?;
             committing += began.elapsed();
-            if receipt.rows_written != batch.len() as u64 {
-                bail!("window {window}: {} of {} rows written", receipt.rows_written, batch.len());
+            if receipt.rows_written != expected {
+                bail!("window {window}: {} of {expected} rows written", receipt.rows_written);
             }
             rows += receipt.rows_written;
         }
