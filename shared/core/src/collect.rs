@@ -193,29 +193,47 @@ impl Collector {
                 Err(e) => {
                     warn!(error = %e, "a stamp task ended abnormally");
                     if let Some((index, stamp_id, name)) = spawned.remove(&e.id()) {
-                        let error =
-                            Some(format!("stamp {stamp_id}: the collection task ended abnormally: {e}"));
-                        results.push((
-                            index,
-                            StampSummary {
-                                stamp_id,
-                                name,
-                                outcome: RunOutcome::Failed,
-                                windows_planned: 0,
-                                windows_committed: 0,
-                                rows_written: 0,
-                                duplicates: 0,
-                                unmapped_rows: 0,
-                                watermark: None,
-                                error,
-                            },
-                        ));
+                        let error = format!("stamp {stamp_id}: the collection task ended abnormally: {e}");
+                        results.push((index, self.record_abnormal_end(stamp_id, name, error).await));
                     }
                 }
             }
         }
         results.sort_by_key(|(i, _)| *i);
         Ok(RunSummary { stamps: results.into_iter().map(|(_, s)| s).collect() })
+    }
+
+    /// What is left to do for a stamp whose task panicked: its status says the run failed and why
+    /// (instead of "running" until the next run), and its lease is freed for the next run instead of
+    /// blocking the stamp until it expires. Committed windows stay committed; the watermark says where
+    /// the next run resumes. The task's counts died with it, so the status records none.
+    async fn record_abnormal_end(&self, stamp_id: StampId, name: String, error: String) -> StampSummary {
+        let record = RunRecord {
+            outcome: RunOutcome::Failed,
+            finished: Utc::now(),
+            rows_written: 0,
+            unmapped_rows: 0,
+            last_error: Some(error.clone()),
+        };
+        if let Err(e) = self.store.record_run_finished(&stamp_id, &record).await {
+            warn!(stamp_id = %stamp_id, error = %e, "could not record the run's status");
+        }
+        if let Err(e) = self.store.release(&stamp_id, &self.settings.owner).await {
+            warn!(stamp_id = %stamp_id, error = %e, "could not release the lease");
+        }
+        let watermark = self.store.get_status(&stamp_id).await.ok().flatten().map(|s| s.watermark);
+        StampSummary {
+            stamp_id,
+            name,
+            outcome: RunOutcome::Failed,
+            windows_planned: 0,
+            windows_committed: 0,
+            rows_written: 0,
+            duplicates: 0,
+            unmapped_rows: 0,
+            watermark,
+            error: Some(error),
+        }
     }
 
     /// Collects one stamp from its watermark; never returns an error: failures go into the summary and
