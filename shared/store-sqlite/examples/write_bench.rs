@@ -5,7 +5,7 @@
 //! cargo run --release -p azs-store-sqlite --example write_bench [-- WINDOWS ROWS_PER_WINDOW]
 //! ```
 //!
-//! Defaults: 96 windows of 10,000 rows. Times only `commit_window` (copying the rows to the blocking
+//! Defaults: 96 windows of 10,000 rows. Times only `commit_window` (handing the rows to the blocking
 //! pool, keying, mapping, inserting, moving the watermark, committing), not generating the rows.
 
 use azs_core::SubscriptionMapping;

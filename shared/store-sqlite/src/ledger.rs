@@ -106,9 +106,13 @@ struct OwnedCommit {
 
 const INSERT_ROW: &str = "INSERT INTO usage_rows (stamp_no, reported_start, reported_end, row_key,
         subscription_id, subscription_key, billing_subscription_id, meter_id, usage_start, usage_end,
-        quantity, resource_uri, location, tags, additional_info)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+        quantity, resource_uri, location, tags, additional_info, tenant_no)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
     ON CONFLICT (stamp_no, reported_start, row_key) DO NOTHING";
+
+const TENANT_NO: &str = "SELECT tenant_no FROM tenant_numbers WHERE stamp_no = ?1 AND subscription_key = ?2";
+const NEW_TENANT_NO: &str =
+    "INSERT INTO tenant_numbers (stamp_no, subscription_key) VALUES (?1, ?2) RETURNING tenant_no";
 
 pub(crate) const DELETE_WINDOW: &str =
     "DELETE FROM usage_rows WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3";
@@ -181,20 +185,25 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
         )?
         .query_map([c.stamp.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    // A window has a handful of tenant subscriptions: normalise and look each up once.
-    let mut subscriptions: HashMap<&str, (String, Option<&str>)> = HashMap::new();
+    // A window has far fewer tenant subscriptions than rows: normalise, map and number each once.
+    let mut subscriptions: HashMap<&str, Tenant<'_>> = HashMap::new();
 
     let (start, end) = (secs(c.window.start), secs(c.window.end));
     let mut insert = tx.prepare_cached(INSERT_ROW)?;
     let mut quantity = String::with_capacity(32);
     let mut receipt = CommitReceipt::default();
     for row in &c.rows {
-        let (subscription_key, billing) =
-            &*subscriptions.entry(row.subscription_id.as_str()).or_insert_with(|| {
-                let key = normalize_subscription_id(&row.subscription_id);
-                let billing = mappings.get(&key).map(String::as_str);
-                (key, billing)
-            });
+        if !subscriptions.contains_key(row.subscription_id.as_str()) {
+            let key = normalize_subscription_id(&row.subscription_id);
+            let tenant = Tenant {
+                number: tenant_no(tx, stamp_no, &key)?,
+                billing: mappings.get(&key).map(String::as_str),
+                key,
+            };
+            subscriptions.insert(row.subscription_id.as_str(), tenant);
+        }
+        let Tenant { key: subscription_key, billing, number: tenant_no } =
+            &subscriptions[row.subscription_id.as_str()];
         quantity.clear();
         write!(quantity, "{}", row.quantity).expect("writing to a String cannot fail");
         let inserted = insert.execute((
@@ -213,6 +222,7 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
             row.location.as_str(),
             row.tags.as_deref(),
             row.additional_info.as_deref(),
+            *tenant_no,
         ))?;
         if inserted == 1 {
             receipt.rows_written += 1;
@@ -224,6 +234,24 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
         }
     }
     Ok(receipt)
+}
+
+/// A tenant subscription as a window's rows carry it.
+struct Tenant<'m> {
+    /// Normalised: what mappings join on.
+    key: String,
+    /// The number that keys the index of unmapped rows (see migration 0002).
+    number: i64,
+    billing: Option<&'m str>,
+}
+
+/// The tenant's number on this stamp, numbered on first sight (inside the window's write transaction,
+/// so two writers cannot number one tenant twice).
+fn tenant_no(tx: &Connection, stamp_no: i64, key: &str) -> rusqlite::Result<i64> {
+    if let Some(no) = tx.prepare_cached(TENANT_NO)?.query_row((stamp_no, key), |r| r.get(0)).optional()? {
+        return Ok(no);
+    }
+    tx.prepare_cached(NEW_TENANT_NO)?.query_row((stamp_no, key), |r| r.get(0))
 }
 
 pub(crate) const EXPORT_STAMP_ROWS: &str =

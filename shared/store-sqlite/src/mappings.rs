@@ -14,13 +14,15 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 /// `billing_subscription_id IS NULL` lets both read the partial index `usage_rows_unmapped` only.
 pub(crate) const BACK_FILL: &str = "UPDATE usage_rows SET billing_subscription_id = ?3
-    WHERE stamp_no = ?1 AND subscription_key = ?2 AND billing_subscription_id IS NULL";
+    WHERE tenant_no = (SELECT tenant_no FROM tenant_numbers WHERE stamp_no = ?1 AND subscription_key = ?2)
+        AND billing_subscription_id IS NULL";
 pub(crate) const UNMAPPED: &str =
-    "SELECT s.id, u.subscription_key, count(*), min(u.usage_start), max(u.usage_end)
-    FROM stamps s JOIN usage_rows u ON u.stamp_no = s.stamp_no
+    "SELECT s.id, t.subscription_key, count(*), min(u.usage_start), max(u.usage_end)
+    FROM stamps s JOIN tenant_numbers t ON t.stamp_no = s.stamp_no
+        JOIN usage_rows u ON u.tenant_no = t.tenant_no
     WHERE u.billing_subscription_id IS NULL AND (?1 IS NULL OR s.id = ?1)
-    GROUP BY s.id, u.subscription_key
-    ORDER BY s.id, u.subscription_key";
+    GROUP BY s.id, t.subscription_key
+    ORDER BY s.id, t.subscription_key";
 
 #[async_trait]
 impl MappingStore for SqliteStore {

@@ -99,3 +99,82 @@ fn a_database_migrated_by_a_newer_build_is_refused() {
         Ok(_) => panic!("a newer schema must not be opened"),
     }
 }
+
+/// Undoes migration 0002 by hand, leaving the file exactly as a build at version 1 wrote it.
+fn back_to_version_1(path: &std::path::Path) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "BEGIN;
+             DROP INDEX usage_rows_unmapped;
+             ALTER TABLE usage_rows DROP COLUMN tenant_no;
+             DROP TABLE tenant_numbers;
+             CREATE INDEX usage_rows_unmapped ON usage_rows (stamp_no, subscription_key)
+                 WHERE billing_subscription_id IS NULL;
+             DELETE FROM schema_migrations WHERE version > 1;
+             COMMIT;",
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_version_1_file_with_unmapped_rows_keeps_listing_and_back_filling_them_after_migrating() {
+    use azs_core::SubscriptionMapping;
+    use azs_core::ports::{MappingStore, WindowWrite};
+    use azs_store_conformance::fixtures::{self, TENANT_A, TENANT_B};
+
+    // Given a version-1 file holding two stamps' rows: tenant A mapped on the first, B unmapped on both
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let (first, second) = (
+        fixtures::registered_and_leased(&store, "first").await,
+        fixtures::registered_and_leased(&store, "second").await,
+    );
+    let mapping = |stamp: &Stamp, tenant: &str, billing: &str| SubscriptionMapping {
+        stamp_id: stamp.id.clone(),
+        external_subscription_id: tenant.into(),
+        billing_subscription_id: billing.into(),
+        updated_at: chrono::Utc::now(),
+    };
+    store.set_mapping(&mapping(&first, TENANT_A, "billing-a")).await.unwrap();
+    for stamp in [&first, &second] {
+        let hour = fixtures::COLLECT_FROM;
+        let rows = vec![
+            fixtures::vm_usage(TENANT_A, "web-01", hour, "1"),
+            fixtures::vm_usage(TENANT_B, "db-01", hour, "2"),
+            fixtures::vm_usage(&TENANT_B.to_uppercase(), "db-02", hour, "3"),
+        ];
+        fixtures::advance(&store, &stamp.id, fixtures::hour(hour), &rows).await;
+    }
+    let unmapped_before = store.unmapped(None).await.unwrap();
+    drop(store);
+    back_to_version_1(&path);
+
+    // When this build opens it
+    let store = SqliteStore::open(&path).unwrap();
+
+    // Then the same subscriptions are listed unmapped, with the same counts and times
+    assert_eq!(store.schema_version().await.unwrap(), LATEST_VERSION);
+    assert_eq!(store.unmapped(None).await.unwrap(), unmapped_before);
+    let b_on_first: Vec<_> = unmapped_before.iter().filter(|u| u.stamp_id == first.id).collect();
+    assert_eq!(b_on_first.len(), 1);
+    assert_eq!(b_on_first[0].rows, 2, "both casings of B are one subscription");
+
+    // And a new mapping back-fills exactly that stamp's rows of the subscription
+    assert_eq!(store.set_mapping(&mapping(&first, TENANT_B, "billing-b")).await.unwrap(), 2);
+    let left = store.unmapped(None).await.unwrap();
+    assert_eq!(left.len(), 2, "A and B on the second stamp: {left:?}");
+    assert!(left.iter().all(|u| u.stamp_id == second.id));
+    let rows = fixtures::rows_of(&store, &first.id).await;
+    assert!(rows.iter().all(|r| r.billing_subscription_id.is_some()), "{rows:?}");
+
+    // And rows written after the migration join the numbering of the migrated ones
+    let next = fixtures::hour("2026-11-01T01:00:00Z");
+    let late = vec![fixtures::vm_usage(TENANT_B, "db-03", "2026-11-01T01:00:00Z", "4")];
+    let receipt =
+        fixtures::commit(&store, &second.id, next, fixtures::RUN, WindowWrite::Advance, &late).await.unwrap();
+    assert_eq!(receipt.unmapped_rows, 1);
+    let b_on_second = store.unmapped(Some(&second.id)).await.unwrap();
+    assert_eq!(b_on_second.iter().find(|u| u.external_subscription_id == TENANT_B).unwrap().rows, 3);
+}
