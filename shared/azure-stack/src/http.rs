@@ -198,12 +198,28 @@ impl StampHttp {
         read: impl Fn(&[u8]) -> Result<T, Unreadable>,
         retries: &mut u64,
     ) -> Result<T, HttpFailure> {
+        self.call_reusing(stage, what, build, read, retries, &mut Vec::new()).await
+    }
+
+    /// [`call`](Self::call), reading the answer into `body` (cleared first). Callers that fetch page
+    /// after page pass the same buffer: a usage page is about 600 KB, and a fresh buffer per page is
+    /// fresh memory from the kernel each time (the process maps allocations over 128 KiB on their own;
+    /// see azs-process), which cost the collector 15 % more CPU in page faults.
+    pub async fn call_reusing<T>(
+        &self,
+        stage: PullStage,
+        what: &'static str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        read: impl Fn(&[u8]) -> Result<T, Unreadable>,
+        retries: &mut u64,
+        body: &mut Vec<u8>,
+    ) -> Result<T, HttpFailure> {
         let policy = self.settings.retry;
         let max_attempts = policy.max_attempts.max(1);
         let mut attempt = 1;
         loop {
             let last = attempt >= max_attempts;
-            let (failure, retry_after) = match self.attempt(what, &build, &read).await {
+            let (failure, retry_after) = match self.attempt(what, &build, &read, body).await {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Final(failure)) => return Err(failure),
                 Err(Attempt::Retryable(failure, retry_after)) => (failure, retry_after),
@@ -228,6 +244,7 @@ impl StampHttp {
         what: &'static str,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         read: &impl Fn(&[u8]) -> Result<T, Unreadable>,
+        body: &mut Vec<u8>,
     ) -> Result<T, Attempt> {
         let response = build(&self.client).send().await.map_err(|e| transport_failure(what, &e))?;
         let status = response.status().as_u16();
@@ -236,15 +253,15 @@ impl StampHttp {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, Utc::now()));
-        let body = self.read_body(what, response).await?;
+        self.read_body(what, response, body).await?;
         debug!(call = what, status, bytes = body.len(), "answer");
         if (200..300).contains(&status) {
-            return read(&body).map_err(|u| {
+            return read(body).map_err(|u| {
                 let failure = HttpFailure::Unreadable { what, message: u.message, exhausted: false };
                 if u.retryable { Attempt::Retryable(failure, None) } else { Attempt::Final(failure) }
             });
         }
-        let failure = HttpFailure::Status { what, status, upstream: upstream_error(&body), exhausted: false };
+        let failure = HttpFailure::Status { what, status, upstream: upstream_error(body), exhausted: false };
         if retryable_status(status) {
             Err(Attempt::Retryable(failure, retry_after))
         } else {
@@ -252,15 +269,17 @@ impl StampHttp {
         }
     }
 
-    /// The whole body, refusing more than `max_body_bytes`. A connection dropped half-way is a
-    /// retryable transport failure.
+    /// The whole body into `body`, refusing more than `max_body_bytes`. A connection dropped half-way
+    /// is a retryable transport failure.
     async fn read_body(
         &self,
         what: &'static str,
         mut response: reqwest::Response,
-    ) -> Result<Vec<u8>, Attempt> {
+        body: &mut Vec<u8>,
+    ) -> Result<(), Attempt> {
         let limit = self.settings.max_body_bytes;
-        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(limit as u64) as usize);
+        body.clear();
+        body.reserve(response.content_length().unwrap_or(0).min(limit as u64) as usize);
         while let Some(chunk) = response.chunk().await.map_err(|e| transport_failure(what, &e))? {
             if body.len() + chunk.len() > limit {
                 return Err(Attempt::Final(HttpFailure::Unreadable {
@@ -271,7 +290,7 @@ impl StampHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok(())
     }
 }
 

@@ -98,8 +98,9 @@ impl AzureStackSession {
         let first = usage_url(&self.admin_arm_endpoint, &self.admin_subscription_id, window, subscriber)
             .map_err(|e| configuration(format!("adminArmEndpoint does not make a usage URL: {e}")))?;
         let mut next = Some(first);
+        let mut body = Vec::new();
         while let Some(url) = next.take() {
-            let page = self.get(&url, "usage page", read_usage_page, &mut summary.retries).await?;
+            let page = self.get(&url, "usage page", read_usage_page, &mut summary.retries, &mut body).await?;
             summary.pages += 1;
             summary.rows += page.rows.len() as u64;
             debug!(page = summary.pages, rows = page.rows.len(), more = page.next_link.is_some(), "page");
@@ -119,8 +120,10 @@ impl AzureStackSession {
             .map_err(|e| configuration(format!("adminArmEndpoint does not make a subscriptions URL: {e}")))?;
         let mut ids = Vec::new();
         let mut next = Some(first);
+        let mut body = Vec::new();
         while let Some(url) = next.take() {
-            let page = self.get(&url, "tenant subscriptions", read_subscription_page, retries).await?;
+            let page =
+                self.get(&url, "tenant subscriptions", read_subscription_page, retries, &mut body).await?;
             ids.extend(page.subscription_ids);
             if let Some(link) = page.next_link {
                 next = Some(self.next_link(&url, &link)?);
@@ -151,13 +154,15 @@ impl AzureStackSession {
         Ok(url)
     }
 
-    /// GETs `url` with the stamp's token; on a 401, once, with a fresh token.
+    /// GETs `url` with the stamp's token, reading the answer into `body`; on a 401, once, with a fresh
+    /// token.
     async fn get<T>(
         &self,
         url: &Url,
         what: &'static str,
         read: impl Fn(&[u8]) -> Result<T, Unreadable>,
         retries: &mut u64,
+        body: &mut Vec<u8>,
     ) -> Result<T, PullError> {
         let mut refreshed = false;
         loop {
@@ -165,12 +170,13 @@ impl AzureStackSession {
             let bearer = token.access_token.expose();
             let answer = self
                 .http
-                .call(
+                .call_reusing(
                     PullStage::Usage,
                     what,
                     |client| client.get(url.clone()).bearer_auth(bearer),
                     &read,
                     retries,
+                    body,
                 )
                 .await;
             match answer {
