@@ -81,6 +81,24 @@ pub struct StampSummary {
     pub error: Option<String>,
 }
 
+impl StampSummary {
+    /// Before anything is done: failed until shown otherwise, so that a summary cut short says so.
+    fn starting(stamp_id: StampId, name: String) -> Self {
+        Self {
+            stamp_id,
+            name,
+            outcome: RunOutcome::Failed,
+            windows_planned: 0,
+            windows_committed: 0,
+            rows_written: 0,
+            duplicates: 0,
+            unmapped_rows: 0,
+            watermark: None,
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
@@ -222,18 +240,7 @@ impl Collector {
             warn!(stamp_id = %stamp_id, error = %e, "could not release the lease");
         }
         let watermark = self.store.get_status(&stamp_id).await.ok().flatten().map(|s| s.watermark);
-        StampSummary {
-            stamp_id,
-            name,
-            outcome: RunOutcome::Failed,
-            windows_planned: 0,
-            windows_committed: 0,
-            rows_written: 0,
-            duplicates: 0,
-            unmapped_rows: 0,
-            watermark,
-            error: Some(error),
-        }
+        StampSummary { watermark, error: Some(error), ..StampSummary::starting(stamp_id, name) }
     }
 
     /// Collects one stamp from its watermark; never returns an error: failures go into the summary and
@@ -244,18 +251,7 @@ impl Collector {
         deadline: Option<Instant>,
         progress: &dyn Progress,
     ) -> StampSummary {
-        let mut summary = StampSummary {
-            stamp_id: stamp.id.clone(),
-            name: stamp.name.clone(),
-            outcome: RunOutcome::Failed,
-            windows_planned: 0,
-            windows_committed: 0,
-            rows_written: 0,
-            duplicates: 0,
-            unmapped_rows: 0,
-            watermark: None,
-            error: None,
-        };
+        let mut summary = StampSummary::starting(stamp.id.clone(), stamp.name.clone());
         let owner = self.settings.owner.as_str();
         match self.store.try_acquire(&stamp.id, owner, self.settings.lease_ttl).await {
             Ok(true) => {}
@@ -475,16 +471,10 @@ impl Collector {
                 .map_err(|e| fail(Some(range), e.into()))?;
             let session = self.open_session(&stamp).await.map_err(|k| fail(Some(range), k))?;
             let mut summary = StampSummary {
-                stamp_id: stamp.id.clone(),
-                name: stamp.name.clone(),
                 outcome: RunOutcome::Succeeded,
                 windows_planned: range.hours() as usize,
-                windows_committed: 0,
-                rows_written: 0,
-                duplicates: 0,
-                unmapped_rows: 0,
                 watermark: Some(status.watermark),
-                error: None,
+                ..StampSummary::starting(stamp.id.clone(), stamp.name.clone())
             };
             let mut rows_hint = 0;
             for window in range.split_hours() {
