@@ -13,6 +13,7 @@ use azs_core::usage::{UsageRow, normalize_subscription_id};
 use azs_core::window::ReportedWindow;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -193,17 +194,18 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
     let mut quantity = String::with_capacity(32);
     let mut receipt = CommitReceipt::default();
     for row in &c.rows {
-        if !subscriptions.contains_key(row.subscription_id.as_str()) {
-            let key = normalize_subscription_id(&row.subscription_id);
-            let tenant = Tenant {
-                number: tenant_no(tx, stamp_no, &key)?,
-                billing: mappings.get(&key).map(String::as_str),
-                key,
-            };
-            subscriptions.insert(row.subscription_id.as_str(), tenant);
-        }
         let Tenant { key: subscription_key, billing, number: tenant_no } =
-            &subscriptions[row.subscription_id.as_str()];
+            match subscriptions.entry(row.subscription_id.as_str()) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => {
+                    let key = normalize_subscription_id(&row.subscription_id);
+                    new.insert(Tenant {
+                        number: tenant_no(tx, stamp_no, &key)?,
+                        billing: mappings.get(&key).map(String::as_str),
+                        key,
+                    })
+                }
+            };
         quantity.clear();
         write!(quantity, "{}", row.quantity).expect("writing to a String cannot fail");
         let inserted = insert.execute((
