@@ -9,8 +9,10 @@
 //! first large buffer is freed, raises its mmap threshold so that later window buffers also come from
 //! those arenas. Memory freed in one arena cannot serve another thread's next window, so the process
 //! holds several windows' worth of free pages: on the standard benchmark the collector peaked at
-//! 72 MiB with the defaults and at 55 MiB with the settings below (`scripts/bench.sh standard`), at
-//! the same speed. Lambda bills per MB and its smallest size is 128 MB.
+//! 72 MiB with the defaults and at 55 MiB with the settings below (`scripts/bench.sh standard`).
+//! Lambda bills per MB and its smallest size is 128 MB. The price is a page fault per 4 KiB each time
+//! a large buffer is mapped afresh, so code that fills large buffers repeatedly reuses them (the stamp
+//! client's page body, for one).
 //!
 //! - `M_ARENA_MAX = 2`: at most two arenas, so freed window memory is found again by the next window.
 //! - `M_MMAP_THRESHOLD = 128 KiB`: large buffers (window vectors, page bodies) are mapped and unmapped
