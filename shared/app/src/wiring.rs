@@ -87,7 +87,8 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
                 DatabaseAuth::ManagedIdentity => azs_store_sqlserver::Auth::ManagedIdentity,
             };
             let cfg = azs_store_sqlserver::SqlServerConfig::parse_with(&connection, auth)
-                .context("AZS_USAGE_DATABASE is not a usable SQL Server connection string")?;
+                .context("AZS_USAGE_DATABASE is not a usable SQL Server connection string")?
+                .with_concurrency(config.concurrency);
             Arc::new(
                 azs_store_sqlserver::SqlServerStore::connect(cfg)
                     .await

@@ -58,7 +58,10 @@ pub struct SqlServerConfig {
     pub retry: RetryPolicy,
 }
 
+/// The pool of a store built without [`SqlServerConfig::with_concurrency`] (tests, tools).
 pub const DEFAULT_POOL_SIZE: u32 = 4;
+/// Connections beyond the collection's fan-out: one for an export, one for everything else.
+pub const POOL_HEADROOM: u32 = 2;
 const APPLICATION_NAME: &str = "azs-usage";
 /// How long one round trip may wait for the server. tiberius's default (30 s, ADO.NET's) is too short
 /// for merging a large window on a small Azure SQL tier.
@@ -103,6 +106,14 @@ impl SqlServerConfig {
     pub fn with_pool_size(mut self, size: u32) -> Self {
         self.pool_size = size.max(1);
         self
+    }
+
+    /// Sizes the pool for a process that collects up to `concurrency` stamps at once: one connection
+    /// per stamp in flight, plus [`POOL_HEADROOM`] so an export (which holds one connection for its whole
+    /// run) and the webhook's or status calls never wait behind, or starve, the collection.
+    pub fn with_concurrency(self, concurrency: usize) -> Self {
+        let stamps = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        self.with_pool_size(stamps.saturating_add(POOL_HEADROOM))
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -167,21 +178,23 @@ fn from_ado(s: &str, requested: Auth) -> Result<Parsed, ConfigError> {
     if !pairs.contains_key("application name") && !pairs.contains_key("applicationname") {
         config.application_name(APPLICATION_NAME);
     }
-    config.command_timeout(Some(match command_timeout {
+    config.command_timeout(match command_timeout {
         Some(t) => seconds("Command Timeout", &t)?,
-        None => DEFAULT_COMMAND_TIMEOUT,
-    }));
+        None => Some(DEFAULT_COMMAND_TIMEOUT),
+    });
     if let Some(t) = timeout {
-        config.handshake_timeout(Some(seconds("Connect Timeout", &t)?));
+        config.handshake_timeout(seconds("Connect Timeout", &t)?);
     }
     Ok((config, auth, client_id))
 }
 
-/// A timeout setting: whole seconds, at least one.
-fn seconds(setting: &str, value: &str) -> Result<Duration, ConfigError> {
+/// A timeout setting in whole seconds; `0` means no limit, as in ADO.NET (`SqlCommand.CommandTimeout`,
+/// `SqlConnection.ConnectionTimeout`), where tiberius's `None` is "wait indefinitely".
+fn seconds(setting: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
     match value.trim().parse::<u64>() {
-        Ok(secs) => Ok(Duration::from_secs(secs.max(1))),
-        Err(_) => invalid(format!("{setting} {value:?} is not a number of seconds")),
+        Ok(0) => Ok(None),
+        Ok(secs) => Ok(Some(Duration::from_secs(secs))),
+        Err(_) => invalid(format!("{setting} {value:?} is not a whole number of seconds (0 = no limit)")),
     }
 }
 
@@ -328,7 +341,7 @@ fn from_url(s: &str, requested: Auth) -> Result<Parsed, ConfigError> {
     config.application_name(APPLICATION_NAME);
 
     let (mut auth_option, mut trust_all, mut trust_ca) = (None, false, None);
-    let mut command_timeout = DEFAULT_COMMAND_TIMEOUT;
+    let mut command_timeout = Some(DEFAULT_COMMAND_TIMEOUT);
     for (key, value) in url.query_pairs() {
         match key.to_ascii_lowercase().as_str() {
             "encrypt" => check_encrypt(Some(&value))?,
@@ -341,14 +354,14 @@ fn from_url(s: &str, requested: Auth) -> Result<Parsed, ConfigError> {
             "hostnameincertificate" => config.hostname_in_certificate(value.as_ref()),
             "applicationname" | "application_name" => config.application_name(value.as_ref()),
             "connecttimeout" | "connect_timeout" => {
-                config.handshake_timeout(Some(seconds("connectTimeout", &value)?))
+                config.handshake_timeout(seconds("connectTimeout", &value)?)
             }
             "commandtimeout" | "command_timeout" => command_timeout = seconds("commandTimeout", &value)?,
             "authentication" => auth_option = Some(value.to_ascii_lowercase().replace([' ', '-', '_'], "")),
             other => return invalid(format!("unknown URL option {other:?}")),
         }
     }
-    config.command_timeout(Some(command_timeout));
+    config.command_timeout(command_timeout);
     match (trust_all, trust_ca) {
         (true, Some(_)) => {
             return invalid("trustServerCertificate and trustServerCertificateCA exclude each other");
@@ -563,9 +576,44 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_timeout_means_no_limit_as_in_ado_net() {
+        let c = SqlServerConfig::parse("Server=h;User Id=u;Password=p;Command Timeout=0;Connect Timeout=0")
+            .unwrap();
+        assert_eq!(c.tiberius.get_command_timeout(), None);
+        assert_eq!(c.tiberius.get_handshake_timeout(), None);
+        let c = SqlServerConfig::parse("sqlserver://u:p@h/db?commandTimeout=0&connectTimeout=0").unwrap();
+        assert_eq!(c.tiberius.get_command_timeout(), None);
+        assert_eq!(c.tiberius.get_handshake_timeout(), None);
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds_and_default_to_five_minutes_per_round_trip() {
+        let c = SqlServerConfig::parse("Server=h;User Id=u;Password=p;Command Timeout=45;Connect Timeout=5")
+            .unwrap();
+        assert_eq!(c.tiberius.get_command_timeout(), Some(Duration::from_secs(45)));
+        assert_eq!(c.tiberius.get_handshake_timeout(), Some(Duration::from_secs(5)));
+        let c = SqlServerConfig::parse("Server=h;User Id=u;Password=p").unwrap();
+        assert_eq!(c.tiberius.get_command_timeout(), Some(DEFAULT_COMMAND_TIMEOUT));
+        for (s, setting) in [
+            ("Server=h;User Id=u;Password=p;Command Timeout=-1", "Command Timeout"),
+            ("Server=h;User Id=u;Password=p;Connect Timeout=1.5", "Connect Timeout"),
+            ("sqlserver://u:p@h/db?commandTimeout=soon", "commandTimeout"),
+        ] {
+            let e = SqlServerConfig::parse(s).unwrap_err().to_string();
+            assert!(e.contains(setting) && e.contains("0 = no limit"), "{s}: {e}");
+        }
+    }
+
+    #[test]
     fn pool_size_defaults_to_four_and_is_at_least_one() {
         let c = SqlServerConfig::parse("Server=h;User Id=u;Password=p").unwrap();
         assert_eq!(c.pool_size, 4);
-        assert_eq!(c.with_pool_size(0).pool_size, 1);
+        assert_eq!(c.clone().with_pool_size(0).pool_size, 1);
+        assert_eq!(
+            c.clone().with_concurrency(8).pool_size,
+            10,
+            "the default fan-out of 8, an export, one more"
+        );
+        assert_eq!(c.with_concurrency(1).pool_size, 3);
     }
 }

@@ -27,7 +27,9 @@ mod stamps;
 mod status;
 mod types;
 
-pub use config::{Auth, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_POOL_SIZE, SqlServerConfig};
+pub use config::{
+    Auth, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_POOL_SIZE, POOL_HEADROOM, SqlServerConfig,
+};
 pub use retry::RetryPolicy;
 pub use schema::{InvalidSchemaName, LATEST_VERSION, SchemaName};
 pub use session::AZURE_SQL_SCOPE;
@@ -59,7 +61,11 @@ impl SqlServerStore {
     /// before the first real use.
     pub fn lazy(config: SqlServerConfig) -> Result<Self, StoreError> {
         let connector = session::Connector::new(&config)?;
-        Ok(Self { pool: Pool::new(connector, config.pool_size), schema: config.schema, retry: config.retry })
+        Ok(Self {
+            pool: Pool::new(connector.into_open(), config.pool_size),
+            schema: config.schema,
+            retry: config.retry,
+        })
     }
 
     pub fn schema(&self) -> &SchemaName {

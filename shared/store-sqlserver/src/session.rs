@@ -9,6 +9,7 @@ use crate::{SchemaName, sql};
 use azs_core::ports::StoreError;
 use azure_core::credentials::TokenCredential;
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -92,11 +93,86 @@ fn describe(e: &tiberius::error::Error) -> String {
     }
 }
 
+/// What the pool must know about a session before lending it again. A session is reused only when its
+/// last request ran to completion, no transaction is open on it and nothing on it failed in a way that
+/// may have ended or desynchronised the server's session.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lifecycle {
+    /// A connection-level failure, or a server error after which the session may be dead (transient or
+    /// severe): the next request would fail or, worse, appear to succeed on a session the server killed.
+    broken: bool,
+    /// A request was sent and its future dropped before it finished (client disconnect, host cancel,
+    /// an aborted task, a `select!` that lost): its response, and its locks, may still be pending.
+    in_request: bool,
+    /// `BEGIN TRANSACTION` was sent and neither `COMMIT` nor `ROLLBACK` finished. Lending such a
+    /// session out would make the next caller's writes part of a transaction nobody commits: they report
+    /// success, hold locks, and are rolled back when the connection finally closes.
+    in_transaction: bool,
+}
+
+impl Lifecycle {
+    pub(crate) fn reusable(&self) -> bool {
+        !self.broken && !self.in_request && !self.in_transaction
+    }
+
+    /// Runs one request, noting it in flight until it returns: a request whose future is dropped stays
+    /// "in flight" for ever, which is how a cancelled call keeps its connection out of the pool.
+    pub(crate) async fn track<T>(
+        &mut self,
+        request: impl Future<Output = Result<T, tiberius::error::Error>>,
+    ) -> Result<T, Failure> {
+        self.in_request = true;
+        let result = request.await;
+        self.in_request = false;
+        result.map_err(|e| {
+            if discards_session(&e) {
+                self.broken = true;
+            }
+            Failure::Db(e)
+        })
+    }
+
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    fn reusable_but_for_the_transaction(&self) -> bool {
+        !self.broken && !self.in_request
+    }
+
+    fn began(&mut self) {
+        self.in_transaction = true;
+    }
+
+    fn ended(&mut self) {
+        self.in_transaction = false;
+    }
+}
+
+/// Whether a failed request leaves its session unfit for reuse: the connection itself failed, or the
+/// server answered with a transient error (Azure SQL ends the session on 40613, 40197, 10928, ...) or a
+/// severity of 20 or more ("fatal": the server closes the connection).
+pub(crate) fn discards_session(e: &tiberius::error::Error) -> bool {
+    let class = match e {
+        tiberius::error::Error::Server(t) => Some(t.class()),
+        _ => None,
+    };
+    breaks_connection(e) || discards_after_server_error(e.code(), class)
+}
+
+/// [`discards_session`] for a server error, by number and severity.
+pub(crate) fn discards_after_server_error(code: Option<u32>, class: Option<u8>) -> bool {
+    /// Severity 20-25: "fatal errors", the server terminates the connection.
+    const FATAL_SEVERITY: u8 = 20;
+    code.is_some_and(|c| crate::retry::TRANSIENT_ERRORS.contains(&c))
+        || class.is_some_and(|c| c >= FATAL_SEVERITY)
+}
+
 /// One connection, as the store uses it.
 pub(crate) struct Session {
     client: Connection,
     schema: SchemaName,
-    broken: bool,
+    lifecycle: Lifecycle,
 }
 
 impl Session {
@@ -104,44 +180,42 @@ impl Session {
         &self.schema
     }
 
-    /// Notes a connection-level failure so the pool drops the connection instead of reusing it.
-    fn check<T>(&mut self, r: Result<T, tiberius::error::Error>) -> Result<T, Failure> {
-        r.map_err(|e| {
-            if breaks_connection(&e) {
-                self.broken = true;
-            }
-            Failure::Db(e)
-        })
-    }
-
     /// Runs a statement without parameters as a plain batch (transaction control, DDL).
     pub(crate) async fn batch(&mut self, statement: &'static sql::Statement) -> Result<(), Failure> {
         assert_eq!(statement.params, 0, "{} takes parameters: bind it", statement.name);
         let text = self.schema.render(statement.sql);
-        let r = match self.client.simple_query(text).await {
-            Ok(stream) => stream.into_results().await.map(drop),
-            Err(e) => Err(e),
-        };
-        self.check(r)
+        let client = &mut self.client;
+        self.lifecycle
+            .track(async move {
+                match client.simple_query(text).await {
+                    Ok(stream) => stream.into_results().await.map(drop),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     /// Runs a statement; returns the rows it affected.
     pub(crate) async fn execute(&mut self, bound: Bound<'_>) -> Result<u64, Failure> {
         let text = self.schema.render(bound.statement.sql);
         let params: Vec<&dyn ToSql> = bound.params.iter().map(|p| p as &dyn ToSql).collect();
-        let r = self.client.execute(text, &params).await.map(|r| r.total());
-        self.check(r)
+        let client = &mut self.client;
+        self.lifecycle.track(async move { client.execute(text, &params).await.map(|r| r.total()) }).await
     }
 
     /// Runs a query; returns the rows of its first result set.
     pub(crate) async fn query(&mut self, bound: Bound<'_>) -> Result<Vec<Row>, Failure> {
         let text = self.schema.render(bound.statement.sql);
         let params: Vec<&dyn ToSql> = bound.params.iter().map(|p| p as &dyn ToSql).collect();
-        let r = match self.client.query(text, &params).await {
-            Ok(stream) => stream.into_first_result().await,
-            Err(e) => Err(e),
-        };
-        self.check(r)
+        let client = &mut self.client;
+        self.lifecycle
+            .track(async move {
+                match client.query(text, &params).await {
+                    Ok(stream) => stream.into_first_result().await,
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     pub(crate) async fn query_one(&mut self, bound: Bound<'_>) -> Result<Option<Row>, Failure> {
@@ -156,25 +230,31 @@ impl Session {
     ) -> Result<(), Failure> {
         let text = self.schema.render(bound.statement.sql);
         let params: Vec<&dyn ToSql> = bound.params.iter().map(|p| p as &dyn ToSql).collect();
-        let result = async {
-            let mut rows: BoxStream<'_, tiberius::Result<Row>> =
-                self.client.query(text, &params).await.map_err(Failure::Db)?.into_row_stream();
-            while let Some(row) = rows.try_next().await.map_err(Failure::Db)? {
-                each(row)?;
+        let client = &mut self.client;
+        let mut stopped = None;
+        let result = self
+            .lifecycle
+            .track(async {
+                let mut rows: BoxStream<'_, tiberius::Result<Row>> =
+                    client.query(text, &params).await?.into_row_stream();
+                while let Some(row) = rows.try_next().await? {
+                    if let Err(f) = each(row) {
+                        stopped = Some(f);
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        match stopped {
+            Some(failure) => {
+                // Rows may be left unread on the wire; tiberius drains them before the next request,
+                // but a long export is cheaper to abandon with its connection.
+                self.lifecycle.mark_broken();
+                Err(failure)
             }
-            Ok(())
+            None => result,
         }
-        .await;
-        if let Err(Failure::Db(e)) = &result {
-            if breaks_connection(e) {
-                self.broken = true;
-            }
-        } else if result.is_err() {
-            // Rows may be left unread on the wire; tiberius drains them before the next request, but a
-            // long export is cheaper to abandon with its connection.
-            self.broken = true;
-        }
-        result
     }
 
     /// Replaces the contents of `#staging` with `rows` (one bulk load).
@@ -183,22 +263,27 @@ impl Session {
         if rows.is_empty() {
             return Ok(0);
         }
-        let r = async {
-            let mut load = self.client.bulk_insert_columns("#staging", crate::bind::STAGING_COLUMNS).await?;
-            for row in rows {
-                load.send(row).await?;
-            }
-            Ok(load.finalize().await?.total())
-        }
-        .await;
+        let client = &mut self.client;
+        let r = self
+            .lifecycle
+            .track(async move {
+                let mut load = client.bulk_insert_columns("#staging", crate::bind::STAGING_COLUMNS).await?;
+                for row in rows {
+                    load.send(row).await?;
+                }
+                Ok(load.finalize().await?.total())
+            })
+            .await;
         if r.is_err() {
             // A bulk load cut short leaves the connection mid-protocol.
-            self.broken = true;
+            self.lifecycle.mark_broken();
         }
-        r.map_err(Failure::Db)
+        r
     }
 
     pub(crate) async fn begin(&mut self) -> Result<(), Failure> {
+        // Marked before it is sent: a BEGIN cancelled in flight may still have opened the transaction.
+        self.lifecycle.began();
         self.batch(&sql::BEGIN).await
     }
 
@@ -207,11 +292,14 @@ impl Session {
         match result {
             Ok(value) => {
                 self.batch(&sql::COMMIT).await?;
+                self.lifecycle.ended();
                 Ok(value)
             }
             Err(failure) => {
-                if !self.broken && self.batch(&sql::ROLLBACK).await.is_err() {
-                    self.broken = true;
+                if self.lifecycle.reusable_but_for_the_transaction()
+                    && self.batch(&sql::ROLLBACK).await.is_ok()
+                {
+                    self.lifecycle.ended();
                 }
                 Err(failure)
             }
@@ -275,23 +363,26 @@ impl Connector {
                 transient,
             }
         })?;
-        let mut session = Session { client, schema: self.schema.clone(), broken: false };
+        let mut session = Session { client, schema: self.schema.clone(), lifecycle: Lifecycle::default() };
         session.batch(&sql::SESSION_OPTIONS).await?;
         session.batch(&sql::CREATE_STAGING).await?;
         Ok(session)
     }
 }
 
-/// How long opening a TCP connection may take (the TDS handshake has its own timeout in the config).
-const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
+/// Opening the TCP connection shares the connect timeout with the TDS handshake (as ADO.NET's
+/// `Connect Timeout` covers both); `Connect Timeout=0` waits as long as the network does.
 async fn connect(config: tiberius::Config) -> Result<Connection, tiberius::error::Error> {
-    let tcp = tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(config.get_addr()))
-        .await
-        .map_err(|_| tiberius::error::Error::Io {
-            kind: std::io::ErrorKind::TimedOut,
-            message: format!("TCP connect timed out after {}s", TCP_CONNECT_TIMEOUT.as_secs()),
-        })??;
+    let opening = TcpStream::connect(config.get_addr());
+    let tcp = match config.get_handshake_timeout() {
+        None => opening.await?,
+        Some(limit) => {
+            tokio::time::timeout(limit, opening).await.map_err(|_| tiberius::error::Error::Io {
+                kind: std::io::ErrorKind::TimedOut,
+                message: format!("TCP connect timed out after {}s", limit.as_secs()),
+            })??
+        }
+    };
     tcp.set_nodelay(true)?;
     Client::connect(config, tcp.compat_write()).await
 }
@@ -309,60 +400,97 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// A connection idle longer than this is pinged before it is handed out.
 const VALIDATE_AFTER: Duration = Duration::from_secs(10);
 
+/// What the pool lends: something it can judge reusable and check before lending it again.
+pub(crate) trait Lendable: Send + 'static {
+    fn reusable(&self) -> bool;
+    /// A round trip proving the connection still works (after it sat idle for a while).
+    fn validate(&mut self) -> BoxFuture<'_, bool>;
+}
+
+impl Lendable for Session {
+    fn reusable(&self) -> bool {
+        self.lifecycle.reusable()
+    }
+
+    fn validate(&mut self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.batch(&sql::PING).await.is_ok() })
+    }
+}
+
+/// How the pool opens a new session.
+pub(crate) type Open<S> = Box<dyn Fn() -> BoxFuture<'static, Result<S, Failure>> + Send + Sync>;
+
+impl Connector {
+    pub(crate) fn into_open(self) -> Open<Session> {
+        let connector = Arc::new(self);
+        Box::new(move || {
+            let connector = Arc::clone(&connector);
+            Box::pin(async move { connector.open().await })
+        })
+    }
+}
+
 /// A small pool: at most `size` connections, opened on demand, reused most-recent-first. (The
 /// published bb8/deadpool adapters pin tiberius 0.12, and bb8 itself hands a waiting caller a timeout
 /// instead of the reason a connection could not be opened.)
-pub(crate) struct Pool {
-    connector: Connector,
+pub(crate) struct Pool<S = Session> {
+    open: Open<S>,
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Idle<S>>>,
 }
 
-struct Idle {
-    session: Session,
+struct Idle<S> {
+    session: S,
     opened: Instant,
     returned: Instant,
 }
 
-impl Pool {
-    pub(crate) fn new(connector: Connector, size: u32) -> Arc<Self> {
+impl<S: Lendable> Pool<S> {
+    pub(crate) fn new(open: Open<S>, size: u32) -> Arc<Self> {
         Arc::new(Self {
-            connector,
+            open,
             permits: Arc::new(Semaphore::new(size.max(1) as usize)),
             idle: Mutex::new(Vec::new()),
         })
     }
 
-    fn take_idle(&self) -> Option<Idle> {
+    fn take_idle(&self) -> Option<Idle<S>> {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
+    }
+
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 }
 
-/// A session on loan from the pool; it goes back when dropped, unless its connection broke or aged.
-pub(crate) struct PooledSession {
-    session: Option<Session>,
+/// A session on loan from the pool. It goes back when dropped only if it is reusable (see
+/// [`Lifecycle`]) and young enough; otherwise it is dropped, which closes its connection (the server then
+/// rolls back whatever it had open and frees its locks).
+pub(crate) struct PooledSession<S: Lendable = Session> {
+    session: Option<S>,
     opened: Instant,
-    pool: Arc<Pool>,
+    pool: Arc<Pool<S>>,
     _permit: OwnedSemaphorePermit,
 }
 
-impl Deref for PooledSession {
-    type Target = Session;
-    fn deref(&self) -> &Session {
+impl<S: Lendable> Deref for PooledSession<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
         self.session.as_ref().expect("present until dropped")
     }
 }
 
-impl DerefMut for PooledSession {
-    fn deref_mut(&mut self) -> &mut Session {
+impl<S: Lendable> DerefMut for PooledSession<S> {
+    fn deref_mut(&mut self) -> &mut S {
         self.session.as_mut().expect("present until dropped")
     }
 }
 
-impl Drop for PooledSession {
+impl<S: Lendable> Drop for PooledSession<S> {
     fn drop(&mut self) {
         if let Some(session) = self.session.take()
-            && !session.broken
+            && session.reusable()
             && self.opened.elapsed() < MAX_LIFETIME
         {
             let idle = Idle { session, opened: self.opened, returned: Instant::now() };
@@ -373,7 +501,7 @@ impl Drop for PooledSession {
 
 /// A session from the pool: an idle one if a usable one is there, else a new connection. Opening
 /// failures reach the caller as they are (so they can be retried or reported).
-pub(crate) async fn checkout(pool: &Arc<Pool>) -> Result<PooledSession, Failure> {
+pub(crate) async fn checkout<S: Lendable>(pool: &Arc<Pool<S>>) -> Result<PooledSession<S>, Failure> {
     let permit = tokio::time::timeout(CHECKOUT_TIMEOUT, Arc::clone(&pool.permits).acquire_owned())
         .await
         .map_err(|_| Failure::Connect {
@@ -391,11 +519,151 @@ pub(crate) async fn checkout(pool: &Arc<Pool>) -> Result<PooledSession, Failure>
         if idle.opened.elapsed() >= MAX_LIFETIME || idle.returned.elapsed() >= IDLE_TIMEOUT {
             continue;
         }
-        if idle.returned.elapsed() >= VALIDATE_AFTER && idle.session.batch(&sql::PING).await.is_err() {
+        if idle.returned.elapsed() >= VALIDATE_AFTER && !idle.session.validate().await {
             continue;
         }
         return Ok(lend(idle.session, idle.opened));
     }
-    let session = pool.connector.open().await?;
+    let session = (pool.open)().await?;
     Ok(lend(session, Instant::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool's lending rules, through its own checkout and return paths, with a stand-in session that
+    //! keeps its state in the same [`Lifecycle`] a real one does (no server runs here).
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Probe {
+        id: usize,
+        lifecycle: Lifecycle,
+    }
+
+    impl Lendable for Probe {
+        fn reusable(&self) -> bool {
+            self.lifecycle.reusable()
+        }
+        fn validate(&mut self) -> BoxFuture<'_, bool> {
+            Box::pin(async { true })
+        }
+    }
+
+    impl Probe {
+        async fn request(&mut self, outcome: Result<(), tiberius::error::Error>) -> Result<(), Failure> {
+            self.lifecycle.track(async { outcome }).await
+        }
+        /// A request the server never answers (until its caller gives up on it).
+        async fn hang(&mut self) -> Result<(), Failure> {
+            self.lifecycle.track(futures::future::pending()).await
+        }
+    }
+
+    fn pool(size: u32) -> (Arc<Pool<Probe>>, Arc<AtomicUsize>) {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&opened);
+        let open: Open<Probe> = Box::new(move || {
+            let id = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move { Ok(Probe { id, lifecycle: Lifecycle::default() }) })
+        });
+        (Pool::new(open, size), opened)
+    }
+
+    fn io_error() -> tiberius::error::Error {
+        tiberius::error::Error::Io { kind: std::io::ErrorKind::ConnectionReset, message: "reset".into() }
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_requests_finished_is_lent_again() {
+        let (pool, opened) = pool(2);
+        let mut s = checkout(&pool).await.unwrap();
+        s.request(Ok(())).await.unwrap();
+        drop(s);
+        assert_eq!(pool.idle_count(), 1);
+        let s = checkout(&pool).await.unwrap();
+        assert_eq!((s.id, opened.load(Ordering::SeqCst)), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_never_returns_its_connection_to_the_pool() {
+        // Given a call whose request is cancelled in flight (a timeout firing, as a host cancel would)
+        let (pool, opened) = pool(1);
+        let mut s = checkout(&pool).await.unwrap();
+        let cancelled = tokio::time::timeout(Duration::from_millis(10), s.hang()).await;
+        assert!(cancelled.is_err(), "the request was cut short");
+        drop(s);
+
+        // Then the connection is closed, not pooled, and its permit is free: the next caller gets a new one
+        assert_eq!(pool.idle_count(), 0);
+        let s = checkout(&pool).await.unwrap();
+        assert_eq!((s.id, opened.load(Ordering::SeqCst)), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn an_aborted_task_holding_a_session_does_not_leak_it_into_the_pool() {
+        let (pool, _) = pool(1);
+        let task_pool = Arc::clone(&pool);
+        let task = tokio::spawn(async move {
+            let mut s = checkout(&task_pool).await.unwrap();
+            s.lifecycle.began();
+            let _ = s.hang().await;
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert_eq!(pool.idle_count(), 0);
+        let s = tokio::time::timeout(Duration::from_secs(1), checkout(&pool)).await.unwrap().unwrap();
+        assert_eq!(s.id, 2, "a fresh connection, within the pool's size of one");
+    }
+
+    #[tokio::test]
+    async fn a_session_with_an_open_transaction_is_discarded_and_one_that_ended_it_is_kept() {
+        let (pool, _) = pool(2);
+        let mut s = checkout(&pool).await.unwrap();
+        s.lifecycle.began();
+        s.request(Ok(())).await.unwrap();
+        drop(s);
+        assert_eq!(pool.idle_count(), 0, "BEGIN without COMMIT/ROLLBACK: never lent again");
+
+        let mut s = checkout(&pool).await.unwrap();
+        s.lifecycle.began();
+        s.request(Ok(())).await.unwrap();
+        s.lifecycle.ended();
+        drop(s);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_is_discarded_a_refused_statement_is_not() {
+        let (pool, _) = pool(2);
+        let mut s = checkout(&pool).await.unwrap();
+        assert!(s.request(Err(io_error())).await.is_err());
+        drop(s);
+        assert_eq!(pool.idle_count(), 0);
+
+        let mut s = checkout(&pool).await.unwrap();
+        assert!(s.request(Err(tiberius::error::Error::Conversion("x".into()))).await.is_err());
+        drop(s);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[test]
+    fn transient_and_fatal_server_errors_end_the_session_ordinary_refusals_do_not() {
+        for (code, class) in [(40613, 16), (40197, 20), (10928, 16), (49918, 16), (1205, 13), (3980, 20)] {
+            assert!(discards_after_server_error(Some(code), Some(class)), "{code} class {class}");
+        }
+        for (code, class) in [(2627, 14), (547, 16), (8152, 16), (2628, 16)] {
+            assert!(!discards_after_server_error(Some(code), Some(class)), "{code} class {class}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pool_never_lends_more_sessions_than_its_size() {
+        let (pool, _) = pool(2);
+        let a = checkout(&pool).await.unwrap();
+        let _b = checkout(&pool).await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(20), checkout(&pool)).await.is_err());
+        drop(a);
+        assert!(tokio::time::timeout(Duration::from_millis(200), checkout(&pool)).await.is_ok());
+    }
 }

@@ -39,9 +39,21 @@ pub(crate) const UNPARSEABLE: &[(&str, &str)] = &[(
 statements! {
     // -- Session -------------------------------------------------------------------------------------
 
-    /// Any error rolls the whole transaction back on the server, even if the client is gone; row
-    /// counts are reported (fences and leases are decided by them), whatever the server's defaults.
-    SESSION_OPTIONS (0) = "SET XACT_ABORT ON; SET NOCOUNT OFF";
+    /// Sent as its own batch on every new connection, so it holds for the whole session whatever the
+    /// login, the driver or the server's `user options` set:
+    /// - the seven SET options SQL Server requires for every write to a table with a filtered index
+    ///   (`ix_usage_rows_unmapped`) and for creating one; a wrong one fails the INSERT/UPDATE/MERGE with
+    ///   Msg 1934. tiberius's login sets the ODBC flag (ANSI_DEFAULTS-like behaviour) but leaves
+    ///   ARITHABORT OFF, and relying on compatibility level >= 90 making ANSI_WARNINGS imply it is
+    ///   relying on the database (<https://learn.microsoft.com/sql/relational-databases/indexes/create-filtered-indexes>,
+    ///   "Required SET options for filtered indexes");
+    /// - any error rolls the whole transaction back on the server, even if the client is gone;
+    /// - row counts are reported (fences and leases are decided by them);
+    /// - READ COMMITTED (the snapshot flavour where RCSI is on), not whatever a pooled predecessor set.
+    SESSION_OPTIONS (0) = "SET ANSI_NULLS ON; SET ANSI_PADDING ON; SET ANSI_WARNINGS ON; SET ARITHABORT ON;
+        SET CONCAT_NULL_YIELDS_NULL ON; SET QUOTED_IDENTIFIER ON; SET NUMERIC_ROUNDABORT OFF;
+        SET XACT_ABORT ON; SET NOCOUNT OFF; SET IMPLICIT_TRANSACTIONS OFF;
+        SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
     /// One window's rows on their way in (session-private; created once per connection).
     CREATE_STAGING (0) = "CREATE TABLE #staging (
         row_key bigint NOT NULL PRIMARY KEY,
@@ -438,6 +450,39 @@ mod tests {
                 statement.name
             );
         }
+    }
+
+    /// The options SQL Server lists as required for filtered indexes, and the value each must have.
+    const INDEX_SET_OPTIONS: &[(&str, &str)] = &[
+        ("ANSI_NULLS", "ON"),
+        ("ANSI_PADDING", "ON"),
+        ("ANSI_WARNINGS", "ON"),
+        ("ARITHABORT", "ON"),
+        ("CONCAT_NULL_YIELDS_NULL", "ON"),
+        ("QUOTED_IDENTIFIER", "ON"),
+        ("NUMERIC_ROUNDABORT", "OFF"),
+    ];
+
+    #[test]
+    fn every_session_sets_the_seven_index_options_the_filtered_index_needs() {
+        let set: Vec<(String, String)> = SESSION_OPTIONS
+            .sql
+            .split(';')
+            .filter_map(|s| {
+                let words: Vec<&str> = s.split_whitespace().collect();
+                match words.as_slice() {
+                    ["SET", option, value] => Some((option.to_string(), value.to_string())),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (option, value) in INDEX_SET_OPTIONS {
+            let found: Vec<_> = set.iter().filter(|(o, _)| o == option).collect();
+            assert_eq!(found.len(), 1, "{option} is set exactly once");
+            assert_eq!(found[0].1, *value, "{option}");
+        }
+        assert!(set.contains(&("XACT_ABORT".into(), "ON".into())));
+        assert!(set.contains(&("NOCOUNT".into(), "OFF".into())));
     }
 
     #[test]
