@@ -1,6 +1,7 @@
 //! `azs-usage`: the operator CLI. Every command runs the same code the serverless functions run
 //! (`azs_app::wiring::Services`); this file only turns arguments into calls and results into text.
 
+mod db;
 mod demo;
 mod progress;
 
@@ -96,6 +97,9 @@ enum Command {
         #[arg(long)]
         insecure_loopback: bool,
     },
+    /// Check the configured database (`db check [--json]`).
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// Start simulated stamps in-process, register, map, collect and export: the whole job in one go.
     Demo {
         /// Folder for the demo's database, secrets and CSV.
@@ -240,6 +244,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     if let Command::Demo { dir, hours } = &cli.command {
         return demo::run(&cli_database_or(&cli, dir), dir, *hours).await;
     }
+    if let Command::Db(command) = cli.command {
+        // Before the services: opening the store would create or migrate the database being checked.
+        return db::run(&config, command).await;
+    }
     let services = Services::build(&config).await?;
     let ok = std::process::ExitCode::SUCCESS;
     match cli.command {
@@ -311,7 +319,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Serve { listen, insecure_loopback } => {
             azs_app::serve::serve(&services, listen, insecure_loopback).await?;
         }
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Db(_) => unreachable!("handled above"),
     }
     Ok(ok)
 }

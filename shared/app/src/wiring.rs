@@ -59,7 +59,66 @@ impl Services {
 }
 
 async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc<dyn Store>> {
+    Ok(match database_location(config, secrets).await? {
+        DatabaseLocation::Sqlite(path) => Arc::new(
+            azs_store_sqlite::SqliteStore::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
+        DatabaseLocation::SqlServer(connection) => Arc::new(
+            azs_store_sqlserver::SqlServerStore::connect(sql_server_config(config, &connection)?)
+                .await
+                .context("connecting to SQL Server")?,
+        ),
+        DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
+    })
+}
+
+/// The SQL Server store's settings from the configuration: the connection string, how to log in, and
+/// a pool sized for the configured concurrency.
+fn sql_server_config(config: &AppConfig, connection: &str) -> Result<azs_store_sqlserver::SqlServerConfig> {
+    let auth = match config.database_auth {
+        DatabaseAuth::ConnectionString => azs_store_sqlserver::Auth::ConnectionString,
+        DatabaseAuth::ManagedIdentity => azs_store_sqlserver::Auth::ManagedIdentity,
+    };
+    Ok(azs_store_sqlserver::SqlServerConfig::parse_with(connection, auth)
+        .context("AZS_USAGE_DATABASE is not a usable SQL Server connection string")?
+        .with_concurrency(config.concurrency))
+}
+
+/// `azs-usage db check`: what the configured database is like, without creating, migrating or
+/// changing anything in it (the trial commit is rolled back). The secret store is opened only when the
+/// connection string lives there.
+pub async fn check_database(config: &AppConfig) -> Result<azs_core::check::DatabaseCheck> {
     let location = match &config.database {
+        DatabaseLocation::FromSecret(_) => {
+            let secrets = azs_secrets::connect(&azs_secrets::SecretStoreConfig::parse(
+                Some(&config.secrets),
+                Some(&config.secret_prefix),
+            )?)
+            .await
+            .context("opening the secret store")?;
+            database_location(config, secrets.as_ref()).await?
+        }
+        other => other.clone(),
+    };
+    Ok(match location {
+        DatabaseLocation::Sqlite(path) => {
+            tokio::task::spawn_blocking(move || azs_store_sqlite::check_database(&path))
+                .await
+                .context("the SQLite check ended abnormally")?
+        }
+        DatabaseLocation::SqlServer(connection) => {
+            let store = azs_store_sqlserver::SqlServerStore::lazy(sql_server_config(config, &connection)?)
+                .context("SQL Server settings")?;
+            store.check().await
+        }
+        DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
+    })
+}
+
+/// Where the database is, reading the connection string from the secret store when it lives there.
+async fn database_location(config: &AppConfig, secrets: &dyn SecretStore) -> Result<DatabaseLocation> {
+    Ok(match &config.database {
         DatabaseLocation::FromSecret(name) => {
             let value = secrets
                 .get_secret(name)
@@ -75,26 +134,5 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
             parsed.database
         }
         other => other.clone(),
-    };
-    Ok(match location {
-        DatabaseLocation::Sqlite(path) => Arc::new(
-            azs_store_sqlite::SqliteStore::open(&path)
-                .with_context(|| format!("opening {}", path.display()))?,
-        ),
-        DatabaseLocation::SqlServer(connection) => {
-            let auth = match config.database_auth {
-                DatabaseAuth::ConnectionString => azs_store_sqlserver::Auth::ConnectionString,
-                DatabaseAuth::ManagedIdentity => azs_store_sqlserver::Auth::ManagedIdentity,
-            };
-            let cfg = azs_store_sqlserver::SqlServerConfig::parse_with(&connection, auth)
-                .context("AZS_USAGE_DATABASE is not a usable SQL Server connection string")?
-                .with_concurrency(config.concurrency);
-            Arc::new(
-                azs_store_sqlserver::SqlServerStore::connect(cfg)
-                    .await
-                    .context("connecting to SQL Server")?,
-            )
-        }
-        DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
     })
 }

@@ -97,12 +97,12 @@ impl UsageLedger for SqliteStore {
     }
 }
 
-struct OwnedCommit {
-    stamp: StampId,
-    window: ReportedWindow,
-    lease_owner: String,
-    write: WindowWrite,
-    rows: Vec<UsageRow>,
+pub(crate) struct OwnedCommit {
+    pub stamp: StampId,
+    pub window: ReportedWindow,
+    pub lease_owner: String,
+    pub write: WindowWrite,
+    pub rows: Vec<UsageRow>,
 }
 
 const INSERT_ROW: &str = "INSERT INTO usage_rows (stamp_no, reported_start, reported_end, row_key,
@@ -119,11 +119,18 @@ pub(crate) const DELETE_WINDOW: &str =
     "DELETE FROM usage_rows WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3";
 
 fn commit_window(conn: &mut Connection, c: &OwnedCommit) -> Result<CommitReceipt, Failure> {
+    // IMMEDIATE takes the write lock now, so the checks below still hold when the rows land.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let receipt = commit_in(&tx, c)?;
+    tx.commit()?;
+    Ok(receipt)
+}
+
+/// [`commit_window`] inside the caller's write transaction (`db check`'s trial commit rolls it back).
+pub(crate) fn commit_in(tx: &Connection, c: &OwnedCommit) -> Result<CommitReceipt, Failure> {
     let fenced = |reason: String| -> Failure {
         StoreError::Fenced { stamp: c.stamp.clone(), window: c.window, reason }.into()
     };
-    // IMMEDIATE takes the write lock now, so the checks below still hold when the rows land.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (stamp_no, watermark, holder) = tx
         .prepare_cached(
             "SELECT s.stamp_no, p.watermark, l.owner
@@ -167,13 +174,12 @@ fn commit_window(conn: &mut Connection, c: &OwnedCommit) -> Result<CommitReceipt
         WindowWrite::Advance => {}
     }
 
-    let receipt = insert_rows(&tx, stamp_no, c)?;
+    let receipt = insert_rows(tx, stamp_no, c)?;
 
     if c.write == WindowWrite::Advance {
         tx.prepare_cached("UPDATE processing_status SET watermark = ?2 WHERE stamp_id = ?1")?
             .execute((c.stamp.as_str(), end))?;
     }
-    tx.commit()?;
     Ok(receipt)
 }
 

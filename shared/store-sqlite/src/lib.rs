@@ -9,6 +9,7 @@
 //! - rusqlite is synchronous: each call runs on tokio's blocking pool.
 //! - The schema is migrated on open (`migrations/*.sql`, recorded in `schema_migrations`).
 
+mod check;
 mod codec;
 mod db;
 mod leases;
@@ -25,6 +26,7 @@ use db::Database;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use check::check_database;
 pub use migrations::LATEST_VERSION;
 
 /// A store on one SQLite database. Cheap to clone; share one per process.

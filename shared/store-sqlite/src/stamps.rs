@@ -63,7 +63,14 @@ impl StampRegistry for SqliteStore {
 
 fn insert(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(existing) = registered_as(&tx, &stamp.connection, None)? {
+    insert_in(&tx, stamp)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// [`insert`] inside the caller's write transaction (`db check`'s trial commit rolls it back).
+pub(crate) fn insert_in(tx: &Connection, stamp: &Stamp) -> Result<(), Failure> {
+    if let Some(existing) = registered_as(tx, &stamp.connection, None)? {
         return Err(StoreError::DuplicateStamp(existing).into());
     }
     let id = stamp.id.as_str();
@@ -103,7 +110,6 @@ fn insert(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
         "INSERT INTO processing_status (stamp_id, watermark, outcome) VALUES (?1, ?2, 'pending')",
         (id, secs(stamp.collect_from)),
     )?;
-    tx.commit()?;
     Ok(())
 }
 

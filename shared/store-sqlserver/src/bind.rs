@@ -47,6 +47,10 @@ pub(crate) fn applock_release(resource: &str) -> Bound<'_> {
     Bound::new(&sql::APPLOCK_RELEASE, vec![resource.into_sql()])
 }
 
+pub(crate) fn check_permissions(schema: &str) -> Bound<'_> {
+    Bound::new(&sql::CHECK_PERMISSIONS, vec![schema.into_sql()])
+}
+
 pub(crate) fn schema_id(schema: &str) -> Bound<'_> {
     Bound::new(&sql::SCHEMA_ID, vec![schema.into_sql()])
 }
@@ -354,6 +358,7 @@ mod tests {
             applock_acquire("r", Duration::from_secs(1)),
             applock_release("r"),
             schema_id("azs_usage"),
+            check_permissions("azs_usage"),
             table_id("[azs_usage].[schema_migrations]"),
             record_migration(1, "initial"),
             stamp_registered_as("k", id, None),

@@ -67,7 +67,9 @@ impl UsageLedger for SqlServerStore {
 
 /// The window's distinct rows (first of each key) with their quantities in column form. A quantity
 /// the column cannot hold exactly refuses the whole window, naming where it came from.
-fn checked_rows<'c>(commit: &'c WindowCommit<'_>) -> Result<Vec<(&'c UsageRow, Quantity)>, StoreError> {
+pub(crate) fn checked_rows<'c>(
+    commit: &'c WindowCommit<'_>,
+) -> Result<Vec<(&'c UsageRow, Quantity)>, StoreError> {
     let mut seen = HashSet::with_capacity(commit.rows.len());
     let mut rows = Vec::with_capacity(commit.rows.len());
     for row in &commit.rows {
@@ -89,7 +91,7 @@ fn checked_rows<'c>(commit: &'c WindowCommit<'_>) -> Result<Vec<(&'c UsageRow, Q
     Ok(rows)
 }
 
-async fn commit_window(
+pub(crate) async fn commit_window(
     s: &mut Session,
     key: Uuid,
     c: &WindowCommit<'_>,

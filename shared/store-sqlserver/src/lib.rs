@@ -15,6 +15,7 @@
 //!   parameter count against the one place it is bound (`bind.rs`).
 
 mod bind;
+mod check;
 mod config;
 mod leases;
 mod ledger;
@@ -46,6 +47,8 @@ pub struct SqlServerStore {
     pool: Arc<Pool>,
     schema: SchemaName,
     retry: RetryPolicy,
+    /// `host:port`, for `db check`'s report.
+    address: String,
 }
 
 impl SqlServerStore {
@@ -62,6 +65,7 @@ impl SqlServerStore {
     pub fn lazy(config: SqlServerConfig) -> Result<Self, StoreError> {
         let connector = session::Connector::new(&config)?;
         Ok(Self {
+            address: config.address(),
             pool: Pool::new(connector.into_open(), config.pool_size),
             schema: config.schema,
             retry: config.retry,

@@ -103,6 +103,7 @@ pub(crate) const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Brings the schema up to [`LATEST_VERSION`] (creating it if needed) under the migration lock.
 pub(crate) async fn migrate(session: &mut Session) -> Result<i32, Failure> {
+    require_row_versioning(session).await?;
     let resource = format!("azs-usage:migrate:{}", session.schema());
     let granted =
         int(session, bind::applock_acquire(&resource, MIGRATION_LOCK_TIMEOUT)).await?.unwrap_or(-999);
@@ -121,6 +122,21 @@ pub(crate) async fn migrate(session: &mut Session) -> Result<i32, Failure> {
     let version = result?;
     released?;
     Ok(version)
+}
+
+/// Without READ_COMMITTED_SNAPSHOT (SQL Server's default; Azure SQL's is on), an export's range scan
+/// under locking READ COMMITTED can read part of an hour before a reprocess replaces it and the rest
+/// after: an invoice with old and new rows of one hour. With it, each stamp's export query sees one
+/// committed state. Refusing here, at every start, names the one statement that fixes it.
+async fn require_row_versioning(session: &mut Session) -> Result<(), Failure> {
+    match int(session, bind::none(&sql::RCSI_ON)).await? {
+        Some(1) => Ok(()),
+        _ => Err(Failure::other(
+            "the database has READ_COMMITTED_SNAPSHOT OFF, so an export could mix an hour's old and new rows \
+             while it is reprocessed; an admin must run: ALTER DATABASE CURRENT SET READ_COMMITTED_SNAPSHOT ON \
+             WITH ROLLBACK IMMEDIATE (Azure SQL Database has it on by default)",
+        )),
+    }
 }
 
 async fn migrate_locked(session: &mut Session) -> Result<i32, Failure> {

@@ -104,15 +104,16 @@ pub(crate) struct Lifecycle {
     /// A request was sent and its future dropped before it finished (client disconnect, host cancel,
     /// an aborted task, a `select!` that lost): its response, and its locks, may still be pending.
     in_request: bool,
-    /// `BEGIN TRANSACTION` was sent and neither `COMMIT` nor `ROLLBACK` finished. Lending such a
-    /// session out would make the next caller's writes part of a transaction nobody commits: they report
-    /// success, hold locks, and are rolled back when the connection finally closes.
-    in_transaction: bool,
+    /// How many `BEGIN TRANSACTION`s were sent and not yet ended by a `COMMIT` (one each) or a
+    /// `ROLLBACK` (all of them), as `@@TRANCOUNT` counts. Lending a session with one open would make the
+    /// next caller's writes part of a transaction nobody commits: they report success, hold locks, and
+    /// are rolled back when the connection finally closes.
+    open_transactions: u32,
 }
 
 impl Lifecycle {
     pub(crate) fn reusable(&self) -> bool {
-        !self.broken && !self.in_request && !self.in_transaction
+        !self.broken && !self.in_request && self.open_transactions == 0
     }
 
     /// Runs one request, noting it in flight until it returns: a request whose future is dropped stays
@@ -141,11 +142,15 @@ impl Lifecycle {
     }
 
     fn began(&mut self) {
-        self.in_transaction = true;
+        self.open_transactions += 1;
     }
 
-    fn ended(&mut self) {
-        self.in_transaction = false;
+    fn committed(&mut self) {
+        self.open_transactions = self.open_transactions.saturating_sub(1);
+    }
+
+    fn rolled_back(&mut self) {
+        self.open_transactions = 0;
     }
 }
 
@@ -292,17 +297,21 @@ impl Session {
         match result {
             Ok(value) => {
                 self.batch(&sql::COMMIT).await?;
-                self.lifecycle.ended();
+                self.lifecycle.committed();
                 Ok(value)
             }
             Err(failure) => {
-                if self.lifecycle.reusable_but_for_the_transaction()
-                    && self.batch(&sql::ROLLBACK).await.is_ok()
-                {
-                    self.lifecycle.ended();
-                }
+                self.rollback().await;
                 Err(failure)
             }
+        }
+    }
+
+    /// Rolls back every open transaction (an inner one's rollback ends the outer ones too, as in
+    /// T-SQL); a session whose rollback fails stays counted as open, so the pool drops it.
+    pub(crate) async fn rollback(&mut self) {
+        if self.lifecycle.reusable_but_for_the_transaction() && self.batch(&sql::ROLLBACK).await.is_ok() {
+            self.lifecycle.rolled_back();
         }
     }
 }
@@ -627,8 +636,11 @@ mod tests {
 
         let mut s = checkout(&pool).await.unwrap();
         s.lifecycle.began();
+        s.lifecycle.began();
         s.request(Ok(())).await.unwrap();
-        s.lifecycle.ended();
+        s.lifecycle.committed();
+        assert!(!s.reusable(), "an inner COMMIT leaves the outer transaction open");
+        s.lifecycle.rolled_back();
         drop(s);
         assert_eq!(pool.idle_count(), 1);
     }

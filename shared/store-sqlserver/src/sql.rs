@@ -54,26 +54,59 @@ statements! {
         SET CONCAT_NULL_YIELDS_NULL ON; SET QUOTED_IDENTIFIER ON; SET NUMERIC_ROUNDABORT OFF;
         SET XACT_ABORT ON; SET NOCOUNT OFF; SET IMPLICIT_TRANSACTIONS OFF;
         SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
-    /// One window's rows on their way in (session-private; created once per connection).
+    /// One window's rows on their way in (session-private; created once per connection). A temp table
+    /// takes tempdb's collation; every text column is declared in the database's instead, so joining it
+    /// to `subscription_mappings` cannot fail with Msg 468 where the two differ.
     CREATE_STAGING (0) = "CREATE TABLE #staging (
         row_key bigint NOT NULL PRIMARY KEY,
-        subscription_id nvarchar(256) NOT NULL,
-        subscription_key nvarchar(256) NOT NULL,
-        meter_id nvarchar(128) NOT NULL,
+        subscription_id nvarchar(256) COLLATE DATABASE_DEFAULT NOT NULL,
+        subscription_key nvarchar(256) COLLATE DATABASE_DEFAULT NOT NULL,
+        meter_id nvarchar(128) COLLATE DATABASE_DEFAULT NOT NULL,
         usage_start datetime2(0) NOT NULL,
         usage_end datetime2(0) NOT NULL,
         quantity decimal(38, 12) NOT NULL,
         quantity_scale tinyint NOT NULL,
-        resource_uri nvarchar(4000) NOT NULL,
-        location nvarchar(256) NOT NULL,
-        tags nvarchar(max) NULL,
-        additional_info nvarchar(max) NULL
+        resource_uri nvarchar(4000) COLLATE DATABASE_DEFAULT NOT NULL,
+        location nvarchar(256) COLLATE DATABASE_DEFAULT NOT NULL,
+        tags nvarchar(max) COLLATE DATABASE_DEFAULT NULL,
+        additional_info nvarchar(max) COLLATE DATABASE_DEFAULT NULL
     )";
     CLEAR_STAGING (0) = "TRUNCATE TABLE #staging";
     BEGIN (0) = "BEGIN TRANSACTION";
     COMMIT (0) = "COMMIT TRANSACTION";
     ROLLBACK (0) = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION";
     PING (0) = "SELECT 1 AS ok";
+
+    // -- db check (read-only; the trial commit reuses the store's own statements and is rolled back) ---
+
+    CHECK_SERVER (0) = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version,
+        CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition,
+        CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition,
+        DB_NAME() AS database_name";
+    /// The current database's collation and tempdb's (temp objects take tempdb's), its compatibility
+    /// level (OPENJSON needs 130) and its row-versioning settings.
+    CHECK_DATABASE (0) = "SELECT CAST(DATABASEPROPERTYEX(DB_NAME(), 'Collation') AS nvarchar(128)) AS db_collation,
+        CAST(DATABASEPROPERTYEX('tempdb', 'Collation') AS nvarchar(128)) AS tempdb_collation,
+        CAST(d.compatibility_level AS int) AS compatibility_level,
+        CAST(d.is_read_committed_snapshot_on AS int) AS rcsi,
+        CAST(d.snapshot_isolation_state AS int) AS snapshot_state
+        FROM sys.databases AS d WHERE d.database_id = DB_ID()";
+    /// The seven index SET options as this session has them (1 = ON).
+    CHECK_SESSION_OPTIONS (0) = "SELECT CAST(SESSIONPROPERTY('ANSI_NULLS') AS int) AS ansi_nulls,
+        CAST(SESSIONPROPERTY('ANSI_PADDING') AS int) AS ansi_padding,
+        CAST(SESSIONPROPERTY('ANSI_WARNINGS') AS int) AS ansi_warnings,
+        CAST(SESSIONPROPERTY('ARITHABORT') AS int) AS arithabort,
+        CAST(SESSIONPROPERTY('CONCAT_NULL_YIELDS_NULL') AS int) AS concat_null_yields_null,
+        CAST(SESSIONPROPERTY('QUOTED_IDENTIFIER') AS int) AS quoted_identifier,
+        CAST(SESSIONPROPERTY('NUMERIC_ROUNDABORT') AS int) AS numeric_roundabort";
+    /// What the login may do: create tables and schemas (to migrate), and read and write the schema @P1.
+    CHECK_PERMISSIONS (1) = "SELECT HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE TABLE') AS create_table,
+        HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE SCHEMA') AS create_schema,
+        HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'ALTER') AS alter_schema,
+        HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'SELECT') AS select_rows,
+        HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'INSERT') AS insert_rows,
+        HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'UPDATE') AS update_rows,
+        HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'DELETE') AS delete_rows";
 
     // -- Migrations ----------------------------------------------------------------------------------
 
@@ -84,6 +117,10 @@ statements! {
             @LockTimeout = @P2;
         SELECT @result AS result";
     APPLOCK_RELEASE (1) = "EXEC sp_releaseapplock @Resource = @P1, @LockOwner = 'Session'";
+    /// Whether the database reads committed data from row versions (RCSI), which an export needs to
+    /// see each stamp's rows as of one moment while a reprocess replaces some of them.
+    RCSI_ON (0) = "SELECT CAST(is_read_committed_snapshot_on AS int) AS rcsi
+        FROM sys.databases WHERE database_id = DB_ID()";
     SCHEMA_ID (1) = "SELECT SCHEMA_ID(@P1) AS schema_id";
     /// Alone in its batch, as T-SQL requires.
     CREATE_SCHEMA (0) = "CREATE SCHEMA {schema}";
@@ -483,6 +520,15 @@ mod tests {
         }
         assert!(set.contains(&("XACT_ABORT".into(), "ON".into())));
         assert!(set.contains(&("NOCOUNT".into(), "OFF".into())));
+    }
+
+    #[test]
+    fn every_text_column_of_a_temp_table_takes_the_database_collation() {
+        for statement in ALL.iter().filter(|s| s.sql.contains("TABLE #")) {
+            for line in statement.sql.lines().filter(|l| l.contains("nvarchar") || l.contains("varchar(")) {
+                assert!(line.contains("COLLATE DATABASE_DEFAULT"), "{}: {line}", statement.name);
+            }
+        }
     }
 
     #[test]

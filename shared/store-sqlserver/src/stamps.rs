@@ -64,7 +64,7 @@ impl StampRegistry for SqlServerStore {
     }
 }
 
-fn columns(stamp: &Stamp) -> Result<StampColumns, StoreError> {
+pub(crate) fn columns(stamp: &Stamp) -> Result<StampColumns, StoreError> {
     let c = &stamp.connection;
     Ok(StampColumns {
         id: guid("stamp id", stamp.id.as_str())?,
@@ -87,7 +87,7 @@ fn columns(stamp: &Stamp) -> Result<StampColumns, StoreError> {
     })
 }
 
-async fn insert(s: &mut Session, columns: &StampColumns) -> Result<(), Failure> {
+pub(crate) async fn insert(s: &mut Session, columns: &StampColumns) -> Result<(), Failure> {
     s.begin().await?;
     let result = async {
         if let Some(existing) = registered_as(s, columns, None).await? {
