@@ -9,7 +9,7 @@ use azs_core::status::RunRecord;
 use azs_core::usage::{UsageRow, normalize_subscription_id};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
-use tiberius::{ColumnData, IntoSql, TokenRow, Uuid};
+use tiberius::{ColumnData, IntoSql, Uuid};
 
 /// A statement with its parameter values.
 pub(crate) struct Bound<'a> {
@@ -248,8 +248,17 @@ pub(crate) fn delete_window(stamp: Uuid, start: DateTime<Utc>, end: DateTime<Utc
     Bound::new(&sql::DELETE_WINDOW, vec![stamp.into_sql(), start.into_sql(), end.into_sql()])
 }
 
-pub(crate) fn merge_staged(stamp: Uuid, start: DateTime<Utc>, end: DateTime<Utc>) -> Bound<'static> {
-    Bound::new(&sql::MERGE_STAGED, vec![stamp.into_sql(), start.into_sql(), end.into_sql()])
+/// MERGE_WINDOW with the window's rows as one JSON text (see [`window_rows`]).
+pub(crate) fn merge_window(
+    stamp: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    rows_json: String,
+) -> Bound<'static> {
+    Bound::new(
+        &sql::MERGE_WINDOW,
+        vec![stamp.into_sql(), start.into_sql(), end.into_sql(), rows_json.into_sql()],
+    )
 }
 
 pub(crate) fn record_reprocess(
@@ -273,49 +282,73 @@ pub(crate) fn export_rows(stamp: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -
     Bound::new(&sql::EXPORT_ROWS, vec![stamp.into_sql(), from.into_sql(), to.into_sql()])
 }
 
-// -- The staging table ---------------------------------------------------------------------------------
+// -- A window's rows, as MERGE_WINDOW reads them ---------------------------------------------------------
 
-/// The columns of `#staging` in the order [`staging_row`] fills them (CREATE_STAGING's order).
-pub(crate) const STAGING_COLUMNS: &[&str] = &[
-    "row_key",
-    "subscription_id",
-    "subscription_key",
-    "meter_id",
-    "usage_start",
-    "usage_end",
-    "quantity",
-    "quantity_scale",
-    "resource_uri",
-    "location",
-    "tags",
-    "additional_info",
-];
+/// One usage row as an element of MERGE_WINDOW's JSON array; the keys are the paths of its OPENJSON
+/// WITH clause. Numbers that must stay exact (the row key, the quantity) and times travel as strings
+/// that the WITH clause converts exactly.
+#[derive(serde::Serialize)]
+struct WindowRow<'a> {
+    k: String,
+    s: &'a str,
+    n: String,
+    m: &'a str,
+    us: String,
+    ue: String,
+    q: String,
+    qs: u8,
+    r: &'a str,
+    l: &'a str,
+    t: Option<&'a str>,
+    a: Option<&'a str>,
+}
 
-/// One usage row for the bulk load into `#staging`.
-pub(crate) fn staging_row(row: &UsageRow, quantity: Quantity) -> TokenRow<'_> {
-    let mut r = TokenRow::with_capacity(STAGING_COLUMNS.len());
-    r.push(row.fingerprint().into_sql());
-    r.push(row.subscription_id.as_str().into_sql());
-    r.push(normalize_subscription_id(&row.subscription_id).into_sql());
-    r.push(row.meter_id.as_str().into_sql());
-    r.push(crate::types::seconds(row.usage_start).into_sql());
-    r.push(crate::types::seconds(row.usage_end).into_sql());
-    r.push(quantity.value.into_sql());
-    r.push(quantity.sent_scale.into_sql());
-    r.push(row.resource_uri.as_str().into_sql());
-    r.push(row.location.as_str().into_sql());
-    r.push(row.tags.as_deref().into_sql());
-    r.push(row.additional_info.as_deref().into_sql());
-    r
+/// `datetime2(0)`'s ISO 8601 form (SQL Server converts it the same way whatever the session's
+/// DATEFORMAT or language).
+fn iso_seconds(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// The window's rows as one JSON array: MERGE_WINDOW's @P4.
+pub(crate) fn window_rows(rows: &[(&UsageRow, Quantity)]) -> String {
+    let rows: Vec<WindowRow<'_>> = rows
+        .iter()
+        .map(|(row, quantity)| WindowRow {
+            k: row.fingerprint().to_string(),
+            s: &row.subscription_id,
+            n: normalize_subscription_id(&row.subscription_id),
+            m: &row.meter_id,
+            us: iso_seconds(row.usage_start),
+            ue: iso_seconds(row.usage_end),
+            q: quantity.value.to_string(),
+            qs: quantity.sent_scale,
+            r: &row.resource_uri,
+            l: &row.location,
+            t: row.tags.as_deref(),
+            a: row.additional_info.as_deref(),
+        })
+        .collect();
+    serde_json::to_string(&rows).expect("strings and numbers always serialise")
+}
+
+/// The widths of `usage_rows`' bounded text columns, in UTF-16 code units as nvarchar(n) counts them,
+/// with the name the API gives each field.
+pub(crate) const TEXT_WIDTHS: &[(&str, usize)] =
+    &[("subscriptionId", 256), ("meterId", 128), ("resourceUri", 4000), ("location", 256)];
+
+/// The first field of `row` longer than its column, with its length.
+pub(crate) fn too_long(row: &UsageRow) -> Option<(&'static str, usize, usize)> {
+    let values = [&row.subscription_id, &row.meter_id, &row.resource_uri, &row.location];
+    TEXT_WIDTHS.iter().zip(values).find_map(|((field, width), value)| {
+        let length = value.encode_utf16().count();
+        (length > *width).then_some((*field, length, *width))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use azs_core::status::RunOutcome;
-    use sqlparser::ast::{CreateTable, Statement as Ast};
-    use sqlparser::dialect::MsSqlDialect;
-    use sqlparser::parser::Parser;
     use std::collections::BTreeSet;
 
     fn t() -> DateTime<Utc> {
@@ -384,7 +417,7 @@ mod tests {
             fence_replace(id, t(), "o"),
             fence_state(id),
             delete_window(id, t(), t()),
-            merge_staged(id, t(), t()),
+            merge_window(id, t(), t(), "[]".into()),
             record_reprocess(id, t(), t(), "why", t()),
             export_stamps(t(), t()),
             export_rows(id, t(), t()),
@@ -423,35 +456,84 @@ mod tests {
         assert_eq!(format!("{:?}", &insert.params[..16]), format!("{:?}", update.params));
     }
 
-    #[test]
-    fn staging_rows_fill_the_staging_table_columns_in_order_with_their_types() {
-        let parsed = Parser::parse_sql(&MsSqlDialect {}, sql::CREATE_STAGING.sql).unwrap();
-        let Ast::CreateTable(CreateTable { columns, .. }) = &parsed[0] else { panic!("not a CREATE TABLE") };
-        let names: Vec<String> = columns.iter().map(|c| c.name.value.clone()).collect();
-        assert_eq!(names, STAGING_COLUMNS);
-
-        let row = UsageRow {
+    fn usage_row() -> UsageRow {
+        UsageRow {
             subscription_id: "8E8CD5A6-05B6-4B9D-9B5A-4E8F3C1D2A10".into(),
             meter_id: "m".into(),
             usage_start: t(),
-            usage_end: t(),
+            usage_end: t() + chrono::Duration::hours(1),
             quantity: "2.4000000000".parse().unwrap(),
-            resource_uri: "/r".into(),
+            resource_uri: "/r/\u{e9}\"quoted\"".into(),
             location: "local".into(),
             tags: None,
-            additional_info: Some("{}".into()),
-        };
-        let q = Quantity::new(row.quantity).unwrap();
-        let token = staging_row(&row, q);
-        let values: Vec<&ColumnData> = token.iter().collect();
-        assert_eq!(values.len(), STAGING_COLUMNS.len());
-        assert!(matches!(values[0], ColumnData::I64(Some(k)) if *k == row.fingerprint()));
-        assert!(
-            matches!(values[2], ColumnData::String(Some(k)) if k == "8e8cd5a6-05b6-4b9d-9b5a-4e8f3c1d2a10")
+            additional_info: Some("{\"ServiceType\":\"A1\"}".into()),
+        }
+    }
+
+    /// The `'$.x'` paths of MERGE_WINDOW's OPENJSON WITH clause, in order.
+    fn with_paths() -> Vec<String> {
+        sql::MERGE_WINDOW
+            .sql
+            .split("'$.")
+            .skip(1)
+            .map(|rest| rest[..rest.find('\'').unwrap()].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_window_json_has_exactly_the_keys_the_openjson_clause_reads_in_its_order() {
+        let row = usage_row();
+        let json = window_rows(&[(&row, Quantity::new(row.quantity).unwrap())]);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let object = parsed[0].as_object().unwrap();
+        let keys: Vec<&String> = object.keys().collect();
+        let mut expected = with_paths();
+        expected.sort();
+        let mut keys_sorted: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        keys_sorted.sort();
+        assert_eq!(keys_sorted, expected);
+        assert_eq!(with_paths().len(), 12, "one path per usage_rows column written from the window");
+    }
+
+    #[test]
+    fn the_window_json_carries_exact_values_as_text() {
+        let row = usage_row();
+        let json = window_rows(&[(&row, Quantity::new(row.quantity).unwrap())]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let r = &v[0];
+        assert_eq!(r["k"], row.fingerprint().to_string(), "the 64-bit key as exact text, not a float");
+        assert_eq!(r["n"], "8e8cd5a6-05b6-4b9d-9b5a-4e8f3c1d2a10");
+        assert_eq!(r["us"], "2026-11-25T13:00:00");
+        assert_eq!(r["ue"], "2026-11-25T14:00:00");
+        assert_eq!(r["q"], "2.4000000000");
+        assert_eq!(r["qs"], 10);
+        assert_eq!(r["r"], row.resource_uri, "escaping survives");
+        assert!(r["t"].is_null());
+        assert_eq!(r["a"], "{\"ServiceType\":\"A1\"}", "JSON text travels as a string, not an object");
+        assert_eq!(window_rows(&[]), "[]");
+    }
+
+    #[test]
+    fn the_window_rides_in_one_nvarchar_max_parameter_whatever_its_size() {
+        let row = usage_row();
+        let rows: Vec<_> = (0..200).map(|_| (&row, Quantity::new(row.quantity).unwrap())).collect();
+        let bound = merge_window(Uuid::nil(), t(), t(), window_rows(&rows));
+        assert_eq!(bound.params.len(), 4);
+        assert!(matches!(&bound.params[3], ColumnData::String(Some(s)) if s.len() > 4000));
+    }
+
+    #[test]
+    fn a_field_longer_than_its_column_is_named_with_its_length() {
+        let mut row = usage_row();
+        assert_eq!(too_long(&row), None);
+        row.resource_uri = "\u{1F600}".repeat(2001);
+        assert_eq!(
+            too_long(&row),
+            Some(("resourceUri", 4002, 4000)),
+            "counted in UTF-16 units as nvarchar does"
         );
-        assert!(matches!(values[4], ColumnData::DateTime2(Some(_))));
-        assert!(matches!(values[6], ColumnData::Numeric(Some(n)) if n.scale() == 10));
-        assert!(matches!(values[7], ColumnData::U8(Some(10))));
-        assert!(matches!(values[10], ColumnData::String(None)));
+        let mut row = usage_row();
+        row.meter_id = "x".repeat(129);
+        assert_eq!(too_long(&row), Some(("meterId", 129, 128)));
     }
 }

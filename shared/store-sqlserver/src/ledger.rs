@@ -1,10 +1,10 @@
 //! The usage ledger (`usage_rows`, `reprocess_log`): a reported window's rows and the stamp's watermark
 //! committed in one transaction, fenced by the lease and the watermark; exports streamed in order.
 //!
-//! A commit: the rows are checked (quantities must fit exactly), de-duplicated by key and bulk-loaded
-//! into the session's `#staging` table; then one transaction moves the watermark (the fenced UPDATE
+//! A commit: the rows are checked (quantities must fit exactly, text must fit its column), de-duplicated
+//! by key and written as one JSON array; then one transaction moves the watermark (the fenced UPDATE
 //! comes first, so it also locks the stamp against a concurrent `set_mapping`), deletes the window's
-//! old rows when replacing, and MERGEs the staged rows in, mapping them in SQL.
+//! old rows when replacing, and MERGEs the array in (OPENJSON), mapping the rows in SQL.
 
 use crate::SqlServerStore;
 use crate::bind;
@@ -84,6 +84,18 @@ pub(crate) fn checked_rows<'c>(
                 row.usage_start.format("%Y-%m-%dT%H:%M:%SZ"),
             ))
         })?;
+        if let Some((field, length, width)) = bind::too_long(row) {
+            // Refused rather than cut: a shortened resource URI or meter would bill the wrong thing.
+            return Err(StoreError::Other(format!(
+                "stamp {} window {}: {field} is {length} characters, longer than its column's {width} \
+                 (meter {}, subscription {}, usage from {}); the window was not stored",
+                commit.stamp,
+                commit.window,
+                row.meter_id.chars().take(128).collect::<String>(),
+                row.subscription_id.chars().take(256).collect::<String>(),
+                row.usage_start.format("%Y-%m-%dT%H:%M:%SZ"),
+            )));
+        }
         if seen.insert(row.fingerprint()) {
             rows.push((row, quantity));
         }
@@ -98,9 +110,8 @@ pub(crate) async fn commit_window(
     rows: &[(&UsageRow, Quantity)],
 ) -> Result<CommitReceipt, Failure> {
     let (start, end) = (types::seconds(c.window.start), types::seconds(c.window.end));
-    // Staging is session-private, so it is filled before the transaction: the locks are held only for
-    // the statements that change shared rows.
-    s.stage(rows.iter().map(|(row, q)| bind::staging_row(row, *q)).collect()).await?;
+    // Serialised before the transaction, so the locks are held only while the server works.
+    let rows_json = bind::window_rows(rows);
     s.begin().await?;
     let result = async {
         let fence = match c.write {
@@ -114,7 +125,7 @@ pub(crate) async fn commit_window(
             s.execute(bind::delete_window(key, start, end)).await?;
         }
         let counts = s
-            .query_one(bind::merge_staged(key, start, end))
+            .query_one(bind::merge_window(key, start, end, rows_json))
             .await?
             .ok_or_else(|| Failure::other("the window's MERGE returned no counts"))?;
         let rows_written = types::unsigned(&counts, 0)?;

@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tiberius::{AuthMethod, Client, Row, ToSql, TokenRow};
+use tiberius::{AuthMethod, Client, Row, ToSql};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
@@ -262,30 +262,6 @@ impl Session {
         }
     }
 
-    /// Replaces the contents of `#staging` with `rows` (one bulk load).
-    pub(crate) async fn stage(&mut self, rows: Vec<TokenRow<'_>>) -> Result<u64, Failure> {
-        self.batch(&sql::CLEAR_STAGING).await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let client = &mut self.client;
-        let r = self
-            .lifecycle
-            .track(async move {
-                let mut load = client.bulk_insert_columns("#staging", crate::bind::STAGING_COLUMNS).await?;
-                for row in rows {
-                    load.send(row).await?;
-                }
-                Ok(load.finalize().await?.total())
-            })
-            .await;
-        if r.is_err() {
-            // A bulk load cut short leaves the connection mid-protocol.
-            self.lifecycle.mark_broken();
-        }
-        r
-    }
-
     pub(crate) async fn begin(&mut self) -> Result<(), Failure> {
         // Marked before it is sent: a BEGIN cancelled in flight may still have opened the transaction.
         self.lifecycle.began();
@@ -374,7 +350,6 @@ impl Connector {
         })?;
         let mut session = Session { client, schema: self.schema.clone(), lifecycle: Lifecycle::default() };
         session.batch(&sql::SESSION_OPTIONS).await?;
-        session.batch(&sql::CREATE_STAGING).await?;
         Ok(session)
     }
 }

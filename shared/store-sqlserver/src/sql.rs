@@ -54,24 +54,6 @@ statements! {
         SET CONCAT_NULL_YIELDS_NULL ON; SET QUOTED_IDENTIFIER ON; SET NUMERIC_ROUNDABORT OFF;
         SET XACT_ABORT ON; SET NOCOUNT OFF; SET IMPLICIT_TRANSACTIONS OFF;
         SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
-    /// One window's rows on their way in (session-private; created once per connection). A temp table
-    /// takes tempdb's collation; every text column is declared in the database's instead, so joining it
-    /// to `subscription_mappings` cannot fail with Msg 468 where the two differ.
-    CREATE_STAGING (0) = "CREATE TABLE #staging (
-        row_key bigint NOT NULL PRIMARY KEY,
-        subscription_id nvarchar(256) COLLATE DATABASE_DEFAULT NOT NULL,
-        subscription_key nvarchar(256) COLLATE DATABASE_DEFAULT NOT NULL,
-        meter_id nvarchar(128) COLLATE DATABASE_DEFAULT NOT NULL,
-        usage_start datetime2(0) NOT NULL,
-        usage_end datetime2(0) NOT NULL,
-        quantity decimal(38, 12) NOT NULL,
-        quantity_scale tinyint NOT NULL,
-        resource_uri nvarchar(4000) COLLATE DATABASE_DEFAULT NOT NULL,
-        location nvarchar(256) COLLATE DATABASE_DEFAULT NOT NULL,
-        tags nvarchar(max) COLLATE DATABASE_DEFAULT NULL,
-        additional_info nvarchar(max) COLLATE DATABASE_DEFAULT NULL
-    )";
-    CLEAR_STAGING (0) = "TRUNCATE TABLE #staging";
     BEGIN (0) = "BEGIN TRANSACTION";
     COMMIT (0) = "COMMIT TRANSACTION";
     ROLLBACK (0) = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION";
@@ -354,18 +336,40 @@ statements! {
     /// Replace: the window's old rows go, in the same transaction as the new ones come.
     DELETE_WINDOW (3) = "DELETE FROM {schema}.usage_rows
         WHERE stamp_id = @P1 AND reported_start >= @P2 AND reported_start < @P3";
-    /// The staged window into the ledger: rows already stored (same stamp, reported start, row key) are
-    /// left alone; new ones are mapped here, in SQL, inside the commit's transaction. Returns how many
-    /// rows were written and how many of those had no mapping.
-    MERGE_STAGED (3) = "DECLARE @written TABLE (unmapped bit NOT NULL);
+    /// The window's rows into the ledger, sent as ONE nvarchar(max) JSON parameter (@P4, see
+    /// `bind::window_rows`) and shredded here with OPENJSON: no bulk-load metadata to get wrong (tiberius
+    /// declares a bulk column from the value's length, not the table's), no 2,100-parameter limit, one
+    /// round trip. Every value is a JSON string converted by the WITH clause (exact for bigint and
+    /// decimal; ISO 8601 for datetime2). Text columns are read as nvarchar(max), so a value too long for
+    /// its column fails the INSERT (Msg 2628, ANSI_WARNINGS ON) instead of being cut short; the store
+    /// refuses such a row before sending it anyway, naming stamp, window and field. OPENJSON's text takes
+    /// the database's collation; the join says so explicitly (COLLATE DATABASE_DEFAULT) so a restored
+    /// database whose collation differs from the server's cannot fail with Msg 468.
+    /// Rows already stored (same stamp, reported start, row key) are left alone; new ones are mapped
+    /// here, in SQL, inside the commit's transaction. Returns how many rows were written and how many of
+    /// those had no mapping.
+    MERGE_WINDOW (4) = "DECLARE @written TABLE (unmapped bit NOT NULL);
         MERGE INTO {schema}.usage_rows AS t
         USING (
-            SELECT s.row_key, s.subscription_id, s.subscription_key, m.billing_subscription_id, s.meter_id,
-                s.usage_start, s.usage_end, s.quantity, s.quantity_scale, s.resource_uri, s.location, s.tags,
-                s.additional_info
-            FROM #staging AS s
+            SELECT r.row_key, r.subscription_id, r.subscription_key, m.billing_subscription_id, r.meter_id,
+                r.usage_start, r.usage_end, r.quantity, r.quantity_scale, r.resource_uri, r.location, r.tags,
+                r.additional_info
+            FROM OPENJSON(@P4) WITH (
+                row_key bigint '$.k',
+                subscription_id nvarchar(max) '$.s',
+                subscription_key nvarchar(max) '$.n',
+                meter_id nvarchar(max) '$.m',
+                usage_start datetime2(0) '$.us',
+                usage_end datetime2(0) '$.ue',
+                quantity decimal(38, 12) '$.q',
+                quantity_scale tinyint '$.qs',
+                resource_uri nvarchar(max) '$.r',
+                location nvarchar(max) '$.l',
+                tags nvarchar(max) '$.t',
+                additional_info nvarchar(max) '$.a'
+            ) AS r
             LEFT JOIN {schema}.subscription_mappings AS m
-                ON m.stamp_id = @P1 AND m.external_subscription_id = s.subscription_key
+                ON m.stamp_id = @P1 AND m.external_subscription_id = r.subscription_key COLLATE DATABASE_DEFAULT
         ) AS src
         ON t.stamp_id = @P1 AND t.reported_start = @P2 AND t.row_key = src.row_key
         WHEN NOT MATCHED BY TARGET THEN
@@ -523,11 +527,24 @@ mod tests {
     }
 
     #[test]
-    fn every_text_column_of_a_temp_table_takes_the_database_collation() {
-        for statement in ALL.iter().filter(|s| s.sql.contains("TABLE #")) {
-            for line in statement.sql.lines().filter(|l| l.contains("nvarchar") || l.contains("varchar(")) {
-                assert!(line.contains("COLLATE DATABASE_DEFAULT"), "{}: {line}", statement.name);
-            }
+    fn no_temp_table_and_the_openjson_text_meets_the_mapping_table_in_the_database_collation() {
+        for statement in ALL {
+            assert!(
+                !statement.sql.contains('#'),
+                "{} uses a temp object (tempdb's collation)",
+                statement.name
+            );
+        }
+        assert!(MERGE_WINDOW.sql.contains("= r.subscription_key COLLATE DATABASE_DEFAULT"));
+    }
+
+    #[test]
+    fn the_window_is_read_as_text_wide_enough_that_nothing_is_silently_cut() {
+        // OPENJSON's WITH clause converts like CAST: into nvarchar(n) it would truncate without an error.
+        let with = &MERGE_WINDOW.sql
+            [MERGE_WINDOW.sql.find("WITH (").unwrap()..MERGE_WINDOW.sql.find(") AS r").unwrap()];
+        for line in with.lines().filter(|l| l.contains("char")) {
+            assert!(line.contains("nvarchar(max)"), "{line}");
         }
     }
 
