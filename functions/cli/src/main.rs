@@ -3,6 +3,7 @@
 
 mod db;
 mod demo;
+mod mapping_import;
 mod progress;
 
 use anyhow::{Context, Result, bail};
@@ -428,36 +429,9 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
             );
         }
         MappingCommand::Import { stamp, file } => {
-            let stamp = StampId(stamp);
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .trim(csv::Trim::All)
-                .from_path(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            // Validate every line before writing any, so a bad file changes nothing.
-            let mut pairs = Vec::new();
-            for (i, record) in reader.records().enumerate() {
-                let record = record.with_context(|| format!("{}: line {}", file.display(), i + 1))?;
-                if record.len() != 2 {
-                    bail!(
-                        "{}: line {}: expected 2 columns (externalSubscriptionId,billingSubscriptionId)",
-                        file.display(),
-                        i + 1
-                    );
-                }
-                if i == 0 && record[0].eq_ignore_ascii_case("externalSubscriptionId") {
-                    continue;
-                }
-                if record[0].is_empty() || record[1].is_empty() {
-                    bail!("{}: line {}: both columns are required", file.display(), i + 1);
-                }
-                pairs.push((record[0].to_owned(), record[1].to_owned()));
-            }
-            let mut backfilled = 0;
-            for (external, billing) in &pairs {
-                backfilled += registrar.set_mapping(&stamp, external, billing).await.map_err(explain)?.1;
-            }
-            println!("imported {} mappings ({backfilled} earlier rows mapped)", pairs.len());
+            let (count, backfilled) =
+                mapping_import::import(registrar, &StampId(stamp), &file).await.map_err(explain)?;
+            println!("imported {count} mappings ({backfilled} earlier rows mapped)");
         }
         MappingCommand::Remove { stamp, external_subscription_id } => {
             registrar.remove_mapping(&StampId(stamp), &external_subscription_id).await.map_err(explain)?;

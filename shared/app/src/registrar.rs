@@ -15,7 +15,7 @@ use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{
     DiscoveredEndpoints, PullError, PullStage, SecretStore, Store, StoreError, UsageSource,
 };
-use azs_core::registration::{CredentialInput, StampRegistration, is_valid_secret_name, parse_guid};
+use azs_core::registration::{CredentialInput, CredentialSecretRules, StampRegistration, parse_guid};
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::ProcessingStatus;
 use azs_core::usage::normalize_subscription_id;
@@ -96,6 +96,14 @@ pub struct StampPatch {
     pub ca_certificate: Option<String>,
 }
 
+/// One line of a mapping import, numbered as in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingLine {
+    pub line: usize,
+    pub external_subscription_id: String,
+    pub billing_subscription_id: String,
+}
+
 /// Turns credential material (PEM or PFX) into a [`Credential`], checking it against the thumbprint.
 pub type CredentialReader =
     fn(&CredentialInput, Option<&str>) -> Result<Option<Credential>, ValidationErrors>;
@@ -106,6 +114,7 @@ pub struct Registrar {
     secrets: Arc<dyn SecretStore>,
     source: Arc<dyn UsageSource>,
     read_credential: CredentialReader,
+    credential_rules: CredentialSecretRules,
 }
 
 impl Registrar {
@@ -114,8 +123,9 @@ impl Registrar {
         secrets: Arc<dyn SecretStore>,
         source: Arc<dyn UsageSource>,
         read_credential: CredentialReader,
+        credential_rules: CredentialSecretRules,
     ) -> Self {
-        Self { store, secrets, source, read_credential }
+        Self { store, secrets, source, read_credential, credential_rules }
     }
 
     pub async fn register(
@@ -127,7 +137,7 @@ impl Registrar {
         let valid = input.validate(now).map_err(RegistrationError::Invalid)?;
         let id = StampId::new_random();
         let (credential, existing_secret) =
-            self.resolve_credential(&valid.credential, &valid.connection).await?;
+            self.resolve_credential(&valid.credential, &id, &valid.connection).await?;
 
         let mut stamp = Stamp {
             id: id.clone(),
@@ -247,7 +257,8 @@ impl Registrar {
 
         let mut new_secret = None;
         if let Some(input) = rotation {
-            let (credential, existing) = self.resolve_credential(&input, &stamp.connection).await?;
+            let (credential, existing) =
+                self.resolve_credential(&input, &stamp.id, &stamp.connection).await?;
             match existing {
                 Some(name) => stamp.credential_secret_name = name,
                 None => {
@@ -318,30 +329,48 @@ impl Registrar {
         billing_subscription_id: &str,
     ) -> Result<(SubscriptionMapping, u64), RegistrationError> {
         self.stamp(stamp).await?;
+        let mapping = SubscriptionMapping::validated(
+            stamp,
+            external_subscription_id,
+            billing_subscription_id,
+            Utc::now(),
+        )
+        .map_err(RegistrationError::Invalid)?;
+        let backfilled = self.store.set_mapping(&mapping).await?;
+        Ok((mapping, backfilled))
+    }
+
+    /// Sets many mappings of one stamp, all or nothing: every line is checked with the rules of
+    /// [`Registrar::set_mapping`] first, every bad line is reported at once (its field named
+    /// `line N: field`), and the mappings are written in one transaction. Returns the rows back-filled.
+    pub async fn import_mappings(
+        &self,
+        stamp: &StampId,
+        lines: &[MappingLine],
+    ) -> Result<u64, RegistrationError> {
+        self.stamp(stamp).await?;
+        let now = Utc::now();
         let mut errors = ValidationErrors::default();
-        let external = normalize_subscription_id(external_subscription_id);
-        if external.is_empty() || external.len() > 128 || external.chars().any(|c| c.is_control() || c == '/')
-        {
-            errors.push(
-                "externalSubscriptionId",
-                "must be 1 to 128 characters without '/' or control characters",
-            );
-        }
-        let billing = billing_subscription_id.trim();
-        if billing.is_empty() || billing.len() > 128 || billing.chars().any(char::is_control) {
-            errors.push("billingSubscriptionId", "must be 1 to 128 characters without control characters");
+        let mut mappings = Vec::with_capacity(lines.len());
+        for line in lines {
+            match SubscriptionMapping::validated(
+                stamp,
+                &line.external_subscription_id,
+                &line.billing_subscription_id,
+                now,
+            ) {
+                Ok(m) => mappings.push(m),
+                Err(e) => {
+                    for f in e.0 {
+                        errors.push(format!("line {}: {}", line.line, f.field), f.rule);
+                    }
+                }
+            }
         }
         if !errors.is_empty() {
             return Err(RegistrationError::Invalid(errors));
         }
-        let mapping = SubscriptionMapping {
-            stamp_id: stamp.clone(),
-            external_subscription_id: external,
-            billing_subscription_id: billing.to_owned(),
-            updated_at: Utc::now(),
-        };
-        let backfilled = self.store.set_mapping(&mapping).await?;
-        Ok((mapping, backfilled))
+        Ok(self.store.set_mappings(&mappings).await?)
     }
 
     pub async fn remove_mapping(
@@ -397,21 +426,24 @@ impl Registrar {
             .ok_or_else(|| {
                 invalid("credentialSecretName", "names a secret that is not in the secret store")
             })?;
-        Ok(Credential::from_secret(&secret))
+        Credential::from_secret(&stamp.credential_secret_name, &secret)
+            .map_err(|e| invalid("credentialSecretName", &e.to_string()))
     }
 
     /// The credential to use, and the name of the operator's own secret when they pointed at one.
+    /// An operator's secret is checked against the [`CredentialSecretRules`] before it is read, and
+    /// its value must be a credential document: nothing else is ever sent to a stamp.
     async fn resolve_credential(
         &self,
         input: &CredentialInput,
+        owner: &StampId,
         connection: &StampConnection,
     ) -> Result<(Credential, Option<String>), RegistrationError> {
         if let CredentialInput::ExistingSecret(name) = input {
-            if !is_valid_secret_name(name) {
-                return Err(invalid(
-                    "credentialSecretName",
-                    "must be 1 to 127 characters of letters, digits and / _ + = . @ -",
-                ));
+            let stamps = self.store.list_stamps().await?;
+            let others = stamps.iter().filter(|s| s.id != *owner).map(|s| s.credential_secret_name.as_str());
+            if let Some(rule) = self.credential_rules.violation(name, owner.as_str(), others) {
+                return Err(invalid("credentialSecretName", &rule));
             }
             let secret = self
                 .secrets
@@ -421,7 +453,9 @@ impl Registrar {
                 .ok_or_else(|| {
                     invalid("credentialSecretName", "names a secret that is not in the secret store")
                 })?;
-            return Ok((Credential::from_secret(&secret), Some(name.clone())));
+            let credential = Credential::from_secret(name, &secret)
+                .map_err(|e| invalid("credentialSecretName", &e.to_string()))?;
+            return Ok((credential, Some(name.clone())));
         }
         let credential = (self.read_credential)(input, connection.certificate_thumbprint.as_deref())
             .map_err(RegistrationError::Invalid)?

@@ -7,6 +7,7 @@ use crate::registrar::Registrar;
 use anyhow::{Context, Result};
 use azs_core::collect::{CollectSettings, Collector};
 use azs_core::ports::{SecretStore, Store, UsageSource};
+use azs_core::registration::CredentialSecretRules;
 use std::sync::Arc;
 
 /// Everything a process needs, built once.
@@ -52,10 +53,23 @@ impl Services {
             secrets.clone(),
             source.clone(),
             azs_azure_stack::credential::credential_from_registration,
+            credential_secret_rules(&config),
         );
         let collector = Collector::new(store.clone(), secrets.clone(), source.clone(), settings);
         Services { config, store, secrets, source, registrar, collector }
     }
+}
+
+/// Stamp credentials come from under the configured prefix, and never from the service's own secrets.
+fn credential_secret_rules(config: &AppConfig) -> CredentialSecretRules {
+    let database = match &config.database {
+        DatabaseLocation::FromSecret(name) => Some(name.clone()),
+        _ => None,
+    };
+    CredentialSecretRules::new(
+        config.secret_prefix.clone(),
+        database.into_iter().chain(config.api_token_secret.clone()),
+    )
 }
 
 async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc<dyn Store>> {

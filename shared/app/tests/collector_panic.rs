@@ -86,7 +86,8 @@ async fn two_stamps() -> Setup {
         let mut stamp = fixtures::stamp(name);
         stamp.collect_from = from;
         store.insert_stamp(&stamp).await.unwrap();
-        secrets.put_secret(&stamp.credential_secret_name, &Secret::new("client-secret")).await.unwrap();
+        let credential = Credential::ApplicationSecret(Secret::new("client-secret"));
+        secrets.put_secret(&stamp.credential_secret_name, &credential.to_secret()).await.unwrap();
         stamps.push(stamp);
     }
     let broken = stamps.pop().unwrap();

@@ -12,6 +12,7 @@ use azs_core::ports::{
     StampRegistry, StampSession, StatusStore, StoreError, StoredUsageRow, UsageLedger, UsageSource,
     WindowCommit, WindowWrite,
 };
+use azs_core::registration::CredentialSecretRules;
 use azs_core::status::RunRecord;
 use azs_core::window::floor_hour;
 use azs_core::{Credential, ProcessingStatus, ReportedWindow, Secret, Stamp, StampId, UsageRow};
@@ -80,6 +81,9 @@ impl StampRegistry for FlakyStore {
 impl MappingStore for FlakyStore {
     async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
         self.inner.set_mapping(mapping).await
+    }
+    async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
+        self.inner.set_mappings(mappings).await
     }
     async fn remove_mapping(&self, stamp: &StampId, external: &str) -> Result<bool, StoreError> {
         self.inner.remove_mapping(stamp, external).await
@@ -318,6 +322,7 @@ impl Harness {
             }),
             options.source,
             options.read_credential,
+            CredentialSecretRules::new("azs-usage/", ["azs-usage/database".to_owned()]),
         );
         let app = match options.prefix {
             Some(prefix) => router_with_prefix(prefix, registrar, options.auth),
@@ -586,24 +591,25 @@ async fn testing_a_stamp_the_stamp_refuses_answers_422() {
 async fn a_stamp_registered_with_an_existing_secret_uses_it_and_testing_it_once_gone_answers_422() {
     let app = Harness::with_stamp().await;
     let operator_secrets = FileSecretStore::new(&app.secrets_file, "azs-usage/");
-    operator_secrets.put_secret("ops/stamp-credential", &Secret::new(GOOD_SECRET)).await.unwrap();
+    let document = Credential::ApplicationSecret(Secret::new(GOOD_SECRET)).to_secret();
+    operator_secrets.put_secret("azs-usage/ops-stamp-credential", &document).await.unwrap();
     let body = with(
         without(app.stamp_registration(), "applicationSecret"),
         "credentialSecretName",
-        json!("ops/stamp-credential"),
+        json!("azs-usage/ops-stamp-credential"),
     );
 
     let created = app.post("/stamps", &body).await;
 
     created.expect(StatusCode::CREATED);
-    assert_eq!(created.json()["credentialSecretName"], "ops/stamp-credential");
+    assert_eq!(created.json()["credentialSecretName"], "azs-usage/ops-stamp-credential");
     assert_eq!(
         app.secret_names(),
-        vec!["ops/stamp-credential".to_owned()],
+        vec!["azs-usage/ops-stamp-credential".to_owned()],
         "no copy of the operator's secret"
     );
     let id = created.json()["id"].as_str().unwrap().to_owned();
-    operator_secrets.delete_secret("ops/stamp-credential").await.unwrap();
+    operator_secrets.delete_secret("azs-usage/ops-stamp-credential").await.unwrap();
     let reply = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await;
     let p = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
     assert_eq!(p["errors"][0]["field"], "credentialSecretName", "{p}");

@@ -376,7 +376,8 @@ impl Collector {
                     stamp.credential_secret_name
                 ))
             })?;
-        let credential = Credential::from_secret(&secret);
+        let credential = Credential::from_secret(&stamp.credential_secret_name, &secret)
+            .map_err(|e| CollectErrorKind::Credential(e.to_string()))?;
         Ok(self.source.connect(stamp, &credential).await?)
     }
 

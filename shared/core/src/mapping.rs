@@ -7,7 +7,9 @@
 //! collected from then on, and back-fills only rows that were still unmapped: rows already mapped keep
 //! the billing subscription they were invoiced under.
 
+use crate::error::ValidationErrors;
 use crate::stamp::StampId;
+use crate::usage::normalize_subscription_id;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,37 @@ pub struct SubscriptionMapping {
     pub external_subscription_id: String,
     pub billing_subscription_id: String,
     pub updated_at: DateTime<Utc>,
+}
+
+impl SubscriptionMapping {
+    /// The one rule set for a mapping, whether set alone (`mapping set`, `PUT .../subscriptions/{id}`)
+    /// or imported from a file. Every violation is named at once.
+    pub fn validated(
+        stamp_id: &StampId,
+        external_subscription_id: &str,
+        billing_subscription_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SubscriptionMapping, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let external = normalize_subscription_id(external_subscription_id);
+        if external.is_empty() || external.len() > 128 || external.chars().any(|c| c.is_control() || c == '/')
+        {
+            errors.push(
+                "externalSubscriptionId",
+                "must be 1 to 128 characters without '/' or control characters",
+            );
+        }
+        let billing = billing_subscription_id.trim();
+        if billing.is_empty() || billing.len() > 128 || billing.chars().any(char::is_control) {
+            errors.push("billingSubscriptionId", "must be 1 to 128 characters without control characters");
+        }
+        errors.into_result(SubscriptionMapping {
+            stamp_id: stamp_id.clone(),
+            external_subscription_id: external,
+            billing_subscription_id: billing.to_owned(),
+            updated_at: now,
+        })
+    }
 }
 
 /// A tenant subscription that has usage but no mapping.

@@ -52,6 +52,9 @@ pub trait MappingStore: Send + Sync {
     /// Upserts the mapping and back-fills this stamp's rows for that subscription that are still
     /// unmapped, in one transaction. Returns how many rows were back-filled.
     async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError>;
+    /// Sets every mapping (each as [`MappingStore::set_mapping`]) in ONE transaction: all or nothing.
+    /// Returns how many rows were back-filled in all.
+    async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError>;
     async fn remove_mapping(
         &self,
         stamp: &StampId,

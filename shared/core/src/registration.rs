@@ -247,6 +247,66 @@ pub fn is_valid_secret_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
 }
 
+/// Where a stamp's credential may be read from. A registration that names an existing secret
+/// (`credentialSecretName`) makes the service read that secret and present its value to a token
+/// endpoint the caller chose, so the name is held to these rules before anything is read:
+/// - it lies under the configured prefix (the part of the store that holds stamp credentials);
+/// - it is none of the service's own secrets (the database connection, the API token);
+/// - it does not have the shape of a name the service writes for a stamp (`prefix + UUID`) unless it
+///   is this stamp's own, so no caller can borrow another stamp's credential;
+/// - no other stamp uses it.
+///
+/// Names are compared as Key Vault sees them (case-insensitive, `/ _ . + = @` as `-`), so two
+/// spellings of one vault secret cannot slip past each other.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialSecretRules {
+    prefix: String,
+    reserved: Vec<String>,
+}
+
+impl CredentialSecretRules {
+    /// `prefix`: the configured credential prefix; `reserved`: the names of the service's own secrets.
+    pub fn new(prefix: impl Into<String>, reserved: impl IntoIterator<Item = String>) -> Self {
+        Self { prefix: prefix.into(), reserved: reserved.into_iter().collect() }
+    }
+
+    /// The rule `name` breaks as the credential secret of stamp `owner`, given every other stamp's
+    /// credential secret name; `None` when it may be used.
+    pub fn violation<'a>(
+        &self,
+        name: &str,
+        owner: &str,
+        others: impl IntoIterator<Item = &'a str>,
+    ) -> Option<String> {
+        if !is_valid_secret_name(name) {
+            return Some("must be 1 to 127 characters of letters, digits and / _ + = . @ -".into());
+        }
+        let key = secret_name_key(name);
+        let prefix = secret_name_key(&self.prefix);
+        let Some(rest) = key.strip_prefix(&prefix).filter(|r| !r.is_empty()) else {
+            return Some(format!("must name a secret under the configured prefix {:?}", self.prefix));
+        };
+        if self.reserved.iter().any(|r| secret_name_key(r) == key) {
+            return Some("must not name one of the service's own secrets".into());
+        }
+        if parse_guid(rest).is_some_and(|id| !id.eq_ignore_ascii_case(owner)) {
+            return Some("must not name a credential the service stored for another stamp".into());
+        }
+        if others.into_iter().any(|other| secret_name_key(other) == key) {
+            return Some("names a secret another stamp already uses".into());
+        }
+        None
+    }
+}
+
+/// A secret name as the strictest store (Key Vault) compares it.
+fn secret_name_key(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| if matches!(c, '/' | '_' | '.' | '+' | '=' | '@') { '-' } else { c.to_ascii_lowercase() })
+        .collect()
+}
+
 /// Canonical lower-case GUID text, if `s` is a GUID (with or without braces).
 pub fn parse_guid(s: &str) -> Option<String> {
     let s = s.trim().trim_start_matches('{').trim_end_matches('}');
@@ -406,6 +466,31 @@ mod tests {
             ..valid()
         };
         assert_eq!(r.validate(now()).unwrap().connection.certificate_thumbprint.unwrap(), "ABCD".repeat(10));
+    }
+
+    #[test]
+    fn a_credential_secret_must_lie_under_the_prefix_and_belong_to_no_one_else() {
+        let rules = CredentialSecretRules::new(
+            "azs-usage/",
+            ["azs-usage/database".to_owned(), "azs-usage/api-token".to_owned()],
+        );
+        let me = "aaaaaaaa-0000-0000-0000-000000000001";
+        let other = "bbbbbbbb-0000-0000-0000-000000000002";
+        assert_eq!(rules.violation("azs-usage/stamp-eu-1", me, []), None);
+        assert_eq!(rules.violation(&format!("azs-usage/{me}"), me, []), None);
+        for refused in [
+            "database-password",
+            "azs-usage/",
+            "azs-usage/database",
+            "AZS-USAGE-DATABASE",
+            "azs-usage_api-token",
+            &format!("azs-usage/{other}"),
+            &format!("azs-usage/{}", other.to_uppercase()),
+        ] {
+            assert!(rules.violation(refused, me, []).is_some(), "{refused} was accepted");
+        }
+        assert!(rules.violation("azs-usage/shared", me, ["azs-usage/shared"]).is_some());
+        assert!(rules.violation("azs-usage/shared", me, ["azs-usage/other"]).is_none());
     }
 
     #[test]

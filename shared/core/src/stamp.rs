@@ -79,6 +79,17 @@ pub struct Stamp {
     pub created_at: DateTime<Utc>,
 }
 
+/// A secret whose value is not a credential document. Names the secret, never carries its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "secret {secret_name:?} does not hold a credential document \
+     ({{\"kind\":\"applicationSecret\",\"applicationSecret\":...}} or \
+     {{\"kind\":\"certificate\",\"certificatePem\":...,\"privateKeyPem\":...}})"
+)]
+pub struct NotACredential {
+    pub secret_name: String,
+}
+
 /// What the stamp's service principal proves itself with. Lives only in the secret store.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Credential {
@@ -114,18 +125,18 @@ impl Credential {
         Secret::new(serde_json::to_string(&stored).expect("credential serialises"))
     }
 
-    /// Reads the JSON document written by [`Credential::to_secret`]. A plain string that is not such a
-    /// document is taken as an application secret, so an operator can store a bare secret by hand
-    /// (`credentialSecretName`).
-    pub fn from_secret(secret: &Secret) -> Credential {
+    /// Reads the JSON document written by [`Credential::to_secret`]. Anything else is refused, naming
+    /// the secret but never its value: a value that is not a credential document must never be sent to
+    /// a token endpoint as a client secret (it may be a database password or an API token).
+    pub fn from_secret(name: &str, secret: &Secret) -> Result<Credential, NotACredential> {
         match serde_json::from_str::<StoredCredential>(secret.expose()) {
             Ok(StoredCredential::ApplicationSecret { application_secret }) => {
-                Credential::ApplicationSecret(Secret::new(application_secret))
+                Ok(Credential::ApplicationSecret(Secret::new(application_secret)))
             }
             Ok(StoredCredential::Certificate { certificate_pem, private_key_pem }) => {
-                Credential::Certificate { certificate_pem, private_key_pem: Secret::new(private_key_pem) }
+                Ok(Credential::Certificate { certificate_pem, private_key_pem: Secret::new(private_key_pem) })
             }
-            Err(_) => Credential::ApplicationSecret(secret.clone()),
+            Err(_) => Err(NotACredential { secret_name: name.to_owned() }),
         }
     }
 
@@ -147,15 +158,19 @@ mod tests {
             certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
             private_key_pem: Secret::new("KEY"),
         };
-        assert_eq!(Credential::from_secret(&cert.to_secret()), cert);
+        assert_eq!(Credential::from_secret("n", &cert.to_secret()).unwrap(), cert);
         let sec = Credential::ApplicationSecret(Secret::new("s3cret"));
-        assert_eq!(Credential::from_secret(&sec.to_secret()), sec);
+        assert_eq!(Credential::from_secret("n", &sec.to_secret()).unwrap(), sec);
     }
 
     #[test]
-    fn a_bare_string_in_the_store_is_an_application_secret() {
-        let c = Credential::from_secret(&Secret::new("plain-text"));
-        assert_eq!(c, Credential::ApplicationSecret(Secret::new("plain-text")));
+    fn a_value_that_is_not_a_credential_document_is_refused_naming_the_secret_not_the_value() {
+        for value in ["plain-text-password", r#"{"kind":"applicationSecret"}"#, "Server=db;Password=pw"] {
+            let e = Credential::from_secret("azs-usage/database", &Secret::new(value)).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("azs-usage/database"), "{text}");
+            assert!(!text.contains(value), "the value leaked: {text}");
+        }
     }
 
     #[test]

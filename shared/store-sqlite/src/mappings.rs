@@ -27,8 +27,12 @@ pub(crate) const UNMAPPED: &str =
 #[async_trait]
 impl MappingStore for SqliteStore {
     async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
-        let mapping = mapping.clone();
-        self.run(move |db| db.write(|conn| set(conn, &mapping))).await
+        self.set_mappings(std::slice::from_ref(mapping)).await
+    }
+
+    async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
+        let mappings = mappings.to_vec();
+        self.run(move |db| db.write(|conn| set(conn, &mappings))).await
     }
 
     async fn remove_mapping(
@@ -99,23 +103,31 @@ impl MappingStore for SqliteStore {
     }
 }
 
-fn set(conn: &mut Connection, mapping: &SubscriptionMapping) -> Result<u64, Failure> {
-    let external = normalize_subscription_id(&mapping.external_subscription_id);
-    let stamp = mapping.stamp_id.as_str();
+/// All mappings and their back-fills in one transaction: an unknown stamp anywhere writes nothing.
+fn set(conn: &mut Connection, mappings: &[SubscriptionMapping]) -> Result<u64, Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let stamp_no: i64 = tx
-        .query_row("SELECT stamp_no FROM stamps WHERE id = ?1", [stamp], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
-    tx.execute(
-        "INSERT INTO subscription_mappings (stamp_id, external_subscription_id, billing_subscription_id, updated_at)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (stamp_id, external_subscription_id) DO UPDATE SET
-             billing_subscription_id = excluded.billing_subscription_id, updated_at = excluded.updated_at",
-        (stamp, external.as_str(), mapping.billing_subscription_id.as_str(), millis(mapping.updated_at)),
-    )?;
-    let back_filled =
-        tx.execute(BACK_FILL, (stamp_no, external.as_str(), mapping.billing_subscription_id.as_str()))?;
+    let mut back_filled = 0;
+    for mapping in mappings {
+        let external = normalize_subscription_id(&mapping.external_subscription_id);
+        let stamp = mapping.stamp_id.as_str();
+        let stamp_no: i64 = tx
+            .prepare_cached("SELECT stamp_no FROM stamps WHERE id = ?1")?
+            .query_row([stamp], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
+        tx.prepare_cached(
+            "INSERT INTO subscription_mappings (stamp_id, external_subscription_id, billing_subscription_id, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (stamp_id, external_subscription_id) DO UPDATE SET
+                 billing_subscription_id = excluded.billing_subscription_id, updated_at = excluded.updated_at",
+        )?
+        .execute((stamp, external.as_str(), mapping.billing_subscription_id.as_str(), millis(mapping.updated_at)))?;
+        back_filled += tx.prepare_cached(BACK_FILL)?.execute((
+            stamp_no,
+            external.as_str(),
+            mapping.billing_subscription_id.as_str(),
+        ))? as u64;
+    }
     tx.commit()?;
-    Ok(back_filled as u64)
+    Ok(back_filled)
 }

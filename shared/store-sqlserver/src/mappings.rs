@@ -16,12 +16,18 @@ use tiberius::Uuid;
 #[async_trait]
 impl MappingStore for SqlServerStore {
     async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
-        let key =
-            stamp_key(&mapping.stamp_id).ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
-        let external = normalize_subscription_id(&mapping.external_subscription_id);
-        let external = external.as_str();
-        self.run("set_mapping", |mut s| Box::pin(async move { set(&mut s, key, external, mapping).await }))
-            .await
+        self.set_mappings(std::slice::from_ref(mapping)).await
+    }
+
+    async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
+        let mut keyed = Vec::with_capacity(mappings.len());
+        for mapping in mappings {
+            let key = stamp_key(&mapping.stamp_id)
+                .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
+            keyed.push((key, normalize_subscription_id(&mapping.external_subscription_id), mapping));
+        }
+        let keyed = keyed.as_slice();
+        self.run("set_mappings", |mut s| Box::pin(async move { set(&mut s, keyed).await })).await
     }
 
     async fn remove_mapping(
@@ -101,21 +107,22 @@ fn stamp_filter(stamp: Option<&StampId>) -> Option<Option<Uuid>> {
     }
 }
 
-async fn set(
-    s: &mut Session,
-    key: Uuid,
-    external: &str,
-    mapping: &SubscriptionMapping,
-) -> Result<u64, Failure> {
+/// All mappings and their back-fills in one transaction: an unknown stamp anywhere writes nothing.
+async fn set(s: &mut Session, mappings: &[(Uuid, String, &SubscriptionMapping)]) -> Result<u64, Failure> {
     s.begin().await?;
     let result = async {
-        // Serialises with this stamp's window commits (see sql::LOCK_STAMP); no row: no such stamp.
-        if s.query_one(bind::lock_stamp(key)).await?.is_none() {
-            return Err(StoreError::UnknownStamp(mapping.stamp_id.clone()).into());
+        let mut back_filled = 0;
+        for (key, external, mapping) in mappings {
+            // Serialises with this stamp's window commits (see sql::LOCK_STAMP); no row: no such stamp.
+            if s.query_one(bind::lock_stamp(*key)).await?.is_none() {
+                return Err(StoreError::UnknownStamp(mapping.stamp_id.clone()).into());
+            }
+            let billing = mapping.billing_subscription_id.as_str();
+            s.execute(bind::upsert_mapping(*key, external, billing, types::millis(mapping.updated_at)))
+                .await?;
+            back_filled += s.execute(bind::back_fill(*key, external, billing)).await?;
         }
-        let billing = mapping.billing_subscription_id.as_str();
-        s.execute(bind::upsert_mapping(key, external, billing, types::millis(mapping.updated_at))).await?;
-        s.execute(bind::back_fill(key, external, billing)).await
+        Ok(back_filled)
     }
     .await;
     s.finish(result).await

@@ -160,8 +160,8 @@ pub async fn pull_only(files: &Files, span: Span, concurrency: usize) -> anyhow:
                 .get_secret(&stamp.credential_secret_name)
                 .await?
                 .with_context(|| format!("no credential for stamp {}", stamp.name))?;
-            let session: Box<dyn StampSession> =
-                source.connect(&stamp, &Credential::from_secret(&secret)).await?;
+            let credential = Credential::from_secret(&stamp.credential_secret_name, &secret)?;
+            let session: Box<dyn StampSession> = source.connect(&stamp, &credential).await?;
             let mut rows = 0u64;
             for window in windows {
                 session.pull_window(window, &mut |page| rows += page.len() as u64).await?;

@@ -165,6 +165,9 @@ impl MappingStore for TimedStore {
     async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
         self.inner.set_mapping(mapping).await
     }
+    async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
+        self.inner.set_mappings(mappings).await
+    }
     async fn remove_mapping(
         &self,
         stamp: &StampId,

@@ -190,3 +190,33 @@ pub async fn mappings_are_listed_per_stamp_and_removed_by_any_casing(store: Arc<
     let stored = rows_of(store.as_ref(), &s.id).await;
     assert_eq!(stored[0].billing_subscription_id.as_deref(), Some("billing-a"));
 }
+
+pub async fn setting_many_mappings_is_all_or_nothing(store: Arc<dyn Store>) {
+    // Given a stamp whose tenant A and B rows were written unmapped
+    let s = registered_and_leased(store.as_ref(), "eu-1").await;
+    let rows = vec![
+        vm_usage(TENANT_A, "web-01", "2026-10-31T23:00:00Z", "1"),
+        vm_usage(TENANT_B, "db-01", "2026-10-31T23:00:00Z", "1"),
+    ];
+    advance(store.as_ref(), &s.id, hour(COLLECT_FROM), &rows).await;
+    let unknown = StampId("00000000-0000-4000-8000-00000000dead".into());
+
+    // When a batch whose last mapping names an unknown stamp is set
+    let batch = [
+        mapping(&s.id, TENANT_A, "billing-a"),
+        mapping(&s.id, TENANT_B, "billing-b"),
+        mapping(&unknown, TENANT_A, "billing-x"),
+    ];
+    let refused = store.set_mappings(&batch).await;
+
+    // Then it is refused and nothing of it was written: no mapping, no back-fill
+    assert!(matches!(refused, Err(StoreError::UnknownStamp(_))), "{refused:?}");
+    assert!(store.list_mappings(Some(&s.id)).await.unwrap().is_empty());
+    assert!(rows_of(store.as_ref(), &s.id).await.iter().all(|r| r.billing_subscription_id.is_none()));
+
+    // And the valid part alone is written in one call, back-filling both tenants
+    let back_filled = store.set_mappings(&batch[..2]).await.unwrap();
+    assert_eq!(back_filled, 2);
+    assert_eq!(store.list_mappings(Some(&s.id)).await.unwrap().len(), 2);
+    assert!(rows_of(store.as_ref(), &s.id).await.iter().all(|r| r.billing_subscription_id.is_some()));
+}

@@ -40,6 +40,7 @@ pub(crate) fn all() -> Vec<Case> {
         mappings::a_changed_mapping_applies_to_new_rows_and_leaves_mapped_rows_alone,
         mappings::unmapped_lists_each_subscription_with_its_rows_and_usage_span,
         mappings::mappings_are_listed_per_stamp_and_removed_by_any_casing,
+        mappings::setting_many_mappings_is_all_or_nothing,
         leases::a_lease_is_exclusive_while_it_lasts,
         leases::a_lease_is_reentrant_for_its_owner,
         leases::an_expired_lease_can_be_taken_over_and_fences_the_old_owner,
