@@ -88,6 +88,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         &sql::V1_STAMPS,
         &sql::V1_SUBSCRIPTION_MAPPINGS,
         &sql::V1_USAGE_ROWS,
+        &sql::V1_USAGE_ROWS_LOCK_ESCALATION,
         &sql::V1_USAGE_ROWS_UNMAPPED,
         &sql::V1_PROCESSING_STATUS,
         &sql::V1_STAMP_LEASES,
@@ -228,6 +229,17 @@ mod tests {
     fn the_latest_version_is_the_last_migration_and_versions_count_up_from_one() {
         assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(LATEST_VERSION));
         assert!(MIGRATIONS.iter().enumerate().all(|(i, m)| m.version == i as i32 + 1));
+    }
+
+    #[test]
+    fn usage_rows_never_escalate_to_a_table_lock() {
+        let applied: Vec<&str> = MIGRATIONS.iter().flat_map(|m| m.statements.iter().map(|s| s.sql)).collect();
+        let created = applied.iter().position(|s| s.contains("CREATE TABLE {schema}.usage_rows")).unwrap();
+        let disabled = applied
+            .iter()
+            .position(|s| s.contains("ALTER TABLE {schema}.usage_rows SET (LOCK_ESCALATION = DISABLE)"))
+            .expect("lock escalation is disabled on usage_rows");
+        assert!(disabled > created);
     }
 
     #[test]

@@ -177,6 +177,13 @@ statements! {
         additional_info nvarchar(max) NULL,
         CONSTRAINT pk_usage_rows PRIMARY KEY (stamp_id, reported_start, row_key)
     )";
+    /// A 40,000-row window's MERGE takes about as many row/key locks; at about 5,000 on one table SQL
+    /// Server 2019/2022 tries to escalate to an exclusive TABLE lock, which then makes every other
+    /// stamp's commit (and the webhook's back-fills) wait until this one commits: concurrent stamps
+    /// serialised behind the largest. (Exports do not wait: under RCSI readers take no shared locks.)
+    /// Disabled for this table: the row locks of one window cost a few MB of lock memory instead. Azure
+    /// SQL's optimized locking makes the question moot there.
+    V1_USAGE_ROWS_LOCK_ESCALATION (0) = "ALTER TABLE {schema}.usage_rows SET (LOCK_ESCALATION = DISABLE)";
     /// Only unmapped rows: back-filling a new mapping and listing unmapped subscriptions read it.
     V1_USAGE_ROWS_UNMAPPED (0) = "CREATE INDEX ix_usage_rows_unmapped
         ON {schema}.usage_rows (stamp_id, subscription_key) INCLUDE (usage_start, usage_end)

@@ -70,3 +70,26 @@ async fn a_lazy_store_starts_without_a_database_and_fails_its_first_call_as_unav
     // Then the call, not the start, reports the database unavailable
     assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
 }
+
+#[tokio::test]
+async fn db_check_against_a_database_that_hangs_up_is_one_failed_connect_item_without_the_password() {
+    // Given a "server" that drops every connection during the TDS handshake
+    let (port, _) = hang_up_server().await;
+    let config = SqlServerConfig::parse(&format!("sqlserver://collector:s3cr3t-pw@127.0.0.1:{port}/usage"))
+        .unwrap()
+        .with_retry(RetryPolicy::none());
+
+    // When an operator checks it
+    let store = SqlServerStore::lazy(config).expect("building the pool needs no connection");
+    let check = store.check().await;
+
+    // Then the report fails on `connect`, names where, carries a fix and never the password
+    assert!(check.failed());
+    assert_eq!((check.store, check.items.len()), ("sqlserver", 1));
+    let item = &check.items[0];
+    assert_eq!(item.name, "connect");
+    assert!(item.detail.contains(&format!("127.0.0.1:{port}")), "{}", item.detail);
+    assert!(item.fix.as_deref().is_some_and(|f| f.contains("firewall")));
+    let json = format!("{check:?}");
+    assert!(!json.contains("s3cr3t-pw"), "{json}");
+}
