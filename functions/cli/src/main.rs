@@ -271,7 +271,12 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Collect { stamps, json } => {
             let progress = progress::TerminalProgress::new();
-            let request = RunRequest { stamps: stamps.into_iter().map(StampId).collect(), deadline: None };
+            // The CLI runs until done unless the operator set a fixed budget.
+            let deadline = match services.config.time_budget {
+                config::TimeBudget::Fixed(budget) => Some(tokio::time::Instant::now() + budget),
+                config::TimeBudget::Platform => None,
+            };
+            let request = RunRequest { stamps: stamps.into_iter().map(StampId).collect(), deadline };
             let summary = services.collector.run(request, progress.clone()).await?;
             progress.finish();
             if json {

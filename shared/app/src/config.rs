@@ -29,6 +29,10 @@ pub const CONCURRENCY: &str = "AZS_USAGE_CONCURRENCY";
 pub const SETTLE_DELAY: &str = "AZS_USAGE_SETTLE_DELAY";
 pub const TIME_BUDGET: &str = "AZS_USAGE_TIME_BUDGET";
 pub const LEASE_TTL: &str = "AZS_USAGE_LEASE_TTL";
+pub const MAX_PAGES_PER_WINDOW: &str = "AZS_USAGE_MAX_PAGES_PER_WINDOW";
+pub const MAX_ROWS_PER_WINDOW: &str = "AZS_USAGE_MAX_ROWS_PER_WINDOW";
+pub const MAX_BYTES_PER_WINDOW: &str = "AZS_USAGE_MAX_BYTES_PER_WINDOW";
+pub const MAX_PAGE_BYTES: &str = "AZS_USAGE_MAX_PAGE_BYTES";
 pub const LOG: &str = "AZS_USAGE_LOG";
 pub const LOG_FORMAT: &str = "AZS_USAGE_LOG_FORMAT";
 pub const API_TOKEN_SECRET: &str = "AZS_USAGE_API_TOKEN_SECRET";
@@ -89,6 +93,32 @@ pub const ENVIRONMENT: &[EnvVar] = &[
                   killed run blocks its stamps for at most this long.",
     },
     EnvVar {
+        name: MAX_PAGES_PER_WINDOW,
+        needed: Needed::Optional,
+        default: "10000",
+        meaning: "Most pages one reported hour's pull may read (all its nextLink chains); more fails the \
+                  window, nothing of it stored.",
+    },
+    EnvVar {
+        name: MAX_ROWS_PER_WINDOW,
+        needed: Needed::Optional,
+        default: "250000",
+        meaning: "Most rows one reported hour may have (held in memory until its commit, ~500 bytes \
+                  each); more fails the window, nothing of it stored.",
+    },
+    EnvVar {
+        name: MAX_BYTES_PER_WINDOW,
+        needed: Needed::Optional,
+        default: "512MiB",
+        meaning: "Most page bytes one reported hour's pull may read (`KiB`, `MiB`, `GiB` or bytes).",
+    },
+    EnvVar {
+        name: MAX_PAGE_BYTES,
+        needed: Needed::Optional,
+        default: "16MiB",
+        meaning: "Largest answer body read from a stamp; reading stops at the cap and the window fails.",
+    },
+    EnvVar {
         name: LOG,
         needed: Needed::Optional,
         default: "info",
@@ -127,6 +157,7 @@ pub struct AppConfig {
     pub settle_delay: std::time::Duration,
     pub time_budget: TimeBudget,
     pub lease_ttl: std::time::Duration,
+    pub pull_limits: azs_core::ports::PullLimits,
     pub log_filter: String,
     pub log_format: LogFormat,
     pub api_token_secret: Option<String>,
@@ -210,6 +241,24 @@ impl AppConfig {
         let lease_ttl = parse_duration(&get(LEASE_TTL)).filter(|d| d.as_secs() >= 1).ok_or_else(|| {
             ConfigError { variable: LEASE_TTL, rule: "must be a duration of at least 1s such as 10m".into() }
         })?;
+        let count =
+            |variable: &'static str| {
+                get(variable).replace('_', "").parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    ConfigError { variable, rule: "must be a whole number of at least 1".into() }
+                })
+            };
+        let bytes = |variable: &'static str| {
+            parse_bytes(&get(variable)).filter(|n| *n >= 1024).ok_or_else(|| ConfigError {
+                variable,
+                rule: "must be a size of at least 1KiB such as 16MiB, 1GiB or a number of bytes".into(),
+            })
+        };
+        let pull_limits = azs_core::ports::PullLimits {
+            max_pages: count(MAX_PAGES_PER_WINDOW)?,
+            max_rows: count(MAX_ROWS_PER_WINDOW)?,
+            max_bytes: bytes(MAX_BYTES_PER_WINDOW)?,
+            max_page_bytes: bytes(MAX_PAGE_BYTES)?,
+        };
         let log_format = match get(LOG_FORMAT).as_str() {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
@@ -224,6 +273,7 @@ impl AppConfig {
             settle_delay,
             time_budget,
             lease_ttl,
+            pull_limits,
             log_filter: get(LOG),
             log_format,
             api_token_secret: lookup(API_TOKEN_SECRET).filter(|v| !v.trim().is_empty()),
@@ -262,6 +312,21 @@ fn parse_database(value: &str) -> Result<DatabaseLocation, ConfigError> {
         });
     }
     Ok(DatabaseLocation::Sqlite(value.into()))
+}
+
+/// Parses `16MiB`, `512KiB`, `1GiB` (and `KB`/`MB`/`GB` as the same binary units) or a bare number of bytes.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// Parses `90s`, `30m`, `1h`, `1h30m`, `4m30s` (and a bare number of seconds).
@@ -332,6 +397,19 @@ mod tests {
         assert_eq!(config(&[(CONCURRENCY, "0")]).unwrap_err().variable, CONCURRENCY);
         assert_eq!(config(&[(SETTLE_DELAY, "soon")]).unwrap_err().variable, SETTLE_DELAY);
         assert_eq!(config(&[(TIME_BUDGET, "0s")]).unwrap_err().variable, TIME_BUDGET);
+    }
+
+    #[test]
+    fn pull_limits_default_sanely_and_bad_ones_name_the_variable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.pull_limits, azs_core::ports::PullLimits::default());
+        let c = config(&[(MAX_PAGE_BYTES, "1MiB"), (MAX_ROWS_PER_WINDOW, "1_000")]).unwrap();
+        assert_eq!(c.pull_limits.max_page_bytes, 1 << 20);
+        assert_eq!(c.pull_limits.max_rows, 1000);
+        assert_eq!(config(&[(MAX_ROWS_PER_WINDOW, "0")]).unwrap_err().variable, MAX_ROWS_PER_WINDOW);
+        assert_eq!(config(&[(MAX_PAGE_BYTES, "12 parsecs")]).unwrap_err().variable, MAX_PAGE_BYTES);
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2048"), Some(2048));
     }
 
     #[test]

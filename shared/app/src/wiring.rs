@@ -30,7 +30,11 @@ impl Services {
         .await
         .context("opening the secret store")?;
         let store = open_store(config, secrets.as_ref()).await?;
-        let source: Arc<dyn UsageSource> = Arc::new(azs_azure_stack::AzureStackClient::default());
+        let source: Arc<dyn UsageSource> =
+            Arc::new(azs_azure_stack::AzureStackClient::new(azs_azure_stack::ClientSettings {
+                limits: config.pull_limits,
+                ..Default::default()
+            }));
         Ok(Self::assemble(config.clone(), store, secrets, source))
     }
 

@@ -29,7 +29,7 @@ use crate::http::StampHttp;
 use crate::session::configuration;
 use crate::token::{ClientProof, TokenCache, TokenClient};
 use async_trait::async_trait;
-use azs_core::ports::{DiscoveredEndpoints, PullError, StampSession, UsageSource};
+use azs_core::ports::{DiscoveredEndpoints, PullError, PullLimits, StampSession, UsageSource};
 use azs_core::stamp::UsageQueryMode;
 use azs_core::window::{ReportedWindow, floor_hour};
 use azs_core::{Credential, Stamp, StampConnection, StampId};
@@ -46,11 +46,18 @@ pub struct ClientSettings {
     pub http: HttpSettings,
     /// A cached token is renewed this long before it expires (at most half its lifetime).
     pub token_renew_before: Duration,
+    /// Bounds on one window's pull. `max_page_bytes` is the body cap every answer is read under
+    /// (it replaces `http.max_body_bytes`).
+    pub limits: PullLimits,
 }
 
 impl Default for ClientSettings {
     fn default() -> Self {
-        Self { http: HttpSettings::default(), token_renew_before: Duration::from_secs(300) }
+        Self {
+            http: HttpSettings::default(),
+            token_renew_before: Duration::from_secs(300),
+            limits: PullLimits::default(),
+        }
     }
 }
 
@@ -100,6 +107,7 @@ impl AzureStackClient {
                 http: link.http.clone(),
                 endpoints,
                 tokens,
+                limits: self.settings.limits,
             })
         }
         .instrument(span)
@@ -155,7 +163,12 @@ impl AzureStackClient {
             return Ok(link.clone());
         }
         let proof = client_proof(&stamp.connection, credential)?;
-        let http = StampHttp::new(stamp.connection.ca_certificate_pem.as_deref(), self.settings.http)?;
+        // Every answer is read under the page cap: reading stops there, the rest is never buffered.
+        let http_settings = HttpSettings {
+            max_body_bytes: usize::try_from(self.settings.limits.max_page_bytes).unwrap_or(usize::MAX),
+            ..self.settings.http
+        };
+        let http = StampHttp::new(stamp.connection.ca_certificate_pem.as_deref(), http_settings)?;
         let link = Arc::new(StampLink {
             connection: stamp.connection.clone(),
             credential: credential.clone(),

@@ -9,8 +9,12 @@
 //!   does not report it either.
 //!
 //! `nextLink` is followed verbatim (parsed as it is, never rebuilt or re-encoded). It must point at the
-//! admin ARM endpoint's own origin, because our bearer token goes with it; a link pointing back at the
-//! page it came from is refused rather than followed forever.
+//! admin ARM endpoint's own origin, because our bearer token goes with it.
+//!
+//! A window's pull is bounded ([`PullLimits`]): a `nextLink` that leads back to any page already read
+//! in its chain (a cycle of any length), more pages, rows or body bytes in the window than the
+//! limits, or one page body over its cap each end the pull with a [`LimitExceeded`] error. The caller
+//! then commits nothing of the window; the rows already handed on die with its buffer.
 //!
 //! A 401 means the token was revoked or expired early: the cached token is dropped and the request
 //! tried once more with a fresh one. A second 401, or a 403, is final.
@@ -20,11 +24,14 @@ use crate::token::TokenClient;
 use crate::usage::{PageError, parse_subscription_page, parse_usage_page, subscriptions_url, usage_url};
 use async_trait::async_trait;
 use azs_core::StampId;
-use azs_core::ports::{DiscoveredEndpoints, PullError, PullStage, PullSummary, StampSession};
+use azs_core::ports::{
+    DiscoveredEndpoints, LimitExceeded, PullError, PullLimits, PullStage, PullSummary, StampSession,
+};
 use azs_core::stamp::UsageQueryMode;
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
 use reqwest::Url;
+use std::collections::HashSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 /// An open session with one stamp (discovery done, a token at hand).
@@ -36,6 +43,54 @@ pub struct AzureStackSession {
     pub(crate) http: StampHttp,
     pub(crate) endpoints: DiscoveredEndpoints,
     pub(crate) tokens: TokenClient,
+    pub(crate) limits: PullLimits,
+}
+
+/// What one window's pull has taken so far, against its limits.
+struct WindowTally {
+    limits: PullLimits,
+    pages: u64,
+    rows: u64,
+    bytes: u64,
+}
+
+impl WindowTally {
+    fn new(limits: PullLimits) -> Self {
+        Self { limits, pages: 0, rows: 0, bytes: 0 }
+    }
+
+    /// Counts one page; an error once the window is over a limit.
+    fn page(&mut self, rows: usize, bytes: usize) -> Result<(), PullError> {
+        self.pages += 1;
+        self.rows += rows as u64;
+        self.bytes += bytes as u64;
+        let l = self.limits;
+        let over = if self.pages > l.max_pages {
+            Some(LimitExceeded::Pages { limit: l.max_pages })
+        } else if self.rows > l.max_rows {
+            Some(LimitExceeded::Rows { limit: l.max_rows })
+        } else if self.bytes > l.max_bytes {
+            Some(LimitExceeded::Bytes { limit: l.max_bytes })
+        } else {
+            None
+        };
+        over.map_or(Ok(()), |limit| Err(PullError::limit(limit)))
+    }
+}
+
+/// The pages one `nextLink` chain has visited, so that a link back to any of them (a cycle of any
+/// length) is refused. Bounded by the page limit.
+#[derive(Default)]
+struct VisitedPages(HashSet<String>);
+
+impl VisitedPages {
+    fn visit(&mut self, url: &Url) -> Result<(), PullError> {
+        if self.0.insert(url.as_str().to_owned()) {
+            Ok(())
+        } else {
+            Err(PullError::limit(LimitExceeded::NextLinkCycle { pages: self.0.len() as u64 }))
+        }
+    }
 }
 
 #[async_trait]
@@ -52,12 +107,18 @@ impl StampSession for AzureStackSession {
         let span = info_span!("pull", stamp_id = %self.stamp_id, window = %window, mode = ?self.query_mode);
         async {
             let mut summary = PullSummary::default();
+            let mut tally = WindowTally::new(self.limits);
             match self.query_mode {
-                UsageQueryMode::AllTenants => self.pull_chain(window, None, on_page, &mut summary).await?,
+                UsageQueryMode::AllTenants => {
+                    self.pull_chain(window, None, on_page, &mut summary, &mut tally).await?
+                }
                 UsageQueryMode::PerSubscriber => {
                     let subscribers = self.tenant_subscriptions(&mut summary.retries).await?;
                     for subscriber in &subscribers {
-                        match self.pull_chain(window, Some(subscriber), on_page, &mut summary).await {
+                        match self
+                            .pull_chain(window, Some(subscriber), on_page, &mut summary, &mut tally)
+                            .await
+                        {
                             Err(e) if e.upstream_code.as_deref() == Some("SubscriberIdIsNotDirectTenant") => {
                                 debug!(subscriber, "not a direct tenant of the provider; skipped");
                             }
@@ -83,7 +144,8 @@ impl AzureStackSession {
         on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
     ) -> Result<PullSummary, PullError> {
         let mut summary = PullSummary::default();
-        self.pull_chain(window, Some(subscriber), on_page, &mut summary).await?;
+        let mut tally = WindowTally::new(self.limits);
+        self.pull_chain(window, Some(subscriber), on_page, &mut summary, &mut tally).await?;
         Ok(summary)
     }
 
@@ -94,13 +156,17 @@ impl AzureStackSession {
         subscriber: Option<&str>,
         on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
         summary: &mut PullSummary,
+        tally: &mut WindowTally,
     ) -> Result<(), PullError> {
         let first = usage_url(&self.admin_arm_endpoint, &self.admin_subscription_id, window, subscriber)
             .map_err(|e| configuration(format!("adminArmEndpoint does not make a usage URL: {e}")))?;
         let mut next = Some(first);
         let mut body = Vec::new();
+        let mut visited = VisitedPages::default();
         while let Some(url) = next.take() {
+            visited.visit(&url)?;
             let page = self.get(&url, "usage page", read_usage_page, &mut summary.retries, &mut body).await?;
+            tally.page(page.rows.len(), body.len())?;
             summary.pages += 1;
             summary.rows += page.rows.len() as u64;
             debug!(page = summary.pages, rows = page.rows.len(), more = page.next_link.is_some(), "page");
@@ -121,9 +187,14 @@ impl AzureStackSession {
         let mut ids = Vec::new();
         let mut next = Some(first);
         let mut body = Vec::new();
+        // The list is bounded like a window's pull: its own pages against the window's limits.
+        let mut tally = WindowTally::new(self.limits);
+        let mut visited = VisitedPages::default();
         while let Some(url) = next.take() {
+            visited.visit(&url)?;
             let page =
                 self.get(&url, "tenant subscriptions", read_subscription_page, retries, &mut body).await?;
+            tally.page(page.subscription_ids.len(), body.len())?;
             ids.extend(page.subscription_ids);
             if let Some(link) = page.next_link {
                 next = Some(self.next_link(&url, &link)?);
@@ -147,9 +218,7 @@ impl AzureStackSession {
             )));
         }
         if &url == current {
-            return Err(usage_error(
-                "nextLink points back at the same page; stopped instead of looping".into(),
-            ));
+            return Err(PullError::limit(LimitExceeded::NextLinkCycle { pages: 1 }));
         }
         Ok(url)
     }
@@ -252,6 +321,7 @@ mod tests {
                 Default::default(),
                 std::time::Duration::from_secs(300),
             ),
+            limits: PullLimits::default(),
         }
     }
 
@@ -280,6 +350,35 @@ mod tests {
 
     #[test]
     fn a_next_link_back_to_the_same_page_is_refused() {
-        assert!(session().next_link(&first(), first().as_str()).is_err());
+        assert_eq!(session().next_link(&first(), first().as_str()).unwrap_err().stage, PullStage::Limit);
+    }
+
+    #[test]
+    fn a_chain_that_returns_to_any_earlier_page_is_a_cycle() {
+        let mut visited = VisitedPages::default();
+        let page = |n: u32| Url::parse(&format!("https://h/p?continuationToken={n}")).unwrap();
+        for n in 1..=3 {
+            visited.visit(&page(n)).unwrap();
+        }
+        let e = visited.visit(&page(1)).unwrap_err();
+        assert_eq!(e.stage, PullStage::Limit);
+        assert!(e.message.contains("leads back to a page already read (after 3 pages)"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_window_over_any_limit_is_refused_naming_the_limit() {
+        let limits = PullLimits { max_pages: 3, max_rows: 100, max_bytes: 1000, max_page_bytes: 10 };
+        let mut tally = WindowTally::new(limits);
+        tally.page(50, 100).unwrap();
+        tally.page(50, 100).unwrap();
+        let e = tally.page(1, 1).unwrap_err();
+        assert!(e.message.contains("more than 100 rows"), "{}", e.message);
+        let mut tally = WindowTally::new(limits);
+        for _ in 0..3 {
+            tally.page(0, 1).unwrap();
+        }
+        assert!(tally.page(0, 1).unwrap_err().message.contains("more than 3 pages"));
+        let mut tally = WindowTally::new(limits);
+        assert!(tally.page(0, 1001).unwrap_err().message.contains("more than 1000 bytes"));
     }
 }

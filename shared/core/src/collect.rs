@@ -26,9 +26,11 @@ pub struct CollectSettings {
     pub concurrency: usize,
     /// How far behind now the last window ends (reported hours need time to settle).
     pub settle_delay: chrono::Duration,
-    /// How long a stamp's lease lasts without renewal; renewed after every window.
+    /// How long a stamp's lease lasts without renewal; renewed after every window and every third of
+    /// it while a window is being pulled.
     pub lease_ttl: Duration,
-    /// Who we are, for leases (unique per run).
+    /// Who we are (this process); every run's lease owner is this plus its own run id, so that two
+    /// runs in one process (a warm Lambda, an overlapping timer) never take each other's leases.
     pub owner: String,
     /// Time kept in reserve at the end of the budget for the last commit and status writes.
     pub commit_reserve: Duration,
@@ -40,7 +42,7 @@ impl Default for CollectSettings {
             concurrency: 8,
             settle_delay: chrono::Duration::hours(1),
             lease_ttl: Duration::from_secs(600),
-            owner: format!("run-{}", uuid::Uuid::new_v4()),
+            owner: format!("process-{}", uuid::Uuid::new_v4()),
             commit_reserve: Duration::from_secs(10),
         }
     }
@@ -136,6 +138,13 @@ pub enum CollectErrorKind {
     Store(#[from] StoreError),
     #[error("credential: {0}")]
     Credential(String),
+    /// The run's time budget ran out while the window was being pulled; nothing of it was committed.
+    #[error(
+        "the run's time budget ran out while this window was being pulled ({reserve_secs} s are kept for the last writes); nothing of it was committed"
+    )]
+    TimeBudget { reserve_secs: u64 },
+    #[error("lost the stamp's lease to another run; nothing more of this run is committed")]
+    LeaseLost,
     #[error("{0}")]
     Invalid(String),
 }
@@ -163,6 +172,11 @@ impl Collector {
         &self.settings
     }
 
+    /// A lease owner for one run (or one reprocess) of this process.
+    fn run_owner(&self) -> String {
+        format!("{}/run-{}", self.settings.owner, uuid::Uuid::new_v4())
+    }
+
     /// One run of the timer job over the requested (or all enabled) stamps.
     pub async fn run(
         &self,
@@ -183,6 +197,7 @@ impl Collector {
             chosen
         };
 
+        let owner: Arc<str> = self.run_owner().into();
         let permits = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         // Which stamp each task collects, so that a task that panicked still gets a (failed) summary.
@@ -192,11 +207,12 @@ impl Collector {
             let this = self.clone();
             let permits = permits.clone();
             let progress = progress.clone();
+            let owner = owner.clone();
             let span = info_span!("stamp", stamp_id = %stamp.id, stamp_name = %stamp.name);
             let handle = tasks.spawn(
                 async move {
                     let _permit = permits.acquire_owned().await.expect("semaphore never closes");
-                    (index, this.collect_stamp(&stamp, request.deadline, progress.as_ref()).await)
+                    (index, this.collect_stamp(&stamp, &owner, request.deadline, progress.as_ref()).await)
                 }
                 .instrument(span),
             );
@@ -212,7 +228,7 @@ impl Collector {
                     warn!(error = %e, "a stamp task ended abnormally");
                     if let Some((index, stamp_id, name)) = spawned.remove(&e.id()) {
                         let error = format!("stamp {stamp_id}: the collection task ended abnormally: {e}");
-                        results.push((index, self.record_abnormal_end(stamp_id, name, error).await));
+                        results.push((index, self.record_abnormal_end(stamp_id, name, &owner, error).await));
                     }
                 }
             }
@@ -225,7 +241,13 @@ impl Collector {
     /// (instead of "running" until the next run), and its lease is freed for the next run instead of
     /// blocking the stamp until it expires. Committed windows stay committed; the watermark says where
     /// the next run resumes. The task's counts died with it, so the status records none.
-    async fn record_abnormal_end(&self, stamp_id: StampId, name: String, error: String) -> StampSummary {
+    async fn record_abnormal_end(
+        &self,
+        stamp_id: StampId,
+        name: String,
+        owner: &str,
+        error: String,
+    ) -> StampSummary {
         let record = RunRecord {
             outcome: RunOutcome::Failed,
             finished: Utc::now(),
@@ -236,7 +258,7 @@ impl Collector {
         if let Err(e) = self.store.record_run_finished(&stamp_id, &record).await {
             warn!(stamp_id = %stamp_id, error = %e, "could not record the run's status");
         }
-        if let Err(e) = self.store.release(&stamp_id, &self.settings.owner).await {
+        if let Err(e) = self.store.release(&stamp_id, owner).await {
             warn!(stamp_id = %stamp_id, error = %e, "could not release the lease");
         }
         let watermark = self.store.get_status(&stamp_id).await.ok().flatten().map(|s| s.watermark);
@@ -248,11 +270,11 @@ impl Collector {
     async fn collect_stamp(
         &self,
         stamp: &Stamp,
+        owner: &str,
         deadline: Option<Instant>,
         progress: &dyn Progress,
     ) -> StampSummary {
         let mut summary = StampSummary::starting(stamp.id.clone(), stamp.name.clone());
-        let owner = self.settings.owner.as_str();
         match self.store.try_acquire(&stamp.id, owner, self.settings.lease_ttl).await {
             Ok(true) => {}
             Ok(false) => {
@@ -270,7 +292,7 @@ impl Collector {
 
         let started = Utc::now();
         let result = match self.store.record_run_started(&stamp.id, started).await {
-            Ok(()) => self.collect_windows(stamp, deadline, progress, &mut summary).await,
+            Ok(()) => self.collect_windows(stamp, owner, deadline, progress, &mut summary).await,
             Err(e) => Err(CollectError { stamp: stamp.id.clone(), window: None, kind: e.into() }),
         };
         summary.outcome = match &result {
@@ -304,6 +326,7 @@ impl Collector {
     async fn collect_windows(
         &self,
         stamp: &Stamp,
+        owner: &str,
         deadline: Option<Instant>,
         progress: &dyn Progress,
         summary: &mut StampSummary,
@@ -339,8 +362,9 @@ impl Collector {
                 }
             }
             let began = Instant::now();
+            let pull = Pull { stamp, owner, deadline, write: WindowWrite::Advance };
             let receipt = self
-                .pull_and_commit(stamp, session.as_ref(), window, WindowWrite::Advance, &mut rows_hint)
+                .pull_and_commit(&pull, session.as_ref(), window, &mut rows_hint)
                 .instrument(info_span!("window", window = %window))
                 .await
                 .map_err(|kind| fail(Some(window), kind))?;
@@ -350,16 +374,7 @@ impl Collector {
             summary.duplicates += receipt.duplicates;
             summary.unmapped_rows += receipt.unmapped_rows;
             progress.window_committed(stamp, window, &receipt);
-            match self.store.renew(&stamp.id, &self.settings.owner, self.settings.lease_ttl).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(fail(
-                        Some(window),
-                        CollectErrorKind::Invalid("lost the stamp's lease".into()),
-                    ));
-                }
-                Err(e) => return Err(fail(Some(window), e.into())),
-            }
+            self.renew_lease(&stamp.id, owner).await.map_err(|kind| fail(Some(window), kind))?;
         }
         Ok(RunOutcome::Succeeded)
     }
@@ -381,28 +396,65 @@ impl Collector {
         Ok(self.source.connect(stamp, &credential).await?)
     }
 
+    /// Extends the run's lease on the stamp; an error when another run has taken it.
+    async fn renew_lease(&self, stamp: &StampId, owner: &str) -> Result<(), CollectErrorKind> {
+        match self.store.renew(stamp, owner, self.settings.lease_ttl).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(CollectErrorKind::LeaseLost),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drives one window's pull while keeping the stamp's lease (renewed every third of its time to
+    /// live, so a long pull never lets it lapse to another run) and watching the run's time budget (a
+    /// pull still going when only the commit reserve is left is abandoned: dropping it drops its rows).
+    async fn pull_under_lease(
+        &self,
+        pull: &Pull<'_>,
+        work: impl std::future::Future<Output = Result<crate::ports::PullSummary, PullError>>,
+    ) -> Result<crate::ports::PullSummary, CollectErrorKind> {
+        tokio::pin!(work);
+        let every = (self.settings.lease_ttl / 3).max(Duration::from_millis(50));
+        let mut renew_at = Instant::now() + every;
+        let cutoff = pull.deadline.map(|d| d.checked_sub(self.settings.commit_reserve).unwrap_or(d));
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done?),
+                _ = tokio::time::sleep_until(renew_at) => {
+                    self.renew_lease(&pull.stamp.id, pull.owner).await?;
+                    renew_at = Instant::now() + every;
+                }
+                _ = tokio::time::sleep_until(cutoff.unwrap_or(renew_at)), if cutoff.is_some() => {
+                    return Err(CollectErrorKind::TimeBudget {
+                        reserve_secs: self.settings.commit_reserve.as_secs(),
+                    });
+                }
+            }
+        }
+    }
+
     async fn pull_and_commit(
         &self,
-        stamp: &Stamp,
+        pull: &Pull<'_>,
         session: &dyn StampSession,
         window: ReportedWindow,
-        write: WindowWrite,
         rows_hint: &mut usize,
     ) -> Result<CommitReceipt, CollectErrorKind> {
         // One hourly window is buffered so that its rows and the watermark commit together; memory is
-        // bounded by the largest hour, not by how many hours a run covers. Consecutive hours are about
-        // the same size: reserving the last one's row count spares growing the buffer by doubling
-        // (a copy each time, and up to twice the room).
+        // bounded by the largest hour (and by the pull's row limit), not by how many hours a run
+        // covers. Consecutive hours are about the same size: reserving the last one's row count
+        // spares growing the buffer by doubling (a copy each time, and up to twice the room).
         let mut rows = Vec::with_capacity(*rows_hint);
-        let pulled = session.pull_window(window, &mut |page| rows.extend(page)).await?;
+        let pulled =
+            self.pull_under_lease(pull, session.pull_window(window, &mut |page| rows.extend(page))).await?;
         *rows_hint = rows.len();
         let receipt = self
             .store
             .commit_window(WindowCommit {
-                stamp: &stamp.id,
+                stamp: &pull.stamp.id,
                 window,
-                lease_owner: &self.settings.owner,
-                write,
+                lease_owner: pull.owner,
+                write: pull.write,
                 rows,
             })
             .await?;
@@ -453,7 +505,7 @@ impl Collector {
                 )),
             ));
         }
-        let owner = &self.settings.owner;
+        let owner = &self.run_owner();
         if !self
             .store
             .try_acquire(stamp_id, owner, self.settings.lease_ttl)
@@ -478,18 +530,17 @@ impl Collector {
                 ..StampSummary::starting(stamp.id.clone(), stamp.name.clone())
             };
             let mut rows_hint = 0;
+            let pull = Pull { stamp: &stamp, owner, deadline: None, write: WindowWrite::Replace };
             for window in range.split_hours() {
                 let receipt = self
-                    .pull_and_commit(&stamp, session.as_ref(), window, WindowWrite::Replace, &mut rows_hint)
+                    .pull_and_commit(&pull, session.as_ref(), window, &mut rows_hint)
                     .await
                     .map_err(|k| fail(Some(window), k))?;
                 summary.windows_committed += 1;
                 summary.rows_written += receipt.rows_written;
+                summary.duplicates += receipt.duplicates;
                 summary.unmapped_rows += receipt.unmapped_rows;
-                self.store
-                    .renew(stamp_id, owner, self.settings.lease_ttl)
-                    .await
-                    .map_err(|e| fail(Some(window), e.into()))?;
+                self.renew_lease(stamp_id, owner).await.map_err(|k| fail(Some(window), k))?;
             }
             Ok(summary)
         }
@@ -497,6 +548,14 @@ impl Collector {
         let _ = self.store.release(stamp_id, owner).await;
         result
     }
+}
+
+/// Who pulls a window, for whom, until when, and how its rows meet what is stored.
+struct Pull<'a> {
+    stamp: &'a Stamp,
+    owner: &'a str,
+    deadline: Option<Instant>,
+    write: WindowWrite,
 }
 
 fn error_text(stamp: &Stamp, window: Option<ReportedWindow>, kind: CollectErrorKind) -> String {

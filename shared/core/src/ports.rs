@@ -207,6 +207,8 @@ pub enum PullStage {
     Discovery,
     Token,
     Usage,
+    /// A bound on one window's pull was reached (see [`LimitExceeded`]); nothing of the window is kept.
+    Limit,
 }
 
 impl std::fmt::Display for PullStage {
@@ -216,8 +218,70 @@ impl std::fmt::Display for PullStage {
             PullStage::Discovery => "discovery",
             PullStage::Token => "token",
             PullStage::Usage => "usage",
+            PullStage::Limit => "limit",
         })
     }
+}
+
+impl PullError {
+    /// A window's pull stopped at one of its bounds. Not transient: the same stamp answers the same
+    /// way on the next run until an operator raises the limit or the stamp is fixed.
+    pub fn limit(limit: LimitExceeded) -> Self {
+        PullError {
+            stage: PullStage::Limit,
+            http_status: None,
+            upstream_code: None,
+            message: limit.to_string(),
+            transient: false,
+        }
+    }
+}
+
+/// How much one reported window's pull may take. A stamp that loops or floods is stopped here, so a
+/// run's memory and time are bounded by these numbers and not by what the stamp sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullLimits {
+    /// Pages per window, over every `nextLink` chain of the window (per-subscriber mode: one chain per
+    /// subscription) and the tenant subscription list.
+    pub max_pages: u64,
+    /// Rows per window: the window is held in memory until its commit, so this bounds memory.
+    pub max_rows: u64,
+    /// Body bytes per window, over all its pages.
+    pub max_bytes: u64,
+    /// Bytes of one page body; reading stops at the cap, the rest is never buffered.
+    pub max_page_bytes: u64,
+}
+
+impl Default for PullLimits {
+    /// A page is about 1 MB per 1,000 rows and a row about 500 bytes in memory; the largest stamps
+    /// seen report about 40,000 rows an hour. The defaults give such a stamp more than 6x headroom
+    /// while keeping one window's rows under ~125 MiB.
+    fn default() -> Self {
+        Self {
+            max_pages: 10_000,
+            max_rows: 250_000,
+            max_bytes: 512 * 1024 * 1024,
+            max_page_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Which bound stopped a window's pull.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error(
+        "the nextLink chain leads back to a page already read (after {pages} pages); stopped instead of looping"
+    )]
+    NextLinkCycle { pages: u64 },
+    #[error("more than {limit} pages in one window (limit: pages per window)")]
+    Pages { limit: u64 },
+    #[error("more than {limit} rows in one window (limit: rows per window)")]
+    Rows { limit: u64 },
+    #[error("more than {limit} bytes in one window (limit: bytes per window)")]
+    Bytes { limit: u64 },
+    #[error("a page is larger than {limit} bytes (limit: bytes per page); stopped reading it at the cap")]
+    PageBytes { limit: u64 },
 }
 
 /// What discovery found out about a stamp.

@@ -72,6 +72,12 @@ pub enum Fault {
     MalformedPage { count: u32 },
     /// A usage request answered 504 `GatewayTimeout`.
     GatewayTimeout { count: u32 },
+    /// A usage page after the first of its chain is served with a `nextLink` back to the chain's
+    /// first page (a loop of any length: page 2 -> page 1 -> page 2 ...), once per unit.
+    LoopingNextLink { count: u32 },
+    /// A usage page whose (valid) JSON is preceded by `padding_bytes` of whitespace, streamed in
+    /// chunks so that the simulator never holds it.
+    OversizedPage { count: u32, padding_bytes: u64 },
 }
 
 /// What the request pipeline must do for a fault taken from the queue.
@@ -103,7 +109,9 @@ impl FaultQueue {
             | Fault::ConnectionReset { count, .. }
             | Fault::Slow { count, .. }
             | Fault::MalformedPage { count }
-            | Fault::GatewayTimeout { count } => *count,
+            | Fault::GatewayTimeout { count }
+            | Fault::LoopingNextLink { count }
+            | Fault::OversizedPage { count, .. } => *count,
             // Handled by the token store, never queued.
             Fault::ExpireTokensAfter { .. } => 0,
         };
@@ -133,6 +141,19 @@ impl FaultQueue {
     /// Takes one unit of a queued [`Fault::MalformedPage`], if any.
     pub fn take_malformed_page(&mut self) -> bool {
         self.take(|fault| matches!(fault, Fault::MalformedPage { .. }).then_some(())).is_some()
+    }
+
+    /// Takes one unit of a queued [`Fault::LoopingNextLink`], if any.
+    pub fn take_looping_link(&mut self) -> bool {
+        self.take(|fault| matches!(fault, Fault::LoopingNextLink { .. }).then_some(())).is_some()
+    }
+
+    /// Takes one unit of a queued [`Fault::OversizedPage`]: the padding to send.
+    pub fn take_oversized_page(&mut self) -> Option<u64> {
+        self.take(|fault| match fault {
+            Fault::OversizedPage { padding_bytes, .. } => Some(*padding_bytes),
+            _ => None,
+        })
     }
 
     fn take<T>(&mut self, mut select: impl FnMut(&Fault) -> Option<T>) -> Option<T> {

@@ -59,6 +59,13 @@ struct Args {
     /// Delay before every usage page, in milliseconds.
     #[arg(long, default_value_t = 0)]
     page_delay_ms: u64,
+    /// Every stamp answers every page after a chain's first with a `nextLink` back to the first
+    /// (a looping chain), for measuring a collector against it.
+    #[arg(long)]
+    looping_next_link: bool,
+    /// Every stamp pads every usage page with this many bytes of whitespace (a page over any cap).
+    #[arg(long)]
+    oversized_page_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -103,6 +110,14 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let simulator =
         Simulator::start(SimulatorConfig { seed: args.seed, page_size: args.page_size, stamps }).await?;
+    for stamp in simulator.stamps() {
+        if args.looping_next_link {
+            stamp.inject(stamp_sim::Fault::LoopingNextLink { count: u32::MAX });
+        }
+        if let Some(padding_bytes) = args.oversized_page_bytes {
+            stamp.inject(stamp_sim::Fault::OversizedPage { count: u32::MAX, padding_bytes });
+        }
+    }
     std::fs::write(&args.ca_out, simulator.ca_pem())
         .with_context(|| format!("writing {}", args.ca_out.display()))?;
     for stamp in simulator.stamps() {

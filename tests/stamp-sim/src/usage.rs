@@ -153,17 +153,33 @@ async fn usage_aggregates(
         state.page_size,
         state.spec.duplicate_across_pages,
     );
-    let link = plan.next.map(|next| {
-        let subscriber = query.tenant.map(|t| state.data.tenants()[t].as_str());
+    let subscriber = query.tenant.map(|t| state.data.tenants()[t].as_str());
+    let mut link = plan.next.map(|next| {
         let token = state.sealer.seal(&next);
         next_link(&state.base_url, &state.spec.admin_subscription_id, subscriber, &query, &token)
     });
+    if paging_state.is_some() && state.faults.lock().unwrap_or_else(|e| e.into_inner()).take_looping_link() {
+        bump(&state.stats.faults_served);
+        // Back to the chain's first page: the same query without a continuation token.
+        let any = next_link(&state.base_url, &state.spec.admin_subscription_id, subscriber, &query, "");
+        link = Some(any.trim_end_matches("&continuationToken=").to_owned());
+    }
     if !state.spec.page_delay.is_zero() {
         tokio::time::sleep(state.spec.page_delay).await;
     }
     bump(&state.stats.pages);
     state.stats.rows.fetch_add(plan.keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let body = PageBody::new(state.data.clone(), plan.keys, link);
+    let oversized = state.faults.lock().unwrap_or_else(|e| e.into_inner()).take_oversized_page();
+    if let Some(padding) = oversized {
+        bump(&state.stats.faults_served);
+        const CHUNK: u64 = 64 * 1024;
+        let blanks = axum::body::Bytes::from(vec![b' '; CHUNK as usize]);
+        let chunks = (0..padding.div_ceil(CHUNK))
+            .map(move |i| blanks.slice(..(padding - i * CHUNK).min(CHUNK) as usize));
+        let stream = futures::stream::iter(chunks.chain(body).map(Ok::<_, std::convert::Infallible>));
+        return json_response(StatusCode::OK, axum::body::Body::from_stream(stream));
+    }
     let malformed = state.faults.lock().unwrap_or_else(|e| e.into_inner()).take_malformed_page();
     if malformed {
         bump(&state.stats.faults_served);
