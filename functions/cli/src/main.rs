@@ -8,7 +8,7 @@ mod progress;
 
 use anyhow::{Context, Result, bail};
 use azs_app::config::{self, AppConfig};
-use azs_app::registrar::{RegistrationError, StampPatch, StampView};
+use azs_app::registrar::{RegisterOptions, RegistrationError, StampPatch, StampView};
 use azs_app::wiring::Services;
 use azs_core::Secret;
 use azs_core::collect::{RunRequest, RunSummary};
@@ -182,6 +182,10 @@ struct AddStamp {
     /// Register without contacting the stamp.
     #[arg(long)]
     no_verify: bool,
+    /// A stamp removed before resumes where it stopped; with a --collect-from before that point,
+    /// re-collect (reprocess) those hours instead of refusing.
+    #[arg(long)]
+    recollect: bool,
     /// Also write the registered connection (without secrets) to this CSV file.
     #[arg(long)]
     export_csv: Option<PathBuf>,
@@ -342,10 +346,18 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
     match cmd {
         StampCommand::Add(add) => {
             let export = add.export_csv.clone();
-            let verify = !add.no_verify;
+            let options = RegisterOptions { verify: !add.no_verify, recollect: add.recollect };
             let registration = registration_from(*add)?;
-            let view = registrar.register(registration, verify).await.map_err(explain)?;
+            let registered = registrar.register_with(registration, options).await.map_err(explain)?;
+            let view = registered.view;
             println!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
+            if let Some(range) = registered.recollect {
+                let summary = services
+                    .collector
+                    .reprocess(&view.stamp.id, range, "re-collected at re-registration")
+                    .await?;
+                println!("re-collected {range}: {} rows now stored for the range", summary.rows_written);
+            }
             println!("collects from {}", view.stamp.collect_from.to_rfc3339());
             if let Some(path) = export {
                 write_connection_csv(&path, &view)?;

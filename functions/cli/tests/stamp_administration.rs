@@ -42,3 +42,73 @@ async fn a_mapping_import_with_bad_lines_writes_nothing_and_names_every_bad_line
         10
     );
 }
+
+/// `stamp add` of simulator stamp 0 (Azure AD + secret) with the seed's arguments and `extra`.
+async fn add_stamp(world: &World, extra: &[&str]) -> std::process::Output {
+    let s = world.sim.stamp(0);
+    let (admin, tenant, app, arm) =
+        (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
+    let ca = world.path("ca.pem").display().to_string();
+    let mut args: Vec<&str> = vec![
+        "stamp",
+        "add",
+        &admin,
+        &tenant,
+        &app,
+        "-",
+        &arm,
+        "-",
+        "-",
+        "--name",
+        "stamp-0",
+        "--ca-file",
+        &ca,
+    ];
+    args.extend_from_slice(extra);
+    let mut c = world.cli();
+    c.args(&args).env("AZS_USAGE_APPLICATION_SECRET", SECRET);
+    tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_and_register_again_resumes_the_same_stamp_and_stores_no_row_twice() {
+    // Given a stamp collected up to the horizon
+    let world = World::start(|_| vec![spec(0, aad(), 3)], 6, 40).await;
+    assert!(world.run(&["collect"]).await.status.success());
+    world.assert_complete(0).await;
+    let id = world.stamp_ids[0].clone();
+
+    // When it is removed and registered again with the same arguments (collectFrom included)
+    let out = world.run(&["stamp", "remove", &id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from = world.collect_from.to_rfc3339();
+    let refused = add_stamp(&world, &["--collect-from", &from]).await;
+
+    // Then the earlier collectFrom is refused with the reason and the way out, nothing registered
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains("collectFrom") && err.contains("--recollect"), "{err}");
+    let list = world.run(&["stamp", "list", "--json"]).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout(&list)).unwrap(), serde_json::json!([]));
+
+    // When it is registered again asking to re-collect, then collected
+    let out = add_stamp(&world, &["--collect-from", &from, "--recollect"]).await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains(&format!("registered stamp {id}")), "same id: {}", stdout(&out));
+    assert!(world.run(&["collect"]).await.status.success());
+
+    // Then the database holds exactly the simulator's ground truth: no row twice
+    world.assert_complete(0).await;
+
+    // And removing and registering again without collectFrom resumes at the watermark
+    assert!(world.run(&["stamp", "remove", &id]).await.status.success());
+    let out = add_stamp(&world, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("collects from {}", world.horizon().to_rfc3339())),
+        "{}",
+        stdout(&out)
+    );
+    assert!(world.run(&["collect"]).await.status.success());
+    world.assert_complete(0).await;
+}

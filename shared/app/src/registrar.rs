@@ -96,6 +96,23 @@ pub struct StampPatch {
     pub ca_certificate: Option<String>,
 }
 
+/// How a registration is carried out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegisterOptions {
+    /// Discovery, a token and a one-hour query before anything is stored.
+    pub verify: bool,
+    /// A `collectFrom` before a removed registration's watermark re-collects those hours.
+    pub recollect: bool,
+}
+
+/// A registered stamp, and the already-stored range the caller asked to re-collect (to be
+/// reprocessed: its hours are replaced, so nothing is stored twice).
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub view: StampView,
+    pub recollect: Option<ReportedWindow>,
+}
+
 /// One line of a mapping import, numbered as in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappingLine {
@@ -133,9 +150,43 @@ impl Registrar {
         input: StampRegistration,
         verify: bool,
     ) -> Result<StampView, RegistrationError> {
+        Ok(self.register_with(input, RegisterOptions { verify, recollect: false }).await?.view)
+    }
+
+    /// Registers a stamp. A stamp that was removed before (same admin ARM endpoint and admin
+    /// subscription) takes its old id back and resumes at its tombstone's watermark; a `collectFrom`
+    /// before that watermark is refused unless `recollect`, and then the hours from `collectFrom` to
+    /// the watermark are handed back to be reprocessed (replaced, never stored twice).
+    pub async fn register_with(
+        &self,
+        input: StampRegistration,
+        options: RegisterOptions,
+    ) -> Result<Registered, RegistrationError> {
         let now = Utc::now();
+        let collect_from_given = input.collect_from.as_deref().is_some_and(|s| !s.trim().is_empty());
         let valid = input.validate(now).map_err(RegistrationError::Invalid)?;
-        let id = StampId::new_random();
+        let tombstone = self.store.tombstone(&valid.connection).await?;
+        let id = tombstone.as_ref().map_or_else(StampId::new_random, |t| t.stamp_id.clone());
+        let mut collect_from = valid.collect_from;
+        let mut recollect = None;
+        if let Some(t) = &tombstone {
+            if collect_from_given && valid.collect_from < t.watermark {
+                if !options.recollect {
+                    return Err(invalid(
+                        "collectFrom",
+                        &format!(
+                            "is before {}, where this stamp was collected up to before it was removed (as {}); \
+                             leave collectFrom out to resume there, or ask to re-collect (azs-usage stamp add \
+                             --recollect) to replace those hours",
+                            t.watermark.to_rfc3339(),
+                            t.stamp_id
+                        ),
+                    ));
+                }
+                recollect = Some(ReportedWindow { start: valid.collect_from, end: t.watermark });
+            }
+            collect_from = if collect_from_given { valid.collect_from.max(t.watermark) } else { t.watermark };
+        }
         let (credential, existing_secret) =
             self.resolve_credential(&valid.credential, &id, &valid.connection).await?;
 
@@ -147,10 +198,11 @@ impl Registrar {
                 .unwrap_or_else(|| self.secrets.credential_name(&id)),
             connection: valid.connection,
             enabled: valid.enabled,
-            collect_from: valid.collect_from,
+            collect_from,
             query_mode: valid.query_mode,
             created_at: now,
         };
+        let verify = options.verify;
         if let Some(existing) = self.find_duplicate(&stamp.connection).await? {
             return Err(RegistrationError::Duplicate(existing));
         }
@@ -174,8 +226,8 @@ impl Registrar {
             }
             return Err(e.into());
         }
-        tracing::info!(stamp_id = %id, name = %stamp.name, "stamp registered");
-        self.view(&id).await
+        tracing::info!(stamp_id = %id, name = %stamp.name, resumed = tombstone.is_some(), "stamp registered");
+        Ok(Registered { view: self.view(&id).await?, recollect })
     }
 
     pub async fn update(

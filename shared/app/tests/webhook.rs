@@ -66,6 +66,12 @@ impl StampRegistry for FlakyStore {
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
         self.inner.delete_stamp(id).await
     }
+    async fn tombstone(
+        &self,
+        connection: &azs_core::StampConnection,
+    ) -> Result<Option<azs_core::stamp::Tombstone>, StoreError> {
+        self.inner.tombstone(connection).await
+    }
     async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
         self.inner.get_stamp(id).await
     }

@@ -3,7 +3,7 @@
 
 use crate::mapping::{SubscriptionMapping, UnmappedSubscription};
 use crate::secret::Secret;
-use crate::stamp::{Credential, Stamp, StampId};
+use crate::stamp::{Credential, Stamp, StampConnection, StampId, Tombstone};
 use crate::status::{ProcessingStatus, RunRecord};
 use crate::usage::UsageRow;
 use crate::window::ReportedWindow;
@@ -40,8 +40,11 @@ pub trait StampRegistry: Send + Sync {
     /// `DuplicateStamp` when the admin ARM endpoint + admin subscription pair is taken.
     async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError>;
     async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError>;
-    /// Removes the stamp, its status, lease and mappings. Collected usage rows stay.
+    /// Removes the stamp, its status, lease and mappings, and leaves a [`Tombstone`] with its watermark
+    /// (in the same transaction). Collected usage rows stay. Inserting a stamp consumes its tombstone.
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError>;
+    /// The tombstone of a removed stamp with this admin ARM endpoint and admin subscription, if any.
+    async fn tombstone(&self, connection: &StampConnection) -> Result<Option<Tombstone>, StoreError>;
     async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError>;
     async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError>;
 }

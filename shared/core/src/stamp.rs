@@ -90,6 +90,18 @@ pub struct NotACredential {
     pub secret_name: String,
 }
 
+/// What is left of a removed stamp: its id and how far it was collected. Registering the same stamp
+/// (same admin ARM endpoint and admin subscription) again takes the id back and resumes from the
+/// watermark, so no hour is stored twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tombstone {
+    pub stamp_id: StampId,
+    pub name: String,
+    pub watermark: DateTime<Utc>,
+    pub removed_at: DateTime<Utc>,
+}
+
 /// What the stamp's service principal proves itself with. Lives only in the secret store.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Credential {

@@ -17,10 +17,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "tenant numbers",
         sql: include_str!("../migrations/0002_tenant_numbers.sql"),
     },
+    Migration {
+        version: 3,
+        name: "stamp tombstones",
+        sql: include_str!("../migrations/0003_stamp_tombstones.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 2;
+pub const LATEST_VERSION: i64 = 3;
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,

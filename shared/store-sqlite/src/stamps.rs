@@ -7,7 +7,7 @@ use crate::db::Failure;
 use async_trait::async_trait;
 use azs_core::ports::{StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
-use azs_core::stamp::{Stamp, StampConnection, StampId};
+use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone};
 use azs_core::usage::normalize_subscription_id;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_params};
 
@@ -30,9 +30,33 @@ impl StampRegistry for SqliteStore {
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
         let id = id.clone();
         // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
-        // number stay, so what was collected can still be exported and invoiced.
+        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
+        // the watermark, so registering the stamp again resumes instead of collecting twice.
+        self.run(move |db| db.write(|conn| delete(conn, &id))).await
+    }
+
+    async fn tombstone(&self, connection: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
+        let (endpoint, subscription) = (
+            endpoint_key(&connection.admin_arm_endpoint),
+            normalize_subscription_id(&connection.admin_subscription_id),
+        );
         self.run(move |db| {
-            db.write(|conn| Ok(conn.execute("DELETE FROM stamps WHERE id = ?1", [id.as_str()])? == 1))
+            db.read(|conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT stamp_id, name, watermark, removed_at FROM stamp_tombstones
+                         WHERE admin_arm_endpoint_key = ?1 AND admin_subscription_key = ?2",
+                    )?
+                    .query_row((endpoint.as_str(), subscription.as_str()), |r| {
+                        Ok(Tombstone {
+                            stamp_id: StampId(r.get(0)?),
+                            name: r.get(1)?,
+                            watermark: get_secs(r, 2)?,
+                            removed_at: get_millis(r, 3)?,
+                        })
+                    })
+                    .optional()?)
+            })
         })
         .await
     }
@@ -105,12 +129,37 @@ pub(crate) fn insert_in(tx: &Connection, stamp: &Stamp) -> Result<(), Failure> {
             ":created_at": millis(stamp.created_at),
         },
     )?;
+    // A registration of a removed stamp consumes its tombstone (the caller resumed from it).
+    tx.execute(
+        "DELETE FROM stamp_tombstones WHERE admin_arm_endpoint_key = ?1 AND admin_subscription_key = ?2",
+        (
+            endpoint_key(&stamp.connection.admin_arm_endpoint),
+            normalize_subscription_id(&stamp.connection.admin_subscription_id),
+        ),
+    )?;
     // Collection starts at collect_from: the status row is the watermark, born with the stamp.
     tx.execute(
         "INSERT INTO processing_status (stamp_id, watermark, outcome) VALUES (?1, ?2, 'pending')",
         (id, secs(stamp.collect_from)),
     )?;
     Ok(())
+}
+
+fn delete(conn: &mut Connection, id: &StampId) -> Result<bool, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO stamp_tombstones (admin_arm_endpoint_key, admin_subscription_key, stamp_id, name,
+             watermark, removed_at)
+         SELECT s.admin_arm_endpoint_key, s.admin_subscription_key, s.id, s.name, p.watermark, ?2
+         FROM stamps s JOIN processing_status p ON p.stamp_id = s.id WHERE s.id = ?1
+         ON CONFLICT (admin_arm_endpoint_key, admin_subscription_key) DO UPDATE SET
+             stamp_id = excluded.stamp_id, name = excluded.name, watermark = excluded.watermark,
+             removed_at = excluded.removed_at",
+        (id.as_str(), millis(chrono::Utc::now())),
+    )?;
+    let deleted = tx.execute("DELETE FROM stamps WHERE id = ?1", [id.as_str()])? == 1;
+    tx.commit()?;
+    Ok(deleted)
 }
 
 fn update(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {

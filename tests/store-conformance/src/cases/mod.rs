@@ -21,6 +21,7 @@ pub(crate) fn all() -> Vec<Case> {
         stamps::a_registered_stamp_reads_back_exactly_as_written,
         stamps::updating_a_stamp_changes_its_connection_but_not_its_progress,
         stamps::deleting_a_stamp_removes_its_status_lease_and_mappings_but_keeps_its_rows,
+        stamps::removing_a_stamp_leaves_a_tombstone_with_its_watermark_that_registering_consumes,
         status::registering_a_stamp_creates_its_status_with_the_watermark_at_collect_from,
         status::a_run_records_its_start_and_its_finish,
         ledger::committing_a_window_stores_its_rows_and_moves_the_watermark_to_its_end,

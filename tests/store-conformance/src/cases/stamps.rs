@@ -130,3 +130,28 @@ pub async fn deleting_a_stamp_removes_its_status_lease_and_mappings_but_keeps_it
     store.insert_stamp(&s).await.unwrap();
     assert!(store.try_acquire(&s.id, OTHER_RUN, LEASE).await.unwrap());
 }
+
+pub async fn removing_a_stamp_leaves_a_tombstone_with_its_watermark_that_registering_consumes(
+    store: Arc<dyn Store>,
+) {
+    // Given a stamp collected for one hour
+    let s = registered_and_leased(store.as_ref(), "eu-1").await;
+    advance(store.as_ref(), &s.id, hour(COLLECT_FROM), &[]).await;
+    let watermark = store.get_status(&s.id).await.unwrap().unwrap().watermark;
+
+    // When it is removed
+    assert!(store.delete_stamp(&s.id).await.unwrap());
+
+    // Then a tombstone names its id and watermark, found by the same identity in any casing
+    let mut same = s.connection.clone();
+    same.admin_arm_endpoint = format!("{}/", same.admin_arm_endpoint.to_uppercase());
+    let t = store.tombstone(&same).await.unwrap().expect("a tombstone");
+    assert_eq!((t.stamp_id.clone(), t.watermark), (s.id.clone(), watermark));
+
+    // And registering it again under that id consumes the tombstone
+    let mut again = s.clone();
+    again.collect_from = t.watermark;
+    store.insert_stamp(&again).await.unwrap();
+    assert!(store.tombstone(&s.connection).await.unwrap().is_none());
+    assert_eq!(store.get_status(&s.id).await.unwrap().unwrap().watermark, watermark);
+}
