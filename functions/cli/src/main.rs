@@ -280,7 +280,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 config::TimeBudget::Fixed(budget) => Some(tokio::time::Instant::now() + budget),
                 config::TimeBudget::Platform => None,
             };
-            let request = RunRequest { stamps: stamps.into_iter().map(StampId).collect(), deadline };
+            let request = RunRequest { stamps: resolve_stamps(&services, stamps).await?, deadline };
             let summary = services.collector.run(request, progress.clone()).await?;
             progress.finish();
             if json {
@@ -300,7 +300,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             if reason.trim().is_empty() {
                 bail!("--reason must say why the range is reprocessed");
             }
-            let summary = services.collector.reprocess(&StampId(stamp), window, reason.trim()).await?;
+            let stamp = services.registrar.resolve(&stamp).await.map_err(explain)?;
+            let summary = services.collector.reprocess(&stamp, window, reason.trim()).await?;
             println!(
                 "reprocessed {} hour(s) of {}: {} rows now stored for the range ({} unmapped)",
                 summary.windows_committed, summary.name, summary.rows_written, summary.unmapped_rows
@@ -316,7 +317,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Export { csv, stamps, from, to } => {
             let filter = ExportFilter {
-                stamps: stamps.into_iter().map(StampId).collect(),
+                stamps: resolve_stamps(&services, stamps).await?,
                 from: from.map(|t| parse_hour("--from", &t)).transpose()?,
                 to: to.map(|t| parse_hour("--to", &t)).transpose()?,
             };
@@ -565,6 +566,15 @@ fn parse_hour(flag: &str, text: &str) -> Result<DateTime<Utc>> {
 }
 
 /// Turns a registration error into an operator-readable one, listing every invalid field.
+/// Stamp ids for the `--stamp` handles given (each an id or a name).
+async fn resolve_stamps(services: &Services, handles: Vec<String>) -> Result<Vec<StampId>> {
+    let mut ids = Vec::with_capacity(handles.len());
+    for handle in handles {
+        ids.push(services.registrar.resolve(&handle).await.map_err(explain)?);
+    }
+    Ok(ids)
+}
+
 fn explain(e: RegistrationError) -> anyhow::Error {
     match e {
         RegistrationError::Invalid(errors) => {

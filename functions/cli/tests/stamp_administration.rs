@@ -112,3 +112,40 @@ async fn remove_and_register_again_resumes_the_same_stamp_and_stores_no_row_twic
     assert!(world.run(&["collect"]).await.status.success());
     world.assert_complete(0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamp_is_named_by_its_id_or_its_name_everywhere_and_names_are_unique() {
+    // Given two stamps named stamp-0 and stamp-1
+    let world = World::start(|_| vec![spec(0, aad(), 2), spec(1, aad(), 2)], 2, 50).await;
+    let id = world.stamp_ids[0].clone();
+
+    // Then every command that takes a stamp accepts the name (in any casing) as well as the id
+    let show = world.run(&["stamp", "show", "STAMP-0", "--json"]).await;
+    assert!(show.status.success(), "{}", stderr(&show));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout(&show)).unwrap()["id"], id.as_str());
+    for args in [
+        vec!["stamp", "disable", "stamp-1"],
+        vec!["stamp", "enable", "stamp-1"],
+        vec!["mapping", "set", "stamp-0", "00000000-0000-4000-8000-000000000001", "billing-1"],
+        vec!["mapping", "list", "--stamp", "stamp-0"],
+        vec!["unmapped", "--stamp", "stamp-0"],
+        vec!["collect", "--stamp", "stamp-0", "--stamp", &world.stamp_ids[1]],
+    ] {
+        let out = world.run(&args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    world.assert_complete(0).await;
+    world.assert_complete(1).await;
+    let unknown = world.run(&["stamp", "show", "no-such-stamp"]).await;
+    assert!(!unknown.status.success() && stderr(&unknown).contains("no-such-stamp"), "{}", stderr(&unknown));
+
+    // And a second stamp cannot take a name in use, in any casing
+    let s = world.sim.stamp(0);
+    let mut c = world.cli();
+    c.args(["stamp", "add", &s.admin_subscription_id(), &s.tenant_id(), &s.application_id(), "-"])
+        .args(["https://adminmanagement.elsewhere.example", "-", "-", "--name", "Stamp-1", "--no-verify"])
+        .env("AZS_USAGE_APPLICATION_SECRET", SECRET);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("name: is already the name of stamp"), "{}", stderr(&out));
+}

@@ -15,7 +15,9 @@ use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{
     DiscoveredEndpoints, PullError, PullStage, SecretStore, Store, StoreError, UsageSource,
 };
-use azs_core::registration::{CredentialInput, CredentialSecretRules, StampRegistration, parse_guid};
+use azs_core::registration::{
+    CredentialInput, CredentialSecretRules, NAME_NOT_A_GUID, StampRegistration, parse_guid,
+};
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::ProcessingStatus;
 use azs_core::usage::normalize_subscription_id;
@@ -206,6 +208,7 @@ impl Registrar {
         if let Some(existing) = self.find_duplicate(&stamp.connection).await? {
             return Err(RegistrationError::Duplicate(existing));
         }
+        self.check_name_free(&stamp.name, &stamp.id).await?;
         if verify {
             let report = self.verify(&stamp, &credential).await?;
             adopt_discovery(&mut stamp.connection, &report.endpoints);
@@ -245,7 +248,10 @@ impl Registrar {
                 || name.chars().any(char::is_control)
             {
                 errors.push("name", "must be 1 to 128 characters without control characters");
+            } else if parse_guid(name).is_some() {
+                errors.push("name", NAME_NOT_A_GUID);
             } else {
+                self.check_name_free(name, &stamp.id).await?;
                 stamp.name = name.to_owned();
             }
         }
@@ -332,12 +338,13 @@ impl Registrar {
                 .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?;
         }
         self.store.update_stamp(&stamp).await?;
-        self.view(id).await
+        self.view(&stamp.id).await
     }
 
     /// Stops collecting the stamp and deletes the credential we stored for it. Collected rows stay.
     pub async fn remove(&self, id: &StampId) -> Result<(), RegistrationError> {
         let stamp = self.stamp(id).await?;
+        let id = &stamp.id;
         // The stamp goes first: a stamp without its credential would fail every run, while a credential
         // without its stamp is only clutter, and the delete below removes it.
         self.store.delete_stamp(id).await?;
@@ -380,7 +387,7 @@ impl Registrar {
         external_subscription_id: &str,
         billing_subscription_id: &str,
     ) -> Result<(SubscriptionMapping, u64), RegistrationError> {
-        self.stamp(stamp).await?;
+        let stamp = &self.stamp(stamp).await?.id;
         let mapping = SubscriptionMapping::validated(
             stamp,
             external_subscription_id,
@@ -400,7 +407,7 @@ impl Registrar {
         stamp: &StampId,
         lines: &[MappingLine],
     ) -> Result<u64, RegistrationError> {
-        self.stamp(stamp).await?;
+        let stamp = &self.stamp(stamp).await?.id;
         let now = Utc::now();
         let mut errors = ValidationErrors::default();
         let mut mappings = Vec::with_capacity(lines.len());
@@ -430,7 +437,7 @@ impl Registrar {
         stamp: &StampId,
         external_subscription_id: &str,
     ) -> Result<(), RegistrationError> {
-        self.stamp(stamp).await?;
+        let stamp = &self.stamp(stamp).await?.id;
         let external = normalize_subscription_id(external_subscription_id);
         if self.store.remove_mapping(stamp, &external).await? {
             Ok(())
@@ -443,30 +450,64 @@ impl Registrar {
         &self,
         stamp: Option<&StampId>,
     ) -> Result<Vec<SubscriptionMapping>, RegistrationError> {
-        if let Some(id) = stamp {
-            self.stamp(id).await?;
-        }
-        Ok(self.store.list_mappings(stamp).await?)
+        let stamp = match stamp {
+            Some(handle) => Some(self.stamp(handle).await?.id),
+            None => None,
+        };
+        Ok(self.store.list_mappings(stamp.as_ref()).await?)
     }
 
     pub async fn unmapped(
         &self,
         stamp: Option<&StampId>,
     ) -> Result<Vec<UnmappedSubscription>, RegistrationError> {
-        if let Some(id) = stamp {
-            self.stamp(id).await?;
+        let stamp = match stamp {
+            Some(handle) => Some(self.stamp(handle).await?.id),
+            None => None,
+        };
+        Ok(self.store.unmapped(stamp.as_ref()).await?)
+    }
+
+    /// The stamp an operator named by its id or by its name (names are unique, case-insensitively,
+    /// and never a GUID, so a handle means one stamp at most).
+    pub async fn resolve(&self, handle: &str) -> Result<StampId, RegistrationError> {
+        Ok(self.stamp(&StampId(handle.to_owned())).await?.id)
+    }
+
+    /// `handle` is a stamp id or a stamp name.
+    async fn stamp(&self, handle: &StampId) -> Result<Stamp, RegistrationError> {
+        let not_found = || RegistrationError::NotFound(handle.clone());
+        if let Some(id) = parse_guid(handle.as_str()) {
+            return self.store.get_stamp(&StampId(id)).await?.ok_or_else(not_found);
         }
-        Ok(self.store.unmapped(stamp).await?)
+        let name = handle.as_str().trim().to_lowercase();
+        self.store
+            .list_stamps()
+            .await?
+            .into_iter()
+            .find(|s| s.name.to_lowercase() == name)
+            .ok_or_else(not_found)
     }
 
-    async fn stamp(&self, id: &StampId) -> Result<Stamp, RegistrationError> {
-        self.store.get_stamp(id).await?.ok_or_else(|| RegistrationError::NotFound(id.clone()))
-    }
-
-    async fn view(&self, id: &StampId) -> Result<StampView, RegistrationError> {
-        let stamp = self.stamp(id).await?;
-        let status = self.store.get_status(id).await?;
+    async fn view(&self, handle: &StampId) -> Result<StampView, RegistrationError> {
+        let stamp = self.stamp(handle).await?;
+        let status = self.store.get_status(&stamp.id).await?;
         Ok(StampView { stamp, status })
+    }
+
+    /// Names are handles: unique in the installation, compared case-insensitively.
+    async fn check_name_free(&self, name: &str, own: &StampId) -> Result<(), RegistrationError> {
+        let wanted = name.to_lowercase();
+        match self
+            .store
+            .list_stamps()
+            .await?
+            .into_iter()
+            .find(|s| s.id != *own && s.name.to_lowercase() == wanted)
+        {
+            Some(other) => Err(invalid("name", &format!("is already the name of stamp {}", other.id))),
+            None => Ok(()),
+        }
     }
 
     async fn credential_of(&self, stamp: &Stamp) -> Result<Credential, RegistrationError> {

@@ -62,6 +62,10 @@ pub struct ValidRegistration {
 
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Names are handles next to ids (`azs-usage stamp show NAME`, `/stamps/NAME`): a GUID as a name
+/// could mean another stamp's id.
+pub const NAME_NOT_A_GUID: &str = "must not be a GUID (names and ids both name stamps)";
+
 /// No stamp has usage before Azure Stack's first release; an earlier start is a typo that would plan
 /// a century of empty windows.
 fn earliest_collect_from() -> DateTime<Utc> {
@@ -127,6 +131,10 @@ impl StampRegistration {
             }
             Some(n) if n.chars().any(char::is_control) => {
                 errors.push("name", "must not contain control characters");
+                String::new()
+            }
+            Some(n) if parse_guid(n).is_some() => {
+                errors.push("name", NAME_NOT_A_GUID);
                 String::new()
             }
             Some(n) => n.to_owned(),

@@ -200,7 +200,8 @@ async fn path_params(parts: &mut Parts) -> Result<HashMap<String, String>, Probl
         .map_err(|_| Problem::plain(StatusCode::NOT_FOUND, "No resource at this path."))
 }
 
-/// The `{id}` of `/stamps/{id}...`. Anything but a UUID names no stamp: 404, like an unknown id.
+/// The `{id}` of `/stamps/{id}...`: a stamp's id or its name (percent-decoded); the registrar resolves
+/// it, and a handle that names no stamp answers 404 like an unknown id.
 pub struct StampPath(pub StampId);
 
 impl<S: Send + Sync> FromRequestParts<S> for StampPath {
@@ -210,9 +211,9 @@ impl<S: Send + Sync> FromRequestParts<S> for StampPath {
         let params = path_params(parts).await?;
         params
             .get("id")
-            .filter(|id| id.len() == 36)
-            .and_then(|id| uuid::Uuid::try_parse(id).ok())
-            .map(|id| StampPath(StampId(id.hyphenated().to_string())))
+            .map(|handle| handle.trim())
+            .filter(|handle| !handle.is_empty() && handle.chars().count() <= 256)
+            .map(|handle| StampPath(StampId(handle.to_owned())))
             .ok_or_else(Problem::stamp_not_found)
     }
 }
