@@ -188,3 +188,40 @@ async fn an_operator_secret_under_the_prefix_holding_a_credential_document_is_ac
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(answer.contains("another stamp already uses"), "{answer}");
 }
+
+#[tokio::test]
+async fn api_paths_take_a_stamps_name_as_well_as_its_id_and_names_stay_unique() {
+    let app = App::start().await;
+    let mut body =
+        registration("https://adminmanagement.eu1.example", "5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
+    body["name"] = json!("eu 1");
+    body["applicationSecret"] = json!("secret-eu-1");
+    let (status, answer) = app.call(Method::POST, "/stamps?verify=false", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let id = serde_json::from_str::<Value>(&answer).unwrap()["id"].as_str().unwrap().to_owned();
+
+    // The name, percent-encoded and in another casing, reaches the same stamp as the id
+    let (status, answer) = app.call(Method::GET, "/stamps/EU%201", &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["id"], id.as_str());
+    let put = json!({ "billingSubscriptionId": "billing-1" });
+    let (status, answer) = app
+        .call(Method::PUT, "/stamps/eu%201/subscriptions/00000000-0000-4000-8000-000000000001", &put)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = app.call(Method::GET, "/stamps/no-such-stamp", &Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A rename to a GUID, or to a name in use, is refused naming the field
+    let mut second =
+        registration("https://adminmanagement.eu2.example", "6e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
+    second["name"] = json!("eu 2");
+    second["applicationSecret"] = json!("secret-eu-2");
+    let (status, answer) = app.call(Method::POST, "/stamps?verify=false", &second).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    for name in [json!("Eu 1"), json!("5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b")] {
+        let (status, answer) = app.call(Method::PATCH, "/stamps/eu%202", &json!({ "name": name })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer.contains("\"field\":\"name\""), "{answer}");
+    }
+}
