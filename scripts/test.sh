@@ -32,7 +32,8 @@ if [ -z "${AZS_USAGE_TEST_SQLSERVER:-}" ]; then
 fi
 
 step "infrastructure checks (terraform fmt, checkov, HCL consistency)"
-INFRA_CHECK_SKIP_CARGO=1 scripts/infra-check.sh
+INFRA_CHECK_SKIP_CARGO=1 scripts/infra-check.sh 2>&1 | tee target/infra-check.log
+while IFS= read -r line; do not_run+=("${line#NOT RUN: }"); done < <(grep '^NOT RUN: ' target/infra-check.log || true)
 
 step "packaging (Lambda zips, Function App zip) and the platform tests"
 scripts/package.sh --x86-64

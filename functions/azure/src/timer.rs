@@ -85,10 +85,12 @@ pub async fn collect_usage(State(services): State<Arc<LazyServices>>, body: Byte
         Ok(summary) => summary,
         Err(e) => return failed(format!("the stamps could not be listed: {e}")),
     };
-    let logs = outcome_lines(&summary);
+    let mut logs = outcome_lines(&summary);
     for line in &logs {
         info!(outcome = %line, "stamp outcome");
     }
+    // The host writes `Logs` to Application Insights `traces`, where the module's alert queries read them.
+    logs.extend(azs_app::metrics::app_insights_lines(&summary, Utc::now()));
     let return_value = serde_json::to_value(&summary).unwrap_or(Value::Null);
     let status = match failure_message(&summary) {
         Some(message) => {

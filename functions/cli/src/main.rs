@@ -610,9 +610,10 @@ pub(crate) fn print_summary(summary: &RunSummary) {
 
 fn print_status(views: &[StampView]) {
     println!(
-        "{:<36}  {:<20} {:<20} {:<10} {:>8} {:>8}  last run / error",
-        "id", "name", "watermark", "outcome", "rows", "unmapped"
+        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8}  last run / error",
+        "id", "name", "watermark", "lag", "outcome", "rows", "unmapped"
     );
+    let now = chrono::Utc::now();
     for v in views {
         let Some(s) = &v.status else { continue };
         let last = s
@@ -620,11 +621,14 @@ fn print_status(views: &[StampView]) {
             .or(s.last_run_started)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_else(|| "never".into());
+        // The same lag the functions publish for the alarms (azs_app::metrics).
+        let lag = (now - s.watermark).num_seconds().max(0);
         println!(
-            "{:<36}  {:<20} {:<20} {:<10} {:>8} {:>8}  {}{}",
+            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8}  {}{}",
             v.stamp.id,
             truncate(&v.stamp.name, 20),
             s.watermark.format("%Y-%m-%dT%H:%M:%SZ"),
+            format!("{}h{:02}m", lag / 3600, lag % 3600 / 60),
             s.outcome.as_str(),
             s.rows_written,
             s.unmapped_rows,

@@ -249,6 +249,19 @@ async fn one_stamp_failing_hard_leaves_the_others_complete_and_is_reported() {
     }
     let status = stdout(&world.run(&["status", "--json"]).await);
     assert!(status.contains("\"outcome\": \"failed\"") && status.contains("lastError"), "{status}");
+
+    // The text status shows each stamp's watermark lag, as the functions publish it for the alarms:
+    // the healthy stamps are an hour or two behind (settle delay), the broken one still at its start.
+    let text = stdout(&world.run(&["status"]).await);
+    let header = text.lines().next().unwrap();
+    assert!(header.contains(" lag "), "{text}");
+    let lag_of = |name: &str| -> i64 {
+        let line = text.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+        let lag = line.split_whitespace().find(|w| w.ends_with('m') && w.contains('h')).unwrap();
+        let (h, m) = lag.trim_end_matches('m').split_once('h').unwrap();
+        h.parse::<i64>().unwrap() * 60 + m.parse::<i64>().unwrap()
+    };
+    assert!(lag_of("broken") > lag_of(&world.stamp_ids[0]), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! logged. A failed stamp fails the invocation, which Scheduler retries (every run is safe to repeat).
 
 use crate::{budget, collect_once, failure_message, outcome_lines};
+use azs_app::metrics;
 use azs_app::wiring::Services;
 use azs_core::collect::RunSummary;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -41,6 +42,10 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Ru
         let summary = collect_once(services, budget).await?;
         for line in outcome_lines(&summary) {
             info!(outcome = %line, "stamp outcome");
+        }
+        // CloudWatch turns these lines into the metrics the module's alarms watch.
+        if let Err(e) = metrics::write_emf(&mut std::io::stdout().lock(), &summary, chrono::Utc::now()) {
+            error!(error = %e, "the run's metrics could not be written");
         }
         match failure_message(&summary) {
             Some(message) => {

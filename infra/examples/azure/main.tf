@@ -1,5 +1,7 @@
-# Minimal Azure deployment of azs-usage from the Function App zip built in this repository
-# (target/functionapp/azs-usage-functionapp.zip).
+# Azure deployment of azs-usage from the Function App zip built in this repository
+# (scripts/package.sh -> target/functionapp/azs-usage-functionapp.zip), on Flex Consumption, with a new
+# resource group `<name>-rg`, an Azure SQL database administered by a DBA group, and alerts e-mailed to
+# alert_emails. README.md walks from zero to the first collected hour.
 
 terraform {
   required_version = ">= 1.9"
@@ -7,13 +9,21 @@ terraform {
   required_providers {
     azurerm = {
       source  = "hashicorp/azurerm"
-      version = ">= 4.0, < 5.0"
+      version = ">= 4.9, < 5.0"
+    }
+    azapi = {
+      source  = "Azure/azapi"
+      version = ">= 2.0, < 3.0"
     }
   }
 }
 
 provider "azurerm" {
   features {}
+  subscription_id = var.subscription_id
+}
+
+provider "azapi" {
   subscription_id = var.subscription_id
 }
 
@@ -28,9 +38,31 @@ variable "name" {
 }
 
 variable "location" {
-  description = "Azure region."
+  description = "Azure region (one that offers Flex Consumption)."
   type        = string
   default     = "westeurope"
+}
+
+variable "sql_admin_group_object_id" {
+  description = "Object id of the Entra group of DBAs that administers the Azure SQL server."
+  type        = string
+}
+
+variable "sql_admin_group_name" {
+  description = "Display name of that group."
+  type        = string
+}
+
+variable "subnet_id" {
+  description = "Optional subnet (delegated to Microsoft.App/environments) for VNet integration, to reach stamps on private networks."
+  type        = string
+  default     = null
+}
+
+variable "alert_emails" {
+  description = "Who gets the alerts (stamp lag, failed runs, collector not running)."
+  type        = list(string)
+  default     = []
 }
 
 module "azs_usage" {
@@ -40,6 +72,10 @@ module "azs_usage" {
   location            = var.location
   resource_group_name = "${var.name}-rg"
   package_path        = "${path.root}/../../../target/functionapp/azs-usage-functionapp.zip"
+  subnet_id           = var.subnet_id
+  sql_admin_object_id = var.sql_admin_group_object_id
+  sql_admin_login     = var.sql_admin_group_name
+  alert_emails        = var.alert_emails
 }
 
 output "function_app_name" {
@@ -55,4 +91,14 @@ output "webhook_url" {
 output "key_vault_uri" {
   description = "Key Vault holding stamp credentials."
   value       = module.azs_usage.key_vault_uri
+}
+
+output "sql_server_fqdn" {
+  description = "Azure SQL server."
+  value       = module.azs_usage.sql_server_fqdn
+}
+
+output "sql_app_user_statements" {
+  description = "T-SQL to run once as a member of the DBA group."
+  value       = module.azs_usage.sql_app_user_statements
 }

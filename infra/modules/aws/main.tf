@@ -2,8 +2,9 @@
 #   collect-usage   invoked hourly by EventBridge Scheduler with `{}`; fails the run when a stamp failed, so
 #                   Lambda's async retries and the dead-letter queue see it (runs are idempotent).
 #   register-stamp  the webhook (lambda_http) behind a Function URL with AWS_IAM auth.
-# Stamp credentials live in Secrets Manager under var.secret_prefix; the database connection string in one
-# secret whose value Terraform never sees.
+# Stamp credentials live in Secrets Manager under var.secret_prefix, encrypted with the module's key; the
+# database connection string in one secret whose value Terraform never sees.
+# Alarms are in alarms.tf, the VPC security group and endpoints in network.tf.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -22,6 +23,11 @@ locals {
 
   vpc_enabled = length(var.vpc_subnet_ids) > 0
 
+  # Secrets outside the stamp prefix that a role may read: neither role can write them, and the app
+  # never uses them as a stamp credential (issue 12); the preconditions keep them out of the prefix.
+  database_ca_secret_arns = aws_secretsmanager_secret.database_ca[*].arn
+  api_token_secret_arns   = var.api_token_secret_name == null ? [] : ["arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:${var.api_token_secret_name}-??????"]
+
   # The environment both functions read (shared/app/src/config.rs). The Needed::ByFunctions variables
   # are checked by tests/infra-check.
   function_environment = merge(
@@ -33,8 +39,16 @@ locals {
       AZS_USAGE_SETTLE_DELAY  = var.settle_delay
       AZS_USAGE_LOG           = var.log_level
       AZS_USAGE_LOG_FORMAT    = "json"
+      # Stamp credentials the webhook creates are encrypted with the module's key.
+      AZS_USAGE_SECRET_KMS_KEY = aws_kms_key.this.arn
     },
     var.time_budget == null ? {} : { AZS_USAGE_TIME_BUDGET = var.time_budget },
+    var.database_ca_bundle_pem == null ? {} : { AZS_USAGE_DATABASE_CA = "secret:${aws_secretsmanager_secret.database_ca[0].name}" },
+  )
+  # Only the webhook checks the API token; the collector has no reason to read it.
+  webhook_environment = merge(
+    local.function_environment,
+    var.api_token_secret_name == null ? {} : { AZS_USAGE_API_TOKEN_SECRET = var.api_token_secret_name },
   )
 }
 
@@ -57,6 +71,14 @@ resource "aws_kms_key" "this" {
         Effect    = "Allow"
         Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
         Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        # CloudWatch alarms publish to the module's SNS topic, which this key encrypts.
+        Sid       = "CloudWatchAlarmsPublishToEncryptedTopic"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
       },
       {
@@ -100,7 +122,28 @@ resource "aws_secretsmanager_secret" "database" {
       condition     = !startswith(var.database_secret_name, var.secret_prefix)
       error_message = "database_secret_name must not start with secret_prefix: the webhook can overwrite and delete secrets under the prefix."
     }
+    precondition {
+      condition     = var.api_token_secret_name == null || !startswith(coalesce(var.api_token_secret_name, "-"), var.secret_prefix)
+      error_message = "api_token_secret_name must not start with secret_prefix: the webhook can overwrite and delete secrets under the prefix."
+    }
   }
+}
+
+# The database's CA bundle (public certificates, so Terraform may hold the value), for a SQL Server whose
+# certificate does not chain to the system roots, such as RDS.
+resource "aws_secretsmanager_secret" "database_ca" {
+  #checkov:skip=CKV2_AWS_57:Public CA certificates, replaced by Terraform when the bundle changes; nothing to rotate.
+  count       = var.database_ca_bundle_pem == null ? 0 : 1
+  name        = "${var.database_secret_name}-ca"
+  description = "azs-usage database CA bundle (AZS_USAGE_DATABASE_CA=secret:${var.database_secret_name}-ca)"
+  kms_key_id  = aws_kms_key.this.arn
+  tags        = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "database_ca" {
+  count         = var.database_ca_bundle_pem == null ? 0 : 1
+  secret_id     = aws_secretsmanager_secret.database_ca[0].id
+  secret_string = var.database_ca_bundle_pem
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -171,10 +214,12 @@ data "aws_iam_policy_document" "collector" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.collector.arn}:*"]
   }
+  # Reads only: stamp credentials to sign in to the stamps, the connection string (and CA) to reach
+  # the database. It writes no secret and never sees the API token.
   statement {
     sid       = "ReadStampCredentialsAndDatabase"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.stamp_secrets_arn, aws_secretsmanager_secret.database.arn]
+    resources = concat([local.stamp_secrets_arn, aws_secretsmanager_secret.database.arn], local.database_ca_secret_arns)
   }
   statement {
     sid       = "UseModuleKey"
@@ -206,10 +251,26 @@ data "aws_iam_policy_document" "webhook" {
     ]
     resources = [local.stamp_secrets_arn]
   }
+  # The connection string (and CA) to reach the database, the API token to check callers. These are
+  # outside the prefix, so the webhook can read but never overwrite or delete them, and the app never
+  # accepts them as a stamp credential.
   statement {
-    sid       = "ReadDatabase"
+    sid       = "ReadDatabaseAndApiToken"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.database.arn]
+    resources = concat([aws_secretsmanager_secret.database.arn], local.database_ca_secret_arns, local.api_token_secret_arns)
+  }
+  # Belt and braces: whatever policies are added later, the webhook cannot change those secrets.
+  statement {
+    sid    = "NeverWriteDatabaseOrTokenSecrets"
+    effect = "Deny"
+    actions = [
+      "secretsmanager:PutSecretValue",
+      "secretsmanager:UpdateSecret",
+      "secretsmanager:DeleteSecret",
+      "secretsmanager:RestoreSecret",
+      "secretsmanager:PutResourcePolicy",
+    ]
+    resources = concat([aws_secretsmanager_secret.database.arn], local.database_ca_secret_arns, local.api_token_secret_arns)
   }
   statement {
     sid       = "UseModuleKey"
@@ -259,7 +320,7 @@ resource "aws_lambda_function" "collect_usage" {
   architectures                  = [var.architecture]
   memory_size                    = var.collect_usage_memory_mb
   timeout                        = var.collect_usage_timeout_seconds
-  reserved_concurrent_executions = var.collect_usage_reserved_concurrency
+  reserved_concurrent_executions = coalesce(var.collect_usage_reserved_concurrency, -1)
   kms_key_arn                    = aws_kms_key.this.arn
 
   environment {
@@ -283,7 +344,7 @@ resource "aws_lambda_function" "collect_usage" {
     for_each = local.vpc_enabled ? [1] : []
     content {
       subnet_ids         = var.vpc_subnet_ids
-      security_group_ids = var.vpc_security_group_ids
+      security_group_ids = local.function_security_group_ids
     }
   }
 
@@ -291,8 +352,8 @@ resource "aws_lambda_function" "collect_usage" {
 
   lifecycle {
     precondition {
-      condition     = length(var.vpc_subnet_ids) == 0 || length(var.vpc_security_group_ids) > 0
-      error_message = "vpc_security_group_ids must be set when vpc_subnet_ids is."
+      condition     = length(var.vpc_security_group_ids) == 0 || length(var.vpc_subnet_ids) > 0
+      error_message = "vpc_security_group_ids needs vpc_subnet_ids (the functions are only in a VPC when subnets are given)."
     }
   }
 
@@ -319,11 +380,11 @@ resource "aws_lambda_function" "register_stamp" {
   architectures                  = [var.architecture]
   memory_size                    = var.register_stamp_memory_mb
   timeout                        = var.register_stamp_timeout_seconds
-  reserved_concurrent_executions = var.register_stamp_reserved_concurrency
+  reserved_concurrent_executions = coalesce(var.register_stamp_reserved_concurrency, -1)
   kms_key_arn                    = aws_kms_key.this.arn
 
   environment {
-    variables = local.function_environment
+    variables = local.webhook_environment
   }
 
   tracing_config {
@@ -339,7 +400,7 @@ resource "aws_lambda_function" "register_stamp" {
     for_each = local.vpc_enabled ? [1] : []
     content {
       subnet_ids         = var.vpc_subnet_ids
-      security_group_ids = var.vpc_security_group_ids
+      security_group_ids = local.function_security_group_ids
     }
   }
 
@@ -349,7 +410,8 @@ resource "aws_lambda_function" "register_stamp" {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Webhook exposure: a Function URL that only SigV4-signed callers with lambda:InvokeFunctionUrl can use.
+# Webhook exposure: a Function URL that only SigV4-signed callers can use. Since October 2025 a caller
+# of a new Function URL needs BOTH lambda:InvokeFunctionUrl and lambda:InvokeFunction.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "aws_lambda_function_url" "register_stamp" {
@@ -365,6 +427,30 @@ resource "aws_lambda_permission" "function_url" {
   function_name          = aws_lambda_function.register_stamp.function_name
   principal              = each.value
   function_url_auth_type = "AWS_IAM"
+}
+
+resource "aws_lambda_permission" "function_url_invoke" {
+  for_each      = toset(var.webhook_invoker_principals)
+  statement_id  = "InvokeFunction-${substr(sha256(each.value), 0, 12)}"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.register_stamp.function_name
+  principal     = each.value
+}
+
+# What a caller in this account attaches to call the webhook: both actions, on this function only.
+data "aws_iam_policy_document" "webhook_caller" {
+  statement {
+    sid       = "CallRegisterStampFunctionUrl"
+    actions   = ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]
+    resources = [aws_lambda_function.register_stamp.arn]
+  }
+}
+
+resource "aws_iam_policy" "webhook_caller" {
+  name        = "${local.webhook_name}-caller"
+  description = "Call the azs-usage webhook (${local.webhook_name}) through its Function URL"
+  policy      = data.aws_iam_policy_document.webhook_caller.json
+  tags        = var.tags
 }
 
 # Optional HTTP API with IAM authorization in front of the same function (same routes).

@@ -59,3 +59,38 @@ output "schedule_arn" {
   description = "ARN of the EventBridge Scheduler schedule."
   value       = aws_scheduler_schedule.collect_usage.arn
 }
+
+output "webhook_caller_policy_arn" {
+  description = "IAM policy to attach to callers in this account: lambda:InvokeFunctionUrl and lambda:InvokeFunction on register-stamp (both are required for Function URLs)."
+  value       = aws_iam_policy.webhook_caller.arn
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (the module's own unless alarm_topic_arn was given); subscribe the on-call to it."
+  value       = local.alarm_topic_arn
+}
+
+output "alarm_names" {
+  description = "CloudWatch alarms: stamp lag, failed runs, collector not running, dead letters."
+  value = [
+    aws_cloudwatch_metric_alarm.stamp_lag.alarm_name,
+    aws_cloudwatch_metric_alarm.collector_errors.alarm_name,
+    aws_cloudwatch_metric_alarm.collector_not_running.alarm_name,
+    aws_cloudwatch_metric_alarm.dead_letters.alarm_name,
+  ]
+}
+
+output "functions_security_group_id" {
+  description = "Security group the module created for the functions in VPC mode (null otherwise); allow it on the database's port 1433."
+  value       = local.create_security_group ? aws_security_group.functions[0].id : null
+}
+
+output "collector_role_arn" {
+  description = "Execution role of collect-usage (reads stamp credentials and the database secret)."
+  value       = aws_iam_role.collector.arn
+}
+
+output "webhook_role_arn" {
+  description = "Execution role of register-stamp (writes stamp credentials under the prefix, reads the database and token secrets)."
+  value       = aws_iam_role.webhook.arn
+}

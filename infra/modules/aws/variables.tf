@@ -14,7 +14,7 @@ variable "name" {
 }
 
 variable "collect_usage_zip_path" {
-  description = "Path of the collect-usage Lambda zip built by `cargo lambda build --release --arm64 --output-format zip` (target/lambda/collect-usage/bootstrap.zip)."
+  description = "Path of the collect-usage Lambda zip built by `scripts/package.sh` (target/lambda/collect-usage/bootstrap.zip)."
   type        = string
 
   validation {
@@ -34,9 +34,9 @@ variable "register_stamp_zip_path" {
 }
 
 variable "architecture" {
-  description = "Lambda architecture; must match how the zips were built (`--arm64` or `--x86-64`)."
+  description = "Lambda architecture; must match how the zips were built: `x86_64` for `scripts/package.sh` (the default, what CI builds and tests), `arm64` for `scripts/package.sh --arm64` (Graviton; needs the aarch64 standard library, not tested here)."
   type        = string
-  default     = "arm64"
+  default     = "x86_64"
 
   validation {
     condition     = contains(["arm64", "x86_64"], var.architecture)
@@ -71,13 +71,13 @@ variable "collect_usage_timeout_seconds" {
 }
 
 variable "collect_usage_reserved_concurrency" {
-  description = "Reserved concurrency of collect-usage. 1 keeps overlapping runs (schedule + retries) from piling up; 0 pauses collection. Reserving needs spare account concurrency (new accounts with a limit of 10 cannot reserve)."
+  description = "Reserved concurrency of collect-usage; null (default) reserves none. Overlapping runs are safe without it (each stamp is collected under a lease). 0 pauses collection. Reserving needs spare account concurrency: Lambda keeps 100 unreserved, so accounts at the new-account limit of 10 cannot reserve anything."
   type        = number
-  default     = 1
+  default     = null
 
   validation {
-    condition     = var.collect_usage_reserved_concurrency >= 0 && floor(var.collect_usage_reserved_concurrency) == var.collect_usage_reserved_concurrency
-    error_message = "collect_usage_reserved_concurrency must be a whole number >= 0."
+    condition     = var.collect_usage_reserved_concurrency == null || try(var.collect_usage_reserved_concurrency >= 0 && floor(var.collect_usage_reserved_concurrency) == var.collect_usage_reserved_concurrency, false)
+    error_message = "collect_usage_reserved_concurrency must be null or a whole number >= 0."
   }
 }
 
@@ -104,13 +104,13 @@ variable "register_stamp_timeout_seconds" {
 }
 
 variable "register_stamp_reserved_concurrency" {
-  description = "Reserved concurrency of register-stamp (caps what a burst of calls can cost); -1 leaves it unreserved."
+  description = "Reserved concurrency of register-stamp (caps what a burst of calls can cost); null (default) reserves none, which works on every account (see collect_usage_reserved_concurrency)."
   type        = number
-  default     = 2
+  default     = null
 
   validation {
-    condition     = var.register_stamp_reserved_concurrency >= -1 && floor(var.register_stamp_reserved_concurrency) == var.register_stamp_reserved_concurrency
-    error_message = "register_stamp_reserved_concurrency must be a whole number >= -1."
+    condition     = var.register_stamp_reserved_concurrency == null || try(var.register_stamp_reserved_concurrency >= 0 && floor(var.register_stamp_reserved_concurrency) == var.register_stamp_reserved_concurrency, false)
+    error_message = "register_stamp_reserved_concurrency must be null or a whole number >= 0."
   }
 }
 
@@ -218,13 +218,13 @@ variable "schedule_retry_attempts" {
 }
 
 variable "schedule_max_event_age_seconds" {
-  description = "How long a scheduled invocation is retried before it goes to the dead-letter queue. An hour: the next run catches up anyway."
+  description = "How long a scheduled invocation is retried (by Scheduler, and by Lambda for a failed run) before it goes to the dead-letter queue. An hour: the next run catches up anyway. Lambda's maximum event age is 21600 s, so that is the limit for both."
   type        = number
   default     = 3600
 
   validation {
-    condition     = var.schedule_max_event_age_seconds >= 60 && var.schedule_max_event_age_seconds <= 86400
-    error_message = "schedule_max_event_age_seconds must be between 60 and 86400."
+    condition     = var.schedule_max_event_age_seconds >= 60 && var.schedule_max_event_age_seconds <= 21600
+    error_message = "schedule_max_event_age_seconds must be between 60 and 21600 (Lambda's maximum event age)."
   }
 }
 
@@ -255,7 +255,7 @@ variable "dead_letter_retention_seconds" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "webhook_invoker_principals" {
-  description = "Extra AWS principals (account IDs or IAM ARNs, e.g. of another account) allowed to call the register-stamp Function URL. Principals of this account only need lambda:InvokeFunctionUrl in their own IAM policy."
+  description = "Extra AWS principals (account IDs or IAM ARNs, e.g. of another account) allowed to call the register-stamp Function URL: each gets lambda:InvokeFunctionUrl and lambda:InvokeFunction (both are needed for Function URLs created since October 2025). Principals of this account only need the policy in output webhook_caller_policy_arn."
   type        = list(string)
   default     = []
 }
@@ -271,15 +271,82 @@ variable "create_http_api" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "vpc_subnet_ids" {
-  description = "Subnets to attach both functions to (empty: no VPC). They need a route to the stamps' Azure Resource Manager/AD FS endpoints, Secrets Manager and the database (NAT or VPC endpoints)."
+  description = "Private subnets to attach both functions to (empty: no VPC). The functions reach the stamps (admin ARM, AD FS/Entra login: HTTPS), Secrets Manager and X-Ray (a NAT gateway, or create_vpc_endpoints) and the database (port 1433). Use two or more subnets in different AZs."
   type        = list(string)
   default     = []
 }
 
 variable "vpc_security_group_ids" {
-  description = "Security groups of the functions when vpc_subnet_ids is set."
+  description = "Security groups of the functions when vpc_subnet_ids is set. Empty (default): the module creates one that allows only HTTPS to stamp_cidr_blocks and 1433 to database_cidr_blocks (output functions_security_group_id, for the database's ingress rule)."
   type        = list(string)
   default     = []
+}
+
+variable "stamp_cidr_blocks" {
+  description = "Where the module's function security group may connect on 443: the stamps' admin ARM and login endpoints, plus AWS APIs through a NAT. 0.0.0.0/0 (default) when AWS APIs go through a NAT gateway; with create_vpc_endpoints and privately routed stamps, list only the stamps' networks and the VPC."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "database_cidr_blocks" {
+  description = "Where the module's function security group may connect on 1433 (SQL Server). null (default): the VPC's CIDR block."
+  type        = list(string)
+  default     = null
+}
+
+variable "create_vpc_endpoints" {
+  description = "Create interface VPC endpoints (private DNS) in vpc_subnet_ids for vpc_endpoint_services, for VPCs without a NAT gateway. The stamps still need a route (VPN, Direct Connect, Transit Gateway, or a NAT for internet-facing stamps)."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_endpoint_services" {
+  description = "Services that get an interface endpoint when create_vpc_endpoints is true: what the functions call (Secrets Manager; X-Ray for traces)."
+  type        = list(string)
+  default     = ["secretsmanager", "xray"]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Database TLS, webhook token, alarms
+# ---------------------------------------------------------------------------------------------------------
+
+variable "database_ca_bundle_pem" {
+  description = "PEM certificates the database's TLS certificate chains to, when they are not in the system roots: for RDS for SQL Server the region's bundle from https://truststore.pki.rds.amazonaws.com/REGION/REGION-bundle.pem (the global bundle is larger than a secret can hold). Public data: stored in a secret (AZS_USAGE_DATABASE_CA=secret:<name>), which the app writes to a file for the SQL Server client. null: system roots only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.database_ca_bundle_pem == null || try(strcontains(var.database_ca_bundle_pem, "-----BEGIN CERTIFICATE-----") && length(var.database_ca_bundle_pem) <= 65536, false)
+    error_message = "database_ca_bundle_pem must be PEM text with at least one -----BEGIN CERTIFICATE----- block and at most 65536 characters (a Secrets Manager value's limit)."
+  }
+}
+
+variable "api_token_secret_name" {
+  description = "Optional Secrets Manager secret holding the webhook's API token (AZS_USAGE_API_TOKEN_SECRET), checked in addition to IAM. Only register-stamp may read it. Must not start with secret_prefix. null: IAM only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.api_token_secret_name == null || can(regex("^[A-Za-z0-9/_+=.@-]{1,512}$", var.api_token_secret_name))
+    error_message = "api_token_secret_name must use A-Z a-z 0-9 / _ + = . @ - only."
+  }
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (ALARM and OK). null (default): the module creates one, encrypted with its key (output alarm_topic_arn; subscribe your on-call to it)."
+  type        = string
+  default     = null
+}
+
+variable "stamp_lag_threshold_seconds" {
+  description = "Alarm when any stamp's watermark is further than this behind now (the collector publishes it after every run as AzsUsage/WatermarkLagSeconds). Default 3 h: the settle delay (1 h) plus two missed hours."
+  type        = number
+  default     = 10800
+
+  validation {
+    condition     = var.stamp_lag_threshold_seconds >= 3600
+    error_message = "stamp_lag_threshold_seconds must be at least 3600: a healthy stamp is always about the settle delay behind."
+  }
 }
 
 variable "log_retention_days" {

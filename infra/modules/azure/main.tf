@@ -2,6 +2,12 @@
 # collect-usage (timer, %COLLECT_SCHEDULE%) and register-stamp (HTTP, authLevel function). Its system-
 # assigned identity reads and writes stamp credentials in a Key Vault (RBAC) and signs in to Azure SQL
 # (Entra-only authentication), so no password appears anywhere in this configuration.
+#
+# Plans: Flex Consumption (FC1, the default; azapi, see function_app_flex below), Elastic Premium or
+# Dedicated (azurerm_linux_function_app). All of them take an optional subnet for VNet integration, so the
+# app reaches stamps on private networks. The package is a content-addressed blob: a changed build has a
+# new name, so it always ships, and no deployment uses basic-auth publishing credentials.
+# Alerts are in alerts.tf.
 
 data "azurerm_client_config" "current" {}
 
@@ -20,11 +26,25 @@ data "azurerm_resource_group" "existing" {
 locals {
   resource_group_name = var.create_resource_group ? azurerm_resource_group.this[0].name : data.azurerm_resource_group.existing[0].name
 
-  storage_account_name = coalesce(var.storage_account_name, substr("${replace(var.name, "-", "")}host", 0, 24))
-  key_vault_name       = coalesce(var.key_vault_name, substr("${var.name}-kv", 0, 24))
+  # Derived names are always valid and globally distinct per name: a hash suffix keeps them unique when
+  # the name is cut. Storage: 3-24 lower-case letters and digits. Key Vault: 3-24 letters, digits and
+  # single hyphens, starting with a letter, ending with a letter or digit.
+  name_hash            = substr(sha256(var.name), 0, 6)
+  storage_account_name = coalesce(var.storage_account_name, "${substr(replace(var.name, "-", ""), 0, 16)}st${local.name_hash}")
+  key_vault_name       = coalesce(var.key_vault_name, "${trimsuffix(substr(replace(var.name, "--", "-"), 0, 14), "-")}-kv-${local.name_hash}")
 
-  # Dedicated plans need Always On, or the timer never fires; Consumption and Premium reject/ignore it.
-  dedicated_plan = !can(regex("^(Y1|EP[1-3])$", var.plan_sku))
+  flex_plan = var.plan_sku == "FC1"
+  # Dedicated plans need Always On, or the timer never fires; Premium ignores it.
+  dedicated_plan = !can(regex("^(FC1|EP[1-3])$", var.plan_sku))
+
+  # functionTimeout and the app's time budget come from one variable: the app stops starting windows a
+  # minute before the host would cancel the run (AzureFunctionsJobHost__functionTimeout overrides host.json).
+  function_timeout = format("%02d:%02d:00", floor(var.function_timeout_minutes / 60), var.function_timeout_minutes % 60)
+  time_budget      = "${var.function_timeout_minutes - 1}m"
+
+  # The package's name is its content hash, so a changed build is a new blob and a new deployment.
+  package_blob_name = "azs-usage-${filesha256(var.package_path)}.zip"
+  package_url       = "${azurerm_storage_account.host.primary_blob_endpoint}${azurerm_storage_container.packages.name}/${local.package_blob_name}"
 
   # The server's name (not the resource) feeds the app settings: the server's admin may be the app's own
   # identity, and referencing the resource would be a cycle.
@@ -42,32 +62,58 @@ locals {
   # when application_stack is set).
   app_settings = merge(
     {
-      AZS_USAGE_DATABASE       = local.database_connection_string
-      AZS_USAGE_DATABASE_AUTH  = "managed-identity"
-      AZS_USAGE_SECRETS        = "azure-key-vault:${trimsuffix(azurerm_key_vault.this.vault_uri, "/")}"
-      AZS_USAGE_SECRET_PREFIX  = var.secret_prefix
-      AZS_USAGE_CONCURRENCY    = tostring(var.collect_concurrency)
-      AZS_USAGE_SETTLE_DELAY   = var.settle_delay
-      AZS_USAGE_LOG            = var.log_level
-      AZS_USAGE_LOG_FORMAT     = "json"
-      COLLECT_SCHEDULE         = var.collect_schedule
-      WEBSITE_RUN_FROM_PACKAGE = "1"
+      AZS_USAGE_DATABASE      = local.database_connection_string
+      AZS_USAGE_DATABASE_AUTH = "managed-identity"
+      AZS_USAGE_SECRETS       = "azure-key-vault:${trimsuffix(azurerm_key_vault.this.vault_uri, "/")}"
+      AZS_USAGE_SECRET_PREFIX = var.secret_prefix
+      AZS_USAGE_CONCURRENCY   = tostring(var.collect_concurrency)
+      AZS_USAGE_SETTLE_DELAY  = var.settle_delay
+      AZS_USAGE_LOG           = var.log_level
+      AZS_USAGE_LOG_FORMAT    = "json"
+      AZS_USAGE_TIME_BUDGET   = local.time_budget
+      COLLECT_SCHEDULE        = var.collect_schedule
+      # host.json's functionTimeout, overridden from the same variable as the time budget.
+      AzureFunctionsJobHost__functionTimeout = local.function_timeout
     },
-    var.time_budget == null ? {} : { AZS_USAGE_TIME_BUDGET = var.time_budget },
+    # Premium and Dedicated run the package straight from its blob, read with the app's identity.
+    local.flex_plan ? {} : { WEBSITE_RUN_FROM_PACKAGE = local.package_url },
   )
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Host storage (timer leases, host keys). Holds nothing that cannot be recreated.
+# Monitoring
+# ---------------------------------------------------------------------------------------------------------
+
+resource "azurerm_log_analytics_workspace" "this" {
+  name                = "${var.name}-logs"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  sku                 = "PerGB2018"
+  retention_in_days   = var.log_retention_days
+  tags                = var.tags
+}
+
+resource "azurerm_application_insights" "this" {
+  name                = "${var.name}-insights"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  workspace_id        = azurerm_log_analytics_workspace.this.id
+  application_type    = "other"
+  tags                = var.tags
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Host storage (timer leases, host keys) and the package container. Holds nothing that cannot be
+# recreated.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "azurerm_storage_account" "host" {
-  #checkov:skip=CKV_AZURE_206:Host storage holds only timer leases and host keys, all recreated by the host; geo-replication would buy nothing.
-  #checkov:skip=CKV2_AZURE_40:The Functions host on Linux Consumption needs key-based AzureWebJobsStorage and a key-based content share (Azure Files has no identity access there).
+  #checkov:skip=CKV_AZURE_206:Host storage holds only timer leases, host keys and the build package, all recreated by the host or the next apply; geo-replication would buy nothing.
+  #checkov:skip=CKV2_AZURE_40:Elastic Premium and Dedicated plans use key-based AzureWebJobsStorage and content share (Flex uses the app's identity); keys stay in Azure.
   #checkov:skip=CKV_AZURE_33:Queue service logging: the host uses no storage queues for our functions (HTTP and timer triggers only).
   #checkov:skip=CKV2_AZURE_1:Customer-managed keys for host storage that holds no customer data would add a key to manage for no gain; Microsoft-managed encryption applies.
-  #checkov:skip=CKV2_AZURE_33:Private endpoints need VNet integration, which Linux Consumption (the default plan) does not offer.
-  #checkov:skip=CKV_AZURE_59:Public network access is required by the Consumption host (no VNet integration); anonymous blob access is disabled separately.
+  #checkov:skip=CKV2_AZURE_33:Private endpoints for host storage need a private DNS zone per service in the operator's network; VNet integration (subnet_id) covers the outbound path to the stamps, which is what this module must reach.
+  #checkov:skip=CKV_AZURE_59:The Functions host and Terraform's package upload reach the account over its public endpoint unless the operator adds private endpoints; anonymous blob access is disabled separately.
   name                            = local.storage_account_name
   resource_group_name             = local.resource_group_name
   location                        = var.location
@@ -97,26 +143,30 @@ resource "azurerm_storage_account" "host" {
   tags = var.tags
 }
 
-# ---------------------------------------------------------------------------------------------------------
-# Monitoring
-# ---------------------------------------------------------------------------------------------------------
-
-resource "azurerm_log_analytics_workspace" "this" {
-  name                = "${var.name}-logs"
-  resource_group_name = local.resource_group_name
-  location            = var.location
-  sku                 = "PerGB2018"
-  retention_in_days   = var.log_retention_days
-  tags                = var.tags
+# Build packages, one blob per content hash. Private: the app reads them with its identity.
+resource "azurerm_storage_container" "packages" {
+  #checkov:skip=CKV2_AZURE_21:Blob read logging for a container of build packages would log every instance start; the storage account's defaults apply.
+  name                  = "function-packages"
+  storage_account_id    = azurerm_storage_account.host.id
+  container_access_type = "private"
 }
 
-resource "azurerm_application_insights" "this" {
-  name                = "${var.name}-insights"
-  resource_group_name = local.resource_group_name
-  location            = var.location
-  workspace_id        = azurerm_log_analytics_workspace.this.id
-  application_type    = "other"
-  tags                = var.tags
+resource "azurerm_storage_blob" "package" {
+  name                   = local.package_blob_name
+  storage_account_name   = azurerm_storage_account.host.name
+  storage_container_name = azurerm_storage_container.packages.name
+  type                   = "Block"
+  source                 = var.package_path
+  content_md5            = filemd5(var.package_path)
+}
+
+# Flex Consumption: the container the platform deploys the app's package from.
+resource "azurerm_storage_container" "flex_deployment" {
+  #checkov:skip=CKV2_AZURE_21:See the packages container.
+  count                 = local.flex_plan ? 1 : 0
+  name                  = "flex-deployment"
+  storage_account_id    = azurerm_storage_account.host.id
+  container_access_type = "private"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -124,9 +174,9 @@ resource "azurerm_application_insights" "this" {
 # ---------------------------------------------------------------------------------------------------------
 
 resource "azurerm_key_vault" "this" {
-  #checkov:skip=CKV_AZURE_109:The Function App on Consumption has no fixed outbound addresses and Functions are not a trusted Azure service, so a default-deny firewall would lock it out; access is by Entra RBAC only.
-  #checkov:skip=CKV_AZURE_189:Same reason as CKV_AZURE_109: public network access is needed by the Consumption-hosted app; every call is authenticated and authorized by RBAC.
-  #checkov:skip=CKV2_AZURE_32:Private endpoints need VNet integration, which Linux Consumption (the default plan) does not offer.
+  #checkov:skip=CKV_AZURE_109:Function Apps are not a trusted Azure service and Flex/Premium outbound addresses change, so a default-deny firewall would lock the app out unless the operator adds a private endpoint; access is by Entra RBAC only.
+  #checkov:skip=CKV_AZURE_189:Same reason as CKV_AZURE_109: every call is authenticated and authorized by RBAC.
+  #checkov:skip=CKV2_AZURE_32:A private endpoint needs the operator's private DNS zone (privatelink.vaultcore.azure.net); left to the network owner.
   name                       = local.key_vault_name
   resource_group_name        = local.resource_group_name
   location                   = var.location
@@ -144,32 +194,103 @@ resource "azurerm_key_vault" "this" {
   tags = var.tags
 }
 
-# One identity for both functions: they are one Function App (one package, one handler executable), and
-# App Service gives a system-assigned identity per app, not per function. Officer (read + write) because
-# register-stamp writes credentials; see the README for a two-app split with Secrets User for the collector.
-resource "azurerm_role_assignment" "app_key_vault" {
-  scope                = azurerm_key_vault.this.id
-  role_definition_name = "Key Vault Secrets Officer"
-  principal_id         = azurerm_linux_function_app.this.identity[0].principal_id
-}
-
 # ---------------------------------------------------------------------------------------------------------
 # Function App
 # ---------------------------------------------------------------------------------------------------------
 
 resource "azurerm_service_plan" "this" {
-  #checkov:skip=CKV_AZURE_212:Consumption (the default) scales from zero and takes no minimum instance count; an hourly collector does not need a failover instance.
-  #checkov:skip=CKV_AZURE_225:Zone redundancy needs Premium v3/Elastic Premium with 3+ instances; not worth it for an hourly, retryable batch job.
+  #checkov:skip=CKV_AZURE_212:Flex Consumption (the default) scales from zero and takes no minimum instance count; an hourly collector does not need a failover instance.
+  #checkov:skip=CKV_AZURE_225:Zone redundancy is not worth it for an hourly, retryable batch job.
   name                = "${var.name}-plan"
   resource_group_name = local.resource_group_name
   location            = var.location
   os_type             = "Linux"
   sku_name            = var.plan_sku
   tags                = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.create_sql_database || var.existing_database != null
+      error_message = "Set existing_database when create_sql_database is false."
+    }
+  }
 }
 
+# Flex Consumption with the custom runtime through azapi (Microsoft.Web/sites, functionAppConfig):
+# azurerm 4.x's azurerm_function_app_flex_consumption does not accept runtime_name = "custom" in the
+# versions this module was written against, and azurerm could not be checked here. azapi maps the ARM
+# API one to one. Host storage and the deployment container are reached with the app's identity.
+resource "azapi_resource" "function_app_flex" {
+  count     = local.flex_plan ? 1 : 0
+  type      = "Microsoft.Web/sites@2024-04-01"
+  name      = var.name
+  parent_id = local.resource_group_id
+  location  = var.location
+  tags      = var.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  body = {
+    kind = "functionapp,linux"
+    properties = {
+      serverFarmId           = azurerm_service_plan.this.id
+      httpsOnly              = true
+      virtualNetworkSubnetId = var.subnet_id
+      siteConfig = {
+        minTlsVersion    = "1.2"
+        scmMinTlsVersion = "1.2"
+        ftpsState        = "Disabled"
+        http20Enabled    = true
+        appSettings = [for k, v in merge(local.app_settings, {
+          AzureWebJobsStorage__accountName      = azurerm_storage_account.host.name
+          APPLICATIONINSIGHTS_CONNECTION_STRING = azurerm_application_insights.this.connection_string
+        }) : { name = k, value = v }]
+      }
+      functionAppConfig = {
+        runtime = { name = "custom", version = "1.0" }
+        deployment = {
+          storage = {
+            type           = "blobContainer"
+            value          = "${azurerm_storage_account.host.primary_blob_endpoint}${azurerm_storage_container.flex_deployment[0].name}"
+            authentication = { type = "SystemAssignedIdentity" }
+          }
+        }
+        scaleAndConcurrency = {
+          instanceMemoryMB     = var.flex_instance_memory_mb
+          maximumInstanceCount = var.flex_maximum_instance_count
+        }
+      }
+    }
+  }
+
+  response_export_values = ["properties.defaultHostName"]
+}
+
+# Ships the content-addressed blob to the Flex app (ARM's OneDeploy extension: Entra-authenticated, no
+# basic-auth publishing). A new build is a new blob name, which replaces this resource.
+resource "azapi_resource" "flex_package_deployment" {
+  count     = local.flex_plan ? 1 : 0
+  type      = "Microsoft.Web/sites/extensions@2024-04-01"
+  name      = "onedeploy"
+  parent_id = azapi_resource.function_app_flex[0].id
+
+  body = {
+    properties = {
+      packageUri  = local.package_url
+      remoteBuild = false
+    }
+  }
+
+  replace_triggers_external_values = [local.package_blob_name]
+  depends_on                       = [azurerm_storage_blob.package, azurerm_role_assignment.app_storage]
+}
+
+# Elastic Premium and Dedicated.
 resource "azurerm_linux_function_app" "this" {
   #checkov:skip=CKV_AZURE_221:Public network access serves the webhook to callers outside Azure; requests are authenticated with function keys.
+  count                       = local.flex_plan ? 0 : 1
   name                        = var.name
   resource_group_name         = local.resource_group_name
   location                    = var.location
@@ -179,7 +300,7 @@ resource "azurerm_linux_function_app" "this" {
   functions_extension_version = "~4"
   https_only                  = true
   builtin_logging_enabled     = false
-  zip_deploy_file             = var.package_path
+  virtual_network_subnet_id   = var.subnet_id
   app_settings                = local.app_settings
 
   identity {
@@ -193,6 +314,7 @@ resource "azurerm_linux_function_app" "this" {
     http2_enabled                          = true
     minimum_tls_version                    = "1.2"
     scm_minimum_tls_version                = "1.2"
+    vnet_route_all_enabled                 = var.subnet_id != null
 
     application_stack {
       use_custom_runtime = true
@@ -201,20 +323,39 @@ resource "azurerm_linux_function_app" "this" {
 
   tags = var.tags
 
-  lifecycle {
-    precondition {
-      condition     = var.create_sql_database || var.existing_database != null
-      error_message = "Set existing_database when create_sql_database is false."
-    }
-  }
+  depends_on = [azurerm_storage_blob.package]
+}
+
+locals {
+  resource_group_id     = var.create_resource_group ? azurerm_resource_group.this[0].id : data.azurerm_resource_group.existing[0].id
+  function_app_name     = var.name
+  function_app_hostname = local.flex_plan ? azapi_resource.function_app_flex[0].output.properties.defaultHostName : azurerm_linux_function_app.this[0].default_hostname
+  principal_id          = local.flex_plan ? azapi_resource.function_app_flex[0].identity[0].principal_id : azurerm_linux_function_app.this[0].identity[0].principal_id
+}
+
+# One identity for both functions: they are one Function App (one package, one handler executable), and
+# App Service gives a system-assigned identity per app, not per function. Officer (read + write) because
+# register-stamp writes credentials; see the README for a two-app split with Secrets User for the collector.
+resource "azurerm_role_assignment" "app_key_vault" {
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = local.principal_id
+}
+
+# The app reads its package and (Flex) keeps timer leases and host keys in blobs with its identity.
+resource "azurerm_role_assignment" "app_storage" {
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = local.flex_plan ? "Storage Blob Data Owner" : "Storage Blob Data Reader"
+  principal_id         = local.principal_id
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Azure SQL (optional): Entra-only authentication, the app signs in with its managed identity.
+# Azure SQL (optional): Entra-only authentication. A DBA group administers the server; the app is a
+# contained database user (outputs.sql_app_user_statements says what to run once).
 # ---------------------------------------------------------------------------------------------------------
 
 resource "azurerm_mssql_server" "this" {
-  #checkov:skip=CKV_AZURE_113:The Consumption-hosted app has no fixed outbound addresses or VNet; access is limited to Azure services by the firewall rule and to Entra principals by authentication.
+  #checkov:skip=CKV_AZURE_113:Flex and Premium apps have no fixed outbound address unless the operator adds a NAT gateway to the subnet; access is limited to Azure services by the firewall rule and to Entra principals by authentication.
   #checkov:skip=CKV_AZURE_23:Server auditing to Log Analytics is left to the operator's policy (it needs a diagnostic setting per workspace); Entra-only auth already attributes every login.
   #checkov:skip=CKV_AZURE_24:Audit retention: see CKV_AZURE_23.
   #checkov:skip=CKV2_AZURE_2:Vulnerability assessment needs Microsoft Defender for SQL, a subscription-level purchase this module does not make.
@@ -228,25 +369,31 @@ resource "azurerm_mssql_server" "this" {
   public_network_access_enabled = true
 
   azuread_administrator {
-    login_username              = var.sql_admin_object_id == null ? var.name : coalesce(var.sql_admin_login, "azs-usage-admins")
-    object_id                   = coalesce(var.sql_admin_object_id, azurerm_linux_function_app.this.identity[0].principal_id)
+    login_username              = var.sql_admin_login
+    object_id                   = var.sql_admin_object_id
     tenant_id                   = data.azurerm_client_config.current.tenant_id
     azuread_authentication_only = true
   }
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.sql_admin_object_id != null && var.sql_admin_login != null
+      error_message = "Set sql_admin_object_id and sql_admin_login (an Entra group of DBAs): people must be able to sign in to the billing database; the app becomes a contained user."
+    }
+  }
 }
 
-# 0.0.0.0-0.0.0.0 is Azure's "allow Azure services" rule: Consumption apps have no fixed outbound address.
+# 0.0.0.0-0.0.0.0 is Azure's "allow Azure services" rule: the app's outbound addresses are not fixed.
 resource "azurerm_mssql_firewall_rule" "azure_services" {
-  #checkov:skip=CKV2_AZURE_34:The "Azure services" rule (0.0.0.0) is the only way a Consumption app, with no fixed outbound address or VNet, reaches the server; logins are Entra-only (no passwords to guess).
+  #checkov:skip=CKV2_AZURE_34:The "Azure services" rule (0.0.0.0) is how an app without a fixed outbound address reaches the server; logins are Entra-only (no passwords to guess). With subnet_id, replace it with a private endpoint.
   count            = var.create_sql_database ? 1 : 0
   name             = "AllowAzureServices"
   server_id        = azurerm_mssql_server.this[0].id
   start_ip_address = "0.0.0.0"
   end_ip_address   = "0.0.0.0"
 }
-
 resource "azurerm_mssql_database" "this" {
   #checkov:skip=CKV_AZURE_224:A ledger database keeps a history row for every update, which the collector's idempotent replays would grow; tamper evidence is not needed for usage that can be re-collected from the stamps.
   #checkov:skip=CKV_AZURE_229:Zone redundancy is not offered on the default S0 tier; the data can be re-collected from the stamps.

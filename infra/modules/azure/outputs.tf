@@ -7,22 +7,22 @@ output "resource_group_name" {
 
 output "function_app_name" {
   description = "Name of the Function App."
-  value       = azurerm_linux_function_app.this.name
+  value       = local.function_app_name
 }
 
 output "function_app_hostname" {
   description = "Default host name of the Function App (`<name>.azurewebsites.net`)."
-  value       = azurerm_linux_function_app.this.default_hostname
+  value       = local.function_app_hostname
 }
 
 output "webhook_url" {
   description = "Base URL of register-stamp; add `?code=<function key>` (az functionapp function keys list ... --function-name register-stamp)."
-  value       = "https://${azurerm_linux_function_app.this.default_hostname}/api/stamps"
+  value       = "https://${local.function_app_hostname}/api/stamps"
 }
 
 output "principal_id" {
-  description = "Object id of the Function App's system-assigned identity (create the SQL user for it when sql_admin_object_id is set)."
-  value       = azurerm_linux_function_app.this.identity[0].principal_id
+  description = "Object id of the Function App's system-assigned identity."
+  value       = local.principal_id
 }
 
 output "key_vault_uri" {
@@ -38,4 +38,24 @@ output "sql_server_fqdn" {
 output "sql_database_name" {
   description = "Name of the Azure SQL database (null when create_sql_database is false)."
   value       = var.create_sql_database ? azurerm_mssql_database.this[0].name : null
+}
+
+output "package_blob_url" {
+  description = "The content-addressed package the app runs (its name is the zip's SHA-256)."
+  value       = local.package_url
+}
+
+output "sql_app_user_statements" {
+  description = "T-SQL a member of the DBA group (sql_admin_object_id) runs once in the database, so that the app signs in as a contained user with only the rights it needs (null when create_sql_database is false)."
+  value = var.create_sql_database ? join("\n", [
+    "CREATE USER [${local.function_app_name}] FROM EXTERNAL PROVIDER;",
+    "ALTER ROLE db_datareader ADD MEMBER [${local.function_app_name}];",
+    "ALTER ROLE db_datawriter ADD MEMBER [${local.function_app_name}];",
+    "ALTER ROLE db_ddladmin ADD MEMBER [${local.function_app_name}]; -- the app creates and migrates its tables",
+  ]) : null
+}
+
+output "action_group_id" {
+  description = "Action group the alerts notify."
+  value       = local.action_group_id
 }

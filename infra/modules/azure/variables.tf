@@ -65,13 +65,52 @@ variable "package_path" {
 }
 
 variable "plan_sku" {
-  description = "App Service plan SKU. Known to run custom handlers on Linux: Y1 (Consumption; retired by Microsoft on 2028-09-30), EP1/EP2/EP3 (Elastic Premium), and Dedicated SKUs (B*, S*, P*v2/v3). Flex Consumption (FC1) is not supported by this module."
+  description = "App Service plan SKU: FC1 (Flex Consumption, the default: custom handlers, VNet integration, long timeouts, scale to zero), EP1-EP3 (Elastic Premium) or a Dedicated Linux SKU (B*, S*, P*v2/v3/mv3; Always On is turned on). Linux Consumption (Y1) is not offered: Microsoft retires it on 2028-09-30, it has no VNet integration, and package deployment there is fragile for custom handlers."
   type        = string
-  default     = "Y1"
+  default     = "FC1"
 
   validation {
-    condition     = can(regex("^(Y1|EP[1-3]|B[1-3]|S[1-3]|P[0-3]v[23]|P[1-5]mv3)$", var.plan_sku))
-    error_message = "plan_sku must be Y1, EP1-EP3 or a Dedicated Linux SKU (B1-B3, S1-S3, P0v3-P3v3, P1v2-P3v2, P1mv3-P5mv3)."
+    condition     = can(regex("^(FC1|EP[1-3]|B[1-3]|S[1-3]|P[0-3]v[23]|P[1-5]mv3)$", var.plan_sku))
+    error_message = "plan_sku must be FC1, EP1-EP3 or a Dedicated Linux SKU (B1-B3, S1-S3, P0v3-P3v3, P1v2-P3v2, P1mv3-P5mv3)."
+  }
+}
+
+variable "subnet_id" {
+  description = "Subnet for VNet integration (outbound), so the app reaches stamps on private networks; null: no VNet integration. Flex Consumption needs a subnet delegated to Microsoft.App/environments, Premium/Dedicated one delegated to Microsoft.Web/serverFarms. For a fixed outbound address (stamp firewalls), attach a NAT gateway with a public IP to the subnet."
+  type        = string
+  default     = null
+}
+
+variable "function_timeout_minutes" {
+  description = "functionTimeout of the host (app setting AzureFunctionsJobHost__functionTimeout) and, one minute less, the app's time budget (AZS_USAGE_TIME_BUDGET): one number so they cannot drift apart. Flex and Premium default to 30 min."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.function_timeout_minutes >= 2 && var.function_timeout_minutes <= 240 && floor(var.function_timeout_minutes) == var.function_timeout_minutes
+    error_message = "function_timeout_minutes must be a whole number from 2 to 240."
+  }
+}
+
+variable "flex_instance_memory_mb" {
+  description = "Flex Consumption instance memory (2048 or 4096)."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = contains([512, 2048, 4096], var.flex_instance_memory_mb)
+    error_message = "flex_instance_memory_mb must be 512, 2048 or 4096."
+  }
+}
+
+variable "flex_maximum_instance_count" {
+  description = "Flex Consumption scale-out limit (40-1000)."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.flex_maximum_instance_count >= 40 && var.flex_maximum_instance_count <= 1000
+    error_message = "flex_maximum_instance_count must be between 40 and 1000."
   }
 }
 
@@ -119,17 +158,6 @@ variable "settle_delay" {
   }
 }
 
-variable "time_budget" {
-  description = "AZS_USAGE_TIME_BUDGET, e.g. `25m` on Premium. null keeps the app default (4m30s, for Consumption's 5 min functionTimeout)."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.time_budget == null || can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.time_budget))
-    error_message = "time_budget must look like 4m30s or 25m."
-  }
-}
-
 variable "log_level" {
   description = "AZS_USAGE_LOG: tracing EnvFilter syntax."
   type        = string
@@ -169,13 +197,13 @@ variable "existing_database" {
 }
 
 variable "sql_admin_object_id" {
-  description = "Object id of the Entra principal (preferably a group) that administers the SQL server. null makes the Function App's identity the admin (works without a manual step, but grants the app server-wide rights)."
+  description = "Object id of the Entra group of DBAs that administers the SQL server (required with create_sql_database). The app is a contained database user: run output sql_app_user_statements once as a member of that group."
   type        = string
   default     = null
 }
 
 variable "sql_admin_login" {
-  description = "Display name of sql_admin_object_id's principal (used only when sql_admin_object_id is set)."
+  description = "Display name of the sql_admin_object_id group (required with create_sql_database)."
   type        = string
   default     = null
 }
@@ -196,4 +224,31 @@ variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
   default     = {}
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Alerts
+# ---------------------------------------------------------------------------------------------------------
+
+variable "action_group_id" {
+  description = "Azure Monitor action group the alerts notify. null (default): the module creates one that e-mails alert_emails."
+  type        = string
+  default     = null
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses of the module's action group (used when action_group_id is null)."
+  type        = list(string)
+  default     = []
+}
+
+variable "stamp_lag_threshold_seconds" {
+  description = "Alert when a stamp's watermark is further than this behind now (default 3 h: the settle delay plus two missed hours)."
+  type        = number
+  default     = 10800
+
+  validation {
+    condition     = var.stamp_lag_threshold_seconds >= 3600
+    error_message = "stamp_lag_threshold_seconds must be at least 3600: a healthy stamp is always about the settle delay behind."
+  }
 }

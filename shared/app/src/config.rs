@@ -36,6 +36,8 @@ pub const MAX_PAGE_BYTES: &str = "AZS_USAGE_MAX_PAGE_BYTES";
 pub const LOG: &str = "AZS_USAGE_LOG";
 pub const LOG_FORMAT: &str = "AZS_USAGE_LOG_FORMAT";
 pub const API_TOKEN_SECRET: &str = "AZS_USAGE_API_TOKEN_SECRET";
+pub const SECRET_KMS_KEY: &str = "AZS_USAGE_SECRET_KMS_KEY";
+pub const DATABASE_CA: &str = "AZS_USAGE_DATABASE_CA";
 pub const COLLECT_SCHEDULE: &str = "COLLECT_SCHEDULE";
 
 pub const ENVIRONMENT: &[EnvVar] = &[
@@ -138,6 +140,21 @@ pub const ENVIRONMENT: &[EnvVar] = &[
                   behind platform auth on Lambda and Azure it is optional).",
     },
     EnvVar {
+        name: SECRET_KMS_KEY,
+        needed: Needed::Optional,
+        default: "",
+        meaning: "AWS Secrets Manager only: the KMS key (ARN, id or `alias/NAME`) that new stamp credential \
+                  secrets are encrypted with; unset: the account's `aws/secretsmanager` key.",
+    },
+    EnvVar {
+        name: DATABASE_CA,
+        needed: Needed::Optional,
+        default: "",
+        meaning: "SQL Server only: PEM certificates the server's TLS certificate chains to when they are not \
+                  in the system roots (e.g. the RDS region bundle): `secret:NAME` (read from the secret store) \
+                  or a file path. Passed to the client as `TrustServerCertificateCA`.",
+    },
+    EnvVar {
         name: COLLECT_SCHEDULE,
         needed: Needed::OnAzureOnly,
         default: "0 5 * * * *",
@@ -161,6 +178,17 @@ pub struct AppConfig {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub api_token_secret: Option<String>,
+    /// KMS key for new stamp credential secrets (AWS Secrets Manager).
+    pub secret_kms_key: Option<String>,
+    /// Where the SQL Server CA bundle is.
+    pub database_ca: Option<DatabaseCa>,
+}
+
+/// The SQL Server CA bundle: a secret holding the PEM text, or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseCa {
+    Secret(String),
+    File(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +305,20 @@ impl AppConfig {
             log_filter: get(LOG),
             log_format,
             api_token_secret: lookup(API_TOKEN_SECRET).filter(|v| !v.trim().is_empty()),
+            secret_kms_key: lookup(SECRET_KMS_KEY).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
+            database_ca: match lookup(DATABASE_CA).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                None => None,
+                Some(v) => Some(match v.strip_prefix("secret:") {
+                    Some(name) if !name.trim().is_empty() => DatabaseCa::Secret(name.trim().to_owned()),
+                    Some(_) => {
+                        return Err(ConfigError {
+                            variable: DATABASE_CA,
+                            rule: "secret: needs a secret name".into(),
+                        });
+                    }
+                    None => DatabaseCa::File(v.into()),
+                }),
+            },
         })
     }
 }

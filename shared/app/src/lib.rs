@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod export;
+pub mod metrics;
 pub mod registrar;
 pub mod serve;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 //! store and stamp client a process uses. Every entry point (Lambda, Azure handler, CLI) builds one
 //! [`Services`] per process and reuses it across invocations.
 
-use crate::config::{AppConfig, DatabaseAuth, DatabaseLocation};
+use crate::config::{AppConfig, DatabaseAuth, DatabaseCa, DatabaseLocation};
 use crate::registrar::Registrar;
 use anyhow::{Context, Result};
 use azs_core::collect::{CollectSettings, Collector};
@@ -23,12 +23,7 @@ pub struct Services {
 
 impl Services {
     pub async fn build(config: &AppConfig) -> Result<Services> {
-        let secrets = azs_secrets::connect(&azs_secrets::SecretStoreConfig::parse(
-            Some(&config.secrets),
-            Some(&config.secret_prefix),
-        )?)
-        .await
-        .context("opening the secret store")?;
+        let secrets = open_secrets(config).await?;
         let store = open_store(config, secrets.as_ref()).await?;
         let source: Arc<dyn UsageSource> =
             Arc::new(azs_azure_stack::AzureStackClient::new(azs_azure_stack::ClientSettings {
@@ -70,10 +65,24 @@ fn credential_secret_rules(config: &AppConfig) -> CredentialSecretRules {
         DatabaseLocation::FromSecret(name) => Some(name.clone()),
         _ => None,
     };
+    let database_ca = match &config.database_ca {
+        Some(DatabaseCa::Secret(name)) => Some(name.clone()),
+        _ => None,
+    };
     CredentialSecretRules::new(
         config.secret_prefix.clone(),
-        database.into_iter().chain(config.api_token_secret.clone()),
+        database.into_iter().chain(database_ca).chain(config.api_token_secret.clone()),
     )
+}
+
+/// The configured secret store; new AWS secrets are encrypted with the configured KMS key.
+async fn open_secrets(config: &AppConfig) -> Result<Arc<dyn SecretStore>> {
+    azs_secrets::connect(
+        &azs_secrets::SecretStoreConfig::parse(Some(&config.secrets), Some(&config.secret_prefix))?
+            .with_kms_key(config.secret_kms_key.clone()),
+    )
+    .await
+    .context("opening the secret store")
 }
 
 async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc<dyn Store>> {
@@ -82,12 +91,27 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
             azs_store_sqlite::SqliteStore::open(&path)
                 .with_context(|| format!("opening {}", path.display()))?,
         ),
-        DatabaseLocation::SqlServer(connection) => Arc::new(
-            azs_store_sqlserver::SqlServerStore::connect(sql_server_config(config, &connection)?)
-                .await
-                .context("connecting to SQL Server")?,
-        ),
+        DatabaseLocation::SqlServer(connection) => {
+            let connection = with_database_ca(config, connection, secrets).await?;
+            Arc::new(
+                azs_store_sqlserver::SqlServerStore::connect(sql_server_config(config, &connection)?)
+                    .await
+                    .context("connecting to SQL Server")?,
+            )
+        }
         DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
+    })
+}
+
+/// The connection string with the configured CA bundle (`AZS_USAGE_DATABASE_CA`), if any.
+async fn with_database_ca(
+    config: &AppConfig,
+    connection: String,
+    secrets: &dyn SecretStore,
+) -> Result<String> {
+    Ok(match &config.database_ca {
+        Some(ca) => with_trusted_ca(&connection, &database_ca_file(ca, secrets).await?),
+        None => connection,
     })
 }
 
@@ -107,17 +131,14 @@ fn sql_server_config(config: &AppConfig, connection: &str) -> Result<azs_store_s
 /// changing anything in it (the trial commit is rolled back). The secret store is opened only when the
 /// connection string lives there.
 pub async fn check_database(config: &AppConfig) -> Result<azs_core::check::DatabaseCheck> {
-    let location = match &config.database {
-        DatabaseLocation::FromSecret(_) => {
-            let secrets = azs_secrets::connect(&azs_secrets::SecretStoreConfig::parse(
-                Some(&config.secrets),
-                Some(&config.secret_prefix),
-            )?)
-            .await
-            .context("opening the secret store")?;
+    let needs_secrets = matches!(config.database, DatabaseLocation::FromSecret(_))
+        || matches!(config.database_ca, Some(DatabaseCa::Secret(_)));
+    let secrets = if needs_secrets { Some(open_secrets(config).await?) } else { None };
+    let location = match (&config.database, &secrets) {
+        (DatabaseLocation::FromSecret(_), Some(secrets)) => {
             database_location(config, secrets.as_ref()).await?
         }
-        other => other.clone(),
+        (other, _) => other.clone(),
     };
     Ok(match location {
         DatabaseLocation::Sqlite(path) => {
@@ -126,6 +147,13 @@ pub async fn check_database(config: &AppConfig) -> Result<azs_core::check::Datab
                 .context("the SQLite check ended abnormally")?
         }
         DatabaseLocation::SqlServer(connection) => {
+            let connection = match (&config.database_ca, &secrets) {
+                (Some(DatabaseCa::Secret(_)), Some(secrets)) => {
+                    with_database_ca(config, connection, secrets.as_ref()).await?
+                }
+                (Some(DatabaseCa::File(path)), _) => with_trusted_ca(&connection, path),
+                _ => connection,
+            };
             let store = azs_store_sqlserver::SqlServerStore::lazy(sql_server_config(config, &connection)?)
                 .context("SQL Server settings")?;
             store.check().await
@@ -153,4 +181,82 @@ async fn database_location(config: &AppConfig, secrets: &dyn SecretStore) -> Res
         }
         other => other.clone(),
     })
+}
+
+/// The CA bundle as a file, which is what the SQL Server client takes: a secret's PEM text is written
+/// to the temp directory (on Lambda the package holds only `bootstrap`, and /tmp is writable).
+async fn database_ca_file(ca: &DatabaseCa, secrets: &dyn SecretStore) -> Result<std::path::PathBuf> {
+    match ca {
+        DatabaseCa::File(path) => Ok(path.clone()),
+        DatabaseCa::Secret(name) => {
+            let pem = secrets
+                .get_secret(name)
+                .await
+                .with_context(|| format!("reading the database CA bundle from secret {name:?}"))?
+                .with_context(|| {
+                    format!(
+                        "{} names secret {name:?}, which is not in the secret store",
+                        crate::config::DATABASE_CA
+                    )
+                })?;
+            if !pem.expose().contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("{}: secret {name:?} holds no PEM certificate", crate::config::DATABASE_CA);
+            }
+            // `.pem`: the client reads every certificate of a PEM bundle, but only one from other files.
+            let path = std::env::temp_dir().join("azs-usage-database-ca.pem");
+            std::fs::write(&path, pem.expose()).with_context(|| format!("writing {}", path.display()))?;
+            Ok(path)
+        }
+    }
+}
+
+/// Adds `TrustServerCertificateCA=<path>` unless the connection string names a CA itself.
+fn with_trusted_ca(connection: &str, ca: &std::path::Path) -> String {
+    if connection.to_ascii_lowercase().contains("trustservercertificateca") {
+        return connection.to_owned();
+    }
+    let ca = ca.display();
+    if connection.starts_with("sqlserver://") {
+        let separator = if connection.contains('?') { '&' } else { '?' };
+        format!("{connection}{separator}trustServerCertificateCA={ca}")
+    } else {
+        format!("{};TrustServerCertificateCA={ca}", connection.trim_end_matches(';'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_bundle_is_added_to_either_connection_string_form_once() {
+        let ca = std::path::Path::new("/tmp/ca.pem");
+        assert_eq!(
+            with_trusted_ca("Server=tcp:db,1433;Database=x;Encrypt=true;", ca),
+            "Server=tcp:db,1433;Database=x;Encrypt=true;TrustServerCertificateCA=/tmp/ca.pem"
+        );
+        assert_eq!(
+            with_trusted_ca("sqlserver://db/x?encrypt=true", ca),
+            "sqlserver://db/x?encrypt=true&trustServerCertificateCA=/tmp/ca.pem"
+        );
+        assert_eq!(
+            with_trusted_ca("sqlserver://db/x", ca),
+            "sqlserver://db/x?trustServerCertificateCA=/tmp/ca.pem"
+        );
+        let own = "Server=db;TrustServerCertificateCA=/etc/own.pem";
+        assert_eq!(with_trusted_ca(own, ca), own);
+    }
+
+    #[test]
+    fn the_result_is_accepted_by_the_sql_server_client_configuration() {
+        let connection = with_trusted_ca(
+            "Server=tcp:db.example,1433;Database=x;User Id=u;Password=p",
+            std::path::Path::new("/tmp/ca.pem"),
+        );
+        azs_store_sqlserver::SqlServerConfig::parse_with(
+            &connection,
+            azs_store_sqlserver::Auth::ConnectionString,
+        )
+        .expect("a connection string with a CA file parses");
+    }
 }

@@ -12,13 +12,22 @@ use azs_core::{Secret, StampId};
 pub struct AwsSecretsManagerStore {
     client: Client,
     prefix: String,
+    /// The key CreateSecret names; `None` leaves Secrets Manager's default (`aws/secretsmanager`).
+    kms_key_id: Option<String>,
 }
 
 impl AwsSecretsManagerStore {
     /// `config` is built once per process by the caller (region, credentials, endpoint, retries and
     /// timeouts all come from it), e.g. [`crate::connect`] or a test pointing at moto.
     pub fn new(config: &aws_config::SdkConfig, prefix: impl Into<String>) -> Self {
-        Self { client: Client::new(config), prefix: prefix.into() }
+        Self { client: Client::new(config), prefix: prefix.into(), kms_key_id: None }
+    }
+
+    /// New secrets are encrypted with `kms_key_id` (the deployment's customer-managed key), so that
+    /// stamp credentials are under the same key policy as the rest of the deployment.
+    pub fn with_kms_key(mut self, kms_key_id: Option<String>) -> Self {
+        self.kms_key_id = kms_key_id;
+        self
     }
 }
 
@@ -31,6 +40,7 @@ impl SecretStore for AwsSecretsManagerStore {
             .create_secret()
             .name(name)
             .secret_string(value.expose())
+            .set_kms_key_id(self.kms_key_id.clone())
             .description("azs-usage: an Azure Stack Hub stamp's service principal credential")
             .send()
             .await;

@@ -36,6 +36,8 @@ const ACCEPTED_FORMS: &str =
 pub struct SecretStoreConfig {
     pub backend: SecretBackend,
     pub prefix: String,
+    /// AWS Secrets Manager: the KMS key new secrets are encrypted with (`None`: `aws/secretsmanager`).
+    pub kms_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +106,13 @@ impl SecretStoreConfig {
         if let Some(c) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c))) {
             return Err(perr(&format!("{c:?} is not allowed")));
         }
-        Ok(Self { backend, prefix: prefix.to_owned() })
+        Ok(Self { backend, prefix: prefix.to_owned(), kms_key_id: None })
+    }
+
+    /// Encrypts new AWS secrets with this key (ignored by the other stores, which have their own).
+    pub fn with_kms_key(mut self, kms_key_id: Option<String>) -> Self {
+        self.kms_key_id = kms_key_id;
+        self
     }
 }
 
@@ -140,7 +148,7 @@ pub async fn connect(config: &SecretStoreConfig) -> Result<Arc<dyn SecretStore>,
                     "no AWS region: set AWS_REGION (Lambda sets it for you)".into(),
                 ));
             }
-            Ok(Arc::new(AwsSecretsManagerStore::new(&sdk, prefix)))
+            Ok(Arc::new(AwsSecretsManagerStore::new(&sdk, prefix).with_kms_key(config.kms_key_id.clone())))
         }
         SecretBackend::AzureKeyVault { vault_url } => {
             let user_assigned_id = std::env::var("AZURE_CLIENT_ID")

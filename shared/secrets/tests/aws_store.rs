@@ -35,6 +35,32 @@ async fn an_overwrite_adds_a_version_and_a_delete_leaves_nothing_to_recover() {
 }
 
 #[tokio::test]
+async fn a_new_credential_is_encrypted_with_the_configured_key_and_keeps_it_on_overwrite() {
+    let Some(url) =
+        moto_url("a_new_credential_is_encrypted_with_the_configured_key_and_keeps_it_on_overwrite")
+    else {
+        return;
+    };
+    let config = aws_config_for(&url).await;
+    let prefix = unique_prefix();
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let store = AwsSecretsManagerStore::new(&config, prefix.clone()).with_kms_key(Some(key.to_owned()));
+    let unkeyed = AwsSecretsManagerStore::new(&config, prefix.clone());
+    let raw = Client::new(&config);
+    let (name, other) = (format!("{prefix}stamp"), format!("{prefix}default-key"));
+
+    store.put_secret(&name, &Secret::new("v1")).await.unwrap();
+    store.put_secret(&name, &Secret::new("v2")).await.unwrap();
+    unkeyed.put_secret(&other, &Secret::new("v1")).await.unwrap();
+
+    let described = raw.describe_secret().secret_id(&name).send().await.unwrap();
+    assert_eq!(described.kms_key_id(), Some(key), "CreateSecret named the deployment's key");
+    let described = raw.describe_secret().secret_id(&other).send().await.unwrap();
+    assert_ne!(described.kms_key_id(), Some(key), "without a key, Secrets Manager's default applies");
+    assert_eq!(store.get_secret(&name).await.unwrap().unwrap().expose(), "v2");
+}
+
+#[tokio::test]
 async fn reading_a_secret_scheduled_for_deletion_is_refused_without_showing_its_value() {
     let Some(url) = moto_url("reading_a_secret_scheduled_for_deletion_is_refused_without_showing_its_value")
     else {

@@ -14,7 +14,7 @@ fn resolved_path(example: &Module, argument: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn both_lambda_functions_run_bootstrap_on_provided_al2023_arm64_by_default() {
+fn both_lambda_functions_run_bootstrap_on_provided_al2023_x86_64_by_default() {
     let aws = Module::infra("modules/aws");
     for (name, function) in aws.resources("aws_lambda_function") {
         assert_eq!(
@@ -29,8 +29,9 @@ fn both_lambda_functions_run_bootstrap_on_provided_al2023_arm64_by_default() {
         let arch: Vec<String> = arch.iter().map(|a| a.to_string()).collect();
         assert_eq!(arch, ["var.architecture"], "{name}");
     }
+    // The architecture scripts/package.sh builds and CI tests; arm64 stays an option.
     let default = attribute(aws.variable("architecture"), "default").and_then(text);
-    assert_eq!(default.as_deref(), Some("arm64"));
+    assert_eq!(default.as_deref(), Some("x86_64"));
 }
 
 #[test]
@@ -72,7 +73,20 @@ fn azure_example_deploys_the_function_app_zip() {
         resolved_path(&example, "package_path"),
         repo_root().join("target/functionapp/azs-usage-functionapp.zip")
     );
+    // The package is uploaded as a blob named by its content hash, so a changed build is a new blob and a
+    // new deployment; Premium/Dedicated run it from its URL, Flex gets it through OneDeploy.
     let azure = Module::infra("modules/azure");
+    let blob = azure.resource("azurerm_storage_blob", "package");
+    assert_eq!(attribute(blob, "source").map(|e| e.to_string()).as_deref(), Some("var.package_path"));
+    let name = azure.resolve(attribute(blob, "name").expect("blob name")).to_string();
+    assert!(name.contains("filesha256(var.package_path)"), "content-addressed name: {name}");
     let app = azure.resource("azurerm_linux_function_app", "this");
-    assert_eq!(attribute(app, "zip_deploy_file").map(|e| e.to_string()).as_deref(), Some("var.package_path"));
+    assert!(attribute(app, "zip_deploy_file").is_none(), "no zip deploy (basic-auth publishing, Kudu)");
+    let settings = azure.locals()["app_settings"].to_string();
+    assert!(settings.contains("WEBSITE_RUN_FROM_PACKAGE = local.package_url"), "{settings}");
+    let deploy = azure.resource("azapi_resource", "flex_package_deployment").clone();
+    let body = attribute(&deploy, "body").expect("body").to_string();
+    assert!(body.contains("local.package_url"), "{body}");
+    let triggers = attribute(&deploy, "replace_triggers_external_values").expect("redeploys on change");
+    assert!(triggers.to_string().contains("local.package_blob_name"), "{triggers}");
 }

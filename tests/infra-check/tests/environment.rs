@@ -22,9 +22,14 @@ fn lambda_environments(aws: &Module) -> Vec<(String, infra_check::Expression)> {
         .collect()
 }
 
+/// Both app resources (Flex through azapi, Premium/Dedicated through azurerm) take `local.app_settings`.
 fn function_app_settings(azure: &Module) -> infra_check::Expression {
     let app = azure.resource("azurerm_linux_function_app", "this");
-    attribute(app, "app_settings").expect("the function app has app_settings").clone()
+    let settings = attribute(app, "app_settings").expect("the function app has app_settings");
+    assert_eq!(settings.to_string(), "local.app_settings");
+    let flex = attribute(azure.resource("azapi_resource", "function_app_flex"), "body").unwrap().to_string();
+    assert!(flex.contains("merge(local.app_settings"), "the Flex app gets the same settings: {flex}");
+    azure.resolve(settings)
 }
 
 #[test]
@@ -113,6 +118,9 @@ fn function_app_runs_the_custom_handler_with_host_storage() {
     // azurerm writes FUNCTIONS_WORKER_RUNTIME=custom from `use_custom_runtime` and AzureWebJobsStorage from
     // `storage_account_*`; it forbids FUNCTIONS_WORKER_RUNTIME in app_settings next to application_stack.
     let azure = Module::infra("modules/azure");
+    let flex = attribute(azure.resource("azapi_resource", "function_app_flex"), "body").unwrap().to_string();
+    assert!(flex.contains("name = \"custom\""), "Flex runs the custom runtime: {flex}");
+    assert!(flex.contains("AzureWebJobsStorage__accountName"), "Flex host storage by identity: {flex}");
     let app = azure.resource("azurerm_linux_function_app", "this");
     let stack =
         block(app, "site_config").and_then(|s| block(s, "application_stack")).expect("application_stack");

@@ -1,8 +1,8 @@
 //! Nothing is public without authentication, and no secret value passes through Terraform.
 
 use infra_check::{
-    Expression, Module, all_modules, attribute, blocks, boolean, is_secret_variable, reads_secret_value,
-    references_in, text,
+    Module, all_modules, attribute, blocks, boolean, is_secret_variable, reads_secret_value, references_in,
+    text,
 };
 use std::collections::BTreeSet;
 
@@ -71,12 +71,22 @@ fn no_output_exposes_a_secret_value_unless_sensitive() {
 
 #[test]
 fn terraform_never_writes_a_secret_value() {
-    // The DB connection string (AWS) is put by the operator; Azure needs no password at all.
+    // The DB connection string (AWS) is put by the operator; Azure needs no password at all. The only
+    // value Terraform writes is the database's CA bundle: public certificates.
     for module in all_modules() {
-        for kind in ["aws_secretsmanager_secret_version", "azurerm_key_vault_secret", "random_password"] {
+        for kind in ["azurerm_key_vault_secret", "random_password"] {
             assert!(
                 module.resources(kind).is_empty(),
                 "{}: {kind} would put a secret in the state",
+                module.name()
+            );
+        }
+        for (name, version) in module.resources("aws_secretsmanager_secret_version") {
+            let value = attribute(version, "secret_string").map(|v| v.to_string()).unwrap_or_default();
+            assert_eq!(
+                (name, value.as_str()),
+                ("database_ca", "var.database_ca_bundle_pem"),
+                "{}: aws_secretsmanager_secret_version.{name} would put a secret in the state",
                 module.name()
             );
         }
@@ -84,11 +94,16 @@ fn terraform_never_writes_a_secret_value() {
 }
 
 #[test]
-fn lambda_roles_reach_only_the_stamp_prefix_and_the_database_secret() {
+fn lambda_roles_reach_only_the_stamp_prefix_and_the_secrets_they_need() {
     let aws = Module::infra("modules/aws");
     let prefix = aws.locals().get("stamp_secrets_arn").and_then(text).expect("stamp_secrets_arn");
     assert!(prefix.ends_with(":secret:${var.secret_prefix}*"), "scoped by ARN pattern: {prefix}");
-    let allowed = ["local.stamp_secrets_arn", "aws_secretsmanager_secret.database.arn"];
+    let readable = [
+        "local.stamp_secrets_arn",
+        "aws_secretsmanager_secret.database.arn",
+        "local.database_ca_secret_arns",
+        "local.api_token_secret_arns",
+    ];
     for document in ["collector", "webhook"] {
         let (_, policy) = aws
             .data_sources("aws_iam_policy_document")
@@ -97,19 +112,29 @@ fn lambda_roles_reach_only_the_stamp_prefix_and_the_database_secret() {
             .expect(document);
         for statement in blocks(policy, "statement") {
             let actions = attribute(statement, "actions").map(|a| a.to_string()).unwrap_or_default();
-            let resources = attribute(statement, "resources").map(|a| a.to_string()).unwrap_or_default();
-            assert!(!resources.contains("\"*\""), "{document}: wildcard resource in {resources}");
+            let resources = attribute(statement, "resources").expect("resources");
+            let deny = attribute(statement, "effect").and_then(text).as_deref() == Some("Deny");
+            assert!(!resources.to_string().contains("\"*\""), "{document}: wildcard resource in {resources}");
             assert!(!actions.contains(":*\""), "{document}: wildcard action in {actions}");
-            if actions.contains("secretsmanager:") {
-                let Expression::Array(items) = attribute(statement, "resources").expect("resources") else {
-                    panic!("list")
-                };
-                for item in items {
-                    assert!(
-                        allowed.contains(&item.to_string().as_str()),
-                        "{document}: secretsmanager on {item}"
-                    );
-                }
+            if !actions.contains("secretsmanager:") || deny {
+                continue;
+            }
+            let targets: Vec<String> =
+                references_in(resources).into_iter().filter(|r| !r.starts_with("var.")).collect();
+            for target in &targets {
+                assert!(
+                    readable.iter().any(|r| target.starts_with(r)),
+                    "{document}: secretsmanager on {target}"
+                );
+            }
+            // Writing is for stamp credentials only, under the prefix.
+            let writes = actions.contains("Create") || actions.contains("Put") || actions.contains("Delete");
+            if writes {
+                assert_eq!(targets, ["local.stamp_secrets_arn"], "{document}: writes beyond the prefix");
+            }
+            // The collector never sees the webhook's API token.
+            if document == "collector" {
+                assert!(!targets.iter().any(|t| t.contains("api_token")), "collector reads the API token");
             }
         }
     }

@@ -5,9 +5,8 @@ use serde_json::Value;
 
 fn azure_collect_schedule() -> String {
     let azure = Module::infra("modules/azure");
-    let app = azure.resource("azurerm_linux_function_app", "this");
-    let settings = attribute(app, "app_settings").expect("app_settings");
-    let schedule = azure.entry(settings, "COLLECT_SCHEDULE").expect("COLLECT_SCHEDULE is set");
+    let settings = azure.locals()["app_settings"].clone();
+    let schedule = azure.entry(&settings, "COLLECT_SCHEDULE").expect("COLLECT_SCHEDULE is set");
     text(&azure.resolve(&schedule)).expect("COLLECT_SCHEDULE has a literal default")
 }
 
@@ -84,12 +83,18 @@ fn scheduler_invokes_collect_usage_with_retries_and_an_encrypted_dead_letter_que
 }
 
 #[test]
-fn collector_runs_at_most_once_at_a_time_by_default() {
+fn no_function_reserves_concurrency_by_default_so_a_new_account_can_deploy() {
+    // A new account's quota of 10 leaves nothing to reserve (Lambda keeps 100 unreserved), and overlapping
+    // runs are safe: each stamp is collected under a lease. terraform test checks the resolved -1.
     let aws = Module::infra("modules/aws");
-    let function = aws.resource("aws_lambda_function", "collect_usage");
-    let reserved =
-        aws.resolve(attribute(function, "reserved_concurrent_executions").expect("reserved concurrency"));
-    assert_eq!(number(&reserved), Some(1));
+    for variable in ["collect_usage_reserved_concurrency", "register_stamp_reserved_concurrency"] {
+        let default = attribute(aws.variable(variable), "default").map(|e| e.to_string());
+        assert_eq!(default.as_deref(), Some("null"), "{variable}");
+    }
+    for (name, function) in aws.resources("aws_lambda_function") {
+        let reserved = attribute(function, "reserved_concurrent_executions").expect("reserved concurrency");
+        assert!(reserved.to_string().contains("-1"), "{name}: null must mean unreserved (-1): {reserved}");
+    }
 }
 
 #[test]
@@ -114,4 +119,33 @@ fn http_function_serves_the_stamps_routes_with_a_function_key() {
 fn host_runs_the_handler_executable() {
     let Some(host) = function_app_json("host.json") else { return };
     assert_eq!(host["customHandler"]["description"]["defaultExecutablePath"], "handler");
+}
+
+#[test]
+fn a_failed_timer_run_is_retried_as_often_as_on_aws() {
+    let Some(function) = function_app_json("collect-usage/function.json") else { return };
+    let aws = Module::infra("modules/aws");
+    let aws_retries = attribute(aws.variable("collect_usage_retry_attempts"), "default").and_then(number);
+    let retry = &function["retry"];
+    assert_eq!(retry["strategy"], "fixedDelay");
+    assert_eq!(retry["maxRetryCount"].as_i64(), aws_retries, "Azure retries a failed run like Lambda does");
+}
+
+#[test]
+fn the_host_timeout_and_the_time_budget_come_from_one_variable() {
+    let azure = Module::infra("modules/azure");
+    let settings = azure.locals()["app_settings"].clone();
+    let timeout = azure.entry(&settings, "AzureFunctionsJobHost__functionTimeout").expect("functionTimeout");
+    let budget = azure.entry(&settings, "AZS_USAGE_TIME_BUDGET").expect("time budget");
+    assert_eq!(timeout.to_string(), "local.function_timeout");
+    assert_eq!(budget.to_string(), "local.time_budget");
+    let locals = azure.locals();
+    for name in ["function_timeout", "time_budget"] {
+        let expr = locals[name].to_string();
+        assert!(expr.contains("var.function_timeout_minutes"), "{name} = {expr}");
+    }
+    assert!(
+        locals["time_budget"].to_string().contains("var.function_timeout_minutes - 1"),
+        "a minute's reserve"
+    );
 }

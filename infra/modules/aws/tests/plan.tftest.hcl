@@ -1,0 +1,273 @@
+# Plan logic of the module without AWS credentials: `terraform test` with a mocked provider (run by
+# scripts/infra-check.sh). Computed attributes get fake values; these runs check what the module decides:
+# defaults that deploy on a new account, names, IAM statements, preconditions and the alarm wiring.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_region" {
+    defaults = { id = "eu-west-1", name = "eu-west-1" }
+  }
+  mock_data "aws_subnet" {
+    defaults = { vpc_id = "vpc-0123456789abcdef0" }
+  }
+  # The real provider renders the documents; the mock only needs valid JSON (roles validate it).
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  # ARNs the provider validates when another resource takes them.
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000" }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = { arn = "arn:aws:sqs:eu-west-1:123456789012:mock-dlq" }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:eu-west-1:123456789012:mock-alarms" }
+  }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mock-AbCdEf" }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:eu-west-1:123456789012:log-group:mock" }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn        = "arn:aws:lambda:eu-west-1:123456789012:function:mock"
+      invoke_arn = "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/arn:aws:lambda:eu-west-1:123456789012:function:mock/invocations"
+    }
+  }
+  mock_resource "aws_iam_policy" {
+    defaults = { arn = "arn:aws:iam::123456789012:policy/mock" }
+  }
+  mock_data "aws_vpc" {
+    defaults = { id = "vpc-0123456789abcdef0", cidr_block = "10.20.0.0/16" }
+  }
+}
+
+variables {
+  collect_usage_zip_path  = "tests/empty.zip"
+  register_stamp_zip_path = "tests/empty.zip"
+}
+
+run "defaults_deploy_on_a_new_account" {
+  command = apply
+
+  # The architecture scripts/package.sh builds and CI tests.
+  assert {
+    condition     = aws_lambda_function.collect_usage.architectures == tolist(["x86_64"]) && aws_lambda_function.register_stamp.architectures == tolist(["x86_64"])
+    error_message = "the default architecture must be x86_64"
+  }
+  # A new account's concurrency quota of 10 leaves nothing to reserve: no reservation by default.
+  assert {
+    condition     = aws_lambda_function.collect_usage.reserved_concurrent_executions == -1 && aws_lambda_function.register_stamp.reserved_concurrent_executions == -1
+    error_message = "no reserved concurrency by default"
+  }
+  # Lambda's maximum event age is 21600 s.
+  assert {
+    condition     = aws_lambda_function_event_invoke_config.collect_usage.maximum_event_age_in_seconds <= 21600 && aws_lambda_function_event_invoke_config.collect_usage.maximum_retry_attempts == 2
+    error_message = "event age within Lambda's limit, two retries"
+  }
+  assert {
+    condition     = aws_lambda_function.collect_usage.function_name == "azs-usage-collect-usage" && aws_lambda_function.register_stamp.function_name == "azs-usage-register-stamp"
+    error_message = "function names follow var.name"
+  }
+  # Stamp credentials are created under the module's key.
+  assert {
+    condition     = aws_lambda_function.register_stamp.environment[0].variables["AZS_USAGE_SECRET_KMS_KEY"] == aws_kms_key.this.arn && aws_lambda_function.collect_usage.environment[0].variables["AZS_USAGE_SECRET_KMS_KEY"] == aws_kms_key.this.arn
+    error_message = "AZS_USAGE_SECRET_KMS_KEY must be the module's key"
+  }
+  assert {
+    condition     = !contains(keys(aws_lambda_function.collect_usage.environment[0].variables), "AZS_USAGE_API_TOKEN_SECRET") && !contains(keys(aws_lambda_function.collect_usage.environment[0].variables), "AZS_USAGE_DATABASE_CA")
+    error_message = "optional settings stay unset by default"
+  }
+  assert {
+    condition     = length(aws_lambda_function.collect_usage.vpc_config) == 0 && length(aws_security_group.functions) == 0
+    error_message = "no VPC unless subnets are given"
+  }
+}
+
+run "alarms_notify_the_module_topic" {
+  command = apply
+
+  assert {
+    condition     = length(aws_sns_topic.alarms) == 1 && aws_sns_topic.alarms[0].kms_master_key_id == aws_kms_key.this.arn
+    error_message = "without alarm_topic_arn the module creates an encrypted topic"
+  }
+  assert {
+    condition = alltrue([for a in [aws_cloudwatch_metric_alarm.stamp_lag, aws_cloudwatch_metric_alarm.collector_errors, aws_cloudwatch_metric_alarm.collector_not_running, aws_cloudwatch_metric_alarm.dead_letters] :
+    a.alarm_actions == toset([aws_sns_topic.alarms[0].arn]) && a.ok_actions == toset([aws_sns_topic.alarms[0].arn])])
+    error_message = "every alarm notifies the topic on ALARM and OK"
+  }
+  # The metric the collector publishes (shared/app/src/metrics.rs: NAMESPACE, WATERMARK_LAG), as the
+  # maximum over all stamps (the EMF dimension set without dimensions).
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stamp_lag.namespace == "AzsUsage" && aws_cloudwatch_metric_alarm.stamp_lag.metric_name == "WatermarkLagSeconds" && aws_cloudwatch_metric_alarm.stamp_lag.statistic == "Maximum" && length(coalesce(aws_cloudwatch_metric_alarm.stamp_lag.dimensions, {})) == 0
+    error_message = "the lag alarm watches AzsUsage/WatermarkLagSeconds, Maximum, no dimensions"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stamp_lag.threshold == 10800 && aws_cloudwatch_metric_alarm.stamp_lag.comparison_operator == "GreaterThanThreshold"
+    error_message = "the lag threshold defaults to 3 h"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.collector_errors.dimensions["FunctionName"] == "azs-usage-collect-usage" && aws_cloudwatch_metric_alarm.collector_errors.metric_name == "Errors"
+    error_message = "failed invocations of collect-usage"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.dead_letters.dimensions["QueueName"] == aws_sqs_queue.dead_letter.name && aws_cloudwatch_metric_alarm.dead_letters.threshold == 1
+    error_message = "dead-letter depth of the module's queue"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.collector_not_running.treat_missing_data == "breaching"
+    error_message = "a collector that stops running must alarm"
+  }
+}
+
+run "alarms_notify_a_given_topic" {
+  command = apply
+  variables {
+    alarm_topic_arn             = "arn:aws:sns:eu-west-1:123456789012:oncall"
+    stamp_lag_threshold_seconds = 7200
+  }
+
+  assert {
+    condition     = length(aws_sns_topic.alarms) == 0 && aws_cloudwatch_metric_alarm.stamp_lag.alarm_actions == toset(["arn:aws:sns:eu-west-1:123456789012:oncall"])
+    error_message = "a given topic replaces the module's"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stamp_lag.threshold == 7200
+    error_message = "the threshold variable reaches the alarm"
+  }
+}
+
+run "least_privilege_per_role" {
+  command = apply
+  variables {
+    api_token_secret_name  = "azs-usage-api-token"
+    database_ca_bundle_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+  }
+  override_resource {
+    target = aws_secretsmanager_secret.database_ca
+    values = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:azs-usage-database-ca-XyZ123" }
+  }
+
+  # The collector only reads.
+  assert {
+    condition     = alltrue([for s in data.aws_iam_policy_document.collector.statement : alltrue([for a in s.actions : !startswith(a, "secretsmanager:") || a == "secretsmanager:GetSecretValue"])])
+    error_message = "the collector must not write secrets"
+  }
+  assert {
+    condition     = !anytrue([for s in data.aws_iam_policy_document.collector.statement : anytrue([for r in s.resources : strcontains(r, "azs-usage-api-token")])])
+    error_message = "the collector must not read the API token"
+  }
+  # The webhook writes only under the prefix.
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.webhook.statement :
+    s.resources == toset(["arn:aws:secretsmanager:eu-west-1:123456789012:secret:azs-usage/*"]) if s.sid == "ManageStampCredentials"])
+    error_message = "stamp credential writes are limited to secret:<prefix>*"
+  }
+  # ...and is denied any write to the database, CA and token secrets.
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.webhook.statement :
+      s.effect == "Deny" && contains(s.actions, "secretsmanager:PutSecretValue") && contains(s.actions, "secretsmanager:DeleteSecret")
+      && contains(s.resources, aws_secretsmanager_secret.database.arn) && contains(s.resources, aws_secretsmanager_secret.database_ca[0].arn)
+    && contains(s.resources, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:azs-usage-api-token-??????")])
+    error_message = "the webhook must be denied writes to the database, CA and token secrets"
+  }
+  assert {
+    condition     = aws_lambda_function.register_stamp.environment[0].variables["AZS_USAGE_API_TOKEN_SECRET"] == "azs-usage-api-token" && !contains(keys(aws_lambda_function.collect_usage.environment[0].variables), "AZS_USAGE_API_TOKEN_SECRET")
+    error_message = "only the webhook gets the API token setting"
+  }
+  assert {
+    condition     = aws_lambda_function.collect_usage.environment[0].variables["AZS_USAGE_DATABASE_CA"] == "secret:azs-usage-database-ca" && aws_secretsmanager_secret_version.database_ca[0].secret_string == "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    error_message = "the CA bundle is a secret both functions read"
+  }
+}
+
+run "function_url_callers_get_both_permissions" {
+  command = apply
+  variables {
+    webhook_invoker_principals = ["210987654321"]
+  }
+
+  assert {
+    condition     = aws_lambda_permission.function_url["210987654321"].action == "lambda:InvokeFunctionUrl" && aws_lambda_permission.function_url["210987654321"].function_url_auth_type == "AWS_IAM"
+    error_message = "lambda:InvokeFunctionUrl for each principal"
+  }
+  assert {
+    condition     = aws_lambda_permission.function_url_invoke["210987654321"].action == "lambda:InvokeFunction"
+    error_message = "lambda:InvokeFunction for each principal (required since October 2025)"
+  }
+  assert {
+    condition     = toset(data.aws_iam_policy_document.webhook_caller.statement[0].actions) == toset(["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"])
+    error_message = "the caller policy grants both actions"
+  }
+  assert {
+    condition     = aws_lambda_function_url.register_stamp.authorization_type == "AWS_IAM"
+    error_message = "the Function URL requires SigV4"
+  }
+}
+
+run "vpc_mode_gets_a_security_group_and_endpoints" {
+  command = apply
+  variables {
+    vpc_subnet_ids       = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+    create_vpc_endpoints = true
+  }
+
+  assert {
+    condition     = length(aws_security_group.functions) == 1 && aws_lambda_function.collect_usage.vpc_config[0].security_group_ids == toset([aws_security_group.functions[0].id])
+    error_message = "the functions get the module's security group"
+  }
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.database["10.20.0.0/16"].from_port == 1433 && aws_vpc_security_group_egress_rule.https["0.0.0.0/0"].from_port == 443
+    error_message = "egress: 1433 to the VPC, 443 to the stamps"
+  }
+  assert {
+    condition     = toset(keys(aws_vpc_endpoint.interface)) == toset(["secretsmanager", "xray"]) && aws_vpc_endpoint.interface["secretsmanager"].service_name == "com.amazonaws.eu-west-1.secretsmanager"
+    error_message = "interface endpoints for what the functions call"
+  }
+  assert {
+    condition     = length(aws_iam_role_policy_attachment.vpc) == 2
+    error_message = "both roles may manage their network interfaces"
+  }
+}
+
+run "the_database_secret_may_not_live_under_the_stamp_prefix" {
+  command = plan
+  variables {
+    database_secret_name = "azs-usage/database"
+  }
+  expect_failures = [aws_secretsmanager_secret.database]
+}
+
+run "the_api_token_may_not_live_under_the_stamp_prefix" {
+  command = plan
+  variables {
+    api_token_secret_name = "azs-usage/token"
+  }
+  expect_failures = [aws_secretsmanager_secret.database]
+}
+
+run "event_age_beyond_lambdas_maximum_is_refused" {
+  command = plan
+  variables {
+    schedule_max_event_age_seconds = 86400
+  }
+  expect_failures = [var.schedule_max_event_age_seconds]
+}
+
+run "a_ca_bundle_that_is_not_pem_is_refused" {
+  command = plan
+  variables {
+    database_ca_bundle_pem = "not a certificate"
+  }
+  expect_failures = [var.database_ca_bundle_pem]
+}
