@@ -3,6 +3,7 @@
 
 mod db;
 mod demo;
+mod drift;
 mod mapping_import;
 mod progress;
 
@@ -11,7 +12,7 @@ use azs_app::config::{self, AppConfig};
 use azs_app::registrar::{RegisterOptions, RegistrationError, StampPatch, StampView};
 use azs_app::wiring::Services;
 use azs_core::Secret;
-use azs_core::collect::{RunRequest, RunSummary};
+use azs_core::collect::{ReprocessRequest, RunRequest, RunSummary};
 use azs_core::ports::ExportFilter;
 use azs_core::registration::StampRegistration;
 use azs_core::stamp::{StampId, UsageQueryMode};
@@ -61,8 +62,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-pull an already collected reported range and replace its rows.
+    /// Re-pull an already collected reported range and replace its rows (refused where it would
+    /// remove rows or lower quantities, unless --allow-shrink).
     Reprocess {
+        /// Stamp id or name.
+        #[arg(long)]
+        stamp: String,
+        /// Reported start, a whole UTC hour (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Reported end (exclusive), a whole UTC hour.
+        #[arg(long)]
+        to: String,
+        /// Why (recorded in the reprocess log); required unless --dry-run.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who asks (recorded in the log); default: the OS user.
+        #[arg(long)]
+        by: Option<String>,
+        /// Print per hour what would be added, removed and changed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace hours even where the re-pull has fewer rows or lower quantities than stored.
+        #[arg(long)]
+        allow_shrink: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-pull a collected range without writing and compare it with what is stored, by row: exit 0
+    /// when equal, 3 when they differ.
+    Verify {
+        /// Stamp id or name.
         #[arg(long)]
         stamp: String,
         /// Reported start, a whole UTC hour (RFC 3339).
@@ -72,7 +102,7 @@ enum Command {
         #[arg(long)]
         to: String,
         #[arg(long)]
-        reason: String,
+        json: bool,
     },
     /// Per stamp: watermark, last run, outcome, rows, unmapped, last error.
     Status {
@@ -292,20 +322,59 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::from(2));
             }
         }
-        Command::Reprocess { stamp, from, to, reason } => {
-            let from = parse_hour("--from", &from)?;
-            let to = parse_hour("--to", &to)?;
-            let window =
-                ReportedWindow::new(from, to).context("--from must be before --to, both whole UTC hours")?;
-            if reason.trim().is_empty() {
+        Command::Reprocess { stamp, from, to, reason, by, dry_run, allow_shrink, json } => {
+            let window = hour_range(&from, &to)?;
+            let reason = reason.map(|r| r.trim().to_owned()).unwrap_or_default();
+            if reason.is_empty() && !dry_run {
                 bail!("--reason must say why the range is reprocessed");
             }
-            let stamp = services.registrar.resolve(&stamp).await.map_err(explain)?;
-            let summary = services.collector.reprocess(&stamp, window, reason.trim()).await?;
-            println!(
-                "reprocessed {} hour(s) of {}: {} rows now stored for the range ({} unmapped)",
-                summary.windows_committed, summary.name, summary.rows_written, summary.unmapped_rows
-            );
+            let requested_by = by
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|b| !b.trim().is_empty())
+                .unwrap_or_else(|| "unknown".into());
+            let stamp = drift::stamp_named(&services, &stamp).await?;
+            let request = ReprocessRequest { reason, requested_by, dry_run, allow_shrink };
+            let report = services.collector.reprocess(&stamp, window, &request).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                drift::print_hours(&report.hours);
+                if dry_run {
+                    let (added, removed, changed) = report.totals();
+                    println!("dry run: nothing written (+{added} -{removed} ~{changed} rows over the range)");
+                } else {
+                    let summary = &report.summary;
+                    println!(
+                        "reprocessed {} hour(s) of {}: {} rows now stored for the range ({} unmapped)",
+                        summary.windows_committed, summary.name, summary.rows_written, summary.unmapped_rows
+                    );
+                }
+            }
+        }
+        Command::Verify { stamp, from, to, json } => {
+            let window = hour_range(&from, &to)?;
+            let stamp = drift::stamp_named(&services, &stamp).await?;
+            let hours = services.collector.verify(&stamp, window).await?;
+            let differs = hours.iter().any(|h| !h.is_equal());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "equal": !differs, "hours": hours }))?
+                );
+            } else {
+                drift::print_hours(&hours);
+                println!(
+                    "{}",
+                    if differs {
+                        "stored rows differ from what the stamp reports"
+                    } else {
+                        "stored rows equal what the stamp reports"
+                    }
+                );
+            }
+            if differs {
+                return Ok(std::process::ExitCode::from(3));
+            }
         }
         Command::Status { json } => {
             let views = services.registrar.list().await.map_err(explain)?;
@@ -335,6 +404,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     Ok(ok)
 }
 
+/// `--from`/`--to` as a reported range of whole UTC hours.
+fn hour_range(from: &str, to: &str) -> Result<ReportedWindow> {
+    let from = parse_hour("--from", from)?;
+    let to = parse_hour("--to", to)?;
+    ReportedWindow::new(from, to).context("--from must be before --to, both whole UTC hours")
+}
+
 fn cli_database_or(cli: &Cli, dir: &std::path::Path) -> (String, String) {
     (
         cli.database.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("azs-usage.db").display())),
@@ -353,11 +429,18 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
             let view = registered.view;
             println!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
             if let Some(range) = registered.recollect {
-                let summary = services
-                    .collector
-                    .reprocess(&view.stamp.id, range, "re-collected at re-registration")
-                    .await?;
-                println!("re-collected {range}: {} rows now stored for the range", summary.rows_written);
+                // Never allowed to shrink: a re-collect that would remove billed rows stops and says so.
+                let request = ReprocessRequest {
+                    reason: "re-collected at re-registration".into(),
+                    requested_by: std::env::var("USER").unwrap_or_else(|_| "azs-usage stamp add".into()),
+                    dry_run: false,
+                    allow_shrink: false,
+                };
+                let report = services.collector.reprocess(&view.stamp.id, range, &request).await?;
+                println!(
+                    "re-collected {range}: {} rows now stored for the range",
+                    report.summary.rows_written
+                );
             }
             println!("collects from {}", view.stamp.collect_from.to_rfc3339());
             if let Some(path) = export {

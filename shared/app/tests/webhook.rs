@@ -114,6 +114,14 @@ impl UsageLedger for FlakyStore {
     ) -> Result<u64, StoreError> {
         self.inner.export_rows(filter, sink).await
     }
+    async fn subscriptions_seen(
+        &self,
+        stamp: &StampId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.subscriptions_seen(stamp, since).await
+    }
+
     async fn record_reprocess(
         &self,
         stamp: &StampId,

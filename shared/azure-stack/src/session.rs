@@ -104,6 +104,15 @@ impl StampSession for AzureStackSession {
         window: ReportedWindow,
         on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
     ) -> Result<PullSummary, PullError> {
+        self.pull_window_including(window, &[], on_page).await
+    }
+
+    async fn pull_window_including(
+        &self,
+        window: ReportedWindow,
+        also_subscribers: &[String],
+        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+    ) -> Result<PullSummary, PullError> {
         let span = info_span!("pull", stamp_id = %self.stamp_id, window = %window, mode = ?self.query_mode);
         async {
             let mut summary = PullSummary::default();
@@ -113,7 +122,19 @@ impl StampSession for AzureStackSession {
                     self.pull_chain(window, None, on_page, &mut summary, &mut tally).await?
                 }
                 UsageQueryMode::PerSubscriber => {
-                    let subscribers = self.tenant_subscriptions(&mut summary.retries).await?;
+                    let mut subscribers = self.tenant_subscriptions(&mut summary.retries).await?;
+                    // The union with the subscriptions seen recently: a deleted subscription is gone
+                    // from the list, but its last hours are still reported.
+                    let listed: HashSet<String> =
+                        subscribers.iter().map(|s| s.to_ascii_lowercase()).collect();
+                    let missing: Vec<&String> = also_subscribers
+                        .iter()
+                        .filter(|s| !listed.contains(&s.to_ascii_lowercase()))
+                        .collect();
+                    if !missing.is_empty() {
+                        debug!(count = missing.len(), "also asking for subscriptions no longer listed");
+                    }
+                    subscribers.extend(missing.into_iter().cloned());
                     for subscriber in &subscribers {
                         match self
                             .pull_chain(window, Some(subscriber), on_page, &mut summary, &mut tally)

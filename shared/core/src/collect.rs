@@ -6,12 +6,14 @@
 //! for each window: pull pages -> commit rows + watermark (one transaction) -> renew lease ->
 //! status with the outcome -> release lease.
 
+use crate::drift::{HourDrift, compare_hour};
 use crate::ports::{
-    CommitReceipt, PullError, SecretStore, StampSession, Store, StoreError, UsageSource, WindowCommit,
-    WindowWrite,
+    CommitReceipt, ExportFilter, PullError, PullSummary, SecretStore, StampSession, Store, StoreError,
+    UsageSource, WindowCommit, WindowWrite,
 };
 use crate::stamp::{Credential, Stamp, StampId};
 use crate::status::{RunOutcome, RunRecord};
+use crate::usage::UsageRow;
 use crate::window::{ReportedWindow, plan_windows};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,6 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
+
+/// How far back a subscription's stored usage keeps it asked for in per-subscriber mode after the
+/// stamp stops listing it: longer than any stamp reports usage late (days) and than a billing month.
+pub const SEEN_SUBSCRIPTIONS: chrono::Duration = chrono::Duration::days(35);
 
 #[derive(Debug, Clone)]
 pub struct CollectSettings {
@@ -170,6 +176,15 @@ impl Collector {
 
     pub fn settings(&self) -> &CollectSettings {
         &self.settings
+    }
+
+    /// Subscriptions with usage on this stamp in the last [`SEEN_SUBSCRIPTIONS`] (per-subscriber mode
+    /// only: all-tenants mode asks for everyone at once).
+    async fn recent_subscribers(&self, stamp: &Stamp) -> Result<Vec<String>, StoreError> {
+        if stamp.query_mode != crate::stamp::UsageQueryMode::PerSubscriber {
+            return Ok(Vec::new());
+        }
+        self.store.subscriptions_seen(&stamp.id, Utc::now() - SEEN_SUBSCRIPTIONS).await
     }
 
     /// A lease owner for one run (or one reprocess) of this process.
@@ -351,6 +366,7 @@ impl Collector {
         }
 
         let session = self.open_session(stamp).await.map_err(|kind| fail(None, kind))?;
+        let also = self.recent_subscribers(stamp).await.map_err(|e| fail(None, e.into()))?;
         let mut slowest = Duration::ZERO;
         let mut rows_hint = 0;
         for window in windows {
@@ -362,7 +378,7 @@ impl Collector {
                 }
             }
             let began = Instant::now();
-            let pull = Pull { stamp, owner, deadline, write: WindowWrite::Advance };
+            let pull = Pull { stamp, owner, deadline, write: WindowWrite::Advance, also: &also };
             let receipt = self
                 .pull_and_commit(&pull, session.as_ref(), window, &mut rows_hint)
                 .instrument(info_span!("window", window = %window))
@@ -411,8 +427,8 @@ impl Collector {
     async fn pull_under_lease(
         &self,
         pull: &Pull<'_>,
-        work: impl std::future::Future<Output = Result<crate::ports::PullSummary, PullError>>,
-    ) -> Result<crate::ports::PullSummary, CollectErrorKind> {
+        work: impl std::future::Future<Output = Result<PullSummary, PullError>>,
+    ) -> Result<PullSummary, CollectErrorKind> {
         tokio::pin!(work);
         let every = (self.settings.lease_ttl / 3).max(Duration::from_millis(50));
         let mut renew_at = Instant::now() + every;
@@ -444,10 +460,36 @@ impl Collector {
         // bounded by the largest hour (and by the pull's row limit), not by how many hours a run
         // covers. Consecutive hours are about the same size: reserving the last one's row count
         // spares growing the buffer by doubling (a copy each time, and up to twice the room).
+        let (rows, pulled) = self.pull_rows(pull, session, window, rows_hint).await?;
+        self.commit_rows(pull, window, rows, pulled).await
+    }
+
+    /// One window's rows, pulled under the run's lease and budget (see [`Self::pull_under_lease`]).
+    async fn pull_rows(
+        &self,
+        pull: &Pull<'_>,
+        session: &dyn StampSession,
+        window: ReportedWindow,
+        rows_hint: &mut usize,
+    ) -> Result<(Vec<UsageRow>, PullSummary), CollectErrorKind> {
         let mut rows = Vec::with_capacity(*rows_hint);
-        let pulled =
-            self.pull_under_lease(pull, session.pull_window(window, &mut |page| rows.extend(page))).await?;
+        let pulled = self
+            .pull_under_lease(
+                pull,
+                session.pull_window_including(window, pull.also, &mut |page| rows.extend(page)),
+            )
+            .await?;
         *rows_hint = rows.len();
+        Ok((rows, pulled))
+    }
+
+    async fn commit_rows(
+        &self,
+        pull: &Pull<'_>,
+        window: ReportedWindow,
+        rows: Vec<UsageRow>,
+        pulled: PullSummary,
+    ) -> Result<CommitReceipt, CollectErrorKind> {
         let receipt = self
             .store
             .commit_window(WindowCommit {
@@ -473,12 +515,170 @@ impl Collector {
     /// Re-pulls `range` (already collected: it must end at or before the watermark) and replaces the
     /// stored rows hour by hour. Each hour is swapped atomically (its old rows are deleted and the new
     /// ones inserted in one transaction), so at no moment does a total count an hour twice or not at all.
+    ///
+    /// Before an hour is swapped, what it would change is compared with what is stored
+    /// ([`crate::drift`]): an hour that would lose a row or a quantity is refused (and the run stops
+    /// there) unless `allow_shrink`, because an empty or partial re-pull must never replace invoiced
+    /// rows by accident. `dry_run` only compares: no lease, nothing written. Every real reprocess is
+    /// recorded with who asked, why, and what it changed (also when refused).
     pub async fn reprocess(
         &self,
         stamp_id: &StampId,
         range: ReportedWindow,
-        reason: &str,
-    ) -> Result<StampSummary, CollectError> {
+        request: &ReprocessRequest,
+    ) -> Result<ReprocessReport, CollectError> {
+        let fail = |window: Option<ReportedWindow>, kind: CollectErrorKind| CollectError {
+            stamp: stamp_id.clone(),
+            window,
+            kind,
+        };
+        let stamp = self.collected_stamp(stamp_id, range).await?;
+        let mut report = ReprocessReport {
+            summary: StampSummary {
+                outcome: RunOutcome::Succeeded,
+                windows_planned: range.hours() as usize,
+                ..StampSummary::starting(stamp.id.clone(), stamp.name.clone())
+            },
+            dry_run: request.dry_run,
+            hours: Vec::new(),
+        };
+        if request.dry_run {
+            report.hours = self.compare_range(&stamp, range).await?;
+            return Ok(report);
+        }
+        let owner = &self.run_owner();
+        if !self
+            .store
+            .try_acquire(stamp_id, owner, self.settings.lease_ttl)
+            .await
+            .map_err(|e| fail(None, e.into()))?
+        {
+            return Err(fail(
+                None,
+                CollectErrorKind::Invalid("another run holds this stamp's lease; try again later".into()),
+            ));
+        }
+        let result = async {
+            let session = self.open_session(&stamp).await.map_err(|k| fail(Some(range), k))?;
+            let mut rows_hint = 0;
+            let also = self.recent_subscribers(&stamp).await.map_err(|e| fail(Some(range), e.into()))?;
+            let pull = Pull { stamp: &stamp, owner, deadline: None, write: WindowWrite::Replace, also: &also };
+            for window in range.split_hours() {
+                let (rows, pulled) = self
+                    .pull_rows(&pull, session.as_ref(), window, &mut rows_hint)
+                    .await
+                    .map_err(|k| fail(Some(window), k))?;
+                let drift = compare_hour(window, &self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?, &rows);
+                if drift.shrinks() && !request.allow_shrink {
+                    let (_, removed, changed) = drift.totals();
+                    report.hours.push(drift);
+                    return Err(fail(
+                        Some(window),
+                        CollectErrorKind::Invalid(format!(
+                            "the re-pull would remove {removed} stored row(s) or lower a quantity ({changed} row(s) changed); \
+                             nothing of this hour was replaced. Check with --dry-run; pass --allow-shrink to replace anyway"
+                        )),
+                    ));
+                }
+                report.hours.push(drift);
+                let receipt =
+                    self.commit_rows(&pull, window, rows, pulled).await.map_err(|k| fail(Some(window), k))?;
+                report.summary.windows_committed += 1;
+                report.summary.rows_written += receipt.rows_written;
+                report.summary.duplicates += receipt.duplicates;
+                report.summary.unmapped_rows += receipt.unmapped_rows;
+                self.renew_lease(stamp_id, owner).await.map_err(|k| fail(Some(window), k))?;
+            }
+            Ok(())
+        }
+        .await;
+        let _ = self.store.release(stamp_id, owner).await;
+        // The log says who, why and what changed, whether the reprocess completed or was refused.
+        let (added, removed, changed) = report.totals();
+        let outcome = match &result {
+            Ok(()) => "completed".to_owned(),
+            Err(e) => format!("stopped: {e}"),
+        };
+        let entry = format!(
+            "{} [by {}; {} of {} hour(s) replaced; +{added} -{removed} ~{changed} rows; {outcome}]",
+            request.reason,
+            request.requested_by,
+            report.summary.windows_committed,
+            report.summary.windows_planned
+        );
+        info!(stamp_id = %stamp_id, by = %request.requested_by, reason = %request.reason, added, removed, changed, "reprocess recorded");
+        let logged = self
+            .store
+            .record_reprocess(stamp_id, range, &entry)
+            .await
+            .map_err(|e| fail(Some(range), e.into()));
+        result?;
+        logged?;
+        report.summary.watermark = self.store.get_status(stamp_id).await.ok().flatten().map(|s| s.watermark);
+        Ok(report)
+    }
+
+    /// Re-pulls `range` without writing and compares each hour with what is stored (the range must be
+    /// collected already). Takes no lease: it changes nothing, so it never holds up a collection.
+    pub async fn verify(
+        &self,
+        stamp_id: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Vec<HourDrift>, CollectError> {
+        let stamp = self.collected_stamp(stamp_id, range).await?;
+        self.compare_range(&stamp, range).await
+    }
+
+    async fn compare_range(
+        &self,
+        stamp: &Stamp,
+        range: ReportedWindow,
+    ) -> Result<Vec<HourDrift>, CollectError> {
+        let fail = |window: Option<ReportedWindow>, kind: CollectErrorKind| CollectError {
+            stamp: stamp.id.clone(),
+            window,
+            kind,
+        };
+        let session = self.open_session(stamp).await.map_err(|k| fail(Some(range), k))?;
+        let also = self.recent_subscribers(stamp).await.map_err(|e| fail(Some(range), e.into()))?;
+        let mut hours = Vec::with_capacity(range.hours() as usize);
+        for window in range.split_hours() {
+            let mut rows = Vec::new();
+            session
+                .pull_window_including(window, &also, &mut |page| rows.extend(page))
+                .await
+                .map_err(|e| fail(Some(window), e.into()))?;
+            let stored =
+                self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?;
+            hours.push(compare_hour(window, &stored, &rows));
+        }
+        Ok(hours)
+    }
+
+    /// The rows stored for one reported hour of a stamp.
+    async fn stored_rows(
+        &self,
+        stamp: &StampId,
+        window: ReportedWindow,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let filter =
+            ExportFilter { stamps: vec![stamp.clone()], from: Some(window.start), to: Some(window.end) };
+        let mut rows = Vec::new();
+        self.store
+            .export_rows(&filter, &mut |stored| {
+                rows.push(stored.row);
+                Ok(())
+            })
+            .await?;
+        Ok(rows)
+    }
+
+    /// The stamp, if `range` lies within what it has collected.
+    async fn collected_stamp(
+        &self,
+        stamp_id: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Stamp, CollectError> {
         let fail = |window: Option<ReportedWindow>, kind: CollectErrorKind| CollectError {
             stamp: stamp_id.clone(),
             window,
@@ -500,53 +700,40 @@ impl Collector {
             return Err(fail(
                 Some(range),
                 CollectErrorKind::Invalid(format!(
-                    "only collected hours can be reprocessed; the watermark is {}",
+                    "only collected hours can be reprocessed or verified; the watermark is {}",
                     status.watermark.format("%Y-%m-%dT%H:%M:%SZ")
                 )),
             ));
         }
-        let owner = &self.run_owner();
-        if !self
-            .store
-            .try_acquire(stamp_id, owner, self.settings.lease_ttl)
-            .await
-            .map_err(|e| fail(None, e.into()))?
-        {
-            return Err(fail(
-                None,
-                CollectErrorKind::Invalid("another run holds this stamp's lease; try again later".into()),
-            ));
-        }
-        let result = async {
-            self.store
-                .record_reprocess(stamp_id, range, reason)
-                .await
-                .map_err(|e| fail(Some(range), e.into()))?;
-            let session = self.open_session(&stamp).await.map_err(|k| fail(Some(range), k))?;
-            let mut summary = StampSummary {
-                outcome: RunOutcome::Succeeded,
-                windows_planned: range.hours() as usize,
-                watermark: Some(status.watermark),
-                ..StampSummary::starting(stamp.id.clone(), stamp.name.clone())
-            };
-            let mut rows_hint = 0;
-            let pull = Pull { stamp: &stamp, owner, deadline: None, write: WindowWrite::Replace };
-            for window in range.split_hours() {
-                let receipt = self
-                    .pull_and_commit(&pull, session.as_ref(), window, &mut rows_hint)
-                    .await
-                    .map_err(|k| fail(Some(window), k))?;
-                summary.windows_committed += 1;
-                summary.rows_written += receipt.rows_written;
-                summary.duplicates += receipt.duplicates;
-                summary.unmapped_rows += receipt.unmapped_rows;
-                self.renew_lease(stamp_id, owner).await.map_err(|k| fail(Some(window), k))?;
-            }
-            Ok(summary)
-        }
-        .await;
-        let _ = self.store.release(stamp_id, owner).await;
-        result
+        Ok(stamp)
+    }
+}
+
+/// An operator's reprocess: who, why, and how careful.
+#[derive(Debug, Clone, Default)]
+pub struct ReprocessRequest {
+    pub reason: String,
+    /// Who asked (the CLI sends `--by`, or the OS user).
+    pub requested_by: String,
+    /// Compare only: print what would change, write nothing.
+    pub dry_run: bool,
+    /// Replace hours even where the re-pull has fewer rows or lower quantities than stored.
+    pub allow_shrink: bool,
+}
+
+/// What a reprocess did (or, on a dry run, would do), hour by hour.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReprocessReport {
+    pub summary: StampSummary,
+    pub dry_run: bool,
+    pub hours: Vec<HourDrift>,
+}
+
+impl ReprocessReport {
+    /// Rows added, removed and changed over every compared hour.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        self.hours.iter().map(HourDrift::totals).fold((0, 0, 0), |(a, r, c), (x, y, z)| (a + x, r + y, c + z))
     }
 }
 
@@ -556,6 +743,8 @@ struct Pull<'a> {
     owner: &'a str,
     deadline: Option<Instant>,
     write: WindowWrite,
+    /// Subscriptions seen on the stamp recently, asked for in per-subscriber mode beside its list.
+    also: &'a [String],
 }
 
 fn error_text(stamp: &Stamp, window: Option<ReportedWindow>, kind: CollectErrorKind) -> String {

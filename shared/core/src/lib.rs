@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod collect;
+pub mod drift;
 pub mod error;
 pub mod mapping;
 pub mod ports;
@@ -22,5 +23,5 @@ pub use mapping::SubscriptionMapping;
 pub use secret::Secret;
 pub use stamp::{Credential, Stamp, StampConnection, StampId};
 pub use status::{ProcessingStatus, RunOutcome};
-pub use usage::{Quantity, UsageRow};
+pub use usage::{Quantity, RowKey, UsageRow};
 pub use window::ReportedWindow;

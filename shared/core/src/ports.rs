@@ -110,6 +110,14 @@ pub trait UsageLedger: Send + Sync {
         filter: &ExportFilter,
         sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
     ) -> Result<u64, StoreError>;
+    /// The tenant subscriptions (normalised, lower case) that have usage stored for this stamp in a
+    /// reported window starting at or after `since`: per-subscriber collection asks for these too, so
+    /// a subscription deleted from the stamp's list still has its last hours collected.
+    async fn subscriptions_seen(
+        &self,
+        stamp: &StampId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
     /// Records an operator's reprocessing request (who asked, why, which range).
     async fn record_reprocess(
         &self,
@@ -318,6 +326,19 @@ pub trait StampSession: Send + Sync {
         window: ReportedWindow,
         on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
     ) -> Result<PullSummary, PullError>;
+
+    /// [`Self::pull_window`], asking in per-subscriber mode also for each of `also_subscribers` that
+    /// the stamp's current tenant list lacks (subscriptions deleted or moved since they last had
+    /// usage). A session that asks for all tenants at once has nothing to add and ignores them.
+    async fn pull_window_including(
+        &self,
+        window: ReportedWindow,
+        also_subscribers: &[String],
+        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+    ) -> Result<PullSummary, PullError> {
+        let _ = also_subscribers;
+        self.pull_window(window, on_page).await
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

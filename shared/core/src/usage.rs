@@ -4,20 +4,28 @@
 //! ## The row key
 //!
 //! The API gives rows no unique id (`id`/`name` are `{subscription}-{meterId}`, repeated across hours and
-//! resources). A stored row is keyed by `(stamp, reported window start, fingerprint)`, where the
-//! fingerprint is a 64-bit XXH3 of every field the API sent for the row (subscription, meter, usage
-//! start and end, quantity, resource URI, location, tags, additional info, all exactly as received).
+//! resources). A stored row is keyed by `(stamp, reported window start, row key)`, where the row key
+//! ([`RowKey`]) is the first 128 bits of SHA-256 over the row's canonical form: every field the API
+//! sent, exactly as received, in this order, each followed by the byte `0xFF` (which never occurs in
+//! UTF-8, so bytes cannot move from one field to the next unnoticed):
+//!
+//! `subscriptionId` (UTF-8); `meterId`; `usageStartTime` and `usageEndTime` as Unix seconds (8-byte
+//! little-endian two's complement); `quantity` as its exact decimal text (scale kept:
+//! `2.4000000000`); `resourceUri`; `location`; `tags` and `additionalInfo` as the JSON text received,
+//! or the five bytes `\0null` (NUL, then `null`) when null or absent.
 //!
 //! - An exact duplicate inside one window's response (e.g. repeated across a page boundary) has the same
-//!   reported window and the same fingerprint: it is stored once.
+//!   reported window and the same key: it is stored once, and counted as a duplicate.
 //! - A late-reported row for a usage hour already seen arrives in a *later* reported window: its key
 //!   differs in the window start, so it is kept as additional usage, never as a replacement.
 //! - Re-pulling a window that is already committed cannot happen in normal runs (the watermark moved on
 //!   in the same transaction); if it did, every row would collide with itself and nothing would double.
 //!
-//! The hash is the published XXH3-64 with seed 0, so a key computed by one version or one store is
-//! computed the same by every other. Collisions among the ~10^4-10^5 rows of one stamp's window are
-//! about 10^-10 likely.
+//! Why SHA-256 and 128 bits: tenants control several hashed fields (tags, resource names), so the key
+//! must resist crafted collisions, not only random ones; the earlier 64-bit XXH3 key did not, and a
+//! collision silently drops a real row as a "duplicate". 128 bits of SHA-256 make a random collision
+//! among a stamp's rows about 2^-80 likely and a crafted one infeasible. [`UsageRow::legacy_fingerprint`]
+//! is the earlier key, kept only so that migrations can recognise rows written under it.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -48,16 +56,34 @@ pub struct UsageRow {
 }
 
 impl UsageRow {
-    /// The 64-bit fingerprint of this row's content (see the module documentation).
-    pub fn fingerprint(&self) -> i64 {
+    /// The row's key (see the module documentation).
+    pub fn key(&self) -> RowKey {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        self.canonical_fields(|bytes| {
+            h.update(bytes);
+            h.update([0xff]);
+        });
+        let digest = h.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        RowKey(key)
+    }
+
+    /// The 64-bit XXH3 fingerprint rows were keyed by before the 128-bit [`RowKey`]; kept for
+    /// migrations and tests that show what it could not tell apart.
+    pub fn legacy_fingerprint(&self) -> i64 {
         use xxhash_rust::xxh3::Xxh3;
         let mut h = Xxh3::new();
-        // Each field is followed by a separator byte that cannot occur in UTF-8 text, so moving bytes
-        // from one field to the next changes the hash.
-        let mut field = |bytes: &[u8]| {
+        self.canonical_fields(|bytes| {
             h.update(bytes);
             h.update(&[0xff]);
-        };
+        });
+        h.digest() as i64
+    }
+
+    /// Hands each field of the canonical form to `field`, in order.
+    fn canonical_fields(&self, mut field: impl FnMut(&[u8])) {
         field(self.subscription_id.as_bytes());
         field(self.meter_id.as_bytes());
         field(&self.usage_start.timestamp().to_le_bytes());
@@ -67,7 +93,26 @@ impl UsageRow {
         field(self.location.as_bytes());
         field(self.tags.as_deref().unwrap_or("\u{0}null").as_bytes());
         field(self.additional_info.as_deref().unwrap_or("\u{0}null").as_bytes());
-        h.digest() as i64
+    }
+}
+
+/// A usage row's 128-bit key: the first 16 bytes of SHA-256 over its canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowKey(pub [u8; 16]);
+
+impl RowKey {
+    /// The key as two signed 64-bit integers (big-endian halves), for stores that index integers.
+    pub fn halves(&self) -> (i64, i64) {
+        let (high, low) = self.0.split_at(8);
+        (
+            i64::from_be_bytes(high.try_into().expect("8 bytes")),
+            i64::from_be_bytes(low.try_into().expect("8 bytes")),
+        )
+    }
+
+    /// The key as 16 bytes, for stores that index binary columns.
+    pub fn bytes(&self) -> &[u8; 16] {
+        &self.0
     }
 }
 
@@ -102,25 +147,54 @@ mod tests {
     }
 
     #[test]
-    fn identical_rows_share_a_fingerprint() {
-        assert_eq!(row().fingerprint(), row().fingerprint());
+    fn identical_rows_share_a_key() {
+        assert_eq!(row().key(), row().key());
     }
 
     #[test]
-    fn any_field_change_changes_the_fingerprint() {
-        let base = row().fingerprint();
+    fn any_field_change_changes_the_key() {
+        let base = row().key();
         let mut r = row();
         r.usage_start = "2026-11-25T12:00:00Z".parse().unwrap();
-        assert_ne!(r.fingerprint(), base);
+        assert_ne!(r.key(), base);
         let mut r = row();
         r.quantity = Decimal::from_str("2.4").unwrap();
-        assert_ne!(r.fingerprint(), base, "scale is part of what the API sent");
+        assert_ne!(r.key(), base, "scale is part of what the API sent");
         let mut r = row();
         r.tags = Some("null".into());
-        assert_ne!(r.fingerprint(), base);
+        assert_ne!(r.key(), base);
         let mut r = row();
         r.resource_uri = "/subscriptions/x/resourcegroups/web".into();
-        assert_ne!(r.fingerprint(), base);
+        assert_ne!(r.key(), base);
+        let mut r = row();
+        r.subscription_id.push('x');
+        r.meter_id.remove(0);
+        assert_ne!(r.key(), base, "a byte moved between fields changes the key");
+    }
+
+    #[test]
+    fn the_key_is_the_documented_sha256_prefix_of_the_canonical_form() {
+        use sha2::{Digest, Sha256};
+        let r = row();
+        let mut canonical = Vec::new();
+        for field in [
+            r.subscription_id.as_bytes(),
+            r.meter_id.as_bytes(),
+            &1_795_611_600i64.to_le_bytes(),
+            &1_795_615_200i64.to_le_bytes(),
+            b"2.4000000000",
+            r.resource_uri.as_bytes(),
+            b"local",
+            b"\0null",
+            b"{\"a\":1}",
+        ] {
+            canonical.extend_from_slice(field);
+            canonical.push(0xff);
+        }
+        assert_eq!(&r.key().0[..], &Sha256::digest(&canonical)[..16]);
+        let (high, low) = r.key().halves();
+        assert_eq!(high.to_be_bytes(), r.key().0[..8]);
+        assert_eq!(low.to_be_bytes(), r.key().0[8..]);
     }
 
     #[test]

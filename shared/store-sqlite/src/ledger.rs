@@ -70,6 +70,25 @@ impl UsageLedger for SqliteStore {
         Ok(exported)
     }
 
+    async fn subscriptions_seen(
+        &self,
+        stamp: &StampId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let stamp = stamp.clone();
+        self.run(move |db| {
+            db.read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT t.subscription_key FROM tenant_numbers t JOIN stamp_numbers s ON s.stamp_no = t.stamp_no
+                     WHERE s.stamp_id = ?1 AND t.last_reported >= ?2 ORDER BY t.subscription_key",
+                )?;
+                let keys = stmt.query_map((stamp.as_str(), secs(since)), |r| r.get(0))?.collect::<Result<_, _>>()?;
+                Ok(keys)
+            })
+        })
+        .await
+    }
+
     async fn record_reprocess(
         &self,
         stamp: &StampId,
@@ -107,11 +126,14 @@ pub(crate) struct OwnedCommit {
 
 const INSERT_ROW: &str = "INSERT INTO usage_rows (stamp_no, reported_start, reported_end, row_key,
         subscription_id, subscription_key, billing_subscription_id, meter_id, usage_start, usage_end,
-        quantity, resource_uri, location, tags, additional_info, tenant_no)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-    ON CONFLICT (stamp_no, reported_start, row_key) DO NOTHING";
+        quantity, resource_uri, location, tags, additional_info, tenant_no, row_key_low)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+    ON CONFLICT (stamp_no, reported_start, row_key, row_key_low) DO NOTHING";
 
 const TENANT_NO: &str = "SELECT tenant_no FROM tenant_numbers WHERE stamp_no = ?1 AND subscription_key = ?2";
+/// Remembers the latest reported window each tenant subscription had rows in (see migration 0005).
+const TENANT_REPORTED: &str = "UPDATE tenant_numbers SET last_reported = max(coalesce(last_reported, ?2), ?2)
+    WHERE tenant_no = ?1";
 const NEW_TENANT_NO: &str =
     "INSERT INTO tenant_numbers (stamp_no, subscription_key) VALUES (?1, ?2) RETURNING tenant_no";
 
@@ -205,20 +227,19 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(new) => {
                     let key = normalize_subscription_id(&row.subscription_id);
-                    new.insert(Tenant {
-                        number: tenant_no(tx, stamp_no, &key)?,
-                        billing: mappings.get(&key).map(String::as_str),
-                        key,
-                    })
+                    let number = tenant_no(tx, stamp_no, &key)?;
+                    tx.prepare_cached(TENANT_REPORTED)?.execute((number, start))?;
+                    new.insert(Tenant { number, billing: mappings.get(&key).map(String::as_str), key })
                 }
             };
         quantity.clear();
         write!(quantity, "{}", row.quantity).expect("writing to a String cannot fail");
-        let inserted = insert.execute((
+        let (key_high, key_low) = row.key().halves();
+        let inserted = insert.execute(rusqlite::params![
             stamp_no,
             start,
             end,
-            row.fingerprint(),
+            key_high,
             row.subscription_id.as_str(),
             subscription_key.as_str(),
             *billing,
@@ -231,7 +252,8 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
             row.tags.as_deref(),
             row.additional_info.as_deref(),
             *tenant_no,
-        ))?;
+            key_low,
+        ])?;
         if inserted == 1 {
             receipt.rows_written += 1;
             if billing.is_none() {

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use check::check_database;
-pub use migrations::LATEST_VERSION;
+pub use migrations::{LATEST_VERSION, known_versions};
 
 /// A store on one SQLite database. Cheap to clone; share one per process.
 #[derive(Clone)]

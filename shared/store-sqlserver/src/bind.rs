@@ -261,6 +261,10 @@ pub(crate) fn merge_window(
     )
 }
 
+pub(crate) fn subscriptions_seen(stamp: Uuid, since: DateTime<Utc>) -> Bound<'static> {
+    Bound::new(&sql::SUBSCRIPTIONS_SEEN, vec![stamp.into_sql(), since.into_sql()])
+}
+
 pub(crate) fn record_reprocess(
     stamp: Uuid,
     start: DateTime<Utc>,
@@ -314,7 +318,7 @@ pub(crate) fn window_rows(rows: &[(&UsageRow, Quantity)]) -> String {
     let rows: Vec<WindowRow<'_>> = rows
         .iter()
         .map(|(row, quantity)| WindowRow {
-            k: row.fingerprint().to_string(),
+            k: row.legacy_fingerprint().to_string(),
             s: &row.subscription_id,
             n: normalize_subscription_id(&row.subscription_id),
             m: &row.meter_id,
@@ -501,7 +505,7 @@ mod tests {
         let json = window_rows(&[(&row, Quantity::new(row.quantity).unwrap())]);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let r = &v[0];
-        assert_eq!(r["k"], row.fingerprint().to_string(), "the 64-bit key as exact text, not a float");
+        assert_eq!(r["k"], row.legacy_fingerprint().to_string(), "the 64-bit key as exact text, not a float");
         assert_eq!(r["n"], "8e8cd5a6-05b6-4b9d-9b5a-4e8f3c1d2a10");
         assert_eq!(r["us"], "2026-11-25T13:00:00");
         assert_eq!(r["ue"], "2026-11-25T14:00:00");

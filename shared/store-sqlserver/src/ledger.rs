@@ -44,6 +44,24 @@ impl UsageLedger for SqlServerStore {
         export(&mut session, filter, sink).await.map_err(StoreError::from)
     }
 
+    async fn subscriptions_seen(
+        &self,
+        stamp: &StampId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let Some(key) = stamp_key(stamp) else { return Ok(Vec::new()) };
+        self.run("subscriptions_seen", |mut s| {
+            Box::pin(async move {
+                s.query(bind::subscriptions_seen(key, since))
+                    .await?
+                    .iter()
+                    .map(|r| text(r, 0))
+                    .collect::<Result<Vec<_>, Failure>>()
+            })
+        })
+        .await
+    }
+
     async fn record_reprocess(
         &self,
         stamp: &StampId,
@@ -96,7 +114,7 @@ pub(crate) fn checked_rows<'c>(
                 row.usage_start.format("%Y-%m-%dT%H:%M:%SZ"),
             )));
         }
-        if seen.insert(row.fingerprint()) {
+        if seen.insert(row.legacy_fingerprint()) {
             rows.push((row, quantity));
         }
     }

@@ -325,6 +325,11 @@ statements! {
 
     // -- Usage ledger --------------------------------------------------------------------------------
 
+    /// The tenant subscriptions with usage in reported windows since @P2 (per-subscriber collection
+    /// asks for them beside the stamp's list). A range of the primary key (stamp_id, reported_start).
+    SUBSCRIPTIONS_SEEN (2) = "SELECT DISTINCT subscription_key FROM {schema}.usage_rows
+        WHERE stamp_id = @P1 AND reported_start >= @P2";
+
     /// Advance: the window must start at the watermark and the lease must be ours; the watermark moves
     /// to the window's end. Row count 0 means fenced off.
     FENCE_ADVANCE (4) = "UPDATE {schema}.processing_status SET watermark = @P3

@@ -131,6 +131,14 @@ impl UsageLedger for TimedStore {
         self.inner.export_rows(filter, sink).await
     }
 
+    async fn subscriptions_seen(
+        &self,
+        stamp: &StampId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.subscriptions_seen(stamp, since).await
+    }
+
     async fn record_reprocess(
         &self,
         stamp: &StampId,

@@ -75,6 +75,9 @@ pub enum Fault {
     /// A usage page after the first of its chain is served with a `nextLink` back to the chain's
     /// first page (a loop of any length: page 2 -> page 1 -> page 2 ...), once per unit.
     LoopingNextLink { count: u32 },
+    /// A usage request answered 200 with an empty last page (`{"value":[]}`), as if the stamp had no
+    /// usage for the window: the partial or empty re-pull a reprocess must not trust blindly.
+    EmptyPage { count: u32 },
     /// A usage page whose (valid) JSON is preceded by `padding_bytes` of whitespace, streamed in
     /// chunks so that the simulator never holds it.
     OversizedPage { count: u32, padding_bytes: u64 },
@@ -111,6 +114,7 @@ impl FaultQueue {
             | Fault::MalformedPage { count }
             | Fault::GatewayTimeout { count }
             | Fault::LoopingNextLink { count }
+            | Fault::EmptyPage { count }
             | Fault::OversizedPage { count, .. } => *count,
             // Handled by the token store, never queued.
             Fault::ExpireTokensAfter { .. } => 0,
@@ -141,6 +145,11 @@ impl FaultQueue {
     /// Takes one unit of a queued [`Fault::MalformedPage`], if any.
     pub fn take_malformed_page(&mut self) -> bool {
         self.take(|fault| matches!(fault, Fault::MalformedPage { .. }).then_some(())).is_some()
+    }
+
+    /// Takes one unit of a queued [`Fault::EmptyPage`], if any.
+    pub fn take_empty_page(&mut self) -> bool {
+        self.take(|fault| matches!(fault, Fault::EmptyPage { .. }).then_some(())).is_some()
     }
 
     /// Takes one unit of a queued [`Fault::LoopingNextLink`], if any.

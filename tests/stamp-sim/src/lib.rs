@@ -110,6 +110,7 @@ impl Simulator {
                 sealer: TokenSealer::new(sealer_key),
                 tokens: Mutex::default(),
                 faults: Mutex::default(),
+                deleted_subscriptions: Mutex::default(),
                 stats: Default::default(),
                 spec,
             });
@@ -196,6 +197,16 @@ impl SimStampHandle {
     /// True for an AD FS stamp.
     pub fn is_adfs(&self) -> bool {
         self.state.spec.auth.is_adfs()
+    }
+
+    /// Deletes a tenant subscription from the stamp's subscription list. Its usage stays in the
+    /// ground truth and is still served for `subscriberId` queries (and in all-tenants pages).
+    pub fn delete_subscription(&self, subscription_id: &str) {
+        self.state
+            .deleted_subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(subscription_id.to_ascii_lowercase());
     }
 
     /// Tenant subscription GUIDs (lower case), in the order rows are served.

@@ -42,6 +42,9 @@ pub(crate) struct StampState {
     pub sealer: TokenSealer,
     pub tokens: Mutex<TokenStore>,
     pub faults: Mutex<FaultQueue>,
+    /// Tenant subscriptions deleted from the stamp's list (lower case); their usage is still served
+    /// when asked for by `subscriberId`, as the usage of a deleted subscription stays reportable.
+    pub deleted_subscriptions: Mutex<std::collections::HashSet<String>>,
     pub stats: StatCounters,
 }
 

@@ -153,6 +153,11 @@ async fn usage_aggregates(
         state.page_size,
         state.spec.duplicate_across_pages,
     );
+    if state.faults.lock().unwrap_or_else(|e| e.into_inner()).take_empty_page() {
+        bump(&state.stats.faults_served);
+        bump(&state.stats.pages);
+        return json_response(StatusCode::OK, br#"{"value":[]}"#.to_vec());
+    }
     let subscriber = query.tenant.map(|t| state.data.tenants()[t].as_str());
     let mut link = plan.next.map(|next| {
         let token = state.sealer.seal(&next);
@@ -298,11 +303,13 @@ fn tenant_subscriptions(
         return rejection.into_response();
     }
     let admin = &state.spec.admin_subscription_id;
+    let deleted = state.deleted_subscriptions.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let value = state
         .data
         .tenants()
         .iter()
         .enumerate()
+        .filter(|(_, sub)| !deleted.contains(&sub.to_ascii_lowercase()))
         .map(|(i, sub)| TenantSubscription {
             id: format!("/subscriptions/{admin}/providers/Microsoft.Subscriptions.Admin/subscriptions/{sub}"),
             name: sub.clone(),

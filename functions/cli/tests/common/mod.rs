@@ -101,6 +101,16 @@ impl World {
         tokio::task::spawn_blocking(move || c.output().expect("azs-usage runs")).await.unwrap()
     }
 
+    /// `azs-usage` with extra environment variables.
+    pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.cli();
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || c.output().expect("azs-usage runs")).await.unwrap()
+    }
+
     /// Registers simulator stamp `i` with the seed's positional arguments.
     pub async fn register(&self, i: usize, verify: bool) -> String {
         let s = self.sim.stamp(i);

@@ -1,0 +1,103 @@
+//! End to end: `reprocess` refuses to shrink billed hours by accident and `verify` finds exactly what
+//! changed behind the collector's back.
+
+mod common;
+
+use common::*;
+use stamp_sim::Fault;
+
+fn one_stamp(_: &stamp_sim::TestCertificate) -> Vec<stamp_sim::StampSpec> {
+    vec![spec(0, aad(), 4)]
+}
+
+fn sql(world: &World) -> rusqlite::Connection {
+    rusqlite::Connection::open(world.database()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reprocess_whose_re_pull_comes_back_empty_is_refused_without_allow_shrink() {
+    // Given a collected stamp, and a stamp that now answers one hour with an empty page
+    let world = World::start(one_stamp, 4, 50).await;
+    assert!(world.run(&["collect"]).await.status.success());
+    let before = world.stored(0).await;
+    let from = world.collect_from;
+    let to = from + chrono::Duration::hours(1);
+    let range = ["--stamp", "stamp-0", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339()];
+
+    // When an operator reprocesses that hour
+    world.sim.stamp(0).inject(Fault::EmptyPage { count: 1 });
+    let mut args = vec!["reprocess", "--reason", "meter fix", "--by", "ops-anna"];
+    args.extend(range);
+    let out = world.run(&args).await;
+
+    // Then it is refused naming the hour and the flag, and nothing changed
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("--allow-shrink") && stderr(&out).contains("window ["), "{}", stderr(&out));
+    assert_eq!(world.stored(0).await, before);
+    // And the refusal is logged with who, why and counts
+    let logged: String = sql(&world)
+        .query_row("SELECT reason FROM reprocess_log ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        logged.contains("meter fix") && logged.contains("by ops-anna") && logged.contains("stopped"),
+        "{logged}"
+    );
+
+    // And a dry run shows the removal without writing, and --allow-shrink does replace
+    world.sim.stamp(0).inject(Fault::EmptyPage { count: 1 });
+    let mut args = vec!["reprocess", "--dry-run", "--json"];
+    args.extend(range);
+    let out = world.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let stored_in_hour = before.iter().filter(|r| r.reported_start == from).count() as u64;
+    let removed: u64 =
+        report["hours"][0]["lines"].as_array().unwrap().iter().map(|l| l["removed"].as_u64().unwrap()).sum();
+    assert_eq!(removed, stored_in_hour, "{report}");
+    assert_eq!(world.stored(0).await, before);
+
+    world.sim.stamp(0).inject(Fault::EmptyPage { count: 1 });
+    let mut args = vec!["reprocess", "--reason", "stamp lost the hour", "--allow-shrink"];
+    args.extend(range);
+    let out = world.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(world.stored(0).await.len() as u64, before.len() as u64 - stored_in_hour);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_exactly_the_rows_removed_and_changed_behind_its_back() {
+    // Given a collected stamp that verifies equal
+    let world = World::start(one_stamp, 3, 50).await;
+    assert!(world.run(&["collect"]).await.status.success());
+    let (from, to) = (world.collect_from.to_rfc3339(), world.horizon().to_rfc3339());
+    let verify = ["verify", "--stamp", "stamp-0", "--from", &from, "--to", &to, "--json"];
+    let out = world.run(&verify).await;
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+
+    // When two rows are deleted and one quantity is changed in the database
+    let db = sql(&world);
+    let victims: Vec<(i64, String, i64)> = db
+        .prepare("SELECT rowid, subscription_id, reported_start FROM usage_rows ORDER BY rowid LIMIT 3")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    db.execute("DELETE FROM usage_rows WHERE rowid IN (?1, ?2)", (victims[0].0, victims[1].0)).unwrap();
+    db.execute("UPDATE usage_rows SET quantity = quantity || '1' WHERE rowid = ?1", [victims[2].0]).unwrap();
+
+    // Then verify exits 3 and reports exactly two missing rows and one changed quantity
+    let out = world.run(&verify).await;
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", stdout(&out), stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["equal"], false);
+    let mut totals = (0, 0, 0);
+    for hour in report["hours"].as_array().unwrap() {
+        for line in hour["lines"].as_array().unwrap() {
+            totals.0 += line["added"].as_u64().unwrap();
+            totals.1 += line["removed"].as_u64().unwrap();
+            totals.2 += line["changed"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(totals, (2, 0, 1), "{report}");
+}
