@@ -5,7 +5,7 @@
 
 use axum::Router;
 use azs_app::config::{AppConfig, ConfigError};
-use azs_app::webhook::{ApiAuth, router_with_prefix};
+use azs_app::webhook::{behind_platform, router_with_prefix};
 use azs_app::wiring::Services;
 use tokio::sync::OnceCell;
 
@@ -15,7 +15,8 @@ pub const ROUTE_PREFIX: &str = "/api";
 /// What an invocation needs, once built.
 pub struct Ready {
     pub services: Services,
-    /// The webhook app under [`ROUTE_PREFIX`]; the Function key is checked by the host before us.
+    /// The webhook app under [`ROUTE_PREFIX`]; the Function key is checked by the host before us, and
+    /// the API token (when `AZS_USAGE_API_TOKEN_SECRET` is set) by the app.
     pub webhook: Router,
 }
 
@@ -38,8 +39,10 @@ impl LazyServices {
             .get_or_try_init(|| async {
                 let config = self.config.as_ref().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
                 let services = Services::build(config).await?;
-                let webhook =
-                    router_with_prefix(ROUTE_PREFIX, services.registrar.clone(), ApiAuth::PlatformOnly);
+                // A configured token that cannot be read fails the invocation (and the next one tries
+                // again): never fall back to serving without it.
+                let auth = behind_platform(&services.config, services.secrets.as_ref()).await?;
+                let webhook = router_with_prefix(ROUTE_PREFIX, services.registrar.clone(), auth);
                 Ok(Ready { services, webhook })
             })
             .await

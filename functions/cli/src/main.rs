@@ -30,10 +30,11 @@ use std::path::PathBuf;
 )]
 struct Cli {
     /// Database: a SQLite path (default azs-usage.db), `sqlite:PATH`, or a SQL Server connection string.
-    #[arg(long, global = true, env = config::DATABASE)]
+    /// (Its value is never shown here: a SQL Server connection string may carry a password.)
+    #[arg(long, global = true, env = config::DATABASE, hide_env_values = true)]
     database: Option<String>,
     /// Secret store: `file:PATH` (default, mode 0600), `aws-secrets-manager`, `azure-key-vault:URL`.
-    #[arg(long, global = true, env = config::SECRETS)]
+    #[arg(long, global = true, env = config::SECRETS, hide_env_values = true)]
     secrets: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -120,13 +121,20 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
-    /// Serve the registration webhook locally.
+    /// Serve the registration webhook. A non-loopback --listen needs --tls-cert and --tls-key.
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        /// Development only: serve without an API token. Refused unless --listen is a loopback address.
+        /// Development only: serve without an API token. Refused unless --listen is a loopback address;
+        /// requests whose Host header is not localhost or a loopback address are refused.
         #[arg(long)]
         insecure_loopback: bool,
+        /// PEM certificate chain (leaf first) to serve HTTPS with.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Check the configured database (`db check [--json]`).
     #[command(subcommand)]
@@ -396,8 +404,12 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     .await?;
             println!("wrote {n} rows to {}", csv.display());
         }
-        Command::Serve { listen, insecure_loopback } => {
-            azs_app::serve::serve(&services, listen, insecure_loopback).await?;
+        Command::Serve { listen, insecure_loopback, tls_cert, tls_key } => {
+            let tls = tls_cert.zip(tls_key).map(|(certificate_chain, private_key)| {
+                azs_app::serve::TlsFiles { certificate_chain, private_key }
+            });
+            azs_app::serve::serve(&services, azs_app::serve::ServeOptions { listen, insecure_loopback, tls })
+                .await?;
         }
         Command::Demo { .. } | Command::Db(_) => unreachable!("handled above"),
     }

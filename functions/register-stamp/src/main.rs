@@ -1,11 +1,12 @@
 //! `register-stamp` (Lambda `bootstrap`): the webhook app behind a Function URL. The URL's `AWS_IAM`
-//! auth runs before the app, so the app adds no auth of its own (`ApiAuth::PlatformOnly`).
+//! auth runs before the app; when `AZS_USAGE_API_TOKEN_SECRET` is set the app also requires that bearer
+//! token (defence in depth), and a configured token that cannot be read stops the cold start.
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use azs_app::config::AppConfig;
 use azs_app::telemetry::{self, Target};
-use azs_app::webhook::{ApiAuth, router};
+use azs_app::webhook::{behind_platform, router};
 use azs_app::wiring::Services;
 use lambda_http::{Error, RequestExt};
 use tracing::{Instrument, info_span};
@@ -19,8 +20,8 @@ async fn serve() -> Result<(), Error> {
     telemetry::init(&config, Target::Function);
     // Built once per sandbox (the cold start) and reused by every request it serves.
     let services = Services::build(&config).await?;
-    let app =
-        router(services.registrar.clone(), ApiAuth::PlatformOnly).layer(middleware::from_fn(in_request_span));
+    let auth = behind_platform(&services.config, services.secrets.as_ref()).await?;
+    let app = router(services.registrar.clone(), auth).layer(middleware::from_fn(in_request_span));
     lambda_http::run(app).await
 }
 

@@ -38,6 +38,7 @@ pub const LOG_FORMAT: &str = "AZS_USAGE_LOG_FORMAT";
 pub const API_TOKEN_SECRET: &str = "AZS_USAGE_API_TOKEN_SECRET";
 pub const SECRET_KMS_KEY: &str = "AZS_USAGE_SECRET_KMS_KEY";
 pub const DATABASE_CA: &str = "AZS_USAGE_DATABASE_CA";
+pub const ALLOWED_STAMP_HOSTS: &str = "AZS_USAGE_ALLOWED_STAMP_HOSTS";
 pub const COLLECT_SCHEDULE: &str = "COLLECT_SCHEDULE";
 
 pub const ENVIRONMENT: &[EnvVar] = &[
@@ -155,6 +156,14 @@ pub const ENVIRONMENT: &[EnvVar] = &[
                   or a file path. Passed to the client as `TrustServerCertificateCA`.",
     },
     EnvVar {
+        name: ALLOWED_STAMP_HOSTS,
+        needed: Needed::Optional,
+        default: "",
+        meaning: "Stamp hosts the service may call, comma separated: host names, `*.suffix` wildcards, \
+                  addresses and CIDR blocks (`*.contoso.com, 10.20.0.0/16`). Checked at registration and \
+                  on every call (admin ARM, login, token, nextLink). Unset: any https host.",
+    },
+    EnvVar {
         name: COLLECT_SCHEDULE,
         needed: Needed::OnAzureOnly,
         default: "0 5 * * * *",
@@ -178,6 +187,8 @@ pub struct AppConfig {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub api_token_secret: Option<String>,
+    /// `AZS_USAGE_ALLOWED_STAMP_HOSTS`; `None` allows any https host.
+    pub allowed_stamp_hosts: Option<azs_azure_stack::StampHosts>,
     /// KMS key for new stamp credential secrets (AWS Secrets Manager).
     pub secret_kms_key: Option<String>,
     /// Where the SQL Server CA bundle is.
@@ -292,6 +303,11 @@ impl AppConfig {
             "text" => LogFormat::Text,
             _ => return Err(ConfigError { variable: LOG_FORMAT, rule: "must be `json` or `text`".into() }),
         };
+        let allowed_stamp_hosts = lookup(ALLOWED_STAMP_HOSTS)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| azs_azure_stack::StampHosts::parse(&v))
+            .transpose()
+            .map_err(|rule| ConfigError { variable: ALLOWED_STAMP_HOSTS, rule })?;
         Ok(Self {
             database,
             database_auth,
@@ -319,6 +335,7 @@ impl AppConfig {
                     None => DatabaseCa::File(v.into()),
                 }),
             },
+            allowed_stamp_hosts,
         })
     }
 }
@@ -452,6 +469,17 @@ mod tests {
         assert_eq!(config(&[(MAX_PAGE_BYTES, "12 parsecs")]).unwrap_err().variable, MAX_PAGE_BYTES);
         assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
         assert_eq!(parse_bytes("2048"), Some(2048));
+    }
+
+    #[test]
+    fn the_stamp_host_allow_list_is_parsed_once_and_a_bad_entry_names_the_variable() {
+        assert_eq!(config(&[]).unwrap().allowed_stamp_hosts, None);
+        let hosts =
+            config(&[(ALLOWED_STAMP_HOSTS, "*.contoso.com, 10.0.0.0/8")]).unwrap().allowed_stamp_hosts;
+        assert!(hosts.unwrap().check("https://a.contoso.com").is_ok());
+        let e = config(&[(ALLOWED_STAMP_HOSTS, "10.0.0.0/99")]).unwrap_err();
+        assert_eq!(e.variable, ALLOWED_STAMP_HOSTS);
+        assert!(e.rule.contains("10.0.0.0/99"), "{}", e.rule);
     }
 
     #[test]

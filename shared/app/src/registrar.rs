@@ -167,6 +167,7 @@ impl Registrar {
         let now = Utc::now();
         let collect_from_given = input.collect_from.as_deref().is_some_and(|s| !s.trim().is_empty());
         let valid = input.validate(now).map_err(RegistrationError::Invalid)?;
+        self.source.check_endpoints(&valid.connection).map_err(RegistrationError::Invalid)?;
         let tombstone = self.store.tombstone(&valid.connection).await?;
         let id = tombstone.as_ref().map_or_else(StampId::new_random, |t| t.stamp_id.clone());
         let mut collect_from = valid.collect_from;
@@ -337,6 +338,7 @@ impl Registrar {
                 .await
                 .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?;
         }
+        self.source.check_endpoints(&stamp.connection).map_err(RegistrationError::Invalid)?;
         self.store.update_stamp(&stamp).await?;
         self.view(&stamp.id).await
     }
@@ -574,8 +576,19 @@ impl Registrar {
             .map(|s| s.id))
     }
 
-    /// Discovery, a token, and a one-hour usage query of the last settled hour.
+    /// Discovery, a token, and a one-hour usage query of the last settled hour, answered within
+    /// [`azs_azure_stack::TEST_BUDGET`] whatever the stamp does (an unreachable or silent host included).
     async fn verify(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<ConnectionReport, RegistrationError> {
+        tokio::time::timeout(azs_azure_stack::TEST_BUDGET, self.verify_unbounded(stamp, credential))
+            .await
+            .unwrap_or_else(|_| Err(RegistrationError::Unverified(azs_azure_stack::out_of_time())))
+    }
+
+    async fn verify_unbounded(
         &self,
         stamp: &Stamp,
         credential: &Credential,

@@ -25,11 +25,13 @@ impl Services {
     pub async fn build(config: &AppConfig) -> Result<Services> {
         let secrets = open_secrets(config).await?;
         let store = open_store(config, secrets.as_ref()).await?;
-        let source: Arc<dyn UsageSource> =
-            Arc::new(azs_azure_stack::AzureStackClient::new(azs_azure_stack::ClientSettings {
+        let source: Arc<dyn UsageSource> = Arc::new(
+            azs_azure_stack::AzureStackClient::new(azs_azure_stack::ClientSettings {
                 limits: config.pull_limits,
                 ..Default::default()
-            }));
+            })
+            .with_allowed_hosts(config.allowed_stamp_hosts.clone()),
+        );
         Ok(Self::assemble(config.clone(), store, secrets, source))
     }
 

@@ -59,6 +59,12 @@ pub(crate) async fn discover(
         connection.authority_endpoint_url.as_deref(),
         &metadata.login_endpoint,
     );
+    if !login_endpoint.trim().to_ascii_lowercase().starts_with("https://") {
+        return Err(discovery_error(format!(
+            "the login endpoint {} is not https; credentials are never sent in clear text",
+            origin_of(&login_endpoint)
+        )));
+    }
     let is_adfs = is_adfs_login(&login_endpoint);
     if is_adfs != connection.is_adfs {
         return Err(discovery_error(format!(
@@ -80,9 +86,10 @@ pub(crate) async fn discover(
         )
         .await
         .map_err(|f| f.into_pull_error(PullStage::Discovery))?;
-    if !token_endpoint.starts_with("https://") {
+    if !token_endpoint.trim().to_ascii_lowercase().starts_with("https://") {
         return Err(discovery_error(format!(
-            "the token endpoint {token_endpoint} is not https; credentials are never sent in clear text"
+            "the token endpoint {} is not https; credentials are never sent in clear text",
+            origin_of(&token_endpoint)
         )));
     }
     info!(%audience, %login_endpoint, is_adfs, %token_endpoint, "discovered");
@@ -105,6 +112,14 @@ fn chosen(field: &'static str, registered: Option<&str>, discovered: &str) -> St
         }
         None => discovered.to_owned(),
     }
+}
+
+/// `scheme://host:port` of a URL the stamp sent (its path and query are the stamp's business), or
+/// a placeholder when it is not a URL.
+fn origin_of(url: &str) -> String {
+    reqwest::Url::parse(url.trim())
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "(not a URL)".to_owned())
 }
 
 fn discovery_error(message: String) -> PullError {

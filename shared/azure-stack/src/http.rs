@@ -9,14 +9,25 @@
 //! against a stamp that refuses us helps nobody. The one exception, a single fresh token after a 401,
 //! belongs to the session, which knows about tokens (see `session.rs`).
 //!
-//! Nothing here ever logs or returns a request body, a header value or a token: errors carry the call's
-//! name, the status, and the stamp's own error code and message.
+//! Every call is HTTPS, never follows a redirect (a 3xx is a failure that says so: a redirect could
+//! carry the bearer token or the client secret to a host nobody registered), and, when the operator
+//! configured `AZS_USAGE_ALLOWED_STAMP_HOSTS`, goes only to an allowed host ([`crate::hosts`]). These
+//! are checked on the request itself, just before it is sent, so they hold for the admin ARM endpoint,
+//! the discovered login and token endpoints and every `nextLink` alike.
+//!
+//! Nothing here ever logs or returns a request body, a header value or a token. What reaches the
+//! caller is short and typed: the call's name, the HTTP status, the stamp's own error code, and a fixed
+//! phrase for transport failures. Upstream error messages, bodies and transport error chains may echo
+//! whatever the far end chooses (an internal service's page, if a caller pointed us at one), so they
+//! go to the debug log only.
 
 use crate::credential::parse_ca_bundle;
+use crate::hosts::{AllowedResolver, StampHosts};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use azs_core::ports::{PullError, PullStage};
 use chrono::Utc;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
 
@@ -48,6 +59,7 @@ impl Default for HttpSettings {
 pub(crate) struct StampHttp {
     client: reqwest::Client,
     settings: HttpSettings,
+    allowed: Option<Arc<StampHosts>>,
 }
 
 /// A 2xx answer the caller could not use.
@@ -69,12 +81,12 @@ impl Unreadable {
     }
 }
 
-/// The stamp's own words about an error: ARM's `{"error":{"code","message"}}` or OAuth's
-/// `{"error":"invalid_client","error_description":"AADSTS7000215: ...","error_codes":[7000215]}`.
+/// The stamp's own error code: ARM's `{"error":{"code","message"}}` or OAuth's
+/// `{"error":"invalid_client","error_description":"AADSTS7000215: ...","error_codes":[7000215]}`. Only
+/// the code travels on (a short token of letters, digits, `_`, `.`, `-`); messages are logged at debug.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct UpstreamError {
     pub code: Option<String>,
-    pub message: Option<String>,
 }
 
 /// Why a call to the stamp gave up.
@@ -86,6 +98,8 @@ pub(crate) enum HttpFailure {
     Transport { what: &'static str, message: String, untrusted_certificate: bool, exhausted: bool },
     /// A success whose body the caller could not read.
     Unreadable { what: &'static str, message: String, exhausted: bool },
+    /// Not sent: the URL is not https, or its host is not allowed.
+    Refused { what: &'static str, reason: String },
 }
 
 impl HttpFailure {
@@ -105,6 +119,7 @@ impl HttpFailure {
                     // The window reaches past what the stamp has processed; a later run will do.
                     || upstream.code.as_deref() == Some("RequestEndTimeIsInFuture");
                 let hint = match status {
+                    300..=399 => " (a redirect; redirects are never followed: register the URL that answers)",
                     401 => " (the stamp refused the token)",
                     403 => {
                         " (the service principal needs Owner, Contributor or Reader on the admin subscription)"
@@ -112,12 +127,12 @@ impl HttpFailure {
                     _ if exhausted => " (gave up after retrying)",
                     _ => "",
                 };
-                let detail = upstream.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                let code = upstream.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
                 PullError {
                     stage,
                     http_status: Some(status),
                     upstream_code: upstream.code,
-                    message: format!("{what} answered HTTP {status}{hint}{detail}"),
+                    message: format!("{what} answered HTTP {status}{code}{hint}"),
                     transient,
                 }
             }
@@ -147,6 +162,13 @@ impl HttpFailure {
                 ),
                 transient: exhausted,
             },
+            HttpFailure::Refused { what, reason } => PullError {
+                stage,
+                http_status: None,
+                upstream_code: None,
+                message: format!("{what}: not called: {reason}"),
+                transient: false,
+            },
         }
     }
 }
@@ -157,8 +179,13 @@ pub(crate) fn retryable_status(status: u16) -> bool {
 }
 
 impl StampHttp {
-    /// A client trusting the system roots plus `ca_pem` (the stamp's own root, if it has one).
-    pub fn new(ca_pem: Option<&str>, settings: HttpSettings) -> Result<Self, PullError> {
+    /// A client trusting the system roots plus `ca_pem` (the stamp's own root, if it has one), calling
+    /// only hosts `allowed` admits (any host when `None`).
+    pub fn new(
+        ca_pem: Option<&str>,
+        settings: HttpSettings,
+        allowed: Option<Arc<StampHosts>>,
+    ) -> Result<Self, PullError> {
         let configuration = |message: String| PullError {
             stage: PullStage::Configuration,
             http_status: None,
@@ -176,15 +203,20 @@ impl StampHttp {
                 );
             }
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             // Added to the platform's roots, never replacing them (`tls_certs_only` would).
             .tls_certs_merge(extra_roots)
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
-            .user_agent(concat!("azs-usage/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| configuration(format!("could not build the HTTP client: {e}")))?;
-        Ok(Self { client, settings })
+            .user_agent(concat!("azs-usage/", env!("CARGO_PKG_VERSION")));
+        if let Some(hosts) = &allowed {
+            builder = builder.dns_resolver(Arc::new(AllowedResolver { hosts: hosts.clone() }));
+        }
+        let client =
+            builder.build().map_err(|e| configuration(format!("could not build the HTTP client: {e}")))?;
+        Ok(Self { client, settings, allowed })
     }
 
     /// Sends the request `build` makes (again for every attempt), reads the whole answer, and hands a
@@ -246,7 +278,14 @@ impl StampHttp {
         read: &impl Fn(&[u8]) -> Result<T, Unreadable>,
         body: &mut Vec<u8>,
     ) -> Result<T, Attempt> {
-        let response = build(&self.client).send().await.map_err(|e| transport_failure(what, &e))?;
+        let request = build(&self.client).build().map_err(|e| {
+            Attempt::Final(HttpFailure::Refused {
+                what,
+                reason: format!("the request could not be made ({e})"),
+            })
+        })?;
+        self.admit(what, request.url()).map_err(Attempt::Final)?;
+        let response = self.client.execute(request).await.map_err(|e| transport_failure(what, &e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -267,6 +306,23 @@ impl StampHttp {
         } else {
             Err(Attempt::Final(failure))
         }
+    }
+
+    /// Whether `url` may be called at all: https, and an allowed host.
+    fn admit(&self, what: &'static str, url: &reqwest::Url) -> Result<(), HttpFailure> {
+        if url.scheme() != "https" {
+            return Err(HttpFailure::Refused {
+                what,
+                reason: format!(
+                    "{} is not https; credentials and tokens are never sent in clear text",
+                    url.origin().ascii_serialization()
+                ),
+            });
+        }
+        if let Some(allowed) = &self.allowed {
+            allowed.check_url(url).map_err(|e| HttpFailure::Refused { what, reason: e.to_string() })?;
+        }
+        Ok(())
     }
 
     /// The whole body into `body`, refusing more than `max_body_bytes`. A connection dropped half-way
@@ -312,6 +368,7 @@ impl HttpFailure {
             HttpFailure::Unreadable { what, message, .. } => {
                 HttpFailure::Unreadable { what, message, exhausted: true }
             }
+            refused @ HttpFailure::Refused { .. } => refused,
         }
     }
 
@@ -327,19 +384,42 @@ impl HttpFailure {
             HttpFailure::Transport { message, .. } | HttpFailure::Unreadable { message, .. } => {
                 message.clone()
             }
+            HttpFailure::Refused { reason, .. } => reason.clone(),
         }
     }
 }
 
 fn transport_failure(what: &'static str, error: &reqwest::Error) -> Attempt {
     let chain = error_chain(error);
+    debug!(call = what, error = %chain, "no answer");
     // rustls reports an untrusted chain as "invalid peer certificate: UnknownIssuer" (and similar for
     // expired or misnamed certificates) somewhere down the source chain. Matching the text keeps this
     // crate free of a direct rustls dependency; a miss only means the failure is retried a few times.
     let untrusted_certificate = chain.contains("invalid peer certificate") || chain.contains("UnknownIssuer");
-    let message = if error.is_timeout() { format!("timed out ({chain})") } else { chain };
+    let not_allowed = chain.contains("AZS_USAGE_ALLOWED_STAMP_HOSTS");
+    // A fixed phrase per kind of failure: the chain names addresses and OS errors of our network.
+    let message = if untrusted_certificate {
+        "the TLS certificate is not trusted"
+    } else if not_allowed {
+        "the host resolves to no address AZS_USAGE_ALLOWED_STAMP_HOSTS allows"
+    } else if error.is_timeout() {
+        "no answer in time (timed out)"
+    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        "the host name does not resolve"
+    } else if error.is_connect() && chain.contains("refused") {
+        "the connection was refused"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "the connection failed before a complete answer"
+    }
+    .to_owned();
     let failure = HttpFailure::Transport { what, message, untrusted_certificate, exhausted: false };
-    if untrusted_certificate { Attempt::Final(failure) } else { Attempt::Retryable(failure, None) }
+    if untrusted_certificate || not_allowed {
+        Attempt::Final(failure)
+    } else {
+        Attempt::Retryable(failure, None)
+    }
 }
 
 /// `error: cause: cause`, without the request URL's query (it is not secret, but it is long).
@@ -357,12 +437,13 @@ fn error_chain(error: &reqwest::Error) -> String {
     text
 }
 
-/// Upstream messages are shown to operators; keep them to a readable length.
-const MAX_UPSTREAM_MESSAGE: usize = 400;
+/// The longest upstream error code passed on; real ones (`RequestEndTimeIsInFuture`, `AADSTS7000215`)
+/// are far shorter.
+const MAX_UPSTREAM_CODE: usize = 64;
 
-/// Reads either error shape the stamp's services use. For OAuth errors the specific code
-/// (`AADSTS7000215`, `MSIS9605`) is preferred over the generic `invalid_client`, since it is the one
-/// that says what to fix.
+/// Reads the error code of either error shape the stamp's services use. For OAuth errors the specific
+/// code (`AADSTS7000215`, `MSIS9605`) is preferred over the generic `invalid_client`, since it is the one
+/// that says what to fix. The messages are logged at debug level and go no further.
 pub(crate) fn upstream_error(body: &[u8]) -> UpstreamError {
     #[derive(Deserialize)]
     struct Envelope {
@@ -371,36 +452,40 @@ pub(crate) fn upstream_error(body: &[u8]) -> UpstreamError {
         error_codes: Option<Vec<serde_json::Value>>,
     }
     let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        return UpstreamError { code: None, message: (!text.is_empty()).then(|| truncate(text)) };
+        debug!(bytes = body.len(), "error answer that is not JSON (not passed on)");
+        return UpstreamError::default();
     };
-    match envelope.error {
-        Some(serde_json::Value::Object(arm)) => UpstreamError {
-            code: arm.get("code").and_then(|c| c.as_str()).map(str::to_owned),
-            message: arm.get("message").and_then(|m| m.as_str()).map(truncate),
-        },
+    let code = match envelope.error {
+        Some(serde_json::Value::Object(arm)) => {
+            if let Some(message) = arm.get("message").and_then(|m| m.as_str()) {
+                debug!(upstream_message = %message.chars().take(400).collect::<String>(), "upstream error");
+            }
+            arm.get("code").and_then(|c| c.as_str()).map(str::to_owned)
+        }
         Some(serde_json::Value::String(oauth)) => {
             let description = envelope.error_description.unwrap_or_default();
-            let specific = specific_code(&description).or_else(|| {
-                envelope
-                    .error_codes
-                    .as_ref()
-                    .and_then(|codes| codes.first())
-                    .and_then(|c| c.as_u64())
-                    .map(|n| format!("AADSTS{n}"))
-            });
-            UpstreamError {
-                code: Some(specific.unwrap_or_else(|| oauth.clone())),
-                message: Some(truncate(&if description.is_empty() {
-                    oauth
-                } else {
-                    format!("{oauth}: {description}")
-                })),
-            }
+            debug!(upstream_message = %description.chars().take(400).collect::<String>(), "upstream error");
+            specific_code(&description)
+                .or_else(|| {
+                    envelope
+                        .error_codes
+                        .as_ref()
+                        .and_then(|codes| codes.first())
+                        .and_then(|c| c.as_u64())
+                        .map(|n| format!("AADSTS{n}"))
+                })
+                .or(Some(oauth))
         }
-        _ => UpstreamError::default(),
-    }
+        _ => None,
+    };
+    UpstreamError { code: code.filter(|c| is_error_code(c)) }
+}
+
+/// An error code is a short token; anything else is not an error code and is not passed on.
+fn is_error_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_UPSTREAM_CODE
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `AADSTS7000215` or `MSIS9605` at the start of (or anywhere in) an OAuth error description.
@@ -417,14 +502,6 @@ fn specific_code(description: &str) -> Option<String> {
     None
 }
 
-fn truncate(text: &str) -> String {
-    let text = text.replace(['\r', '\n'], " ");
-    match text.char_indices().nth(MAX_UPSTREAM_MESSAGE) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,7 +516,6 @@ mod tests {
     fn reads_the_usage_apis_error_shape() {
         let e = upstream_error(&fixture("azs-usage-error-end-in-future.json"));
         assert_eq!(e.code.as_deref(), Some("RequestEndTimeIsInFuture"));
-        assert_eq!(e.message.as_deref(), Some("The value for ReportedEndTime is in the future."));
     }
 
     #[test]
@@ -466,7 +542,7 @@ mod tests {
         let bad = HttpFailure::Status {
             what: "usage page",
             status: 400,
-            upstream: UpstreamError { code: Some("InvalidProperty".into()), message: None },
+            upstream: UpstreamError { code: Some("InvalidProperty".into()) },
             exhausted: false,
         }
         .into_pull_error(PullStage::Usage);
@@ -487,8 +563,44 @@ mod tests {
     }
 
     #[test]
-    fn long_upstream_messages_are_cut() {
-        let long = format!(r#"{{"error":{{"code":"X","message":"{}"}}}}"#, "a".repeat(5000));
-        assert!(upstream_error(long.as_bytes()).message.unwrap().chars().count() <= MAX_UPSTREAM_MESSAGE + 1);
+    fn upstream_bodies_and_messages_never_reach_the_caller_only_a_well_formed_code_does() {
+        let html = b"<html>internal admin console: password=hunter2</html>";
+        let failure = |body: &[u8]| {
+            HttpFailure::Status {
+                what: "metadata endpoint",
+                status: 500,
+                upstream: upstream_error(body),
+                exhausted: true,
+            }
+            .into_pull_error(PullStage::Discovery)
+        };
+        let e = failure(html);
+        assert!(!e.message.contains("hunter2") && !e.message.contains("html"), "{}", e.message);
+        assert_eq!(e.upstream_code, None);
+        let arm = br#"{"error":{"code":"Leaky","message":"secret internal detail"}}"#;
+        let e = failure(arm);
+        assert_eq!(e.upstream_code.as_deref(), Some("Leaky"));
+        assert!(!e.message.contains("secret internal detail"), "{}", e.message);
+        let not_a_code = br#"{"error":{"code":"two words <b>","message":"m"}}"#;
+        assert_eq!(failure(not_a_code).upstream_code, None);
+        let long = format!(r#"{{"error":{{"code":"{}"}}}}"#, "A".repeat(65));
+        assert_eq!(failure(long.as_bytes()).upstream_code, None);
+    }
+
+    #[test]
+    fn a_redirect_says_that_redirects_are_not_followed() {
+        let e = HttpFailure::Status {
+            what: "metadata endpoint",
+            status: 302,
+            upstream: UpstreamError::default(),
+            exhausted: false,
+        }
+        .into_pull_error(PullStage::Discovery);
+        assert!(!e.transient);
+        assert!(
+            e.message.contains("HTTP 302") && e.message.contains("redirects are never followed"),
+            "{}",
+            e.message
+        );
     }
 }

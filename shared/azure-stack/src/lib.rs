@@ -13,6 +13,7 @@
 
 pub mod credential;
 pub mod discovery;
+pub mod hosts;
 mod http;
 pub mod retry;
 mod session;
@@ -20,6 +21,7 @@ mod token;
 pub mod usage;
 
 pub use credential::{ClientCertificate, credential_from_registration, parse_ca_bundle, read_certificate};
+pub use hosts::StampHosts;
 pub use http::HttpSettings;
 pub use retry::RetryPolicy;
 pub use session::AzureStackSession;
@@ -29,6 +31,7 @@ use crate::http::StampHttp;
 use crate::session::configuration;
 use crate::token::{ClientProof, TokenCache, TokenClient};
 use async_trait::async_trait;
+use azs_core::error::ValidationErrors;
 use azs_core::ports::{DiscoveredEndpoints, PullError, PullLimits, StampSession, UsageSource};
 use azs_core::stamp::UsageQueryMode;
 use azs_core::window::{ReportedWindow, floor_hour};
@@ -61,10 +64,16 @@ impl Default for ClientSettings {
     }
 }
 
+/// How long a connection test (`stamp test`, `POST /stamps/{id}/test`, registration with verify) may
+/// take in all, retries included: a blackholed host must not hold the caller longer than this.
+pub const TEST_BUDGET: Duration = Duration::from_secs(25);
+
 /// Opens sessions with Azure Stack Hub stamps. Share one per process.
 #[derive(Default)]
 pub struct AzureStackClient {
     settings: ClientSettings,
+    /// The operator's allow-list of stamp hosts; `None` allows any (https) host.
+    allowed: Option<Arc<StampHosts>>,
     links: Mutex<HashMap<StampId, Arc<StampLink>>>,
 }
 
@@ -80,7 +89,13 @@ struct StampLink {
 
 impl AzureStackClient {
     pub fn new(settings: ClientSettings) -> Self {
-        Self { settings, links: Mutex::default() }
+        Self { settings, allowed: None, links: Mutex::default() }
+    }
+
+    /// Calls only hosts `allowed` admits (see [`hosts`]).
+    pub fn with_allowed_hosts(mut self, allowed: Option<StampHosts>) -> Self {
+        self.allowed = allowed.map(Arc::new);
+        self
     }
 
     /// Discovery and a first token: a session ready to pull windows.
@@ -117,6 +132,16 @@ impl AzureStackClient {
     /// Checks that a stamp can be collected: discovery, a token, and a usage query of the last settled
     /// hour (in per-subscriber mode: the subscription list and the first subscription's usage).
     pub async fn test_connection(
+        &self,
+        stamp: &Stamp,
+        credential: &Credential,
+    ) -> Result<ConnectionReport, PullError> {
+        tokio::time::timeout(TEST_BUDGET, self.test_connection_unbounded(stamp, credential))
+            .await
+            .unwrap_or_else(|_| Err(out_of_time()))
+    }
+
+    async fn test_connection_unbounded(
         &self,
         stamp: &Stamp,
         credential: &Credential,
@@ -168,7 +193,11 @@ impl AzureStackClient {
             max_body_bytes: usize::try_from(self.settings.limits.max_page_bytes).unwrap_or(usize::MAX),
             ..self.settings.http
         };
-        let http = StampHttp::new(stamp.connection.ca_certificate_pem.as_deref(), http_settings)?;
+        let http = StampHttp::new(
+            stamp.connection.ca_certificate_pem.as_deref(),
+            http_settings,
+            self.allowed.clone(),
+        )?;
         let link = Arc::new(StampLink {
             connection: stamp.connection.clone(),
             credential: credential.clone(),
@@ -189,6 +218,38 @@ impl UsageSource for AzureStackClient {
         credential: &Credential,
     ) -> Result<Box<dyn StampSession>, PullError> {
         Ok(Box::new(self.open(stamp, credential).await?))
+    }
+
+    fn check_endpoints(&self, connection: &StampConnection) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if let Some(allowed) = &self.allowed {
+            let urls = [
+                ("adminArmEndpoint", Some(connection.admin_arm_endpoint.as_str())),
+                ("authorityEndpointUrl", connection.authority_endpoint_url.as_deref()),
+            ];
+            for (field, url) in urls {
+                if let Some(url) = url.filter(|u| !u.trim().is_empty())
+                    && let Err(e) = allowed.check(url)
+                {
+                    errors.push(field, format!("must name an allowed stamp host: {e}"));
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+/// What a connection test that ran out of [`TEST_BUDGET`] reports.
+pub fn out_of_time() -> PullError {
+    PullError {
+        stage: azs_core::ports::PullStage::Discovery,
+        http_status: None,
+        upstream_code: None,
+        message: format!(
+            "no complete answer within {} s (the host may be unreachable or not answering)",
+            TEST_BUDGET.as_secs()
+        ),
+        transient: true,
     }
 }
 

@@ -322,7 +322,7 @@ mod tests {
     use std::sync::Arc;
 
     fn session() -> AzureStackSession {
-        let http = StampHttp::new(None, HttpSettings::default()).unwrap();
+        let http = StampHttp::new(None, HttpSettings::default(), None).unwrap();
         AzureStackSession {
             stamp_id: StampId("s".into()),
             admin_arm_endpoint: "https://adminmanagement.local.azurestack.external".into(),

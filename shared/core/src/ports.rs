@@ -314,6 +314,16 @@ pub trait UsageSource: Send + Sync {
         stamp: &Stamp,
         credential: &Credential,
     ) -> Result<Box<dyn StampSession>, PullError>;
+
+    /// Whether the stamp's URLs may be called at all (the operator's allow-list of stamp hosts),
+    /// checked at registration before anything is stored. Every implementation also enforces its
+    /// rules on each call it makes; this default admits every connection.
+    fn check_endpoints(
+        &self,
+        _connection: &crate::stamp::StampConnection,
+    ) -> Result<(), crate::error::ValidationErrors> {
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -1,6 +1,10 @@
 //! Who may call the webhook. Either the app checks a bearer token itself, or the platform in front of
 //! it (a Lambda function URL with IAM auth, Azure Functions keys) already did.
 //!
+//! The token is configured the same way on every platform: `AZS_USAGE_API_TOKEN_SECRET` names a
+//! secret in the secret store ([`configured`]). Behind a Lambda function URL with IAM auth or Azure
+//! Functions keys it is defence in depth: a caller who got past the platform still needs the token.
+//!
 //! With a token configured, a caller may also sign the raw body: `X-Azs-Signature: sha256=<hex>`, the
 //! HMAC-SHA256 of the exact bytes sent, keyed with the same token. The signature is checked when present
 //! (a wrong one is refused) and is never a substitute for the bearer token: a signature over an empty
@@ -18,6 +22,53 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+
+/// The shortest API token accepted: anything shorter is guessable.
+pub const MIN_TOKEN_LENGTH: usize = 16;
+
+/// Why the configured API token cannot be used. The token itself never appears.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenSecretError {
+    #[error("{variable} names secret {name:?}, which is not in the secret store")]
+    Missing { variable: &'static str, name: String },
+    #[error("the API token in secret {name:?} must be at least {MIN_TOKEN_LENGTH} characters")]
+    TooShort { name: String },
+    #[error("reading the API token secret {name:?}: {reason}")]
+    Unreadable { name: String, reason: String },
+}
+
+/// The bearer token the deployment configured, `None` when `AZS_USAGE_API_TOKEN_SECRET` is unset.
+/// A configured but missing or short token is an error: failing closed beats serving unauthenticated.
+pub async fn configured(
+    config: &crate::config::AppConfig,
+    secrets: &dyn azs_core::ports::SecretStore,
+) -> Result<Option<Secret>, TokenSecretError> {
+    let Some(name) = &config.api_token_secret else { return Ok(None) };
+    let token = secrets
+        .get_secret(name)
+        .await
+        .map_err(|e| TokenSecretError::Unreadable { name: name.clone(), reason: e.to_string() })?
+        .ok_or_else(|| TokenSecretError::Missing {
+            variable: crate::config::API_TOKEN_SECRET,
+            name: name.clone(),
+        })?;
+    if token.expose().trim().chars().count() < MIN_TOKEN_LENGTH {
+        return Err(TokenSecretError::TooShort { name: name.clone() });
+    }
+    Ok(Some(Secret::new(token.expose().trim())))
+}
+
+/// How a platform entry point (Lambda, the Azure handler) authenticates callers: the configured token
+/// when there is one, on top of the platform's own auth; else the platform's auth alone.
+pub async fn behind_platform(
+    config: &crate::config::AppConfig,
+    secrets: &dyn azs_core::ports::SecretStore,
+) -> Result<ApiAuth, TokenSecretError> {
+    Ok(match configured(config, secrets).await? {
+        Some(token) => ApiAuth::Bearer(token),
+        None => ApiAuth::PlatformOnly,
+    })
+}
 
 /// Optional HMAC signature of the body (see the module documentation).
 pub const SIGNATURE_HEADER: &str = "x-azs-signature";

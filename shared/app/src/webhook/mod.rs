@@ -18,7 +18,10 @@ mod mappings;
 mod problem;
 mod stamps;
 
-pub use auth::{ApiAuth, SIGNATURE_HEADER};
+pub use auth::{
+    ApiAuth, MIN_TOKEN_LENGTH, SIGNATURE_HEADER, TokenSecretError, behind_platform,
+    configured as configured_api_token,
+};
 pub use problem::Problem;
 
 use crate::registrar::Registrar;

@@ -1,0 +1,161 @@
+//! The `register-stamp` bootstrap as Lambda runs it: the real executable started with the Runtime API
+//! variables against a minimal Runtime API (next invocation, response, error), handed the documented
+//! Function URL event. Shows that `AZS_USAGE_API_TOKEN_SECRET` is honoured behind the URL's IAM auth.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+const TOKEN: &str = "lambda-api-token-0f3c9a71";
+const TOKEN_SECRET: &str = "azs-usage/api-token";
+
+/// The Function URL event from the AWS documentation (tests/platform/fixtures), `GET /stamps`, with
+/// `authorization` set to `authorization` when given.
+fn list_stamps_event(authorization: Option<&str>) -> Value {
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/platform/fixtures/aws-function-url-request.json");
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["rawPath"] = json!("/stamps");
+    event["rawQueryString"] = json!("");
+    event["queryStringParameters"] = json!({});
+    event["requestContext"]["http"]["method"] = json!("GET");
+    event["requestContext"]["http"]["path"] = json!("/stamps");
+    event["body"] = Value::Null;
+    if let Some(value) = authorization {
+        event["headers"]["authorization"] = json!(value);
+    }
+    event
+}
+
+#[derive(Clone)]
+struct RuntimeApi {
+    event: Arc<Mutex<Option<Value>>>,
+    outcomes: mpsc::UnboundedSender<Result<Value, String>>,
+}
+
+async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
+    let Some(event) = api.event.lock().unwrap().take() else {
+        return std::future::pending().await;
+    };
+    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(900);
+    let mut headers = HeaderMap::new();
+    headers.insert("lambda-runtime-aws-request-id", "8476a536-e9f4-11e8-9739-2dfe598c3fcd".parse().unwrap());
+    headers.insert("lambda-runtime-deadline-ms", deadline.as_millis().to_string().parse().unwrap());
+    headers.insert(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:register-stamp".parse().unwrap(),
+    );
+    (headers, event.to_string())
+}
+
+/// Starts the bootstrap with a file secret store holding `secrets`, hands it `event`, and returns its
+/// response (`Ok`) or what it reported to the error endpoints (`Err`).
+async fn invoke(event: Value, token_secret: Option<&str>, secrets: &[(&str, &str)]) -> Result<Value, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets_path = dir.path().join("secrets.json");
+    let entries: serde_json::Map<String, Value> =
+        secrets.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    std::fs::write(&secrets_path, Value::Object(entries).to_string()).unwrap();
+    std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let (tx, mut outcomes) = mpsc::unbounded_channel();
+    let api = RuntimeApi { event: Arc::new(Mutex::new(Some(event))), outcomes: tx };
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(|State(api): State<RuntimeApi>, body: String| async move {
+                let _ = api.outcomes.send(Ok(serde_json::from_str(&body).unwrap_or(Value::String(body))));
+            }),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(|State(api): State<RuntimeApi>, body: String| async move {
+                let _ = api.outcomes.send(Err(body));
+            }),
+        )
+        .route(
+            "/2018-06-01/runtime/init/error",
+            post(|State(api): State<RuntimeApi>, body: String| async move {
+                let _ = api.outcomes.send(Err(body));
+            }),
+        )
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let runtime_api = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_register-stamp"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AZS_USAGE_") || name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "register-stamp")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/26/[$LATEST]0123456789")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/register-stamp")
+        .env("AZS_USAGE_DATABASE", format!("sqlite:{}", dir.path().join("usage.db").display()))
+        .env("AZS_USAGE_SECRETS", format!("file:{}", secrets_path.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(name) = token_secret {
+        command.env("AZS_USAGE_API_TOKEN_SECRET", name);
+    }
+    let child = KillOnDrop(command.spawn().unwrap());
+    let outcome = tokio::time::timeout(Duration::from_secs(60), outcomes.recv()).await.unwrap().unwrap();
+    drop(child);
+    outcome
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn with_a_configured_token_a_request_without_it_is_refused_with_401() {
+    let secrets = [(TOKEN_SECRET, TOKEN)];
+    let response = invoke(list_stamps_event(None), Some(TOKEN_SECRET), &secrets).await.unwrap();
+    assert_eq!(response["statusCode"], 401, "{response}");
+    let wrong = invoke(list_stamps_event(Some("Bearer not-the-token-at-all")), Some(TOKEN_SECRET), &secrets)
+        .await
+        .unwrap();
+    assert_eq!(wrong["statusCode"], 401, "{wrong}");
+}
+
+#[tokio::test]
+async fn with_a_configured_token_a_request_carrying_it_is_served() {
+    let secrets = [(TOKEN_SECRET, TOKEN)];
+    let response = invoke(list_stamps_event(Some(&format!("Bearer {TOKEN}"))), Some(TOKEN_SECRET), &secrets)
+        .await
+        .unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(response["body"], "[]", "{response}");
+}
+
+#[tokio::test]
+async fn without_a_configured_token_the_function_urls_iam_auth_is_the_only_gate() {
+    let response = invoke(list_stamps_event(None), None, &[]).await.unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+}
+
+#[tokio::test]
+async fn a_configured_token_missing_from_the_secret_store_fails_the_start_instead_of_serving_openly() {
+    let error = invoke(list_stamps_event(None), Some(TOKEN_SECRET), &[]).await.unwrap_err();
+    assert!(error.contains(TOKEN_SECRET), "the error names the secret: {error}");
+}
