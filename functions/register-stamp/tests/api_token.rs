@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -107,15 +108,35 @@ async fn invoke(event: Value, token_secret: Option<&str>, secrets: &[(&str, &str
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/register-stamp")
         .env("AZS_USAGE_DATABASE", format!("sqlite:{}", dir.path().join("usage.db").display()))
         .env("AZS_USAGE_SECRETS", format!("file:{}", secrets_path.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(name) = token_secret {
         command.env("AZS_USAGE_API_TOKEN_SECRET", name);
     }
-    let child = KillOnDrop(command.spawn().unwrap());
-    let outcome = tokio::time::timeout(Duration::from_secs(60), outcomes.recv()).await.unwrap().unwrap();
-    drop(child);
-    outcome
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let started = std::time::Instant::now();
+    // The invocation's outcome, or, when the bootstrap stops before it can serve, its exit and output.
+    loop {
+        if let Ok(outcome) = outcomes.try_recv() {
+            return outcome;
+        }
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut output = String::new();
+            for stream in [
+                child.0.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read>),
+                child.0.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut stream = stream;
+                let _ = stream.read_to_string(&mut output);
+            }
+            return Err(format!("the bootstrap exited with {status} before answering: {output}"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no outcome within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 struct KillOnDrop(Child);
@@ -157,5 +178,5 @@ async fn without_a_configured_token_the_function_urls_iam_auth_is_the_only_gate(
 #[tokio::test]
 async fn a_configured_token_missing_from_the_secret_store_fails_the_start_instead_of_serving_openly() {
     let error = invoke(list_stamps_event(None), Some(TOKEN_SECRET), &[]).await.unwrap_err();
-    assert!(error.contains(TOKEN_SECRET), "the error names the secret: {error}");
+    assert!(error.contains("exited") && error.contains(TOKEN_SECRET), "the error names the secret: {error}");
 }
