@@ -26,7 +26,7 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "cargo test (unit, conformance, simulator, end-to-end)"
-cargo test --workspace --all-features
+cargo test --workspace --all-features --no-fail-fast
 if [ -z "${AZS_USAGE_TEST_SQLSERVER:-}" ]; then
   not_run+=("SQL Server conformance suite (no server here; set AZS_USAGE_TEST_SQLSERVER to a connection string to run it). Only the static T-SQL checks ran.")
 fi

@@ -425,6 +425,7 @@ mod tests {
             record_reprocess(id, t(), t(), "why", t()),
             export_stamps(t(), t()),
             export_rows(id, t(), t()),
+            subscriptions_seen(id, t()),
             none(&sql::SCHEMA_VERSION),
             none(&sql::LIST_STAMPS),
             none(&sql::LIST_STATUSES),
