@@ -37,7 +37,7 @@ while IFS= read -r line; do not_run+=("${line#NOT RUN: }"); done < <(grep '^NOT 
 
 step "packaging (Lambda zips, Function App zip) and the platform tests"
 scripts/package.sh --x86-64
-cargo test -p azs-platform-tests -- --include-ignored
+cargo test -p azs-platform-tests --no-fail-fast -- --include-ignored
 
 step "summary"
 echo "all checks passed"

@@ -171,10 +171,19 @@ async fn a_stamp_that_cannot_be_reached_fails_the_timer_invocation() {
 
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(keys(&body), ["Logs", "Outputs", "ReturnValue"]);
-    let logs = body["Logs"].as_array().unwrap();
-    assert_eq!(logs.len(), 1, "one line per stamp: {logs:?}");
-    assert!(logs[0].as_str().unwrap().starts_with("stamp-down ("), "{logs:?}");
-    assert!(logs[0].as_str().unwrap().contains(": failed,"), "{logs:?}");
+    // Per stamp: one summary line, and one metric line that the Application Insights alerts query.
+    let logs: Vec<&str> = body["Logs"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let (metrics, summaries): (Vec<&str>, Vec<&str>) =
+        logs.iter().partition(|l| l.starts_with("azs-usage-metric "));
+    assert_eq!(summaries.len(), 1, "one summary line per stamp: {logs:?}");
+    assert!(summaries[0].starts_with("stamp-down ("), "{logs:?}");
+    assert!(summaries[0].contains(": failed,"), "{logs:?}");
+    assert_eq!(metrics.len(), 1, "one metric line per stamp: {logs:?}");
+    let metric: Value = serde_json::from_str(&metrics[0]["azs-usage-metric ".len()..]).unwrap();
+    assert_eq!(
+        (metric["stampName"].as_str(), metric["outcome"].as_str()),
+        (Some("stamp-down"), Some("failed"))
+    );
     assert_eq!(body["ReturnValue"]["stamps"][0]["outcome"], "failed");
     assert!(!body.to_string().contains("not-a-real-secret"), "a secret reached the answer: {body}");
 }
