@@ -169,6 +169,9 @@ enum StampCommand {
     Disable {
         stamp: String,
     },
+    /// Change a stamp in place (any connection field, the credential, the query mode, the name),
+    /// keeping its id and watermark. Verified against the stamp like `stamp add` unless --no-verify.
+    Update(Box<UpdateStamp>),
     /// Discovery, a token and a one-hour usage query.
     Test {
         stamp: String,
@@ -227,6 +230,63 @@ struct AddStamp {
     /// Also write the registered connection (without secrets) to this CSV file.
     #[arg(long)]
     export_csv: Option<PathBuf>,
+}
+
+/// Only what is given changes.
+#[derive(Args)]
+struct UpdateStamp {
+    /// Stamp id or name.
+    stamp: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    admin_subscription_id: Option<String>,
+    #[arg(long)]
+    tenant_id: Option<String>,
+    #[arg(long)]
+    application_id: Option<String>,
+    #[arg(long)]
+    admin_arm_endpoint: Option<String>,
+    /// `-` to discover it again.
+    #[arg(long)]
+    token_request_resource_url: Option<String>,
+    /// `-` to discover it again.
+    #[arg(long)]
+    authority_endpoint_url: Option<String>,
+    /// `true` for an AD FS stamp, `false` for Azure AD.
+    #[arg(long, value_name = "true|false")]
+    is_adfs: Option<bool>,
+    #[arg(long, value_enum)]
+    query_mode: Option<QueryMode>,
+    /// Take the new application secret from AZS_USAGE_APPLICATION_SECRET (never from the command
+    /// line, which other users of the machine can see).
+    #[arg(long)]
+    application_secret_from_env: bool,
+    /// New credential: PEM (certificate and private key) or PFX file; its password is taken from
+    /// AZS_USAGE_CERTIFICATE_PASSWORD when set.
+    #[arg(long)]
+    certificate_file: Option<PathBuf>,
+    /// `-` for none.
+    #[arg(long)]
+    certificate_thumbprint: Option<String>,
+    /// New credential: a secret already in the secret store that holds it.
+    #[arg(long)]
+    credential_secret_name: Option<String>,
+    /// PEM bundle of the stamp's own CA.
+    #[arg(long, conflicts_with = "no_ca")]
+    ca_file: Option<PathBuf>,
+    /// Stop trusting a stamp-specific CA (system roots only).
+    #[arg(long)]
+    no_ca: bool,
+    /// Change without contacting the stamp.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QueryMode {
+    AllTenants,
+    PerSubscriber,
 }
 
 #[derive(Subcommand)]
@@ -507,6 +567,12 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
             let v = registrar.update(&StampId(stamp), patch, false).await.map_err(explain)?;
             println!("stamp {} disabled", v.stamp.id);
         }
+        StampCommand::Update(update) => {
+            let (stamp, verify) = (StampId(update.stamp.clone()), !update.no_verify);
+            let v = registrar.update(&stamp, patch_from(*update)?, verify).await.map_err(explain)?;
+            let watermark = v.status.as_ref().map(|s| s.watermark.to_rfc3339()).unwrap_or_default();
+            println!("updated stamp {} ({}); collection resumes at {watermark}", v.stamp.id, v.stamp.name);
+        }
         StampCommand::Test { stamp } => {
             let report = registrar.test(&StampId(stamp)).await.map_err(explain)?;
             println!(
@@ -568,25 +634,63 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
     Ok(())
 }
 
+/// `--certificate-file`: PEM is text; anything else is taken as PFX and sent base64, as the webhook takes it.
+fn certificate_file(path: Option<&std::path::Path>) -> Result<Option<Secret>> {
+    let Some(path) = path else { return Ok(None) };
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading --certificate-file {}", path.display()))?;
+    Ok(Some(Secret::new(match String::from_utf8(bytes.clone()) {
+        Ok(text) if text.contains("-----BEGIN") => text,
+        _ => base64::engine::general_purpose::STANDARD.encode(&bytes),
+    })))
+}
+
+fn ca_file(path: Option<&std::path::Path>) -> Result<Option<String>> {
+    path.map(|p| std::fs::read_to_string(p).with_context(|| format!("reading --ca-file {}", p.display())))
+        .transpose()
+}
+
+fn patch_from(update: UpdateStamp) -> Result<StampPatch> {
+    let application_secret = if update.application_secret_from_env {
+        let secret = std::env::var("AZS_USAGE_APPLICATION_SECRET")
+            .context("--application-secret-from-env: AZS_USAGE_APPLICATION_SECRET is not set")?;
+        Some(Secret::new(secret))
+    } else {
+        None
+    };
+    let certificate = certificate_file(update.certificate_file.as_deref())?;
+    let certificate_password = match certificate {
+        Some(_) => std::env::var("AZS_USAGE_CERTIFICATE_PASSWORD").ok().map(Secret::new),
+        None => None,
+    };
+    let ca_certificate = if update.no_ca { Some(String::new()) } else { ca_file(update.ca_file.as_deref())? };
+    Ok(StampPatch {
+        name: update.name,
+        enabled: None,
+        admin_subscription_id: update.admin_subscription_id,
+        tenant_id: update.tenant_id,
+        application_id: update.application_id,
+        admin_arm_endpoint: update.admin_arm_endpoint,
+        token_request_resource_url: update.token_request_resource_url,
+        authority_endpoint_url: update.authority_endpoint_url,
+        is_adfs: update.is_adfs,
+        query_mode: update.query_mode.map(|m| match m {
+            QueryMode::AllTenants => UsageQueryMode::AllTenants,
+            QueryMode::PerSubscriber => UsageQueryMode::PerSubscriber,
+        }),
+        application_secret,
+        certificate,
+        certificate_password,
+        certificate_thumbprint: update.certificate_thumbprint,
+        credential_secret_name: update.credential_secret_name,
+        ca_certificate,
+    })
+}
+
 fn registration_from(add: AddStamp) -> Result<StampRegistration> {
     let dash = |s: String| (s.trim() != "-").then_some(s);
-    let certificate = match &add.certificate_file {
-        None => None,
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("reading --certificate-file {}", path.display()))?;
-            // PEM is text; anything else is taken as PFX and sent base64, as the webhook takes it.
-            Some(Secret::new(match String::from_utf8(bytes.clone()) {
-                Ok(text) if text.contains("-----BEGIN") => text,
-                _ => base64::engine::general_purpose::STANDARD.encode(&bytes),
-            }))
-        }
-    };
-    let ca_certificate = add
-        .ca_file
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading --ca-file {}", p.display())))
-        .transpose()?;
+    let certificate = certificate_file(add.certificate_file.as_deref())?;
+    let ca_certificate = ca_file(add.ca_file.as_deref())?;
     Ok(StampRegistration {
         name: add.name,
         admin_subscription_id: Some(add.admin_subscription_id),

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use stamp_sim::SimAuth;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapping_import_with_bad_lines_writes_nothing_and_names_every_bad_line() {
@@ -148,4 +149,119 @@ async fn a_stamp_is_named_by_its_id_or_its_name_everywhere_and_names_are_unique(
     let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("name: is already the name of stamp"), "{}", stderr(&out));
+}
+
+/// `azs-usage stamp update stamp-0 ARGS...` (the stamp named, not numbered), with extra environment.
+async fn update(world: &World, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut all = vec!["stamp", "update", "stamp-0"];
+    all.extend_from_slice(args);
+    world.run_with(&all, env).await
+}
+
+/// Stamp 0 as `stamp show --json` prints it.
+async fn shown(world: &World) -> serde_json::Value {
+    let out = world.run(&["stamp", "show", &world.stamp_ids[0], "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_field_changes_in_place_keeping_the_watermark_and_collection_stays_exact() {
+    // Given an Azure AD stamp that accepts a secret and a certificate, registered with the secret and
+    // collected up to four hours ago
+    let world = World::start(
+        |c| {
+            let auth = SimAuth::AzureAd {
+                secret: Some(SECRET.into()),
+                certificate_pem: Some(c.certificate_pem.clone()),
+            };
+            vec![spec(0, auth, 3)]
+        },
+        6,
+        40,
+    )
+    .await;
+    let sim = world.sim.stamp(0);
+    let collected = world.run_with(&["collect"], &[("AZS_USAGE_SETTLE_DELAY", "4h")]).await;
+    assert!(collected.status.success(), "{}", stderr(&collected));
+    let watermark = world.watermark(0).await;
+    assert!(watermark < world.horizon(), "the first collection stops short of the horizon");
+    let before = shown(&world).await;
+    let check = |step: &str, out: &std::process::Output, ok: bool| {
+        assert_eq!(out.status.success(), ok, "{step}: {}\n{}", stdout(out), stderr(out));
+    };
+
+    // When the admin ARM endpoint moves (same stamp, another name for its host), verified
+    let localhost = sim.admin_arm_endpoint().replace("127.0.0.1", "localhost");
+    let out = update(&world, &["--admin-arm-endpoint", &localhost], &[]).await;
+    check("endpoint", &out, true);
+    let now = shown(&world).await;
+    assert_eq!(now["connection"]["adminArmEndpoint"], localhost.as_str());
+    assert_eq!(now["id"], before["id"]);
+    assert_eq!(world.watermark(0).await, watermark);
+
+    // When the application id or tenant changes to one the stamp refuses, verification fails and
+    // nothing is written
+    for (flag, field) in [("--application-id", "applicationId"), ("--tenant-id", "tenantId")] {
+        let wrong = azs_core::StampId::new_random().0;
+        let out = update(&world, &[flag, &wrong], &[]).await;
+        check(flag, &out, false);
+        assert!(stderr(&out).contains("could not be verified"), "{flag}: {}", stderr(&out));
+        assert_eq!(shown(&world).await["connection"][field], before["connection"][field]);
+        // Without verification the change is stored as given (an operator fixing the stamp's side first)
+        check(flag, &update(&world, &[flag, &wrong, "--no-verify"], &[]).await, true);
+        assert_eq!(shown(&world).await["connection"][field], wrong.as_str());
+        // And changed back, verified
+        let right = before["connection"][field].as_str().unwrap();
+        check(flag, &update(&world, &[flag, right], &[]).await, true);
+        assert_eq!(shown(&world).await["connection"][field], right);
+        assert_eq!(world.watermark(0).await, watermark, "{flag}");
+    }
+
+    // When the auth kind is switched to AD FS, discovery contradicts it and nothing is written
+    let out = update(&world, &["--is-adfs", "true"], &[]).await;
+    check("isAdfs", &out, false);
+    assert!(stderr(&out).contains("isAdfs"), "{}", stderr(&out));
+    assert_eq!(shown(&world).await["connection"]["isAdfs"], false);
+
+    // When the stamp's CA is dropped, TLS to the stamp fails and nothing is written
+    let out = update(&world, &["--no-ca"], &[]).await;
+    check("no CA", &out, false);
+    assert!(shown(&world).await["connection"]["caCertificatePem"].is_string());
+
+    // When the credential is a secret name outside the credential prefix, it is refused before the
+    // stamp is contacted
+    let tokens = sim.stats().token_requests;
+    let out = update(&world, &["--credential-secret-name", "elsewhere/database"], &[]).await;
+    check("credentialSecretName", &out, false);
+    assert!(stderr(&out).contains("credentialSecretName"), "{}", stderr(&out));
+    assert_eq!(sim.stats().token_requests, tokens, "no token request for a refused secret name");
+
+    // When the credential becomes the certificate, then the secret again, both verified
+    let client = world.path("client.pem").display().to_string();
+    let thumbprint = world.certificate.thumbprint_hex.clone();
+    let out =
+        update(&world, &["--certificate-file", &client, "--certificate-thumbprint", &thumbprint], &[]).await;
+    check("certificate", &out, true);
+    let now = shown(&world).await;
+    assert_eq!(now["connection"]["certificateThumbprint"], thumbprint.to_uppercase().as_str());
+    assert_eq!(now["credentialSecretName"], before["credentialSecretName"], "the credential keeps its name");
+    let out =
+        update(&world, &["--application-secret-from-env"], &[("AZS_USAGE_APPLICATION_SECRET", SECRET)]).await;
+    check("secret", &out, true);
+    assert!(shown(&world).await["connection"]["certificateThumbprint"].is_null());
+
+    // When the query mode becomes per-subscriber, verified
+    check("queryMode", &update(&world, &["--query-mode", "per-subscriber"], &[]).await, true);
+    let now = shown(&world).await;
+    assert_eq!(now["queryMode"], "per-subscriber");
+    assert_eq!(now["id"], before["id"]);
+    assert_eq!(now["status"]["watermark"], before["status"]["watermark"]);
+    assert_eq!(world.watermark(0).await, watermark);
+
+    // Then the next collection resumes at the watermark through the changed connection, and the
+    // database holds exactly the simulator's ground truth: no hour missing, no row twice
+    let collected = world.run(&["collect"]).await;
+    assert!(collected.status.success(), "{}", stderr(&collected));
+    world.assert_complete(0).await;
 }

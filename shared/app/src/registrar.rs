@@ -10,21 +10,20 @@
 //! The only window for an orphan is a crash (or a second failure) between 4 and 5's compensation: the
 //! secret then sits under a stamp id no stamp has, never the reverse (a stamp without its credential).
 
+use azs_core::StampConnection;
 use azs_core::error::ValidationErrors;
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{
     DiscoveredEndpoints, PullError, PullStage, SecretStore, Store, StoreError, UsageSource,
 };
-use azs_core::registration::{
-    CredentialInput, CredentialSecretRules, NAME_NOT_A_GUID, StampRegistration, parse_guid,
-};
+pub use azs_core::registration::StampPatch;
+use azs_core::registration::{CredentialInput, CredentialSecretRules, StampRegistration, parse_guid};
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::ProcessingStatus;
 use azs_core::usage::normalize_subscription_id;
 use azs_core::window::{ReportedWindow, floor_hour};
-use azs_core::{Secret, StampConnection};
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::Arc;
 
 /// Why a registration or management call did not happen. Nothing was written in any of these cases.
@@ -56,6 +55,10 @@ impl From<StoreError> for RegistrationError {
     }
 }
 
+fn secret_store(e: azs_core::ports::SecretStoreError) -> RegistrationError {
+    RegistrationError::Unavailable(format!("secret store: {e}"))
+}
+
 fn invalid(field: &str, rule: &str) -> RegistrationError {
     let mut e = ValidationErrors::default();
     e.push(field, rule);
@@ -81,21 +84,6 @@ pub struct ConnectionReport {
     pub pages: u64,
     /// Set when the stored AD FS flag disagrees with what discovery found.
     pub warnings: Vec<String>,
-}
-
-/// Changes to a registered stamp (`PATCH /stamps/{id}`, `stamp enable|disable`). Absent = unchanged.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StampPatch {
-    pub name: Option<String>,
-    pub enabled: Option<bool>,
-    pub application_secret: Option<Secret>,
-    pub certificate: Option<Secret>,
-    pub certificate_password: Option<Secret>,
-    pub certificate_thumbprint: Option<String>,
-    pub credential_secret_name: Option<String>,
-    /// PEM, or an empty string to stop trusting a stamp-specific CA.
-    pub ca_certificate: Option<String>,
 }
 
 /// How a registration is carried out.
@@ -219,7 +207,7 @@ impl Registrar {
             self.secrets
                 .put_secret(&stamp.credential_secret_name, &credential.to_secret())
                 .await
-                .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?;
+                .map_err(secret_store)?;
         }
         if let Err(e) = self.store.insert_stamp(&stamp).await {
             if existing_secret.is_none() {
@@ -234,112 +222,89 @@ impl Registrar {
         Ok(Registered { view: self.view(&id).await?, recollect })
     }
 
+    /// Changes a registered stamp in place: every connection field, the credential, the query mode, the
+    /// name and whether it is collected. Its id and watermark stay, so collection resumes exactly where
+    /// it stood. The changed stamp passes the registration's rules, the host allow-list and the
+    /// credential-secret rules, and, with `verify`, the same check against the stamp as a registration
+    /// when anything the stamp sees changed. Nothing is written until all of that passed; a failed
+    /// database write puts the previous credential back.
     pub async fn update(
         &self,
-        id: &StampId,
+        handle: &StampId,
         patch: StampPatch,
         verify: bool,
     ) -> Result<StampView, RegistrationError> {
-        let mut stamp = self.stamp(id).await?;
-        let mut errors = ValidationErrors::default();
-        if let Some(name) = &patch.name {
-            let name = name.trim();
-            if name.is_empty()
-                || name.chars().count() > azs_core::registration::MAX_NAME_LEN
-                || name.chars().any(char::is_control)
-            {
-                errors.push("name", "must be 1 to 128 characters without control characters");
-            } else if parse_guid(name).is_some() {
-                errors.push("name", NAME_NOT_A_GUID);
-            } else {
-                self.check_name_free(name, &stamp.id).await?;
-                stamp.name = name.to_owned();
-            }
+        let current = self.stamp(handle).await?;
+        let change = patch.apply(&current, Utc::now()).map_err(RegistrationError::Invalid)?;
+        let mut stamp = change.stamp;
+        self.source.check_endpoints(&stamp.connection).map_err(RegistrationError::Invalid)?;
+        if stamp.name != current.name {
+            self.check_name_free(&stamp.name, &stamp.id).await?;
         }
-        if let Some(enabled) = patch.enabled {
-            stamp.enabled = enabled;
-        }
-        if let Some(ca) = &patch.ca_certificate {
-            match ca.trim() {
-                "" => stamp.connection.ca_certificate_pem = None,
-                pem if pem.contains("-----BEGIN CERTIFICATE-----") => {
-                    stamp.connection.ca_certificate_pem = Some(pem.to_owned())
-                }
-                _ => errors.push("caCertificate", "must be PEM (-----BEGIN CERTIFICATE-----) or empty"),
-            }
-        }
-        // A credential rotation reuses the registration rules, restricted to the credential fields.
-        let rotation = if patch.application_secret.is_some()
-            || patch.certificate.is_some()
-            || patch.credential_secret_name.is_some()
+        if let Some(existing) =
+            self.find_duplicate(&stamp.connection).await?.filter(|other| *other != stamp.id)
         {
-            let probe = StampRegistration {
-                name: Some(stamp.name.clone()),
-                admin_subscription_id: Some(stamp.connection.admin_subscription_id.clone()),
-                tenant_id: Some(stamp.connection.tenant_id.clone()),
-                application_id: Some(stamp.connection.application_id.clone()),
-                admin_arm_endpoint: Some(stamp.connection.admin_arm_endpoint.clone()),
-                is_adfs: Some(stamp.connection.is_adfs),
-                certificate_thumbprint: patch
-                    .certificate_thumbprint
-                    .clone()
-                    .or(stamp.connection.certificate_thumbprint.clone()),
-                application_secret: patch.application_secret.clone(),
-                certificate: patch.certificate.clone(),
-                certificate_password: patch.certificate_password.clone(),
-                credential_secret_name: patch.credential_secret_name.clone(),
-                collect_from: Some(stamp.collect_from.to_rfc3339()),
-                ..Default::default()
-            };
-            match probe.validate(stamp.collect_from.max(Utc::now())) {
-                Ok(valid) => {
-                    stamp.connection.certificate_thumbprint = valid.connection.certificate_thumbprint.clone();
-                    Some(valid.credential)
+            return Err(RegistrationError::Duplicate(existing));
+        }
+        let mut new_secret = None;
+        let credential = match &change.credential {
+            Some(input) => {
+                let (credential, existing) =
+                    self.resolve_credential(input, &stamp.id, &stamp.connection).await?;
+                match existing {
+                    Some(name) => stamp.credential_secret_name = name,
+                    None => {
+                        stamp.credential_secret_name = self.secrets.credential_name(&stamp.id);
+                        new_secret = Some(credential.clone());
+                    }
                 }
-                Err(e) => {
-                    errors.0.extend(e.0);
-                    None
-                }
+                Some(credential)
             }
-        } else if patch.certificate_password.is_some() || patch.certificate_thumbprint.is_some() {
-            errors.push(
-                "certificate",
-                "is required when certificatePassword or certificateThumbprint is given",
-            );
-            None
-        } else {
-            None
+            None => None,
         };
-        if !errors.is_empty() {
-            return Err(RegistrationError::Invalid(errors));
+        if verify && change.reaches_stamp {
+            let credential = match credential {
+                Some(credential) => credential,
+                None => self.credential_of(&current).await?,
+            };
+            let report = self.verify(&stamp, &credential).await?;
+            adopt_discovery(&mut stamp.connection, &report.endpoints);
         }
 
-        let mut new_secret = None;
-        if let Some(input) = rotation {
-            let (credential, existing) =
-                self.resolve_credential(&input, &stamp.id, &stamp.connection).await?;
-            match existing {
-                Some(name) => stamp.credential_secret_name = name,
-                None => {
-                    stamp.credential_secret_name = self.secrets.credential_name(&stamp.id);
-                    new_secret = Some(credential.clone());
-                }
-            }
-            if verify {
-                self.verify(&stamp, &credential).await?;
-            }
-        } else if verify && patch.ca_certificate.is_some() {
-            let credential = self.credential_of(&stamp).await?;
-            self.verify(&stamp, &credential).await?;
-        }
-        if let Some(credential) = new_secret {
+        // The service-written credential keeps its name across rotations, so the old value is read
+        // first: should the database refuse the change, the stamp gets the credential it still names.
+        let previous = match &new_secret {
+            Some(_) => self.secrets.get_secret(&stamp.credential_secret_name).await.map_err(secret_store)?,
+            None => None,
+        };
+        if let Some(credential) = &new_secret {
             self.secrets
                 .put_secret(&stamp.credential_secret_name, &credential.to_secret())
                 .await
-                .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?;
+                .map_err(secret_store)?;
         }
-        self.source.check_endpoints(&stamp.connection).map_err(RegistrationError::Invalid)?;
-        self.store.update_stamp(&stamp).await?;
+        if let Err(e) = self.store.update_stamp(&stamp).await {
+            if new_secret.is_some() {
+                let name = &stamp.credential_secret_name;
+                let restored = match &previous {
+                    Some(value) => self.secrets.put_secret(name, value).await,
+                    None => self.secrets.delete_secret(name).await,
+                };
+                if let Err(cleanup) = restored {
+                    tracing::error!(stamp_id = %stamp.id, error = %cleanup, "could not put back the credential of a failed update");
+                }
+            }
+            return Err(e.into());
+        }
+        // A credential we wrote and the stamp no longer names is only clutter (and a live secret).
+        let ours = self.secrets.credential_name(&stamp.id);
+        if current.credential_secret_name != stamp.credential_secret_name
+            && current.credential_secret_name == ours
+            && let Err(e) = self.secrets.delete_secret(&ours).await
+        {
+            tracing::warn!(stamp_id = %stamp.id, error = %e, "could not delete the credential the stamp no longer uses");
+        }
+        tracing::info!(stamp_id = %stamp.id, verified = verify && change.reaches_stamp, "stamp updated");
         self.view(&stamp.id).await
     }
 
@@ -513,14 +478,10 @@ impl Registrar {
     }
 
     async fn credential_of(&self, stamp: &Stamp) -> Result<Credential, RegistrationError> {
-        let secret = self
-            .secrets
-            .get_secret(&stamp.credential_secret_name)
-            .await
-            .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?
-            .ok_or_else(|| {
-                invalid("credentialSecretName", "names a secret that is not in the secret store")
-            })?;
+        let secret =
+            self.secrets.get_secret(&stamp.credential_secret_name).await.map_err(secret_store)?.ok_or_else(
+                || invalid("credentialSecretName", "names a secret that is not in the secret store"),
+            )?;
         Credential::from_secret(&stamp.credential_secret_name, &secret)
             .map_err(|e| invalid("credentialSecretName", &e.to_string()))
     }
@@ -540,14 +501,9 @@ impl Registrar {
             if let Some(rule) = self.credential_rules.violation(name, owner.as_str(), others) {
                 return Err(invalid("credentialSecretName", &rule));
             }
-            let secret = self
-                .secrets
-                .get_secret(name)
-                .await
-                .map_err(|e| RegistrationError::Unavailable(format!("secret store: {e}")))?
-                .ok_or_else(|| {
-                    invalid("credentialSecretName", "names a secret that is not in the secret store")
-                })?;
+            let secret = self.secrets.get_secret(name).await.map_err(secret_store)?.ok_or_else(|| {
+                invalid("credentialSecretName", "names a secret that is not in the secret store")
+            })?;
             let credential = Credential::from_secret(name, &secret)
                 .map_err(|e| invalid("credentialSecretName", &e.to_string()))?;
             return Ok((credential, Some(name.clone())));

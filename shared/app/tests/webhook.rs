@@ -590,6 +590,69 @@ async fn a_registered_stamp_is_listed_shown_changed_tested_and_removed() {
 }
 
 #[tokio::test]
+async fn a_patch_changes_connection_fields_in_place_verified_like_a_registration_keeping_the_watermark() {
+    // Given a verified stamp, named, with its watermark
+    let app = Harness::with_stamp().await;
+    let reply = app.post("/stamps", &app.stamp_registration()).await;
+    reply.expect(StatusCode::CREATED);
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let stamp_id = StampId(id.clone());
+    let watermark = app.store.get_status(&stamp_id).await.unwrap().unwrap().watermark;
+    let before = app.store.get_stamp(&stamp_id).await.unwrap().unwrap();
+    let harness = &app;
+    let patch = |body: Value| async move {
+        harness.call(Method::PATCH, "/stamps/simulated%20stamp", Some(&body)).await
+    };
+
+    // When the query mode changes (by name), it is verified and stored in place
+    let changed = patch(json!({"queryMode": "per-subscriber"})).await;
+    changed.expect(StatusCode::OK);
+    assert_eq!(changed.json()["id"], id.as_str());
+    assert_eq!(changed.json()["queryMode"], "per-subscriber");
+    let shown: DateTime<Utc> = changed.json()["status"]["watermark"].as_str().unwrap().parse().unwrap();
+    assert_eq!(shown, watermark);
+
+    // When the application id changes to one the stamp does not know, the stamp's refusal answers 422
+    // and nothing changed
+    let refused = patch(json!({"applicationId": "0f0e0d0c-0b0a-4909-8807-060504030201"})).await;
+    assert_eq!(refused.expect(StatusCode::UNPROCESSABLE_ENTITY).problem()["stage"], "token");
+    let now = app.store.get_stamp(&stamp_id).await.unwrap().unwrap();
+    assert_eq!(now.connection, before.connection);
+
+    // When a field breaks a registration rule, it is named with the rule (one rule set for both)
+    let invalid =
+        patch(json!({"adminArmEndpoint": "http://plain.example", "tenantId": "x", "name": " "})).await;
+    assert_eq!(
+        invalid.fields(),
+        ["adminArmEndpoint", "name", "tenantId"].into_iter().map(String::from).collect()
+    );
+    let two = patch(json!({"applicationSecret": "a", "credentialSecretName": "azs-usage/x"})).await;
+    assert_eq!(two.fields(), ["applicationSecret".to_owned()].into());
+
+    // When the credential would come from the service's own database secret, it is refused before
+    // the stamp is contacted
+    let tokens = app.sim_stamp().stats().token_requests;
+    let own = patch(json!({"credentialSecretName": "azs-usage/database"})).await;
+    let errors = own.field_errors();
+    assert_eq!(errors[0].0, "credentialSecretName", "{errors:?}");
+    assert_eq!(app.sim_stamp().stats().token_requests, tokens);
+
+    // When the endpoint and admin subscription become another stamp's, 409 names that stamp
+    let other = app.register(&registration()).await;
+    let taken = patch(json!({
+        "adminArmEndpoint": registration()["adminArmEndpoint"],
+        "adminSubscriptionId": registration()["adminSubscriptionId"],
+    }))
+    .await;
+    assert_eq!(taken.expect(StatusCode::CONFLICT).problem()["existingId"], other.as_str());
+
+    // Then the stamp kept its id, connection and watermark through all of it
+    let after = app.store.get_stamp(&stamp_id).await.unwrap().unwrap();
+    assert_eq!(after.connection, before.connection);
+    assert_eq!(app.store.get_status(&stamp_id).await.unwrap().unwrap().watermark, watermark);
+}
+
+#[tokio::test]
 async fn testing_a_stamp_the_stamp_refuses_answers_422() {
     let app = Harness::with_stamp().await;
     let id = app.register(&with(app.stamp_registration(), "applicationSecret", json!("revoked"))).await;
@@ -967,9 +1030,9 @@ async fn wrong_json_types_and_unknown_fields_name_the_field() {
     assert_eq!(reply.field_errors(), vec![("adminPassword".into(), "is not a known field".into())]);
     assert!(!String::from_utf8_lossy(&reply.body).contains("hunter2"));
     let patch = app
-        .call(Method::PATCH, &format!("/stamps/{}", uuid::Uuid::new_v4()), Some(&json!({"tenantId": "x"})))
+        .call(Method::PATCH, &format!("/stamps/{}", uuid::Uuid::new_v4()), Some(&json!({"watermark": "x"})))
         .await;
-    assert_eq!(patch.field_errors(), vec![("tenantId".into(), "is not a known field".into())]);
+    assert_eq!(patch.field_errors(), vec![("watermark".into(), "is not a known field".into())]);
     app.assert_nothing_written().await;
 }
 

@@ -4,7 +4,7 @@
 
 use crate::error::ValidationErrors;
 use crate::secret::Secret;
-use crate::stamp::{StampConnection, UsageQueryMode};
+use crate::stamp::{Stamp, StampConnection, UsageQueryMode};
 use crate::window::{is_whole_hour, start_of_month};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -245,6 +245,140 @@ impl StampRegistration {
             return None;
         }
         Some(CredentialInput::ExistingSecret(name.to_owned()))
+    }
+}
+
+/// Changes to a registered stamp (`PATCH /stamps/{id}`, `azs-usage stamp update|enable|disable`).
+/// Absent means unchanged; every connection field can change in place, keeping the stamp's id and
+/// watermark. The changed stamp is held to the registration's rules ([`StampRegistration::validate`]):
+/// there is one rule set, whichever way a stamp is written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StampPatch {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub admin_subscription_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub application_id: Option<String>,
+    pub admin_arm_endpoint: Option<String>,
+    /// Empty or `-`: discover it again.
+    pub token_request_resource_url: Option<String>,
+    /// Empty or `-`: discover it again.
+    pub authority_endpoint_url: Option<String>,
+    pub is_adfs: Option<bool>,
+    pub query_mode: Option<UsageQueryMode>,
+    pub application_secret: Option<Secret>,
+    pub certificate: Option<Secret>,
+    pub certificate_password: Option<Secret>,
+    /// Empty or `-`: no thumbprint check.
+    pub certificate_thumbprint: Option<String>,
+    pub credential_secret_name: Option<String>,
+    /// PEM, or an empty string to stop trusting a stamp-specific CA.
+    pub ca_certificate: Option<String>,
+}
+
+/// A [`StampPatch`] applied to a stamp, every rule passed.
+#[derive(Debug, Clone)]
+pub struct ValidChange {
+    /// The stamp as it will be stored (its id, watermark, `collectFrom` and creation time unchanged).
+    /// When the credential changes, `credential_secret_name` is still the old one: where the new
+    /// credential lives is decided by whoever stores it.
+    pub stamp: Stamp,
+    /// The new credential, when the patch brings one.
+    pub credential: Option<CredentialInput>,
+    /// Whether anything the stamp checks changed (connection, credential or query mode): such a change
+    /// is verified against the stamp like a registration.
+    pub reaches_stamp: bool,
+}
+
+impl StampPatch {
+    /// Whether the patch brings a new credential.
+    pub fn changes_credential(&self) -> bool {
+        self.application_secret.is_some()
+            || self.certificate.is_some()
+            || self.credential_secret_name.is_some()
+    }
+
+    /// `stamp` with this patch applied, checked with the registration's rules (all violations at once).
+    pub fn apply(&self, stamp: &Stamp, now: DateTime<Utc>) -> Result<ValidChange, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            // A registration without a name is named after its endpoint; a rename to nothing is a mistake.
+            errors.push("name", "must not be empty");
+        }
+        let current = &stamp.connection;
+        let pick = |given: &Option<String>, now: &str| given.clone().unwrap_or_else(|| now.to_owned());
+        let admin_arm_endpoint = pick(&self.admin_arm_endpoint, &current.admin_arm_endpoint);
+        let is_adfs = self.is_adfs.unwrap_or(current.is_adfs);
+        // What discovery found belongs to the endpoint and the identity provider it was found with:
+        // when either changes, it is discovered again unless the patch names it.
+        let rediscover = normalize_endpoint(&admin_arm_endpoint)
+            != normalize_endpoint(&current.admin_arm_endpoint)
+            || is_adfs != current.is_adfs;
+        let discovered = |given: &Option<String>, now: &Option<String>| match given {
+            Some(v) => Some(v.clone()),
+            None if rediscover => None,
+            None => now.clone(),
+        };
+        let new_credential = self.changes_credential();
+        let merged = StampRegistration {
+            name: Some(pick(&self.name, &stamp.name)),
+            admin_subscription_id: Some(pick(&self.admin_subscription_id, &current.admin_subscription_id)),
+            tenant_id: Some(pick(&self.tenant_id, &current.tenant_id)),
+            application_id: Some(pick(&self.application_id, &current.application_id)),
+            // A new credential brings its own thumbprint (or none); the stored one keeps the stamp's.
+            certificate_thumbprint: if new_credential {
+                self.certificate_thumbprint.clone()
+            } else {
+                self.certificate_thumbprint.clone().or_else(|| current.certificate_thumbprint.clone())
+            },
+            admin_arm_endpoint: Some(admin_arm_endpoint),
+            token_request_resource_url: discovered(
+                &self.token_request_resource_url,
+                &current.token_request_resource_url,
+            ),
+            authority_endpoint_url: discovered(&self.authority_endpoint_url, &current.authority_endpoint_url),
+            is_adfs: Some(is_adfs),
+            application_secret: self.application_secret.clone(),
+            certificate: self.certificate.clone(),
+            certificate_password: self.certificate_password.clone(),
+            credential_secret_name: if new_credential {
+                self.credential_secret_name.clone()
+            } else {
+                Some(stamp.credential_secret_name.clone())
+            },
+            ca_certificate: self.ca_certificate.clone().or_else(|| current.ca_certificate_pem.clone()),
+            // Where collection started is history, not a connection field: never re-checked here.
+            collect_from: None,
+            enabled: Some(self.enabled.unwrap_or(stamp.enabled)),
+            query_mode: Some(self.query_mode.unwrap_or(stamp.query_mode)),
+        };
+        let valid = match merged.validate(now) {
+            Ok(valid) => Some(valid),
+            Err(e) => {
+                errors.0.extend(e.0);
+                None
+            }
+        };
+        let Some(valid) = valid.filter(|_| errors.is_empty()) else {
+            return Err(errors);
+        };
+        let reaches_stamp =
+            valid.connection != *current || new_credential || valid.query_mode != stamp.query_mode;
+        Ok(ValidChange {
+            stamp: Stamp {
+                id: stamp.id.clone(),
+                name: valid.name,
+                connection: valid.connection,
+                credential_secret_name: stamp.credential_secret_name.clone(),
+                enabled: valid.enabled,
+                collect_from: stamp.collect_from,
+                query_mode: valid.query_mode,
+                created_at: stamp.created_at,
+            },
+            credential: new_credential.then_some(valid.credential),
+            reaches_stamp,
+        })
     }
 }
 
@@ -505,5 +639,77 @@ mod tests {
     fn unknown_fields_are_refused() {
         let e = serde_json::from_str::<StampRegistration>(r#"{"name":"x","surprise":1}"#).unwrap_err();
         assert!(e.to_string().contains("surprise"));
+    }
+
+    /// A stamp as registered and verified: discovery filled in the audience and authority.
+    fn registered() -> Stamp {
+        let valid = valid().validate(now()).unwrap();
+        let mut connection = valid.connection;
+        connection.token_request_resource_url =
+            Some("https://management.local.azurestack.external/abc".into());
+        connection.authority_endpoint_url = Some("https://login.example/".into());
+        Stamp {
+            id: crate::StampId("aaaaaaaa-0000-4000-8000-000000000001".into()),
+            name: valid.name,
+            connection,
+            credential_secret_name: "azs-usage/aaaaaaaa-0000-4000-8000-000000000001".into(),
+            enabled: true,
+            collect_from: valid.collect_from,
+            query_mode: UsageQueryMode::AllTenants,
+            created_at: now(),
+        }
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_the_stamp_sees_needs_no_verification() {
+        let stamp = registered();
+        let patch = StampPatch { name: Some("renamed".into()), enabled: Some(false), ..Default::default() };
+        let change = patch.apply(&stamp, now()).unwrap();
+        assert!(!change.reaches_stamp && change.credential.is_none());
+        assert_eq!((change.stamp.name.as_str(), change.stamp.enabled), ("renamed", false));
+        assert_eq!(change.stamp.connection, stamp.connection);
+        assert_eq!(change.stamp.collect_from, stamp.collect_from);
+    }
+
+    #[test]
+    fn a_moved_endpoint_is_discovered_again_and_verified() {
+        let stamp = registered();
+        let patch = StampPatch {
+            admin_arm_endpoint: Some("https://adminmanagement.moved.example".into()),
+            ..Default::default()
+        };
+        let change = patch.apply(&stamp, now()).unwrap();
+        assert!(change.reaches_stamp);
+        assert_eq!(change.stamp.connection.token_request_resource_url, None);
+        assert_eq!(change.stamp.connection.authority_endpoint_url, None);
+        assert_eq!(change.stamp.id, stamp.id);
+    }
+
+    #[test]
+    fn a_patch_is_held_to_the_registration_rules() {
+        let stamp = registered();
+        let patch = StampPatch {
+            name: Some("  ".into()),
+            tenant_id: Some("x".into()),
+            admin_arm_endpoint: Some("http://plain.example".into()),
+            certificate_password: Some(Secret::new("p")),
+            application_secret: Some(Secret::new("a")),
+            credential_secret_name: Some("azs-usage/x".into()),
+            ..Default::default()
+        };
+        let fields: Vec<String> =
+            patch.apply(&stamp, now()).unwrap_err().0.into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["name", "adminArmEndpoint", "tenantId", "applicationSecret"]);
+    }
+
+    #[test]
+    fn a_new_credential_brings_its_own_thumbprint() {
+        let mut stamp = registered();
+        stamp.connection.certificate_thumbprint = Some("A".repeat(40));
+        let patch = StampPatch { application_secret: Some(Secret::new("new")), ..Default::default() };
+        let change = patch.apply(&stamp, now()).unwrap();
+        assert!(change.reaches_stamp);
+        assert!(matches!(change.credential, Some(CredentialInput::ApplicationSecret(_))));
+        assert_eq!(change.stamp.connection.certificate_thumbprint, None);
     }
 }
