@@ -42,7 +42,7 @@ impl LazyServices {
                 // A configured token that cannot be read fails the invocation (and the next one tries
                 // again): never fall back to serving without it.
                 let auth = behind_platform(&services.config, services.secrets.as_ref()).await?;
-                let webhook = router_with_prefix(ROUTE_PREFIX, services.registrar.clone(), auth);
+                let webhook = router_with_prefix(ROUTE_PREFIX, services.administration(), auth);
                 Ok(Ready { services, webhook })
             })
             .await

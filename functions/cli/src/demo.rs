@@ -106,10 +106,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     for (i, stamp) in stamps.iter().enumerate() {
         let tenants = sim.stamp(i).tenant_subscriptions();
         for (n, tenant) in tenants.iter().enumerate().take(tenants.len().saturating_sub(2)) {
-            services
-                .registrar
-                .set_mapping(&stamp.id, tenant, &format!("billing-{}-{n:03}", stamp.name))
-                .await?;
+            services.mapper.set_mapping(&stamp.id, tenant, &format!("billing-{}-{n:03}", stamp.name)).await?;
             mapped += 1;
         }
     }
@@ -133,7 +130,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     );
 
     println!("\nUnmapped tenant subscriptions (stored, counted, waiting for a mapping):");
-    for u in services.registrar.unmapped(None).await? {
+    for u in services.mapper.unmapped(None).await? {
         let name = stamps.iter().find(|s| s.id == u.stamp_id).map(|s| s.name.as_str()).unwrap_or("?");
         println!("  {name:<22} {}  {} rows", u.external_subscription_id, u.rows);
     }

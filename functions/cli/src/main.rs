@@ -358,7 +358,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Mapping(cmd) => mapping_command(&services, cmd).await?,
         Command::Unmapped { stamp, json } => {
             let stamp = stamp.map(StampId);
-            let list = services.registrar.unmapped(stamp.as_ref()).await.map_err(explain)?;
+            let list = services.mapper.unmapped(stamp.as_ref()).await.map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -595,10 +595,10 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
 }
 
 async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()> {
-    let registrar = &services.registrar;
+    let mapper = &services.mapper;
     match cmd {
         MappingCommand::Set { stamp, external_subscription_id, billing_subscription_id } => {
-            let (m, backfilled) = registrar
+            let (m, backfilled) = mapper
                 .set_mapping(&StampId(stamp), &external_subscription_id, &billing_subscription_id)
                 .await
                 .map_err(explain)?;
@@ -609,16 +609,16 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
         }
         MappingCommand::Import { stamp, file } => {
             let (count, backfilled) =
-                mapping_import::import(registrar, &StampId(stamp), &file).await.map_err(explain)?;
+                mapping_import::import(mapper, &StampId(stamp), &file).await.map_err(explain)?;
             println!("imported {count} mappings ({backfilled} earlier rows mapped)");
         }
         MappingCommand::Remove { stamp, external_subscription_id } => {
-            registrar.remove_mapping(&StampId(stamp), &external_subscription_id).await.map_err(explain)?;
+            mapper.remove_mapping(&StampId(stamp), &external_subscription_id).await.map_err(explain)?;
             println!("mapping removed");
         }
         MappingCommand::List { stamp, json } => {
             let stamp = stamp.map(StampId);
-            let list = registrar.mappings(stamp.as_ref()).await.map_err(explain)?;
+            let list = mapper.mappings(stamp.as_ref()).await.map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

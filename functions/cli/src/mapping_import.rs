@@ -3,7 +3,8 @@
 //! bad line is reported at once; the mappings then go to the store in one transaction.
 
 use anyhow::{Context, Result};
-use azs_app::registrar::{MappingLine, Registrar, RegistrationError};
+use azs_app::mapper::{MappingLine, SubscriptionMapper};
+use azs_app::registrar::RegistrationError;
 use azs_core::ValidationErrors;
 use azs_core::mapping::SubscriptionMapping;
 use azs_core::stamp::StampId;
@@ -11,7 +12,7 @@ use std::path::Path;
 
 /// Imports `file` for `stamp`; returns how many mappings were set and how many rows they back-filled.
 pub async fn import(
-    registrar: &Registrar,
+    mapper: &SubscriptionMapper,
     stamp: &StampId,
     file: &Path,
 ) -> Result<(usize, u64), RegistrationError> {
@@ -35,7 +36,7 @@ pub async fn import(
         errors.0.sort_by_key(|f| line_number(&f.field));
         return Err(RegistrationError::Invalid(errors));
     }
-    let backfilled = registrar.import_mappings(stamp, &lines).await?;
+    let backfilled = mapper.import_mappings(stamp, &lines).await?;
     Ok((lines.len(), backfilled))
 }
 

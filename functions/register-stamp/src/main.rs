@@ -21,7 +21,7 @@ async fn serve() -> Result<(), Error> {
     // Built once per sandbox (the cold start) and reused by every request it serves.
     let services = Services::build(&config).await?;
     let auth = behind_platform(&services.config, services.secrets.as_ref()).await?;
-    let app = router(services.registrar.clone(), auth).layer(middleware::from_fn(in_request_span));
+    let app = router(services.administration(), auth).layer(middleware::from_fn(in_request_span));
     lambda_http::run(app).await
 }
 

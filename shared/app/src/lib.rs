@@ -1,7 +1,9 @@
 //! Composition root: reads the environment, builds the adapters, and serves the webhook app.
 
+pub mod administration;
 pub mod config;
 pub mod export;
+pub mod mapper;
 pub mod metrics;
 pub mod registrar;
 pub mod serve;

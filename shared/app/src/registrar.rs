@@ -12,15 +12,14 @@
 
 use azs_core::StampConnection;
 use azs_core::error::ValidationErrors;
-use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{
-    DiscoveredEndpoints, PullError, PullStage, SecretStore, Store, StoreError, UsageSource,
+    DiscoveredEndpoints, PullError, PullStage, SecretStore, StampDirectory, StampRegistry, StatusReader,
+    StoreError, UsageSource,
 };
 pub use azs_core::registration::StampPatch;
 use azs_core::registration::{CredentialInput, CredentialSecretRules, StampRegistration, parse_guid};
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::ProcessingStatus;
-use azs_core::usage::normalize_subscription_id;
 use azs_core::window::{ReportedWindow, floor_hour};
 use chrono::Utc;
 use serde::Serialize;
@@ -103,21 +102,17 @@ pub struct Registered {
     pub recollect: Option<ReportedWindow>,
 }
 
-/// One line of a mapping import, numbered as in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappingLine {
-    pub line: usize,
-    pub external_subscription_id: String,
-    pub billing_subscription_id: String,
-}
-
 /// Turns credential material (PEM or PFX) into a [`Credential`], checking it against the thumbprint.
 pub type CredentialReader =
     fn(&CredentialInput, Option<&str>) -> Result<Option<Credential>, ValidationErrors>;
 
+/// Stamp administration: registering, changing, testing and removing stamps. Sees the stamp registry
+/// and the processing statuses (to show where each stamp stands), nothing of usage rows, leases or
+/// mappings.
 #[derive(Clone)]
 pub struct Registrar {
-    store: Arc<dyn Store>,
+    stamps: Arc<dyn StampRegistry>,
+    statuses: Arc<dyn StatusReader>,
     secrets: Arc<dyn SecretStore>,
     source: Arc<dyn UsageSource>,
     read_credential: CredentialReader,
@@ -126,13 +121,14 @@ pub struct Registrar {
 
 impl Registrar {
     pub fn new(
-        store: Arc<dyn Store>,
+        stamps: Arc<dyn StampRegistry>,
+        statuses: Arc<dyn StatusReader>,
         secrets: Arc<dyn SecretStore>,
         source: Arc<dyn UsageSource>,
         read_credential: CredentialReader,
         credential_rules: CredentialSecretRules,
     ) -> Self {
-        Self { store, secrets, source, read_credential, credential_rules }
+        Self { stamps, statuses, secrets, source, read_credential, credential_rules }
     }
 
     pub async fn register(
@@ -156,7 +152,7 @@ impl Registrar {
         let collect_from_given = input.collect_from.as_deref().is_some_and(|s| !s.trim().is_empty());
         let valid = input.validate(now).map_err(RegistrationError::Invalid)?;
         self.source.check_endpoints(&valid.connection).map_err(RegistrationError::Invalid)?;
-        let tombstone = self.store.tombstone(&valid.connection).await?;
+        let tombstone = self.stamps.tombstone(&valid.connection).await?;
         let id = tombstone.as_ref().map_or_else(StampId::new_random, |t| t.stamp_id.clone());
         let mut collect_from = valid.collect_from;
         let mut recollect = None;
@@ -209,7 +205,7 @@ impl Registrar {
                 .await
                 .map_err(secret_store)?;
         }
-        if let Err(e) = self.store.insert_stamp(&stamp).await {
+        if let Err(e) = self.stamps.insert_stamp(&stamp).await {
             if existing_secret.is_none() {
                 // Compensate: a credential must not outlive a failed registration.
                 if let Err(cleanup) = self.secrets.delete_secret(&stamp.credential_secret_name).await {
@@ -283,7 +279,7 @@ impl Registrar {
                 .await
                 .map_err(secret_store)?;
         }
-        if let Err(e) = self.store.update_stamp(&stamp).await {
+        if let Err(e) = self.stamps.update_stamp(&stamp).await {
             if new_secret.is_some() {
                 let name = &stamp.credential_secret_name;
                 let restored = match &previous {
@@ -314,7 +310,7 @@ impl Registrar {
         let id = &stamp.id;
         // The stamp goes first: a stamp without its credential would fail every run, while a credential
         // without its stamp is only clutter, and the delete below removes it.
-        self.store.delete_stamp(id).await?;
+        self.stamps.delete_stamp(id).await?;
         if stamp.credential_secret_name == self.secrets.credential_name(id) {
             self.secrets.delete_secret(&stamp.credential_secret_name).await.map_err(|e| {
                 RegistrationError::Unavailable(format!(
@@ -337,8 +333,8 @@ impl Registrar {
     }
 
     pub async fn list(&self) -> Result<Vec<StampView>, RegistrationError> {
-        let stamps = self.store.list_stamps().await?;
-        let statuses = self.store.list_statuses().await?;
+        let stamps = self.stamps.list_stamps().await?;
+        let statuses = self.statuses.list_statuses().await?;
         Ok(stamps
             .into_iter()
             .map(|stamp| {
@@ -348,117 +344,19 @@ impl Registrar {
             .collect())
     }
 
-    pub async fn set_mapping(
-        &self,
-        stamp: &StampId,
-        external_subscription_id: &str,
-        billing_subscription_id: &str,
-    ) -> Result<(SubscriptionMapping, u64), RegistrationError> {
-        let stamp = &self.stamp(stamp).await?.id;
-        let mapping = SubscriptionMapping::validated(
-            stamp,
-            external_subscription_id,
-            billing_subscription_id,
-            Utc::now(),
-        )
-        .map_err(RegistrationError::Invalid)?;
-        let backfilled = self.store.set_mapping(&mapping).await?;
-        Ok((mapping, backfilled))
-    }
-
-    /// Sets many mappings of one stamp, all or nothing: every line is checked with the rules of
-    /// [`Registrar::set_mapping`] first, every bad line is reported at once (its field named
-    /// `line N: field`), and the mappings are written in one transaction. Returns the rows back-filled.
-    pub async fn import_mappings(
-        &self,
-        stamp: &StampId,
-        lines: &[MappingLine],
-    ) -> Result<u64, RegistrationError> {
-        let stamp = &self.stamp(stamp).await?.id;
-        let now = Utc::now();
-        let mut errors = ValidationErrors::default();
-        let mut mappings = Vec::with_capacity(lines.len());
-        for line in lines {
-            match SubscriptionMapping::validated(
-                stamp,
-                &line.external_subscription_id,
-                &line.billing_subscription_id,
-                now,
-            ) {
-                Ok(m) => mappings.push(m),
-                Err(e) => {
-                    for f in e.0 {
-                        errors.push(format!("line {}: {}", line.line, f.field), f.rule);
-                    }
-                }
-            }
-        }
-        if !errors.is_empty() {
-            return Err(RegistrationError::Invalid(errors));
-        }
-        Ok(self.store.set_mappings(&mappings).await?)
-    }
-
-    pub async fn remove_mapping(
-        &self,
-        stamp: &StampId,
-        external_subscription_id: &str,
-    ) -> Result<(), RegistrationError> {
-        let stamp = &self.stamp(stamp).await?.id;
-        let external = normalize_subscription_id(external_subscription_id);
-        if self.store.remove_mapping(stamp, &external).await? {
-            Ok(())
-        } else {
-            Err(RegistrationError::MappingNotFound(stamp.clone(), external))
-        }
-    }
-
-    pub async fn mappings(
-        &self,
-        stamp: Option<&StampId>,
-    ) -> Result<Vec<SubscriptionMapping>, RegistrationError> {
-        let stamp = match stamp {
-            Some(handle) => Some(self.stamp(handle).await?.id),
-            None => None,
-        };
-        Ok(self.store.list_mappings(stamp.as_ref()).await?)
-    }
-
-    pub async fn unmapped(
-        &self,
-        stamp: Option<&StampId>,
-    ) -> Result<Vec<UnmappedSubscription>, RegistrationError> {
-        let stamp = match stamp {
-            Some(handle) => Some(self.stamp(handle).await?.id),
-            None => None,
-        };
-        Ok(self.store.unmapped(stamp.as_ref()).await?)
-    }
-
     /// The stamp an operator named by its id or by its name (names are unique, case-insensitively,
     /// and never a GUID, so a handle means one stamp at most).
     pub async fn resolve(&self, handle: &str) -> Result<StampId, RegistrationError> {
         Ok(self.stamp(&StampId(handle.to_owned())).await?.id)
     }
 
-    /// `handle` is a stamp id or a stamp name.
     async fn stamp(&self, handle: &StampId) -> Result<Stamp, RegistrationError> {
-        let not_found = || RegistrationError::NotFound(handle.clone());
-        if let Some(id) = parse_guid(handle.as_str()) {
-            return self.store.get_stamp(&StampId(id)).await?.ok_or_else(not_found);
-        }
-        let name = handle.as_str().trim().to_lowercase();
-        self.store
-            .list_stamps()
-            .await?
-            .into_iter()
-            .find(|s| s.name.to_lowercase() == name)
-            .ok_or_else(not_found)
+        find_stamp(self.stamps.as_ref(), handle).await
     }
 
     async fn view(&self, handle: &StampId) -> Result<StampView, RegistrationError> {
         let stamp = self.stamp(handle).await?;
-        let status = self.store.get_status(&stamp.id).await?;
+        let status = self.statuses.get_status(&stamp.id).await?;
         Ok(StampView { stamp, status })
     }
 
@@ -466,7 +364,7 @@ impl Registrar {
     async fn check_name_free(&self, name: &str, own: &StampId) -> Result<(), RegistrationError> {
         let wanted = name.to_lowercase();
         match self
-            .store
+            .stamps
             .list_stamps()
             .await?
             .into_iter()
@@ -496,7 +394,7 @@ impl Registrar {
         connection: &StampConnection,
     ) -> Result<(Credential, Option<String>), RegistrationError> {
         if let CredentialInput::ExistingSecret(name) = input {
-            let stamps = self.store.list_stamps().await?;
+            let stamps = self.stamps.list_stamps().await?;
             let others = stamps.iter().filter(|s| s.id != *owner).map(|s| s.credential_secret_name.as_str());
             if let Some(rule) = self.credential_rules.violation(name, owner.as_str(), others) {
                 return Err(invalid("credentialSecretName", &rule));
@@ -521,7 +419,7 @@ impl Registrar {
         let endpoint = azs_core::registration::normalize_endpoint(&connection.admin_arm_endpoint);
         let admin = parse_guid(&connection.admin_subscription_id);
         Ok(self
-            .store
+            .stamps
             .list_stamps()
             .await?
             .into_iter()
@@ -579,6 +477,20 @@ impl Registrar {
             session.pull_window(window, &mut |_page| {}).await.map_err(RegistrationError::Unverified)?;
         Ok(ConnectionReport { endpoints, window, rows: summary.rows, pages: summary.pages, warnings })
     }
+}
+
+/// The stamp `handle` names: a stamp id or a stamp name (names are unique, case-insensitively, and
+/// never a GUID, so a handle means one stamp at most).
+pub async fn find_stamp(
+    directory: &dyn StampDirectory,
+    handle: &StampId,
+) -> Result<Stamp, RegistrationError> {
+    let not_found = || RegistrationError::NotFound(handle.clone());
+    if let Some(id) = parse_guid(handle.as_str()) {
+        return directory.get_stamp(&StampId(id)).await?.ok_or_else(not_found);
+    }
+    let name = handle.as_str().trim().to_lowercase();
+    directory.list_stamps().await?.into_iter().find(|s| s.name.to_lowercase() == name).ok_or_else(not_found)
 }
 
 /// Fills the audience and authority the operator left out with what discovery found.

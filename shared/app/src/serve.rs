@@ -84,7 +84,7 @@ pub async fn serve_until(
     }
     let tls = options.tls.as_ref().map(server_tls).transpose()?;
     let auth = local_auth(services, listen, options.insecure_loopback).await?;
-    let mut app = router(services.registrar.clone(), auth);
+    let mut app = router(services.administration(), auth);
     if options.insecure_loopback {
         app = app.layer(from_fn_with_state(Arc::new(listen), loopback_host));
     }

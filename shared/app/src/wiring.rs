@@ -2,7 +2,9 @@
 //! store and stamp client a process uses. Every entry point (Lambda, Azure handler, CLI) builds one
 //! [`Services`] per process and reuses it across invocations.
 
+use crate::administration::Administration;
 use crate::config::{AppConfig, DatabaseAuth, DatabaseCa, DatabaseLocation};
+use crate::mapper::SubscriptionMapper;
 use crate::registrar::Registrar;
 use anyhow::{Context, Result};
 use azs_core::collect::{CollectSettings, Collector};
@@ -17,11 +19,19 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
     pub source: Arc<dyn UsageSource>,
+    /// Stamp administration.
     pub registrar: Registrar,
+    /// Mapping administration.
+    pub mapper: SubscriptionMapper,
     pub collector: Collector,
 }
 
 impl Services {
+    /// What the webhook serves: stamp and mapping administration.
+    pub fn administration(&self) -> Administration {
+        Administration { stamps: self.registrar.clone(), mappings: self.mapper.clone() }
+    }
+
     pub async fn build(config: &AppConfig) -> Result<Services> {
         let secrets = open_secrets(config).await?;
         let store = open_store(config, secrets.as_ref()).await?;
@@ -49,7 +59,7 @@ impl Services {
             lease_ttl: config.lease_ttl,
             ..CollectSettings::default()
         };
-        let registrar = Registrar::new(
+        let Administration { stamps: registrar, mappings: mapper } = Administration::new(
             store.clone(),
             secrets.clone(),
             source.clone(),
@@ -57,7 +67,7 @@ impl Services {
             credential_secret_rules(&config),
         );
         let collector = Collector::new(store.clone(), secrets.clone(), source.clone(), settings);
-        Services { config, store, secrets, source, registrar, collector }
+        Services { config, store, secrets, source, registrar, mapper, collector }
     }
 }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use azs_core::collect::{CollectSettings, Collector, RunRequest, Silent};
 use azs_core::ports::{
     DiscoveredEndpoints, ExportFilter, LeaseStore, PullError, PullSummary, SecretStore, StampRegistry,
-    StampSession, StatusStore, Store, UsageLedger, UsageSource,
+    StampSession, StatusReader, Store, UsageLedger, UsageSource,
 };
 use azs_core::secret::Secret;
 use azs_core::stamp::{Credential, Stamp, StampId};

@@ -3,7 +3,7 @@
 //! "stamp" the hostile registrations name is a TCP listener that counts the connections it receives:
 //! every refusal must come before the service opens one.
 
-use azs_app::registrar::Registrar;
+use azs_app::administration::Administration;
 use azs_app::webhook::{ApiAuth, router};
 use azs_azure_stack::{AzureStackClient, credential_from_registration};
 use azs_core::ports::SecretStore;
@@ -66,14 +66,14 @@ impl App {
     async fn start() -> App {
         let dir = tempfile::tempdir().unwrap();
         let secrets = FileSecretStore::new(dir.path().join("secrets.json"), PREFIX);
-        let registrar = Registrar::new(
+        let administration = Administration::new(
             Arc::new(SqliteStore::open_in_memory().unwrap()),
             Arc::new(secrets.clone()),
             Arc::new(AzureStackClient::default()),
             credential_from_registration,
             CredentialSecretRules::new(PREFIX, [DATABASE_SECRET.to_owned(), API_TOKEN_SECRET.to_owned()]),
         );
-        let app = router(registrar, ApiAuth::Bearer(Secret::new(TOKEN)));
+        let app = router(administration, ApiAuth::Bearer(Secret::new(TOKEN)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

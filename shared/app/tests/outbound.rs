@@ -131,7 +131,7 @@ async fn webhook(dir: &std::path::Path, allowed: Option<&str>) -> String {
     })
     .unwrap();
     let services = Services::build(&config).await.unwrap();
-    let app = router(services.registrar.clone(), ApiAuth::Bearer(Secret::new(TOKEN)));
+    let app = router(services.administration(), ApiAuth::Bearer(Secret::new(TOKEN)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -3,14 +3,15 @@
 //! injected by thin wrappers around those adapters.
 
 use async_trait::async_trait;
-use azs_app::registrar::{CredentialReader, Registrar};
+use azs_app::administration::Administration;
+use azs_app::registrar::CredentialReader;
 use azs_app::webhook::{ApiAuth, BODY_LIMIT, SIGNATURE_HEADER, router, router_with_prefix};
 use azs_azure_stack::{AzureStackClient, ClientSettings, RetryPolicy, credential_from_registration};
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{
     CommitReceipt, ExportFilter, LeaseStore, MappingStore, PullError, SecretStore, SecretStoreError,
-    StampRegistry, StampSession, StatusStore, StoreError, StoredUsageRow, UsageLedger, UsageSource,
-    WindowCommit, WindowWrite,
+    StampDirectory, StampRegistry, StampSession, StatusReader, StatusStore, StoreError, StoredUsageRow,
+    UsageLedger, UsageSource, WindowCommit, WindowWrite,
 };
 use azs_core::registration::CredentialSecretRules;
 use azs_core::status::RunRecord;
@@ -53,6 +54,20 @@ struct FlakyStore {
 }
 
 #[async_trait]
+impl StampDirectory for FlakyStore {
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
+        self.inner.get_stamp(id).await
+    }
+
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
+        if self.faults.panic_on_list.load(Ordering::SeqCst) {
+            panic!("injected: list_stamps panicked");
+        }
+        self.inner.list_stamps().await
+    }
+}
+
+#[async_trait]
 impl StampRegistry for FlakyStore {
     async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
         if self.faults.fail_insert.load(Ordering::SeqCst) {
@@ -71,15 +86,6 @@ impl StampRegistry for FlakyStore {
         connection: &azs_core::StampConnection,
     ) -> Result<Option<azs_core::stamp::Tombstone>, StoreError> {
         self.inner.tombstone(connection).await
-    }
-    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
-        self.inner.get_stamp(id).await
-    }
-    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
-        if self.faults.panic_on_list.load(Ordering::SeqCst) {
-            panic!("injected: list_stamps panicked");
-        }
-        self.inner.list_stamps().await
     }
 }
 
@@ -156,13 +162,18 @@ impl LeaseStore for FlakyStore {
 }
 
 #[async_trait]
-impl StatusStore for FlakyStore {
+impl StatusReader for FlakyStore {
     async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError> {
         self.inner.get_status(stamp).await
     }
+
     async fn list_statuses(&self) -> Result<Vec<ProcessingStatus>, StoreError> {
         self.inner.list_statuses().await
     }
+}
+
+#[async_trait]
+impl StatusStore for FlakyStore {
     async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.record_run_started(stamp, started).await
     }
@@ -328,7 +339,7 @@ impl Harness {
         let secrets_file = dir.path().join("secrets.json");
         let store = SqliteStore::open_in_memory().unwrap();
         let faults = Arc::new(Faults::default());
-        let registrar = Registrar::new(
+        let administration = Administration::new(
             Arc::new(FlakyStore { inner: store.clone(), faults: faults.clone() }),
             Arc::new(FlakySecrets {
                 inner: FileSecretStore::new(&secrets_file, "azs-usage/"),
@@ -339,8 +350,8 @@ impl Harness {
             CredentialSecretRules::new("azs-usage/", ["azs-usage/database".to_owned()]),
         );
         let app = match options.prefix {
-            Some(prefix) => router_with_prefix(prefix, registrar, options.auth),
-            None => router(registrar, options.auth),
+            Some(prefix) => router_with_prefix(prefix, administration, options.auth),
+            None => router(administration, options.auth),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -650,6 +661,33 @@ async fn a_patch_changes_connection_fields_in_place_verified_like_a_registration
     let after = app.store.get_stamp(&stamp_id).await.unwrap().unwrap();
     assert_eq!(after.connection, before.connection);
     assert_eq!(app.store.get_status(&stamp_id).await.unwrap().unwrap().watermark, watermark);
+}
+
+#[tokio::test]
+async fn testing_a_stamp_reports_discovery_and_the_last_settled_hour_in_either_query_mode() {
+    // Given a registered stamp
+    let app = Harness::with_stamp().await;
+    let id = app.register(&app.stamp_registration()).await;
+    let sim = app.sim_stamp();
+    for mode in ["all-tenants", "per-subscriber"] {
+        let patched = app
+            .call(Method::PATCH, &format!("/stamps/{id}?verify=false"), Some(&json!({"queryMode": mode})))
+            .await;
+        patched.expect(StatusCode::OK);
+
+        // When it is tested (the one verification path, also behind registration and PATCH)
+        let tested = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await;
+
+        // Then discovery is reported, and the last settled hour's rows are exactly the stamp's
+        let report = tested.expect(StatusCode::OK).json();
+        assert_eq!(report["endpoints"]["loginEndpoint"], sim.login_endpoint(), "{mode}");
+        assert_eq!(report["endpoints"]["isAdfs"], false);
+        let start: DateTime<Utc> = report["window"]["start"].as_str().unwrap().parse().unwrap();
+        let end: DateTime<Utc> = report["window"]["end"].as_str().unwrap().parse().unwrap();
+        assert_eq!(end - start, Duration::hours(1), "{mode}");
+        assert!(end <= floor_hour(Utc::now()) - Duration::hours(1), "{mode}: {end} is not settled");
+        assert_eq!(report["rows"], sim.ground_truth(start, end).len() as u64, "{mode}");
+    }
 }
 
 #[tokio::test]

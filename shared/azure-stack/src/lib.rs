@@ -32,15 +32,11 @@ use crate::session::configuration;
 use crate::token::{ClientProof, TokenCache, TokenClient};
 use async_trait::async_trait;
 use azs_core::error::ValidationErrors;
-use azs_core::ports::{DiscoveredEndpoints, PullError, PullLimits, StampSession, UsageSource};
-use azs_core::stamp::UsageQueryMode;
-use azs_core::window::{ReportedWindow, floor_hour};
+use azs_core::ports::{PullError, PullLimits, StampSession, UsageSource};
 use azs_core::{Credential, Stamp, StampConnection, StampId};
-use chrono::Utc;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{Instrument, info, info_span};
 
 /// How the client talks to stamps.
@@ -129,55 +125,6 @@ impl AzureStackClient {
         .await
     }
 
-    /// Checks that a stamp can be collected: discovery, a token, and a usage query of the last settled
-    /// hour (in per-subscriber mode: the subscription list and the first subscription's usage).
-    pub async fn test_connection(
-        &self,
-        stamp: &Stamp,
-        credential: &Credential,
-    ) -> Result<ConnectionReport, PullError> {
-        tokio::time::timeout(TEST_BUDGET, self.test_connection_unbounded(stamp, credential))
-            .await
-            .unwrap_or_else(|_| Err(out_of_time()))
-    }
-
-    async fn test_connection_unbounded(
-        &self,
-        stamp: &Stamp,
-        credential: &Credential,
-    ) -> Result<ConnectionReport, PullError> {
-        let started = Instant::now();
-        let session = self.open(stamp, credential).await?;
-        let token = session.tokens.token(&session.endpoints, &mut 0).await?;
-        let window = last_settled_hour();
-        // The rows only prove the query works; the summary counts them.
-        let mut count = |_: Vec<azs_core::UsageRow>| {};
-        let (summary, tenant_subscriptions) = match stamp.query_mode {
-            UsageQueryMode::AllTenants => (session.pull_window(window, &mut count).await?, None),
-            UsageQueryMode::PerSubscriber => {
-                let mut retries = 0;
-                let subscriptions = session.tenant_subscriptions(&mut retries).await?;
-                let mut summary = match subscriptions.first() {
-                    Some(first) => session.pull_subscriber(window, first, &mut count).await?,
-                    None => Default::default(),
-                };
-                summary.retries += retries;
-                (summary, Some(subscriptions.len()))
-            }
-        };
-        Ok(ConnectionReport {
-            endpoints: session.endpoints.clone(),
-            credential: credential.kind(),
-            token_expires_in_seconds: token.expires_at.saturating_duration_since(Instant::now()).as_secs(),
-            window,
-            tenant_subscriptions,
-            pages: summary.pages,
-            rows: summary.rows,
-            retries: summary.retries,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        })
-    }
-
     /// The stamp's link, made anew when its connection or credential changed.
     fn link(&self, stamp: &Stamp, credential: &Credential) -> Result<Arc<StampLink>, PullError> {
         let mut links = self.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -251,36 +198,6 @@ pub fn out_of_time() -> PullError {
         ),
         transient: true,
     }
-}
-
-/// What `stamp test` and `POST /stamps?verify=true` report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectionReport {
-    pub endpoints: DiscoveredEndpoints,
-    /// `applicationSecret` or `certificate`.
-    pub credential: &'static str,
-    pub token_expires_in_seconds: u64,
-    /// The reported hour that was queried.
-    pub window: ReportedWindow,
-    /// How many tenant subscriptions were listed (per-subscriber stamps only).
-    pub tenant_subscriptions: Option<usize>,
-    pub pages: u64,
-    pub rows: u64,
-    pub retries: u64,
-    pub elapsed_ms: u64,
-}
-
-/// [`AzureStackClient::test_connection`] with default settings.
-pub async fn test_connection(stamp: &Stamp, credential: &Credential) -> Result<ConnectionReport, PullError> {
-    AzureStackClient::default().test_connection(stamp, credential).await
-}
-
-/// The last hour a collection run would already pull: it ends one hour before the current hour
-/// began at the latest (the collector's default settle delay), so the stamp has finished it.
-fn last_settled_hour() -> ReportedWindow {
-    let end = floor_hour(Utc::now() - chrono::Duration::hours(1));
-    ReportedWindow::hour(end - chrono::Duration::hours(1))
 }
 
 /// The client proof a credential gives, checked against the registered thumbprint.

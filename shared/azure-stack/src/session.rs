@@ -157,19 +157,6 @@ impl StampSession for AzureStackSession {
 }
 
 impl AzureStackSession {
-    /// One tenant subscription's usage for `window` (what `test_connection` samples).
-    pub(crate) async fn pull_subscriber(
-        &self,
-        window: ReportedWindow,
-        subscriber: &str,
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
-    ) -> Result<PullSummary, PullError> {
-        let mut summary = PullSummary::default();
-        let mut tally = WindowTally::new(self.limits);
-        self.pull_chain(window, Some(subscriber), on_page, &mut summary, &mut tally).await?;
-        Ok(summary)
-    }
-
     /// Follows one `nextLink` chain to its end, handing each page's rows to `on_page` as it arrives.
     async fn pull_chain(
         &self,

@@ -71,7 +71,6 @@ pub(crate) struct CachedToken {
     /// The endpoint and audience it was issued for: a changed discovery means a new token.
     issued_by: String,
     audience: String,
-    pub expires_at: Instant,
     renew_at: Instant,
 }
 
@@ -183,7 +182,7 @@ impl TokenClient {
             .await
             .map_err(|failure| self.token_error(failure, first_assertion.as_ref()))?;
         let lifetime = response.lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let (expires_at, renew_at) = renewal(started, lifetime, self.renew_before);
+        let (_expires_at, renew_at) = renewal(started, lifetime, self.renew_before);
         info!(
             proof = self.proof.kind(),
             token_type = response.token_type.as_deref().unwrap_or("Bearer"),
@@ -195,7 +194,6 @@ impl TokenClient {
             access_token: response.access_token,
             issued_by: endpoints.token_endpoint.clone(),
             audience: endpoints.audience.clone(),
-            expires_at,
             renew_at,
         })
     }

@@ -318,28 +318,6 @@ async fn sessions_share_the_stamps_cached_token() {
     assert_eq!(sim.stamp(0).stats().tokens_issued, 1);
 }
 
-#[tokio::test]
-async fn test_connection_reports_discovery_token_and_the_last_settled_hour() {
-    let sim = simulate(adfs_with_certificate(), 50, |_| {}).await;
-    let report = client()
-        .test_connection(&registered(&sim, UsageQueryMode::AllTenants), &certificate_credential())
-        .await
-        .unwrap();
-    assert!(report.endpoints.is_adfs);
-    assert_eq!(report.credential, "certificate");
-    assert!(report.token_expires_in_seconds > 3000);
-    assert_eq!(report.window.hours(), 1);
-    assert!(report.window.end <= floor_hour(Utc::now()) - Hours::hours(1));
-    let truth = sim.stamp(0).ground_truth(report.window.start, report.window.end);
-    assert_eq!(report.rows, truth.len() as u64);
-
-    let per = client()
-        .test_connection(&registered(&sim, UsageQueryMode::PerSubscriber), &certificate_credential())
-        .await
-        .unwrap();
-    assert_eq!(per.tenant_subscriptions, Some(sim.stamp(0).tenant_subscriptions().len()));
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Streaming
 // ---------------------------------------------------------------------------------------------------

@@ -33,9 +33,16 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Finding registered stamps: all a service that only names stamps (mappings, exports) needs.
+#[async_trait]
+pub trait StampDirectory: Send + Sync {
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError>;
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError>;
+}
+
 /// Stamps: the seed's `Config.Connections`.
 #[async_trait]
-pub trait StampRegistry: Send + Sync {
+pub trait StampRegistry: StampDirectory {
     /// Stores a new stamp and its processing status (watermark = `collect_from`).
     /// `DuplicateStamp` when the admin ARM endpoint + admin subscription pair is taken.
     async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError>;
@@ -45,8 +52,6 @@ pub trait StampRegistry: Send + Sync {
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError>;
     /// The tombstone of a removed stamp with this admin ARM endpoint and admin subscription, if any.
     async fn tombstone(&self, connection: &StampConnection) -> Result<Option<Tombstone>, StoreError>;
-    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError>;
-    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError>;
 }
 
 /// The seed's `[dbo].[SubscriptionMapper]`.
@@ -157,10 +162,16 @@ pub trait LeaseStore: Send + Sync {
     async fn release(&self, stamp: &StampId, owner: &str) -> Result<(), StoreError>;
 }
 
+/// Where each stamp stands: what administration shows next to a stamp.
 #[async_trait]
-pub trait StatusStore: Send + Sync {
+pub trait StatusReader: Send + Sync {
     async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError>;
     async fn list_statuses(&self) -> Result<Vec<ProcessingStatus>, StoreError>;
+}
+
+/// Where each stamp stands, as the collector records it.
+#[async_trait]
+pub trait StatusStore: StatusReader {
     async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError>;
     async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError>;
 }

@@ -5,7 +5,7 @@ use crate::SqliteStore;
 use crate::codec::{get_millis, get_query_mode, get_secs, millis, query_mode_name, secs};
 use crate::db::Failure;
 use async_trait::async_trait;
-use azs_core::ports::{StampRegistry, StoreError};
+use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
 use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone};
 use azs_core::usage::normalize_subscription_id;
@@ -14,6 +14,32 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_pa
 const COLUMNS: &str = "id, name, admin_subscription_id, tenant_id, application_id, certificate_thumbprint, \
     admin_arm_endpoint, token_request_resource_url, authority_endpoint_url, is_adfs, ca_certificate_pem, \
     credential_secret_name, enabled, collect_from, query_mode, created_at";
+
+#[async_trait]
+impl StampDirectory for SqliteStore {
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
+        let id = id.clone();
+        self.run(move |db| {
+            db.read(|conn| {
+                let sql = format!("SELECT {COLUMNS} FROM stamps WHERE id = ?1");
+                Ok(conn.prepare_cached(&sql)?.query_row([id.as_str()], stamp_from_row).optional()?)
+            })
+        })
+        .await
+    }
+
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
+        self.run(|db| {
+            db.read(|conn| {
+                let sql = format!("SELECT {COLUMNS} FROM stamps ORDER BY name, id");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let stamps = stmt.query_map([], stamp_from_row)?.collect::<Result<Vec<_>, _>>()?;
+                Ok(stamps)
+            })
+        })
+        .await
+    }
+}
 
 #[async_trait]
 impl StampRegistry for SqliteStore {
@@ -56,29 +82,6 @@ impl StampRegistry for SqliteStore {
                         })
                     })
                     .optional()?)
-            })
-        })
-        .await
-    }
-
-    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
-        let id = id.clone();
-        self.run(move |db| {
-            db.read(|conn| {
-                let sql = format!("SELECT {COLUMNS} FROM stamps WHERE id = ?1");
-                Ok(conn.prepare_cached(&sql)?.query_row([id.as_str()], stamp_from_row).optional()?)
-            })
-        })
-        .await
-    }
-
-    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
-        self.run(|db| {
-            db.read(|conn| {
-                let sql = format!("SELECT {COLUMNS} FROM stamps ORDER BY name, id");
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let stamps = stmt.query_map([], stamp_from_row)?.collect::<Result<Vec<_>, _>>()?;
-                Ok(stamps)
             })
         })
         .await

@@ -5,7 +5,7 @@ use crate::SqliteStore;
 use crate::codec::{get_millis_opt, get_outcome, get_secs, get_u64, millis};
 use crate::db::Failure;
 use async_trait::async_trait;
-use azs_core::ports::{StatusStore, StoreError};
+use azs_core::ports::{StatusReader, StatusStore, StoreError};
 use azs_core::stamp::StampId;
 use azs_core::status::{ProcessingStatus, RunOutcome, RunRecord};
 use chrono::{DateTime, Utc};
@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, Row};
 const COLUMNS: &str = "stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written, unmapped_rows, last_error";
 
 #[async_trait]
-impl StatusStore for SqliteStore {
+impl StatusReader for SqliteStore {
     async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError> {
         let stamp = stamp.clone();
         self.run(move |db| {
@@ -37,7 +37,10 @@ impl StatusStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl StatusStore for SqliteStore {
     async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError> {
         let stamp = stamp.clone();
         self.run(move |db| {

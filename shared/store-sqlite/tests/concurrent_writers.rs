@@ -6,7 +6,7 @@
 //! as twice the rows (the row key alone would hide an identical second copy).
 
 use azs_core::ports::{
-    ExportFilter, LeaseStore, StampRegistry, StatusStore, StoreError, UsageLedger, WindowCommit, WindowWrite,
+    ExportFilter, LeaseStore, StampRegistry, StatusReader, StoreError, UsageLedger, WindowCommit, WindowWrite,
 };
 use azs_core::stamp::{Stamp, StampConnection, StampId, UsageQueryMode};
 use azs_core::usage::UsageRow;

@@ -1,7 +1,7 @@
 //! Schema migrations: applied once however often and however many processes open the file, and a
 //! file migrated by a newer build is refused rather than written with an older schema.
 
-use azs_core::ports::{StampRegistry, StoreError};
+use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::stamp::{Stamp, StampConnection, StampId, UsageQueryMode};
 use azs_store_sqlite::{LATEST_VERSION, SqliteStore, known_versions};
 

@@ -7,10 +7,37 @@ use crate::session::{Failure, Session};
 use crate::sql;
 use crate::types::{self, guid, guid_text, opt, opt_text, req, stamp_key, text};
 use async_trait::async_trait;
-use azs_core::ports::{StampRegistry, StoreError};
+use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
 use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone};
 use tiberius::{Row, Uuid};
+
+#[async_trait]
+impl StampDirectory for SqlServerStore {
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
+        let Some(key) = stamp_key(id) else { return Ok(None) };
+        self.run("get_stamp", |mut s| {
+            Box::pin(async move {
+                s.query_one(bind::get_stamp(key)).await?.as_ref().map(stamp_from_row).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
+        let mut stamps: Vec<Stamp> = self
+            .run("list_stamps", |mut s| {
+                Box::pin(async move {
+                    s.query(bind::none(&sql::LIST_STAMPS)).await?.iter().map(stamp_from_row).collect()
+                })
+            })
+            .await?;
+        // Sorted here, not in SQL: the database's collation and uniqueidentifier order differ from the
+        // byte order the SQLite store (and so every caller) sees.
+        stamps.sort_by(|a: &Stamp, b: &Stamp| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        Ok(stamps)
+    }
+}
 
 #[async_trait]
 impl StampRegistry for SqlServerStore {
@@ -43,30 +70,6 @@ impl StampRegistry for SqlServerStore {
     /// version 2. Until then a removed stamp registered again starts at its collectFrom.
     async fn tombstone(&self, _connection: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
         Ok(None)
-    }
-
-    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
-        let Some(key) = stamp_key(id) else { return Ok(None) };
-        self.run("get_stamp", |mut s| {
-            Box::pin(async move {
-                s.query_one(bind::get_stamp(key)).await?.as_ref().map(stamp_from_row).transpose()
-            })
-        })
-        .await
-    }
-
-    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
-        let mut stamps: Vec<Stamp> = self
-            .run("list_stamps", |mut s| {
-                Box::pin(async move {
-                    s.query(bind::none(&sql::LIST_STAMPS)).await?.iter().map(stamp_from_row).collect()
-                })
-            })
-            .await?;
-        // Sorted here, not in SQL: the database's collation and uniqueidentifier order differ from the
-        // byte order the SQLite store (and so every caller) sees.
-        stamps.sort_by(|a: &Stamp, b: &Stamp| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-        Ok(stamps)
     }
 }
 

@@ -7,14 +7,14 @@ use crate::session::Failure;
 use crate::sql;
 use crate::types::{self, guid_text, opt, opt_text, req, stamp_key, unsigned};
 use async_trait::async_trait;
-use azs_core::ports::{StatusStore, StoreError};
+use azs_core::ports::{StatusReader, StatusStore, StoreError};
 use azs_core::stamp::StampId;
 use azs_core::status::{ProcessingStatus, RunOutcome, RunRecord};
 use chrono::{DateTime, Utc};
 use tiberius::Row;
 
 #[async_trait]
-impl StatusStore for SqlServerStore {
+impl StatusReader for SqlServerStore {
     async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError> {
         let Some(key) = stamp_key(stamp) else { return Ok(None) };
         self.run("get_status", |mut s| {
@@ -37,7 +37,10 @@ impl StatusStore for SqlServerStore {
         statuses.sort_by(|a: &ProcessingStatus, b: &ProcessingStatus| a.stamp_id.cmp(&b.stamp_id));
         Ok(statuses)
     }
+}
 
+#[async_trait]
+impl StatusStore for SqlServerStore {
     async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError> {
         let key = stamp_key(stamp).ok_or_else(|| StoreError::UnknownStamp(stamp.clone()))?;
         let started = types::millis(started);

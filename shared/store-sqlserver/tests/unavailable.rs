@@ -2,7 +2,7 @@
 //! never the password. Runs against a local TCP listener that hangs up on every connection (no SQL
 //! Server needed).
 
-use azs_core::ports::{StampRegistry, StoreError};
+use azs_core::ports::{StampDirectory, StoreError};
 use azs_store_sqlserver::{RetryPolicy, SqlServerConfig, SqlServerStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,7 +9,7 @@ use crate::workload::{Span, Workload, billing_subscription};
 use anyhow::{Context, bail};
 use azs_app::wiring::Services;
 use azs_core::Secret;
-use azs_core::ports::{ExportFilter, StatusStore, UsageLedger};
+use azs_core::ports::{ExportFilter, StatusReader, UsageLedger};
 use azs_core::registration::StampRegistration;
 use azs_core::stamp::StampId;
 use azs_store_sqlite::SqliteStore;
@@ -188,7 +188,7 @@ async fn register(
             .await
             .with_context(|| format!("registering simulated stamp {i}"))?;
         for tenant in &stamp.tenant_subscriptions {
-            services.registrar.set_mapping(&view.stamp.id, tenant, &billing_subscription(tenant)).await?;
+            services.mapper.set_mapping(&view.stamp.id, tenant, &billing_subscription(tenant)).await?;
         }
         ids.push(view.stamp.id);
     }

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{
     CommitReceipt, DiscoveredEndpoints, ExportFilter, LeaseStore, MappingStore, PullError, PullSummary,
-    StampRegistry, StampSession, StatusStore, Store, StoreError, StoredUsageRow, UsageLedger, UsageSource,
-    WindowCommit,
+    StampDirectory, StampRegistry, StampSession, StatusReader, StatusStore, Store, StoreError,
+    StoredUsageRow, UsageLedger, UsageSource, WindowCommit,
 };
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::{ProcessingStatus, RunRecord};
@@ -150,6 +150,17 @@ impl UsageLedger for TimedStore {
 }
 
 #[async_trait]
+impl StampDirectory for TimedStore {
+    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
+        self.inner.get_stamp(id).await
+    }
+
+    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
+        self.inner.list_stamps().await
+    }
+}
+
+#[async_trait]
 impl StampRegistry for TimedStore {
     async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
         self.inner.insert_stamp(stamp).await
@@ -165,12 +176,6 @@ impl StampRegistry for TimedStore {
         connection: &azs_core::StampConnection,
     ) -> Result<Option<azs_core::stamp::Tombstone>, StoreError> {
         self.inner.tombstone(connection).await
-    }
-    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
-        self.inner.get_stamp(id).await
-    }
-    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
-        self.inner.list_stamps().await
     }
 }
 
@@ -211,13 +216,18 @@ impl LeaseStore for TimedStore {
 }
 
 #[async_trait]
-impl StatusStore for TimedStore {
+impl StatusReader for TimedStore {
     async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError> {
         self.inner.get_status(stamp).await
     }
+
     async fn list_statuses(&self) -> Result<Vec<ProcessingStatus>, StoreError> {
         self.inner.list_statuses().await
     }
+}
+
+#[async_trait]
+impl StatusStore for TimedStore {
     async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.record_run_started(stamp, started).await
     }

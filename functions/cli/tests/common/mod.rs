@@ -215,7 +215,7 @@ impl World {
 
     /// The watermark the database holds for stamp `i`.
     pub async fn watermark(&self, i: usize) -> DateTime<Utc> {
-        use azs_core::ports::StatusStore;
+        use azs_core::ports::StatusReader;
         let store = SqliteStore::open(self.database()).expect("database opens");
         store.get_status(&azs_core::StampId(self.stamp_ids[i].clone())).await.unwrap().unwrap().watermark
     }

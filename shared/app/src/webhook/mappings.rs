@@ -32,7 +32,7 @@ pub async fn set(
     JsonBody(input): JsonBody<MappingInput>,
 ) -> Result<Json<MappingSet>, Problem> {
     let (mapping, backfilled_rows) = app
-        .registrar
+        .mapper
         .set_mapping(&id, &external, &input.billing_subscription_id)
         .await
         .map_err(|e| Problem::from_registration(e, &app.base))?;
@@ -44,10 +44,7 @@ pub async fn remove(
     StampPath(id): StampPath,
     ExternalSubscriptionPath(external): ExternalSubscriptionPath,
 ) -> Result<StatusCode, Problem> {
-    app.registrar
-        .remove_mapping(&id, &external)
-        .await
-        .map_err(|e| Problem::from_registration(e, &app.base))?;
+    app.mapper.remove_mapping(&id, &external).await.map_err(|e| Problem::from_registration(e, &app.base))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -55,12 +52,12 @@ pub async fn list(
     State(app): State<App>,
     StampPath(id): StampPath,
 ) -> Result<Json<Vec<SubscriptionMapping>>, Problem> {
-    app.registrar.mappings(Some(&id)).await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
+    app.mapper.mappings(Some(&id)).await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
 }
 
 pub async fn unmapped(
     State(app): State<App>,
     StampPath(id): StampPath,
 ) -> Result<Json<Vec<UnmappedSubscription>>, Problem> {
-    app.registrar.unmapped(Some(&id)).await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
+    app.mapper.unmapped(Some(&id)).await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
 }

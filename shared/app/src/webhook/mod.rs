@@ -1,6 +1,6 @@
-//! The registration webhook: stamps and their subscription mappings managed over HTTP, in front of the
-//! [`Registrar`]. One [`axum::Router`] serves every platform unchanged: AWS Lambda (`lambda_http`), the
-//! Azure Functions custom handler (mounted under `/api` with [`router_with_prefix`]) and `azs-usage serve`.
+//! The registration webhook: stamps and their subscription mappings managed over HTTP, in front of
+//! stamp and mapping administration ([`Administration`]). One [`axum::Router`] serves every platform
+//! unchanged: AWS Lambda (`lambda_http`), the Azure Functions custom handler (mounted under `/api` with [`router_with_prefix`]) and `azs-usage serve`.
 //!
 //! Contract (the full one is `docs/openapi.yaml`, which a test holds to this router):
 //! - every error is `application/problem+json` (RFC 9457) with `type`, `title`, `status`, `detail`,
@@ -24,6 +24,8 @@ pub use auth::{
 };
 pub use problem::Problem;
 
+use crate::administration::Administration;
+use crate::mapper::SubscriptionMapper;
 use crate::registrar::Registrar;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -39,6 +41,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 struct App {
     registrar: Registrar,
+    mapper: SubscriptionMapper,
     base: Arc<str>,
 }
 
@@ -49,8 +52,8 @@ impl App {
 }
 
 /// The webhook with its routes at `/stamps...`.
-pub fn router(registrar: Registrar, auth: ApiAuth) -> Router {
-    build("", registrar, auth)
+pub fn router(administration: Administration, auth: ApiAuth) -> Router {
+    build("", administration, auth)
 }
 
 /// The same webhook mounted under `prefix` (e.g. `/api` for the Azure Functions custom handler, which
@@ -59,17 +62,21 @@ pub fn router(registrar: Registrar, auth: ApiAuth) -> Router {
 ///
 /// # Panics
 /// When `prefix` is not a literal path (contains `{`, `}` or `*`): a wiring mistake.
-pub fn router_with_prefix(prefix: &str, registrar: Registrar, auth: ApiAuth) -> Router {
+pub fn router_with_prefix(prefix: &str, administration: Administration, auth: ApiAuth) -> Router {
     let prefix = prefix.trim_matches('/');
-    if prefix.is_empty() { router(registrar, auth) } else { build(&format!("/{prefix}"), registrar, auth) }
+    if prefix.is_empty() {
+        router(administration, auth)
+    } else {
+        build(&format!("/{prefix}"), administration, auth)
+    }
 }
 
-fn build(prefix: &str, registrar: Registrar, auth: ApiAuth) -> Router {
+fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router {
     assert!(
         !prefix.contains(['{', '}', '*']),
         "the webhook prefix must be a literal path such as /api, not {prefix:?}"
     );
-    let app = App { registrar, base: prefix.into() };
+    let app = App { registrar: administration.stamps, mapper: administration.mappings, base: prefix.into() };
     let api = Router::new()
         .route("/stamps", get(stamps::list).post(stamps::register))
         .route("/stamps/{id}", get(stamps::get).patch(stamps::update).delete(stamps::remove))
