@@ -5,12 +5,14 @@
 //! |----------------------------------------|----------------------------------------------|
 //! | `GET /`                                | readiness probe: answered at once            |
 //! | `POST /collect-usage` `{Data,Metadata}`| the timer (`timer.rs`)                       |
+//! | `POST /stamp-work` `{Data,Metadata}`   | one stamp's queue message (`queue.rs`)       |
 //! | `/api/...` (any method)                | a forwarded webhook request, served as is    |
 //! | `POST /register-stamp` `{Data,...}`    | a webhook request the host did not forward (`http_binding.rs`) |
 
 pub mod http_binding;
 pub mod invocation;
 pub mod lazy;
+pub mod queue;
 pub mod timer;
 
 use axum::Router;
@@ -30,6 +32,7 @@ pub fn app(services: Arc<LazyServices>) -> Router {
     Router::new()
         .route("/", get(|| async { StatusCode::OK }))
         .route("/collect-usage", post(timer::collect_usage))
+        .route("/stamp-work", post(queue::stamp_work))
         .route("/register-stamp", post(http_binding::register_stamp))
         .fallback(forwarded)
         .layer(axum::middleware::from_fn(invocation::in_invocation_span))

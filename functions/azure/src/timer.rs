@@ -79,6 +79,9 @@ pub async fn collect_usage(State(services): State<Arc<LazyServices>>, body: Byte
         Ok(ready) => ready,
         Err(e) => return failed(format!("cannot start: {e:#}")),
     };
+    if ready.services.config.fan_out == azs_app::config::FanOut::Queue {
+        return crate::queue::enqueue_enabled(ready).await;
+    }
     let budget = budget(ready.services.config.time_budget, PLATFORM_BUDGET);
     info!(budget_s = budget.as_secs(), "collection starting");
     let summary = match collect_once(&ready.services, budget).await {

@@ -1,8 +1,14 @@
 //! The Lambda invocation of the timer job. EventBridge invokes it: a rule sends a "Scheduled Event",
 //! Scheduler sends whatever input its target was given (often `{}`), so any JSON is accepted and only
 //! logged. A failed stamp fails the invocation, which Scheduler retries (every run is safe to repeat).
+//!
+//! With `AZS_USAGE_FAN_OUT=queue` the same executable is two functions: the timer enqueues one message
+//! per enabled stamp (and collects nothing), and the worker, invoked by the SQS event source mapping
+//! with the documented SQS event, collects one stamp per record (`sqs.rs`).
 
+use crate::sqs::BatchResponse;
 use crate::{budget, collect_once, failure_message, outcome_lines};
+use azs_app::config::FanOut;
 use azs_app::metrics;
 use azs_app::wiring::Services;
 use azs_core::collect::RunSummary;
@@ -21,6 +27,12 @@ pub enum InvocationError {
     StampsFailed(String),
     #[error("the stamps could not be listed: {0}")]
     Store(#[from] azs_core::ports::StoreError),
+    #[error("{0}")]
+    FanOut(#[from] azs_core::fan_out::FanOutError),
+    #[error("{0}")]
+    BadEvent(String),
+    #[error("AZS_USAGE_FAN_OUT=queue needs AZS_USAGE_STAMP_QUEUE_URL and AZS_USAGE_DEAD_LETTER_QUEUE_URL")]
+    NoQueue,
 }
 
 impl From<InvocationError> for Diagnostic {
@@ -28,13 +40,58 @@ impl From<InvocationError> for Diagnostic {
         let error_type = match e {
             InvocationError::StampsFailed(_) => "StampsFailed",
             InvocationError::Store(_) => "StoreUnavailable",
+            InvocationError::FanOut(_) => "FanOutFailed",
+            InvocationError::BadEvent(_) => "BadEvent",
+            InvocationError::NoQueue => "Configuration",
         };
         Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
     }
 }
 
-/// Handles one invocation with the process's services.
-pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<RunSummary, InvocationError> {
+/// Handles one invocation with the process's services: an SQS batch (the worker), or the timer.
+pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+    if crate::sqs::is_sqs_event(&event.payload) {
+        return work(services, event).await.map(|r| to_json(&r));
+    }
+    if services.config.fan_out == FanOut::Queue {
+        return enqueue(services, event).await;
+    }
+    collect(services, event).await.map(|s| to_json(&s))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// The worker: one stamp per SQS record, each within this invocation's budget.
+async fn work(services: &Services, event: LambdaEvent<Value>) -> Result<BatchResponse, InvocationError> {
+    let span = info_span!("invocation", request_id = %event.context.request_id);
+    async move {
+        let queue = services.queue.as_deref().ok_or(InvocationError::NoQueue)?;
+        let budget = budget(services.config.time_budget, platform_budget(&event.context));
+        crate::sqs::work_batch(&services.fan_out, queue, event.payload, budget)
+            .await
+            .map_err(InvocationError::BadEvent)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The timer with queue fan-out: one message per enabled stamp, then done.
+async fn enqueue(services: &Services, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+    let span = info_span!("invocation", request_id = %event.context.request_id);
+    async move {
+        let queue = services.queue.as_deref().ok_or(InvocationError::NoQueue)?;
+        info!(trigger = %describe(&event.payload), "fanning out");
+        let stamps = services.fan_out.enqueue_enabled(queue).await?;
+        Ok(serde_json::json!({ "enqueued": stamps }))
+    }
+    .instrument(span)
+    .await
+}
+
+/// The timer collecting every stamp itself (`AZS_USAGE_FAN_OUT=in-process`).
+async fn collect(services: &Services, event: LambdaEvent<Value>) -> Result<RunSummary, InvocationError> {
     let span = info_span!("invocation", request_id = %event.context.request_id);
     async move {
         let budget = budget(services.config.time_budget, platform_budget(&event.context));

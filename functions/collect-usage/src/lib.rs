@@ -4,6 +4,7 @@
 
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod sqs;
 
 use azs_app::config::TimeBudget;
 use azs_app::wiring::Services;

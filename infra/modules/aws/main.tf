@@ -44,6 +44,7 @@ locals {
     },
     var.time_budget == null ? {} : { AZS_USAGE_TIME_BUDGET = var.time_budget },
     var.database_ca_bundle_pem == null ? {} : { AZS_USAGE_DATABASE_CA = "secret:${aws_secretsmanager_secret.database_ca[0].name}" },
+    local.queue_environment, # queue.tf
   )
   # Only the webhook checks the API token; the collector has no reason to read it.
   webhook_environment = merge(

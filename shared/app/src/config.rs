@@ -40,6 +40,11 @@ pub const SECRET_KMS_KEY: &str = "AZS_USAGE_SECRET_KMS_KEY";
 pub const DATABASE_CA: &str = "AZS_USAGE_DATABASE_CA";
 pub const ALLOWED_STAMP_HOSTS: &str = "AZS_USAGE_ALLOWED_STAMP_HOSTS";
 pub const COLLECT_SCHEDULE: &str = "COLLECT_SCHEDULE";
+pub const FAN_OUT: &str = "AZS_USAGE_FAN_OUT";
+pub const STAMP_QUEUE_URL: &str = "AZS_USAGE_STAMP_QUEUE_URL";
+pub const DEAD_LETTER_QUEUE_URL: &str = "AZS_USAGE_DEAD_LETTER_QUEUE_URL";
+pub const CONTINUATION_DELAY: &str = "AZS_USAGE_CONTINUATION_DELAY";
+pub const MAX_ATTEMPTS: &str = "AZS_USAGE_MAX_ATTEMPTS";
 
 pub const ENVIRONMENT: &[EnvVar] = &[
     EnvVar {
@@ -169,6 +174,41 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         default: "0 5 * * * *",
         meaning: "NCRONTAB schedule of the collect-usage timer (Azure; AWS uses the Scheduler expression).",
     },
+    EnvVar {
+        name: FAN_OUT,
+        needed: Needed::Optional,
+        default: "in-process",
+        meaning: "`in-process`: the timer collects every stamp itself. `queue`: the timer enqueues one message \
+                  per enabled stamp and queue-triggered workers collect them (SQS on AWS, a Storage Queue on \
+                  Azure). The CLI always collects in-process.",
+    },
+    EnvVar {
+        name: STAMP_QUEUE_URL,
+        needed: Needed::Optional,
+        default: "",
+        meaning: "AWS, with `queue`: the SQS queue URL of stamp work (Terraform sets it). Azure uses the \
+                  function's queue bindings instead.",
+    },
+    EnvVar {
+        name: DEAD_LETTER_QUEUE_URL,
+        needed: Needed::Optional,
+        default: "",
+        meaning: "AWS, with `queue`: the SQS queue URL that receives dead letters naming the stamp and the error.",
+    },
+    EnvVar {
+        name: CONTINUATION_DELAY,
+        needed: Needed::Optional,
+        default: "30s",
+        meaning: "How long a continuation (a stamp still behind when its worker's budget ran out) waits before \
+                  it is delivered; at most 15m (SQS's limit).",
+    },
+    EnvVar {
+        name: MAX_ATTEMPTS,
+        needed: Needed::Optional,
+        default: "3",
+        meaning: "Deliveries of one stamp message before it is dead-lettered with its error (1-20). Terraform \
+                  sets the queue's own redrive/poison count one higher, for workers that died.",
+    },
 ];
 
 /// The settings every entry point reads, parsed once from the environment.
@@ -193,6 +233,12 @@ pub struct AppConfig {
     pub secret_kms_key: Option<String>,
     /// Where the SQL Server CA bundle is.
     pub database_ca: Option<DatabaseCa>,
+    pub fan_out: FanOut,
+    /// SQS queue URLs (AWS, queue fan-out); both or neither.
+    pub stamp_queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
+    pub continuation_delay: std::time::Duration,
+    pub max_attempts: u32,
 }
 
 /// The SQL Server CA bundle: a secret holding the PEM text, or a file.
@@ -200,6 +246,14 @@ pub struct AppConfig {
 pub enum DatabaseCa {
     Secret(String),
     File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOut {
+    /// The timer collects every stamp itself, `concurrency` at a time.
+    InProcess,
+    /// The timer enqueues per-stamp work for queue-triggered workers.
+    Queue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +362,49 @@ impl AppConfig {
             .map(|v| azs_azure_stack::StampHosts::parse(&v))
             .transpose()
             .map_err(|rule| ConfigError { variable: ALLOWED_STAMP_HOSTS, rule })?;
+        let fan_out = match get(FAN_OUT).as_str() {
+            "in-process" => FanOut::InProcess,
+            "queue" => FanOut::Queue,
+            other => {
+                return Err(ConfigError {
+                    variable: FAN_OUT,
+                    rule: format!("must be `in-process` or `queue`, not {other:?}"),
+                });
+            }
+        };
+        let url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                Some(v) if !(v.starts_with("https://") || v.starts_with("http://")) => {
+                    Err(ConfigError { variable: name, rule: "must be an SQS queue URL (https://...)".into() })
+                }
+                other => Ok(other),
+            }
+        };
+        let stamp_queue_url = url(STAMP_QUEUE_URL)?;
+        let dead_letter_queue_url = url(DEAD_LETTER_QUEUE_URL)?;
+        if stamp_queue_url.is_some() != dead_letter_queue_url.is_some() {
+            let missing = if stamp_queue_url.is_none() { STAMP_QUEUE_URL } else { DEAD_LETTER_QUEUE_URL };
+            return Err(ConfigError {
+                variable: missing,
+                rule: format!("must be set together with {STAMP_QUEUE_URL} and {DEAD_LETTER_QUEUE_URL}"),
+            });
+        }
+        let continuation_delay = parse_duration(&get(CONTINUATION_DELAY))
+            .filter(|d| d.as_secs() <= 900)
+            .ok_or_else(|| ConfigError {
+                variable: CONTINUATION_DELAY,
+                rule: "must be a duration from 0s to 15m such as 30s".into(),
+            })?;
+        let max_attempts =
+            get(MAX_ATTEMPTS).parse::<u32>().ok().filter(|n| (1..=20).contains(n)).ok_or_else(|| {
+                ConfigError { variable: MAX_ATTEMPTS, rule: "must be a whole number from 1 to 20".into() }
+            })?;
         Ok(Self {
+            fan_out,
+            stamp_queue_url,
+            dead_letter_queue_url,
+            continuation_delay,
+            max_attempts,
             database,
             database_auth,
             secrets: get(SECRETS),
@@ -456,6 +552,30 @@ mod tests {
         assert_eq!(config(&[(CONCURRENCY, "0")]).unwrap_err().variable, CONCURRENCY);
         assert_eq!(config(&[(SETTLE_DELAY, "soon")]).unwrap_err().variable, SETTLE_DELAY);
         assert_eq!(config(&[(TIME_BUDGET, "0s")]).unwrap_err().variable, TIME_BUDGET);
+        assert_eq!(config(&[(FAN_OUT, "sqs")]).unwrap_err().variable, FAN_OUT);
+        assert_eq!(config(&[(CONTINUATION_DELAY, "16m")]).unwrap_err().variable, CONTINUATION_DELAY);
+        assert_eq!(config(&[(MAX_ATTEMPTS, "0")]).unwrap_err().variable, MAX_ATTEMPTS);
+        assert_eq!(config(&[(STAMP_QUEUE_URL, "stamps")]).unwrap_err().variable, STAMP_QUEUE_URL);
+    }
+
+    #[test]
+    fn queue_fan_out_is_off_by_default_and_needs_both_queue_urls_together() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            (c.fan_out, c.continuation_delay, c.max_attempts),
+            (FanOut::InProcess, Duration::from_secs(30), 3)
+        );
+        let only_one =
+            config(&[(FAN_OUT, "queue"), (STAMP_QUEUE_URL, "https://sqs.eu-west-1.amazonaws.com/1/s")]);
+        assert_eq!(only_one.unwrap_err().variable, DEAD_LETTER_QUEUE_URL);
+        let both = config(&[
+            (FAN_OUT, "queue"),
+            (STAMP_QUEUE_URL, "https://sqs.eu-west-1.amazonaws.com/1/s"),
+            (DEAD_LETTER_QUEUE_URL, "https://sqs.eu-west-1.amazonaws.com/1/d"),
+        ])
+        .unwrap();
+        assert_eq!(both.fan_out, FanOut::Queue);
+        assert!(both.stamp_queue_url.is_some() && both.dead_letter_queue_url.is_some());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use crate::mapper::SubscriptionMapper;
 use crate::registrar::Registrar;
 use anyhow::{Context, Result};
 use azs_core::collect::{CollectSettings, Collector};
-use azs_core::ports::{SecretStore, Store, UsageSource};
+use azs_core::fan_out::{FanOutSettings, StampFanOut};
+use azs_core::ports::{SecretStore, StampQueue, Store, UsageSource};
 use azs_core::registration::CredentialSecretRules;
 use std::sync::Arc;
 
@@ -24,6 +25,11 @@ pub struct Services {
     /// Mapping administration.
     pub mapper: SubscriptionMapper,
     pub collector: Collector,
+    /// The timer's and the worker's side of queue fan-out (used when `fan_out` is `queue`).
+    pub fan_out: StampFanOut,
+    /// The SQS stamp queue, when its URLs are configured (AWS). Azure's queue is the invocation's
+    /// output bindings, built per invocation by the handler.
+    pub queue: Option<Arc<dyn StampQueue>>,
 }
 
 impl Services {
@@ -42,7 +48,15 @@ impl Services {
             })
             .with_allowed_hosts(config.allowed_stamp_hosts.clone()),
         );
-        Ok(Self::assemble(config.clone(), store, secrets, source))
+        let mut services = Self::assemble(config.clone(), store, secrets, source);
+        if let (Some(queue_url), Some(dead_letter_url)) =
+            (&config.stamp_queue_url, &config.dead_letter_queue_url)
+        {
+            let sdk = azs_secrets::aws_sdk_config().await?;
+            services.queue =
+                Some(Arc::new(azs_queue_sqs::SqsStampQueue::new(&sdk, queue_url, dead_letter_url)));
+        }
+        Ok(services)
     }
 
     /// Wires already-built adapters (tests use this to put fault-injecting wrappers around real ones).
@@ -67,7 +81,15 @@ impl Services {
             credential_secret_rules(&config),
         );
         let collector = Collector::new(store.clone(), secrets.clone(), source.clone(), settings);
-        Services { config, store, secrets, source, registrar, mapper, collector }
+        let fan_out = StampFanOut::new(
+            store.clone(),
+            collector.clone(),
+            FanOutSettings {
+                continuation_delay: config.continuation_delay,
+                max_attempts: config.max_attempts,
+            },
+        );
+        Services { config, store, secrets, source, registrar, mapper, collector, fan_out, queue: None }
     }
 }
 

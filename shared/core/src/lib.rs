@@ -9,6 +9,7 @@ pub mod check;
 pub mod collect;
 pub mod drift;
 pub mod error;
+pub mod fan_out;
 pub mod mapping;
 pub mod ports;
 pub mod registration;

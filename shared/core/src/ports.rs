@@ -369,3 +369,26 @@ pub struct PullSummary {
     pub rows: u64,
     pub retries: u64,
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Stamp work queue (fan-out through the platform's queue)
+// ---------------------------------------------------------------------------------------------------
+
+/// The queue could not take a message; nothing about the stamp's data is affected.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("queue {queue}: {message}")]
+pub struct QueueError {
+    /// Which queue (its URL or name), never a credential.
+    pub queue: String,
+    pub message: String,
+}
+
+/// Where per-stamp work goes: SQS on AWS, a Storage Queue output binding on Azure. The platform
+/// delivers the messages to workers (at least once) and moves those that keep failing aside.
+#[async_trait]
+pub trait StampQueue: Send + Sync {
+    /// Adds `work`, each message becoming visible to workers after `delay`.
+    async fn enqueue(&self, work: &[crate::fan_out::StampWork], delay: Duration) -> Result<(), QueueError>;
+    /// Moves a message that cannot be done aside, naming its stamp and the error.
+    async fn dead_letter(&self, letter: &crate::fan_out::DeadLetter) -> Result<(), QueueError>;
+}

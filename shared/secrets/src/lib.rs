@@ -121,6 +121,27 @@ const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The AWS SDK configuration every AWS client of the process shares (Secrets Manager, SQS): region,
+/// credentials and endpoint from the SDK's usual sources; standard retries (3 attempts) within bounded
+/// time, so that a run never hangs on an outage.
+pub async fn aws_sdk_config() -> Result<aws_config::SdkConfig, ConfigError> {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(AWS_CONNECT_TIMEOUT)
+                .operation_attempt_timeout(AWS_ATTEMPT_TIMEOUT)
+                .operation_timeout(AWS_OPERATION_TIMEOUT)
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .load()
+        .await;
+    if sdk.region().is_none() {
+        return Err(ConfigError::Connect("no AWS region: set AWS_REGION (Lambda sets it for you)".into()));
+    }
+    Ok(sdk)
+}
+
 /// Builds the configured store; call once per process and share the `Arc`.
 pub async fn connect(config: &SecretStoreConfig) -> Result<Arc<dyn SecretStore>, ConfigError> {
     let prefix = config.prefix.clone();
@@ -131,24 +152,10 @@ pub async fn connect(config: &SecretStoreConfig) -> Result<Arc<dyn SecretStore>,
             Ok(Arc::new(store))
         }
         SecretBackend::AwsSecretsManager => {
-            // Standard retries (3 attempts) within bounded time: a run must not hang on an outage.
-            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .timeout_config(
-                    aws_config::timeout::TimeoutConfig::builder()
-                        .connect_timeout(AWS_CONNECT_TIMEOUT)
-                        .operation_attempt_timeout(AWS_ATTEMPT_TIMEOUT)
-                        .operation_timeout(AWS_OPERATION_TIMEOUT)
-                        .build(),
-                )
-                .retry_config(aws_config::retry::RetryConfig::standard())
-                .load()
-                .await;
-            if sdk.region().is_none() {
-                return Err(ConfigError::Connect(
-                    "no AWS region: set AWS_REGION (Lambda sets it for you)".into(),
-                ));
-            }
-            Ok(Arc::new(AwsSecretsManagerStore::new(&sdk, prefix).with_kms_key(config.kms_key_id.clone())))
+            Ok(Arc::new(
+                AwsSecretsManagerStore::new(&aws_sdk_config().await?, prefix)
+                    .with_kms_key(config.kms_key_id.clone()),
+            ))
         }
         SecretBackend::AzureKeyVault { vault_url } => {
             let user_assigned_id = std::env::var("AZURE_CLIENT_ID")

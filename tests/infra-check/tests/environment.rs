@@ -10,7 +10,7 @@ fn names(needed: Needed) -> Vec<&'static str> {
 
 fn lambda_environments(aws: &Module) -> Vec<(String, infra_check::Expression)> {
     let functions = aws.resources("aws_lambda_function");
-    assert_eq!(functions.len(), 2, "expected collect_usage and register_stamp");
+    assert_eq!(functions.len(), 3, "expected collect_usage, register_stamp and stamp_worker (queue.tf)");
     functions
         .into_iter()
         .map(|(name, body)| {

@@ -79,7 +79,13 @@ fn the_function_app_zip_is_the_documented_folder_with_an_executable_handler() {
 
     assert_eq!(
         entries.keys().collect::<Vec<_>>(),
-        ["collect-usage/function.json", "handler", "host.json", "register-stamp/function.json"]
+        [
+            "collect-usage/function.json",
+            "handler",
+            "host.json",
+            "register-stamp/function.json",
+            "stamp-work/function.json"
+        ]
     );
     let host = json(&entries["host.json"]);
     assert_eq!(host["version"], "2.0");
@@ -99,7 +105,10 @@ fn the_timer_fires_on_the_app_setting_schedule_and_never_on_startup() {
     let function = json(&entries["collect-usage/function.json"]);
 
     let bindings = function["bindings"].as_array().unwrap();
-    assert_eq!(bindings.len(), 1);
+    // The timer, and the queue output it fills only with AZS_USAGE_FAN_OUT=queue.
+    assert_eq!(bindings.len(), 2);
+    assert_eq!(bindings[1]["type"], "queue");
+    assert_eq!(bindings[1]["direction"], "out");
     assert_eq!(bindings[0]["type"], "timerTrigger");
     assert_eq!(bindings[0]["direction"], "in");
     assert_eq!(bindings[0]["schedule"], "%COLLECT_SCHEDULE%");

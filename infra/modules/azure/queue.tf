@@ -1,0 +1,71 @@
+# Per-stamp fan-out through a Storage Queue (AZS_USAGE_FAN_OUT=queue), off unless var.fan_out_queue.
+# The Function App already ships the queue functions (functions/azure/app): the timer's `stampWork`
+# output binding writes one message per enabled stamp to `azs-stamp-work`; `stamp-work` (queueTrigger)
+# collects one stamp per message, writes a continuation while the stamp is behind, and on the last
+# attempt writes a dead letter naming the stamp and the error to `azs-stamp-work-poison` (the queue the
+# host itself moves messages to after host.json's maxDequeueCount). Queue names are fixed in function.json.
+# Instances are bounded by app_scale_limit (the estate-wide bound) and host.json `queues.batchSize`
+# (messages per instance). The variables live here so that the feature stays in one file.
+
+variable "fan_out_queue" {
+  description = "Collect each stamp in its own queue-triggered invocation instead of all stamps in the timer run."
+  type        = bool
+  default     = false
+}
+
+variable "stamp_worker_max_instances" {
+  description = "Most Function App instances when fan_out_queue (app_scale_limit); each works host.json queues.batchSize (4) stamps at once."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.stamp_worker_max_instances >= 1 && var.stamp_worker_max_instances <= 200
+    error_message = "stamp_worker_max_instances must be from 1 to 200."
+  }
+}
+
+variable "stamp_work_alarm_action_group_ids" {
+  description = "Monitor action groups notified when a stamp message is dead-lettered."
+  type        = list(string)
+  default     = []
+}
+
+locals {
+  # Merged into the app settings (main.tf). host.json's maxDequeueCount (4) is this plus one.
+  queue_app_settings = var.fan_out_queue ? {
+    AZS_USAGE_FAN_OUT      = "queue"
+    AZS_USAGE_MAX_ATTEMPTS = "3"
+  } : {}
+}
+
+resource "azurerm_storage_queue" "stamp_work" {
+  for_each           = var.fan_out_queue ? toset(["azs-stamp-work", "azs-stamp-work-poison"]) : toset([])
+  name               = each.key
+  storage_account_id = azurerm_storage_account.host.id
+}
+
+# Storage queue metrics are per account, not per queue: the alert reads the worker's own log line.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stamp_work_dead_letters" {
+  count                = var.fan_out_queue ? 1 : 0
+  name                 = "${var.name}-stamp-work-dead-letters"
+  resource_group_name  = local.resource_group_name
+  location             = var.location
+  description          = "A stamp message was dead-lettered (azs-stamp-work-poison): the letter names the stamp and the error; the stamp's status shows it."
+  severity             = 2
+  scopes               = [azurerm_application_insights.this.id]
+  evaluation_frequency = "PT5M"
+  window_duration      = "PT5M"
+
+  criteria {
+    query                   = "traces | where message has \"message dead-lettered\""
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+  }
+
+  action {
+    action_groups = var.stamp_work_alarm_action_group_ids
+  }
+
+  tags = var.tags
+}

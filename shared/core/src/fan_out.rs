@@ -1,0 +1,256 @@
+//! Per-stamp fan-out through the platform's queue (`AZS_USAGE_FAN_OUT=queue`): the timer enqueues one
+//! [`StampWork`] per enabled stamp and returns; a queue-triggered worker collects that one stamp within
+//! its own time budget and, when the stamp is still behind, enqueues its continuation (with a short
+//! delay) instead of running past the limit.
+//!
+//! Delivery is at least once, and timers overlap: a message for a stamp whose lease another worker holds
+//! is acknowledged (the holder carries on and enqueues its own continuation), and every window commit is
+//! fenced by the lease owner and the expected watermark, so a redelivered or duplicated message never
+//! writes a row twice. A message that keeps failing is dead-lettered on its last attempt with the stamp
+//! and the error, and the stamp's status says so.
+
+use crate::collect::{Collector, RunRequest, Silent, StampSummary};
+use crate::ports::{QueueError, StampQueue, Store, StoreError};
+use crate::stamp::StampId;
+use crate::status::{RunOutcome, RunRecord};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// One message: collect this stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StampWork {
+    pub stamp_id: StampId,
+    pub reason: WorkReason,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkReason {
+    /// The hourly timer.
+    Timer,
+    /// A worker ran out of budget with the stamp still behind.
+    Continuation,
+}
+
+impl StampWork {
+    pub fn new(stamp_id: StampId, reason: WorkReason) -> Self {
+        Self { stamp_id, reason, enqueued_at: Utc::now() }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a StampWork always serializes")
+    }
+}
+
+/// A message moved aside: which stamp (when the message named one), what went wrong, after how many
+/// attempts. Never the message body itself when it was unreadable (it is not ours to echo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub stamp_id: Option<StampId>,
+    pub error: String,
+    pub attempts: u32,
+    pub dead_lettered_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a DeadLetter always serializes")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FanOutSettings {
+    /// How long a continuation stays invisible: lets the lease of the worker that enqueued it go, and
+    /// spreads a far-behind stamp's invocations out.
+    pub continuation_delay: Duration,
+    /// Deliveries of one message before it is dead-lettered (equals the platform's redrive
+    /// `maxReceiveCount` / `maxDequeueCount` minus one: our named letter comes first).
+    pub max_attempts: u32,
+}
+
+impl Default for FanOutSettings {
+    fn default() -> Self {
+        Self { continuation_delay: Duration::from_secs(30), max_attempts: 3 }
+    }
+}
+
+/// A message as the platform delivered it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub body: &'a str,
+    /// 1 on the first delivery (SQS `ApproximateReceiveCount`, Azure `DequeueCount`).
+    pub attempt: u32,
+}
+
+/// What the platform must do with a delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkResult {
+    /// Done with (collected, continued, skipped, or dead-lettered by us): delete the message.
+    Done(WorkReport),
+    /// Not done: leave the message for redelivery (the platform's retry, then its own redrive).
+    Retry { stamp_id: Option<StampId>, error: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkReport {
+    /// `None` for a message that named no readable stamp.
+    pub stamp_id: Option<StampId>,
+    pub summary: Option<StampSummary>,
+    /// A continuation was enqueued: the stamp is still behind.
+    pub continued: bool,
+    pub dead_letter: Option<DeadLetter>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FanOutError {
+    #[error("the stamps could not be listed: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+}
+
+/// The timer's and the worker's side of the fan-out. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct StampFanOut {
+    store: Arc<dyn Store>,
+    collector: Collector,
+    settings: FanOutSettings,
+}
+
+impl StampFanOut {
+    pub fn new(store: Arc<dyn Store>, collector: Collector, settings: FanOutSettings) -> Self {
+        Self { store, collector, settings }
+    }
+
+    pub fn settings(&self) -> &FanOutSettings {
+        &self.settings
+    }
+
+    /// The timer: one message per enabled stamp, visible at once. Returns the stamps enqueued.
+    pub async fn enqueue_enabled(&self, queue: &dyn StampQueue) -> Result<Vec<StampId>, FanOutError> {
+        let stamps: Vec<StampId> =
+            self.store.list_stamps().await?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect();
+        let work: Vec<StampWork> =
+            stamps.iter().map(|id| StampWork::new(id.clone(), WorkReason::Timer)).collect();
+        queue.enqueue(&work, Duration::ZERO).await?;
+        info!(stamps = stamps.len(), "stamp work enqueued");
+        Ok(stamps)
+    }
+
+    /// The worker: collects the message's stamp until `deadline`, then continues or dead-letters.
+    pub async fn work(
+        &self,
+        queue: &dyn StampQueue,
+        delivery: Delivery<'_>,
+        deadline: Option<Instant>,
+    ) -> WorkResult {
+        let work: StampWork = match serde_json::from_str(delivery.body) {
+            Ok(work) => work,
+            // Retrying cannot make it readable: aside at once.
+            Err(e) => {
+                let error = format!("the message is not stamp work: {e}");
+                return self.dead_letter(queue, None, error, delivery.attempt).await;
+            }
+        };
+        let stamp_id = work.stamp_id.clone();
+        let request = RunRequest { stamps: vec![stamp_id.clone()], deadline };
+        let summary = match self.collector.run(request, Arc::new(Silent)).await {
+            Ok(mut run) => run.stamps.pop(),
+            // Removed since it was enqueued: nothing to do.
+            Err(StoreError::UnknownStamp(_)) => {
+                info!(stamp_id = %stamp_id, "the stamp is no longer registered; message dropped");
+                return WorkResult::Done(WorkReport {
+                    stamp_id: Some(stamp_id),
+                    summary: None,
+                    continued: false,
+                    dead_letter: None,
+                });
+            }
+            Err(e) => return self.failed(queue, stamp_id, e.to_string(), delivery.attempt).await,
+        };
+        let Some(summary) = summary else {
+            return self
+                .failed(queue, stamp_id, "the run returned no summary".into(), delivery.attempt)
+                .await;
+        };
+        match summary.outcome {
+            RunOutcome::Partial => {
+                let next = StampWork::new(stamp_id.clone(), WorkReason::Continuation);
+                if let Err(e) = queue.enqueue(&[next], self.settings.continuation_delay).await {
+                    // The message comes back and continues from the watermark instead.
+                    warn!(stamp_id = %stamp_id, error = %e, "could not enqueue the continuation");
+                    return WorkResult::Retry { stamp_id: Some(stamp_id), error: e.to_string() };
+                }
+                info!(stamp_id = %stamp_id, "budget spent with the stamp behind; continuation enqueued");
+                WorkResult::Done(WorkReport {
+                    stamp_id: Some(stamp_id),
+                    summary: Some(summary),
+                    continued: true,
+                    dead_letter: None,
+                })
+            }
+            RunOutcome::Failed => {
+                let error = summary.error.clone().unwrap_or_else(|| "failed".into());
+                self.failed(queue, stamp_id, error, delivery.attempt).await
+            }
+            // Succeeded, or another worker holds the lease and carries on.
+            _ => WorkResult::Done(WorkReport {
+                stamp_id: Some(stamp_id),
+                summary: Some(summary),
+                continued: false,
+                dead_letter: None,
+            }),
+        }
+    }
+
+    /// A failure: retried by the platform until the last attempt, which dead-letters.
+    async fn failed(
+        &self,
+        queue: &dyn StampQueue,
+        stamp_id: StampId,
+        error: String,
+        attempt: u32,
+    ) -> WorkResult {
+        if attempt < self.settings.max_attempts {
+            return WorkResult::Retry { stamp_id: Some(stamp_id), error };
+        }
+        self.dead_letter(queue, Some(stamp_id), error, attempt).await
+    }
+
+    async fn dead_letter(
+        &self,
+        queue: &dyn StampQueue,
+        stamp_id: Option<StampId>,
+        error: String,
+        attempts: u32,
+    ) -> WorkResult {
+        let letter = DeadLetter { stamp_id: stamp_id.clone(), error, attempts, dead_lettered_at: Utc::now() };
+        if let Err(e) = queue.dead_letter(&letter).await {
+            // The platform's own redrive moves it once the receive count runs out.
+            warn!(error = %e, "could not dead-letter the message");
+            return WorkResult::Retry { stamp_id, error: letter.error };
+        }
+        warn!(stamp_id = ?stamp_id.as_ref().map(|s| s.to_string()), attempts, error = %letter.error, "message dead-lettered");
+        if let Some(id) = &stamp_id {
+            // The status is where operators look: it names the dead letter, not only the last error.
+            let record = RunRecord {
+                outcome: RunOutcome::Failed,
+                finished: Utc::now(),
+                rows_written: 0,
+                unmapped_rows: 0,
+                last_error: Some(format!("dead-lettered after {attempts} attempts: {}", letter.error)),
+            };
+            if let Err(e) = self.store.record_run_finished(id, &record).await {
+                warn!(stamp_id = %id, error = %e, "could not record the dead letter in the status");
+            }
+        }
+        WorkResult::Done(WorkReport { stamp_id, summary: None, continued: false, dead_letter: Some(letter) })
+    }
+}
