@@ -11,8 +11,17 @@
 //!   written to the same `-poison` queue the host uses). A 500 answer fails the invocation: the host
 //!   makes the message visible again and counts the dequeue.
 //!
-//! Limit: an output binding cannot delay a message, so a continuation is visible at once (the worker
-//! that wrote it has released the stamp's lease by then, so the next worker can carry on).
+//! Limit, accepted: an output binding cannot delay a message (`AZS_USAGE_CONTINUATION_DELAY` applies to
+//! SQS only), so a continuation is visible at once. That is harmless: the host writes output messages
+//! only after the invocation has answered, when the worker has already released the stamp's lease, so
+//! the next worker carries on from the watermark straight away, which is what a stamp that is behind
+//! needs; a stamp whose window does not fit in one budget is re-run at most `AZS_USAGE_MAX_ATTEMPTS`
+//! times in a row before it is dead-lettered (see `azs_core::fan_out`). Delaying it would need the
+//! Storage Queue REST API (`visibilitytimeout` on Put Message) and a second storage credential in the
+//! handler; the bindings keep the handler free of any storage credential.
+//!
+//! The queue bindings are not built into the host like HTTP and timer: host.json names the extension
+//! bundle (Microsoft.Azure.Functions.ExtensionBundle 4.x, which Azure keeps cached on its workers).
 
 use crate::invocation::InvocationResponse;
 use crate::lazy::LazyServices;
@@ -23,6 +32,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use azs_collect_usage::budget;
+use azs_core::collect::RunSummary;
 use azs_core::fan_out::{DeadLetter, Delivery, StampWork, WorkResult};
 use azs_core::ports::{QueueError, StampQueue};
 use serde_json::{Map, Value};
@@ -145,7 +155,11 @@ pub async fn stamp_work(State(services): State<Arc<LazyServices>>, body: Bytes) 
             info!(outcome = %line, "stamp work done");
             let return_value =
                 report.summary.as_ref().and_then(|s| serde_json::to_value(s).ok()).unwrap_or(Value::Null);
-            InvocationResponse { outputs: queue.outputs(CONTINUATION_OUTPUT), logs: vec![line], return_value }
+            // The same metric line per stamp as the in-process timer: the alert queries read it.
+            let mut logs = vec![line];
+            let collected = RunSummary { stamps: report.summary.into_iter().collect() };
+            logs.extend(azs_app::metrics::app_insights_lines(&collected, chrono::Utc::now()));
+            InvocationResponse { outputs: queue.outputs(CONTINUATION_OUTPUT), logs, return_value }
                 .into_response_with(StatusCode::OK)
         }
         WorkResult::Retry { stamp_id, error } => {

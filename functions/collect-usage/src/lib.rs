@@ -93,6 +93,7 @@ mod tests {
             unmapped_rows: 4,
             watermark: None,
             error: error.map(str::to_owned),
+            budget_ran_out: false,
         }
     }
 

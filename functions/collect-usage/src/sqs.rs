@@ -2,6 +2,8 @@
 //! one stamp collected per record within the invocation's budget, and a partial batch response out
 //! (`ReportBatchItemFailures`), so that only the records that must come back are redelivered.
 
+use azs_app::metrics;
+use azs_core::collect::RunSummary;
 use azs_core::fan_out::{Delivery, StampFanOut, WorkResult};
 use azs_core::ports::StampQueue;
 use serde::{Deserialize, Serialize};
@@ -75,21 +77,29 @@ pub async fn work_batch(
     }))
     .await;
     let mut response = BatchResponse::default();
+    let mut collected = RunSummary::default();
     for (message_id, result) in results {
         match result {
-            WorkResult::Done(report) => info!(
-                %message_id,
-                stamp_id = ?report.stamp_id.map(|s| s.to_string()),
-                outcome = ?report.summary.as_ref().map(|s| s.outcome.to_string()),
-                continued = report.continued,
-                dead_lettered = report.dead_letter.is_some(),
-                "stamp work done"
-            ),
+            WorkResult::Done(report) => {
+                info!(
+                    %message_id,
+                    stamp_id = ?report.stamp_id.map(|s| s.to_string()),
+                    outcome = ?report.summary.as_ref().map(|s| s.outcome.to_string()),
+                    continued = report.continued,
+                    dead_lettered = report.dead_letter.is_some(),
+                    "stamp work done"
+                );
+                collected.stamps.extend(report.summary);
+            }
             WorkResult::Retry { stamp_id, error } => {
                 warn!(%message_id, stamp_id = ?stamp_id.map(|s| s.to_string()), %error, "stamp work to be retried");
                 response.batch_item_failures.push(ItemFailure { item_identifier: message_id });
             }
         }
+    }
+    // The same per-stamp lag and outcome metrics as the in-process timer: the alarms watch them.
+    if let Err(e) = metrics::write_emf(&mut std::io::stdout().lock(), &collected, chrono::Utc::now()) {
+        warn!(error = %e, "the stamps' metrics could not be written");
     }
     Ok(response)
 }

@@ -7,9 +7,11 @@
 //! One run covers: two overlapping timers (every stamp enqueued twice), continuations (a slow stamp
 //! whose worker budget holds about one window), a worker killed mid-window (its message comes back
 //! after the visibility timeout, once its lease expired), a redelivered message (a delete that was
-//! "lost"), and a poison stamp (its token is refused) that ends in the dead-letter queue with its stamp
-//! and error, shown in its status. At the end every good stamp holds exactly the simulator's ground
-//! truth up to the horizon.
+//! "lost"), a poison stamp (its token is refused) that ends in the dead-letter queue with its stamp
+//! and error, shown in its status, a stamp whose first window once takes longer than a whole worker
+//! budget (continued, not dead-lettered), and one whose every window does (dead-lettered after
+//! `MAX_ATTEMPTS` invocations in a row that committed nothing, saying why). At the end every good stamp
+//! holds exactly the simulator's ground truth up to the horizon.
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -159,7 +161,7 @@ fn spec(index: usize) -> StampSpec {
     }
 }
 
-/// (reported hour, row fingerprint), sorted: equal lists mean the same rows, each once.
+/// (reported hour, row key), sorted: equal lists mean the same rows, each once.
 type Rows = Vec<(DateTime<Utc>, u128)>;
 
 fn truth(sim: &Simulator, i: usize, from: DateTime<Utc>, until: DateTime<Utc>) -> Rows {
@@ -179,7 +181,7 @@ fn truth(sim: &Simulator, i: usize, from: DateTime<Utc>, until: DateTime<Utc>) -
                 tags: t.tags,
                 additional_info: t.additional_info,
             };
-            (t.reported_start, row.fingerprint() as u128)
+            (t.reported_start, u128::from_be_bytes(row.key().0))
         })
         .collect();
     rows.sort();
@@ -191,7 +193,7 @@ async fn stored(store: &dyn Store, id: &StampId) -> Rows {
     let filter = ExportFilter { stamps: vec![id.clone()], ..Default::default() };
     store
         .export_rows(&filter, &mut |s| {
-            rows.push((s.window.start, s.row.fingerprint() as u128));
+            rows.push((s.window.start, u128::from_be_bytes(s.row.key().0)));
             Ok(())
         })
         .await
@@ -205,11 +207,12 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     let Some(url) = moto_url() else { return };
     let queues = create_queues(&aws_config_for(&url).await).await;
 
-    // Given five simulated stamps: 0 plain, 1 slow (continuations), 2 killed mid-window once,
-    // 3 whose processed message is redelivered, 4 poison (registered with a wrong secret),
+    // Given seven simulated stamps: 0 plain, 1 slow (continuations), 2 killed mid-window once,
+    // 3 whose processed message is redelivered, 4 poison (registered with a wrong secret), 5 whose
+    // first window once outlasts a worker's budget, 6 whose every window does,
     let hours = 4;
     let sim =
-        Simulator::start(SimulatorConfig { seed: 11, page_size: 7, stamps: (0..5).map(spec).collect() })
+        Simulator::start(SimulatorConfig { seed: 11, page_size: 7, stamps: (0..7).map(spec).collect() })
             .await
             .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -225,7 +228,7 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     let from = azs_core::window::floor_hour(Utc::now()) - Hours::hours(hours + 1);
     let horizon = azs_core::window::floor_hour(Utc::now() - Hours::hours(1));
     let mut ids = Vec::new();
-    for i in 0..5 {
+    for i in 0..7 {
         let s = sim.stamp(i);
         let poison = i == 4;
         let registration = StampRegistration {
@@ -252,6 +255,10 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     });
     // and stamp 2's first usage request hangs long enough to kill its worker in the middle of it.
     sim.stamp(2).inject(Fault::Slow { kind: RequestKind::Usage, count: 1, delay: Duration::from_secs(3) });
+    // Stamp 5's first usage request takes longer than a whole budget once; stamp 6's always do.
+    let too_long = BUDGET + Duration::from_millis(300);
+    sim.stamp(5).inject(Fault::Slow { kind: RequestKind::Usage, count: 1, delay: too_long });
+    sim.stamp(6).inject(Fault::Slow { kind: RequestKind::Usage, count: 1000, delay: too_long });
 
     let collector = Collector::new(
         store.clone(),
@@ -278,8 +285,8 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     // When two timers fire at once (every stamp enqueued twice),
     let (a, b) =
         tokio::join!(fan_out.enqueue_enabled(queue.as_ref()), fan_out.enqueue_enabled(queue.as_ref()));
-    assert_eq!(a.unwrap().len(), 5);
-    assert_eq!(b.unwrap().len(), 5);
+    assert_eq!(a.unwrap().len(), 7);
+    assert_eq!(b.unwrap().len(), 7);
 
     // and the event source mapping delivers them to at most 3 workers at a time,
     let pool = Arc::new(tokio::sync::Semaphore::new(3));
@@ -353,7 +360,7 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     }
 
     // then every good stamp holds exactly its ground truth up to the horizon, each row once,
-    for (i, id) in ids.iter().enumerate().take(4) {
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| ![4, 6].contains(i)) {
         let status = store.get_status(id).await.unwrap().unwrap();
         assert_eq!(status.watermark, horizon, "stamp {i} is not current");
         let (stored, truth) = (stored(store.as_ref(), id).await, truth(&sim, i, from, horizon));
@@ -369,7 +376,9 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     // no worker ran past its budget by more than the last commit's reserve (and the kill),
     assert!(longest < BUDGET + Duration::from_secs(1), "longest invocation {longest:?} vs budget {BUDGET:?}");
     // the slow stamp needed continuations (more invocations than messages the timers sent),
-    assert!(invocations > 10 + 2, "invocations: {invocations}");
+    assert!(invocations > 14 + 2, "invocations: {invocations}");
+    // and the stamp whose window once outlasted a budget was continued, not retried to death.
+    assert!(deliveries[&5] >= 3, "{deliveries:?}");
 
     // and the poison stamp's message is in the dead-letter queue, naming it and its error, once.
     let mut letters = Vec::new();
@@ -399,12 +408,19 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
         }
     }
     let named: HashSet<_> = letters.iter().map(|l| l.stamp_id.clone()).collect();
+    let too_slow = ids[6].clone();
     assert_eq!(
         named,
-        HashSet::from([Some(poison.clone())]),
-        "only the poison stamp is dead-lettered: {letters:#?}"
+        HashSet::from([Some(poison.clone()), Some(too_slow.clone())]),
+        "only the poison stamp and the one whose windows never fit are dead-lettered: {letters:#?}"
     );
-    let letter = &letters[0];
+    let letter = letters.iter().find(|l| l.stamp_id.as_ref() == Some(&too_slow)).unwrap();
+    assert_eq!(letter.attempts, MAX_ATTEMPTS);
+    assert!(letter.error.contains("needs more than a worker's whole time budget"), "{}", letter.error);
+    let status = store.get_status(&too_slow).await.unwrap().unwrap();
+    assert!(status.last_error.unwrap_or_default().starts_with("dead-lettered after"));
+    assert_eq!(status.watermark, from, "nothing of a window cut off by the budget was committed");
+    let letter = letters.iter().find(|l| l.stamp_id.as_ref() == Some(&poison)).unwrap();
     assert_eq!(letter.attempts, MAX_ATTEMPTS);
     assert!(letter.error.contains(&poison.0) && letter.error.contains("token"), "{}", letter.error);
     assert!(!letter.error.contains("not-the-secret"), "the secret leaked into the dead letter");

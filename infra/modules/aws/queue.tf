@@ -1,7 +1,8 @@
 # Per-stamp fan-out through SQS (AZS_USAGE_FAN_OUT=queue), off unless var.fan_out_queue:
 #   the hourly collect-usage run enqueues one message per enabled stamp and returns;
 #   stamp-worker (the same bootstrap) is invoked by an SQS event source mapping, one message per
-#   invocation, at most var.stamp_worker_max_concurrency at a time (the estate's global bound), collects
+#   invocation, at most var.stamp_worker_max_concurrency at a time (the estate's global bound: the
+#   mapping's maximum_concurrency, which needs no reserved concurrency), collects
 #   that stamp within its own timeout and enqueues a delayed continuation while the stamp is behind;
 #   a message that failed var.stamp_work_max_attempts times is dead-lettered by the worker with its stamp
 #   and error; SQS's redrive (one receive later) catches messages whose workers kept dying.
@@ -61,12 +62,6 @@ variable "continuation_delay_seconds" {
     condition     = var.continuation_delay_seconds >= 0 && var.continuation_delay_seconds <= 900
     error_message = "continuation_delay_seconds must be from 0 to 900 (SQS DelaySeconds)."
   }
-}
-
-variable "stamp_work_alarm_actions" {
-  description = "ARNs (SNS topics) notified when a stamp message is dead-lettered."
-  type        = list(string)
-  default     = []
 }
 
 locals {
@@ -132,18 +127,19 @@ resource "aws_iam_role_policy" "stamp_queue" {
 resource "aws_lambda_function" "stamp_worker" {
   #checkov:skip=CKV_AWS_272:cargo-lambda zips are not signed and no AWS Signer profile exists for this project; the artifact comes from the lead's build.
   #checkov:skip=CKV_AWS_116:an SQS-triggered function's failures go to the source queue's redrive dead-letter queue, not an async DLQ.
-  count                          = var.fan_out_queue ? 1 : 0
-  function_name                  = local.stamp_worker_name
-  description                    = "azs-usage: collect one stamp per SQS message (queue fan-out)"
-  role                           = aws_iam_role.collector.arn
-  filename                       = var.collect_usage_zip_path
-  source_code_hash               = filebase64sha256(var.collect_usage_zip_path)
-  runtime                        = "provided.al2023"
-  handler                        = "bootstrap"
-  architectures                  = [var.architecture]
-  memory_size                    = var.stamp_worker_memory_mb
-  timeout                        = var.stamp_worker_timeout_seconds
-  reserved_concurrent_executions = var.stamp_worker_max_concurrency
+  count            = var.fan_out_queue ? 1 : 0
+  function_name    = local.stamp_worker_name
+  description      = "azs-usage: collect one stamp per SQS message (queue fan-out)"
+  role             = aws_iam_role.collector.arn
+  filename         = var.collect_usage_zip_path
+  source_code_hash = filebase64sha256(var.collect_usage_zip_path)
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  memory_size      = var.stamp_worker_memory_mb
+  timeout          = var.stamp_worker_timeout_seconds
+  # Nothing reserved (a new account's quota of 10 has none to give): the mapping's maximum_concurrency bounds it.
+  reserved_concurrent_executions = -1
   kms_key_arn                    = aws_kms_key.this.arn
 
   environment {
@@ -163,7 +159,7 @@ resource "aws_lambda_function" "stamp_worker" {
     for_each = local.vpc_enabled ? [1] : []
     content {
       subnet_ids         = var.vpc_subnet_ids
-      security_group_ids = var.vpc_security_group_ids
+      security_group_ids = local.function_security_group_ids
     }
   }
 
@@ -198,7 +194,8 @@ resource "aws_cloudwatch_metric_alarm" "stamp_work_dead_letters" {
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.stamp_work_alarm_actions
+  alarm_actions       = [local.alarm_topic_arn]
+  ok_actions          = [local.alarm_topic_arn]
   tags                = var.tags
 }
 

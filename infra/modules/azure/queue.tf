@@ -4,8 +4,10 @@
 # collects one stamp per message, writes a continuation while the stamp is behind, and on the last
 # attempt writes a dead letter naming the stamp and the error to `azs-stamp-work-poison` (the queue the
 # host itself moves messages to after host.json's maxDequeueCount). Queue names are fixed in function.json.
-# Instances are bounded by app_scale_limit (the estate-wide bound) and host.json `queues.batchSize`
-# (messages per instance). The variables live here so that the feature stays in one file.
+# Instances are bounded by app_scale_limit on Premium/Dedicated (flex_maximum_instance_count on Flex: the
+# estate-wide bound) and host.json `queues.batchSize` (messages per instance). Continuations are not
+# delayed: an output binding cannot set a visibility timeout (see functions/azure/src/queue.rs for why
+# that is harmless). The variables live here so that the feature stays in one file.
 
 variable "fan_out_queue" {
   description = "Collect each stamp in its own queue-triggered invocation instead of all stamps in the timer run."
@@ -24,12 +26,6 @@ variable "stamp_worker_max_instances" {
   }
 }
 
-variable "stamp_work_alarm_action_group_ids" {
-  description = "Monitor action groups notified when a stamp message is dead-lettered."
-  type        = list(string)
-  default     = []
-}
-
 locals {
   # Merged into the app settings (main.tf). host.json's maxDequeueCount (4) is this plus one.
   queue_app_settings = var.fan_out_queue ? {
@@ -42,6 +38,15 @@ resource "azurerm_storage_queue" "stamp_work" {
   for_each           = var.fan_out_queue ? toset(["azs-stamp-work", "azs-stamp-work-poison"]) : toset([])
   name               = each.key
   storage_account_id = azurerm_storage_account.host.id
+}
+
+# Flex Consumption connects to host storage with the app's identity (AzureWebJobsStorage__accountName):
+# the queue trigger and outputs need queue data rights there. Premium and Dedicated use the account key.
+resource "azurerm_role_assignment" "app_queues" {
+  count                = var.fan_out_queue && local.flex_plan ? 1 : 0
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = "Storage Queue Data Contributor"
+  principal_id         = local.principal_id
 }
 
 # Storage queue metrics are per account, not per queue: the alert reads the worker's own log line.
@@ -64,7 +69,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stamp_work_dead_lette
   }
 
   action {
-    action_groups = var.stamp_work_alarm_action_group_ids
+    action_groups = [local.action_group_id]
   }
 
   tags = var.tags

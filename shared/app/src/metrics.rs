@@ -129,6 +129,7 @@ mod tests {
             unmapped_rows: 0,
             watermark,
             error: None,
+            budget_ran_out: false,
         }
     }
 

@@ -87,6 +87,10 @@ pub struct StampSummary {
     pub unmapped_rows: u64,
     pub watermark: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// The run's time budget ran out in the middle of a window (the error says which): nothing of that
+    /// window was committed, and a run with a fresh budget can still complete it.
+    #[serde(skip)]
+    pub budget_ran_out: bool,
 }
 
 impl StampSummary {
@@ -103,6 +107,7 @@ impl StampSummary {
             unmapped_rows: 0,
             watermark: None,
             error: None,
+            budget_ran_out: false,
         }
     }
 }
@@ -315,6 +320,7 @@ impl Collector {
             Err(e) => {
                 warn!(window = ?e.window.map(|w| w.to_string()), error = %e, "stamp failed");
                 summary.error = Some(e.to_string());
+                summary.budget_ran_out = matches!(e.kind, CollectErrorKind::TimeBudget { .. });
                 RunOutcome::Failed
             }
         };

@@ -8,6 +8,12 @@
 //! fenced by the lease owner and the expected watermark, so a redelivered or duplicated message never
 //! writes a row twice. A message that keeps failing is dead-lettered on its last attempt with the stamp
 //! and the error, and the stamp's status says so.
+//!
+//! A window still being pulled when the worker's budget runs out is not a failure of the stamp: nothing
+//! of it was committed, and a fresh invocation with a whole budget continues from the watermark. So it
+//! is continued like a stamp that is behind. Only when `max_attempts` invocations in a row commit
+//! nothing because of it (one window needs more than a whole budget) is the message dead-lettered,
+//! with an error that says so: retrying for ever would only spend compute.
 
 use crate::collect::{Collector, RunRequest, Silent, StampSummary};
 use crate::ports::{QueueError, StampQueue, Store, StoreError};
@@ -27,6 +33,13 @@ pub struct StampWork {
     pub stamp_id: StampId,
     pub reason: WorkReason,
     pub enqueued_at: DateTime<Utc>,
+    /// Invocations in a row whose budget ran out before a single window of this stamp committed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stalled: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +53,7 @@ pub enum WorkReason {
 
 impl StampWork {
     pub fn new(stamp_id: StampId, reason: WorkReason) -> Self {
-        Self { stamp_id, reason, enqueued_at: Utc::now() }
+        Self { stamp_id, reason, enqueued_at: Utc::now(), stalled: 0 }
     }
 
     pub fn to_json(&self) -> String {
@@ -181,20 +194,19 @@ impl StampFanOut {
                 .await;
         };
         match summary.outcome {
-            RunOutcome::Partial => {
-                let next = StampWork::new(stamp_id.clone(), WorkReason::Continuation);
-                if let Err(e) = queue.enqueue(&[next], self.settings.continuation_delay).await {
-                    // The message comes back and continues from the watermark instead.
-                    warn!(stamp_id = %stamp_id, error = %e, "could not enqueue the continuation");
-                    return WorkResult::Retry { stamp_id: Some(stamp_id), error: e.to_string() };
+            RunOutcome::Partial => self.continue_later(queue, summary, 0).await,
+            RunOutcome::Failed if summary.budget_ran_out => {
+                let stalled = if summary.windows_committed > 0 { 0 } else { work.stalled + 1 };
+                if stalled < self.settings.max_attempts {
+                    return self.continue_later(queue, summary, stalled).await;
                 }
-                info!(stamp_id = %stamp_id, "budget spent with the stamp behind; continuation enqueued");
-                WorkResult::Done(WorkReport {
-                    stamp_id: Some(stamp_id),
-                    summary: Some(summary),
-                    continued: true,
-                    dead_letter: None,
-                })
+                let error = format!(
+                    "{}; {stalled} invocations in a row committed nothing: one window of this stamp needs more \
+                     than a worker's whole time budget (raise the worker's timeout and AZS_USAGE_TIME_BUDGET, \
+                     or AZS_USAGE_SUBSCRIBER_CONCURRENCY for a per-subscriber stamp)",
+                    summary.error.as_deref().unwrap_or("the time budget ran out")
+                );
+                self.dead_letter(queue, Some(stamp_id), error, stalled).await
             }
             RunOutcome::Failed => {
                 let error = summary.error.clone().unwrap_or_else(|| "failed".into());
@@ -208,6 +220,44 @@ impl StampFanOut {
                 dead_letter: None,
             }),
         }
+    }
+
+    /// The budget is spent with the stamp still behind: a delayed continuation carries on from the
+    /// watermark. A run cut off mid-window is shown as partial (its error says where it stopped), not
+    /// failed: the continuation is already on its way.
+    async fn continue_later(
+        &self,
+        queue: &dyn StampQueue,
+        mut summary: StampSummary,
+        stalled: u32,
+    ) -> WorkResult {
+        let stamp_id = summary.stamp_id.clone();
+        let next = StampWork { stalled, ..StampWork::new(stamp_id.clone(), WorkReason::Continuation) };
+        if let Err(e) = queue.enqueue(&[next], self.settings.continuation_delay).await {
+            // The message comes back and continues from the watermark instead.
+            warn!(stamp_id = %stamp_id, error = %e, "could not enqueue the continuation");
+            return WorkResult::Retry { stamp_id: Some(stamp_id), error: e.to_string() };
+        }
+        if summary.outcome == RunOutcome::Failed {
+            summary.outcome = RunOutcome::Partial;
+            let record = RunRecord {
+                outcome: RunOutcome::Partial,
+                finished: Utc::now(),
+                rows_written: summary.rows_written,
+                unmapped_rows: summary.unmapped_rows,
+                last_error: summary.error.clone(),
+            };
+            if let Err(e) = self.store.record_run_finished(&stamp_id, &record).await {
+                warn!(stamp_id = %stamp_id, error = %e, "could not record the run as partial");
+            }
+        }
+        info!(stamp_id = %stamp_id, stalled, "budget spent with the stamp behind; continuation enqueued");
+        WorkResult::Done(WorkReport {
+            stamp_id: Some(stamp_id),
+            summary: Some(summary),
+            continued: true,
+            dead_letter: None,
+        })
     }
 
     /// A failure: retried by the platform until the last attempt, which dead-letters.

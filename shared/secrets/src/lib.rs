@@ -151,12 +151,10 @@ pub async fn connect(config: &SecretStoreConfig) -> Result<Arc<dyn SecretStore>,
             store.verify().map_err(|e| ConfigError::Connect(e.to_string()))?;
             Ok(Arc::new(store))
         }
-        SecretBackend::AwsSecretsManager => {
-            Ok(Arc::new(
-                AwsSecretsManagerStore::new(&aws_sdk_config().await?, prefix)
-                    .with_kms_key(config.kms_key_id.clone()),
-            ))
-        }
+        SecretBackend::AwsSecretsManager => Ok(Arc::new(
+            AwsSecretsManagerStore::new(&aws_sdk_config().await?, prefix)
+                .with_kms_key(config.kms_key_id.clone()),
+        )),
         SecretBackend::AzureKeyVault { vault_url } => {
             let user_assigned_id = std::env::var("AZURE_CLIENT_ID")
                 .ok()

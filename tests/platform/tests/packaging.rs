@@ -94,6 +94,8 @@ fn the_function_app_zip_is_the_documented_folder_with_an_executable_handler() {
     assert!(is_executable(&entries[executable]));
     assert!(entries[executable].bytes.starts_with(b"\x7fELF"));
     assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
+    // The queue trigger and outputs (stamp-work, the timer's stampWork) are not built into the host.
+    assert_eq!(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle");
     // Consumption's limit; the handler's default time budget (4m30s) is set below it.
     assert_eq!(host["functionTimeout"], "00:05:00");
 }

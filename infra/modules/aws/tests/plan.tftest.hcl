@@ -271,3 +271,33 @@ run "a_ca_bundle_that_is_not_pem_is_refused" {
   }
   expect_failures = [var.database_ca_bundle_pem]
 }
+
+run "queue_fan_out_wires_a_bounded_stamp_worker" {
+  command = apply
+
+  variables {
+    fan_out_queue                = true
+    stamp_worker_max_concurrency = 16
+    continuation_delay_seconds   = 45
+  }
+
+  # Both functions read the same queue settings: the timer enqueues, the worker collects.
+  assert {
+    condition     = aws_lambda_function.collect_usage.environment[0].variables["AZS_USAGE_FAN_OUT"] == "queue" && aws_lambda_function.stamp_worker[0].environment[0].variables["AZS_USAGE_CONTINUATION_DELAY"] == "45s"
+    error_message = "queue fan-out settings reach both functions"
+  }
+  # The estate-wide bound is the mapping's maximum_concurrency; no reserved concurrency (new accounts have none to give).
+  assert {
+    condition     = aws_lambda_event_source_mapping.stamp_work[0].scaling_config[0].maximum_concurrency == 16 && aws_lambda_event_source_mapping.stamp_work[0].batch_size == 1 && aws_lambda_function.stamp_worker[0].reserved_concurrent_executions == -1
+    error_message = "one stamp per invocation, bounded by maximum_concurrency, nothing reserved"
+  }
+  # A message is not redelivered while its first worker may still run; SQS's redrive comes after our named dead letter.
+  assert {
+    condition     = aws_sqs_queue.stamp_work[0].visibility_timeout_seconds >= 6 * aws_lambda_function.stamp_worker[0].timeout && jsondecode(aws_sqs_queue.stamp_work[0].redrive_policy).maxReceiveCount == var.stamp_work_max_attempts + 1
+    error_message = "visibility timeout and redrive follow the worker's timeout and attempts"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stamp_work_dead_letters[0].alarm_actions == toset([aws_sns_topic.alarms[0].arn])
+    error_message = "a dead-lettered stamp notifies the module's alarm topic"
+  }
+}
