@@ -4,14 +4,16 @@
 #   target/lambda/register-stamp/bootstrap.zip   AWS Lambda, the webhook behind a Function URL
 #   target/functionapp/azs-usage-functionapp.zip Azure Function App: host.json, both function.json, handler
 #
-# Usage: scripts/package.sh [--arm64|--x86-64|--both]
-#   --arm64   (default) Lambda zips for Graviton, cross-built with zig (cargo-lambda's default); needs the
+# Usage: scripts/package.sh [--x86-64|--arm64|--both]
+#   --x86-64  (default, the Terraform modules' default architecture) Lambda zips and the Azure handler for
+#             x86_64, in one release build linked by zig against glibc 2.28 (target
+#             x86_64-unknown-linux-gnu.2.28): the oldest glibc of the Functions Linux images, so the
+#             handler runs on every one of them; Lambda's al2023 has 2.34, so the same build serves both.
+#   --arm64   Lambda zips for Graviton, cross-built with zig (cargo-lambda's default); needs the
 #             aarch64-unknown-linux-gnu standard library (`rustup target add aarch64-unknown-linux-gnu`)
-#   --x86-64  Lambda zips for x86_64, built with plain cargo for this machine's target (what CI uses:
-#             it shares one release build with the Azure handler)
 #   --both    both; every build is also kept under target/lambda/<arch>/<bin>/bootstrap.zip and the
 #             arm64 one is the default target/lambda/<bin>/bootstrap.zip
-# The Azure handler is always x86_64-unknown-linux-gnu (Linux Function Apps run on x86_64).
+# The Azure handler is always x86_64 (Linux Function Apps run on x86_64), glibc 2.28.
 #
 # cargo-lambda comes from .venv/tools (scripts/python-tools.sh); zips are written with python3's
 # zipfile (Debian does not always have `zip`), executables with mode 0755, entries dated 1980-01-01 so
@@ -23,16 +25,19 @@ cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LAMBDA_BINS=(collect-usage register-stamp)
 HANDLER_TARGET=x86_64-unknown-linux-gnu
+# zig links against this glibc's symbol versions (cargo-zigbuild's `.2.28` suffix); cargo still writes the
+# binaries under target/$HANDLER_TARGET/release.
+OLD_GLIBC_TARGET="$HANDLER_TARGET.2.28"
 # Pinned like scripts/python-tools.sh; used only when that script is missing.
 TOOLS_REQS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
 
 log() { echo "package.sh: $*" >&2; }
 
-case "${1:---arm64}" in
+case "${1:---x86-64}" in
   --arm64) arches=(arm64) ;;
   --x86-64) arches=(x86-64) ;;
   --both) arches=(x86-64 arm64) ;;
-  *) echo "usage: $0 [--arm64|--x86-64|--both]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--x86-64|--arm64|--both]" >&2; exit 2 ;;
 esac
 
 ensure_cargo_lambda() {
@@ -58,7 +63,7 @@ build_lambdas() {
   local bins=("${LAMBDA_BINS[@]}")
   case "$arch" in
     x86-64)
-      args+=(--compiler cargo --target "$HANDLER_TARGET")
+      args+=(--target "$OLD_GLIBC_TARGET")
       # Same target and flags as the handler: one cargo build (one feature resolution) makes all three;
       # built separately, the handler's smaller feature set would recompile most dependencies.
       bins+=(handler)
@@ -82,8 +87,10 @@ build_handler() {
   if [[ -x "$TARGET_DIR/$HANDLER_TARGET/release/handler" && " ${arches[*]} " == *" x86-64 "* ]]; then
     return 0  # built together with the x86-64 Lambda functions
   fi
-  log "Azure custom handler: cargo build --release --target $HANDLER_TARGET --bin handler"
-  cargo build --release --target "$HANDLER_TARGET" -p azs-azure-functions --bin handler
+  log "Azure custom handler: cargo lambda build --release --target $OLD_GLIBC_TARGET --bin handler"
+  cargo lambda build --release --disable-optimizations --target "$OLD_GLIBC_TARGET" --bin handler \
+    --lambda-dir "$TARGET_DIR/lambda/handler-build"
+  rm -rf "$TARGET_DIR/lambda/handler-build"  # not a Lambda function; its binary is taken from cargo's output
 }
 
 # zip_dir SRC_DIR ZIP: every file under SRC_DIR, executables kept executable.

@@ -93,6 +93,9 @@ fn the_function_app_zip_is_the_documented_folder_with_an_executable_handler() {
     assert_eq!(executable, "handler", "the binary's name (functions/azure, [[bin]] handler)");
     assert!(is_executable(&entries[executable]));
     assert!(entries[executable].bytes.starts_with(b"\x7fELF"));
+    // The oldest Functions Linux image has glibc 2.28 (scripts/package.sh links the handler against it).
+    let needs = newest_glibc(&entries[executable].bytes);
+    assert!(needs <= 28, "the handler needs GLIBC_2.{needs}; the Functions Linux images start at 2.28");
     assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
     // The queue trigger and outputs (stamp-work, the timer's stampWork) are not built into the host.
     assert_eq!(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle");
