@@ -31,6 +31,9 @@ if [ -z "${AZS_USAGE_TEST_SQLSERVER:-}" ]; then
   not_run+=("SQL Server conformance suite (no server here; set AZS_USAGE_TEST_SQLSERVER to a connection string to run it). Only the static T-SQL checks ran.")
 fi
 
+step "OpenAPI contract: schemathesis against azs-usage serve with a token (fixed seed, bounded)"
+scripts/contract-test.sh
+
 step "infrastructure checks (terraform fmt, checkov, HCL consistency)"
 INFRA_CHECK_SKIP_CARGO=1 scripts/infra-check.sh 2>&1 | tee target/infra-check.log
 while IFS= read -r line; do not_run+=("${line#NOT RUN: }"); done < <(grep '^NOT RUN: ' target/infra-check.log || true)

@@ -776,7 +776,7 @@ async fn resolve_stamps(services: &Services, handles: Vec<String>) -> Result<Vec
 
 fn explain(e: RegistrationError) -> anyhow::Error {
     match e {
-        RegistrationError::Invalid(errors) => {
+        RegistrationError::Invalid(errors) | RegistrationError::Unusable(errors) => {
             let lines: Vec<String> = errors.0.iter().map(|f| format!("  {}: {}", f.field, f.rule)).collect();
             anyhow::anyhow!("invalid input:\n{}", lines.join("\n"))
         }

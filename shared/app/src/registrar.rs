@@ -28,8 +28,14 @@ use std::sync::Arc;
 /// Why a registration or management call did not happen. Nothing was written in any of these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
+    /// A field breaks a rule of its own (format, length, required, one credential...).
     #[error("invalid input: {0}")]
     Invalid(ValidationErrors),
+    /// Well-formed, but the service cannot act on it as things stand: a name already taken, a
+    /// credential secret it may not use or cannot find, a certificate that does not parse, a host
+    /// outside the allow-list, a `collectFrom` before a removed stamp's watermark.
+    #[error("cannot be used: {0}")]
+    Unusable(ValidationErrors),
     /// The stamp refused or could not be reached during verification.
     #[error("the stamp could not be verified: {0}")]
     Unverified(PullError),
@@ -58,10 +64,10 @@ fn secret_store(e: azs_core::ports::SecretStoreError) -> RegistrationError {
     RegistrationError::Unavailable(format!("secret store: {e}"))
 }
 
-fn invalid(field: &str, rule: &str) -> RegistrationError {
+fn unusable(field: &str, rule: &str) -> RegistrationError {
     let mut e = ValidationErrors::default();
     e.push(field, rule);
-    RegistrationError::Invalid(e)
+    RegistrationError::Unusable(e)
 }
 
 /// A stamp as the API and CLI show it: never its credential, always where it stands.
@@ -151,7 +157,7 @@ impl Registrar {
         let now = Utc::now();
         let collect_from_given = input.collect_from.as_deref().is_some_and(|s| !s.trim().is_empty());
         let valid = input.validate(now).map_err(RegistrationError::Invalid)?;
-        self.source.check_endpoints(&valid.connection).map_err(RegistrationError::Invalid)?;
+        self.source.check_endpoints(&valid.connection).map_err(RegistrationError::Unusable)?;
         let tombstone = self.stamps.tombstone(&valid.connection).await?;
         let id = tombstone.as_ref().map_or_else(StampId::new_random, |t| t.stamp_id.clone());
         let mut collect_from = valid.collect_from;
@@ -159,7 +165,7 @@ impl Registrar {
         if let Some(t) = &tombstone {
             if collect_from_given && valid.collect_from < t.watermark {
                 if !options.recollect {
-                    return Err(invalid(
+                    return Err(unusable(
                         "collectFrom",
                         &format!(
                             "is before {}, where this stamp was collected up to before it was removed (as {}); \
@@ -233,7 +239,7 @@ impl Registrar {
         let current = self.stamp(handle).await?;
         let change = patch.apply(&current, Utc::now()).map_err(RegistrationError::Invalid)?;
         let mut stamp = change.stamp;
-        self.source.check_endpoints(&stamp.connection).map_err(RegistrationError::Invalid)?;
+        self.source.check_endpoints(&stamp.connection).map_err(RegistrationError::Unusable)?;
         if stamp.name != current.name {
             self.check_name_free(&stamp.name, &stamp.id).await?;
         }
@@ -370,7 +376,7 @@ impl Registrar {
             .into_iter()
             .find(|s| s.id != *own && s.name.to_lowercase() == wanted)
         {
-            Some(other) => Err(invalid("name", &format!("is already the name of stamp {}", other.id))),
+            Some(other) => Err(unusable("name", &format!("is already the name of stamp {}", other.id))),
             None => Ok(()),
         }
     }
@@ -378,10 +384,10 @@ impl Registrar {
     async fn credential_of(&self, stamp: &Stamp) -> Result<Credential, RegistrationError> {
         let secret =
             self.secrets.get_secret(&stamp.credential_secret_name).await.map_err(secret_store)?.ok_or_else(
-                || invalid("credentialSecretName", "names a secret that is not in the secret store"),
+                || unusable("credentialSecretName", "names a secret that is not in the secret store"),
             )?;
         Credential::from_secret(&stamp.credential_secret_name, &secret)
-            .map_err(|e| invalid("credentialSecretName", &e.to_string()))
+            .map_err(|e| unusable("credentialSecretName", &e.to_string()))
     }
 
     /// The credential to use, and the name of the operator's own secret when they pointed at one.
@@ -397,17 +403,17 @@ impl Registrar {
             let stamps = self.stamps.list_stamps().await?;
             let others = stamps.iter().filter(|s| s.id != *owner).map(|s| s.credential_secret_name.as_str());
             if let Some(rule) = self.credential_rules.violation(name, owner.as_str(), others) {
-                return Err(invalid("credentialSecretName", &rule));
+                return Err(unusable("credentialSecretName", &rule));
             }
             let secret = self.secrets.get_secret(name).await.map_err(secret_store)?.ok_or_else(|| {
-                invalid("credentialSecretName", "names a secret that is not in the secret store")
+                unusable("credentialSecretName", "names a secret that is not in the secret store")
             })?;
             let credential = Credential::from_secret(name, &secret)
-                .map_err(|e| invalid("credentialSecretName", &e.to_string()))?;
+                .map_err(|e| unusable("credentialSecretName", &e.to_string()))?;
             return Ok((credential, Some(name.clone())));
         }
         let credential = (self.read_credential)(input, connection.certificate_thumbprint.as_deref())
-            .map_err(RegistrationError::Invalid)?
+            .map_err(RegistrationError::Unusable)?
             .expect("inline credential input yields a credential");
         Ok((credential, None))
     }

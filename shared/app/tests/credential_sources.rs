@@ -143,8 +143,8 @@ async fn credential_secrets_outside_their_place_are_refused_before_any_connectio
         );
         let (status, answer) = app.call(Method::POST, "/stamps", &body).await;
 
-        // Then it is refused with 400 naming the field and the rule, and no value is echoed
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {answer}");
+        // Then it is refused with 422 naming the field and the rule, and no value is echoed
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {answer}");
         let problem: Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(problem["errors"][0]["field"], "credentialSecretName", "{name}: {answer}");
         assert!(problem["errors"][0]["rule"].as_str().unwrap().contains(rule), "{name}: {answer}");
@@ -157,7 +157,7 @@ async fn credential_secrets_outside_their_place_are_refused_before_any_connectio
     for (name, _) in &attempts[..2] {
         let patch = json!({ "credentialSecretName": name });
         let (status, answer) = app.call(Method::PATCH, &format!("/stamps/{other_id}"), &patch).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {answer}");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {answer}");
     }
 
     // And the caller's endpoint never saw a connection
@@ -185,7 +185,7 @@ async fn an_operator_secret_under_the_prefix_holding_a_credential_document_is_ac
         "azs-usage/eu-1-credential",
     );
     let (status, answer) = app.call(Method::POST, "/stamps?verify=false", &second).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert!(answer.contains("another stamp already uses"), "{answer}");
 }
 
@@ -212,16 +212,20 @@ async fn api_paths_take_a_stamps_name_as_well_as_its_id_and_names_stay_unique() 
     let (status, _) = app.call(Method::GET, "/stamps/no-such-stamp", &Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // A rename to a GUID, or to a name in use, is refused naming the field
+    // A rename to a GUID (a rule of the field: 400), or to a name in use (well-formed, but taken:
+    // 422), is refused naming the field
     let mut second =
         registration("https://adminmanagement.eu2.example", "6e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
     second["name"] = json!("eu 2");
     second["applicationSecret"] = json!("secret-eu-2");
     let (status, answer) = app.call(Method::POST, "/stamps?verify=false", &second).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
-    for name in [json!("Eu 1"), json!("5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b")] {
+    for (name, expected) in [
+        (json!("Eu 1"), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!("5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"), StatusCode::BAD_REQUEST),
+    ] {
         let (status, answer) = app.call(Method::PATCH, "/stamps/eu%202", &json!({ "name": name })).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(status, expected, "{answer}");
         assert!(answer.contains("\"field\":\"name\""), "{answer}");
     }
 }

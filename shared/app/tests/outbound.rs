@@ -218,7 +218,7 @@ async fn an_admin_arm_host_outside_the_allow_list_is_refused_at_registration_wit
             Some(&registration(&stamp.url, Some(&stamp.ca_pem))),
         )
         .await;
-        assert_eq!(status, 400, "{problem}");
+        assert_eq!(status, 422, "{problem}");
         let errors = problem["errors"].as_array().unwrap();
         assert!(
             errors.iter().any(|e| e["field"] == "adminArmEndpoint"

@@ -101,6 +101,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         }
         Some(_) => {}
     }
+    // `null` is not a value of any member (the document says so): serde would read it as "absent",
+    // which for a PATCH means "unchanged", not what a caller sending null meant.
+    if let Ok(members) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes) {
+        let mut errors = ValidationErrors::default();
+        for (name, _) in members.iter().filter(|(_, v)| v.is_null()) {
+            errors.push(name.as_str(), "must not be null (leave the member out instead)");
+        }
+        if !errors.is_empty() {
+            return Err(Problem::invalid_fields(errors));
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = match serde_path_to_error::deserialize(&mut de) {
         Ok(value) => de.end().map(|()| value).map_err(|e| (".".to_owned(), e)),

@@ -21,6 +21,7 @@ const RETRY_AFTER_SECONDS: &str = "30";
 /// Problem types of this API. Plain HTTP failures (401, 404 for paths, 405, 413, 415, 500) are `about:blank`.
 pub mod kind {
     pub const INVALID_FIELDS: &str = "tag:azs-usage,2026:problem:invalid-fields";
+    pub const UNUSABLE_FIELDS: &str = "tag:azs-usage,2026:problem:unusable-fields";
     pub const MALFORMED_JSON: &str = "tag:azs-usage,2026:problem:malformed-json";
     pub const UNVERIFIED: &str = "tag:azs-usage,2026:problem:unverified";
     pub const DUPLICATE_STAMP: &str = "tag:azs-usage,2026:problem:duplicate-stamp";
@@ -84,6 +85,16 @@ impl Problem {
     /// An `about:blank` problem: the title is the status's reason phrase.
     pub fn plain(status: StatusCode, detail: impl Into<String>) -> Self {
         Self::new(status, kind::BLANK, status.canonical_reason().unwrap_or("Error"), detail)
+    }
+
+    /// 422: every field well-formed, but some cannot be acted on as things stand (see
+    /// [`RegistrationError::Unusable`]); `errors` names them like a 400 does.
+    pub fn unusable_fields(errors: ValidationErrors) -> Self {
+        let mut p = Self::invalid_fields(errors);
+        p.status = StatusCode::UNPROCESSABLE_ENTITY;
+        p.kind = kind::UNUSABLE_FIELDS;
+        p.title = "The request cannot be acted on".into();
+        p
     }
 
     pub fn invalid_fields(errors: ValidationErrors) -> Self {
@@ -156,6 +167,7 @@ impl Problem {
     pub fn from_registration(e: RegistrationError, base: &str) -> Self {
         match e {
             RegistrationError::Invalid(errors) => Self::invalid_fields(errors),
+            RegistrationError::Unusable(errors) => Self::unusable_fields(errors),
             RegistrationError::Unverified(pull) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 kind::UNVERIFIED,

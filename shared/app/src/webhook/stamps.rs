@@ -55,9 +55,8 @@ pub async fn test(
     StampPath(id): StampPath,
 ) -> Result<Json<ConnectionReport>, Problem> {
     app.registrar.test(&id).await.map(Json).map_err(|e| match e {
-        RegistrationError::Invalid(errors) => {
-            let mut p = Problem::invalid_fields(errors);
-            p.status = StatusCode::UNPROCESSABLE_ENTITY;
+        RegistrationError::Unusable(errors) => {
+            let mut p = Problem::unusable_fields(errors);
             p.title = "The stored stamp cannot be tested".into();
             p
         }
