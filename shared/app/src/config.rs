@@ -26,6 +26,7 @@ pub const DATABASE_AUTH: &str = "AZS_USAGE_DATABASE_AUTH";
 pub const SECRETS: &str = "AZS_USAGE_SECRETS";
 pub const SECRET_PREFIX: &str = "AZS_USAGE_SECRET_PREFIX";
 pub const CONCURRENCY: &str = "AZS_USAGE_CONCURRENCY";
+pub const SUBSCRIBER_CONCURRENCY: &str = "AZS_USAGE_SUBSCRIBER_CONCURRENCY";
 pub const SETTLE_DELAY: &str = "AZS_USAGE_SETTLE_DELAY";
 pub const TIME_BUDGET: &str = "AZS_USAGE_TIME_BUDGET";
 pub const LEASE_TTL: &str = "AZS_USAGE_LEASE_TTL";
@@ -79,6 +80,12 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         needed: Needed::Optional,
         default: "8",
         meaning: "How many stamps one run collects at once.",
+    },
+    EnvVar {
+        name: SUBSCRIBER_CONCURRENCY,
+        needed: Needed::Optional,
+        default: "8",
+        meaning: "Per-subscriber stamps: how many subscriberId queries of one window are in flight at once (per stamp, 1-64).",
     },
     EnvVar {
         name: SETTLE_DELAY,
@@ -220,6 +227,8 @@ pub struct AppConfig {
     pub secrets: String,
     pub secret_prefix: String,
     pub concurrency: usize,
+    /// Per stamp: `subscriberId` queries of one window in flight at once.
+    pub subscriber_concurrency: usize,
     pub settle_delay: std::time::Duration,
     pub time_budget: TimeBudget,
     pub lease_ttl: std::time::Duration,
@@ -318,6 +327,13 @@ impl AppConfig {
             get(CONCURRENCY).parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
                 ConfigError { variable: CONCURRENCY, rule: "must be a whole number from 1 to 256".into() }
             })?;
+        let subscriber_concurrency =
+            get(SUBSCRIBER_CONCURRENCY).parse::<usize>().ok().filter(|n| (1..=64).contains(n)).ok_or_else(
+                || ConfigError {
+                    variable: SUBSCRIBER_CONCURRENCY,
+                    rule: "must be a whole number from 1 to 64".into(),
+                },
+            )?;
         let settle_delay = parse_duration(&get(SETTLE_DELAY)).ok_or_else(|| ConfigError {
             variable: SETTLE_DELAY,
             rule: "must be a duration such as 30m, 1h or 1h30m".into(),
@@ -410,6 +426,7 @@ impl AppConfig {
             secrets: get(SECRETS),
             secret_prefix: get(SECRET_PREFIX),
             concurrency,
+            subscriber_concurrency,
             settle_delay,
             time_budget,
             lease_ttl,
@@ -550,6 +567,8 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable() {
         assert_eq!(config(&[(CONCURRENCY, "0")]).unwrap_err().variable, CONCURRENCY);
+        assert_eq!(config(&[(SUBSCRIBER_CONCURRENCY, "65")]).unwrap_err().variable, SUBSCRIBER_CONCURRENCY);
+        assert_eq!(config(&[(SUBSCRIBER_CONCURRENCY, "16")]).unwrap().subscriber_concurrency, 16);
         assert_eq!(config(&[(SETTLE_DELAY, "soon")]).unwrap_err().variable, SETTLE_DELAY);
         assert_eq!(config(&[(TIME_BUDGET, "0s")]).unwrap_err().variable, TIME_BUDGET);
         assert_eq!(config(&[(FAN_OUT, "sqs")]).unwrap_err().variable, FAN_OUT);

@@ -44,6 +44,7 @@ impl Services {
         let source: Arc<dyn UsageSource> = Arc::new(
             azs_azure_stack::AzureStackClient::new(azs_azure_stack::ClientSettings {
                 limits: config.pull_limits,
+                subscriber_concurrency: config.subscriber_concurrency,
                 ..Default::default()
             })
             .with_allowed_hosts(config.allowed_stamp_hosts.clone()),

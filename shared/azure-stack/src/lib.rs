@@ -48,7 +48,12 @@ pub struct ClientSettings {
     /// Bounds on one window's pull. `max_page_bytes` is the body cap every answer is read under
     /// (it replaces `http.max_body_bytes`).
     pub limits: PullLimits,
+    /// Most `subscriberId` queries of one window in flight at once (per-subscriber stamps).
+    pub subscriber_concurrency: usize,
 }
+
+/// `AZS_USAGE_SUBSCRIBER_CONCURRENCY`'s default.
+pub const DEFAULT_SUBSCRIBER_CONCURRENCY: usize = 8;
 
 impl Default for ClientSettings {
     fn default() -> Self {
@@ -56,6 +61,7 @@ impl Default for ClientSettings {
             http: HttpSettings::default(),
             token_renew_before: Duration::from_secs(300),
             limits: PullLimits::default(),
+            subscriber_concurrency: DEFAULT_SUBSCRIBER_CONCURRENCY,
         }
     }
 }
@@ -119,6 +125,7 @@ impl AzureStackClient {
                 endpoints,
                 tokens,
                 limits: self.settings.limits,
+                subscriber_concurrency: self.settings.subscriber_concurrency,
             })
         }
         .instrument(span)

@@ -4,16 +4,20 @@
 //! Per window, depending on the stamp's [`UsageQueryMode`]:
 //! - all tenants: one `nextLink` chain of `subscriberUsageAggregates`;
 //! - per subscriber: the tenant subscription list (fetched again for every window, so subscriptions
-//!   created meanwhile are included), then one chain per `subscriberId`. A subscription the stamp
-//!   answers `SubscriberIdIsNotDirectTenant` for (a reseller's tenant) is skipped: all-tenants mode
-//!   does not report it either.
+//!   created meanwhile are included), then one chain per `subscriberId`, up to
+//!   `subscriber_concurrency` chains at once (a large stamp answers each query in about a second, so
+//!   one after another cannot keep up; the bound keeps one stamp from being flooded). A subscription
+//!   the stamp answers `SubscriberIdIsNotDirectTenant` for (a reseller's tenant) is skipped:
+//!   all-tenants mode does not report it either. The first other error ends the window's pull and
+//!   cancels the chains still running.
 //!
 //! `nextLink` is followed verbatim (parsed as it is, never rebuilt or re-encoded). It must point at the
 //! admin ARM endpoint's own origin, because our bearer token goes with it.
 //!
 //! A window's pull is bounded ([`PullLimits`]): a `nextLink` that leads back to any page already read
 //! in its chain (a cycle of any length), more pages, rows or body bytes in the window than the
-//! limits, or one page body over its cap each end the pull with a [`LimitExceeded`] error. The caller
+//! limits (counted over all of the window's chains together, parallel or not), or one page body over
+//! its cap each end the pull with a [`LimitExceeded`] error. The caller
 //! then commits nothing of the window; the rows already handed on die with its buffer.
 //!
 //! A 401 means the token was revoked or expired early: the cached token is dropped and the request
@@ -30,8 +34,10 @@ use azs_core::ports::{
 use azs_core::stamp::UsageQueryMode;
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
+use futures::StreamExt;
 use reqwest::Url;
 use std::collections::HashSet;
+use std::sync::Mutex;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 /// An open session with one stamp (discovery done, a token at hand).
@@ -44,6 +50,34 @@ pub struct AzureStackSession {
     pub(crate) endpoints: DiscoveredEndpoints,
     pub(crate) tokens: TokenClient,
     pub(crate) limits: PullLimits,
+    /// Most `subscriberId` chains of one window in flight at once (per-subscriber mode); at least 1.
+    pub(crate) subscriber_concurrency: usize,
+}
+
+/// Where a window's chains hand their pages: the caller's buffer, the window's counts and its limits,
+/// shared by chains that run at once. Locked only between awaits, never across one.
+struct WindowSink<'a> {
+    on_page: &'a mut (dyn FnMut(Vec<UsageRow>) + Send),
+    summary: PullSummary,
+    tally: WindowTally,
+}
+
+impl WindowSink<'_> {
+    /// Counts a page against the window's limits and hands its rows on.
+    fn page(&mut self, rows: Vec<UsageRow>, bytes: usize) -> Result<(), PullError> {
+        self.tally.page(rows.len(), bytes)?;
+        self.summary.pages += 1;
+        self.summary.rows += rows.len() as u64;
+        debug!(page = self.summary.pages, rows = rows.len(), "page");
+        if !rows.is_empty() {
+            (self.on_page)(rows);
+        }
+        Ok(())
+    }
+}
+
+fn lock<'m, 'a>(sink: &'m Mutex<WindowSink<'a>>) -> std::sync::MutexGuard<'m, WindowSink<'a>> {
+    sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What one window's pull has taken so far, against its limits.
@@ -115,39 +149,23 @@ impl StampSession for AzureStackSession {
     ) -> Result<PullSummary, PullError> {
         let span = info_span!("pull", stamp_id = %self.stamp_id, window = %window, mode = ?self.query_mode);
         async {
-            let mut summary = PullSummary::default();
-            let mut tally = WindowTally::new(self.limits);
-            match self.query_mode {
-                UsageQueryMode::AllTenants => {
-                    self.pull_chain(window, None, on_page, &mut summary, &mut tally).await?
-                }
+            let mut retries = 0;
+            let subscribers = match self.query_mode {
+                UsageQueryMode::AllTenants => None,
                 UsageQueryMode::PerSubscriber => {
-                    let mut subscribers = self.tenant_subscriptions(&mut summary.retries).await?;
-                    // The union with the subscriptions seen recently: a deleted subscription is gone
-                    // from the list, but its last hours are still reported.
-                    let listed: HashSet<String> =
-                        subscribers.iter().map(|s| s.to_ascii_lowercase()).collect();
-                    let missing: Vec<&String> = also_subscribers
-                        .iter()
-                        .filter(|s| !listed.contains(&s.to_ascii_lowercase()))
-                        .collect();
-                    if !missing.is_empty() {
-                        debug!(count = missing.len(), "also asking for subscriptions no longer listed");
-                    }
-                    subscribers.extend(missing.into_iter().cloned());
-                    for subscriber in &subscribers {
-                        match self
-                            .pull_chain(window, Some(subscriber), on_page, &mut summary, &mut tally)
-                            .await
-                        {
-                            Err(e) if e.upstream_code.as_deref() == Some("SubscriberIdIsNotDirectTenant") => {
-                                debug!(subscriber, "not a direct tenant of the provider; skipped");
-                            }
-                            other => other?,
-                        }
-                    }
+                    Some(self.subscribers_including(also_subscribers, &mut retries).await?)
                 }
+            };
+            let sink = Mutex::new(WindowSink {
+                on_page,
+                summary: PullSummary { retries, ..PullSummary::default() },
+                tally: WindowTally::new(self.limits),
+            });
+            match subscribers {
+                None => self.pull_chain(window, None, &sink).await?,
+                Some(subscribers) => self.pull_subscribers(window, &subscribers, &sink).await?,
             }
+            let summary = sink.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).summary;
             info!(pages = summary.pages, rows = summary.rows, retries = summary.retries, "window pulled");
             Ok(summary)
         }
@@ -157,35 +175,78 @@ impl StampSession for AzureStackSession {
 }
 
 impl AzureStackSession {
-    /// Follows one `nextLink` chain to its end, handing each page's rows to `on_page` as it arrives.
+    /// The stamp's tenant subscriptions, with those seen recently that it no longer lists: a deleted
+    /// subscription is gone from the list, but its last hours are still reported.
+    async fn subscribers_including(
+        &self,
+        also: &[String],
+        retries: &mut u64,
+    ) -> Result<Vec<String>, PullError> {
+        let mut subscribers = self.tenant_subscriptions(retries).await?;
+        let listed: HashSet<String> = subscribers.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let missing: Vec<&String> =
+            also.iter().filter(|s| !listed.contains(&s.to_ascii_lowercase())).collect();
+        if !missing.is_empty() {
+            debug!(count = missing.len(), "also asking for subscriptions no longer listed");
+        }
+        subscribers.extend(missing.into_iter().cloned());
+        Ok(subscribers)
+    }
+
+    /// One chain per subscriber, at most `subscriber_concurrency` at once; the first error other than
+    /// "not a direct tenant" ends the pull (dropping the stream cancels the chains in flight).
+    async fn pull_subscribers(
+        &self,
+        window: ReportedWindow,
+        subscribers: &[String],
+        sink: &Mutex<WindowSink<'_>>,
+    ) -> Result<(), PullError> {
+        // By index: a closure over `&String` items trips the compiler's higher-ranked Send check.
+        let mut chains = futures::stream::iter(0..subscribers.len())
+            .map(|i| async move {
+                let subscriber = subscribers[i].as_str();
+                match self.pull_chain(window, Some(subscriber), sink).await {
+                    Err(e) if e.upstream_code.as_deref() == Some("SubscriberIdIsNotDirectTenant") => {
+                        debug!(subscriber, "not a direct tenant of the provider; skipped");
+                        Ok(())
+                    }
+                    other => other,
+                }
+            })
+            .buffer_unordered(self.subscriber_concurrency.max(1));
+        while let Some(done) = chains.next().await {
+            done?;
+        }
+        Ok(())
+    }
+
+    /// Follows one `nextLink` chain to its end, handing each page's rows to the sink as it arrives.
     async fn pull_chain(
         &self,
         window: ReportedWindow,
         subscriber: Option<&str>,
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
-        summary: &mut PullSummary,
-        tally: &mut WindowTally,
+        sink: &Mutex<WindowSink<'_>>,
     ) -> Result<(), PullError> {
         let first = usage_url(&self.admin_arm_endpoint, &self.admin_subscription_id, window, subscriber)
             .map_err(|e| configuration(format!("adminArmEndpoint does not make a usage URL: {e}")))?;
         let mut next = Some(first);
         let mut body = Vec::new();
         let mut visited = VisitedPages::default();
-        while let Some(url) = next.take() {
-            visited.visit(&url)?;
-            let page = self.get(&url, "usage page", read_usage_page, &mut summary.retries, &mut body).await?;
-            tally.page(page.rows.len(), body.len())?;
-            summary.pages += 1;
-            summary.rows += page.rows.len() as u64;
-            debug!(page = summary.pages, rows = page.rows.len(), more = page.next_link.is_some(), "page");
-            if !page.rows.is_empty() {
-                on_page(page.rows);
+        let mut retries = 0;
+        let result = async {
+            while let Some(url) = next.take() {
+                visited.visit(&url)?;
+                let page = self.get(&url, "usage page", read_usage_page, &mut retries, &mut body).await?;
+                lock(sink).page(page.rows, body.len())?;
+                if let Some(link) = page.next_link {
+                    next = Some(self.next_link(&url, &link)?);
+                }
             }
-            if let Some(link) = page.next_link {
-                next = Some(self.next_link(&url, &link)?);
-            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        lock(sink).summary.retries += retries;
+        result
     }
 
     /// Every tenant subscription of the stamp, following the list's own `nextLink`s.
@@ -330,6 +391,7 @@ mod tests {
                 std::time::Duration::from_secs(300),
             ),
             limits: PullLimits::default(),
+            subscriber_concurrency: 1,
         }
     }
 

@@ -238,6 +238,79 @@ async fn an_azure_ad_stamp_with_a_secret_pulls_per_subscriber_equal_to_ground_tr
     assert_eq!(summary.pages, stats.usage_requests);
 }
 
+/// A per-subscriber session whose window pulls run `concurrency` subscriber chains at once.
+async fn per_subscriber_session(sim: &Simulator, settings: ClientSettings) -> Box<dyn StampSession> {
+    AzureStackClient::new(settings)
+        .connect(
+            &registered(sim, UsageQueryMode::PerSubscriber),
+            &Credential::ApplicationSecret(Secret::new(SECRET)),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_subscriber_chains_run_in_parallel_up_to_the_bound_and_the_window_equals_ground_truth() {
+    // Given a per-subscriber stamp with 24 tenant subscriptions, several pages each, 40 ms per page
+    let sim = simulate(azure_ad_with_secret(), 3, |s| {
+        s.tenants = 24;
+        s.page_delay = Duration::from_millis(40);
+    })
+    .await;
+    let window = past_window(1);
+
+    // When one window is pulled with at most 4 subscriber queries in flight
+    let session =
+        per_subscriber_session(&sim, ClientSettings { subscriber_concurrency: 4, ..test_settings() }).await;
+    let started = Instant::now();
+    let (rows, summary) = pull(session.as_ref(), window).await.unwrap();
+    let took = started.elapsed();
+
+    // Then the window holds exactly the ground truth (every subscriber's rows, each once),
+    assert_equals_ground_truth(&sim, window, &rows);
+    let stats = sim.stamp(0).stats();
+    assert_eq!(summary.pages, stats.usage_requests);
+    // the stamp never saw more than 4 usage queries at once, and did see 4 (the chains overlapped),
+    assert_eq!(stats.usage_in_flight_peak, 4, "{stats:?}");
+    // and the window took well under the time of one query after another.
+    let one_by_one = Duration::from_millis(40) * stats.usage_requests as u32;
+    assert!(took < one_by_one / 2, "{took:?} vs {one_by_one:?} one by one");
+}
+
+#[tokio::test]
+async fn one_subscriber_query_at_a_time_when_the_bound_is_1() {
+    let sim = simulate(azure_ad_with_secret(), 3, |s| {
+        s.tenants = 6;
+        s.page_delay = Duration::from_millis(5);
+    })
+    .await;
+    let window = past_window(1);
+    let session =
+        per_subscriber_session(&sim, ClientSettings { subscriber_concurrency: 1, ..test_settings() }).await;
+    let (rows, _) = pull(session.as_ref(), window).await.unwrap();
+    assert_equals_ground_truth(&sim, window, &rows);
+    assert_eq!(sim.stamp(0).stats().usage_in_flight_peak, 1);
+}
+
+#[tokio::test]
+async fn the_window_row_limit_counts_every_parallel_chain_together() {
+    // Given a per-subscriber stamp whose window has more rows than the limit, though no single
+    // subscriber's chain comes near it
+    let sim = simulate(azure_ad_with_secret(), 3, |s| s.tenants = 12).await;
+    let window = past_window(1);
+    let total = sim.stamp(0).ground_truth(window.start, window.end).len() as u64;
+    let mut settings = ClientSettings { subscriber_concurrency: 8, ..test_settings() };
+    settings.limits.max_rows = total - 1;
+    let session = per_subscriber_session(&sim, settings).await;
+
+    // When the window is pulled with 8 chains at once
+    let e = pull(session.as_ref(), window).await.unwrap_err();
+
+    // Then the window's shared limit ends the pull, naming it
+    assert_eq!(e.stage, PullStage::Limit, "{e}");
+    assert!(e.message.contains(&format!("more than {} rows", total - 1)), "{}", e.message);
+}
+
 #[tokio::test]
 async fn an_azure_ad_stamp_with_a_certificate_and_an_adfs_stamp_with_a_secret_also_work() {
     let cert = simulate(

@@ -196,6 +196,8 @@ pub struct SimStats {
     pub usage_pages_served: u64,
     /// Usage rows in those pages (repeated rows included).
     pub usage_rows_served: u64,
+    /// Most usage requests being answered at the same moment (delays and faults included).
+    pub usage_in_flight_peak: u64,
 }
 
 /// Live counters behind [`SimStats`].
@@ -212,6 +214,8 @@ pub(crate) struct StatCounters {
     pub faults_served: AtomicU64,
     pub pages: AtomicU64,
     pub rows: AtomicU64,
+    usage_in_flight: AtomicU64,
+    usage_in_flight_peak: AtomicU64,
 }
 
 impl StatCounters {
@@ -241,7 +245,24 @@ impl StatCounters {
             faults_served: get(&self.faults_served),
             usage_pages_served: get(&self.pages),
             usage_rows_served: get(&self.rows),
+            usage_in_flight_peak: get(&self.usage_in_flight_peak),
         }
+    }
+
+    /// Counts a usage request in flight until the guard drops (answered, or the connection gone).
+    pub fn usage_in_flight(&self) -> InFlight<'_> {
+        let now = self.usage_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.usage_in_flight_peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(&self.usage_in_flight)
+    }
+}
+
+/// One usage request in flight (see [`StatCounters::usage_in_flight`]).
+pub(crate) struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

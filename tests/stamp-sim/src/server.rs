@@ -118,6 +118,7 @@ async fn pipeline(
 ) -> Result<Response, DropConnection> {
     let kind = RequestKind::of_path(request.uri().path());
     state.stats.count_request(kind);
+    let _in_flight = (kind == RequestKind::Usage).then(|| state.stats.usage_in_flight());
     let action = state.faults.lock().unwrap_or_else(|e| e.into_inner()).take_for_request(kind);
     if let Some(action) = action {
         bump(&state.stats.faults_served);
