@@ -33,11 +33,11 @@ trap cleanup EXIT
 
 # A simulated stamp to register: verification (registration, PATCH, /test) then gets real answers
 # at once, instead of retrying an unreachable host until its 25 s budget runs out.
-"$sim_exe" --stamps 1 --auth aad --tenants 2 --meters 2 --late-rows 0 --ca-out "$work/sim-ca.pem" \
+"$sim_exe" --stamps 2 --auth aad --tenants 2 --meters 2 --late-rows 0 --ca-out "$work/sim-ca.pem" \
   > "$work/sim.jsonl" 2> "$work/sim.log" &
 sim_pid=$!
 for _ in $(seq 1 100); do
-  if [[ -s "$work/sim.jsonl" ]]; then break; fi
+  if [[ "$(wc -l < "$work/sim.jsonl")" -ge 2 ]]; then break; fi
   sleep 0.1
 done
 
@@ -59,12 +59,16 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-# One stamp, registered with its live check, so that `{id}` paths reach their logic.
-registration="$(python3 - "$work/sim.jsonl" "$work/sim-ca.pem" <<'PY'
+# Two stamps, registered with their live check, so that `{id}` paths reach their logic: one for
+# every operation, one for DELETE /stamps/{id} alone (otherwise the first removal leaves every later
+# PATCH and test with a 404).
+register() {
+  local body
+  body="$(python3 - "$work/sim.jsonl" "$work/sim-ca.pem" "$1" "$2" <<'PY'
 import json, sys
-stamp = json.loads(open(sys.argv[1]).readline())
+stamp = json.loads(open(sys.argv[1]).readlines()[int(sys.argv[3])])
 print(json.dumps({
-    "name": "contract",
+    "name": sys.argv[4],
     "adminSubscriptionId": stamp["adminSubscriptionId"],
     "tenantId": stamp["tenantId"],
     "applicationId": stamp["applicationId"],
@@ -74,8 +78,11 @@ print(json.dumps({
 }))
 PY
 )"
-stamp_id="$(curl -fsS -X POST -H "Authorization: Bearer $token" -H 'content-type: application/json' \
-  "$base/stamps" -d "$registration" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+  curl -fsS -X POST -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+    "$base/stamps" -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+stamp_id="$(register 0 contract)"
+removable_id="$(register 1 contract-removable)"
 
 cat > "$work/schemathesis.toml" <<TOML
 headers = { Authorization = "Bearer $token" }
@@ -85,6 +92,10 @@ request-timeout = 40.0
 [parameters]
 id = "$stamp_id"
 externalSubscriptionId = "5f1c3a9e-7b2d-4c8e-9a1f-3e6d2b7c8a90"
+
+[[operations]]
+include-name = "DELETE /stamps/{id}"
+parameters = { id = "$removable_id" }
 
 # A schema-valid registration may still name a stamp that cannot be verified (422), one already
 # registered (409), or a stamp that is gone (404): the service answered the request as documented.
