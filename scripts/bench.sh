@@ -3,6 +3,8 @@
 #   scripts/bench.sh                 # every run, 3 times each: standard, stamps, fan-out, windows, mapped
 #   scripts/bench.sh --repeat 5 standard
 #   scripts/bench.sh --repeat 1 stamps fan-out
+#   scripts/bench.sh --repeat 1 scale    # one per-subscriber stamp, 2,000 subscriptions at 200 ms per
+#                                        # query, subscriber concurrency 1 (sample) / 8 / 16 (not in all)
 # Builds azs-usage-bench in release, prints the machine's load (figures taken while `uptime` shows a
 # load well above the core count are noisy: compare runs taken under similar load), then one table per
 # run and one JSON line per run, also appended to target/bench/results.jsonl.
@@ -17,9 +19,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --repeat) repeat="$2"; shift 2 ;;
     --repeat=*) repeat="${1#--repeat=}"; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    standard|stamps|fan-out|windows|mapped|all) runs+=("$1"); shift ;;
-    *) echo "unknown argument: $1 (runs: standard stamps fan-out windows mapped all)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    standard|stamps|fan-out|windows|mapped|scale|all) runs+=("$1"); shift ;;
+    *) echo "unknown argument: $1 (runs: standard stamps fan-out windows mapped scale all)" >&2; exit 2 ;;
   esac
 done
 [ ${#runs[@]} -gt 0 ] || runs=(all)

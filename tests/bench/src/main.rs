@@ -51,7 +51,10 @@ enum Command {
     Windows,
     /// The standard workload with every tenant subscription mapped first (the steady state).
     Mapped,
-    /// All of the above.
+    /// One per-subscriber stamp, 2,000 tenant subscriptions at 200 ms per query: subscriber
+    /// concurrency 1 (on a 200-subscription sample), 8 and 16; seconds per collected hour. Not in `all`.
+    Scale,
+    /// All of the above but `scale`.
     All,
     /// Any workload.
     Run {
@@ -76,6 +79,8 @@ enum Command {
         to: DateTime<Utc>,
         #[arg(long)]
         concurrency: usize,
+        #[arg(long, default_value_t = 0)]
+        subscriber_concurrency: usize,
     },
     /// (child) Pull every registered stamp's windows, discarding the rows.
     #[command(hide = true)]
@@ -113,8 +118,8 @@ async fn measure() -> anyhow::Result<()> {
     };
     let (summaries, verdicts): (Vec<Summary>, Vec<Verdict>) = match args.command {
         Command::Sim { workload } => return azs_bench::sim::serve(&workload).await,
-        Command::Collect { files, to, concurrency } => {
-            return print_result(&stages::collect(&files, to, concurrency).await?);
+        Command::Collect { files, to, concurrency, subscriber_concurrency } => {
+            return print_result(&stages::collect(&files, to, concurrency, subscriber_concurrency).await?);
         }
         Command::Pull { files, from, to, concurrency } => {
             return print_result(&stages::pull_only(&files, Span { from, to }, concurrency).await?);
@@ -136,6 +141,11 @@ async fn measure() -> anyhow::Result<()> {
         Command::Windows => {
             let s = scenarios::repeated(scenarios::windows_cases(), args.repeat, &options).await?;
             let v = scenarios::windows_verdicts(&s);
+            (s, v)
+        }
+        Command::Scale => {
+            let s = scenarios::repeated(scenarios::scale_cases(), args.repeat, &options).await?;
+            let v = scenarios::scale_verdicts(&s);
             (s, v)
         }
         Command::Mapped => {

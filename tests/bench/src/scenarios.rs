@@ -124,6 +124,7 @@ pub fn fan_out_cases() -> Vec<(String, Workload, bool)> {
         concurrency: 16,
         seed: 42,
         mapped: false,
+        subscriber_concurrency: 0,
     };
     vec![
         ("fan-out-alone".into(), Workload { stamps: 1, concurrency: 1, ..slow.clone() }, false),
@@ -148,6 +149,51 @@ pub fn fan_out_verdicts(summaries: &[Summary]) -> Vec<Verdict> {
         }],
         _ => Vec::new(),
     }
+}
+
+/// One per-subscriber stamp with 2,000 tenant subscriptions (one meter each), 200 ms per query, one
+/// reported hour, at subscriber concurrency 8 and 16; concurrency 1 on a 200-subscription sample
+/// (the whole stamp would take ~400 s one query after another), scaled to 2,000 in the verdict.
+pub fn scale_cases() -> Vec<(String, Workload, bool)> {
+    let large = Workload {
+        stamps: 1,
+        tenants: 2000,
+        meters: 1,
+        hours: 1,
+        page_size: 1000,
+        page_delay_ms: 200,
+        concurrency: 1,
+        seed: 42,
+        mapped: false,
+        subscriber_concurrency: 8,
+    };
+    vec![
+        (
+            "scale-1-sample-200".into(),
+            Workload { tenants: 200, subscriber_concurrency: 1, ..large.clone() },
+            false,
+        ),
+        ("scale-8".into(), large.clone(), false),
+        ("scale-16".into(), Workload { subscriber_concurrency: 16, ..large }, false),
+    ]
+}
+
+pub fn scale_verdicts(summaries: &[Summary]) -> Vec<Verdict> {
+    let find = |name: &str| summaries.iter().find(|s| s.scenario == name).and_then(|s| s.stat("seconds"));
+    let mut v = Vec::new();
+    if let Some(eight) = find("scale-8") {
+        v.push(Verdict {
+            target: "scale: a 2,000-subscriber stamp at 200 ms per query collects an hour in under 60 s at concurrency 8".into(),
+            measured: format!(
+                "{:.1} s per hour at 8, {} at 16, {} at 1 (200-subscription sample x 10)",
+                eight.median,
+                find("scale-16").map_or("-".into(), |s| format!("{:.1} s", s.median)),
+                find("scale-1-sample-200").map_or("-".into(), |s| format!("~{:.0} s", s.median * 10.0)),
+            ),
+            met: eight.median < 60.0,
+        });
+    }
+    v
 }
 
 /// One stamp of 10,000 rows an hour over a day and over a week.

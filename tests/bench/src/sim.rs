@@ -184,6 +184,7 @@ pub fn workload_args(w: &Workload) -> Vec<String> {
         ("--page-delay-ms", w.page_delay_ms.to_string()),
         ("--concurrency", w.concurrency.to_string()),
         ("--seed", w.seed.to_string()),
+        ("--subscriber-concurrency", w.subscriber_concurrency.to_string()),
     ]
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_owned(), value])

@@ -42,14 +42,18 @@ pub struct Files {
 }
 
 impl Files {
-    /// The configuration an operator would set for these files, with `concurrency`.
-    pub fn config(&self, concurrency: usize) -> anyhow::Result<AppConfig> {
+    /// The configuration an operator would set for these files, with `concurrency` (and
+    /// `subscriber_concurrency` when not 0).
+    pub fn config(&self, concurrency: usize, subscriber_concurrency: usize) -> anyhow::Result<AppConfig> {
         let (db, secrets) =
             (format!("sqlite:{}", self.db.display()), format!("file:{}", self.secrets.display()));
         AppConfig::from_lookup(|name| match name {
             azs_app::config::DATABASE => Some(db.clone()),
             azs_app::config::SECRETS => Some(secrets.clone()),
             azs_app::config::CONCURRENCY => Some(concurrency.to_string()),
+            azs_app::config::SUBSCRIBER_CONCURRENCY if subscriber_concurrency > 0 => {
+                Some(subscriber_concurrency.to_string())
+            }
             _ => None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -63,7 +67,10 @@ impl Files {
         let db = self.db.clone();
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(db)).await??;
         let secrets = FileSecretStore::new(&self.secrets, config.secret_prefix.clone());
-        let source = AzureStackClient::new(ClientSettings::default());
+        let source = AzureStackClient::new(ClientSettings {
+            subscriber_concurrency: config.subscriber_concurrency,
+            ..ClientSettings::default()
+        });
         Ok((Arc::new(store), Arc::new(secrets), Arc::new(source)))
     }
 }
@@ -88,8 +95,9 @@ pub async fn collect(
     files: &Files,
     until: DateTime<Utc>,
     concurrency: usize,
+    subscriber_concurrency: usize,
 ) -> anyhow::Result<CollectResult> {
-    let mut config = files.config(concurrency)?;
+    let mut config = files.config(concurrency, subscriber_concurrency)?;
     let (store, secrets, source) = files.adapters(&config).await?;
     let timeline = Timeline::start();
     let store: Arc<dyn Store> = Arc::new(TimedStore { inner: store, timeline: timeline.clone() });
@@ -141,7 +149,8 @@ impl StageResult {
 /// Pulls every registered stamp's windows in `span` through a `UsageSource` session, as the collector
 /// does (stamps concurrently up to `concurrency`, window after window), and throws the rows away.
 pub async fn pull_only(files: &Files, span: Span, concurrency: usize) -> anyhow::Result<StageResult> {
-    let config = files.config(concurrency)?;
+    // The stamps' query mode is in the store; the pull alone keeps the default subscriber bound.
+    let config = files.config(concurrency, 0)?;
     let (store, secrets, source) = files.adapters(&config).await?;
     let stamps = store.list_stamps().await?;
     let windows: Vec<ReportedWindow> =

@@ -39,6 +39,11 @@ pub struct Workload {
     #[arg(long)]
     #[serde(default)]
     pub mapped: bool,
+    /// 0: the stamps are registered all-tenants; n > 0: per-subscriber, n subscriber queries of a
+    /// window at once (`AZS_USAGE_SUBSCRIBER_CONCURRENCY`).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub subscriber_concurrency: usize,
 }
 
 impl Workload {
@@ -55,6 +60,7 @@ impl Workload {
             concurrency: 8,
             seed: 42,
             mapped: false,
+            subscriber_concurrency: 0,
         }
     }
 
@@ -85,7 +91,10 @@ impl Workload {
             self.page_size,
             self.concurrency,
             if self.mapped { ", all tenants mapped" } else { "" }
-        )
+        ) + &match self.subscriber_concurrency {
+            0 => String::new(),
+            n => format!(", per-subscriber, {n} subscriber queries at once"),
+        }
     }
 
     /// The simulator's stamps; their client secrets are [`stamp_secret`].
