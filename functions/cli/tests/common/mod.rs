@@ -111,12 +111,22 @@ impl World {
         tokio::task::spawn_blocking(move || c.output().expect("azs-usage runs")).await.unwrap()
     }
 
-    /// Registers simulator stamp `i` with the seed's positional arguments.
+    /// Registers simulator stamp `i` with the seed's positional arguments, collecting from `collect_from`.
     pub async fn register(&self, i: usize, verify: bool) -> String {
+        self.add(i, verify, Some(self.collect_from)).await
+    }
+
+    /// Registers simulator stamp `i` again after `stamp remove`: no `--collect-from`, so it resumes from
+    /// its tombstone's watermark.
+    pub async fn register_again(&self, i: usize) -> String {
+        self.add(i, true, None).await
+    }
+
+    async fn add(&self, i: usize, verify: bool, collect_from: Option<DateTime<Utc>>) -> String {
         let s = self.sim.stamp(i);
         let adfs = s.is_adfs();
         let thumbprint = if adfs { self.certificate.thumbprint_hex.clone() } else { "-".into() };
-        let from = self.collect_from.to_rfc3339();
+        let from = collect_from.map(|t| t.to_rfc3339());
         let name = format!("stamp-{i}");
         let ca = self.path("ca.pem").display().to_string();
         let client = self.path("client.pem").display().to_string();
@@ -136,9 +146,10 @@ impl World {
             &name,
             "--ca-file",
             &ca,
-            "--collect-from",
-            &from,
         ];
+        if let Some(from) = &from {
+            args.extend(["--collect-from", from]);
+        }
         if adfs {
             args.extend(["--is-adfs", "--certificate-file", &client]);
         }
