@@ -38,10 +38,15 @@ pub fn outcome_lines(summary: &RunSummary) -> Vec<String> {
     summary.stamps.iter().map(outcome_line).collect()
 }
 
-/// `eu-1 (3f2a…): succeeded, 3/3 windows, 1200 rows (0 duplicates, 4 unmapped), watermark …`.
+/// `eu-1 (3f2a…): succeeded, 3/3 windows, 1200 rows (0 duplicates, 4 unmapped), watermark …`; rows
+/// put in quarantine by this run are named when there are any (`..., 4 unmapped, 2 quarantined)`).
 pub fn outcome_line(stamp: &StampSummary) -> String {
+    let quarantined = match stamp.quarantined {
+        0 => String::new(),
+        n => format!(", {n} quarantined"),
+    };
     let mut line = format!(
-        "{} ({}): {}, {}/{} windows, {} rows ({} duplicates, {} unmapped)",
+        "{} ({}): {}, {}/{} windows, {} rows ({} duplicates, {} unmapped{quarantined})",
         stamp.name,
         stamp.stamp_id,
         stamp.outcome,
@@ -91,6 +96,7 @@ mod tests {
             rows_written: 120,
             duplicates: 0,
             unmapped_rows: 4,
+            quarantined: 0,
             watermark: None,
             error: error.map(str::to_owned),
             budget_ran_out: false,
@@ -103,6 +109,12 @@ mod tests {
         assert_eq!(line, "eu-1 (id-eu-1): succeeded, 3/3 windows, 120 rows (0 duplicates, 4 unmapped)");
         let line = outcome_line(&stamp("eu-2", RunOutcome::Failed, Some("stamp id-eu-2: token refused")));
         assert!(line.ends_with("; error: stamp id-eu-2: token refused"), "{line}");
+        let line =
+            outcome_line(&StampSummary { quarantined: 2, ..stamp("eu-3", RunOutcome::Succeeded, None) });
+        assert_eq!(
+            line,
+            "eu-3 (id-eu-3): succeeded, 3/3 windows, 120 rows (0 duplicates, 4 unmapped, 2 quarantined)"
+        );
     }
 
     #[test]

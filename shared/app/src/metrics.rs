@@ -127,6 +127,7 @@ mod tests {
             rows_written: 1,
             duplicates: 0,
             unmapped_rows: 0,
+            quarantined: 0,
             watermark,
             error: None,
             budget_ran_out: false,

@@ -110,6 +110,17 @@ impl MappingStore for FlakyStore {
 
 #[async_trait]
 impl UsageLedger for FlakyStore {
+    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
+        self.inner.row_limits()
+    }
+
+    async fn quarantine(
+        &self,
+        stamp: Option<&StampId>,
+    ) -> Result<Vec<azs_core::quarantine::QuarantineEntry>, StoreError> {
+        self.inner.quarantine(stamp).await
+    }
+
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
         self.inner.commit_window(commit).await
     }
@@ -785,6 +796,7 @@ async fn stamp_with_unmapped_usage(app: &Harness) -> String {
             lease_owner: "test",
             write: WindowWrite::Advance,
             rows: rows.to_vec(),
+            quarantined: Vec::new(),
         })
         .await
         .unwrap();

@@ -25,11 +25,13 @@
 
 use crate::http::{StampHttp, Unreadable};
 use crate::token::TokenClient;
-use crate::usage::{PageError, parse_subscription_page, parse_usage_page, subscriptions_url, usage_url};
+use crate::usage::{
+    PageError, UsagePage, parse_subscription_page, parse_usage_page, subscriptions_url, usage_url,
+};
 use async_trait::async_trait;
 use azs_core::StampId;
 use azs_core::ports::{
-    DiscoveredEndpoints, LimitExceeded, PullError, PullLimits, PullStage, PullSummary, StampSession,
+    DiscoveredEndpoints, LimitExceeded, PageRows, PullError, PullLimits, PullStage, PullSummary, StampSession,
 };
 use azs_core::stamp::UsageQueryMode;
 use azs_core::usage::UsageRow;
@@ -57,20 +59,24 @@ pub struct AzureStackSession {
 /// Where a window's chains hand their pages: the caller's buffer, the window's counts and its limits,
 /// shared by chains that run at once. Locked only between awaits, never across one.
 struct WindowSink<'a> {
-    on_page: &'a mut (dyn FnMut(Vec<UsageRow>) + Send),
+    on_page: &'a mut (dyn for<'p> FnMut(PageRows<'p>) + Send),
     summary: PullSummary,
     tally: WindowTally,
 }
 
 impl WindowSink<'_> {
-    /// Counts a page against the window's limits and hands its rows on.
-    fn page(&mut self, rows: Vec<UsageRow>, bytes: usize) -> Result<(), PullError> {
-        self.tally.page(rows.len(), bytes)?;
+    /// Counts a page against the window's limits (its quarantined entries are rows too) and hands its
+    /// rows on, with the page's text for the verbatim JSON of any row that is quarantined.
+    fn page(&mut self, page: UsagePage, body: &[u8]) -> Result<(), PullError> {
+        let entries = page.rows.len() + page.unreadable.len();
+        self.tally.page(entries, body.len())?;
         self.summary.pages += 1;
-        self.summary.rows += rows.len() as u64;
-        debug!(page = self.summary.pages, rows = rows.len(), "page");
-        if !rows.is_empty() {
-            (self.on_page)(rows);
+        self.summary.rows += entries as u64;
+        debug!(page = self.summary.pages, rows = entries, "page");
+        if entries > 0 {
+            let UsagePage { rows, unreadable, unreadable_entries, next_link } = page;
+            let index = UsagePage { rows: Vec::new(), unreadable: Vec::new(), unreadable_entries, next_link };
+            (self.on_page)(PageRows { rows, unreadable, verbatim: &|row| index.verbatim_row(body, row) });
         }
         Ok(())
     }
@@ -146,6 +152,15 @@ impl StampSession for AzureStackSession {
         window: ReportedWindow,
         also_subscribers: &[String],
         on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+    ) -> Result<PullSummary, PullError> {
+        self.pull_pages(window, also_subscribers, &mut |page| on_page(page.rows)).await
+    }
+
+    async fn pull_pages(
+        &self,
+        window: ReportedWindow,
+        also_subscribers: &[String],
+        on_page: &mut (dyn for<'p> FnMut(PageRows<'p>) + Send),
     ) -> Result<PullSummary, PullError> {
         let span = info_span!("pull", stamp_id = %self.stamp_id, window = %window, mode = ?self.query_mode);
         async {
@@ -236,9 +251,10 @@ impl AzureStackSession {
         let result = async {
             while let Some(url) = next.take() {
                 visited.visit(&url)?;
-                let page = self.get(&url, "usage page", read_usage_page, &mut retries, &mut body).await?;
-                lock(sink).page(page.rows, body.len())?;
-                if let Some(link) = page.next_link {
+                let mut page = self.get(&url, "usage page", read_usage_page, &mut retries, &mut body).await?;
+                let next_link = page.next_link.take();
+                lock(sink).page(page, &body)?;
+                if let Some(link) = next_link {
                     next = Some(self.next_link(&url, &link)?);
                 }
             }

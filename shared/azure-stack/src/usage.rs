@@ -14,6 +14,7 @@
 //! [`PageError`]; the session retries such a page (a gateway may have cut or garbled it) and, if it
 //! stays broken, fails the window naming the row and field.
 
+use azs_core::quarantine::{QuarantinedRow, Unrepresentable};
 use azs_core::usage::{Quantity, UsageRow};
 use azs_core::window::ReportedWindow;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -21,7 +22,6 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::str::FromStr;
 
 pub(crate) const USAGE_API_VERSION: &str = "2015-06-01-preview";
 pub(crate) const SUBSCRIPTIONS_API_VERSION: &str = "2015-11-01";
@@ -67,8 +67,39 @@ pub fn subscriptions_url(
 #[derive(Debug)]
 pub struct UsagePage {
     pub rows: Vec<UsageRow>,
+    /// Entries that are well-formed rows except for a quantity no exact decimal holds (more than
+    /// 28 significant digits, beyond ±7.9e28, or `NaN`/`Infinity` sent as text): quarantined
+    /// verbatim rather than rounded, and rather than failing the window on every run.
+    pub unreadable: Vec<QuarantinedRow>,
+    /// The `value` indexes of `unreadable`'s entries, ascending (to find a row's entry again).
+    pub unreadable_entries: Vec<usize>,
     /// The next page, verbatim as the stamp sent it; `None` on the last page.
     pub next_link: Option<String>,
+}
+
+impl UsagePage {
+    /// The JSON of `rows[row]` exactly as it stands in `body` (the page this was parsed from). Parses
+    /// the page a second time, so it is for the rare row that is quarantined, not for every row.
+    pub fn verbatim_row(&self, body: &[u8], row: usize) -> Option<String> {
+        let mut entry = row;
+        for skipped in &self.unreadable_entries {
+            if *skipped <= entry {
+                entry += 1;
+            }
+        }
+        verbatim_entries(body, &[entry]).pop()
+    }
+}
+
+/// The `value` entries at `indexes` (ascending) of a page, as the text the stamp sent.
+fn verbatim_entries(body: &[u8], indexes: &[usize]) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Entries<'a> {
+        #[serde(borrow)]
+        value: Vec<&'a RawValue>,
+    }
+    let Ok(page) = serde_json::from_slice::<Entries<'_>>(body) else { return Vec::new() };
+    indexes.iter().filter_map(|i| page.value.get(*i).map(|e| e.get().to_owned())).collect()
 }
 
 /// Why a page could not be read.
@@ -136,10 +167,23 @@ pub fn parse_usage_page(body: &[u8]) -> Result<UsagePage, PageError> {
     let entries = page.value.ok_or_else(|| PageError::Malformed("no `value` array".into()))?;
     let mut rows = Vec::with_capacity(entries.len());
     let mut times = TimeMemo::default();
+    let mut unreadable = Vec::new();
     for (index, entry) in entries.into_iter().enumerate() {
-        rows.push(usage_row(index + 1, entry, &mut times)?);
+        match usage_row(index + 1, entry, &mut times)? {
+            Ok(row) => rows.push(row),
+            Err(why) => unreadable.push((index, why)),
+        }
     }
-    Ok(UsagePage { rows, next_link: page.next_link.filter(|l| !l.trim().is_empty()) })
+    let unreadable_entries: Vec<usize> = unreadable.iter().map(|(i, _)| *i).collect();
+    let raw = verbatim_entries(body, &unreadable_entries);
+    let unreadable =
+        raw.into_iter().zip(&unreadable).map(|(raw, (_, why))| QuarantinedRow::new(raw, why)).collect();
+    Ok(UsagePage {
+        rows,
+        unreadable,
+        unreadable_entries,
+        next_link: page.next_link.filter(|l| !l.trim().is_empty()),
+    })
 }
 
 /// The last usage start and end times read and what they parsed to: consecutive rows of a page
@@ -161,7 +205,13 @@ fn remembered(memo: &mut Option<(String, DateTime<Utc>)>, text: &str) -> Option<
     }
 }
 
-fn usage_row(row: usize, entry: RawEntry<'_>, times: &mut TimeMemo) -> Result<UsageRow, PageError> {
+/// One entry as a usage row; `Ok(Err(_))` for an entry that is well-formed but whose quantity no exact
+/// decimal holds (quarantined, not refused).
+fn usage_row(
+    row: usize,
+    entry: RawEntry<'_>,
+    times: &mut TimeMemo,
+) -> Result<Result<UsageRow, Unrepresentable>, PageError> {
     let invalid =
         |field: &'static str, problem: &str| PageError::InvalidRow { row, field, problem: problem.into() };
     let missing = |field: &'static str| invalid(field, "is missing");
@@ -181,8 +231,21 @@ fn usage_row(row: usize, entry: RawEntry<'_>, times: &mut TimeMemo) -> Result<Us
         let text = value.ok_or_else(|| missing(field))?.0;
         remembered(memo, &text).ok_or_else(|| invalid(field, &format!("is not a time: {text:?}")))
     };
-    let quantity = p.quantity.ok_or_else(|| missing("properties.quantity"))?;
-    Ok(UsageRow {
+    let quantity = p.quantity.ok_or_else(|| missing("properties.quantity"))?.get();
+    let quantity = match parse_quantity(quantity) {
+        Some(q) => q,
+        None if is_number_like(quantity) => {
+            return Ok(Err(Unrepresentable {
+                field: "properties.quantity",
+                rule: format!(
+                    "{} is not a decimal of at most 28 significant digits within ±7.9e28; it is not rounded",
+                    quantity.chars().take(64).collect::<String>()
+                ),
+            }));
+        }
+        None => return Err(invalid("properties.quantity", &format!("is not a decimal number: {quantity}"))),
+    };
+    Ok(Ok(UsageRow {
         subscription_id: p
             .subscription_id
             .filter(|s| !s.is_empty())
@@ -190,15 +253,25 @@ fn usage_row(row: usize, entry: RawEntry<'_>, times: &mut TimeMemo) -> Result<Us
         meter_id: p.meter_id.filter(|m| !m.is_empty()).ok_or_else(|| missing("properties.meterId"))?,
         usage_start: time("properties.usageStartTime", p.usage_start_time, &mut times.start)?,
         usage_end: time("properties.usageEndTime", p.usage_end_time, &mut times.end)?,
-        quantity: parse_quantity(quantity.get()).ok_or_else(|| {
-            invalid("properties.quantity", &format!("is not a decimal number: {}", quantity.get()))
-        })?,
+        quantity,
         resource_uri,
         // Not every meter's instance data names a location; an empty one is kept as such.
         location: resources.location.unwrap_or_default(),
         tags: json_text(resources.tags),
         additional_info: json_text(resources.additional_info),
-    })
+    }))
+}
+
+/// A JSON number, or a string that names one (`"1e40"`, `"NaN"`, `"Infinity"`): a quantity the stamp
+/// meant as a number, so a row to quarantine rather than a garbled page to refuse.
+fn is_number_like(text: &str) -> bool {
+    let text = text.trim();
+    let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    matches!(unsigned.to_ascii_lowercase().as_str(), "nan" | "infinity" | "inf")
+        || (!unsigned.is_empty()
+            && unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            && unsigned.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')))
 }
 
 /// `null` and absent are both `None`; anything else is kept as the JSON text the stamp sent.
@@ -207,11 +280,20 @@ fn json_text(value: Option<&RawValue>) -> Option<String> {
 }
 
 /// A JSON number's text as an exact decimal: `2.0000000000` keeps its scale; exponent forms
-/// (`1.5E-05`) are read as scientific notation. A quoted number is accepted too.
+/// (`1.5E-05`) are read as scientific notation. A quoted number is accepted too. `None` for a number
+/// no 96-bit decimal holds exactly: it is never rounded (a plain `Decimal::from_str` would round
+/// digits past the 28th away without a word).
 pub fn parse_quantity(text: &str) -> Option<Quantity> {
     let text = text.trim();
     let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
-    if text.contains(['e', 'E']) { Decimal::from_scientific(text).ok() } else { Decimal::from_str(text).ok() }
+    match text.split_once(['e', 'E']) {
+        // The mantissa must be exact; scaling it by a power of ten then either fits or fails.
+        Some((mantissa, _)) => {
+            Decimal::from_str_exact(mantissa).ok()?;
+            Decimal::from_scientific(text).ok()
+        }
+        None => Decimal::from_str_exact(text).ok(),
+    }
 }
 
 /// `2026-11-25T13:00:00+00:00` (and `Z`, and fractions) to UTC. A time without an offset is taken as
@@ -257,6 +339,7 @@ pub(crate) fn parse_subscription_page(body: &[u8]) -> Result<SubscriptionPage, P
 mod tests {
     use super::*;
     use crate::credential::tests::fixture;
+    use std::str::FromStr;
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -331,6 +414,54 @@ mod tests {
         assert_eq!(parse_quantity("-3").unwrap().to_string(), "-3");
         assert_eq!(parse_quantity(r#""7.25""#).unwrap().to_string(), "7.25");
         assert!(parse_quantity("true").is_none());
+    }
+
+    #[test]
+    fn a_quantity_no_decimal_holds_exactly_is_refused_never_rounded() {
+        // A 96-bit mantissa holds up to 79,228,162,514,264,337,593,543,950,335: Decimal::from_str
+        // would round the last digit of these away.
+        assert!(parse_quantity("1.00000000000000000000000000001").is_none());
+        assert!(parse_quantity("9.0000000000000000000000000001").is_none());
+        assert!(
+            parse_quantity("1.0000000000000000000000000001").is_some(),
+            "29 digits below the maximum fit"
+        );
+        assert!(parse_quantity("0.1234567890123456789012345678").is_some(), "28 digits fit");
+        assert!(parse_quantity("1e40").is_none());
+        assert!(parse_quantity("1.5E-40").is_none());
+        assert!(parse_quantity(r#""NaN""#).is_none());
+    }
+
+    #[test]
+    fn a_row_whose_quantity_no_decimal_holds_is_kept_verbatim_and_the_others_are_read() {
+        let good = page_with_instance_data(
+            r#"{\"Microsoft.Resources\":{\"resourceUri\":\"u\",\"location\":\"l\"}}"#,
+            "2.5",
+        );
+        let entry = |q: &str| {
+            let page = page_with_instance_data(r#"{\"Microsoft.Resources\":{\"resourceUri\":\"u\"}}"#, q);
+            page[r#"{"value":["#.len()..page.len() - 2].to_owned()
+        };
+        let good_entry = &good[r#"{"value":["#.len()..good.len() - 2];
+        let body = format!(
+            r#"{{"value":[{good_entry}, {}, {good_entry},{}]}}"#,
+            entry("1.00000000000000000000000000001"),
+            entry(r#""Infinity""#)
+        );
+        let page = parse_usage_page(body.as_bytes()).unwrap();
+        assert_eq!(page.rows.len(), 2);
+        assert_eq!(page.unreadable.len(), 2);
+        assert_eq!(page.unreadable_entries, vec![1, 3]);
+        assert_eq!(page.unreadable[0].raw, entry("1.00000000000000000000000000001"), "verbatim, to the byte");
+        assert_eq!(page.unreadable[0].field, "properties.quantity");
+        assert!(page.unreadable[0].reason.contains("not rounded"), "{}", page.unreadable[0].reason);
+        assert_eq!(page.unreadable[1].raw, entry(r#""Infinity""#));
+        // The rows' own verbatim text is found past the quarantined entries.
+        assert_eq!(page.verbatim_row(body.as_bytes(), 0).as_deref(), Some(good_entry));
+        assert_eq!(page.verbatim_row(body.as_bytes(), 1).as_deref(), Some(good_entry));
+        // A quantity that is no number at all is still a broken page (asked for again), not a row.
+        let broken = page_with_instance_data(r#"{\"Microsoft.Resources\":{\"resourceUri\":\"u\"}}"#, "true");
+        assert!(parse_usage_page(broken.as_bytes()).is_err());
     }
 
     #[test]

@@ -129,6 +129,16 @@ pub fn probe_row() -> UsageRow {
     }
 }
 
+/// The quarantined row of `db check`'s trial commit: the quarantine is written in the same transaction
+/// as the window, so the trial proves the store can write it too.
+pub fn probe_quarantined_row() -> crate::quarantine::QuarantinedRow {
+    let why = crate::quarantine::Unrepresentable {
+        field: "properties.quantity",
+        rule: "a probe written by db check and rolled back".into(),
+    };
+    crate::quarantine::QuarantinedRow::new(crate::quarantine::reconstructed_json(&probe_row()), &why)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,10 @@
 
 use crate::drift::{HourDrift, compare_hour};
 use crate::ports::{
-    CommitReceipt, ExportFilter, PullError, PullSummary, SecretStore, StampSession, Store, StoreError,
-    UsageSource, WindowCommit, WindowWrite,
+    CommitReceipt, ExportFilter, PageRows, PullError, PullSummary, SecretStore, StampSession, Store,
+    StoreError, UsageSource, WindowCommit, WindowWrite,
 };
+use crate::quarantine::{QuarantinedRow, RowLimits, reconstructed_json};
 use crate::stamp::{Credential, Stamp, StampId};
 use crate::status::{RunOutcome, RunRecord};
 use crate::usage::UsageRow;
@@ -85,6 +86,8 @@ pub struct StampSummary {
     pub rows_written: u64,
     pub duplicates: u64,
     pub unmapped_rows: u64,
+    /// Rows this run put in quarantine (the store cannot hold them; see [`crate::quarantine`]).
+    pub quarantined: u64,
     pub watermark: Option<DateTime<Utc>>,
     pub error: Option<String>,
     /// The run's time budget ran out in the middle of a window (the error says which): nothing of that
@@ -105,6 +108,7 @@ impl StampSummary {
             rows_written: 0,
             duplicates: 0,
             unmapped_rows: 0,
+            quarantined: 0,
             watermark: None,
             error: None,
             budget_ran_out: false,
@@ -129,6 +133,10 @@ impl RunSummary {
 
     pub fn rows_written(&self) -> u64 {
         self.stamps.iter().map(|s| s.rows_written).sum()
+    }
+
+    pub fn quarantined(&self) -> u64 {
+        self.stamps.iter().map(|s| s.quarantined).sum()
     }
 }
 
@@ -395,6 +403,7 @@ impl Collector {
             summary.rows_written += receipt.rows_written;
             summary.duplicates += receipt.duplicates;
             summary.unmapped_rows += receipt.unmapped_rows;
+            summary.quarantined += receipt.quarantined;
             progress.window_committed(stamp, window, &receipt);
             self.renew_lease(&stamp.id, owner).await.map_err(|kind| fail(Some(window), kind))?;
         }
@@ -477,25 +486,30 @@ impl Collector {
         session: &dyn StampSession,
         window: ReportedWindow,
         rows_hint: &mut usize,
-    ) -> Result<(Vec<UsageRow>, PullSummary), CollectErrorKind> {
-        let mut rows = Vec::with_capacity(*rows_hint);
+    ) -> Result<(PulledWindow, PullSummary), CollectErrorKind> {
+        let mut pulled_window = PulledWindow::new(self.store.row_limits(), *rows_hint);
         let pulled = self
             .pull_under_lease(
                 pull,
-                session.pull_window_including(window, pull.also, &mut |page| rows.extend(page)),
+                session.pull_pages(window, pull.also, &mut |page| pulled_window.take(page)),
             )
             .await?;
-        *rows_hint = rows.len();
-        Ok((rows, pulled))
+        *rows_hint = pulled_window.rows.len();
+        Ok((pulled_window, pulled))
     }
 
     async fn commit_rows(
         &self,
         pull: &Pull<'_>,
         window: ReportedWindow,
-        rows: Vec<UsageRow>,
+        rows: PulledWindow,
         pulled: PullSummary,
     ) -> Result<CommitReceipt, CollectErrorKind> {
+        if !rows.quarantined.is_empty() {
+            for q in &rows.quarantined {
+                warn!(reason = %q.reason, "a row the store cannot hold is quarantined with its window");
+            }
+        }
         let receipt = self
             .store
             .commit_window(WindowCommit {
@@ -503,7 +517,8 @@ impl Collector {
                 window,
                 lease_owner: pull.owner,
                 write: pull.write,
-                rows,
+                rows: rows.rows,
+                quarantined: rows.quarantined,
             })
             .await?;
         info!(
@@ -513,6 +528,7 @@ impl Collector {
             written = receipt.rows_written,
             duplicates = receipt.duplicates,
             unmapped = receipt.unmapped_rows,
+            quarantined = receipt.quarantined,
             "window committed"
         );
         Ok(receipt)
@@ -574,7 +590,7 @@ impl Collector {
                     .pull_rows(&pull, session.as_ref(), window, &mut rows_hint)
                     .await
                     .map_err(|k| fail(Some(window), k))?;
-                let drift = compare_hour(window, &self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?, &rows);
+                let drift = compare_hour(window, &self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?, &rows.rows);
                 if drift.shrinks() && !request.allow_shrink {
                     let (_, removed, changed) = drift.totals();
                     report.hours.push(drift);
@@ -593,6 +609,7 @@ impl Collector {
                 report.summary.rows_written += receipt.rows_written;
                 report.summary.duplicates += receipt.duplicates;
                 report.summary.unmapped_rows += receipt.unmapped_rows;
+                report.summary.quarantined += receipt.quarantined;
                 self.renew_lease(stamp_id, owner).await.map_err(|k| fail(Some(window), k))?;
             }
             Ok(())
@@ -649,14 +666,16 @@ impl Collector {
         let also = self.recent_subscribers(stamp).await.map_err(|e| fail(Some(range), e.into()))?;
         let mut hours = Vec::with_capacity(range.hours() as usize);
         for window in range.split_hours() {
-            let mut rows = Vec::new();
+            // Rows the store cannot hold are compared with the quarantine, not with the ledger: only
+            // what the ledger can hold is expected there.
+            let mut pulled = PulledWindow::new(self.store.row_limits(), 0);
             session
-                .pull_window_including(window, &also, &mut |page| rows.extend(page))
+                .pull_pages(window, &also, &mut |page| pulled.take(page))
                 .await
                 .map_err(|e| fail(Some(window), e.into()))?;
             let stored =
                 self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?;
-            hours.push(compare_hour(window, &stored, &rows));
+            hours.push(compare_hour(window, &stored, &pulled.rows));
         }
         Ok(hours)
     }
@@ -740,6 +759,35 @@ impl ReprocessReport {
     /// Rows added, removed and changed over every compared hour.
     pub fn totals(&self) -> (u64, u64, u64) {
         self.hours.iter().map(HourDrift::totals).fold((0, 0, 0), |(a, r, c), (x, y, z)| (a + x, r + y, c + z))
+    }
+}
+
+/// One window's rows as pulled, split by what the store can hold: `rows` go to the ledger,
+/// `quarantined` (verbatim, with the reason) to the quarantine, in the same commit.
+struct PulledWindow {
+    limits: RowLimits,
+    rows: Vec<UsageRow>,
+    quarantined: Vec<QuarantinedRow>,
+}
+
+impl PulledWindow {
+    fn new(limits: RowLimits, rows_hint: usize) -> Self {
+        Self { limits, rows: Vec::with_capacity(rows_hint), quarantined: Vec::new() }
+    }
+
+    /// Takes a page: each row is checked against the store's limits here, in the core, so every
+    /// store and every session quarantines by the same rule.
+    fn take(&mut self, page: PageRows<'_>) {
+        self.quarantined.extend(page.unreadable);
+        for (index, row) in page.rows.into_iter().enumerate() {
+            match self.limits.check(&row) {
+                Ok(()) => self.rows.push(row),
+                Err(why) => {
+                    let raw = (page.verbatim)(index).unwrap_or_else(|| reconstructed_json(&row));
+                    self.quarantined.push(QuarantinedRow::new(raw, &why));
+                }
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fan_out;
 pub mod mapping;
 pub mod ports;
+pub mod quarantine;
 pub mod registration;
 pub mod secret;
 pub mod stamp;

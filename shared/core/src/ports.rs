@@ -2,6 +2,7 @@
 //! Each adapter crate implements some of them; the core and its tests depend only on these.
 
 use crate::mapping::{SubscriptionMapping, UnmappedSubscription};
+use crate::quarantine::{QuarantineEntry, QuarantinedRow, RowLimits};
 use crate::secret::Secret;
 use crate::stamp::{Credential, Stamp, StampConnection, StampId, Tombstone};
 use crate::status::{ProcessingStatus, RunRecord};
@@ -92,6 +93,9 @@ pub struct WindowCommit<'a> {
     /// Handed over, not lent: a store that writes on another thread takes the rows along instead of
     /// copying the window, which would hold it twice at the collector's peak.
     pub rows: Vec<UsageRow>,
+    /// The window's rows the store cannot hold (see [`crate::quarantine`]), kept verbatim in the same
+    /// transaction as `rows`; replacing a window replaces its quarantine too.
+    pub quarantined: Vec<QuarantinedRow>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -103,11 +107,19 @@ pub struct CommitReceipt {
     pub duplicates: u64,
     /// Rows written without a billing subscription.
     pub unmapped_rows: u64,
+    /// Rows of the window newly put in quarantine (a row already quarantined for the window is not
+    /// counted again).
+    pub quarantined: u64,
 }
 
 /// Raw usage rows and the watermark that says how far they are complete.
 #[async_trait]
 pub trait UsageLedger: Send + Sync {
+    /// What this store can hold of a row exactly; the collector quarantines rows over these limits
+    /// instead of handing them to [`UsageLedger::commit_window`].
+    fn row_limits(&self) -> RowLimits;
+    /// Commits the window's rows, its quarantined rows and (when advancing) the watermark in one
+    /// transaction. A row over [`UsageLedger::row_limits`] refuses the whole window, naming the field.
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError>;
     /// Streams stored rows in (stamp, reported start, usage start) order to `sink`.
     async fn export_rows(
@@ -123,6 +135,9 @@ pub trait UsageLedger: Send + Sync {
         stamp: &StampId,
         since: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError>;
+    /// Quarantined rows of one stamp (or all stamps, deleted ones included), in (stamp, reported
+    /// window, key) order.
+    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError>;
     /// Records an operator's reprocessing request (who asked, why, which range).
     async fn record_reprocess(
         &self,
@@ -337,6 +352,18 @@ pub trait UsageSource: Send + Sync {
     }
 }
 
+/// One page of a window, as a session read it.
+pub struct PageRows<'a> {
+    /// The page's usage rows, in page order.
+    pub rows: Vec<UsageRow>,
+    /// Entries of the page that are no usage row at all in this program (a quantity that no exact
+    /// decimal holds), verbatim with the reason: quarantined whatever the store.
+    pub unreadable: Vec<QuarantinedRow>,
+    /// The JSON of `rows[i]` exactly as the stamp sent it, cut from the page only when asked (rarely:
+    /// for a row the store cannot hold). `None` when the session has no verbatim text.
+    pub verbatim: &'a (dyn Fn(usize) -> Option<String> + Sync),
+}
+
 #[async_trait]
 pub trait StampSession: Send + Sync {
     fn endpoints(&self) -> &DiscoveredEndpoints;
@@ -359,6 +386,21 @@ pub trait StampSession: Send + Sync {
     ) -> Result<PullSummary, PullError> {
         let _ = also_subscribers;
         self.pull_window(window, on_page).await
+    }
+
+    /// [`Self::pull_window_including`], handing over each page with what quarantine needs: the
+    /// entries that could not be read as usage rows, and the verbatim JSON of each row. A session
+    /// without verbatim text (a test double) hands over the rows alone.
+    async fn pull_pages(
+        &self,
+        window: ReportedWindow,
+        also_subscribers: &[String],
+        on_page: &mut (dyn for<'p> FnMut(PageRows<'p>) + Send),
+    ) -> Result<PullSummary, PullError> {
+        self.pull_window_including(window, also_subscribers, &mut |rows| {
+            on_page(PageRows { rows, unreadable: Vec::new(), verbatim: &|_| None })
+        })
+        .await
     }
 }
 

@@ -65,6 +65,9 @@ pub struct ProcessingStatus {
     pub rows_written: u64,
     /// Rows written by the last run that had no mapping.
     pub unmapped_rows: u64,
+    /// Rows of this stamp held in quarantine (all runs): rows the stamp sent that the store cannot
+    /// hold; `azs-usage quarantine list` shows them.
+    pub quarantined_rows: u64,
     pub last_error: Option<String>,
 }
 

@@ -70,6 +70,7 @@ async fn main() {
                 lease_owner: owner,
                 write: WindowWrite::Advance,
                 rows,
+                quarantined: Vec::new(),
             })
             .await
             .expect("the window commits");

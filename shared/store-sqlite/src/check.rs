@@ -179,6 +179,7 @@ fn trial_commit(mut conn: Connection) -> CheckItem {
         lease_owner: "azs-usage db check".into(),
         write: WindowWrite::Advance,
         rows: vec![check::probe_row()],
+        quarantined: vec![check::probe_quarantined_row()],
     };
     let written = insert_in(&tx, &stamp)
         .map_err(|f| format!("registering the probe stamp: {}", azs_core::ports::StoreError::from(f)))
@@ -195,13 +196,16 @@ fn trial_commit(mut conn: Connection) -> CheckItem {
         });
     let rolled_back = tx.rollback();
     match (written, rolled_back) {
-        (Ok(receipt), Ok(())) if receipt.rows_written == 1 => CheckItem::ok(
+        (Ok(receipt), Ok(())) if receipt.rows_written == 1 && receipt.quarantined == 1 => CheckItem::ok(
             NAME,
-            "a one-row window was written through the store's commit path and rolled back",
+            "a one-row window with one quarantined row was written through the store's commit path and rolled back",
         ),
         (Ok(receipt), Ok(())) => CheckItem::fail(
             NAME,
-            format!("the one-row window wrote {} rows", receipt.rows_written),
+            format!(
+                "the one-row window wrote {} rows and {} quarantined rows",
+                receipt.rows_written, receipt.quarantined
+            ),
             "report this as a bug: the probe row should always be written once",
         ),
         (Err(e), _) => {

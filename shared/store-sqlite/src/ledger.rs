@@ -2,12 +2,13 @@
 //! committed in one transaction, fenced by the lease and the watermark; exports streamed in order.
 
 use crate::SqliteStore;
-use crate::codec::{get_quantity, get_secs, now_millis, secs};
+use crate::codec::{get_millis, get_quantity, get_secs, now_millis, secs};
 use crate::db::{Database, Failure};
 use async_trait::async_trait;
 use azs_core::ports::{
     CommitReceipt, ExportFilter, StoreError, StoredUsageRow, UsageLedger, WindowCommit, WindowWrite,
 };
+use azs_core::quarantine::{QuarantineEntry, QuarantinedRow, RowLimits, TextUnit};
 use azs_core::stamp::StampId;
 use azs_core::usage::{UsageRow, normalize_subscription_id};
 use azs_core::window::ReportedWindow;
@@ -20,8 +21,26 @@ use std::sync::Arc;
 /// Rows handed from the reading thread to the sink at a time.
 const EXPORT_BATCH: usize = 512;
 
+/// SQLite's own limit on a text value (SQLITE_MAX_LENGTH, 1,000,000,000 bytes in the bundled build);
+/// quantities are stored as their exact decimal text, so every decimal the core reads fits.
+pub const ROW_LIMITS: RowLimits = RowLimits {
+    text_unit: TextUnit::Utf8Bytes,
+    subscription_id: 1_000_000_000,
+    meter_id: 1_000_000_000,
+    resource_uri: 1_000_000_000,
+    location: 1_000_000_000,
+    tags: 1_000_000_000,
+    additional_info: 1_000_000_000,
+    quantity_decimals: 28,
+    quantity_integer_digits: 29,
+};
+
 #[async_trait]
 impl UsageLedger for SqliteStore {
+    fn row_limits(&self) -> RowLimits {
+        ROW_LIMITS
+    }
+
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
         // Windows take their turn here rather than on the writer connection's lock, so stamps queueing
         // to write park no blocking threads meanwhile.
@@ -33,6 +52,7 @@ impl UsageLedger for SqliteStore {
             lease_owner: commit.lease_owner.to_owned(),
             write: commit.write,
             rows: commit.rows,
+            quarantined: commit.quarantined,
         };
         self.run(move |db| db.write(|conn| commit_window(conn, &commit))).await
     }
@@ -89,6 +109,33 @@ impl UsageLedger for SqliteStore {
         .await
     }
 
+    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let stamp = stamp.cloned();
+        self.run(move |db| {
+            db.read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT stamp_id, reported_start, reported_end, field, reason, raw, quarantined_at
+                     FROM quarantined_rows WHERE ?1 IS NULL OR stamp_id = ?1
+                     ORDER BY stamp_id, reported_start, row_key, row_key_low",
+                )?;
+                let entries = stmt
+                    .query_map([stamp.as_ref().map(StampId::as_str)], |r| {
+                        Ok(QuarantineEntry {
+                            stamp_id: StampId(r.get(0)?),
+                            window: ReportedWindow { start: get_secs(r, 1)?, end: get_secs(r, 2)? },
+                            field: r.get(3)?,
+                            reason: r.get(4)?,
+                            raw: r.get(5)?,
+                            quarantined_at: get_millis(r, 6)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(entries)
+            })
+        })
+        .await
+    }
+
     async fn record_reprocess(
         &self,
         stamp: &StampId,
@@ -122,6 +169,7 @@ pub(crate) struct OwnedCommit {
     pub lease_owner: String,
     pub write: WindowWrite,
     pub rows: Vec<UsageRow>,
+    pub quarantined: Vec<QuarantinedRow>,
 }
 
 const INSERT_ROW: &str = "INSERT INTO usage_rows (stamp_no, reported_start, reported_end, row_key,
@@ -139,6 +187,13 @@ const NEW_TENANT_NO: &str =
 
 pub(crate) const DELETE_WINDOW: &str =
     "DELETE FROM usage_rows WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3";
+/// Replacing a window replaces its quarantine too: the re-pull decides what is held back.
+const DELETE_WINDOW_QUARANTINE: &str =
+    "DELETE FROM quarantined_rows WHERE stamp_id = ?1 AND reported_start >= ?2 AND reported_start < ?3";
+const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_rows (stamp_id, reported_start, reported_end,
+        row_key, row_key_low, field, reason, raw, quarantined_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    ON CONFLICT (stamp_id, reported_start, row_key, row_key_low) DO NOTHING";
 
 fn commit_window(conn: &mut Connection, c: &OwnedCommit) -> Result<CommitReceipt, Failure> {
     // IMMEDIATE takes the write lock now, so the checks below still hold when the rows land.
@@ -192,11 +247,30 @@ pub(crate) fn commit_in(tx: &Connection, c: &OwnedCommit) -> Result<CommitReceip
         }
         WindowWrite::Replace => {
             tx.prepare_cached(DELETE_WINDOW)?.execute((stamp_no, start, end))?;
+            tx.prepare_cached(DELETE_WINDOW_QUARANTINE)?.execute((c.stamp.as_str(), start, end))?;
         }
         WindowWrite::Advance => {}
     }
 
-    let receipt = insert_rows(tx, stamp_no, c)?;
+    let mut receipt = insert_rows(tx, stamp_no, c)?;
+    if !c.quarantined.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_QUARANTINED)?;
+        let now = now_millis();
+        for q in &c.quarantined {
+            let (key_high, key_low) = q.key().halves();
+            receipt.quarantined += insert.execute(rusqlite::params![
+                c.stamp.as_str(),
+                start,
+                end,
+                key_high,
+                key_low,
+                q.field,
+                q.reason,
+                q.raw,
+                now
+            ])? as u64;
+        }
+    }
 
     if c.write == WindowWrite::Advance {
         tx.prepare_cached("UPDATE processing_status SET watermark = ?2 WHERE stamp_id = ?1")?

@@ -51,10 +51,16 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_tenant_last_reported.sql"),
         step: None,
     },
+    Migration {
+        version: 6,
+        name: "quarantine",
+        sql: include_str!("../migrations/0006_quarantine.sql"),
+        step: None,
+    },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 5;
+pub const LATEST_VERSION: i64 = 6;
 
 /// Every migration version this build knows, in order. Versions are assigned to parallel work, so
 /// one may be missing for a while; each is applied when it is not yet recorded, not only when it is

@@ -11,7 +11,9 @@ use azs_core::status::{ProcessingStatus, RunOutcome, RunRecord};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row};
 
-const COLUMNS: &str = "stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written, unmapped_rows, last_error";
+/// The quarantine count is read, not kept: the quarantine's primary key starts with the stamp id.
+const COLUMNS: &str = "stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written, unmapped_rows, last_error,
+    (SELECT count(*) FROM quarantined_rows q WHERE q.stamp_id = processing_status.stamp_id)";
 
 #[async_trait]
 impl StatusReader for SqliteStore {
@@ -93,6 +95,7 @@ fn status_from_row(r: &Row<'_>) -> rusqlite::Result<ProcessingStatus> {
         outcome: get_outcome(r, 4)?,
         rows_written: get_u64(r, 5)?,
         unmapped_rows: get_u64(r, 6)?,
+        quarantined_rows: get_u64(r, 8)?,
         last_error: r.get(7)?,
     })
 }

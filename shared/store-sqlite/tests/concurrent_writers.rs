@@ -115,6 +115,7 @@ async fn collect_until_done(store: SqliteStore, owner: String) -> RunReport {
                     lease_owner: &owner,
                     write: WindowWrite::Advance,
                     rows: rows.to_vec(),
+                    quarantined: Vec::new(),
                 };
                 match store.commit_window(commit).await {
                     Ok(receipt) => {

@@ -261,6 +261,31 @@ pub(crate) fn merge_window(
     )
 }
 
+pub(crate) fn delete_window_quarantine(
+    stamp: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Bound<'static> {
+    Bound::new(&sql::DELETE_WINDOW_QUARANTINE, vec![stamp.into_sql(), start.into_sql(), end.into_sql()])
+}
+
+/// QUARANTINE_WINDOW with the window's quarantined rows as one JSON text (see [`window_quarantine`]).
+pub(crate) fn quarantine_window(
+    stamp: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    quarantine_json: String,
+) -> Bound<'static> {
+    Bound::new(
+        &sql::QUARANTINE_WINDOW,
+        vec![stamp.into_sql(), start.into_sql(), end.into_sql(), quarantine_json.into_sql()],
+    )
+}
+
+pub(crate) fn list_quarantine(stamp: Option<Uuid>) -> Bound<'static> {
+    Bound::new(&sql::LIST_QUARANTINE, vec![stamp.into_sql()])
+}
+
 pub(crate) fn subscriptions_seen(stamp: Uuid, since: DateTime<Utc>) -> Bound<'static> {
     Bound::new(&sql::SUBSCRIPTIONS_SEEN, vec![stamp.into_sql(), since.into_sql()])
 }
@@ -284,6 +309,34 @@ pub(crate) fn export_stamps(from: DateTime<Utc>, to: DateTime<Utc>) -> Bound<'st
 
 pub(crate) fn export_rows(stamp: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -> Bound<'static> {
     Bound::new(&sql::EXPORT_ROWS, vec![stamp.into_sql(), from.into_sql(), to.into_sql()])
+}
+
+// -- A window's quarantined rows, as QUARANTINE_WINDOW reads them -----------------------------------------
+
+/// One quarantined row as an element of QUARANTINE_WINDOW's JSON array (the keys are its WITH paths).
+#[derive(serde::Serialize)]
+struct QuarantineRow<'a> {
+    /// The key as 32 hex digits, for CONVERT(binary(16), k, 2).
+    k: String,
+    f: &'a str,
+    w: &'a str,
+    r: &'a str,
+}
+
+/// The window's quarantined rows (distinct keys, first of each) as one JSON array.
+pub(crate) fn window_quarantine(rows: &[azs_core::quarantine::QuarantinedRow]) -> String {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let rows: Vec<QuarantineRow<'_>> = rows
+        .iter()
+        .filter(|q| seen.insert(q.key()))
+        .map(|q| QuarantineRow {
+            k: q.key().bytes().iter().map(|b| format!("{b:02X}")).collect(),
+            f: &q.field,
+            w: &q.reason,
+            r: &q.raw,
+        })
+        .collect();
+    serde_json::to_string(&rows).expect("strings always serialise")
 }
 
 // -- A window's rows, as MERGE_WINDOW reads them ---------------------------------------------------------
@@ -337,8 +390,16 @@ pub(crate) fn window_rows(rows: &[(&UsageRow, Quantity)]) -> String {
 
 /// The widths of `usage_rows`' bounded text columns, in UTF-16 code units as nvarchar(n) counts them,
 /// with the name the API gives each field.
-pub(crate) const TEXT_WIDTHS: &[(&str, usize)] =
-    &[("subscriptionId", 256), ("meterId", 128), ("resourceUri", 4000), ("location", 256)];
+pub(crate) const TEXT_WIDTHS: &[(&str, usize)] = &[
+    ("subscriptionId", SUBSCRIPTION_ID_WIDTH),
+    ("meterId", METER_ID_WIDTH),
+    ("resourceUri", RESOURCE_URI_WIDTH),
+    ("location", LOCATION_WIDTH),
+];
+pub(crate) const SUBSCRIPTION_ID_WIDTH: usize = 256;
+pub(crate) const METER_ID_WIDTH: usize = 128;
+pub(crate) const RESOURCE_URI_WIDTH: usize = 4000;
+pub(crate) const LOCATION_WIDTH: usize = 256;
 
 /// The first field of `row` longer than its column, with its length.
 pub(crate) fn too_long(row: &UsageRow) -> Option<(&'static str, usize, usize)> {
@@ -422,6 +483,9 @@ mod tests {
             fence_state(id),
             delete_window(id, t(), t()),
             merge_window(id, t(), t(), "[]".into()),
+            delete_window_quarantine(id, t(), t()),
+            quarantine_window(id, t(), t(), "[]".into()),
+            list_quarantine(None),
             record_reprocess(id, t(), t(), "why", t()),
             export_stamps(t(), t()),
             export_rows(id, t(), t()),
@@ -483,6 +547,32 @@ mod tests {
             .skip(1)
             .map(|rest| rest[..rest.find('\'').unwrap()].to_owned())
             .collect()
+    }
+
+    #[test]
+    fn the_quarantine_json_has_the_keys_its_openjson_clause_reads_one_entry_per_key_and_hex_keys() {
+        use azs_core::quarantine::{QuarantinedRow, Unrepresentable};
+        let why = Unrepresentable { field: "properties.quantity", rule: "r".into() };
+        let a = QuarantinedRow::new("{\"x\":1}".into(), &why);
+        let b = QuarantinedRow::new("{\"x\":2}".into(), &why);
+        let json = window_quarantine(&[a.clone(), b.clone(), a.clone()]);
+        let parsed: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed.len(), 2, "a row repeated in the window is sent once");
+        let mut keys: Vec<String> = parsed[0].keys().cloned().collect();
+        keys.sort();
+        let mut paths: Vec<String> = sql::QUARANTINE_WINDOW
+            .sql
+            .split("'$.")
+            .skip(1)
+            .map(|rest| rest[..rest.find('\'').unwrap()].to_owned())
+            .collect();
+        paths.sort();
+        assert_eq!(keys, paths);
+        let hex = parsed[0]["k"].as_str().unwrap();
+        assert_eq!(hex.len(), 32);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert_eq!(hex, a.key().bytes().iter().map(|b| format!("{b:02X}")).collect::<String>());
+        assert_eq!(parsed[0]["r"], "{\"x\":1}", "the raw row travels verbatim");
     }
 
     #[test]

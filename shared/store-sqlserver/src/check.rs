@@ -324,6 +324,7 @@ async fn trial_commit(s: &mut PooledSession) -> CheckItem {
         lease_owner: owner,
         write: WindowWrite::Advance,
         rows: vec![check::probe_row()],
+        quarantined: vec![check::probe_quarantined_row()],
     };
     let written = async {
         let columns = stamps::columns(&stamp)?;
@@ -336,13 +337,16 @@ async fn trial_commit(s: &mut PooledSession) -> CheckItem {
     .await;
     s.rollback().await;
     match written {
-        Ok(receipt) if receipt.rows_written == 1 => CheckItem::ok(
+        Ok(receipt) if receipt.rows_written == 1 && receipt.quarantined == 1 => CheckItem::ok(
             NAME,
-            "a one-row window was written through the store's commit path and rolled back",
+            "a one-row window with one quarantined row was written through the store's commit path and rolled back",
         ),
         Ok(receipt) => CheckItem::fail(
             NAME,
-            format!("the one-row window wrote {} rows", receipt.rows_written),
+            format!(
+                "the one-row window wrote {} rows and {} quarantined rows",
+                receipt.rows_written, receipt.quarantined
+            ),
             "report this as a bug: the probe row should be written exactly once",
         ),
         Err(f) => CheckItem::fail(

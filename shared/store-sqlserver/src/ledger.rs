@@ -4,7 +4,11 @@
 //! A commit: the rows are checked (quantities must fit exactly, text must fit its column), de-duplicated
 //! by key and written as one JSON array; then one transaction moves the watermark (the fenced UPDATE
 //! comes first, so it also locks the stamp against a concurrent `set_mapping`), deletes the window's
-//! old rows when replacing, and MERGEs the array in (OPENJSON), mapping the rows in SQL.
+//! old rows (and quarantine) when replacing, MERGEs the array in (OPENJSON), mapping the rows in SQL,
+//! and inserts the window's quarantined rows (a second OPENJSON array).
+//!
+//! The collector never hands over a row over [`ROW_LIMITS`] (it quarantines it, see
+//! `azs_core::quarantine`); the checks here are the last line, for any other caller.
 
 use crate::SqlServerStore;
 use crate::bind;
@@ -14,6 +18,7 @@ use async_trait::async_trait;
 use azs_core::ports::{
     CommitReceipt, ExportFilter, StoreError, StoredUsageRow, UsageLedger, WindowCommit, WindowWrite,
 };
+use azs_core::quarantine::{QuarantineEntry, RowLimits, TextUnit};
 use azs_core::stamp::StampId;
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
@@ -22,8 +27,30 @@ use std::collections::HashSet;
 use tiberius::Uuid;
 use tiberius::numeric::Numeric;
 
+/// What `usage_rows` holds exactly: the nvarchar(n) widths of its text columns (UTF-16 code units;
+/// tags and additional info are nvarchar(max), 2^30 - 1 units) and decimal(38, 12). A test checks
+/// these against the schema's text.
+pub const ROW_LIMITS: RowLimits = RowLimits {
+    text_unit: TextUnit::Utf16,
+    subscription_id: bind::SUBSCRIPTION_ID_WIDTH,
+    meter_id: bind::METER_ID_WIDTH,
+    resource_uri: bind::RESOURCE_URI_WIDTH,
+    location: bind::LOCATION_WIDTH,
+    tags: NVARCHAR_MAX,
+    additional_info: NVARCHAR_MAX,
+    quantity_decimals: types::QUANTITY_SCALE,
+    quantity_integer_digits: types::QUANTITY_INTEGER_DIGITS,
+};
+
+/// nvarchar(max)'s limit in characters (2 GB of UTF-16).
+const NVARCHAR_MAX: usize = (1 << 30) - 1;
+
 #[async_trait]
 impl UsageLedger for SqlServerStore {
+    fn row_limits(&self) -> RowLimits {
+        ROW_LIMITS
+    }
+
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
         let key = stamp_key(commit.stamp).ok_or_else(|| StoreError::UnknownStamp(commit.stamp.clone()))?;
         let rows = checked_rows(&commit)?;
@@ -60,6 +87,45 @@ impl UsageLedger for SqlServerStore {
             })
         })
         .await
+    }
+
+    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let key = match stamp {
+            Some(id) => match stamp_key(id) {
+                Some(key) => Some(key),
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
+        let mut entries = self
+            .run("quarantine", |mut s| {
+                Box::pin(async move {
+                    s.query(bind::list_quarantine(key))
+                        .await?
+                        .iter()
+                        .map(|r| {
+                            let row_key: &[u8] = req(r, 3)?;
+                            Ok((
+                                row_key.to_vec(),
+                                QuarantineEntry {
+                                    stamp_id: StampId(guid_text(req(r, 0)?)),
+                                    window: ReportedWindow { start: req(r, 1)?, end: req(r, 2)? },
+                                    field: text(r, 4)?,
+                                    reason: text(r, 5)?,
+                                    raw: text(r, 6)?,
+                                    quarantined_at: req(r, 7)?,
+                                },
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, Failure>>()
+                })
+            })
+            .await?;
+        // The SQLite store's order: stamp id as text, window, key bytes.
+        entries.sort_by(|(ka, a), (kb, b)| {
+            (a.stamp_id.as_str(), a.window.start, ka).cmp(&(b.stamp_id.as_str(), b.window.start, kb))
+        });
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
     }
 
     async fn record_reprocess(
@@ -130,6 +196,7 @@ pub(crate) async fn commit_window(
     let (start, end) = (types::seconds(c.window.start), types::seconds(c.window.end));
     // Serialised before the transaction, so the locks are held only while the server works.
     let rows_json = bind::window_rows(rows);
+    let quarantine_json = (!c.quarantined.is_empty()).then(|| bind::window_quarantine(&c.quarantined));
     s.begin().await?;
     let result = async {
         let fence = match c.write {
@@ -141,16 +208,22 @@ pub(crate) async fn commit_window(
         }
         if c.write == WindowWrite::Replace {
             s.execute(bind::delete_window(key, start, end)).await?;
+            s.execute(bind::delete_window_quarantine(key, start, end)).await?;
         }
         let counts = s
             .query_one(bind::merge_window(key, start, end, rows_json))
             .await?
             .ok_or_else(|| Failure::other("the window's MERGE returned no counts"))?;
         let rows_written = types::unsigned(&counts, 0)?;
+        let quarantined = match quarantine_json {
+            Some(json) => s.execute(bind::quarantine_window(key, start, end, json)).await?,
+            None => 0,
+        };
         Ok(CommitReceipt {
             rows_written,
             duplicates: (c.rows.len() as u64).saturating_sub(rows_written),
             unmapped_rows: types::unsigned(&counts, 1)?,
+            quarantined,
         })
     }
     .await;
@@ -240,4 +313,59 @@ fn earliest() -> DateTime<Utc> {
 /// The last whole second `datetime2(0)` holds.
 fn latest() -> DateTime<Utc> {
     "9999-12-31T23:59:59Z".parse().expect("a valid time")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql;
+
+    /// `nvarchar(n)` of `column` in the schema's usage_rows, or `None` for nvarchar(max).
+    fn declared_width(column: &str) -> Option<usize> {
+        let sql = sql::V1_USAGE_ROWS.sql;
+        let line = sql
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("{column} ")))
+            .unwrap_or_else(|| panic!("{column} is not a usage_rows column"));
+        let size = &line[line.find("nvarchar(").expect("an nvarchar column") + 9..];
+        let size = &size[..size.find(')').unwrap()];
+        (size != "max").then(|| size.parse().unwrap())
+    }
+
+    #[test]
+    fn the_declared_row_limits_are_the_schemas_column_widths_and_decimal_38_12() {
+        assert_eq!(declared_width("subscription_id"), Some(ROW_LIMITS.subscription_id));
+        assert_eq!(declared_width("subscription_key"), Some(ROW_LIMITS.subscription_id));
+        assert_eq!(declared_width("meter_id"), Some(ROW_LIMITS.meter_id));
+        assert_eq!(declared_width("resource_uri"), Some(ROW_LIMITS.resource_uri));
+        assert_eq!(declared_width("location"), Some(ROW_LIMITS.location));
+        assert_eq!(declared_width("tags"), None);
+        assert_eq!(declared_width("additional_info"), None);
+        assert!(sql::V1_USAGE_ROWS.sql.contains("quantity decimal(38, 12) NOT NULL"));
+        assert_eq!(ROW_LIMITS.quantity_decimals, 12);
+        assert_eq!(ROW_LIMITS.quantity_integer_digits, 38 - 12);
+        assert_eq!(ROW_LIMITS.text_unit, TextUnit::Utf16);
+    }
+
+    #[test]
+    fn a_row_the_limits_pass_is_accepted_by_the_stores_own_column_checks() {
+        // The core's rule and the store's last-line checks agree at each boundary.
+        let mut row = azs_core::check::probe_row();
+        row.resource_uri = "é".repeat(ROW_LIMITS.resource_uri);
+        row.quantity = "12345678901234567890123456.123456789012".parse().unwrap();
+        assert_eq!(ROW_LIMITS.check(&row), Ok(()));
+        assert_eq!(bind::too_long(&row), None);
+        assert!(Quantity::new(row.quantity).is_ok());
+        row.resource_uri.push('x');
+        assert!(ROW_LIMITS.check(&row).is_err());
+        assert!(bind::too_long(&row).is_some());
+        row.resource_uri.pop();
+        row.quantity = "0.0000000000001".parse().unwrap();
+        assert!(ROW_LIMITS.check(&row).is_err());
+        assert!(Quantity::new(row.quantity).is_err());
+        row.quantity = "123456789012345678901234567".parse().unwrap();
+        assert!(ROW_LIMITS.check(&row).is_err());
+        assert!(Quantity::new(row.quantity).is_err());
+    }
 }

@@ -91,6 +91,7 @@ impl SqlServerStore {
                     &sql::DROP_PROCESSING_STATUS,
                     &sql::DROP_SUBSCRIPTION_MAPPINGS,
                     &sql::DROP_USAGE_ROWS,
+                    &sql::DROP_QUARANTINED_ROWS,
                     &sql::DROP_REPROCESS_LOG,
                     &sql::DROP_STAMPS,
                     &sql::DROP_MIGRATIONS_TABLE,

@@ -92,6 +92,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         &sql::V1_USAGE_ROWS_UNMAPPED,
         &sql::V1_PROCESSING_STATUS,
         &sql::V1_STAMP_LEASES,
+        &sql::V1_QUARANTINED_ROWS,
         &sql::V1_REPROCESS_LOG,
     ],
 }];

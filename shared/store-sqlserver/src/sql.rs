@@ -212,6 +212,21 @@ statements! {
             REFERENCES {schema}.stamps (id) ON DELETE CASCADE
     )";
     /// Operators' reprocessing requests; kept after the stamp is deleted, like its rows.
+    /// Rows a stamp sent that usage_rows cannot hold exactly, kept verbatim (see azs_core::quarantine),
+    /// written in the same transaction as their window. Keyed like usage rows: (stamp, reported window
+    /// start, the first 128 bits of SHA-256 over the raw JSON), clustered in the order windows append.
+    /// No foreign key: entries outlive their stamp, like its rows.
+    V1_QUARANTINED_ROWS (0) = "CREATE TABLE {schema}.quarantined_rows (
+        stamp_id uniqueidentifier NOT NULL,
+        reported_start datetime2(0) NOT NULL,
+        row_key binary(16) NOT NULL,
+        reported_end datetime2(0) NOT NULL,
+        field nvarchar(256) NOT NULL,
+        reason nvarchar(max) NOT NULL,
+        raw nvarchar(max) NOT NULL,
+        quarantined_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_quarantined_rows PRIMARY KEY (stamp_id, reported_start, row_key)
+    )";
     V1_REPROCESS_LOG (0) = "CREATE TABLE {schema}.reprocess_log (
         id bigint IDENTITY(1, 1) NOT NULL,
         stamp_id uniqueidentifier NOT NULL,
@@ -228,6 +243,7 @@ statements! {
     DROP_PROCESSING_STATUS (0) = "DROP TABLE IF EXISTS {schema}.processing_status";
     DROP_SUBSCRIPTION_MAPPINGS (0) = "DROP TABLE IF EXISTS {schema}.subscription_mappings";
     DROP_USAGE_ROWS (0) = "DROP TABLE IF EXISTS {schema}.usage_rows";
+    DROP_QUARANTINED_ROWS (0) = "DROP TABLE IF EXISTS {schema}.quarantined_rows";
     DROP_REPROCESS_LOG (0) = "DROP TABLE IF EXISTS {schema}.reprocess_log";
     DROP_STAMPS (0) = "DROP TABLE IF EXISTS {schema}.stamps";
     DROP_MIGRATIONS_TABLE (0) = "DROP TABLE IF EXISTS {schema}.schema_migrations";
@@ -268,12 +284,15 @@ statements! {
 
     // -- Processing status ---------------------------------------------------------------------------
 
-    GET_STATUS (1) = "SELECT stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written,
-            unmapped_rows, last_error
-        FROM {schema}.processing_status WHERE stamp_id = @P1";
-    LIST_STATUSES (0) = "SELECT stamp_id, watermark, last_run_started, last_run_finished, outcome,
-            rows_written, unmapped_rows, last_error
-        FROM {schema}.processing_status";
+    /// The quarantine count is read, not kept: a seek on the quarantine's primary key.
+    GET_STATUS (1) = "SELECT p.stamp_id, p.watermark, p.last_run_started, p.last_run_finished, p.outcome,
+            p.rows_written, p.unmapped_rows, p.last_error,
+            (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows
+        FROM {schema}.processing_status AS p WHERE p.stamp_id = @P1";
+    LIST_STATUSES (0) = "SELECT p.stamp_id, p.watermark, p.last_run_started, p.last_run_finished, p.outcome,
+            p.rows_written, p.unmapped_rows, p.last_error,
+            (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows
+        FROM {schema}.processing_status AS p";
     RUN_STARTED (3) = "UPDATE {schema}.processing_status SET last_run_started = @P2, outcome = @P3
         WHERE stamp_id = @P1";
     RUN_FINISHED (6) = "UPDATE {schema}.processing_status SET last_run_finished = @P2, outcome = @P3,
@@ -394,6 +413,29 @@ statements! {
         OUTPUT CASE WHEN inserted.billing_subscription_id IS NULL THEN 1 ELSE 0 END INTO @written (unmapped);
         SELECT COUNT_BIG(*) AS rows_written, COALESCE(SUM(CAST(unmapped AS bigint)), 0) AS unmapped_rows
         FROM @written";
+    /// Replace: the window's quarantine goes with its rows; the re-pull decides what is held back.
+    DELETE_WINDOW_QUARANTINE (3) = "DELETE FROM {schema}.quarantined_rows
+        WHERE stamp_id = @P1 AND reported_start >= @P2 AND reported_start < @P3";
+    /// The window's quarantined rows, in the commit's transaction, as ONE nvarchar(max) JSON parameter
+    /// (@P4, see `bind::window_quarantine`) shredded with OPENJSON like MERGE_WINDOW's rows; keys arrive
+    /// as 32 hex digits (style 2: no 0x). A row already quarantined for the window is left alone, so a
+    /// re-pull never stores it twice. The row count is how many were new.
+    QUARANTINE_WINDOW (4) = "INSERT INTO {schema}.quarantined_rows
+            (stamp_id, reported_start, row_key, reported_end, field, reason, raw, quarantined_at)
+        SELECT @P1, @P2, CONVERT(binary(16), q.k, 2), @P3, q.field, q.reason, q.raw, SYSUTCDATETIME()
+        FROM OPENJSON(@P4) WITH (
+            k nvarchar(max) '$.k',
+            field nvarchar(max) '$.f',
+            reason nvarchar(max) '$.w',
+            raw nvarchar(max) '$.r'
+        ) AS q
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.quarantined_rows AS e
+            WHERE e.stamp_id = @P1 AND e.reported_start = @P2 AND e.row_key = CONVERT(binary(16), q.k, 2))";
+    /// One stamp's quarantine (@P1) or everyone's (NULL); ordered by the caller (GUIDs sort differently
+    /// in SQL Server than as text).
+    LIST_QUARANTINE (1) = "SELECT stamp_id, reported_start, reported_end, row_key, field, reason, raw,
+            quarantined_at
+        FROM {schema}.quarantined_rows WHERE @P1 IS NULL OR stamp_id = @P1";
     /// Only for a registered stamp: row count 0 means unknown.
     RECORD_REPROCESS (5) = "INSERT INTO {schema}.reprocess_log
             (stamp_id, range_start, range_end, reason, requested_at)

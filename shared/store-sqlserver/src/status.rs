@@ -77,6 +77,7 @@ fn status_from_row(r: &Row) -> Result<ProcessingStatus, Failure> {
         outcome: types::outcome(req(r, 4)?)?,
         rows_written: unsigned(r, 5)?,
         unmapped_rows: unsigned(r, 6)?,
+        quarantined_rows: unsigned(r, 8)?,
         last_error: opt_text(r, 7)?,
     })
 }

@@ -78,6 +78,7 @@ async fn quantities_the_column_cannot_hold_are_refused_naming_stamp_and_window(
             lease_owner: fixtures::RUN,
             write: WindowWrite::Advance,
             rows: rows.to_vec(),
+            quarantined: Vec::new(),
         })
         .await;
     match refused {

@@ -256,6 +256,7 @@ pub async fn write_only(workload: &Workload, db: &Path) -> anyhow::Result<StageR
                     lease_owner: owner,
                     write: WindowWrite::Advance,
                     rows: batch,
+                    quarantined: Vec::new(),
                 })
                 .await?;
             committing += began.elapsed();

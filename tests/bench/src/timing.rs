@@ -116,6 +116,17 @@ pub struct TimedStore {
 
 #[async_trait]
 impl UsageLedger for TimedStore {
+    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
+        self.inner.row_limits()
+    }
+
+    async fn quarantine(
+        &self,
+        stamp: Option<&StampId>,
+    ) -> Result<Vec<azs_core::quarantine::QuarantineEntry>, StoreError> {
+        self.inner.quarantine(stamp).await
+    }
+
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
         let began = Instant::now();
         let receipt = self.inner.commit_window(commit).await;

@@ -81,6 +81,10 @@ pub enum Fault {
     /// A usage page whose (valid) JSON is preceded by `padding_bytes` of whitespace, streamed in
     /// chunks so that the simulator never holds it.
     OversizedPage { count: u32, padding_bytes: u64 },
+    /// A usage page (of any query) served with `entries` (each one JSON object, sent exactly as given)
+    /// before its own rows: rows outside the ground truth, e.g. ones no store can hold. The page's own
+    /// rows are served unchanged.
+    ExtraEntries { count: u32, entries: Vec<String> },
 }
 
 /// What the request pipeline must do for a fault taken from the queue.
@@ -115,7 +119,8 @@ impl FaultQueue {
             | Fault::GatewayTimeout { count }
             | Fault::LoopingNextLink { count }
             | Fault::EmptyPage { count }
-            | Fault::OversizedPage { count, .. } => *count,
+            | Fault::OversizedPage { count, .. }
+            | Fault::ExtraEntries { count, .. } => *count,
             // Handled by the token store, never queued.
             Fault::ExpireTokensAfter { .. } => 0,
         };
@@ -161,6 +166,14 @@ impl FaultQueue {
     pub fn take_oversized_page(&mut self) -> Option<u64> {
         self.take(|fault| match fault {
             Fault::OversizedPage { padding_bytes, .. } => Some(*padding_bytes),
+            _ => None,
+        })
+    }
+
+    /// Takes one unit of a queued [`Fault::ExtraEntries`]: the entries to add.
+    pub fn take_extra_entries(&mut self) -> Option<Vec<String>> {
+        self.take(|fault| match fault {
+            Fault::ExtraEntries { entries, .. } => Some(entries.clone()),
             _ => None,
         })
     }

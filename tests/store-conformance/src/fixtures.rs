@@ -109,7 +109,16 @@ pub async fn commit(
     write: WindowWrite,
     rows: &[UsageRow],
 ) -> Result<CommitReceipt, StoreError> {
-    store.commit_window(WindowCommit { stamp, window, lease_owner: owner, write, rows: rows.to_vec() }).await
+    store
+        .commit_window(WindowCommit {
+            stamp,
+            window,
+            lease_owner: owner,
+            write,
+            rows: rows.to_vec(),
+            quarantined: Vec::new(),
+        })
+        .await
 }
 
 /// Commits `rows` as the next window of a stamp leased by [`RUN`], expecting success.

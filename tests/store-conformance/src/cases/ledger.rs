@@ -20,7 +20,7 @@ pub async fn committing_a_window_stores_its_rows_and_moves_the_watermark_to_its_
     let receipt = advance(store.as_ref(), &s.id, window, &rows).await;
 
     // Then every row is stored with its window, and the watermark is the window's end
-    assert_eq!(receipt, CommitReceipt { rows_written: 3, duplicates: 0, unmapped_rows: 3 });
+    assert_eq!(receipt, CommitReceipt { rows_written: 3, duplicates: 0, unmapped_rows: 3, quarantined: 0 });
     let stored = rows_of(store.as_ref(), &s.id).await;
     let mut got: Vec<UsageRow> = stored.iter().map(|r| r.row.clone()).collect();
     let mut want = rows.clone();
@@ -128,7 +128,7 @@ pub async fn exact_duplicates_within_one_window_are_stored_once(store: Arc<dyn S
     let receipt = advance(store.as_ref(), &s.id, hour(COLLECT_FROM), &rows).await;
 
     // Then the repeated row is stored once and counted as a duplicate
-    assert_eq!(receipt, CommitReceipt { rows_written: 2, duplicates: 2, unmapped_rows: 2 });
+    assert_eq!(receipt, CommitReceipt { rows_written: 2, duplicates: 2, unmapped_rows: 2, quarantined: 0 });
     let stored = rows_of(store.as_ref(), &s.id).await;
     assert_eq!(stored.len(), 2);
     assert_eq!(total(&stored), quantity("4.8"));
@@ -171,7 +171,7 @@ pub async fn replacing_a_window_swaps_its_rows_and_leaves_the_watermark(store: A
         commit(store.as_ref(), &s.id, hours[1], RUN, WindowWrite::Replace, &corrected).await.unwrap();
 
     // Then that hour holds exactly the new rows, the others are untouched, and the watermark stays
-    assert_eq!(receipt, CommitReceipt { rows_written: 1, duplicates: 0, unmapped_rows: 1 });
+    assert_eq!(receipt, CommitReceipt { rows_written: 1, duplicates: 0, unmapped_rows: 1, quarantined: 0 });
     let stored = rows_of(store.as_ref(), &s.id).await;
     let of = |w| stored.iter().filter(|r| r.window == w).map(|r| r.row.clone()).collect::<Vec<_>>();
     assert_eq!(of(hours[1]), corrected);

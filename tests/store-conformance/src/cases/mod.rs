@@ -4,6 +4,7 @@ mod export;
 mod leases;
 mod ledger;
 mod mappings;
+mod quarantine;
 mod stamps;
 mod status;
 
@@ -36,6 +37,10 @@ pub(crate) fn all() -> Vec<Case> {
         ledger::replacing_a_window_that_was_not_collected_yet_is_fenced,
         ledger::quantities_round_trip_exactly,
         ledger::reprocessing_requests_are_recorded_for_registered_stamps,
+        quarantine::a_row_over_the_stores_limits_is_quarantined_with_its_window_and_the_watermark_moves_on,
+        quarantine::a_quarantined_row_is_stored_once_however_often_its_window_is_pulled,
+        quarantine::replacing_a_window_replaces_its_quarantine_and_leaves_other_windows_alone,
+        quarantine::the_quarantine_is_listed_per_stamp,
         mappings::rows_are_mapped_when_written_and_unmapped_rows_are_counted,
         mappings::setting_a_mapping_back_fills_only_that_subscriptions_unmapped_rows,
         mappings::a_changed_mapping_applies_to_new_rows_and_leaves_mapped_rows_alone,

@@ -23,6 +23,7 @@ pub async fn registering_a_stamp_creates_its_status_with_the_watermark_at_collec
         outcome: RunOutcome::Pending,
         rows_written: 0,
         unmapped_rows: 0,
+        quarantined_rows: 0,
         last_error: None,
     };
     assert_eq!(store.get_status(&s.id).await.unwrap(), Some(expected.clone()));
@@ -67,6 +68,7 @@ pub async fn a_run_records_its_start_and_its_finish(store: Arc<dyn Store>) {
             outcome: RunOutcome::Failed,
             rows_written: 20_000,
             unmapped_rows: 17,
+            quarantined_rows: 0,
             last_error: record.last_error.clone(),
         }
     );
