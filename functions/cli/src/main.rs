@@ -6,6 +6,7 @@ mod demo;
 mod drift;
 mod mapping_import;
 mod progress;
+mod quarantine;
 
 use anyhow::{Context, Result, bail};
 use azs_app::config::{self, AppConfig};
@@ -55,6 +56,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rows the stamps sent that the store cannot hold exactly, kept verbatim instead of stopping the
+    /// stamp (`quarantine list [--stamp ID] [--json]`).
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
     /// Run one collection (the timer job) and print a per-stamp summary.
     Collect {
         /// Only these stamps (repeatable); default: every enabled stamp.
@@ -105,7 +110,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per stamp: watermark, last run, outcome, rows, unmapped, last error.
+    /// Per stamp: watermark, last run, outcome, rows, unmapped, quarantined, last error.
     Status {
         #[arg(long)]
         json: bool,
@@ -371,6 +376,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
             }
         }
+        Command::Quarantine(command) => quarantine::run(&services, command).await?,
         Command::Collect { stamps, json } => {
             let progress = progress::TerminalProgress::new();
             // The CLI runs until done unless the operator set a fixed budget.
@@ -774,7 +780,7 @@ async fn resolve_stamps(services: &Services, handles: Vec<String>) -> Result<Vec
     Ok(ids)
 }
 
-fn explain(e: RegistrationError) -> anyhow::Error {
+pub(crate) fn explain(e: RegistrationError) -> anyhow::Error {
     match e {
         RegistrationError::Invalid(errors) | RegistrationError::Unusable(errors) => {
             let lines: Vec<String> = errors.0.iter().map(|f| format!("  {}: {}", f.field, f.rule)).collect();
@@ -786,8 +792,8 @@ fn explain(e: RegistrationError) -> anyhow::Error {
 
 pub(crate) fn print_summary(summary: &RunSummary) {
     println!(
-        "{:<24} {:<10} {:>9} {:>10} {:>9}  watermark / error",
-        "stamp", "outcome", "windows", "rows", "unmapped"
+        "{:<24} {:<10} {:>9} {:>10} {:>9} {:>11}  watermark / error",
+        "stamp", "outcome", "windows", "rows", "unmapped", "quarantined"
     );
     for s in &summary.stamps {
         let tail = match (&s.error, s.watermark) {
@@ -796,21 +802,22 @@ pub(crate) fn print_summary(summary: &RunSummary) {
             (None, None) => String::new(),
         };
         println!(
-            "{:<24} {:<10} {:>4}/{:<4} {:>10} {:>9}  {tail}",
+            "{:<24} {:<10} {:>4}/{:<4} {:>10} {:>9} {:>11}  {tail}",
             truncate(&s.name, 24),
             s.outcome.as_str(),
             s.windows_committed,
             s.windows_planned,
             s.rows_written,
-            s.unmapped_rows
+            s.unmapped_rows,
+            s.quarantined
         );
     }
 }
 
 fn print_status(views: &[StampView]) {
     println!(
-        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8}  last run / error",
-        "id", "name", "watermark", "lag", "outcome", "rows", "unmapped"
+        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11}  last run / error",
+        "id", "name", "watermark", "lag", "outcome", "rows", "unmapped", "quarantined"
     );
     let now = chrono::Utc::now();
     for v in views {
@@ -823,7 +830,7 @@ fn print_status(views: &[StampView]) {
         // The same lag the functions publish for the alarms (azs_app::metrics).
         let lag = (now - s.watermark).num_seconds().max(0);
         println!(
-            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8}  {}{}",
+            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11}  {}{}",
             v.stamp.id,
             truncate(&v.stamp.name, 20),
             s.watermark.format("%Y-%m-%dT%H:%M:%SZ"),
@@ -831,6 +838,7 @@ fn print_status(views: &[StampView]) {
             s.outcome.as_str(),
             s.rows_written,
             s.unmapped_rows,
+            s.quarantined_rows,
             last,
             s.last_error.as_ref().map(|e| format!(" / {e}")).unwrap_or_default()
         );

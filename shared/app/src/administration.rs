@@ -5,11 +5,14 @@
 //! |---|---|---|
 //! | [`Registrar`] (stamps) | `StampRegistry` (with `StampDirectory`), `StatusReader` | 8 |
 //! | [`SubscriptionMapper`] (mappings) | `MappingStore`, `StampDirectory` | 7 |
+//! | [`QuarantineList`] (quarantined rows) | `QuarantineReader`, `StampDirectory` | 3 |
 
 use crate::mapper::SubscriptionMapper;
+use crate::quarantine::QuarantineList;
 use crate::registrar::{CredentialReader, Registrar};
 use azs_core::ports::{
-    MappingStore, SecretStore, StampDirectory, StampRegistry, StatusReader, Store, UsageSource,
+    MappingStore, QuarantineReader, SecretStore, StampDirectory, StampRegistry, StatusReader, Store,
+    UsageSource,
 };
 use azs_core::registration::CredentialSecretRules;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use std::sync::Arc;
 pub struct Administration {
     pub stamps: Registrar,
     pub mappings: SubscriptionMapper,
+    pub quarantine: QuarantineList,
 }
 
 impl Administration {
@@ -32,10 +36,12 @@ impl Administration {
         let registry: Arc<dyn StampRegistry> = store.clone();
         let statuses: Arc<dyn StatusReader> = store.clone();
         let directory: Arc<dyn StampDirectory> = store.clone();
+        let quarantine: Arc<dyn QuarantineReader> = store.clone();
         let mappings: Arc<dyn MappingStore> = store;
         Self {
             stamps: Registrar::new(registry, statuses, secrets, source, read_credential, credential_rules),
-            mappings: SubscriptionMapper::new(directory, mappings),
+            mappings: SubscriptionMapper::new(directory.clone(), mappings),
+            quarantine: QuarantineList::new(directory, quarantine),
         }
     }
 }

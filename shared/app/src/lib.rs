@@ -5,6 +5,7 @@ pub mod config;
 pub mod export;
 pub mod mapper;
 pub mod metrics;
+pub mod quarantine;
 pub mod registrar;
 pub mod serve;
 pub mod telemetry;

@@ -35,7 +35,11 @@ pub struct Services {
 impl Services {
     /// What the webhook serves: stamp and mapping administration.
     pub fn administration(&self) -> Administration {
-        Administration { stamps: self.registrar.clone(), mappings: self.mapper.clone() }
+        Administration {
+            stamps: self.registrar.clone(),
+            mappings: self.mapper.clone(),
+            quarantine: crate::quarantine::QuarantineList::new(self.store.clone(), self.store.clone()),
+        }
     }
 
     pub async fn build(config: &AppConfig) -> Result<Services> {
@@ -74,7 +78,7 @@ impl Services {
             lease_ttl: config.lease_ttl,
             ..CollectSettings::default()
         };
-        let Administration { stamps: registrar, mappings: mapper } = Administration::new(
+        let Administration { stamps: registrar, mappings: mapper, .. } = Administration::new(
             store.clone(),
             secrets.clone(),
             source.clone(),

@@ -109,16 +109,19 @@ impl MappingStore for FlakyStore {
 }
 
 #[async_trait]
-impl UsageLedger for FlakyStore {
-    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
-        self.inner.row_limits()
-    }
-
+impl azs_core::ports::QuarantineReader for FlakyStore {
     async fn quarantine(
         &self,
         stamp: Option<&StampId>,
     ) -> Result<Vec<azs_core::quarantine::QuarantineEntry>, StoreError> {
         self.inner.quarantine(stamp).await
+    }
+}
+
+#[async_trait]
+impl UsageLedger for FlakyStore {
+    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
+        self.inner.row_limits()
     }
 
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
@@ -803,6 +806,78 @@ async fn stamp_with_unmapped_usage(app: &Harness) -> String {
     assert_eq!(receipt.unmapped_rows, 2);
     app.store.release(&stamp, "test").await.unwrap();
     id
+}
+
+#[tokio::test]
+async fn the_quarantine_is_listed_for_one_stamp_by_id_or_name_or_for_all_and_bad_filters_are_refused() {
+    // Given a stamp whose collected window quarantined one row, and a stamp without any
+    let app = Harness::start().await;
+    let collect_from = floor_hour(Utc::now()) - Duration::hours(3);
+    let quarantined =
+        with(with(registration(), "collectFrom", json!(collect_from.to_rfc3339())), "name", json!("eu-q"));
+    let id = app.register(&quarantined).await;
+    let other = app
+        .register(&with(
+            with(
+                registration(),
+                "adminArmEndpoint",
+                json!("https://adminmanagement.other.azurestack.external"),
+            ),
+            "name",
+            json!("eu-other"),
+        ))
+        .await;
+    let stamp = StampId(id.clone());
+    let why =
+        azs_core::quarantine::Unrepresentable { field: "properties.quantity", rule: "too precise".into() };
+    let raw = r#"{"properties":{"quantity":1.00000000000000000000000000001}}"#;
+    assert!(app.store.try_acquire(&stamp, "test", std::time::Duration::from_secs(60)).await.unwrap());
+    let receipt = app
+        .store
+        .commit_window(WindowCommit {
+            stamp: &stamp,
+            window: ReportedWindow::hour(collect_from),
+            lease_owner: "test",
+            write: WindowWrite::Advance,
+            rows: Vec::new(),
+            quarantined: vec![azs_core::quarantine::QuarantinedRow::new(raw.into(), &why)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(receipt.quarantined, 1);
+
+    // Then it is listed by id, by name and in the full list, with the row verbatim
+    for filter in [id.as_str(), "EU-Q"] {
+        let reply = app.get(&format!("/quarantine?stamp={filter}")).await;
+        reply.expect(StatusCode::OK);
+        let entries = reply.json();
+        assert_eq!(entries.as_array().unwrap().len(), 1, "{entries}");
+        assert_eq!(entries[0]["stampId"], id.as_str());
+        assert_eq!(entries[0]["raw"], raw);
+        assert_eq!(entries[0]["field"], "properties.quantity");
+        assert_eq!(entries[0]["reason"], "properties.quantity: too precise");
+        assert_eq!(
+            entries[0]["window"]["start"],
+            collect_from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    let all = app.get("/quarantine?code=platform-key").await;
+    all.expect(StatusCode::OK);
+    assert_eq!(all.json().as_array().unwrap().len(), 1);
+    let none = app.get(&format!("/quarantine?stamp={other}")).await;
+    none.expect(StatusCode::OK);
+    assert_eq!(none.json(), json!([]));
+    // And the stamp's status counts it
+    assert_eq!(app.get(&format!("/stamps/{id}")).await.json()["status"]["quarantinedRows"], 1);
+
+    // And an unknown stamp is a 404, an empty or repeated filter a 400 naming the field
+    app.get("/quarantine?stamp=no-such-stamp").await.expect(StatusCode::NOT_FOUND);
+    for bad in ["/quarantine?stamp=", "/quarantine?stamp=%20", &format!("/quarantine?stamp={id}&stamp={id}")]
+    {
+        let reply = app.get(bad).await;
+        reply.expect(StatusCode::BAD_REQUEST);
+        assert_eq!(reply.problem()["errors"][0]["field"], "stamp", "{bad}");
+    }
 }
 
 #[tokio::test]

@@ -112,9 +112,18 @@ pub struct CommitReceipt {
     pub quarantined: u64,
 }
 
+/// The quarantine: rows kept verbatim because the store cannot hold them (see [`crate::quarantine`]);
+/// what `quarantine list` and `GET /quarantine` read.
+#[async_trait]
+pub trait QuarantineReader: Send + Sync {
+    /// Quarantined rows of one stamp (or all stamps, deleted ones included), in (stamp, reported
+    /// window, key) order.
+    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError>;
+}
+
 /// Raw usage rows and the watermark that says how far they are complete.
 #[async_trait]
-pub trait UsageLedger: Send + Sync {
+pub trait UsageLedger: QuarantineReader {
     /// What this store can hold of a row exactly; the collector quarantines rows over these limits
     /// instead of handing them to [`UsageLedger::commit_window`].
     fn row_limits(&self) -> RowLimits;
@@ -135,9 +144,6 @@ pub trait UsageLedger: Send + Sync {
         stamp: &StampId,
         since: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError>;
-    /// Quarantined rows of one stamp (or all stamps, deleted ones included), in (stamp, reported
-    /// window, key) order.
-    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError>;
     /// Records an operator's reprocessing request (who asked, why, which range).
     async fn record_reprocess(
         &self,

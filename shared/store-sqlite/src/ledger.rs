@@ -6,7 +6,8 @@ use crate::codec::{get_millis, get_quantity, get_secs, now_millis, secs};
 use crate::db::{Database, Failure};
 use async_trait::async_trait;
 use azs_core::ports::{
-    CommitReceipt, ExportFilter, StoreError, StoredUsageRow, UsageLedger, WindowCommit, WindowWrite,
+    CommitReceipt, ExportFilter, QuarantineReader, StoreError, StoredUsageRow, UsageLedger, WindowCommit,
+    WindowWrite,
 };
 use azs_core::quarantine::{QuarantineEntry, QuarantinedRow, RowLimits, TextUnit};
 use azs_core::stamp::StampId;
@@ -34,6 +35,36 @@ pub const ROW_LIMITS: RowLimits = RowLimits {
     quantity_decimals: 28,
     quantity_integer_digits: 29,
 };
+
+#[async_trait]
+impl QuarantineReader for SqliteStore {
+    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let stamp = stamp.cloned();
+        self.run(move |db| {
+            db.read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT stamp_id, reported_start, reported_end, field, reason, raw, quarantined_at
+                     FROM quarantined_rows WHERE ?1 IS NULL OR stamp_id = ?1
+                     ORDER BY stamp_id, reported_start, row_key, row_key_low",
+                )?;
+                let entries = stmt
+                    .query_map([stamp.as_ref().map(StampId::as_str)], |r| {
+                        Ok(QuarantineEntry {
+                            stamp_id: StampId(r.get(0)?),
+                            window: ReportedWindow { start: get_secs(r, 1)?, end: get_secs(r, 2)? },
+                            field: r.get(3)?,
+                            reason: r.get(4)?,
+                            raw: r.get(5)?,
+                            quarantined_at: get_millis(r, 6)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(entries)
+            })
+        })
+        .await
+    }
+}
 
 #[async_trait]
 impl UsageLedger for SqliteStore {
@@ -104,33 +135,6 @@ impl UsageLedger for SqliteStore {
                 )?;
                 let keys = stmt.query_map((stamp.as_str(), secs(since)), |r| r.get(0))?.collect::<Result<_, _>>()?;
                 Ok(keys)
-            })
-        })
-        .await
-    }
-
-    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError> {
-        let stamp = stamp.cloned();
-        self.run(move |db| {
-            db.read(|conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT stamp_id, reported_start, reported_end, field, reason, raw, quarantined_at
-                     FROM quarantined_rows WHERE ?1 IS NULL OR stamp_id = ?1
-                     ORDER BY stamp_id, reported_start, row_key, row_key_low",
-                )?;
-                let entries = stmt
-                    .query_map([stamp.as_ref().map(StampId::as_str)], |r| {
-                        Ok(QuarantineEntry {
-                            stamp_id: StampId(r.get(0)?),
-                            window: ReportedWindow { start: get_secs(r, 1)?, end: get_secs(r, 2)? },
-                            field: r.get(3)?,
-                            reason: r.get(4)?,
-                            raw: r.get(5)?,
-                            quarantined_at: get_millis(r, 6)?,
-                        })
-                    })?
-                    .collect::<Result<_, _>>()?;
-                Ok(entries)
             })
         })
         .await

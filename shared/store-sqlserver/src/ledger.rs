@@ -16,7 +16,8 @@ use crate::session::{Failure, Session};
 use crate::types::{self, Quantity, guid_text, opt, opt_text, req, stamp_key, text};
 use async_trait::async_trait;
 use azs_core::ports::{
-    CommitReceipt, ExportFilter, StoreError, StoredUsageRow, UsageLedger, WindowCommit, WindowWrite,
+    CommitReceipt, ExportFilter, QuarantineReader, StoreError, StoredUsageRow, UsageLedger, WindowCommit,
+    WindowWrite,
 };
 use azs_core::quarantine::{QuarantineEntry, RowLimits, TextUnit};
 use azs_core::stamp::StampId;
@@ -44,6 +45,48 @@ pub const ROW_LIMITS: RowLimits = RowLimits {
 
 /// nvarchar(max)'s limit in characters (2 GB of UTF-16).
 const NVARCHAR_MAX: usize = (1 << 30) - 1;
+
+#[async_trait]
+impl QuarantineReader for SqlServerStore {
+    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let key = match stamp {
+            Some(id) => match stamp_key(id) {
+                Some(key) => Some(key),
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
+        let mut entries = self
+            .run("quarantine", |mut s| {
+                Box::pin(async move {
+                    s.query(bind::list_quarantine(key))
+                        .await?
+                        .iter()
+                        .map(|r| {
+                            let row_key: &[u8] = req(r, 3)?;
+                            Ok((
+                                row_key.to_vec(),
+                                QuarantineEntry {
+                                    stamp_id: StampId(guid_text(req(r, 0)?)),
+                                    window: ReportedWindow { start: req(r, 1)?, end: req(r, 2)? },
+                                    field: text(r, 4)?,
+                                    reason: text(r, 5)?,
+                                    raw: text(r, 6)?,
+                                    quarantined_at: req(r, 7)?,
+                                },
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, Failure>>()
+                })
+            })
+            .await?;
+        // The SQLite store's order: stamp id as text, window, key bytes.
+        entries.sort_by(|(ka, a), (kb, b)| {
+            (a.stamp_id.as_str(), a.window.start, ka).cmp(&(b.stamp_id.as_str(), b.window.start, kb))
+        });
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
+    }
+}
 
 #[async_trait]
 impl UsageLedger for SqlServerStore {
@@ -87,45 +130,6 @@ impl UsageLedger for SqlServerStore {
             })
         })
         .await
-    }
-
-    async fn quarantine(&self, stamp: Option<&StampId>) -> Result<Vec<QuarantineEntry>, StoreError> {
-        let key = match stamp {
-            Some(id) => match stamp_key(id) {
-                Some(key) => Some(key),
-                None => return Ok(Vec::new()),
-            },
-            None => None,
-        };
-        let mut entries = self
-            .run("quarantine", |mut s| {
-                Box::pin(async move {
-                    s.query(bind::list_quarantine(key))
-                        .await?
-                        .iter()
-                        .map(|r| {
-                            let row_key: &[u8] = req(r, 3)?;
-                            Ok((
-                                row_key.to_vec(),
-                                QuarantineEntry {
-                                    stamp_id: StampId(guid_text(req(r, 0)?)),
-                                    window: ReportedWindow { start: req(r, 1)?, end: req(r, 2)? },
-                                    field: text(r, 4)?,
-                                    reason: text(r, 5)?,
-                                    raw: text(r, 6)?,
-                                    quarantined_at: req(r, 7)?,
-                                },
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, Failure>>()
-                })
-            })
-            .await?;
-        // The SQLite store's order: stamp id as text, window, key bytes.
-        entries.sort_by(|(ka, a), (kb, b)| {
-            (a.stamp_id.as_str(), a.window.start, ka).cmp(&(b.stamp_id.as_str(), b.window.start, kb))
-        });
-        Ok(entries.into_iter().map(|(_, e)| e).collect())
     }
 
     async fn record_reprocess(

@@ -115,16 +115,19 @@ pub struct TimedStore {
 }
 
 #[async_trait]
-impl UsageLedger for TimedStore {
-    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
-        self.inner.row_limits()
-    }
-
+impl azs_core::ports::QuarantineReader for TimedStore {
     async fn quarantine(
         &self,
         stamp: Option<&StampId>,
     ) -> Result<Vec<azs_core::quarantine::QuarantineEntry>, StoreError> {
         self.inner.quarantine(stamp).await
+    }
+}
+
+#[async_trait]
+impl UsageLedger for TimedStore {
+    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
+        self.inner.row_limits()
     }
 
     async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {

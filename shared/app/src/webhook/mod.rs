@@ -16,6 +16,7 @@ mod body;
 mod log;
 mod mappings;
 mod problem;
+mod quarantine;
 mod stamps;
 
 pub use auth::{
@@ -42,6 +43,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 struct App {
     registrar: Registrar,
     mapper: SubscriptionMapper,
+    quarantine: crate::quarantine::QuarantineList,
     base: Arc<str>,
 }
 
@@ -76,7 +78,12 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         !prefix.contains(['{', '}', '*']),
         "the webhook prefix must be a literal path such as /api, not {prefix:?}"
     );
-    let app = App { registrar: administration.stamps, mapper: administration.mappings, base: prefix.into() };
+    let app = App {
+        registrar: administration.stamps,
+        mapper: administration.mappings,
+        quarantine: administration.quarantine,
+        base: prefix.into(),
+    };
     let api = Router::new()
         .route("/stamps", get(stamps::list).post(stamps::register))
         .route("/stamps/{id}", get(stamps::get).patch(stamps::update).delete(stamps::remove))
@@ -87,6 +94,7 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
             put(mappings::set).delete(mappings::remove),
         )
         .route("/stamps/{id}/unmapped", get(mappings::unmapped))
+        .route("/quarantine", get(quarantine::list))
         .with_state(app);
     let routed = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
     // `Router::layer` wraps every route and the fallback, so unknown paths and wrong methods are
