@@ -38,6 +38,8 @@ pub const LOG: &str = "AZS_USAGE_LOG";
 pub const LOG_FORMAT: &str = "AZS_USAGE_LOG_FORMAT";
 pub const API_TOKEN_SECRET: &str = "AZS_USAGE_API_TOKEN_SECRET";
 pub const SECRET_KMS_KEY: &str = "AZS_USAGE_SECRET_KMS_KEY";
+/// The Azure SDKs' name for a user-assigned managed identity's client id.
+pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
 pub const DATABASE_CA: &str = "AZS_USAGE_DATABASE_CA";
 pub const ALLOWED_STAMP_HOSTS: &str = "AZS_USAGE_ALLOWED_STAMP_HOSTS";
 pub const COLLECT_SCHEDULE: &str = "COLLECT_SCHEDULE";
@@ -153,6 +155,13 @@ pub const ENVIRONMENT: &[EnvVar] = &[
                   behind platform auth on Lambda and Azure it is optional).",
     },
     EnvVar {
+        name: AZURE_CLIENT_ID,
+        needed: Needed::Optional,
+        default: "",
+        meaning: "Azure Key Vault only: the client id of the user-assigned managed identity to read the \
+                  vault with; unset: the Function App's system-assigned identity.",
+    },
+    EnvVar {
         name: SECRET_KMS_KEY,
         needed: Needed::Optional,
         default: "",
@@ -240,6 +249,8 @@ pub struct AppConfig {
     pub allowed_stamp_hosts: Option<azs_azure_stack::StampHosts>,
     /// KMS key for new stamp credential secrets (AWS Secrets Manager).
     pub secret_kms_key: Option<String>,
+    /// `AZURE_CLIENT_ID`: a user-assigned managed identity for Key Vault.
+    pub managed_identity_client_id: Option<String>,
     /// Where the SQL Server CA bundle is.
     pub database_ca: Option<DatabaseCa>,
     pub fan_out: FanOut,
@@ -435,6 +446,9 @@ impl AppConfig {
             log_format,
             api_token_secret: lookup(API_TOKEN_SECRET).filter(|v| !v.trim().is_empty()),
             secret_kms_key: lookup(SECRET_KMS_KEY).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
+            managed_identity_client_id: lookup(AZURE_CLIENT_ID)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
             database_ca: match lookup(DATABASE_CA).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
                 None => None,
                 Some(v) => Some(match v.strip_prefix("secret:") {

@@ -118,7 +118,8 @@ fn credential_secret_rules(config: &AppConfig) -> CredentialSecretRules {
 async fn open_secrets(config: &AppConfig) -> Result<Arc<dyn SecretStore>> {
     azs_secrets::connect(
         &azs_secrets::SecretStoreConfig::parse(Some(&config.secrets), Some(&config.secret_prefix))?
-            .with_kms_key(config.secret_kms_key.clone()),
+            .with_kms_key(config.secret_kms_key.clone())
+            .with_managed_identity(config.managed_identity_client_id.clone()),
     )
     .await
     .context("opening the secret store")

@@ -38,6 +38,9 @@ pub struct SecretStoreConfig {
     pub prefix: String,
     /// AWS Secrets Manager: the KMS key new secrets are encrypted with (`None`: `aws/secretsmanager`).
     pub kms_key_id: Option<String>,
+    /// Azure Key Vault: the client id of the user-assigned managed identity to use (`None`: the
+    /// system-assigned one). Read from the environment by the app's configuration, not here.
+    pub managed_identity_client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +50,8 @@ pub enum SecretBackend {
     },
     /// Region, credentials and endpoint (`AWS_ENDPOINT_URL`) come from the AWS SDK's usual sources.
     AwsSecretsManager,
-    /// The managed identity is the system-assigned one, or the user-assigned one whose client id is in
-    /// `AZURE_CLIENT_ID`.
+    /// The managed identity is the system-assigned one, or the user-assigned one named by
+    /// [`SecretStoreConfig::managed_identity_client_id`].
     AzureKeyVault {
         vault_url: Url,
     },
@@ -106,12 +109,17 @@ impl SecretStoreConfig {
         if let Some(c) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c))) {
             return Err(perr(&format!("{c:?} is not allowed")));
         }
-        Ok(Self { backend, prefix: prefix.to_owned(), kms_key_id: None })
+        Ok(Self { backend, prefix: prefix.to_owned(), kms_key_id: None, managed_identity_client_id: None })
     }
 
     /// Encrypts new AWS secrets with this key (ignored by the other stores, which have their own).
     pub fn with_kms_key(mut self, kms_key_id: Option<String>) -> Self {
         self.kms_key_id = kms_key_id;
+        self
+    }
+
+    pub fn with_managed_identity(mut self, client_id: Option<String>) -> Self {
+        self.managed_identity_client_id = client_id;
         self
     }
 }
@@ -156,8 +164,9 @@ pub async fn connect(config: &SecretStoreConfig) -> Result<Arc<dyn SecretStore>,
                 .with_kms_key(config.kms_key_id.clone()),
         )),
         SecretBackend::AzureKeyVault { vault_url } => {
-            let user_assigned_id = std::env::var("AZURE_CLIENT_ID")
-                .ok()
+            let user_assigned_id = config
+                .managed_identity_client_id
+                .clone()
                 .filter(|id| !id.trim().is_empty())
                 .map(|id| azure_identity::UserAssignedId::ClientId(id.trim().to_owned()));
             let credential = azure_identity::ManagedIdentityCredential::new(Some(
