@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// At least this many SIGKILLs must land on a process that was still running.
 const KILLS_REQUIRED: usize = 50;
-const ROUNDS_MAX: usize = 90;
+const ROUNDS_MAX: usize = 200;
 const LEASE_TTL: &str = "1s";
 
 /// xorshift64: the same seed gives the same rounds (kill delays, faults, actions).
@@ -30,6 +30,26 @@ impl Dice {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+/// The range kill delays are drawn from, adapted to this machine's speed: it shrinks when a process
+/// had already finished by itself and grows when the kill hit it, so that about half the kills land
+/// inside a run whatever the load (a fixed range lands too few on a slow or a fast machine).
+struct KillRange {
+    millis: u64,
+}
+
+impl KillRange {
+    fn draw(&self, dice: &mut Dice) -> Duration {
+        Duration::from_millis(20 + dice.below(self.millis))
+    }
+
+    fn observe(&mut self, outcome: &Option<ExitStatus>) {
+        self.millis = match outcome {
+            None => (self.millis * 11 / 10).min(3_000),
+            Some(_) => (self.millis * 4 / 5).max(60),
+        };
     }
 }
 
@@ -119,6 +139,7 @@ async fn collections_survive_kills_overlaps_re_adds_reprocessing_and_faults_with
     per_subscriber(&world, 2);
     let mut dice = Dice(0x5eed_c4a0_5a11_d00d);
     let mut tally = Tally::default();
+    let mut kill_range = KillRange { millis: 700 };
 
     // When round after round runs are killed at random points, overlap, and the operator removes and
     // re-adds stamps and reprocesses collected hours, while every request type sees faults
@@ -174,8 +195,9 @@ async fn collections_survive_kills_overlaps_re_adds_reprocessing_and_faults_with
                         "--reason",
                         "chaos",
                     ];
-                    match kill_after(spawn(&world, &args), Duration::from_millis(30 + dice.below(400))).await
-                    {
+                    let outcome = kill_after(spawn(&world, &args), kill_range.draw(&mut dice)).await;
+                    kill_range.observe(&outcome);
+                    match outcome {
                         None => {
                             tally.kills_landed += 1;
                             tally.reprocesses_killed += 1;
@@ -194,12 +216,14 @@ async fn collections_survive_kills_overlaps_re_adds_reprocessing_and_faults_with
                 let kills: Vec<_> = (0..parallel)
                     .map(|_| {
                         tally.runs_started += 1;
-                        let after = Duration::from_millis(40 + dice.below(700));
+                        let after = kill_range.draw(&mut dice);
                         tokio::spawn(kill_after(spawn(&world, &["collect"]), after))
                     })
                     .collect();
                 for kill in kills {
-                    match kill.await.unwrap() {
+                    let outcome = kill.await.unwrap();
+                    kill_range.observe(&outcome);
+                    match outcome {
                         None => tally.kills_landed += 1,
                         Some(status) => tally.runs_completed += usize::from(status.success()),
                     }
