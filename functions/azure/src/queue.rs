@@ -25,7 +25,7 @@
 
 use crate::invocation::InvocationResponse;
 use crate::lazy::LazyServices;
-use crate::timer::PLATFORM_BUDGET;
+use crate::timer::{PLATFORM_BUDGET, failed};
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -39,7 +39,7 @@ use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Output binding names (functions/azure/app/*/function.json).
 pub const TIMER_OUTPUT: &str = "stampWork";
@@ -185,12 +185,6 @@ pub async fn enqueue_enabled(ready: &crate::lazy::Ready) -> Response {
         }
         Err(e) => failed(e.to_string()),
     }
-}
-
-fn failed(message: String) -> Response {
-    error!(%message, "invocation failed");
-    InvocationResponse { logs: vec![message], ..Default::default() }
-        .into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 #[cfg(test)]

@@ -105,8 +105,8 @@ pub async fn collect_usage(State(services): State<Arc<LazyServices>>, body: Byte
     InvocationResponse { logs, return_value, ..Default::default() }.into_response_with(status)
 }
 
-/// A run that could not start: the reason is the invocation's one log line.
-fn failed(message: String) -> Response {
+/// An invocation that could not run (the timer's or a queue worker's): the reason is its one log line.
+pub(crate) fn failed(message: String) -> Response {
     error!(%message, "invocation failed");
     InvocationResponse { logs: vec![message], ..Default::default() }
         .into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
