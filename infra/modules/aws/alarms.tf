@@ -5,9 +5,67 @@
 #   failed runs      collect-usage fails its invocation when a stamp failed (AWS/Lambda Errors).
 #   not running      no collect-usage invocation for two hours (schedule disabled, deleted, throttled).
 #   dead letters     anything in the dead-letter queue: a run that failed after every retry.
+#   stamp work dead letters (fan_out_queue only, queue.tf) a stamp message that failed every attempt.
+#
+# Every alarm notifies ALARM and OK to the same topic and differs only in what it watches, so they are
+# one resource over a map keyed by the alarm's name suffix (`<name>-<key>`).
 
 locals {
   alarm_topic_arn = coalesce(var.alarm_topic_arn, try(aws_sns_topic.alarms[0].arn, null))
+
+  alarms = merge({
+    "stamp-lag" = {
+      description = "A stamp's collected usage is more than ${var.stamp_lag_threshold_seconds} s behind now. `azs-usage status` shows which; the collect-usage log says why."
+      namespace   = "AzsUsage"
+      metric      = "WatermarkLagSeconds"
+      # The maximum over all stamps: the metric without dimensions.
+      dimensions = null
+      statistic  = "Maximum"
+      period     = 3600
+      periods    = 1
+      comparison = "GreaterThanThreshold"
+      threshold  = var.stamp_lag_threshold_seconds
+      # No data means no stamp was collected in the hour; the not-running alarm covers a silent
+      # collector, and an installation without stamps yet must not page.
+      missing_data = "notBreaching"
+    }
+    "collect-usage-failed" = {
+      description  = "collect-usage failed (a stamp failed, or the database or secret store was unreachable); Lambda retries it, but someone should look at the log."
+      namespace    = "AWS/Lambda"
+      metric       = "Errors"
+      dimensions   = { FunctionName = aws_lambda_function.collect_usage.function_name }
+      statistic    = "Sum"
+      period       = 3600
+      periods      = 1
+      comparison   = "GreaterThanOrEqualToThreshold"
+      threshold    = 1
+      missing_data = "notBreaching"
+    }
+    "collect-usage-not-running" = {
+      description  = "collect-usage was not invoked for two hours: check the EventBridge Scheduler schedule and Lambda throttles."
+      namespace    = "AWS/Lambda"
+      metric       = "Invocations"
+      dimensions   = { FunctionName = aws_lambda_function.collect_usage.function_name }
+      statistic    = "Sum"
+      period       = 3600
+      periods      = 2
+      comparison   = "LessThanThreshold"
+      threshold    = 1
+      missing_data = var.schedule_enabled ? "breaching" : "notBreaching"
+    }
+    "dead-letters" = {
+      description  = "A collection run failed after every retry and is in the dead-letter queue (${aws_sqs_queue.dead_letter.name})."
+      namespace    = "AWS/SQS"
+      metric       = "ApproximateNumberOfMessagesVisible"
+      dimensions   = { QueueName = aws_sqs_queue.dead_letter.name }
+      statistic    = "Maximum"
+      period       = 300
+      periods      = 1
+      comparison   = "GreaterThanOrEqualToThreshold"
+      threshold    = 1
+      missing_data = "notBreaching"
+    }
+  }, local.stamp_work_alarms)
 }
 
 resource "aws_sns_topic" "alarms" {
@@ -17,71 +75,46 @@ resource "aws_sns_topic" "alarms" {
   tags              = var.tags
 }
 
-resource "aws_cloudwatch_metric_alarm" "stamp_lag" {
-  alarm_name          = "${var.name}-stamp-lag"
-  alarm_description   = "A stamp's collected usage is more than ${var.stamp_lag_threshold_seconds} s behind now. `azs-usage status` shows which; the collect-usage log says why."
-  namespace           = "AzsUsage"
-  metric_name         = "WatermarkLagSeconds"
-  statistic           = "Maximum"
-  period              = 3600
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.stamp_lag_threshold_seconds
-  # No data means no stamp was collected in the hour; the not-running alarm covers a silent collector,
-  # and an installation without stamps yet must not page.
-  treat_missing_data = "notBreaching"
-  alarm_actions      = [local.alarm_topic_arn]
-  ok_actions         = [local.alarm_topic_arn]
-  tags               = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "collector_errors" {
-  alarm_name          = "${var.name}-collect-usage-failed"
-  alarm_description   = "collect-usage failed (a stamp failed, or the database or secret store was unreachable); Lambda retries it, but someone should look at the log."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = aws_lambda_function.collect_usage.function_name }
-  statistic           = "Sum"
-  period              = 3600
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  threshold           = 1
-  treat_missing_data  = "notBreaching"
+resource "aws_cloudwatch_metric_alarm" "this" {
+  for_each            = local.alarms
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
+  period              = each.value.period
+  evaluation_periods  = each.value.periods
+  comparison_operator = each.value.comparison
+  threshold           = each.value.threshold
+  treat_missing_data  = each.value.missing_data
   alarm_actions       = [local.alarm_topic_arn]
   ok_actions          = [local.alarm_topic_arn]
   tags                = var.tags
 }
 
-resource "aws_cloudwatch_metric_alarm" "collector_not_running" {
-  alarm_name          = "${var.name}-collect-usage-not-running"
-  alarm_description   = "collect-usage was not invoked for two hours: check the EventBridge Scheduler schedule and Lambda throttles."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Invocations"
-  dimensions          = { FunctionName = aws_lambda_function.collect_usage.function_name }
-  statistic           = "Sum"
-  period              = 3600
-  evaluation_periods  = 2
-  comparison_operator = "LessThanThreshold"
-  threshold           = 1
-  treat_missing_data  = var.schedule_enabled ? "breaching" : "notBreaching"
-  alarm_actions       = [local.alarm_topic_arn]
-  ok_actions          = [local.alarm_topic_arn]
-  tags                = var.tags
+# The alarms were separate resources before; these keep an applied installation's alarms in place.
+moved {
+  from = aws_cloudwatch_metric_alarm.stamp_lag
+  to   = aws_cloudwatch_metric_alarm.this["stamp-lag"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "dead_letters" {
-  alarm_name          = "${var.name}-dead-letters"
-  alarm_description   = "A collection run failed after every retry and is in the dead-letter queue (${aws_sqs_queue.dead_letter.name})."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.dead_letter.name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  threshold           = 1
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.alarm_topic_arn]
-  ok_actions          = [local.alarm_topic_arn]
-  tags                = var.tags
+moved {
+  from = aws_cloudwatch_metric_alarm.collector_errors
+  to   = aws_cloudwatch_metric_alarm.this["collect-usage-failed"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.collector_not_running
+  to   = aws_cloudwatch_metric_alarm.this["collect-usage-not-running"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.dead_letters
+  to   = aws_cloudwatch_metric_alarm.this["dead-letters"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.stamp_work_dead_letters[0]
+  to   = aws_cloudwatch_metric_alarm.this["stamp-work-dead-letters"]
 }

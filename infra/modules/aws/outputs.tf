@@ -71,13 +71,8 @@ output "alarm_topic_arn" {
 }
 
 output "alarm_names" {
-  description = "CloudWatch alarms: stamp lag, failed runs, collector not running, dead letters."
-  value = [
-    aws_cloudwatch_metric_alarm.stamp_lag.alarm_name,
-    aws_cloudwatch_metric_alarm.collector_errors.alarm_name,
-    aws_cloudwatch_metric_alarm.collector_not_running.alarm_name,
-    aws_cloudwatch_metric_alarm.dead_letters.alarm_name,
-  ]
+  description = "CloudWatch alarms: stamp lag, failed runs, collector not running, dead letters (and stamp-work dead letters with fan_out_queue)."
+  value       = [for alarm in aws_cloudwatch_metric_alarm.this : alarm.alarm_name]
 }
 
 output "functions_security_group_id" {

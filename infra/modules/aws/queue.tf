@@ -181,22 +181,22 @@ resource "aws_lambda_event_source_mapping" "stamp_work" {
   }
 }
 
-resource "aws_cloudwatch_metric_alarm" "stamp_work_dead_letters" {
-  count               = var.fan_out_queue ? 1 : 0
-  alarm_name          = "${var.name}-stamp-work-dead-letters"
-  alarm_description   = "A stamp message was dead-lettered: its body names the stamp and the error; the stamp's status shows it."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.stamp_work_dead_letter[0].name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.alarm_topic_arn]
-  ok_actions          = [local.alarm_topic_arn]
-  tags                = var.tags
+# The dead-letter alarm joins the module's alarms (alarms.tf) when the queue exists.
+locals {
+  stamp_work_alarms = var.fan_out_queue ? {
+    "stamp-work-dead-letters" = {
+      description  = "A stamp message was dead-lettered: its body names the stamp and the error; the stamp's status shows it."
+      namespace    = "AWS/SQS"
+      metric       = "ApproximateNumberOfMessagesVisible"
+      dimensions   = { QueueName = aws_sqs_queue.stamp_work_dead_letter[0].name }
+      statistic    = "Maximum"
+      period       = 300
+      periods      = 1
+      comparison   = "GreaterThanThreshold"
+      threshold    = 0
+      missing_data = "notBreaching"
+    }
+  } : {}
 }
 
 output "stamp_work_queue_url" {

@@ -5,6 +5,11 @@
 #   stamp failed     the same lines with failed = 1.
 #   failed runs      collect-usage answers 500 when a stamp failed: a failed request in `requests`.
 #   not running      no collect-usage request for two hours (timer stopped, app down).
+#   stamp work dead letters (fan_out_queue only, queue.tf) a stamp message that failed every attempt.
+#
+# The alerts differ only in their query and threshold, so they are one resource over a map keyed by the
+# alert's name suffix (`<name>-<key>`). Per-stamp alerts split by the stampName dimension, so one alert
+# fires per stamp.
 
 locals {
   action_group_id = coalesce(var.action_group_id, try(azurerm_monitor_action_group.alerts[0].id, null))
@@ -15,6 +20,70 @@ locals {
     | where message startswith "azs-usage-metric "
     | extend m = parse_json(substring(message, 17))
   KQL
+
+  alerts = merge({
+    "stamp-lag" = {
+      description = "A stamp's collected usage is more than ${var.stamp_lag_threshold_seconds} s behind now. `azs-usage status` shows which; the collect-usage traces say why."
+      severity    = 2
+      frequency   = "PT1H"
+      window      = "PT2H"
+      query       = <<-KQL
+        ${local.metric_lines}
+        | summarize lag = max(todouble(m.watermarkLagSeconds)) by stampName = tostring(m.stampName)
+      KQL
+      aggregation = "Maximum"
+      measure     = "lag"
+      per_stamp   = true
+      operator    = "GreaterThan"
+      threshold   = var.stamp_lag_threshold_seconds
+    }
+    "stamp-failed" = {
+      description = "A stamp's collection failed (the timer retries it; the next hour retries again)."
+      severity    = 2
+      frequency   = "PT1H"
+      window      = "PT1H"
+      query       = <<-KQL
+        ${local.metric_lines}
+        | where toint(m.failed) == 1
+        | summarize failures = count() by stampName = tostring(m.stampName)
+      KQL
+      aggregation = "Total"
+      measure     = "failures"
+      per_stamp   = true
+      operator    = "GreaterThan"
+      threshold   = 0
+    }
+    "collect-usage-failed" = {
+      description = "collect-usage failed (a stamp failed, or the database or Key Vault was unreachable)."
+      severity    = 2
+      frequency   = "PT1H"
+      window      = "PT1H"
+      query       = <<-KQL
+        requests
+        | where operation_Name == "collect-usage" and success == false
+      KQL
+      aggregation = "Count"
+      measure     = null
+      per_stamp   = false
+      operator    = "GreaterThan"
+      threshold   = 0
+    }
+    "collect-usage-not-running" = {
+      description = "collect-usage did not run for two hours: check the Function App, its timer and COLLECT_SCHEDULE."
+      severity    = 1
+      frequency   = "PT1H"
+      window      = "PT2H"
+      query       = <<-KQL
+        requests
+        | where operation_Name == "collect-usage"
+      KQL
+      aggregation = "Count"
+      measure     = null
+      per_stamp   = false
+      operator    = "LessThan"
+      threshold   = 1
+    }
+  }, local.stamp_work_alerts)
 }
 
 resource "azurerm_monitor_action_group" "alerts" {
@@ -34,31 +103,32 @@ resource "azurerm_monitor_action_group" "alerts" {
   }
 }
 
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stamp_lag" {
-  name                 = "${var.name}-stamp-lag"
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "this" {
+  for_each             = local.alerts
+  name                 = "${var.name}-${each.key}"
   resource_group_name  = local.resource_group_name
   location             = var.location
-  description          = "A stamp's collected usage is more than ${var.stamp_lag_threshold_seconds} s behind now. `azs-usage status` shows which; the collect-usage traces say why."
+  description          = each.value.description
   scopes               = [azurerm_application_insights.this.id]
-  severity             = 2
-  evaluation_frequency = "PT1H"
-  window_duration      = "PT2H"
+  severity             = each.value.severity
+  evaluation_frequency = each.value.frequency
+  window_duration      = each.value.window
   tags                 = var.tags
 
   criteria {
-    query                   = <<-KQL
-      ${local.metric_lines}
-      | summarize lag = max(todouble(m.watermarkLagSeconds)) by stampName = tostring(m.stampName)
-    KQL
-    time_aggregation_method = "Maximum"
-    metric_measure_column   = "lag"
-    threshold               = var.stamp_lag_threshold_seconds
-    operator                = "GreaterThan"
+    query                   = each.value.query
+    time_aggregation_method = each.value.aggregation
+    metric_measure_column   = each.value.measure
+    threshold               = each.value.threshold
+    operator                = each.value.operator
 
-    dimension {
-      name     = "stampName"
-      operator = "Include"
-      values   = ["*"]
+    dynamic "dimension" {
+      for_each = each.value.per_stamp ? ["stampName"] : []
+      content {
+        name     = dimension.value
+        operator = "Include"
+        values   = ["*"]
+      }
     }
 
     failing_periods {
@@ -72,103 +142,28 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stamp_lag" {
   }
 }
 
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stamp_failed" {
-  name                 = "${var.name}-stamp-failed"
-  resource_group_name  = local.resource_group_name
-  location             = var.location
-  description          = "A stamp's collection failed (the timer retries it; the next hour retries again)."
-  scopes               = [azurerm_application_insights.this.id]
-  severity             = 2
-  evaluation_frequency = "PT1H"
-  window_duration      = "PT1H"
-  tags                 = var.tags
-
-  criteria {
-    query                   = <<-KQL
-      ${local.metric_lines}
-      | where toint(m.failed) == 1
-      | summarize failures = count() by stampName = tostring(m.stampName)
-    KQL
-    time_aggregation_method = "Total"
-    metric_measure_column   = "failures"
-    threshold               = 0
-    operator                = "GreaterThan"
-
-    dimension {
-      name     = "stampName"
-      operator = "Include"
-      values   = ["*"]
-    }
-
-    failing_periods {
-      minimum_failing_periods_to_trigger_alert = 1
-      number_of_evaluation_periods             = 1
-    }
-  }
-
-  action {
-    action_groups = [local.action_group_id]
-  }
+# The alerts were separate resources before; these keep an applied installation's alerts in place.
+moved {
+  from = azurerm_monitor_scheduled_query_rules_alert_v2.stamp_lag
+  to   = azurerm_monitor_scheduled_query_rules_alert_v2.this["stamp-lag"]
 }
 
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "collector_failed" {
-  name                 = "${var.name}-collect-usage-failed"
-  resource_group_name  = local.resource_group_name
-  location             = var.location
-  description          = "collect-usage failed (a stamp failed, or the database or Key Vault was unreachable)."
-  scopes               = [azurerm_application_insights.this.id]
-  severity             = 2
-  evaluation_frequency = "PT1H"
-  window_duration      = "PT1H"
-  tags                 = var.tags
-
-  criteria {
-    query                   = <<-KQL
-      requests
-      | where operation_Name == "collect-usage" and success == false
-    KQL
-    time_aggregation_method = "Count"
-    threshold               = 0
-    operator                = "GreaterThan"
-
-    failing_periods {
-      minimum_failing_periods_to_trigger_alert = 1
-      number_of_evaluation_periods             = 1
-    }
-  }
-
-  action {
-    action_groups = [local.action_group_id]
-  }
+moved {
+  from = azurerm_monitor_scheduled_query_rules_alert_v2.stamp_failed
+  to   = azurerm_monitor_scheduled_query_rules_alert_v2.this["stamp-failed"]
 }
 
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "collector_not_running" {
-  name                 = "${var.name}-collect-usage-not-running"
-  resource_group_name  = local.resource_group_name
-  location             = var.location
-  description          = "collect-usage did not run for two hours: check the Function App, its timer and COLLECT_SCHEDULE."
-  scopes               = [azurerm_application_insights.this.id]
-  severity             = 1
-  evaluation_frequency = "PT1H"
-  window_duration      = "PT2H"
-  tags                 = var.tags
+moved {
+  from = azurerm_monitor_scheduled_query_rules_alert_v2.collector_failed
+  to   = azurerm_monitor_scheduled_query_rules_alert_v2.this["collect-usage-failed"]
+}
 
-  criteria {
-    query                   = <<-KQL
-      requests
-      | where operation_Name == "collect-usage"
-    KQL
-    time_aggregation_method = "Count"
-    threshold               = 1
-    operator                = "LessThan"
+moved {
+  from = azurerm_monitor_scheduled_query_rules_alert_v2.collector_not_running
+  to   = azurerm_monitor_scheduled_query_rules_alert_v2.this["collect-usage-not-running"]
+}
 
-    failing_periods {
-      minimum_failing_periods_to_trigger_alert = 1
-      number_of_evaluation_periods             = 1
-    }
-  }
-
-  action {
-    action_groups = [local.action_group_id]
-  }
+moved {
+  from = azurerm_monitor_scheduled_query_rules_alert_v2.stamp_work_dead_letters[0]
+  to   = azurerm_monitor_scheduled_query_rules_alert_v2.this["stamp-work-dead-letters"]
 }

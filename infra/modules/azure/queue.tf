@@ -49,28 +49,22 @@ resource "azurerm_role_assignment" "app_queues" {
   principal_id         = local.principal_id
 }
 
-# Storage queue metrics are per account, not per queue: the alert reads the worker's own log line.
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stamp_work_dead_letters" {
-  count                = var.fan_out_queue ? 1 : 0
-  name                 = "${var.name}-stamp-work-dead-letters"
-  resource_group_name  = local.resource_group_name
-  location             = var.location
-  description          = "A stamp message was dead-lettered (azs-stamp-work-poison): the letter names the stamp and the error; the stamp's status shows it."
-  severity             = 2
-  scopes               = [azurerm_application_insights.this.id]
-  evaluation_frequency = "PT5M"
-  window_duration      = "PT5M"
-
-  criteria {
-    query                   = "traces | where message has \"message dead-lettered\""
-    time_aggregation_method = "Count"
-    operator                = "GreaterThan"
-    threshold               = 0
-  }
-
-  action {
-    action_groups = [local.action_group_id]
-  }
-
-  tags = var.tags
+# The dead-letter alert joins the module's alerts (alerts.tf) when the queue exists. Storage queue
+# metrics are per account, not per queue, so it reads the worker's own "message dead-lettered" log line;
+# a 5-minute window pages soon after.
+locals {
+  stamp_work_alerts = var.fan_out_queue ? {
+    "stamp-work-dead-letters" = {
+      description = "A stamp message was dead-lettered (azs-stamp-work-poison): the letter names the stamp and the error; the stamp's status shows it."
+      severity    = 2
+      frequency   = "PT5M"
+      window      = "PT5M"
+      query       = "traces | where message has \"message dead-lettered\""
+      aggregation = "Count"
+      measure     = null
+      per_stamp   = false
+      operator    = "GreaterThan"
+      threshold   = 0
+    }
+  } : {}
 }

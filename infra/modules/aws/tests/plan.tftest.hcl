@@ -102,30 +102,30 @@ run "alarms_notify_the_module_topic" {
     error_message = "without alarm_topic_arn the module creates an encrypted topic"
   }
   assert {
-    condition = alltrue([for a in [aws_cloudwatch_metric_alarm.stamp_lag, aws_cloudwatch_metric_alarm.collector_errors, aws_cloudwatch_metric_alarm.collector_not_running, aws_cloudwatch_metric_alarm.dead_letters] :
+    condition = length(aws_cloudwatch_metric_alarm.this) == 4 && alltrue([for a in values(aws_cloudwatch_metric_alarm.this) :
     a.alarm_actions == toset([aws_sns_topic.alarms[0].arn]) && a.ok_actions == toset([aws_sns_topic.alarms[0].arn])])
     error_message = "every alarm notifies the topic on ALARM and OK"
   }
   # The metric the collector publishes (shared/app/src/metrics.rs: NAMESPACE, WATERMARK_LAG), as the
   # maximum over all stamps (the EMF dimension set without dimensions).
   assert {
-    condition     = aws_cloudwatch_metric_alarm.stamp_lag.namespace == "AzsUsage" && aws_cloudwatch_metric_alarm.stamp_lag.metric_name == "WatermarkLagSeconds" && aws_cloudwatch_metric_alarm.stamp_lag.statistic == "Maximum" && length(coalesce(aws_cloudwatch_metric_alarm.stamp_lag.dimensions, {})) == 0
+    condition     = aws_cloudwatch_metric_alarm.this["stamp-lag"].namespace == "AzsUsage" && aws_cloudwatch_metric_alarm.this["stamp-lag"].metric_name == "WatermarkLagSeconds" && aws_cloudwatch_metric_alarm.this["stamp-lag"].statistic == "Maximum" && length(coalesce(aws_cloudwatch_metric_alarm.this["stamp-lag"].dimensions, {})) == 0
     error_message = "the lag alarm watches AzsUsage/WatermarkLagSeconds, Maximum, no dimensions"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.stamp_lag.threshold == 10800 && aws_cloudwatch_metric_alarm.stamp_lag.comparison_operator == "GreaterThanThreshold"
+    condition     = aws_cloudwatch_metric_alarm.this["stamp-lag"].threshold == 10800 && aws_cloudwatch_metric_alarm.this["stamp-lag"].comparison_operator == "GreaterThanThreshold"
     error_message = "the lag threshold defaults to 3 h"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.collector_errors.dimensions["FunctionName"] == "azs-usage-collect-usage" && aws_cloudwatch_metric_alarm.collector_errors.metric_name == "Errors"
+    condition     = aws_cloudwatch_metric_alarm.this["collect-usage-failed"].dimensions["FunctionName"] == "azs-usage-collect-usage" && aws_cloudwatch_metric_alarm.this["collect-usage-failed"].metric_name == "Errors"
     error_message = "failed invocations of collect-usage"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.dead_letters.dimensions["QueueName"] == aws_sqs_queue.dead_letter.name && aws_cloudwatch_metric_alarm.dead_letters.threshold == 1
+    condition     = aws_cloudwatch_metric_alarm.this["dead-letters"].dimensions["QueueName"] == aws_sqs_queue.dead_letter.name && aws_cloudwatch_metric_alarm.this["dead-letters"].threshold == 1
     error_message = "dead-letter depth of the module's queue"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.collector_not_running.treat_missing_data == "breaching"
+    condition     = aws_cloudwatch_metric_alarm.this["collect-usage-not-running"].treat_missing_data == "breaching"
     error_message = "a collector that stops running must alarm"
   }
 }
@@ -138,11 +138,11 @@ run "alarms_notify_a_given_topic" {
   }
 
   assert {
-    condition     = length(aws_sns_topic.alarms) == 0 && aws_cloudwatch_metric_alarm.stamp_lag.alarm_actions == toset(["arn:aws:sns:eu-west-1:123456789012:oncall"])
+    condition     = length(aws_sns_topic.alarms) == 0 && aws_cloudwatch_metric_alarm.this["stamp-lag"].alarm_actions == toset(["arn:aws:sns:eu-west-1:123456789012:oncall"])
     error_message = "a given topic replaces the module's"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.stamp_lag.threshold == 7200
+    condition     = aws_cloudwatch_metric_alarm.this["stamp-lag"].threshold == 7200
     error_message = "the threshold variable reaches the alarm"
   }
 }
@@ -297,7 +297,7 @@ run "queue_fan_out_wires_a_bounded_stamp_worker" {
     error_message = "visibility timeout and redrive follow the worker's timeout and attempts"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.stamp_work_dead_letters[0].alarm_actions == toset([aws_sns_topic.alarms[0].arn])
+    condition     = aws_cloudwatch_metric_alarm.this["stamp-work-dead-letters"].alarm_actions == toset([aws_sns_topic.alarms[0].arn])
     error_message = "a dead-lettered stamp notifies the module's alarm topic"
   }
 }
