@@ -2,17 +2,12 @@
 //! variables against a minimal Runtime API (next invocation, response, error), handed the documented
 //! Function URL event. Shows that `AZS_USAGE_API_TOKEN_SECRET` is honoured behind the URL's IAM auth.
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use azs_platform_tests::runtime_api::{self, Outcome};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use std::time::Duration;
 
 const TOKEN: &str = "lambda-api-token-0f3c9a71";
 const TOKEN_SECRET: &str = "azs-usage/api-token";
@@ -35,27 +30,6 @@ fn list_stamps_event(authorization: Option<&str>) -> Value {
     event
 }
 
-#[derive(Clone)]
-struct RuntimeApi {
-    event: Arc<Mutex<Option<Value>>>,
-    outcomes: mpsc::UnboundedSender<Result<Value, String>>,
-}
-
-async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
-    let Some(event) = api.event.lock().unwrap().take() else {
-        return std::future::pending().await;
-    };
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(900);
-    let mut headers = HeaderMap::new();
-    headers.insert("lambda-runtime-aws-request-id", "8476a536-e9f4-11e8-9739-2dfe598c3fcd".parse().unwrap());
-    headers.insert("lambda-runtime-deadline-ms", deadline.as_millis().to_string().parse().unwrap());
-    headers.insert(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:register-stamp".parse().unwrap(),
-    );
-    (headers, event.to_string())
-}
-
 /// Starts the bootstrap with a file secret store holding `secrets`, hands it `event`, and returns its
 /// response (`Ok`) or what it reported to the error endpoints (`Err`).
 async fn invoke(event: Value, token_secret: Option<&str>, secrets: &[(&str, &str)]) -> Result<Value, String> {
@@ -66,32 +40,7 @@ async fn invoke(event: Value, token_secret: Option<&str>, secrets: &[(&str, &str
     std::fs::write(&secrets_path, Value::Object(entries).to_string()).unwrap();
     std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let (tx, mut outcomes) = mpsc::unbounded_channel();
-    let api = RuntimeApi { event: Arc::new(Mutex::new(Some(event))), outcomes: tx };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(|State(api): State<RuntimeApi>, body: String| async move {
-                let _ = api.outcomes.send(Ok(serde_json::from_str(&body).unwrap_or(Value::String(body))));
-            }),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            post(|State(api): State<RuntimeApi>, body: String| async move {
-                let _ = api.outcomes.send(Err(body));
-            }),
-        )
-        .route(
-            "/2018-06-01/runtime/init/error",
-            post(|State(api): State<RuntimeApi>, body: String| async move {
-                let _ = api.outcomes.send(Err(body));
-            }),
-        )
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let runtime_api = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (api_address, mut outcomes) = runtime_api::serve_one(event).await;
 
     let mut command = Command::new(env!("CARGO_BIN_EXE_register-stamp"));
     for (name, _) in std::env::vars() {
@@ -100,7 +49,7 @@ async fn invoke(event: Value, token_secret: Option<&str>, secrets: &[(&str, &str
         }
     }
     command
-        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        .env("AWS_LAMBDA_RUNTIME_API", &api_address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "register-stamp")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -117,8 +66,10 @@ async fn invoke(event: Value, token_secret: Option<&str>, secrets: &[(&str, &str
     let started = std::time::Instant::now();
     // The invocation's outcome, or, when the bootstrap stops before it can serve, its exit and output.
     loop {
-        if let Ok(outcome) = outcomes.try_recv() {
-            return outcome;
+        match outcomes.try_recv() {
+            Ok(Outcome::Response(response)) => return Ok(response),
+            Ok(Outcome::Error(error)) => return Err(error.to_string()),
+            Err(_) => {}
         }
         if let Some(status) = child.0.try_wait().unwrap() {
             let mut output = String::new();

@@ -1,6 +1,8 @@
 //! What the platform tests share: where the packaged artifacts are, the documented fixtures, the Azure
 //! custom handler started as the Functions host starts it, and the Lambda Runtime API emulator.
 
+pub mod runtime_api;
+
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

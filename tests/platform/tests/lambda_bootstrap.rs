@@ -3,73 +3,11 @@
 //! sandbox. Measures a cold start: spawn to the first invocation's response, services built included
 //! (SQLite and the file secret store: no network in the measurement).
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use azs_platform_tests::runtime_api::{self, Outcome};
 use azs_platform_tests::{artifact, fixture, median, spawn};
 use serde_json::{Value, json};
 use std::io::Read;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
-
-/// What the fake Runtime API received for the invocation it handed out.
-#[derive(Debug)]
-enum Outcome {
-    Response(Value),
-    Error(Value),
-}
-
-#[derive(Clone)]
-struct RuntimeApi {
-    event: Arc<Mutex<Option<Value>>>,
-    outcomes: mpsc::UnboundedSender<Outcome>,
-}
-
-/// Serves one invocation of `event`; later `next` calls wait forever, as a frozen sandbox would.
-async fn start_runtime_api(event: Value) -> (String, mpsc::UnboundedReceiver<Outcome>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let api = RuntimeApi { event: Arc::new(Mutex::new(Some(event))), outcomes: tx };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (address, rx)
-}
-
-async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
-    let Some(event) = api.event.lock().unwrap().take() else {
-        return std::future::pending().await;
-    };
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(900);
-    let mut headers = HeaderMap::new();
-    headers.insert("lambda-runtime-aws-request-id", "8476a536-e9f4-11e8-9739-2dfe598c3fcd".parse().unwrap());
-    headers.insert("lambda-runtime-deadline-ms", deadline.as_millis().to_string().parse().unwrap());
-    headers.insert(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:azs-usage".parse().unwrap(),
-    );
-    headers.insert("lambda-runtime-trace-id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700".parse().unwrap());
-    (headers, event.to_string())
-}
-
-async fn response(State(api): State<RuntimeApi>, Path(_id): Path<String>, body: String) {
-    let _ = api.outcomes.send(Outcome::Response(serde_json::from_str(&body).unwrap_or(Value::String(body))));
-}
-
-async fn error(State(api): State<RuntimeApi>, Path(_id): Path<String>, body: String) {
-    let _ = api.outcomes.send(Outcome::Error(serde_json::from_str(&body).unwrap_or(Value::String(body))));
-}
-
-async fn init_error(State(api): State<RuntimeApi>, body: String) {
-    let _ = api.outcomes.send(Outcome::Error(json!({ "init": body })));
-}
+use std::time::{Duration, Instant};
 
 /// The `bootstrap` inside a packaged zip, extracted as Lambda extracts it.
 fn extract_bootstrap(function: &str, into: &std::path::Path) -> std::path::PathBuf {
@@ -87,9 +25,9 @@ fn extract_bootstrap(function: &str, into: &std::path::Path) -> std::path::PathB
 /// One cold start: spawn `bootstrap`, hand it `event`, return what it answered and how long it took.
 async fn cold_start(bootstrap: &std::path::Path, function: &str, event: Value) -> (Outcome, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let (runtime_api, mut outcomes) = start_runtime_api(event).await;
+    let (api_address, mut outcomes) = runtime_api::serve_one(event).await;
     let env = [
-        ("AWS_LAMBDA_RUNTIME_API", runtime_api),
+        ("AWS_LAMBDA_RUNTIME_API", api_address),
         ("AWS_LAMBDA_FUNCTION_NAME", function.to_owned()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
