@@ -6,7 +6,7 @@
 use crate::sql::{self, Statement};
 use crate::types::Quantity;
 use azs_core::status::RunRecord;
-use azs_core::usage::{UsageRow, normalize_subscription_id};
+use azs_core::usage::{RowKey, UsageRow, normalize_subscription_id};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tiberius::{ColumnData, IntoSql, Uuid};
@@ -124,6 +124,10 @@ pub(crate) fn insert_stamp(s: &StampColumns) -> Bound<'_> {
     let mut params = stamp_fields(s);
     params.push(s.created_at.into_sql());
     Bound::new(&sql::INSERT_STAMP, params)
+}
+
+pub(crate) fn number_stamp(stamp: Uuid) -> Bound<'static> {
+    Bound::new(&sql::NUMBER_STAMP, vec![stamp.into_sql()])
 }
 
 pub(crate) fn insert_status(stamp: Uuid, watermark: DateTime<Utc>) -> Bound<'static> {
@@ -248,16 +252,24 @@ pub(crate) fn delete_window(stamp: Uuid, start: DateTime<Utc>, end: DateTime<Utc
     Bound::new(&sql::DELETE_WINDOW, vec![stamp.into_sql(), start.into_sql(), end.into_sql()])
 }
 
-/// MERGE_WINDOW with the window's rows as one JSON text (see [`window_rows`]).
+/// MERGE_WINDOW with the window's rows and their distinct tenant subscriptions as JSON texts (see
+/// [`window_rows`] and [`window_tenants`]).
 pub(crate) fn merge_window(
     stamp: Uuid,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     rows_json: String,
+    tenants_json: String,
 ) -> Bound<'static> {
     Bound::new(
         &sql::MERGE_WINDOW,
-        vec![stamp.into_sql(), start.into_sql(), end.into_sql(), rows_json.into_sql()],
+        vec![
+            stamp.into_sql(),
+            start.into_sql(),
+            end.into_sql(),
+            rows_json.into_sql(),
+            tenants_json.into_sql(),
+        ],
     )
 }
 
@@ -329,23 +341,30 @@ pub(crate) fn window_quarantine(rows: &[azs_core::quarantine::QuarantinedRow]) -
     let rows: Vec<QuarantineRow<'_>> = rows
         .iter()
         .filter(|q| seen.insert(q.key()))
-        .map(|q| QuarantineRow {
-            k: q.key().bytes().iter().map(|b| format!("{b:02X}")).collect(),
-            f: &q.field,
-            w: &q.reason,
-            r: &q.raw,
-        })
+        .map(|q| QuarantineRow { k: key_hex(q.key().bytes()), f: &q.field, w: &q.reason, r: &q.raw })
         .collect();
     serde_json::to_string(&rows).expect("strings always serialise")
 }
 
 // -- A window's rows, as MERGE_WINDOW reads them ---------------------------------------------------------
 
+/// A key as 32 upper-case hex digits, what `CONVERT(binary(16), k, 2)` reads back into the 16 bytes.
+fn key_hex(bytes: &[u8; 16]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A window's row ready to send: its 128-bit key (computed once), the row, its quantity in column form.
+pub(crate) struct CheckedRow<'a> {
+    pub key: RowKey,
+    pub row: &'a UsageRow,
+    pub quantity: Quantity,
+}
+
 /// One usage row as an element of MERGE_WINDOW's JSON array; the keys are the paths of its OPENJSON
-/// WITH clause. Numbers that must stay exact (the row key, the quantity) and times travel as strings
-/// that the WITH clause converts exactly.
+/// WITH clause. Numbers that must stay exact (the quantity), the 128-bit row key (as hex) and times
+/// travel as strings that the statement converts exactly.
 #[derive(serde::Serialize)]
-struct WindowRow<'a> {
+struct RowJson<'a> {
     k: String,
     s: &'a str,
     n: String,
@@ -366,12 +385,12 @@ fn iso_seconds(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-/// The window's rows as one JSON array: MERGE_WINDOW's @P4.
-pub(crate) fn window_rows(rows: &[(&UsageRow, Quantity)]) -> String {
-    let rows: Vec<WindowRow<'_>> = rows
+/// The window's rows as one JSON array, in the order given: MERGE_WINDOW's @P4.
+pub(crate) fn window_rows(rows: &[CheckedRow<'_>]) -> String {
+    let rows: Vec<RowJson<'_>> = rows
         .iter()
-        .map(|(row, quantity)| WindowRow {
-            k: row.legacy_fingerprint().to_string(),
+        .map(|&CheckedRow { key, row, ref quantity }| RowJson {
+            k: key_hex(key.bytes()),
             s: &row.subscription_id,
             n: normalize_subscription_id(&row.subscription_id),
             m: &row.meter_id,
@@ -386,6 +405,21 @@ pub(crate) fn window_rows(rows: &[(&UsageRow, Quantity)]) -> String {
         })
         .collect();
     serde_json::to_string(&rows).expect("strings and numbers always serialise")
+}
+
+/// One tenant subscription key as an element of MERGE_WINDOW's @P5.
+#[derive(serde::Serialize)]
+struct TenantJson {
+    n: String,
+}
+
+/// The distinct normalised subscription keys of the window's rows as one JSON array: MERGE_WINDOW's
+/// @P5, which numbers them (tenant_numbers) before the rows that carry the numbers are merged.
+pub(crate) fn window_tenants(rows: &[CheckedRow<'_>]) -> String {
+    let keys: std::collections::BTreeSet<String> =
+        rows.iter().map(|r| normalize_subscription_id(&r.row.subscription_id)).collect();
+    let keys: Vec<TenantJson> = keys.into_iter().map(|n| TenantJson { n }).collect();
+    serde_json::to_string(&keys).expect("strings always serialise")
 }
 
 /// The widths of `usage_rows`' bounded text columns, in UTF-16 code units as nvarchar(n) counts them,
@@ -460,6 +494,7 @@ mod tests {
             table_id("[azs_usage].[schema_migrations]"),
             record_migration(1, "initial"),
             stamp_registered_as("k", id, None),
+            number_stamp(id),
             insert_stamp(&s),
             insert_status(id, t()),
             update_stamp(&s),
@@ -482,7 +517,7 @@ mod tests {
             fence_replace(id, t(), "o"),
             fence_state(id),
             delete_window(id, t(), t()),
-            merge_window(id, t(), t(), "[]".into()),
+            merge_window(id, t(), t(), "[]".into(), "[]".into()),
             delete_window_quarantine(id, t(), t()),
             quarantine_window(id, t(), t(), "[]".into()),
             list_quarantine(None),
@@ -539,14 +574,25 @@ mod tests {
         }
     }
 
-    /// The `'$.x'` paths of MERGE_WINDOW's OPENJSON WITH clause, in order.
+    /// The `'$.x'` paths of the OPENJSON WITH clause that reads `param` in MERGE_WINDOW, in order.
+    fn paths_of(param: &str, alias: &str) -> Vec<String> {
+        let sql = sql::MERGE_WINDOW.sql;
+        let start = sql.find(&format!("OPENJSON({param}) WITH (")).expect("an OPENJSON of the parameter");
+        let end = start + sql[start..].find(&format!(") AS {alias}")).expect("the clause's end");
+        sql[start..end].split("'$.").skip(1).map(|rest| rest[..rest.find('\'').unwrap()].to_owned()).collect()
+    }
+
+    /// The paths of the rows' WITH clause (@P4).
     fn with_paths() -> Vec<String> {
-        sql::MERGE_WINDOW
-            .sql
-            .split("'$.")
-            .skip(1)
-            .map(|rest| rest[..rest.find('\'').unwrap()].to_owned())
-            .collect()
+        paths_of("@P4", "r")
+    }
+
+    fn checked(row: &UsageRow) -> CheckedRow<'_> {
+        CheckedRow { key: row.key(), row, quantity: Quantity::new(row.quantity).unwrap() }
+    }
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
     }
 
     #[test]
@@ -578,7 +624,7 @@ mod tests {
     #[test]
     fn the_window_json_has_exactly_the_keys_the_openjson_clause_reads_in_its_order() {
         let row = usage_row();
-        let json = window_rows(&[(&row, Quantity::new(row.quantity).unwrap())]);
+        let json = window_rows(&[checked(&row)]);
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         let object = parsed[0].as_object().unwrap();
         let keys: Vec<&String> = object.keys().collect();
@@ -593,10 +639,13 @@ mod tests {
     #[test]
     fn the_window_json_carries_exact_values_as_text() {
         let row = usage_row();
-        let json = window_rows(&[(&row, Quantity::new(row.quantity).unwrap())]);
+        let json = window_rows(&[checked(&row)]);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let r = &v[0];
-        assert_eq!(r["k"], row.legacy_fingerprint().to_string(), "the 64-bit key as exact text, not a float");
+        let k = r["k"].as_str().unwrap();
+        assert_eq!(k.len(), 32, "all 128 bits, as 32 hex digits (CONVERT style 2 takes no 0x)");
+        assert!(k.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert_eq!(unhex(k), row.key().bytes(), "the hex reads back as the key's 16 bytes");
         assert_eq!(r["n"], "8e8cd5a6-05b6-4b9d-9b5a-4e8f3c1d2a10");
         assert_eq!(r["us"], "2026-11-25T13:00:00");
         assert_eq!(r["ue"], "2026-11-25T14:00:00");
@@ -611,10 +660,60 @@ mod tests {
     #[test]
     fn the_window_rides_in_one_nvarchar_max_parameter_whatever_its_size() {
         let row = usage_row();
-        let rows: Vec<_> = (0..200).map(|_| (&row, Quantity::new(row.quantity).unwrap())).collect();
-        let bound = merge_window(Uuid::nil(), t(), t(), window_rows(&rows));
-        assert_eq!(bound.params.len(), 4);
+        let rows: Vec<_> = (0..200).map(|_| checked(&row)).collect();
+        let bound = merge_window(Uuid::nil(), t(), t(), window_rows(&rows), window_tenants(&rows));
+        assert_eq!(bound.params.len(), 5);
         assert!(matches!(&bound.params[3], ColumnData::String(Some(s)) if s.len() > 4000));
+    }
+
+    #[test]
+    fn two_rows_whose_first_64_key_bits_collide_are_sent_as_two_rows_with_distinct_128_bit_keys() {
+        // Given two different rows whose keys share their first 64 bits: the stand-in for a collision of
+        // the legacy 64-bit fingerprint (the old key was exactly 64 bits; a real XXH3 collision cannot be
+        // searched for in a test)
+        let first = usage_row();
+        let mut second = usage_row();
+        second.tags = Some("{\"crafted\":\"by a tenant\"}".into());
+        let mut forced = *second.key().bytes();
+        forced[..8].copy_from_slice(&first.key().bytes()[..8]);
+        let (first_key, second_key) = (first.key(), RowKey(forced));
+        assert_eq!(first_key.halves().0, second_key.halves().0, "the stand-in collides in 64 bits");
+        let rows = [
+            checked(&first),
+            CheckedRow { key: second_key, row: &second, quantity: Quantity::new(second.quantity).unwrap() },
+        ];
+
+        // When the window's JSON is built
+        let sent: Vec<serde_json::Value> = serde_json::from_str(&window_rows(&rows)).unwrap();
+
+        // Then both rows travel, each under all 128 bits of its own key, and the MERGE matches stored
+        // rows on the whole binary(16) key, never on a 64-bit part of it
+        assert_eq!(sent.len(), 2);
+        let keys: Vec<Vec<u8>> = sent.iter().map(|r| unhex(r["k"].as_str().unwrap())).collect();
+        assert_eq!(keys, vec![first_key.bytes().to_vec(), second_key.bytes().to_vec()]);
+        assert_ne!(keys[0], keys[1]);
+        let merge = sql::MERGE_WINDOW.sql;
+        assert!(merge.contains("CONVERT(binary(16), r.row_key, 2) AS row_key"), "the hex becomes 16 bytes");
+        assert!(merge.contains("ON t.window_no = @window_no AND t.row_key = src.row_key"));
+        assert!(sql::V1_USAGE_ROWS.sql.contains("row_key binary(16) NOT NULL"));
+        assert!(!merge.contains("bigint '$.k'"), "no 64-bit key is read from the JSON");
+    }
+
+    #[test]
+    fn the_tenant_json_lists_each_normalised_subscription_once_under_the_path_the_statement_reads() {
+        let a = usage_row();
+        let mut b = usage_row();
+        b.subscription_id = a.subscription_id.to_lowercase();
+        b.meter_id = "other".into();
+        let mut c = usage_row();
+        c.subscription_id = "{11111111-2222-3333-4444-555555555555}".into();
+        let json = window_tenants(&[checked(&a), checked(&b), checked(&c)]);
+        let sent: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&json).unwrap();
+        let keys: Vec<&str> = sent.iter().map(|t| t["n"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["11111111-2222-3333-4444-555555555555", "8e8cd5a6-05b6-4b9d-9b5a-4e8f3c1d2a10"]);
+        assert!(sent.iter().all(|t| t.len() == 1));
+        assert_eq!(paths_of("@P5", "k"), ["n"]);
+        assert_eq!(window_tenants(&[]), "[]");
     }
 
     #[test]

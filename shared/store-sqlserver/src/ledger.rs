@@ -11,7 +11,7 @@
 //! `azs_core::quarantine`); the checks here are the last line, for any other caller.
 
 use crate::SqlServerStore;
-use crate::bind;
+use crate::bind::{self, CheckedRow};
 use crate::session::{Failure, Session};
 use crate::types::{self, Quantity, guid_text, opt, opt_text, req, stamp_key, text};
 use async_trait::async_trait;
@@ -122,11 +122,15 @@ impl UsageLedger for SqlServerStore {
         let Some(key) = stamp_key(stamp) else { return Ok(Vec::new()) };
         self.run("subscriptions_seen", |mut s| {
             Box::pin(async move {
-                s.query(bind::subscriptions_seen(key, since))
+                let mut keys = s
+                    .query(bind::subscriptions_seen(key, since))
                     .await?
                     .iter()
                     .map(|r| text(r, 0))
-                    .collect::<Result<Vec<_>, Failure>>()
+                    .collect::<Result<Vec<_>, Failure>>()?;
+                // The SQLite store's order (the server's depends on the collation).
+                keys.sort_unstable();
+                Ok(keys)
             })
         })
         .await
@@ -153,11 +157,14 @@ impl UsageLedger for SqlServerStore {
     }
 }
 
-/// The window's distinct rows (first of each key) with their quantities in column form. A quantity
-/// the column cannot hold exactly refuses the whole window, naming where it came from.
-pub(crate) fn checked_rows<'c>(
-    commit: &'c WindowCommit<'_>,
-) -> Result<Vec<(&'c UsageRow, Quantity)>, StoreError> {
+/// The window's distinct rows (first of each 128-bit key) with their quantities in column form, in key
+/// order. A quantity the column cannot hold exactly refuses the whole window, naming where it came
+/// from.
+///
+/// Key order because usage_rows is clustered on (window, row key): a window's rows then arrive in the
+/// order of the index and go in as appends at its end, filling pages, whenever the MERGE's plan keeps
+/// OPENJSON's order (a plan that does not is still correct; its pages are split, not full).
+pub(crate) fn checked_rows<'c>(commit: &'c WindowCommit<'_>) -> Result<Vec<CheckedRow<'c>>, StoreError> {
     let mut seen = HashSet::with_capacity(commit.rows.len());
     let mut rows = Vec::with_capacity(commit.rows.len());
     for row in &commit.rows {
@@ -184,10 +191,12 @@ pub(crate) fn checked_rows<'c>(
                 row.usage_start.format("%Y-%m-%dT%H:%M:%SZ"),
             )));
         }
-        if seen.insert(row.legacy_fingerprint()) {
-            rows.push((row, quantity));
+        let key = row.key();
+        if seen.insert(key) {
+            rows.push(CheckedRow { key, row, quantity });
         }
     }
+    rows.sort_unstable_by_key(|r| r.key);
     Ok(rows)
 }
 
@@ -195,11 +204,12 @@ pub(crate) async fn commit_window(
     s: &mut Session,
     key: Uuid,
     c: &WindowCommit<'_>,
-    rows: &[(&UsageRow, Quantity)],
+    rows: &[CheckedRow<'_>],
 ) -> Result<CommitReceipt, Failure> {
     let (start, end) = (types::seconds(c.window.start), types::seconds(c.window.end));
     // Serialised before the transaction, so the locks are held only while the server works.
     let rows_json = bind::window_rows(rows);
+    let tenants_json = bind::window_tenants(rows);
     let quarantine_json = (!c.quarantined.is_empty()).then(|| bind::window_quarantine(&c.quarantined));
     s.begin().await?;
     let result = async {
@@ -215,7 +225,7 @@ pub(crate) async fn commit_window(
             s.execute(bind::delete_window_quarantine(key, start, end)).await?;
         }
         let counts = s
-            .query_one(bind::merge_window(key, start, end, rows_json))
+            .query_one(bind::merge_window(key, start, end, rows_json, tenants_json))
             .await?
             .ok_or_else(|| Failure::other("the window's MERGE returned no counts"))?;
         let rows_written = types::unsigned(&counts, 0)?;
@@ -326,12 +336,16 @@ mod tests {
 
     /// `nvarchar(n)` of `column` in the schema's usage_rows, or `None` for nvarchar(max).
     fn declared_width(column: &str) -> Option<usize> {
-        let sql = sql::V1_USAGE_ROWS.sql;
+        declared_width_in(&sql::V1_USAGE_ROWS, column)
+    }
+
+    fn declared_width_in(table: &sql::Statement, column: &str) -> Option<usize> {
+        let sql = table.sql;
         let line = sql
             .lines()
             .map(str::trim)
             .find(|l| l.starts_with(&format!("{column} ")))
-            .unwrap_or_else(|| panic!("{column} is not a usage_rows column"));
+            .unwrap_or_else(|| panic!("{column} is not a column of {}", table.name));
         let size = &line[line.find("nvarchar(").expect("an nvarchar column") + 9..];
         let size = &size[..size.find(')').unwrap()];
         (size != "max").then(|| size.parse().unwrap())
@@ -340,7 +354,10 @@ mod tests {
     #[test]
     fn the_declared_row_limits_are_the_schemas_column_widths_and_decimal_38_12() {
         assert_eq!(declared_width("subscription_id"), Some(ROW_LIMITS.subscription_id));
-        assert_eq!(declared_width("subscription_key"), Some(ROW_LIMITS.subscription_id));
+        assert_eq!(
+            declared_width_in(&sql::V1_TENANT_NUMBERS, "subscription_key"),
+            Some(ROW_LIMITS.subscription_id)
+        );
         assert_eq!(declared_width("meter_id"), Some(ROW_LIMITS.meter_id));
         assert_eq!(declared_width("resource_uri"), Some(ROW_LIMITS.resource_uri));
         assert_eq!(declared_width("location"), Some(ROW_LIMITS.location));
@@ -371,5 +388,38 @@ mod tests {
         row.quantity = "123456789012345678901234567".parse().unwrap();
         assert!(ROW_LIMITS.check(&row).is_err());
         assert!(Quantity::new(row.quantity).is_err());
+    }
+
+    fn commit_of(rows: Vec<UsageRow>) -> (StampId, Vec<UsageRow>) {
+        (StampId("5f0c6f0e-8c1a-4d8e-9a51-0d6c1f1e2a3b".into()), rows)
+    }
+
+    #[test]
+    fn a_window_is_sent_once_per_128_bit_key_in_key_order() {
+        // Given a window with two rows that differ only in a field tenants control, and an exact
+        // duplicate of one of them (repeated across a page boundary)
+        let first = azs_core::check::probe_row();
+        let mut second = first.clone();
+        second.tags = Some("{\"owner\":\"someone else\"}".into());
+        let (stamp, rows) = commit_of(vec![first.clone(), second.clone(), first.clone()]);
+        let commit = WindowCommit {
+            stamp: &stamp,
+            window: ReportedWindow { start: first.usage_start, end: first.usage_end },
+            lease_owner: "run",
+            write: WindowWrite::Advance,
+            rows,
+            quarantined: Vec::new(),
+        };
+
+        // When the store prepares it
+        let checked = checked_rows(&commit).unwrap();
+
+        // Then each distinct row is sent once under its own full key, ordered like the clustered index
+        let keys: Vec<_> = checked.iter().map(|r| r.key).collect();
+        let mut expected = vec![first.key(), second.key()];
+        expected.sort();
+        assert_eq!(keys, expected);
+        assert_ne!(first.key(), second.key());
+        assert!(checked.iter().all(|r| r.key == r.row.key()));
     }
 }

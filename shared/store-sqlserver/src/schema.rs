@@ -87,6 +87,9 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     statements: &[
         &sql::V1_STAMPS,
         &sql::V1_SUBSCRIPTION_MAPPINGS,
+        &sql::V1_STAMP_NUMBERS,
+        &sql::V1_TENANT_NUMBERS,
+        &sql::V1_USAGE_WINDOWS,
         &sql::V1_USAGE_ROWS,
         &sql::V1_USAGE_ROWS_LOCK_ESCALATION,
         &sql::V1_USAGE_ROWS_UNMAPPED,
@@ -250,5 +253,47 @@ mod tests {
                 assert_eq!(s.params, 0, "{}", s.name);
             }
         }
+    }
+
+    fn table(name: &str) -> &'static str {
+        MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements.iter())
+            .find(|s| s.sql.contains(&format!("CREATE TABLE {{schema}}.{name} (")))
+            .unwrap_or_else(|| panic!("no table {name}"))
+            .sql
+    }
+
+    #[test]
+    fn usage_rows_are_clustered_on_the_window_number_and_the_128_bit_key_and_carry_no_guid() {
+        let rows = table("usage_rows");
+        assert!(rows.contains("CONSTRAINT pk_usage_rows PRIMARY KEY CLUSTERED (window_no, row_key)"));
+        assert!(rows.contains("window_no bigint NOT NULL"));
+        assert!(rows.contains("row_key binary(16) NOT NULL"));
+        assert!(rows.contains("tenant_no int NOT NULL"));
+        assert!(!rows.contains("uniqueidentifier"), "no 16-byte stamp GUID in every row and key");
+        assert!(!rows.contains("subscription_key"), "the tenant number implies it");
+        // Windows are numbered in commit order (the clustered key appends) and found per stamp and hour.
+        let windows = table("usage_windows");
+        assert!(windows.contains("window_no bigint IDENTITY(1, 1) NOT NULL"));
+        assert!(windows.contains("CONSTRAINT uq_usage_windows UNIQUE (stamp_no, reported_start)"));
+        assert!(table("stamp_numbers").contains("stamp_no int IDENTITY(1, 1) NOT NULL"));
+        assert!(table("tenant_numbers").contains("UNIQUE (stamp_no, subscription_key)"));
+    }
+
+    #[test]
+    fn the_unmapped_index_is_keyed_by_the_tenant_number_alone_and_filtered() {
+        let index = sql::V1_USAGE_ROWS_UNMAPPED.sql;
+        assert!(index.contains("ON {schema}.usage_rows (tenant_no) INCLUDE (usage_start, usage_end)"));
+        assert!(index.trim_end().ends_with("WHERE billing_subscription_id IS NULL"));
+    }
+
+    #[test]
+    fn numbering_tables_are_created_before_the_tables_that_refer_to_them_and_dropped_after() {
+        let order: Vec<&str> = MIGRATIONS[0].statements.iter().map(|s| s.name).collect();
+        let at = |name: &str| order.iter().position(|n| *n == name).unwrap();
+        assert!(at("V1_STAMP_NUMBERS") < at("V1_TENANT_NUMBERS"));
+        assert!(at("V1_STAMP_NUMBERS") < at("V1_USAGE_WINDOWS"));
+        assert!(at("V1_USAGE_ROWS") < at("V1_USAGE_ROWS_UNMAPPED"));
     }
 }

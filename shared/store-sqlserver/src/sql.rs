@@ -154,17 +154,54 @@ statements! {
         CONSTRAINT fk_subscription_mappings_stamp FOREIGN KEY (stamp_id)
             REFERENCES {schema}.stamps (id) ON DELETE CASCADE
     )";
-    /// Usage rows as the API sent them, keyed by (stamp, reported window start, fingerprint): see
-    /// azs_core::usage. No foreign key: rows outlive their stamp. External subscription ids are kept as
-    /// sent (nvarchar: not guaranteed to be GUIDs); subscription_key is the normalised form mappings
-    /// join on.
-    V1_USAGE_ROWS (0) = "CREATE TABLE {schema}.usage_rows (
+    /// Every stamp ever registered, numbered: usage_rows and the tables below carry the 4-byte number
+    /// instead of the 16-byte GUID in every key. Only inserted into (like the SQLite store's
+    /// stamp_numbers): rows outlive their stamp, and a stamp registered again keeps its number.
+    V1_STAMP_NUMBERS (0) = "CREATE TABLE {schema}.stamp_numbers (
+        stamp_no int IDENTITY(1, 1) NOT NULL,
         stamp_id uniqueidentifier NOT NULL,
-        reported_start datetime2(0) NOT NULL,
-        row_key bigint NOT NULL,
-        reported_end datetime2(0) NOT NULL,
-        subscription_id nvarchar(256) NOT NULL,
+        CONSTRAINT pk_stamp_numbers PRIMARY KEY (stamp_no),
+        CONSTRAINT uq_stamp_numbers_id UNIQUE (stamp_id)
+    )";
+    /// Every (stamp, tenant subscription) ever written, numbered, as in the SQLite store's migrations
+    /// 0002 and 0005: the unmapped index is keyed by this number alone (it implies the stamp), and
+    /// last_reported (the latest reported window with usage of the subscription) answers "subscriptions
+    /// seen in the last 35 days" without scanning weeks of rows. subscription_key is the normalised
+    /// (lower-case) form mappings join on. Only inserted into and updated.
+    V1_TENANT_NUMBERS (0) = "CREATE TABLE {schema}.tenant_numbers (
+        tenant_no int IDENTITY(1, 1) NOT NULL,
+        stamp_no int NOT NULL,
         subscription_key nvarchar(256) NOT NULL,
+        last_reported datetime2(0) NULL,
+        CONSTRAINT pk_tenant_numbers PRIMARY KEY (tenant_no),
+        CONSTRAINT uq_tenant_numbers_key UNIQUE (stamp_no, subscription_key),
+        CONSTRAINT fk_tenant_numbers_stamp FOREIGN KEY (stamp_no) REFERENCES {schema}.stamp_numbers (stamp_no)
+    )";
+    /// Every reported window a stamp committed, numbered in the order windows were first committed.
+    /// usage_rows is clustered on (window_no, row_key): a window's rows are appended at the end of the
+    /// table (a new window has the highest number) instead of at one insertion point per stamp in its
+    /// middle, and one stamp's rows of an hour are still contiguous, found through uq_usage_windows (see
+    /// the store README, "Key layout"). A replaced window keeps its number.
+    V1_USAGE_WINDOWS (0) = "CREATE TABLE {schema}.usage_windows (
+        window_no bigint IDENTITY(1, 1) NOT NULL,
+        stamp_no int NOT NULL,
+        reported_start datetime2(0) NOT NULL,
+        reported_end datetime2(0) NOT NULL,
+        CONSTRAINT pk_usage_windows PRIMARY KEY (window_no),
+        CONSTRAINT uq_usage_windows UNIQUE (stamp_no, reported_start),
+        CONSTRAINT fk_usage_windows_stamp FOREIGN KEY (stamp_no) REFERENCES {schema}.stamp_numbers (stamp_no)
+    )";
+    /// Usage rows as the API sent them, keyed by (window, row key): the window gives the stamp and the
+    /// reported window start, the row key is the 128-bit azs_core::usage::RowKey (first 16 bytes of
+    /// SHA-256 over the canonical row), binary(16). External subscription ids are kept as sent
+    /// (nvarchar: not guaranteed to be GUIDs); tenant_no gives the normalised form mappings join on.
+    /// No foreign keys (a check per inserted row; the commit writes both sides): rows outlive their
+    /// stamp, whose number stays.
+    V1_USAGE_ROWS (0) = "CREATE TABLE {schema}.usage_rows (
+        window_no bigint NOT NULL,
+        row_key binary(16) NOT NULL,
+        tenant_no int NOT NULL,
+        subscription_id nvarchar(256) NOT NULL,
         billing_subscription_id nvarchar(256) NULL,
         meter_id nvarchar(128) NOT NULL,
         usage_start datetime2(0) NOT NULL,
@@ -175,18 +212,22 @@ statements! {
         location nvarchar(256) NOT NULL,
         tags nvarchar(max) NULL,
         additional_info nvarchar(max) NULL,
-        CONSTRAINT pk_usage_rows PRIMARY KEY (stamp_id, reported_start, row_key)
+        CONSTRAINT pk_usage_rows PRIMARY KEY CLUSTERED (window_no, row_key)
     )";
-    /// A 40,000-row window's MERGE takes about as many row/key locks; at about 5,000 on one table SQL
-    /// Server 2019/2022 tries to escalate to an exclusive TABLE lock, which then makes every other
-    /// stamp's commit (and the webhook's back-fills) wait until this one commits: concurrent stamps
-    /// serialised behind the largest. (Exports do not wait: under RCSI readers take no shared locks.)
-    /// Disabled for this table: the row locks of one window cost a few MB of lock memory instead. Azure
-    /// SQL's optimized locking makes the question moot there.
+    /// A 40,000-row window's MERGE is one statement taking about 40,000 key locks on usage_rows (and as
+    /// many on its unmapped index while rows are unmapped); from 5,000 locks on one table or index SQL
+    /// Server 2019/2022 tries to escalate to an exclusive TABLE lock, held until the commit, which makes
+    /// every other stamp's commit (and the webhook's back-fills) wait for this one: concurrent stamps
+    /// serialised behind the largest window. (Exports do not wait: under RCSI readers take no shared
+    /// locks.) Disabled for this table: the row locks of one window cost a few MB of lock memory
+    /// instead. Azure SQL's optimized locking makes the question moot there.
     V1_USAGE_ROWS_LOCK_ESCALATION (0) = "ALTER TABLE {schema}.usage_rows SET (LOCK_ESCALATION = DISABLE)";
-    /// Only unmapped rows: back-filling a new mapping and listing unmapped subscriptions read it.
+    /// Only unmapped rows, by tenant number (which implies the stamp): back-filling a new mapping and
+    /// listing unmapped subscriptions read it. An entry is about 40 bytes (the 4-byte number, the
+    /// clustered key's 24, two datetime2(0)) instead of about 130 (a GUID, a 36-character nvarchar key
+    /// and the old 30-byte clustered key), so more of the index stays in memory.
     V1_USAGE_ROWS_UNMAPPED (0) = "CREATE INDEX ix_usage_rows_unmapped
-        ON {schema}.usage_rows (stamp_id, subscription_key) INCLUDE (usage_start, usage_end)
+        ON {schema}.usage_rows (tenant_no) INCLUDE (usage_start, usage_end)
         WHERE billing_subscription_id IS NULL";
     /// The seed's AzsHubUsageRecordProcessingStatusData; born with the stamp, watermark = collect_from.
     V1_PROCESSING_STATUS (0) = "CREATE TABLE {schema}.processing_status (
@@ -243,6 +284,9 @@ statements! {
     DROP_PROCESSING_STATUS (0) = "DROP TABLE IF EXISTS {schema}.processing_status";
     DROP_SUBSCRIPTION_MAPPINGS (0) = "DROP TABLE IF EXISTS {schema}.subscription_mappings";
     DROP_USAGE_ROWS (0) = "DROP TABLE IF EXISTS {schema}.usage_rows";
+    DROP_USAGE_WINDOWS (0) = "DROP TABLE IF EXISTS {schema}.usage_windows";
+    DROP_TENANT_NUMBERS (0) = "DROP TABLE IF EXISTS {schema}.tenant_numbers";
+    DROP_STAMP_NUMBERS (0) = "DROP TABLE IF EXISTS {schema}.stamp_numbers";
     DROP_QUARANTINED_ROWS (0) = "DROP TABLE IF EXISTS {schema}.quarantined_rows";
     DROP_REPROCESS_LOG (0) = "DROP TABLE IF EXISTS {schema}.reprocess_log";
     DROP_STAMPS (0) = "DROP TABLE IF EXISTS {schema}.stamps";
@@ -260,6 +304,11 @@ statements! {
             token_request_resource_url, authority_endpoint_url, is_adfs, ca_certificate_pem,
             credential_secret_name, enabled, collect_from, query_mode, created_at)
         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10, @P11, @P12, @P13, @P14, @P15, @P16, @P17)";
+    /// The stamp's number, once: a stamp registered again (after a delete) keeps the number its rows
+    /// carry. Two registrations of one id racing: the unique constraint lets one win (the other fails
+    /// on the stamps primary key anyway).
+    NUMBER_STAMP (1) = "INSERT INTO {schema}.stamp_numbers (stamp_id)
+        SELECT @P1 WHERE NOT EXISTS (SELECT 1 FROM {schema}.stamp_numbers WHERE stamp_id = @P1)";
     /// Collection starts at collect_from: the status row is the watermark, born with the stamp.
     INSERT_STATUS (2) = "INSERT INTO {schema}.processing_status
             (stamp_id, watermark, outcome, rows_written, unmapped_rows)
@@ -329,25 +378,34 @@ statements! {
             INSERT (stamp_id, external_subscription_id, billing_subscription_id, updated_at)
             VALUES (@P1, @P2, @P3, @P4);";
     /// Only rows still unmapped: rows already mapped keep the subscription they were invoiced under.
+    /// A seek on the unmapped index by the stamp's tenant number for @P2.
     BACK_FILL (3) = "UPDATE {schema}.usage_rows SET billing_subscription_id = @P3
-        WHERE stamp_id = @P1 AND subscription_key = @P2 AND billing_subscription_id IS NULL";
+        WHERE billing_subscription_id IS NULL AND tenant_no = (
+            SELECT t.tenant_no FROM {schema}.tenant_numbers AS t
+            JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = t.stamp_no
+            WHERE sn.stamp_id = @P1 AND t.subscription_key = @P2)";
     REMOVE_MAPPING (2) = "DELETE FROM {schema}.subscription_mappings
         WHERE stamp_id = @P1 AND external_subscription_id = @P2";
     LIST_MAPPINGS (1) = "SELECT stamp_id, external_subscription_id, billing_subscription_id, updated_at
         FROM {schema}.subscription_mappings WHERE @P1 IS NULL OR stamp_id = @P1";
     /// Registered stamps only: a deleted stamp's rows stay, but there is nothing left to map them to.
-    UNMAPPED (1) = "SELECT s.id, u.subscription_key, COUNT_BIG(*) AS row_count,
+    /// Read from the unmapped index alone (tenant_no, usage times), grouped by tenant number.
+    UNMAPPED (1) = "SELECT s.id, t.subscription_key, COUNT_BIG(*) AS row_count,
             MIN(u.usage_start) AS first_usage, MAX(u.usage_end) AS last_usage
-        FROM {schema}.stamps AS s JOIN {schema}.usage_rows AS u ON u.stamp_id = s.id
+        FROM {schema}.stamps AS s
+        JOIN {schema}.stamp_numbers AS sn ON sn.stamp_id = s.id
+        JOIN {schema}.tenant_numbers AS t ON t.stamp_no = sn.stamp_no
+        JOIN {schema}.usage_rows AS u ON u.tenant_no = t.tenant_no
         WHERE u.billing_subscription_id IS NULL AND (@P1 IS NULL OR s.id = @P1)
-        GROUP BY s.id, u.subscription_key";
+        GROUP BY s.id, t.subscription_key";
 
     // -- Usage ledger --------------------------------------------------------------------------------
 
     /// The tenant subscriptions with usage in reported windows since @P2 (per-subscriber collection
-    /// asks for them beside the stamp's list). A range of the primary key (stamp_id, reported_start).
-    SUBSCRIPTIONS_SEEN (2) = "SELECT DISTINCT subscription_key FROM {schema}.usage_rows
-        WHERE stamp_id = @P1 AND reported_start >= @P2";
+    /// asks for them beside the stamp's list): the stamp's tenant numbers, not weeks of rows.
+    SUBSCRIPTIONS_SEEN (2) = "SELECT t.subscription_key
+        FROM {schema}.tenant_numbers AS t JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = t.stamp_no
+        WHERE sn.stamp_id = @P1 AND t.last_reported >= @P2";
 
     /// Advance: the window must start at the watermark and the lease must be ours; the watermark moves
     /// to the window's end. Row count 0 means fenced off.
@@ -364,29 +422,52 @@ statements! {
         FROM {schema}.processing_status AS p
         LEFT JOIN {schema}.stamp_leases AS l ON l.stamp_id = p.stamp_id
         WHERE p.stamp_id = @P1";
-    /// Replace: the window's old rows go, in the same transaction as the new ones come.
+    /// Replace: the window's old rows go, in the same transaction as the new ones come (the windows'
+    /// numbers stay; the new rows take the freed key range).
     DELETE_WINDOW (3) = "DELETE FROM {schema}.usage_rows
-        WHERE stamp_id = @P1 AND reported_start >= @P2 AND reported_start < @P3";
+        WHERE window_no IN (SELECT w.window_no FROM {schema}.usage_windows AS w
+            JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
+            WHERE sn.stamp_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3)";
     /// The window's rows into the ledger, sent as ONE nvarchar(max) JSON parameter (@P4, see
     /// `bind::window_rows`) and shredded here with OPENJSON: no bulk-load metadata to get wrong (tiberius
     /// declares a bulk column from the value's length, not the table's), no 2,100-parameter limit, one
-    /// round trip. Every value is a JSON string converted by the WITH clause (exact for bigint and
-    /// decimal; ISO 8601 for datetime2). Text columns are read as nvarchar(max), so a value too long for
-    /// its column fails the INSERT (Msg 2628, ANSI_WARNINGS ON) instead of being cut short; the store
-    /// refuses such a row before sending it anyway, naming stamp, window and field. OPENJSON's text takes
-    /// the database's collation; the join says so explicitly (COLLATE DATABASE_DEFAULT) so a restored
-    /// database whose collation differs from the server's cannot fail with Msg 468.
-    /// Rows already stored (same stamp, reported start, row key) are left alone; new ones are mapped
-    /// here, in SQL, inside the commit's transaction. Returns how many rows were written and how many of
-    /// those had no mapping.
-    MERGE_WINDOW (4) = "DECLARE @written TABLE (unmapped bit NOT NULL);
+    /// round trip. Every value is a JSON string converted exactly: the 128-bit row key as 32 hex digits
+    /// (CONVERT style 2, no 0x), quantities by the WITH clause's decimal, times as ISO 8601. Text
+    /// columns are read as nvarchar(max), so a value too long for its column fails the INSERT (Msg 2628,
+    /// ANSI_WARNINGS ON) instead of being cut short; the store refuses such a row before sending it
+    /// anyway, naming stamp, window and field. OPENJSON's text takes the database's collation; the joins
+    /// say so explicitly (COLLATE DATABASE_DEFAULT) so a restored database whose collation differs from
+    /// the server's cannot fail with Msg 468.
+    ///
+    /// In order, inside the commit's transaction (the fence already serialises this stamp's writers):
+    /// the stamp's number; the window's number (a new one, the highest, the first time the window is
+    /// committed); the tenant numbers of @P5 (the window's distinct subscription keys, a small JSON
+    /// array of `{"n": key}`) created or their last_reported moved to this window; then the MERGE: rows already stored
+    /// (same window, same row key) are left alone, new ones are mapped here, in SQL. Returns how many
+    /// rows were written and how many of those had no mapping.
+    MERGE_WINDOW (5) = "DECLARE @stamp_no int = (SELECT stamp_no FROM {schema}.stamp_numbers WHERE stamp_id = @P1);
+        INSERT INTO {schema}.usage_windows (stamp_no, reported_start, reported_end)
+            SELECT @stamp_no, @P2, @P3
+            WHERE NOT EXISTS (SELECT 1 FROM {schema}.usage_windows
+                WHERE stamp_no = @stamp_no AND reported_start = @P2);
+        DECLARE @window_no bigint = (SELECT window_no FROM {schema}.usage_windows
+            WHERE stamp_no = @stamp_no AND reported_start = @P2);
+        MERGE INTO {schema}.tenant_numbers AS t
+        USING (SELECT DISTINCT k.subscription_key
+            FROM OPENJSON(@P5) WITH (subscription_key nvarchar(max) '$.n') AS k) AS src
+        ON t.stamp_no = @stamp_no AND t.subscription_key = src.subscription_key COLLATE DATABASE_DEFAULT
+        WHEN MATCHED AND (t.last_reported IS NULL OR t.last_reported < @P2) THEN
+            UPDATE SET last_reported = @P2
+        WHEN NOT MATCHED BY TARGET THEN
+            INSERT (stamp_no, subscription_key, last_reported) VALUES (@stamp_no, src.subscription_key, @P2);
+        DECLARE @written TABLE (unmapped bit NOT NULL);
         MERGE INTO {schema}.usage_rows AS t
         USING (
-            SELECT r.row_key, r.subscription_id, r.subscription_key, m.billing_subscription_id, r.meter_id,
-                r.usage_start, r.usage_end, r.quantity, r.quantity_scale, r.resource_uri, r.location, r.tags,
-                r.additional_info
+            SELECT CONVERT(binary(16), r.row_key, 2) AS row_key, tn.tenant_no, r.subscription_id,
+                m.billing_subscription_id, r.meter_id, r.usage_start, r.usage_end, r.quantity,
+                r.quantity_scale, r.resource_uri, r.location, r.tags, r.additional_info
             FROM OPENJSON(@P4) WITH (
-                row_key bigint '$.k',
+                row_key nvarchar(max) '$.k',
                 subscription_id nvarchar(max) '$.s',
                 subscription_key nvarchar(max) '$.n',
                 meter_id nvarchar(max) '$.m',
@@ -399,17 +480,19 @@ statements! {
                 tags nvarchar(max) '$.t',
                 additional_info nvarchar(max) '$.a'
             ) AS r
+            JOIN {schema}.tenant_numbers AS tn
+                ON tn.stamp_no = @stamp_no AND tn.subscription_key = r.subscription_key COLLATE DATABASE_DEFAULT
             LEFT JOIN {schema}.subscription_mappings AS m
                 ON m.stamp_id = @P1 AND m.external_subscription_id = r.subscription_key COLLATE DATABASE_DEFAULT
         ) AS src
-        ON t.stamp_id = @P1 AND t.reported_start = @P2 AND t.row_key = src.row_key
+        ON t.window_no = @window_no AND t.row_key = src.row_key
         WHEN NOT MATCHED BY TARGET THEN
-            INSERT (stamp_id, reported_start, row_key, reported_end, subscription_id, subscription_key,
-                billing_subscription_id, meter_id, usage_start, usage_end, quantity, quantity_scale,
-                resource_uri, location, tags, additional_info)
-            VALUES (@P1, @P2, src.row_key, @P3, src.subscription_id, src.subscription_key,
-                src.billing_subscription_id, src.meter_id, src.usage_start, src.usage_end, src.quantity,
-                src.quantity_scale, src.resource_uri, src.location, src.tags, src.additional_info)
+            INSERT (window_no, row_key, tenant_no, subscription_id, billing_subscription_id, meter_id,
+                usage_start, usage_end, quantity, quantity_scale, resource_uri, location, tags,
+                additional_info)
+            VALUES (@window_no, src.row_key, src.tenant_no, src.subscription_id, src.billing_subscription_id,
+                src.meter_id, src.usage_start, src.usage_end, src.quantity, src.quantity_scale,
+                src.resource_uri, src.location, src.tags, src.additional_info)
         OUTPUT CASE WHEN inserted.billing_subscription_id IS NULL THEN 1 ELSE 0 END INTO @written (unmapped);
         SELECT COUNT_BIG(*) AS rows_written, COALESCE(SUM(CAST(unmapped AS bigint)), 0) AS unmapped_rows
         FROM @written";
@@ -441,16 +524,21 @@ statements! {
             (stamp_id, range_start, range_end, reason, requested_at)
         SELECT @P1, @P2, @P3, @P4, @P5
         WHERE EXISTS (SELECT 1 FROM {schema}.stamps WHERE id = @P1)";
-    /// The stamps that have rows reported in [@P1, @P2), for an export of every stamp.
-    EXPORT_STAMPS (2) = "SELECT DISTINCT stamp_id FROM {schema}.usage_rows
-        WHERE reported_start >= @P1 AND reported_start < @P2";
-    /// One stamp's rows reported in [@P2, @P3), in the export's order (a seek on the primary key).
-    EXPORT_ROWS (3) = "SELECT reported_start, reported_end, billing_subscription_id, subscription_id,
-            meter_id, usage_start, usage_end, quantity, quantity_scale, resource_uri, location, tags,
-            additional_info
-        FROM {schema}.usage_rows
-        WHERE stamp_id = @P1 AND reported_start >= @P2 AND reported_start < @P3
-        ORDER BY reported_start, usage_start, row_key";
+    /// The stamps that committed windows reported in [@P1, @P2), for an export of every stamp (a scan
+    /// of usage_windows: one row per stamp and hour, not per usage row).
+    EXPORT_STAMPS (2) = "SELECT DISTINCT sn.stamp_id
+        FROM {schema}.usage_windows AS w JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
+        WHERE w.reported_start >= @P1 AND w.reported_start < @P2";
+    /// One stamp's rows reported in [@P2, @P3), in the export's order: a seek on uq_usage_windows for
+    /// the stamp's windows, then one clustered range seek per window (its rows are contiguous).
+    EXPORT_ROWS (3) = "SELECT w.reported_start, w.reported_end, u.billing_subscription_id, u.subscription_id,
+            u.meter_id, u.usage_start, u.usage_end, u.quantity, u.quantity_scale, u.resource_uri, u.location,
+            u.tags, u.additional_info
+        FROM {schema}.usage_windows AS w
+        JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
+        JOIN {schema}.usage_rows AS u ON u.window_no = w.window_no
+        WHERE sn.stamp_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3
+        ORDER BY w.reported_start, u.usage_start, u.row_key";
 }
 
 /// The distinct `@Pn` placeholders of `sql`, in ascending order.

@@ -102,6 +102,7 @@ pub(crate) async fn insert(s: &mut Session, columns: &StampColumns) -> Result<()
         if let Some(existing) = registered_as(s, columns, None).await? {
             return Err(StoreError::DuplicateStamp(existing).into());
         }
+        s.execute(bind::number_stamp(columns.id)).await?;
         s.execute(bind::insert_stamp(columns)).await?;
         s.execute(bind::insert_status(columns.id, columns.collect_from)).await?;
         Ok(())
