@@ -210,31 +210,10 @@ async fn one_stamp_failing_hard_leaves_the_others_complete_and_is_reported() {
     .await
     .unwrap();
     std::fs::write(world.path("ca2.pem"), broken.ca_pem()).unwrap();
-    let s = broken.stamp(0);
-    let from = world.collect_from.to_rfc3339();
-    let ca2 = world.path("ca2.pem").display().to_string();
-    let (admin, tenant, app, arm) =
-        (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
+    let mut args = stamp_add_args(&broken.stamp(0), "-", "broken", &world.path("ca2.pem"));
+    args.extend(["--collect-from".into(), world.collect_from.to_rfc3339(), "--no-verify".into()]);
     let mut c = world.cli();
-    c.args([
-        "stamp",
-        "add",
-        &admin,
-        &tenant,
-        &app,
-        "-",
-        &arm,
-        "-",
-        "-",
-        "--name",
-        "broken",
-        "--ca-file",
-        &ca2,
-        "--collect-from",
-        &from,
-        "--no-verify",
-    ])
-    .env("AZS_USAGE_APPLICATION_SECRET", SECRET);
+    c.args(&args).env("AZS_USAGE_APPLICATION_SECRET", SECRET);
     assert!(c.output().unwrap().status.success());
 
     let out = world.run(&["collect"]).await;

@@ -46,26 +46,8 @@ async fn a_mapping_import_with_bad_lines_writes_nothing_and_names_every_bad_line
 
 /// `stamp add` of simulator stamp 0 (Azure AD + secret) with the seed's arguments and `extra`.
 async fn add_stamp(world: &World, extra: &[&str]) -> std::process::Output {
-    let s = world.sim.stamp(0);
-    let (admin, tenant, app, arm) =
-        (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
-    let ca = world.path("ca.pem").display().to_string();
-    let mut args: Vec<&str> = vec![
-        "stamp",
-        "add",
-        &admin,
-        &tenant,
-        &app,
-        "-",
-        &arm,
-        "-",
-        "-",
-        "--name",
-        "stamp-0",
-        "--ca-file",
-        &ca,
-    ];
-    args.extend_from_slice(extra);
+    let mut args = stamp_add_args(&world.sim.stamp(0), "-", "stamp-0", &world.path("ca.pem"));
+    args.extend(extra.iter().map(|a| a.to_string()));
     let mut c = world.cli();
     c.args(&args).env("AZS_USAGE_APPLICATION_SECRET", SECRET);
     tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()

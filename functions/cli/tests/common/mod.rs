@@ -127,34 +127,16 @@ impl World {
         let adfs = s.is_adfs();
         let thumbprint = if adfs { self.certificate.thumbprint_hex.clone() } else { "-".into() };
         let from = collect_from.map(|t| t.to_rfc3339());
-        let name = format!("stamp-{i}");
-        let ca = self.path("ca.pem").display().to_string();
         let client = self.path("client.pem").display().to_string();
-        let (admin, tenant, app, arm) =
-            (s.admin_subscription_id(), s.tenant_id(), s.application_id(), s.admin_arm_endpoint());
-        let mut args = vec![
-            "stamp",
-            "add",
-            &admin,
-            &tenant,
-            &app,
-            &thumbprint,
-            &arm,
-            "-",
-            "-",
-            "--name",
-            &name,
-            "--ca-file",
-            &ca,
-        ];
-        if let Some(from) = &from {
-            args.extend(["--collect-from", from]);
+        let mut args = stamp_add_args(&s, &thumbprint, &format!("stamp-{i}"), &self.path("ca.pem"));
+        if let Some(from) = from {
+            args.extend(["--collect-from".into(), from]);
         }
         if adfs {
-            args.extend(["--is-adfs", "--certificate-file", &client]);
+            args.extend(["--is-adfs".into(), "--certificate-file".into(), client]);
         }
         if !verify {
-            args.push("--no-verify");
+            args.push("--no-verify".into());
         }
         let mut c = self.cli();
         c.args(&args);
@@ -292,4 +274,19 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `stamp add`'s arguments for simulator stamp `s`: its positional connection fields (`thumbprint`: the
+/// client certificate's, or `-` for a secret), `--name` and the simulator's CA. Callers add the rest.
+pub fn stamp_add_args(
+    s: &stamp_sim::SimStampHandle,
+    thumbprint: &str,
+    name: &str,
+    ca: &std::path::Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec!["stamp".into(), "add".into()];
+    args.extend([s.admin_subscription_id(), s.tenant_id(), s.application_id()].map(|v| v.to_string()));
+    args.extend([thumbprint.into(), s.admin_arm_endpoint().to_string(), "-".into(), "-".into()]);
+    args.extend(["--name".into(), name.into(), "--ca-file".into(), ca.display().to_string()]);
+    args
 }
