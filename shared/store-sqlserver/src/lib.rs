@@ -22,6 +22,8 @@ mod ledger;
 mod mappings;
 pub mod retry;
 mod schema;
+#[cfg(test)]
+mod server_cases;
 mod session;
 mod sql;
 mod stamps;
