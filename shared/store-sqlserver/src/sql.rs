@@ -690,6 +690,51 @@ mod tests {
         }
     }
 
+    /// The `@name` variables of `sql` (not `@Pn` parameters, not `@@` functions), each with the text
+    /// before its first use.
+    fn variables(sql: &str) -> Vec<(String, &str)> {
+        let mut seen = Vec::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find('@') {
+            let before = &sql[..sql.len() - rest.len() + at];
+            let name: String =
+                rest[at + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let is_parameter =
+                name.starts_with('P') && name.len() > 1 && name[1..].chars().all(|c| c.is_ascii_digit());
+            if !name.is_empty() && !is_parameter && !seen.iter().any(|(n, _)| *n == name) {
+                seen.push((name.clone(), before));
+            }
+            rest = &rest[at + 1 + name.len().max(1)..];
+        }
+        seen
+    }
+
+    #[test]
+    fn every_variable_is_declared_before_its_first_use() {
+        // sqlparser accepts an undeclared variable; SQL Server refuses the whole batch (Msg 137).
+        const PROCEDURE_ARGUMENTS: &[&str] = &["Resource", "LockMode", "LockOwner", "LockTimeout"];
+        for statement in ALL {
+            for (name, before) in variables(statement.sql) {
+                if PROCEDURE_ARGUMENTS.contains(&name.as_str()) {
+                    continue;
+                }
+                assert!(
+                    before.trim_end().ends_with("DECLARE"),
+                    "{}: @{name} is used before it is declared",
+                    statement.name
+                );
+            }
+        }
+        let declared: Vec<String> = variables(MERGE_WINDOW.sql).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            declared,
+            ["stamp_no", "window_no", "written"],
+            "the check sees the window batch's variables"
+        );
+        let (name, before) = variables("SELECT @x; DECLARE @x int").remove(0);
+        assert!(name == "x" && !before.trim_end().ends_with("DECLARE"), "the check has teeth");
+    }
+
     #[test]
     fn placeholder_scan_ignores_other_variables_and_counts_repeats_once() {
         assert_eq!(placeholders("SELECT @P1, @P1, @P10 FROM t WHERE x = @P2"), vec![1, 2, 10]);
