@@ -25,9 +25,6 @@ use std::sync::Arc;
 use tower::ServiceExt as _;
 use tracing::error;
 
-/// The variable through which the host passes the port to listen on.
-pub const PORT_VAR: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
-
 pub fn app(services: Arc<LazyServices>) -> Router {
     Router::new()
         .route("/", get(|| async { StatusCode::OK }))

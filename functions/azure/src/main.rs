@@ -1,9 +1,9 @@
 //! `handler`: the Azure Functions custom handler executable. Listens before building anything slow:
 //! the host waits for `GET /` to answer; the services are built on the first invocation (`lazy.rs`).
 
-use azs_app::config::AppConfig;
+use azs_app::config::{AppConfig, custom_handler_port};
 use azs_app::telemetry::{self, Target};
-use azs_azure_functions::{PORT_VAR, app, lazy::LazyServices};
+use azs_azure_functions::{app, lazy::LazyServices};
 use std::sync::Arc;
 
 fn main() -> anyhow::Result<()> {
@@ -11,10 +11,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve() -> anyhow::Result<()> {
-    let port: u16 = std::env::var(PORT_VAR)
-        .map_err(|_| anyhow::anyhow!("{PORT_VAR} is not set: the Functions host sets it"))?
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{PORT_VAR} is not a port number"))?;
+    let port = custom_handler_port(|name| std::env::var(name).ok())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
 
     let config = AppConfig::from_env();

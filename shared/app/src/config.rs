@@ -48,6 +48,8 @@ pub const STAMP_QUEUE_URL: &str = "AZS_USAGE_STAMP_QUEUE_URL";
 pub const DEAD_LETTER_QUEUE_URL: &str = "AZS_USAGE_DEAD_LETTER_QUEUE_URL";
 pub const CONTINUATION_DELAY: &str = "AZS_USAGE_CONTINUATION_DELAY";
 pub const MAX_ATTEMPTS: &str = "AZS_USAGE_MAX_ATTEMPTS";
+/// Set by the Functions host for a custom handler: the port to listen on (never by an operator).
+pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 
 pub const ENVIRONMENT: &[EnvVar] = &[
     EnvVar {
@@ -309,6 +311,15 @@ pub enum LogFormat {
 pub struct ConfigError {
     pub variable: &'static str,
     pub rule: String,
+}
+
+/// The port the Functions host gives the custom handler. Apart from [`AppConfig`] because the handler
+/// listens before it reads anything else: the host waits for `GET /`, and a bad setting must reach the
+/// operator through an invocation's answer rather than stop the handler from starting.
+pub fn custom_handler_port(lookup: impl Fn(&str) -> Option<String>) -> Result<u16, ConfigError> {
+    let rule = |rule: &str| ConfigError { variable: CUSTOM_HANDLER_PORT, rule: rule.into() };
+    let value = lookup(CUSTOM_HANDLER_PORT).ok_or_else(|| rule("is not set: the Functions host sets it"))?;
+    value.trim().parse().map_err(|_| rule("must be a port number"))
 }
 
 impl AppConfig {
@@ -633,6 +644,16 @@ mod tests {
         let e = config(&[(ALLOWED_STAMP_HOSTS, "10.0.0.0/99")]).unwrap_err();
         assert_eq!(e.variable, ALLOWED_STAMP_HOSTS);
         assert!(e.rule.contains("10.0.0.0/99"), "{}", e.rule);
+    }
+
+    #[test]
+    fn the_custom_handler_port_is_the_hosts_number_or_an_error_naming_the_variable() {
+        let port = |value: Option<&str>| custom_handler_port(|_| value.map(str::to_owned));
+        assert_eq!(port(Some("7071")), Ok(7071));
+        for bad in [None, Some(""), Some("http"), Some("70000")] {
+            let e = port(bad).unwrap_err();
+            assert_eq!(e.variable, CUSTOM_HANDLER_PORT, "{bad:?}");
+        }
     }
 
     #[test]

@@ -70,14 +70,8 @@ pub enum ConfigError {
 }
 
 impl SecretStoreConfig {
-    /// Reads [`SECRETS_VAR`] and [`PREFIX_VAR`]. Unset or empty `AZS_USAGE_SECRETS` means the file
-    /// store at [`DEFAULT_PATH`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let secrets = std::env::var(SECRETS_VAR).ok();
-        let prefix = std::env::var(PREFIX_VAR).ok();
-        Self::parse(secrets.as_deref(), prefix.as_deref())
-    }
-
+    /// Parses the values of [`SECRETS_VAR`] and [`PREFIX_VAR`] (read by the app's configuration). Unset
+    /// or empty `AZS_USAGE_SECRETS` means the file store at [`DEFAULT_PATH`].
     pub fn parse(secrets: Option<&str>, prefix: Option<&str>) -> Result<Self, ConfigError> {
         let raw = secrets.map(str::trim).unwrap_or("");
         let err = |reason: &str| ConfigError::Secrets { value: raw.to_owned(), reason: reason.to_owned() };

@@ -163,7 +163,12 @@ async fn child_connect_from_environment() {
     if std::env::var(CHILD_VAR).is_err() {
         return;
     }
-    let config = azs_secrets::SecretStoreConfig::from_env().unwrap();
+    let var = |name| std::env::var(name).ok();
+    let config = azs_secrets::SecretStoreConfig::parse(
+        var(azs_secrets::SECRETS_VAR).as_deref(),
+        var(azs_secrets::PREFIX_VAR).as_deref(),
+    )
+    .unwrap();
     let store = azs_secrets::connect(&config).await.unwrap();
     let name = format!("{}from-child", config.prefix);
     store.put_secret(&name, &Secret::new("written-through-connect")).await.unwrap();
