@@ -735,6 +735,82 @@ mod tests {
         assert!(name == "x" && !before.trim_end().ends_with("DECLARE"), "the check has teeth");
     }
 
+    /// Each table the migrations create, with its columns (the first word of each column line).
+    fn tables() -> Vec<(String, Vec<String>)> {
+        ALL.iter()
+            .filter_map(|s| {
+                let rest = s.sql.strip_prefix("CREATE TABLE {schema}.")?;
+                let name = rest[..rest.find(' ').unwrap()].to_owned();
+                let columns = rest
+                    .lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .filter(|l| !l.starts_with("CONSTRAINT") && !l.starts_with(')') && !l.is_empty())
+                    .map(|l| l[..l.find(' ').unwrap_or(l.len())].to_owned())
+                    .collect();
+                Some((name, columns))
+            })
+            .collect()
+    }
+
+    /// `alias.column` references in `segment` whose alias names a table (`{schema}.table AS alias`)
+    /// but whose column that table does not have.
+    fn unknown_columns(segment: &str, tables: &[(String, Vec<String>)]) -> Vec<String> {
+        let mut aliases = Vec::new();
+        for (table, columns) in tables {
+            let mut rest = segment;
+            let marker = format!("{{schema}}.{table} AS ");
+            while let Some(at) = rest.find(&marker) {
+                let alias: String = rest[at + marker.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                aliases.push((alias, columns));
+                rest = &rest[at + marker.len()..];
+            }
+        }
+        let mut unknown = Vec::new();
+        for (alias, columns) in &aliases {
+            let mut rest = segment;
+            let reference = format!("{alias}.");
+            while let Some(at) = rest.find(&reference) {
+                let preceded_by_word = segment[..segment.len() - rest.len() + at]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '}');
+                let column: String = rest[at + reference.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !preceded_by_word && !column.is_empty() && !columns.contains(&column) {
+                    unknown.push(format!("{alias}.{column}"));
+                }
+                rest = &rest[at + reference.len()..];
+            }
+        }
+        unknown
+    }
+
+    #[test]
+    fn every_aliased_column_reference_names_a_column_of_its_table() {
+        // sqlparser knows no schema: a statement naming a column the table does not have (one the
+        // layout moved, say usage_rows.stamp_id) parses, and SQL Server refuses it (Msg 207).
+        let tables = tables();
+        assert!(tables.iter().any(|(t, c)| t == "usage_rows" && c.contains(&"row_key".to_owned())));
+        let mut failures = Vec::new();
+        for statement in ALL {
+            // Aliases are scoped per statement of a batch (MERGE_WINDOW's two MERGEs both use `t`).
+            for segment in statement.sql.split(';') {
+                for unknown in unknown_columns(segment, &tables) {
+                    failures.push(format!("{}: {unknown}", statement.name));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+        let broken = "SELECT u.stamp_id FROM {schema}.usage_rows AS u";
+        assert_eq!(unknown_columns(broken, &tables), ["u.stamp_id"], "the check has teeth");
+    }
+
     #[test]
     fn placeholder_scan_ignores_other_variables_and_counts_repeats_once() {
         assert_eq!(placeholders("SELECT @P1, @P1, @P10 FROM t WHERE x = @P2"), vec![1, 2, 10]);
