@@ -92,6 +92,10 @@ enum Command {
         /// Replace hours even where the re-pull has fewer rows or lower quantities than stored.
         #[arg(long)]
         allow_shrink: bool,
+        /// Map the replaced rows with the current mappings. Without it, rows keep the billing
+        /// subscription they were billed under (rows stored unmapped take the current mapping).
+        #[arg(long)]
+        remap: bool,
         #[arg(long)]
         json: bool,
     },
@@ -396,7 +400,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::from(2));
             }
         }
-        Command::Reprocess { stamp, from, to, reason, by, dry_run, allow_shrink, json } => {
+        Command::Reprocess { stamp, from, to, reason, by, dry_run, allow_shrink, remap, json } => {
             let window = hour_range(&from, &to)?;
             let reason = reason.map(|r| r.trim().to_owned()).unwrap_or_default();
             if reason.is_empty() && !dry_run {
@@ -407,7 +411,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 .filter(|b| !b.trim().is_empty())
                 .unwrap_or_else(|| "unknown".into());
             let stamp = drift::stamp_named(&services, &stamp).await?;
-            let request = ReprocessRequest { reason, requested_by, dry_run, allow_shrink };
+            let request = ReprocessRequest { reason, requested_by, dry_run, allow_shrink, remap };
             let report = services.collector.reprocess(&stamp, window, &request).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -513,6 +517,7 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
                     requested_by: std::env::var("USER").unwrap_or_else(|_| "azs-usage stamp add".into()),
                     dry_run: false,
                     allow_shrink: false,
+                    remap: false,
                 };
                 let report = services.collector.reprocess(&view.stamp.id, range, &request).await?;
                 println!(

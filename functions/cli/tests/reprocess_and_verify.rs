@@ -101,3 +101,51 @@ async fn verify_reports_exactly_the_rows_removed_and_changed_behind_its_back() {
     }
     assert_eq!(totals, (2, 0, 1), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reprocess_keeps_the_billing_subscription_rows_were_billed_under_unless_remap_is_given() {
+    // Given tenant A mapped to X and its usage collected
+    let world = World::start(one_stamp, 3, 50).await;
+    let tenant_a = world.sim.stamp(0).tenant_subscriptions()[0].clone();
+    let id = world.stamp_ids[0].clone();
+    assert!(world.run(&["mapping", "set", &id, &tenant_a, "billing-x"]).await.status.success());
+    assert!(world.run(&["collect"]).await.status.success());
+    let billed_a = || -> Vec<Option<String>> {
+        let db = sql(&world);
+        let mut stmt = db
+            .prepare("SELECT DISTINCT billing_subscription_id FROM usage_rows WHERE subscription_key = ?1")
+            .unwrap();
+        stmt.query_map([tenant_a.to_lowercase()], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    assert_eq!(billed_a(), vec![Some("billing-x".to_owned())]);
+    let rows_before = world.stored(0).await;
+    let (from, to) = (world.collect_from.to_rfc3339(), world.horizon().to_rfc3339());
+    let range = ["--stamp", "stamp-0", "--from", from.as_str(), "--to", to.as_str()];
+
+    // When A's mapping changes to Y and the collected range is reprocessed
+    assert!(world.run(&["mapping", "set", &id, &tenant_a, "billing-y"]).await.status.success());
+    let mut args = vec!["reprocess", "--reason", "meter fix", "--by", "ops-anna"];
+    args.extend(range);
+    let out = world.run(&args).await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+
+    // Then A's rows are still billed to X (invoiced rows are not moved by a re-pull), nothing else changed
+    assert_eq!(billed_a(), vec![Some("billing-x".to_owned())]);
+    assert_eq!(world.stored(0).await, rows_before);
+
+    // And with --remap they move to Y, and the log says the reprocess re-mapped
+    let mut args = vec!["reprocess", "--reason", "customer moved", "--remap"];
+    args.extend(range);
+    let out = world.run(&args).await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(billed_a(), vec![Some("billing-y".to_owned())]);
+    assert_eq!(world.stored(0).await, rows_before);
+    let logged: Vec<String> = sql(&world)
+        .prepare("SELECT reason FROM reprocess_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!logged[0].contains("remap") && logged[1].contains("--remap"), "{logged:?}");
+}

@@ -543,6 +543,9 @@ impl Collector {
     /// there) unless `allow_shrink`, because an empty or partial re-pull must never replace invoiced
     /// rows by accident. `dry_run` only compares: no lease, nothing written. Every real reprocess is
     /// recorded with who asked, why, and what it changed (also when refused).
+    ///
+    /// Replaced rows keep the billing subscription they were billed under unless `remap`: a mapping
+    /// changed since must not move invoiced usage to another customer by a re-pull.
     pub async fn reprocess(
         &self,
         stamp_id: &StampId,
@@ -584,7 +587,8 @@ impl Collector {
             let session = self.open_session(&stamp).await.map_err(|k| fail(Some(range), k))?;
             let mut rows_hint = 0;
             let also = self.recent_subscribers(&stamp).await.map_err(|e| fail(Some(range), e.into()))?;
-            let pull = Pull { stamp: &stamp, owner, deadline: None, write: WindowWrite::Replace, also: &also };
+            let write = WindowWrite::Replace { remap: request.remap };
+            let pull = Pull { stamp: &stamp, owner, deadline: None, write, also: &also };
             for window in range.split_hours() {
                 let (rows, pulled) = self
                     .pull_rows(&pull, session.as_ref(), window, &mut rows_hint)
@@ -623,13 +627,14 @@ impl Collector {
             Err(e) => format!("stopped: {e}"),
         };
         let entry = format!(
-            "{} [by {}; {} of {} hour(s) replaced; +{added} -{removed} ~{changed} rows; {outcome}]",
+            "{} [by {}; {} of {} hour(s) replaced{}; +{added} -{removed} ~{changed} rows; {outcome}]",
             request.reason,
             request.requested_by,
+            if request.remap { " with --remap (current mappings)" } else { "" },
             report.summary.windows_committed,
             report.summary.windows_planned
         );
-        info!(stamp_id = %stamp_id, by = %request.requested_by, reason = %request.reason, added, removed, changed, "reprocess recorded");
+        info!(stamp_id = %stamp_id, by = %request.requested_by, reason = %request.reason, remap = request.remap, added, removed, changed, "reprocess recorded");
         let logged = self
             .store
             .record_reprocess(stamp_id, range, &entry)
@@ -744,6 +749,9 @@ pub struct ReprocessRequest {
     pub dry_run: bool,
     /// Replace hours even where the re-pull has fewer rows or lower quantities than stored.
     pub allow_shrink: bool,
+    /// Map the replaced rows with the current mappings; without it, rows keep the billing
+    /// subscription they were billed under (see [`WindowWrite::Replace`]).
+    pub remap: bool,
 }
 
 /// What a reprocess did (or, on a dry run, would do), hour by hour.

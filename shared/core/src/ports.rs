@@ -79,7 +79,11 @@ pub enum WindowWrite {
     /// Normal collection: the window must start at the stamp's watermark, which moves to its end.
     Advance,
     /// Reprocessing: the window must lie before the watermark; its rows are replaced, the watermark stays.
-    Replace,
+    /// A tenant subscription that had mapped rows stored in the window keeps the billing subscription
+    /// those rows were written with (they may be invoiced already), unless `remap`: then every row is
+    /// mapped with the current mappings. Rows stored unmapped were never billed and take the current
+    /// mapping either way.
+    Replace { remap: bool },
 }
 
 /// One reported window's rows, committed with the watermark in a single transaction.

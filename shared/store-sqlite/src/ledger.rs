@@ -243,20 +243,25 @@ pub(crate) fn commit_in(tx: &Connection, c: &OwnedCommit) -> Result<CommitReceip
                 watermark_text()
             )));
         }
-        WindowWrite::Replace if end > watermark => {
+        WindowWrite::Replace { .. } if end > watermark => {
             return Err(fenced(format!(
                 "only collected hours can be replaced and the watermark is at {}",
                 watermark_text()
             )));
         }
-        WindowWrite::Replace => {
-            tx.prepare_cached(DELETE_WINDOW)?.execute((stamp_no, start, end))?;
-            tx.prepare_cached(DELETE_WINDOW_QUARANTINE)?.execute((c.stamp.as_str(), start, end))?;
-        }
-        WindowWrite::Advance => {}
+        WindowWrite::Replace { .. } | WindowWrite::Advance => {}
+    }
+    // Read before the old rows go: what each tenant subscription was billed under in this window.
+    let billed = match c.write {
+        WindowWrite::Replace { remap: false } => billed_in_window(tx, stamp_no, start, end)?,
+        WindowWrite::Replace { remap: true } | WindowWrite::Advance => HashMap::new(),
+    };
+    if let WindowWrite::Replace { .. } = c.write {
+        tx.prepare_cached(DELETE_WINDOW)?.execute((stamp_no, start, end))?;
+        tx.prepare_cached(DELETE_WINDOW_QUARANTINE)?.execute((c.stamp.as_str(), start, end))?;
     }
 
-    let mut receipt = insert_rows(tx, stamp_no, c)?;
+    let mut receipt = insert_rows(tx, stamp_no, c, &billed)?;
     if !c.quarantined.is_empty() {
         let mut insert = tx.prepare_cached(INSERT_QUARANTINED)?;
         let now = now_millis();
@@ -283,7 +288,32 @@ pub(crate) fn commit_in(tx: &Connection, c: &OwnedCommit) -> Result<CommitReceip
     Ok(receipt)
 }
 
-fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<CommitReceipt, Failure> {
+/// The billing subscription each tenant subscription's mapped rows carry in a stored window (the
+/// greatest, should an operator's edits have left two): what a reprocess keeps them billed under.
+const BILLED_IN_WINDOW: &str = "SELECT subscription_key, max(billing_subscription_id) FROM usage_rows
+    WHERE stamp_no = ?1 AND reported_start >= ?2 AND reported_start < ?3
+        AND billing_subscription_id IS NOT NULL
+    GROUP BY subscription_key";
+
+fn billed_in_window(
+    tx: &Connection,
+    stamp_no: i64,
+    start: i64,
+    end: i64,
+) -> rusqlite::Result<HashMap<String, String>> {
+    tx.prepare_cached(BILLED_IN_WINDOW)?
+        .query_map((stamp_no, start, end), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// Inserts the window's rows, each mapped by `billed` (what its subscription was billed under in the
+/// window before a reprocess) or else by the current mappings.
+fn insert_rows(
+    tx: &Connection,
+    stamp_no: i64,
+    c: &OwnedCommit,
+    billed: &HashMap<String, String>,
+) -> Result<CommitReceipt, Failure> {
     // Mapping happens here, at write time, against the mappings as they are inside this transaction.
     let mappings: HashMap<String, String> = tx
         .prepare_cached(
@@ -307,7 +337,8 @@ fn insert_rows(tx: &Connection, stamp_no: i64, c: &OwnedCommit) -> Result<Commit
                     let key = normalize_subscription_id(&row.subscription_id);
                     let number = tenant_no(tx, stamp_no, &key)?;
                     tx.prepare_cached(TENANT_REPORTED)?.execute((number, start))?;
-                    new.insert(Tenant { number, billing: mappings.get(&key).map(String::as_str), key })
+                    let billing = billed.get(&key).or_else(|| mappings.get(&key)).map(String::as_str);
+                    new.insert(Tenant { number, billing, key })
                 }
             };
         quantity.clear();

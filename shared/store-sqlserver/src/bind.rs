@@ -260,6 +260,7 @@ pub(crate) fn merge_window(
     end: DateTime<Utc>,
     rows_json: String,
     tenants_json: String,
+    billed_json: String,
 ) -> Bound<'static> {
     Bound::new(
         &sql::MERGE_WINDOW,
@@ -269,8 +270,20 @@ pub(crate) fn merge_window(
             end.into_sql(),
             rows_json.into_sql(),
             tenants_json.into_sql(),
+            billed_json.into_sql(),
         ],
     )
+}
+
+pub(crate) fn window_billed(stamp: Uuid, start: DateTime<Utc>, end: DateTime<Utc>) -> Bound<'static> {
+    Bound::new(&sql::WINDOW_BILLED, vec![stamp.into_sql(), start.into_sql(), end.into_sql()])
+}
+
+/// MERGE_WINDOW's @P6: `[{"n": subscription key, "b": billing subscription}, ...]`.
+pub(crate) fn window_billed_json(billed: &[(String, String)]) -> String {
+    let entries: Vec<serde_json::Value> =
+        billed.iter().map(|(n, b)| serde_json::json!({ "n": n, "b": b })).collect();
+    serde_json::Value::Array(entries).to_string()
 }
 
 pub(crate) fn delete_window_quarantine(
@@ -517,7 +530,8 @@ mod tests {
             fence_replace(id, t(), "o"),
             fence_state(id),
             delete_window(id, t(), t()),
-            merge_window(id, t(), t(), "[]".into(), "[]".into()),
+            merge_window(id, t(), t(), "[]".into(), "[]".into(), "[]".into()),
+            window_billed(id, t(), t()),
             delete_window_quarantine(id, t(), t()),
             quarantine_window(id, t(), t(), "[]".into()),
             list_quarantine(None),
@@ -585,6 +599,19 @@ mod tests {
     /// The paths of the rows' WITH clause (@P4).
     fn with_paths() -> Vec<String> {
         paths_of("@P4", "r")
+    }
+
+    #[test]
+    fn the_billed_json_has_exactly_the_keys_its_openjson_clause_reads() {
+        let json = window_billed_json(&[("8e8c".into(), "billing-x".into())]);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut keys: Vec<String> = parsed[0].as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        let mut expected = paths_of("@P6", "kept");
+        expected.sort();
+        assert_eq!(keys, expected);
+        assert_eq!(parsed[0]["b"], "billing-x");
+        assert_eq!(window_billed_json(&[]), "[]");
     }
 
     fn checked(row: &UsageRow) -> CheckedRow<'_> {
@@ -661,8 +688,9 @@ mod tests {
     fn the_window_rides_in_one_nvarchar_max_parameter_whatever_its_size() {
         let row = usage_row();
         let rows: Vec<_> = (0..200).map(|_| checked(&row)).collect();
-        let bound = merge_window(Uuid::nil(), t(), t(), window_rows(&rows), window_tenants(&rows));
-        assert_eq!(bound.params.len(), 5);
+        let bound =
+            merge_window(Uuid::nil(), t(), t(), window_rows(&rows), window_tenants(&rows), "[]".into());
+        assert_eq!(bound.params.len(), 6);
         assert!(matches!(&bound.params[3], ColumnData::String(Some(s)) if s.len() > 4000));
     }
 

@@ -215,17 +215,25 @@ pub(crate) async fn commit_window(
     let result = async {
         let fence = match c.write {
             WindowWrite::Advance => bind::fence_advance(key, start, end, c.lease_owner),
-            WindowWrite::Replace => bind::fence_replace(key, end, c.lease_owner),
+            WindowWrite::Replace { .. } => bind::fence_replace(key, end, c.lease_owner),
         };
         if s.execute(fence).await? != 1 {
             return Err(fence_refusal(s, key, c).await);
         }
-        if c.write == WindowWrite::Replace {
+        // Read before the old rows go: what each tenant subscription was billed under in this window.
+        let mut billed = Vec::new();
+        if c.write == (WindowWrite::Replace { remap: false }) {
+            for r in s.query(bind::window_billed(key, start, end)).await?.iter() {
+                billed.push((text(r, 0)?, text(r, 1)?));
+            }
+        }
+        if let WindowWrite::Replace { .. } = c.write {
             s.execute(bind::delete_window(key, start, end)).await?;
             s.execute(bind::delete_window_quarantine(key, start, end)).await?;
         }
+        let billed_json = bind::window_billed_json(&billed);
         let counts = s
-            .query_one(bind::merge_window(key, start, end, rows_json, tenants_json))
+            .query_one(bind::merge_window(key, start, end, rows_json, tenants_json, billed_json))
             .await?
             .ok_or_else(|| Failure::other("the window's MERGE returned no counts"))?;
         let rows_written = types::unsigned(&counts, 0)?;
@@ -264,7 +272,7 @@ async fn fence_refusal(s: &mut Session, key: Uuid, c: &WindowCommit<'_>) -> Fail
         None => fenced("the stamp's lease is not held".into()),
         Some(_) => match c.write {
             WindowWrite::Advance => fenced(format!("the watermark is at {at}, not at the window's start")),
-            WindowWrite::Replace => {
+            WindowWrite::Replace { .. } => {
                 fenced(format!("only collected hours can be replaced and the watermark is at {at}"))
             }
         },

@@ -424,6 +424,17 @@ statements! {
         WHERE p.stamp_id = @P1";
     /// Replace: the window's old rows go, in the same transaction as the new ones come (the windows'
     /// numbers stay; the new rows take the freed key range).
+    /// Replace (without remap), before the old rows go: the billing subscription each tenant
+    /// subscription's mapped rows carry in the window (the greatest, should edits have left two), so
+    /// that the new rows keep it (MERGE_WINDOW's @P6).
+    WINDOW_BILLED (3) = "SELECT tn.subscription_key, MAX(u.billing_subscription_id) AS billing_subscription_id
+        FROM {schema}.usage_windows AS w
+        JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
+        JOIN {schema}.usage_rows AS u ON u.window_no = w.window_no
+        JOIN {schema}.tenant_numbers AS tn ON tn.tenant_no = u.tenant_no
+        WHERE sn.stamp_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3
+            AND u.billing_subscription_id IS NOT NULL
+        GROUP BY tn.subscription_key";
     DELETE_WINDOW (3) = "DELETE FROM {schema}.usage_rows
         WHERE window_no IN (SELECT w.window_no FROM {schema}.usage_windows AS w
             JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
@@ -445,7 +456,11 @@ statements! {
     /// array of `{"n": key}`) created or their last_reported moved to this window; then the MERGE: rows already stored
     /// (same window, same row key) are left alone, new ones are mapped here, in SQL. Returns how many
     /// rows were written and how many of those had no mapping.
-    MERGE_WINDOW (5) = "DECLARE @stamp_no int = (SELECT stamp_no FROM {schema}.stamp_numbers WHERE stamp_id = @P1);
+    ///
+    /// A new row's billing subscription is @P6's for its tenant subscription if there is one (a JSON
+    /// array of `{"n": key, "b": billing}`: what the subscription was billed under in the window before
+    /// a reprocess replaced it, see WINDOW_BILLED; `[]` otherwise), else the current mapping's.
+    MERGE_WINDOW (6) = "DECLARE @stamp_no int = (SELECT stamp_no FROM {schema}.stamp_numbers WHERE stamp_id = @P1);
         INSERT INTO {schema}.usage_windows (stamp_no, reported_start, reported_end)
             SELECT @stamp_no, @P2, @P3
             WHERE NOT EXISTS (SELECT 1 FROM {schema}.usage_windows
@@ -464,7 +479,8 @@ statements! {
         MERGE INTO {schema}.usage_rows AS t
         USING (
             SELECT CONVERT(binary(16), r.row_key, 2) AS row_key, tn.tenant_no, r.subscription_id,
-                m.billing_subscription_id, r.meter_id, r.usage_start, r.usage_end, r.quantity,
+                COALESCE(kept.b, m.billing_subscription_id) AS billing_subscription_id, r.meter_id,
+                r.usage_start, r.usage_end, r.quantity,
                 r.quantity_scale, r.resource_uri, r.location, r.tags, r.additional_info
             FROM OPENJSON(@P4) WITH (
                 row_key nvarchar(max) '$.k',
@@ -484,6 +500,10 @@ statements! {
                 ON tn.stamp_no = @stamp_no AND tn.subscription_key = r.subscription_key COLLATE DATABASE_DEFAULT
             LEFT JOIN {schema}.subscription_mappings AS m
                 ON m.stamp_id = @P1 AND m.external_subscription_id = r.subscription_key COLLATE DATABASE_DEFAULT
+            LEFT JOIN OPENJSON(@P6) WITH (
+                n nvarchar(max) '$.n',
+                b nvarchar(max) '$.b'
+            ) AS kept ON kept.n = r.subscription_key COLLATE DATABASE_DEFAULT
         ) AS src
         ON t.window_no = @window_no AND t.row_key = src.row_key
         WHEN NOT MATCHED BY TARGET THEN

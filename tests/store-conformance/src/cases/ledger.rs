@@ -168,7 +168,9 @@ pub async fn replacing_a_window_swaps_its_rows_and_leaves_the_watermark(store: A
     // When the middle hour is re-pulled and replaced with what the API reports now
     let corrected = vec![vm_usage(TENANT_A, "web-01", "2026-10-31T23:00:00Z", "2.5")];
     let receipt =
-        commit(store.as_ref(), &s.id, hours[1], RUN, WindowWrite::Replace, &corrected).await.unwrap();
+        commit(store.as_ref(), &s.id, hours[1], RUN, WindowWrite::Replace { remap: false }, &corrected)
+            .await
+            .unwrap();
 
     // Then that hour holds exactly the new rows, the others are untouched, and the watermark stays
     assert_eq!(receipt, CommitReceipt { rows_written: 1, duplicates: 0, unmapped_rows: 1, quarantined: 0 });
@@ -181,7 +183,10 @@ pub async fn replacing_a_window_swaps_its_rows_and_leaves_the_watermark(store: A
     assert_eq!(watermark(store.as_ref(), &s.id).await, hours[2].end);
 
     // And replacing it again with the same rows changes nothing
-    let again = commit(store.as_ref(), &s.id, hours[1], RUN, WindowWrite::Replace, &corrected).await.unwrap();
+    let again =
+        commit(store.as_ref(), &s.id, hours[1], RUN, WindowWrite::Replace { remap: false }, &corrected)
+            .await
+            .unwrap();
     assert_eq!(again.rows_written, 1);
     assert_eq!(rows_of(store.as_ref(), &s.id).await, stored);
 }
@@ -194,7 +199,9 @@ pub async fn replacing_a_window_that_was_not_collected_yet_is_fenced(store: Arc<
     // When the hour at the watermark is "replaced"
     let next = hour("2026-11-01T01:00:00Z");
     let rows = vec![vm_usage(TENANT_A, "web-01", "2026-11-01T00:00:00Z", "1")];
-    let e = commit(store.as_ref(), &s.id, next, RUN, WindowWrite::Replace, &rows).await.unwrap_err();
+    let e = commit(store.as_ref(), &s.id, next, RUN, WindowWrite::Replace { remap: false }, &rows)
+        .await
+        .unwrap_err();
 
     // Then it is fenced: only collected hours can be replaced, and nothing moves
     assert!(is_fenced(&e, &s.id, next), "expected Fenced, got {e:?}");
@@ -202,9 +209,16 @@ pub async fn replacing_a_window_that_was_not_collected_yet_is_fenced(store: Arc<
     assert_eq!(watermark(store.as_ref(), &s.id).await, next.start);
 
     // And a replace by a run without the lease is fenced as well
-    let e = commit(store.as_ref(), &s.id, hour(COLLECT_FROM), OTHER_RUN, WindowWrite::Replace, &rows)
-        .await
-        .unwrap_err();
+    let e = commit(
+        store.as_ref(),
+        &s.id,
+        hour(COLLECT_FROM),
+        OTHER_RUN,
+        WindowWrite::Replace { remap: false },
+        &rows,
+    )
+    .await
+    .unwrap_err();
     assert!(is_fenced(&e, &s.id, hour(COLLECT_FROM)), "expected Fenced, got {e:?}");
 }
 

@@ -4,7 +4,7 @@
 use crate::fixtures::*;
 use azs_core::SubscriptionMapping;
 use azs_core::mapping::UnmappedSubscription;
-use azs_core::ports::{Store, StoreError};
+use azs_core::ports::{Store, StoreError, WindowWrite};
 use azs_core::stamp::StampId;
 use azs_core::usage::normalize_subscription_id;
 use std::sync::Arc;
@@ -98,6 +98,67 @@ pub async fn a_changed_mapping_applies_to_new_rows_and_leaves_mapped_rows_alone(
     let listed = store.list_mappings(Some(&s.id)).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].billing_subscription_id, "billing-new");
+}
+
+pub async fn replacing_a_window_keeps_the_billing_subscription_its_rows_were_billed_under_unless_remapped(
+    store: Arc<dyn Store>,
+) {
+    // Given an hour stored while tenant A was billed as "billing-old" and tenant B had no mapping
+    let s = registered_and_leased(store.as_ref(), "eu-1").await;
+    store.set_mapping(&mapping(&s.id, TENANT_A, "billing-old")).await.unwrap();
+    let window = hour(COLLECT_FROM);
+    let stored = vec![
+        vm_usage(TENANT_A, "web-01", "2026-10-31T23:00:00Z", "1"),
+        vm_usage(TENANT_B, "db-01", "2026-10-31T23:00:00Z", "2"),
+    ];
+    advance(store.as_ref(), &s.id, window, &stored).await;
+
+    // When A is re-mapped to "billing-new", a tenant C absent from the hour is mapped, and the hour is
+    // replaced by a re-pull that also has a new A row and a C row
+    const TENANT_C: &str = "c0c0c0c0-0000-4000-8000-00000000000c";
+    store.set_mapping(&mapping(&s.id, TENANT_A, "billing-new")).await.unwrap();
+    store.set_mapping(&mapping(&s.id, TENANT_C, "billing-c")).await.unwrap();
+    let mut repulled = stored.clone();
+    repulled.push(vm_usage(TENANT_A, "web-02", "2026-10-31T23:00:00Z", "3"));
+    repulled.push(vm_usage(TENANT_C, "app-01", "2026-10-31T23:00:00Z", "4"));
+    let receipt =
+        commit(store.as_ref(), &s.id, window, RUN, WindowWrite::Replace { remap: false }, &repulled)
+            .await
+            .unwrap();
+
+    // Then A's rows (the new one too) stay billed as the hour was billed, B stays unmapped (never billed,
+    // no mapping now) and C takes its current mapping
+    let billing = |vm: &str, rows: &[azs_core::ports::StoredUsageRow]| {
+        let row = rows.iter().find(|r| r.row.resource_uri.ends_with(vm)).expect("the row is stored");
+        row.billing_subscription_id.clone().unwrap_or_default()
+    };
+    let kept = rows_of(store.as_ref(), &s.id).await;
+    assert_eq!(kept.len(), 4);
+    assert_eq!(billing("web-01", &kept), "billing-old");
+    assert_eq!(billing("web-02", &kept), "billing-old");
+    assert_eq!(billing("db-01", &kept), "");
+    assert_eq!(billing("app-01", &kept), "billing-c");
+    assert_eq!(receipt.unmapped_rows, 1);
+
+    // And a replace with remap maps every row with the current mappings
+    commit(store.as_ref(), &s.id, window, RUN, WindowWrite::Replace { remap: true }, &repulled)
+        .await
+        .unwrap();
+    let remapped = rows_of(store.as_ref(), &s.id).await;
+    assert_eq!(billing("web-01", &remapped), "billing-new");
+    assert_eq!(billing("web-02", &remapped), "billing-new");
+    assert_eq!(billing("db-01", &remapped), "");
+    assert_eq!(billing("app-01", &remapped), "billing-c");
+
+    // And a mapping removed since does not unbill rows a plain replace keeps: they were billed so
+    commit(store.as_ref(), &s.id, window, RUN, WindowWrite::Replace { remap: false }, &repulled)
+        .await
+        .unwrap();
+    store.remove_mapping(&s.id, TENANT_A).await.unwrap();
+    commit(store.as_ref(), &s.id, window, RUN, WindowWrite::Replace { remap: false }, &repulled)
+        .await
+        .unwrap();
+    assert_eq!(billing("web-01", &rows_of(store.as_ref(), &s.id).await), "billing-new");
 }
 
 pub async fn unmapped_lists_each_subscription_with_its_rows_and_usage_span(store: Arc<dyn Store>) {

@@ -44,6 +44,7 @@ pub(crate) fn all() -> Vec<Case> {
         mappings::rows_are_mapped_when_written_and_unmapped_rows_are_counted,
         mappings::setting_a_mapping_back_fills_only_that_subscriptions_unmapped_rows,
         mappings::a_changed_mapping_applies_to_new_rows_and_leaves_mapped_rows_alone,
+        mappings::replacing_a_window_keeps_the_billing_subscription_its_rows_were_billed_under_unless_remapped,
         mappings::unmapped_lists_each_subscription_with_its_rows_and_usage_span,
         mappings::mappings_are_listed_per_stamp_and_removed_by_any_casing,
         mappings::setting_many_mappings_is_all_or_nothing,

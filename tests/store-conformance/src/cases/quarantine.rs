@@ -141,8 +141,10 @@ pub async fn a_quarantined_row_is_stored_once_however_often_its_window_is_pulled
     assert_eq!(first.quarantined, 2, "a row repeated within the window is quarantined once");
 
     // When the same window is pulled and committed again, twice
-    let again = commit_split(store.as_ref(), &s.id, window, WindowWrite::Replace, rows.clone()).await;
-    commit_split(store.as_ref(), &s.id, window, WindowWrite::Replace, rows).await;
+    let again =
+        commit_split(store.as_ref(), &s.id, window, WindowWrite::Replace { remap: false }, rows.clone())
+            .await;
+    commit_split(store.as_ref(), &s.id, window, WindowWrite::Replace { remap: false }, rows).await;
 
     // Then nothing is doubled: not the rows, not the quarantine
     assert_eq!(again.quarantined, 2, "replacing rewrites the window's quarantine");
@@ -164,7 +166,8 @@ pub async fn replacing_a_window_replaces_its_quarantine_and_leaves_other_windows
 
     // When the first is replaced by a re-pull the store can hold entirely (the stamp fixed its rows)
     let fixed = vec![vm_usage(TENANT_A, "web-01", "2026-10-31T23:00:00Z", "2.0")];
-    let receipt = commit_split(store.as_ref(), &s.id, first, WindowWrite::Replace, fixed).await;
+    let receipt =
+        commit_split(store.as_ref(), &s.id, first, WindowWrite::Replace { remap: false }, fixed).await;
 
     // Then its quarantine is gone with its old rows, and the second window's stays
     assert_eq!(receipt.quarantined, 0);
