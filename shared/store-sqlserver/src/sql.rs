@@ -831,6 +831,65 @@ mod tests {
         assert_eq!(unknown_columns(broken, &tables), ["u.stamp_id"], "the check has teeth");
     }
 
+    /// The columns an INSERT into `{schema}.table` (or a MERGE's `INSERT (…)` into its target) lists
+    /// that the table does not have.
+    fn unknown_inserted_columns(segment: &str, tables: &[(String, Vec<String>)]) -> Vec<String> {
+        let target = ["INSERT INTO {schema}.", "MERGE INTO {schema}."].iter().find_map(|prefix| {
+            let at = segment.find(prefix)? + prefix.len();
+            let name: String =
+                segment[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            Some((name, at))
+        });
+        let Some((table, at)) = target else { return Vec::new() };
+        let columns =
+            &tables.iter().find(|(t, _)| *t == table).unwrap_or_else(|| panic!("no table {table}")).1;
+        let rest = &segment[at..];
+        // INSERT INTO t (…): the list follows the name; MERGE INTO t …: the list of its INSERT (…).
+        let after_name = &rest[table.len()..];
+        let open = if after_name.trim_start().starts_with('(') {
+            rest.len() - after_name.trim_start().len()
+        } else {
+            match rest.find("INSERT (") {
+                Some(insert) => insert + "INSERT ".len(),
+                None => return Vec::new(),
+            }
+        };
+        let list = &rest[open + 1..open + rest[open..].find(')').unwrap()];
+        list.split(',')
+            .map(str::trim)
+            .filter(|c| !columns.iter().any(|k| k == c))
+            .map(|c| format!("{table}.{c}"))
+            .collect()
+    }
+
+    #[test]
+    fn every_inserted_column_is_a_column_of_the_table() {
+        let tables = tables();
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for statement in ALL.iter().filter(|s| !s.sql.starts_with("CREATE")) {
+            for segment in statement.sql.split(';') {
+                if segment.contains("INSERT") {
+                    checked += 1;
+                }
+                for unknown in unknown_inserted_columns(segment, &tables) {
+                    failures.push(format!("{}: {unknown}", statement.name));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+        assert!(checked >= 10, "the INSERTs and MERGEs were seen ({checked})");
+        let broken = "INSERT INTO {schema}.usage_windows (stamp_id, reported_start) VALUES (@P1, @P2)";
+        assert_eq!(
+            unknown_inserted_columns(broken, &tables),
+            ["usage_windows.stamp_id"],
+            "the check has teeth"
+        );
+        let merge = "MERGE INTO {schema}.usage_rows AS t USING (SELECT 1 AS a) AS src ON 1 = 1
+            WHEN NOT MATCHED BY TARGET THEN INSERT (window_no, stamp_id) VALUES (1, 2)";
+        assert_eq!(unknown_inserted_columns(merge, &tables), ["usage_rows.stamp_id"], "MERGE inserts too");
+    }
+
     #[test]
     fn placeholder_scan_ignores_other_variables_and_counts_repeats_once() {
         assert_eq!(placeholders("SELECT @P1, @P1, @P10 FROM t WHERE x = @P2"), vec![1, 2, 10]);
