@@ -247,3 +247,25 @@ async fn every_connection_field_changes_in_place_keeping_the_watermark_and_colle
     assert!(collected.status.success(), "{}", stderr(&collected));
     world.assert_complete(0).await;
 }
+
+/// A per-subscriber stamp too large to be asked whole within the connection test's 25 s budget: 1,000
+/// tenant subscriptions answered after 300 ms each take 37.5 s at the default 8 queries at once. The
+/// test asks the tenant list and one round of subscribers, so switching it to per-subscriber mode with
+/// verification succeeds (it used to time out, and the README told operators to pass `--no-verify`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_per_subscriber_stamp_is_verified_by_its_tenant_list_and_one_round_of_subscribers() {
+    let slow = |_: &_| {
+        vec![stamp_sim::StampSpec {
+            page_delay: std::time::Duration::from_millis(300),
+            ..spec(0, aad(), 1000)
+        }]
+    };
+    let world = World::start(slow, 2, 1000).await;
+
+    let out = world.run(&["stamp", "update", "stamp-0", "--query-mode", "per-subscriber"]).await;
+
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let shown = world.run(&["stamp", "show", "stamp-0", "--json"]).await;
+    let stamp: serde_json::Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(stamp["queryMode"], "per-subscriber", "{stamp}");
+}

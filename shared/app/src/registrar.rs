@@ -436,7 +436,8 @@ impl Registrar {
             .map(|s| s.id))
     }
 
-    /// Discovery, a token, and a one-hour usage query of the last settled hour, answered within
+    /// Discovery, a token, and a one-hour usage query of the last settled hour (per subscriber: the
+    /// tenant list and one round of subscribers), answered within
     /// [`azs_azure_stack::TEST_BUDGET`] whatever the stamp does (an unreachable or silent host included).
     async fn verify(
         &self,
@@ -479,8 +480,7 @@ impl Registrar {
             ));
         }
         let window = ReportedWindow::hour(floor_hour(Utc::now()) - chrono::Duration::hours(2));
-        let summary =
-            session.pull_window(window, &mut |_page| {}).await.map_err(RegistrationError::Unverified)?;
+        let summary = session.probe(window).await.map_err(RegistrationError::Unverified)?;
         Ok(ConnectionReport { endpoints, window, rows: summary.rows, pages: summary.pages, warnings })
     }
 }

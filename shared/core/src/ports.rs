@@ -412,6 +412,13 @@ pub trait StampSession: Send + Sync {
         })
         .await
     }
+
+    /// A connection test's query of `window`, rows discarded: it proves discovery, the token and the
+    /// usage API answer, not that the window is complete. By default the whole window; a session may ask
+    /// less when the whole would take long (per-subscriber mode asks one round of subscribers).
+    async fn probe(&self, window: ReportedWindow) -> Result<PullSummary, PullError> {
+        self.pull_window(window, &mut |_| {}).await
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
