@@ -422,8 +422,6 @@ statements! {
         FROM {schema}.processing_status AS p
         LEFT JOIN {schema}.stamp_leases AS l ON l.stamp_id = p.stamp_id
         WHERE p.stamp_id = @P1";
-    /// Replace: the window's old rows go, in the same transaction as the new ones come (the windows'
-    /// numbers stay; the new rows take the freed key range).
     /// Replace (without remap), before the old rows go: the billing subscription each tenant
     /// subscription's mapped rows carry in the window (the greatest, should edits have left two), so
     /// that the new rows keep it (MERGE_WINDOW's @P6).
@@ -435,6 +433,8 @@ statements! {
         WHERE sn.stamp_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3
             AND u.billing_subscription_id IS NOT NULL
         GROUP BY tn.subscription_key";
+    /// Replace: the window's old rows go, in the same transaction as the new ones come (the windows'
+    /// numbers stay; the new rows take the freed key range).
     DELETE_WINDOW (3) = "DELETE FROM {schema}.usage_rows
         WHERE window_no IN (SELECT w.window_no FROM {schema}.usage_windows AS w
             JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
@@ -452,10 +452,12 @@ statements! {
     ///
     /// In order, inside the commit's transaction (the fence already serialises this stamp's writers):
     /// the stamp's number; the window's number (a new one, the highest, the first time the window is
-    /// committed); the tenant numbers of @P5 (the window's distinct subscription keys, a small JSON
-    /// array of `{"n": key}`) created or their last_reported moved to this window; then the MERGE: rows already stored
-    /// (same window, same row key) are left alone, new ones are mapped here, in SQL. Returns how many
-    /// rows were written and how many of those had no mapping.
+    /// committed; one committed again with another end, i.e. replaced by a differently sized window,
+    /// takes the new end, so its new rows export with the end they were written under); the tenant
+    /// numbers of @P5 (the window's distinct subscription keys, a small JSON
+    /// array of `{"n": key}`) created or their last_reported moved to this window; then the MERGE:
+    /// rows already stored (same window, same row key) are left alone, new ones are mapped here, in
+    /// SQL. Returns how many rows were written and how many of those had no mapping.
     ///
     /// A new row's billing subscription is @P6's for its tenant subscription if there is one (a JSON
     /// array of `{"n": key, "b": billing}`: what the subscription was billed under in the window before
@@ -467,6 +469,7 @@ statements! {
                 WHERE stamp_no = @stamp_no AND reported_start = @P2);
         DECLARE @window_no bigint = (SELECT window_no FROM {schema}.usage_windows
             WHERE stamp_no = @stamp_no AND reported_start = @P2);
+        UPDATE {schema}.usage_windows SET reported_end = @P3 WHERE window_no = @window_no AND reported_end <> @P3;
         MERGE INTO {schema}.tenant_numbers AS t
         USING (SELECT DISTINCT k.subscription_key
             FROM OPENJSON(@P5) WITH (subscription_key nvarchar(max) '$.n') AS k) AS src
