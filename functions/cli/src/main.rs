@@ -821,8 +821,8 @@ pub(crate) fn print_summary(summary: &RunSummary) {
 
 fn print_status(views: &[StampView]) {
     println!(
-        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11}  last run / error",
-        "id", "name", "watermark", "lag", "outcome", "rows", "unmapped", "quarantined"
+        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10}  last run / error",
+        "id", "name", "watermark", "lag", "outcome", "rows", "unmapped", "quarantined", "duplicates"
     );
     let now = chrono::Utc::now();
     for v in views {
@@ -835,7 +835,7 @@ fn print_status(views: &[StampView]) {
         // The same lag the functions publish for the alarms (azs_app::metrics).
         let lag = (now - s.watermark).num_seconds().max(0);
         println!(
-            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11}  {}{}",
+            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10}  {}{}",
             v.stamp.id,
             truncate(&v.stamp.name, 20),
             s.watermark.format("%Y-%m-%dT%H:%M:%SZ"),
@@ -844,6 +844,7 @@ fn print_status(views: &[StampView]) {
             s.rows_written,
             s.unmapped_rows,
             s.quarantined_rows,
+            s.duplicate_rows,
             last,
             s.last_error.as_ref().map(|e| format!(" / {e}")).unwrap_or_default()
         );

@@ -282,3 +282,34 @@ async fn unmapped_subscriptions_are_stored_listed_and_resolved_by_a_later_mappin
     assert_eq!(rows.len(), world.truth(0, world.horizon()).len());
     assert!(rows.iter().all(|l| l.contains(",billing-")), "every row is mapped after the back-fill");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_a_stamp_repeats_across_pages_are_stored_once_and_counted_as_duplicates_in_the_status() {
+    // Given a stamp whose every page after the first repeats the previous page's last row
+    let world = World::start(|_| vec![spec(0, aad(), 4)], 3, 20).await;
+    assert!(world.sim.stamp(0).spec().duplicate_across_pages);
+
+    // When it is collected
+    let out = world.run(&["collect", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let dropped = summary["stamps"][0]["duplicates"].as_u64().unwrap();
+
+    // Then every row is stored once (the database equals the ground truth), and the status counts the
+    // dropped copies, in JSON and in the table
+    world.assert_complete(0).await;
+    assert!(dropped > 0, "{summary}");
+    let status_json = || async {
+        let out = world.run(&["status", "--json"]).await;
+        let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        status[0]["status"]["duplicateRows"].as_u64().unwrap()
+    };
+    assert_eq!(status_json().await, dropped);
+    let table = stdout(&world.run(&["status"]).await);
+    assert!(table.lines().next().unwrap().contains("duplicates"), "{table}");
+    assert!(table.lines().nth(1).unwrap().split_whitespace().any(|w| w == dropped.to_string()), "{table}");
+
+    // And a run with nothing new to collect adds none
+    assert!(world.run(&["collect"]).await.status.success());
+    assert_eq!(status_json().await, dropped);
+}

@@ -281,6 +281,7 @@ impl Collector {
             finished: Utc::now(),
             rows_written: 0,
             unmapped_rows: 0,
+            duplicates: 0,
             last_error: Some(error.clone()),
         };
         if let Err(e) = self.store.record_run_finished(&stamp_id, &record).await {
@@ -337,6 +338,7 @@ impl Collector {
             finished: Utc::now(),
             rows_written: summary.rows_written,
             unmapped_rows: summary.unmapped_rows,
+            duplicates: summary.duplicates,
             last_error: summary.error.clone(),
         };
         if let Err(e) = self.store.record_run_finished(&stamp.id, &record).await {

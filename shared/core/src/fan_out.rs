@@ -245,6 +245,8 @@ impl StampFanOut {
                 finished: Utc::now(),
                 rows_written: summary.rows_written,
                 unmapped_rows: summary.unmapped_rows,
+                // Already added to the status when the run recorded its end; this only re-labels it.
+                duplicates: 0,
                 last_error: summary.error.clone(),
             };
             if let Err(e) = self.store.record_run_finished(&stamp_id, &record).await {
@@ -295,6 +297,7 @@ impl StampFanOut {
                 finished: Utc::now(),
                 rows_written: 0,
                 unmapped_rows: 0,
+                duplicates: 0,
                 last_error: Some(format!("dead-lettered after {attempts} attempts: {}", letter.error)),
             };
             if let Err(e) = self.store.record_run_finished(id, &record).await {

@@ -68,6 +68,9 @@ pub struct ProcessingStatus {
     /// Rows of this stamp held in quarantine (all runs): rows the stamp sent that the store cannot
     /// hold; `azs-usage quarantine list` shows them.
     pub quarantined_rows: u64,
+    /// Exact duplicate rows the stamp sent and the store dropped (a row repeated within its window),
+    /// over all runs: a stamp that repeats itself shows here instead of only in a log line.
+    pub duplicate_rows: u64,
     pub last_error: Option<String>,
 }
 
@@ -78,5 +81,7 @@ pub struct RunRecord {
     pub finished: DateTime<Utc>,
     pub rows_written: u64,
     pub unmapped_rows: u64,
+    /// Exact duplicates the run's windows dropped; added to [`ProcessingStatus::duplicate_rows`].
+    pub duplicates: u64,
     pub last_error: Option<String>,
 }

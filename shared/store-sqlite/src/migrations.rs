@@ -57,10 +57,16 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0006_quarantine.sql"),
         step: None,
     },
+    Migration {
+        version: 7,
+        name: "duplicate rows",
+        sql: include_str!("../migrations/0007_duplicate_rows.sql"),
+        step: None,
+    },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 6;
+pub const LATEST_VERSION: i64 = 7;
 
 /// Every migration version this build knows, in order. Versions are assigned to parallel work, so
 /// one may be missing for a while; each is applied when it is not yet recorded, not only when it is

@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, Row};
 
 /// The quarantine count is read, not kept: the quarantine's primary key starts with the stamp id.
 const COLUMNS: &str = "stamp_id, watermark, last_run_started, last_run_finished, outcome, rows_written, unmapped_rows, last_error,
-    (SELECT count(*) FROM quarantined_rows q WHERE q.stamp_id = processing_status.stamp_id)";
+    (SELECT count(*) FROM quarantined_rows q WHERE q.stamp_id = processing_status.stamp_id), duplicate_rows";
 
 #[async_trait]
 impl StatusReader for SqliteStore {
@@ -64,7 +64,7 @@ impl StatusStore for SqliteStore {
             db.write(|conn| {
                 let changed = conn.execute(
                     "UPDATE processing_status SET last_run_finished = ?2, outcome = ?3, rows_written = ?4,
-                         unmapped_rows = ?5, last_error = ?6
+                         unmapped_rows = ?5, last_error = ?6, duplicate_rows = duplicate_rows + ?7
                      WHERE stamp_id = ?1",
                     (
                         stamp.as_str(),
@@ -73,6 +73,7 @@ impl StatusStore for SqliteStore {
                         record.rows_written as i64,
                         record.unmapped_rows as i64,
                         record.last_error.as_deref(),
+                        record.duplicates as i64,
                     ),
                 )?;
                 known(changed, &stamp)
@@ -96,6 +97,7 @@ fn status_from_row(r: &Row<'_>) -> rusqlite::Result<ProcessingStatus> {
         rows_written: get_u64(r, 5)?,
         unmapped_rows: get_u64(r, 6)?,
         quarantined_rows: get_u64(r, 8)?,
+        duplicate_rows: get_u64(r, 9)?,
         last_error: r.get(7)?,
     })
 }

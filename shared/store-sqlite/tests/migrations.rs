@@ -302,7 +302,8 @@ async fn a_database_on_the_64_bit_key_is_upgraded_and_a_re_collected_window_doub
 }
 
 /// Rewrites the file as a version-2 build left it: 64-bit fingerprints in `row_key`, no `row_key_low`,
-/// the old unique index, no `last_reported`, no quarantine, no record of migrations 4 to 6.
+/// the old unique index, no `last_reported`, no quarantine, no duplicate count, no record of migrations 4
+/// to 7.
 fn back_to_version_2(path: &std::path::Path) {
     let conn = sql(path);
     let mut keys = Vec::new();
@@ -336,6 +337,7 @@ fn back_to_version_2(path: &std::path::Path) {
     }
     conn.execute_batch(
         "DROP TABLE quarantined_rows;
+         ALTER TABLE processing_status DROP COLUMN duplicate_rows;
          DROP INDEX tenant_numbers_last_reported;
          ALTER TABLE tenant_numbers DROP COLUMN last_reported;
          ALTER TABLE usage_rows DROP COLUMN row_key_low;

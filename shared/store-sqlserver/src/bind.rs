@@ -166,6 +166,7 @@ pub(crate) fn run_finished(stamp: Uuid, finished: DateTime<Utc>, record: &RunRec
             crate::types::count(record.rows_written).into_sql(),
             crate::types::count(record.unmapped_rows).into_sql(),
             record.last_error.as_deref().into_sql(),
+            crate::types::count(record.duplicates).into_sql(),
         ],
     )
 }
@@ -497,6 +498,7 @@ mod tests {
             finished: t(),
             rows_written: 1,
             unmapped_rows: 0,
+            duplicates: 0,
             last_error: None,
         };
         let bound = [

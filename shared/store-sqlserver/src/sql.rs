@@ -239,6 +239,7 @@ statements! {
         rows_written bigint NOT NULL,
         unmapped_rows bigint NOT NULL,
         last_error nvarchar(max) NULL,
+        duplicate_rows bigint NOT NULL CONSTRAINT df_processing_status_duplicate_rows DEFAULT 0,
         CONSTRAINT pk_processing_status PRIMARY KEY (stamp_id),
         CONSTRAINT fk_processing_status_stamp FOREIGN KEY (stamp_id)
             REFERENCES {schema}.stamps (id) ON DELETE CASCADE
@@ -336,16 +337,19 @@ statements! {
     /// The quarantine count is read, not kept: a seek on the quarantine's primary key.
     GET_STATUS (1) = "SELECT p.stamp_id, p.watermark, p.last_run_started, p.last_run_finished, p.outcome,
             p.rows_written, p.unmapped_rows, p.last_error,
-            (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows
+            (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows,
+            p.duplicate_rows
         FROM {schema}.processing_status AS p WHERE p.stamp_id = @P1";
     LIST_STATUSES (0) = "SELECT p.stamp_id, p.watermark, p.last_run_started, p.last_run_finished, p.outcome,
             p.rows_written, p.unmapped_rows, p.last_error,
-            (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows
+            (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows,
+            p.duplicate_rows
         FROM {schema}.processing_status AS p";
     RUN_STARTED (3) = "UPDATE {schema}.processing_status SET last_run_started = @P2, outcome = @P3
         WHERE stamp_id = @P1";
-    RUN_FINISHED (6) = "UPDATE {schema}.processing_status SET last_run_finished = @P2, outcome = @P3,
-            rows_written = @P4, unmapped_rows = @P5, last_error = @P6
+    /// duplicate_rows accumulates over runs (@P7: the run's exact duplicates dropped).
+    RUN_FINISHED (7) = "UPDATE {schema}.processing_status SET last_run_finished = @P2, outcome = @P3,
+            rows_written = @P4, unmapped_rows = @P5, last_error = @P6, duplicate_rows = duplicate_rows + @P7
         WHERE stamp_id = @P1";
 
     // -- Leases --------------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ fn status_from_row(r: &Row) -> Result<ProcessingStatus, Failure> {
         rows_written: unsigned(r, 5)?,
         unmapped_rows: unsigned(r, 6)?,
         quarantined_rows: unsigned(r, 8)?,
+        duplicate_rows: unsigned(r, 9)?,
         last_error: opt_text(r, 7)?,
     })
 }

@@ -24,6 +24,7 @@ pub async fn registering_a_stamp_creates_its_status_with_the_watermark_at_collec
         rows_written: 0,
         unmapped_rows: 0,
         quarantined_rows: 0,
+        duplicate_rows: 0,
         last_error: None,
     };
     assert_eq!(store.get_status(&s.id).await.unwrap(), Some(expected.clone()));
@@ -52,6 +53,7 @@ pub async fn a_run_records_its_start_and_its_finish(store: Arc<dyn Store>) {
         finished: t("2026-11-26T12:06:30Z"),
         rows_written: 20_000,
         unmapped_rows: 17,
+        duplicates: 3,
         last_error: Some("usage: HTTP 500 (upstream InternalServerError)".into()),
     };
     store.record_run_finished(&s.id, &record).await.unwrap();
@@ -69,14 +71,16 @@ pub async fn a_run_records_its_start_and_its_finish(store: Arc<dyn Store>) {
             rows_written: 20_000,
             unmapped_rows: 17,
             quarantined_rows: 0,
+            duplicate_rows: 3,
             last_error: record.last_error.clone(),
         }
     );
 
-    // And a later success clears the error
-    let ok = RunRecord { outcome: RunOutcome::Succeeded, last_error: None, ..record };
+    // And a later success clears the error, and the duplicates dropped add up over runs
+    let ok = RunRecord { outcome: RunOutcome::Succeeded, last_error: None, duplicates: 2, ..record };
     store.record_run_finished(&s.id, &ok).await.unwrap();
-    assert_eq!(store.get_status(&s.id).await.unwrap().unwrap().last_error, None);
+    let done = store.get_status(&s.id).await.unwrap().unwrap();
+    assert_eq!((done.last_error, done.duplicate_rows), (None, 5));
 
     // And an unknown stamp has no status to record into
     let unknown = stamp("unknown");
