@@ -333,8 +333,12 @@ pub(crate) fn export_stamps(from: DateTime<Utc>, to: DateTime<Utc>) -> Bound<'st
     Bound::new(&sql::EXPORT_STAMPS, vec![from.into_sql(), to.into_sql()])
 }
 
-pub(crate) fn export_rows(stamp: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -> Bound<'static> {
-    Bound::new(&sql::EXPORT_ROWS, vec![stamp.into_sql(), from.into_sql(), to.into_sql()])
+pub(crate) fn export_windows(stamp: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -> Bound<'static> {
+    Bound::new(&sql::EXPORT_WINDOWS, vec![stamp.into_sql(), from.into_sql(), to.into_sql()])
+}
+
+pub(crate) fn export_window_rows(window_no: i64) -> Bound<'static> {
+    Bound::new(&sql::EXPORT_WINDOW_ROWS, vec![window_no.into_sql()])
 }
 
 // -- A window's quarantined rows, as QUARANTINE_WINDOW reads them -----------------------------------------
@@ -539,7 +543,8 @@ mod tests {
             list_quarantine(None),
             record_reprocess(id, t(), t(), "why", t()),
             export_stamps(t(), t()),
-            export_rows(id, t(), t()),
+            export_windows(id, t(), t()),
+            export_window_rows(1),
             subscriptions_seen(id, t()),
             none(&sql::SCHEMA_VERSION),
             none(&sql::LIST_STAMPS),

@@ -301,28 +301,38 @@ async fn export(
     let mut exported = 0u64;
     for key in stamps {
         let stamp_id = StampId(guid_text(key));
-        s.for_each_row(bind::export_rows(key, from, to), |r| {
-            let row = StoredUsageRow {
-                stamp_id: stamp_id.clone(),
-                window: ReportedWindow { start: req(&r, 0)?, end: req(&r, 1)? },
-                billing_subscription_id: opt_text(&r, 2)?,
-                row: UsageRow {
-                    subscription_id: text(&r, 3)?,
-                    meter_id: text(&r, 4)?,
-                    usage_start: req(&r, 5)?,
-                    usage_end: req(&r, 6)?,
-                    quantity: Quantity::read(req::<Numeric>(&r, 7)?, req(&r, 8)?)?,
-                    resource_uri: text(&r, 9)?,
-                    location: text(&r, 10)?,
-                    tags: opt_text(&r, 11)?,
-                    additional_info: opt(&r, 12)?.map(|s: &str| s.to_owned()),
-                },
-            };
-            sink(row).map_err(|e| Failure::other(format!("export stopped after {exported} rows: {e}")))?;
-            exported += 1;
-            Ok(())
-        })
-        .await?;
+        // A stamp's windows (one per hour: 8,760 a year), then each window's rows (see EXPORT_WINDOW_ROWS).
+        let windows = s
+            .query(bind::export_windows(key, from, to))
+            .await?
+            .iter()
+            .map(|r| Ok((req::<i64>(r, 0)?, ReportedWindow { start: req(r, 1)?, end: req(r, 2)? })))
+            .collect::<Result<Vec<_>, Failure>>()?;
+        for (window_no, window) in windows {
+            s.for_each_row(bind::export_window_rows(window_no), |r| {
+                let row = StoredUsageRow {
+                    stamp_id: stamp_id.clone(),
+                    window,
+                    billing_subscription_id: opt_text(&r, 0)?,
+                    row: UsageRow {
+                        subscription_id: text(&r, 1)?,
+                        meter_id: text(&r, 2)?,
+                        usage_start: req(&r, 3)?,
+                        usage_end: req(&r, 4)?,
+                        quantity: Quantity::read(req::<Numeric>(&r, 5)?, req(&r, 6)?)?,
+                        resource_uri: text(&r, 7)?,
+                        location: text(&r, 8)?,
+                        tags: opt_text(&r, 9)?,
+                        additional_info: opt(&r, 10)?.map(|s: &str| s.to_owned()),
+                    },
+                };
+                sink(row)
+                    .map_err(|e| Failure::other(format!("export stopped after {exported} rows: {e}")))?;
+                exported += 1;
+                Ok(())
+            })
+            .await?;
+        }
     }
     Ok(exported)
 }

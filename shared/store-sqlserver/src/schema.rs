@@ -131,7 +131,7 @@ pub(crate) async fn migrate(session: &mut Session) -> Result<i32, Failure> {
 
 /// Without READ_COMMITTED_SNAPSHOT (SQL Server's default; Azure SQL's is on), an export's range scan
 /// under locking READ COMMITTED can read part of an hour before a reprocess replaces it and the rest
-/// after: an invoice with old and new rows of one hour. With it, each stamp's export query sees one
+/// after: an invoice with old and new rows of one hour. With it, each window's export query sees one
 /// committed state. Refusing here, at every start, names the one statement that fixes it.
 async fn require_row_versioning(session: &mut Session) -> Result<(), Failure> {
     match int(session, bind::none(&sql::RCSI_ON)).await? {

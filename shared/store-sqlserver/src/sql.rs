@@ -556,16 +556,20 @@ statements! {
     EXPORT_STAMPS (2) = "SELECT DISTINCT sn.stamp_id
         FROM {schema}.usage_windows AS w JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
         WHERE w.reported_start >= @P1 AND w.reported_start < @P2";
-    /// One stamp's rows reported in [@P2, @P3), in the export's order: a seek on uq_usage_windows for
-    /// the stamp's windows, then one clustered range seek per window (its rows are contiguous).
-    EXPORT_ROWS (3) = "SELECT w.reported_start, w.reported_end, u.billing_subscription_id, u.subscription_id,
-            u.meter_id, u.usage_start, u.usage_end, u.quantity, u.quantity_scale, u.resource_uri, u.location,
-            u.tags, u.additional_info
-        FROM {schema}.usage_windows AS w
-        JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
-        JOIN {schema}.usage_rows AS u ON u.window_no = w.window_no
+    /// One stamp's windows reported in [@P2, @P3), in order: a seek on uq_usage_windows.
+    EXPORT_WINDOWS (3) = "SELECT w.window_no, w.reported_start, w.reported_end
+        FROM {schema}.usage_windows AS w JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
         WHERE sn.stamp_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3
-        ORDER BY w.reported_start, u.usage_start, u.row_key";
+        ORDER BY w.reported_start";
+    /// One window's rows in the export's order: one clustered range seek (the window's rows are
+    /// contiguous) and a sort of that window alone. One query per window rather than per stamp: the
+    /// export order (usage start within the hour) is not the index's, and a month of a large stamp
+    /// in one query would be one sort of millions of rows in tempdb. Each window is still read in one
+    /// committed state (RCSI), so a reprocess never shows half of an hour.
+    EXPORT_WINDOW_ROWS (1) = "SELECT billing_subscription_id, subscription_id, meter_id, usage_start, usage_end,
+            quantity, quantity_scale, resource_uri, location, tags, additional_info
+        FROM {schema}.usage_rows WHERE window_no = @P1
+        ORDER BY usage_start, row_key";
 }
 
 /// The distinct `@Pn` placeholders of `sql`, in ascending order.
