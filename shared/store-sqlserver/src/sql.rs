@@ -873,6 +873,66 @@ mod tests {
             .collect()
     }
 
+    /// The columns an `UPDATE {schema}.table SET …` (or a MERGE's `UPDATE SET …` of its target) assigns
+    /// that the table does not have.
+    fn unknown_updated_columns(segment: &str, tables: &[(String, Vec<String>)]) -> Vec<String> {
+        let target = ["UPDATE {schema}.", "MERGE INTO {schema}."].iter().find_map(|prefix| {
+            let at = segment.find(prefix)? + prefix.len();
+            let name: String =
+                segment[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            Some((name, at))
+        });
+        let Some((table, at)) = target else { return Vec::new() };
+        let columns =
+            &tables.iter().find(|(t, _)| *t == table).unwrap_or_else(|| panic!("no table {table}")).1;
+        let Some(set) = segment[at..].find("SET ") else { return Vec::new() };
+        let assignments = &segment[at + set + "SET ".len()..];
+        let assignments = &assignments[..assignments.find("WHERE").unwrap_or(assignments.len())];
+        let assignments = &assignments[..assignments.find("WHEN ").unwrap_or(assignments.len())];
+        assignments
+            .split(',')
+            .filter_map(|item| {
+                let (left, _) = item.split_once('=')?;
+                let left = left.trim();
+                left.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then_some(left)
+            })
+            .filter(|c| !columns.iter().any(|k| k == c))
+            .map(|c| format!("{table}.{c}"))
+            .collect()
+    }
+
+    #[test]
+    fn every_updated_column_is_a_column_of_the_table() {
+        let tables = tables();
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for statement in ALL {
+            for segment in statement.sql.split(';').filter(|s| s.contains("UPDATE")) {
+                checked += 1;
+                for unknown in unknown_updated_columns(segment, &tables) {
+                    failures.push(format!("{}: {unknown}", statement.name));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+        assert!(checked >= 10, "the UPDATEs were seen ({checked})");
+        let broken =
+            "UPDATE {schema}.stamp_leases SET expires_at = DATEADD(millisecond, @P3, SYSUTCDATETIME()),
+            stamp_no = 1 WHERE stamp_id = @P1";
+        assert_eq!(
+            unknown_updated_columns(broken, &tables),
+            ["stamp_leases.stamp_no"],
+            "the check has teeth"
+        );
+        let merge = "MERGE INTO {schema}.tenant_numbers AS t USING (SELECT 1 AS a) AS src ON 1 = 1
+            WHEN MATCHED THEN UPDATE SET last_seen = @P2 WHEN NOT MATCHED BY TARGET THEN INSERT (stamp_no) VALUES (1)";
+        assert_eq!(
+            unknown_updated_columns(merge, &tables),
+            ["tenant_numbers.last_seen"],
+            "MERGE updates too"
+        );
+    }
+
     #[test]
     fn every_inserted_column_is_a_column_of_the_table() {
         let tables = tables();
