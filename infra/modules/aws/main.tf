@@ -32,13 +32,15 @@ locals {
   # are checked by tests/infra-check.
   function_environment = merge(
     {
-      AZS_USAGE_DATABASE      = "secret:${aws_secretsmanager_secret.database.name}"
-      AZS_USAGE_SECRETS       = "aws-secrets-manager"
-      AZS_USAGE_SECRET_PREFIX = var.secret_prefix
-      AZS_USAGE_CONCURRENCY   = tostring(var.collect_concurrency)
-      AZS_USAGE_SETTLE_DELAY  = var.settle_delay
-      AZS_USAGE_LOG           = var.log_level
-      AZS_USAGE_LOG_FORMAT    = "json"
+      AZS_USAGE_DATABASE               = "secret:${aws_secretsmanager_secret.database.name}"
+      AZS_USAGE_SECRETS                = "aws-secrets-manager"
+      AZS_USAGE_SECRET_PREFIX          = var.secret_prefix
+      AZS_USAGE_CONCURRENCY            = tostring(var.collect_concurrency)
+      AZS_USAGE_SETTLE_DELAY           = var.settle_delay
+      AZS_USAGE_MAX_SPAN_HOURS         = tostring(var.max_span_hours)
+      AZS_USAGE_SUBSCRIBER_CONCURRENCY = tostring(var.subscriber_concurrency)
+      AZS_USAGE_LOG                    = var.log_level
+      AZS_USAGE_LOG_FORMAT             = "json"
       # Stamp credentials the webhook creates are encrypted with the module's key.
       AZS_USAGE_SECRET_KMS_KEY = aws_kms_key.this.arn
     },

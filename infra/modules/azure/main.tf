@@ -62,16 +62,18 @@ locals {
   # when application_stack is set).
   app_settings = merge(
     {
-      AZS_USAGE_DATABASE      = local.database_connection_string
-      AZS_USAGE_DATABASE_AUTH = "managed-identity"
-      AZS_USAGE_SECRETS       = "azure-key-vault:${trimsuffix(azurerm_key_vault.this.vault_uri, "/")}"
-      AZS_USAGE_SECRET_PREFIX = var.secret_prefix
-      AZS_USAGE_CONCURRENCY   = tostring(var.collect_concurrency)
-      AZS_USAGE_SETTLE_DELAY  = var.settle_delay
-      AZS_USAGE_LOG           = var.log_level
-      AZS_USAGE_LOG_FORMAT    = "json"
-      AZS_USAGE_TIME_BUDGET   = local.time_budget
-      COLLECT_SCHEDULE        = var.collect_schedule
+      AZS_USAGE_DATABASE               = local.database_connection_string
+      AZS_USAGE_DATABASE_AUTH          = "managed-identity"
+      AZS_USAGE_SECRETS                = "azure-key-vault:${trimsuffix(azurerm_key_vault.this.vault_uri, "/")}"
+      AZS_USAGE_SECRET_PREFIX          = var.secret_prefix
+      AZS_USAGE_CONCURRENCY            = tostring(var.collect_concurrency)
+      AZS_USAGE_SETTLE_DELAY           = var.settle_delay
+      AZS_USAGE_MAX_SPAN_HOURS         = tostring(var.max_span_hours)
+      AZS_USAGE_SUBSCRIBER_CONCURRENCY = tostring(var.subscriber_concurrency)
+      AZS_USAGE_LOG                    = var.log_level
+      AZS_USAGE_LOG_FORMAT             = "json"
+      AZS_USAGE_TIME_BUDGET            = local.time_budget
+      COLLECT_SCHEDULE                 = var.collect_schedule
       # host.json's functionTimeout, overridden from the same variable as the time budget.
       AzureFunctionsJobHost__functionTimeout = local.function_timeout
     },

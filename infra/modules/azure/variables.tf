@@ -147,6 +147,28 @@ variable "collect_concurrency" {
   }
 }
 
+variable "max_span_hours" {
+  description = "Catch-up spans (AZS_USAGE_MAX_SPAN_HOURS): a stamp more than one hour behind pulls up to this many reported hours in one request chain, committed as one window; 1 pulls hour by hour."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.max_span_hours >= 1 && var.max_span_hours <= 24 && floor(var.max_span_hours) == var.max_span_hours
+    error_message = "max_span_hours must be a whole number from 1 to 24."
+  }
+}
+
+variable "subscriber_concurrency" {
+  description = "Per-subscriber stamps: how many subscriberId queries of one window are in flight at once, per stamp (AZS_USAGE_SUBSCRIBER_CONCURRENCY)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.subscriber_concurrency >= 1 && var.subscriber_concurrency <= 64 && floor(var.subscriber_concurrency) == var.subscriber_concurrency
+    error_message = "subscriber_concurrency must be a whole number from 1 to 64."
+  }
+}
+
 variable "settle_delay" {
   description = "How far behind now the last collected reported hour ends (AZS_USAGE_SETTLE_DELAY), e.g. `30m`, `1h`."
   type        = string

@@ -50,6 +50,7 @@ pub const CONTINUATION_DELAY: &str = "AZS_USAGE_CONTINUATION_DELAY";
 pub const MAX_ATTEMPTS: &str = "AZS_USAGE_MAX_ATTEMPTS";
 /// Set by the Functions host for a custom handler: the port to listen on (never by an operator).
 pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+pub const MAX_SPAN_HOURS: &str = "AZS_USAGE_MAX_SPAN_HOURS";
 
 pub const ENVIRONMENT: &[EnvVar] = &[
     EnvVar {
@@ -136,6 +137,14 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         needed: Needed::Optional,
         default: "16MiB",
         meaning: "Largest answer body read from a stamp; reading stops at the cap and the window fails.",
+    },
+    EnvVar {
+        name: MAX_SPAN_HOURS,
+        needed: Needed::Optional,
+        default: "1",
+        meaning: "Catch-up spans: a stamp more than one hour behind may pull up to this many reported hours in \
+                  one request chain, committed as one window (1-24; 1 pulls hour by hour). The pull limits \
+                  above then apply to the whole span; a span over them is pulled again hour by hour.",
     },
     EnvVar {
         name: LOG,
@@ -244,6 +253,8 @@ pub struct AppConfig {
     pub time_budget: TimeBudget,
     pub lease_ttl: std::time::Duration,
     pub pull_limits: azs_core::ports::PullLimits,
+    /// Most reported hours one catch-up window may cover (1 to `LONGEST_SPAN_HOURS`).
+    pub max_span_hours: u32,
     pub log_filter: String,
     pub log_format: LogFormat,
     pub api_token_secret: Option<String>,
@@ -390,6 +401,14 @@ impl AppConfig {
             max_bytes: bytes(MAX_BYTES_PER_WINDOW)?,
             max_page_bytes: bytes(MAX_PAGE_BYTES)?,
         };
+        let longest = azs_core::window::LONGEST_SPAN_HOURS;
+        let max_span_hours =
+            get(MAX_SPAN_HOURS).parse::<u32>().ok().filter(|n| (1..=longest).contains(n)).ok_or_else(
+                || ConfigError {
+                    variable: MAX_SPAN_HOURS,
+                    rule: format!("must be a whole number from 1 to {longest}"),
+                },
+            )?;
         let log_format = match get(LOG_FORMAT).as_str() {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
@@ -453,6 +472,7 @@ impl AppConfig {
             time_budget,
             lease_ttl,
             pull_limits,
+            max_span_hours,
             log_filter: get(LOG),
             log_format,
             api_token_secret: lookup(API_TOKEN_SECRET).filter(|v| !v.trim().is_empty()),
@@ -599,6 +619,10 @@ mod tests {
         assert_eq!(config(&[(FAN_OUT, "sqs")]).unwrap_err().variable, FAN_OUT);
         assert_eq!(config(&[(CONTINUATION_DELAY, "16m")]).unwrap_err().variable, CONTINUATION_DELAY);
         assert_eq!(config(&[(MAX_ATTEMPTS, "0")]).unwrap_err().variable, MAX_ATTEMPTS);
+        assert_eq!(config(&[(MAX_SPAN_HOURS, "0")]).unwrap_err().variable, MAX_SPAN_HOURS);
+        assert_eq!(config(&[(MAX_SPAN_HOURS, "25")]).unwrap_err().variable, MAX_SPAN_HOURS);
+        assert_eq!(config(&[(MAX_SPAN_HOURS, "12")]).unwrap().max_span_hours, 12);
+        assert_eq!(config(&[]).unwrap().max_span_hours, 1);
         assert_eq!(config(&[(STAMP_QUEUE_URL, "stamps")]).unwrap_err().variable, STAMP_QUEUE_URL);
     }
 

@@ -76,6 +76,7 @@ impl Services {
             settle_delay: chrono::Duration::from_std(config.settle_delay)
                 .unwrap_or(chrono::Duration::hours(1)),
             lease_ttl: config.lease_ttl,
+            max_span_hours: config.max_span_hours,
             ..CollectSettings::default()
         };
         let Administration { stamps: registrar, mappings: mapper, .. } = Administration::new(

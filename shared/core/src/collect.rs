@@ -5,19 +5,27 @@
 //! Flow for one stamp: lease -> status "running" -> credential -> connect (discovery, token) ->
 //! for each window: pull pages -> commit rows + watermark (one transaction) -> renew lease ->
 //! status with the outcome -> release lease.
+//!
+//! A window is one reported hour, or, for a stamp more than an hour behind, a catch-up span of up to
+//! [`CollectSettings::max_span_hours`] hours pulled in one request chain. The API does not say which
+//! hour of a span reported a row, so a span is stored, reprocessed and verified as one window (its
+//! rows keyed by the span's start) and never reaches past the newest complete hour. A span that
+//! cannot be committed as one (over a pull limit, or holding equal rows that only their reported
+//! hours would tell apart) is pulled again hour by hour.
 
 use crate::drift::{HourDrift, compare_hour};
 use crate::ports::{
-    CommitReceipt, ExportFilter, PageRows, PullError, PullSummary, SecretStore, StampSession, Store,
-    StoreError, UsageSource, WindowCommit, WindowWrite,
+    CommitReceipt, ExportFilter, PageRows, PullError, PullStage, PullSummary, SecretStore, StampSession,
+    Store, StoreError, UsageSource, WindowCommit, WindowWrite,
 };
 use crate::quarantine::{QuarantinedRow, RowLimits, reconstructed_json};
 use crate::stamp::{Credential, Stamp, StampId};
 use crate::status::{RunOutcome, RunRecord};
-use crate::usage::UsageRow;
-use crate::window::{ReportedWindow, plan_windows};
+use crate::usage::{RowKey, UsageRow};
+use crate::window::{self, ReportedWindow};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,6 +49,9 @@ pub struct CollectSettings {
     pub owner: String,
     /// Time kept in reserve at the end of the budget for the last commit and status writes.
     pub commit_reserve: Duration,
+    /// Most reported hours one window may cover when a stamp is behind (a catch-up span, 1 to
+    /// [`crate::window::LONGEST_SPAN_HOURS`]); 1 pulls hour by hour. See [`Collector::collect_windows`].
+    pub max_span_hours: u32,
 }
 
 impl Default for CollectSettings {
@@ -51,6 +62,7 @@ impl Default for CollectSettings {
             lease_ttl: Duration::from_secs(600),
             owner: format!("process-{}", uuid::Uuid::new_v4()),
             commit_reserve: Duration::from_secs(10),
+            max_span_hours: 1,
         }
     }
 }
@@ -373,34 +385,56 @@ impl Collector {
             .await
             .map_err(|e| fail(None, e.into()))?
             .ok_or_else(|| fail(None, StoreError::UnknownStamp(stamp.id.clone()).into()))?;
-        let windows: Vec<ReportedWindow> =
-            plan_windows(status.watermark, Utc::now(), self.settings.settle_delay).collect();
-        summary.windows_planned = windows.len();
-        progress.planned(stamp, windows.len());
-        if windows.is_empty() {
+        let horizon = window::horizon(Utc::now(), self.settings.settle_delay);
+        let max_span = self.settings.max_span_hours.clamp(1, window::LONGEST_SPAN_HOURS);
+        let behind = if horizon > status.watermark { (horizon - status.watermark).num_hours() } else { 0 };
+        let planned = usize::try_from(behind).unwrap_or(0).div_ceil(max_span as usize);
+        summary.windows_planned = planned;
+        progress.planned(stamp, planned);
+        if planned == 0 {
             return Ok(RunOutcome::Succeeded);
         }
 
         let session = self.open_session(stamp).await.map_err(|kind| fail(None, kind))?;
         let also = self.recent_subscribers(stamp).await.map_err(|e| fail(None, e.into()))?;
-        let mut slowest = Duration::ZERO;
+        // The slowest committed hour of this run (a window's time over its hours): what the budget
+        // check expects the next window to take per hour, twice over for safety.
+        let mut slowest_hour: Option<Duration> = None;
         let mut rows_hint = 0;
-        for window in windows {
+        // Hours before this are pulled one at a time: a span that could not be committed as one (see
+        // `SpanRefused`) is pulled again hour by hour, as without spans.
+        let mut hourly_until = status.watermark;
+        let mut start = status.watermark;
+        while let Some(mut window) = window::next_window(start, horizon, max_span) {
+            if window.start < hourly_until {
+                window = ReportedWindow::hour(window.start);
+            }
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left < slowest.saturating_mul(2) + self.settings.commit_reserve {
+                let reserve = self.settings.commit_reserve;
+                let Some(hours) = hours_that_fit(left, reserve, slowest_hour, window.hours()) else {
                     info!(window = %window, "time budget nearly spent; stopping before this window");
                     return Ok(RunOutcome::Partial);
-                }
+                };
+                window = ReportedWindow { end: window.start + chrono::Duration::hours(hours), ..window };
             }
             let began = Instant::now();
             let pull = Pull { stamp, owner, deadline, write: WindowWrite::Advance, also: &also };
-            let receipt = self
+            let receipt = match self
                 .pull_and_commit(&pull, session.as_ref(), window, &mut rows_hint)
                 .instrument(info_span!("window", window = %window))
                 .await
-                .map_err(|kind| fail(Some(window), kind))?;
-            slowest = slowest.max(began.elapsed());
+            {
+                Ok(receipt) => receipt,
+                Err(WindowFailure::SpanRefused(why)) => {
+                    warn!(window = %window, reason = %why, "the span is pulled again hour by hour");
+                    hourly_until = window.end;
+                    continue;
+                }
+                Err(WindowFailure::Failed(kind)) => return Err(fail(Some(window), kind)),
+            };
+            let per_hour = began.elapsed() / u32::try_from(window.hours()).unwrap_or(1).max(1);
+            slowest_hour = Some(slowest_hour.map_or(per_hour, |s| s.max(per_hour)));
             summary.windows_committed += 1;
             summary.rows_written += receipt.rows_written;
             summary.duplicates += receipt.duplicates;
@@ -408,6 +442,7 @@ impl Collector {
             summary.quarantined += receipt.quarantined;
             progress.window_committed(stamp, window, &receipt);
             self.renew_lease(&stamp.id, owner).await.map_err(|kind| fail(Some(window), kind))?;
+            start = window.end;
         }
         Ok(RunOutcome::Succeeded)
     }
@@ -466,19 +501,37 @@ impl Collector {
         }
     }
 
+    /// Pulls one window of a collection and commits it with the advanced watermark. A span (more
+    /// than one hour) that cannot be committed as one is refused, not failed: the caller pulls its
+    /// hours one by one instead, so a span never stops a stamp that hourly windows would not.
     async fn pull_and_commit(
         &self,
         pull: &Pull<'_>,
         session: &dyn StampSession,
         window: ReportedWindow,
         rows_hint: &mut usize,
-    ) -> Result<CommitReceipt, CollectErrorKind> {
-        // One hourly window is buffered so that its rows and the watermark commit together; memory is
-        // bounded by the largest hour (and by the pull's row limit), not by how many hours a run
-        // covers. Consecutive hours are about the same size: reserving the last one's row count
-        // spares growing the buffer by doubling (a copy each time, and up to twice the room).
-        let (rows, pulled) = self.pull_rows(pull, session, window, rows_hint).await?;
-        self.commit_rows(pull, window, rows, pulled).await
+    ) -> Result<CommitReceipt, WindowFailure> {
+        // One window is buffered so that its rows and the watermark commit together; memory is
+        // bounded by the largest window (and by the pull's row limit, which applies to a span as to
+        // an hour), not by how many hours a run covers. Consecutive windows are about the same size:
+        // reserving the last one's row count spares growing the buffer by doubling (a copy each time,
+        // and up to twice the room).
+        let span = window.hours() > 1;
+        let (rows, pulled) = match self.pull_rows(pull, session, window, rows_hint, span).await {
+            // The span is over a pull limit (rows, pages, bytes): its hours may each be within them.
+            Err(CollectErrorKind::Pull(e)) if span && e.stage == PullStage::Limit => {
+                return Err(WindowFailure::SpanRefused(e.to_string()));
+            }
+            other => other?,
+        };
+        if span && rows.ambiguous_repeats > 0 {
+            return Err(WindowFailure::SpanRefused(format!(
+                "{} row(s) of the span equal another of its rows without being a page-boundary repeat; \
+                 only the reported hour tells such rows apart, and a span's rows do not carry it",
+                rows.ambiguous_repeats
+            )));
+        }
+        Ok(self.commit_rows(pull, window, rows, pulled).await?)
     }
 
     /// One window's rows, pulled under the run's lease and budget (see [`Self::pull_under_lease`]).
@@ -488,8 +541,10 @@ impl Collector {
         session: &dyn StampSession,
         window: ReportedWindow,
         rows_hint: &mut usize,
+        watch_repeats: bool,
     ) -> Result<(PulledWindow, PullSummary), CollectErrorKind> {
         let mut pulled_window = PulledWindow::new(self.store.row_limits(), *rows_hint);
+        pulled_window.watch_repeats = watch_repeats;
         let pulled = self
             .pull_under_lease(
                 pull,
@@ -537,8 +592,10 @@ impl Collector {
     }
 
     /// Re-pulls `range` (already collected: it must end at or before the watermark) and replaces the
-    /// stored rows hour by hour. Each hour is swapped atomically (its old rows are deleted and the new
-    /// ones inserted in one transaction), so at no moment does a total count an hour twice or not at all.
+    /// stored rows window by window: hour by hour, except that an hour collected in a catch-up span is
+    /// handled with its whole span (the range is widened to it; see [`window::covering_windows`]).
+    /// Each window is swapped atomically (its old rows are deleted and the new ones inserted in one
+    /// transaction), so at no moment does a total count an hour twice or not at all.
     ///
     /// Before an hour is swapped, what it would change is compared with what is stored
     /// ([`crate::drift`]): an hour that would lose a row or a quantity is refused (and the run stops
@@ -560,17 +617,19 @@ impl Collector {
             kind,
         };
         let stamp = self.collected_stamp(stamp_id, range).await?;
+        let windows = self.covering_windows(&stamp.id, range).await?;
+        let range = widened(range, &windows);
         let mut report = ReprocessReport {
             summary: StampSummary {
                 outcome: RunOutcome::Succeeded,
-                windows_planned: range.hours() as usize,
+                windows_planned: windows.len(),
                 ..StampSummary::starting(stamp.id.clone(), stamp.name.clone())
             },
             dry_run: request.dry_run,
             hours: Vec::new(),
         };
         if request.dry_run {
-            report.hours = self.compare_range(&stamp, range).await?;
+            report.hours = self.compare_windows(&stamp, range, &windows).await?;
             return Ok(report);
         }
         let owner = &self.run_owner();
@@ -591,9 +650,9 @@ impl Collector {
             let also = self.recent_subscribers(&stamp).await.map_err(|e| fail(Some(range), e.into()))?;
             let write = WindowWrite::Replace { remap: request.remap };
             let pull = Pull { stamp: &stamp, owner, deadline: None, write, also: &also };
-            for window in range.split_hours() {
+            for &window in &windows {
                 let (rows, pulled) = self
-                    .pull_rows(&pull, session.as_ref(), window, &mut rows_hint)
+                    .pull_rows(&pull, session.as_ref(), window, &mut rows_hint, false)
                     .await
                     .map_err(|k| fail(Some(window), k))?;
                 let drift = compare_hour(window, &self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?, &rows.rows);
@@ -629,7 +688,7 @@ impl Collector {
             Err(e) => format!("stopped: {e}"),
         };
         let entry = format!(
-            "{} [by {}; {} of {} hour(s) replaced{}; +{added} -{removed} ~{changed} rows; {outcome}]",
+            "{} [by {}; {} of {} window(s) replaced{}; +{added} -{removed} ~{changed} rows; {outcome}]",
             request.reason,
             request.requested_by,
             if request.remap { " with --remap (current mappings)" } else { "" },
@@ -656,13 +715,36 @@ impl Collector {
         range: ReportedWindow,
     ) -> Result<Vec<HourDrift>, CollectError> {
         let stamp = self.collected_stamp(stamp_id, range).await?;
-        self.compare_range(&stamp, range).await
+        let windows = self.covering_windows(&stamp.id, range).await?;
+        self.compare_windows(&stamp, widened(range, &windows), &windows).await
     }
 
-    async fn compare_range(
+    /// The windows `range` is stored in (see [`window::covering_windows`]): its hours, and whole the
+    /// catch-up spans it overlaps, also where they reach outside it.
+    async fn covering_windows(
+        &self,
+        stamp: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Vec<ReportedWindow>, CollectError> {
+        let stored = self.store.stored_windows(stamp, range).await.map_err(|e| CollectError {
+            stamp: stamp.clone(),
+            window: Some(range),
+            kind: e.into(),
+        })?;
+        let windows = window::covering_windows(range, &stored);
+        if windows.len() != range.hours() as usize {
+            info!(range = %range, windows = windows.len(), "the range is stored in catch-up spans; each is handled whole");
+        }
+        Ok(windows)
+    }
+
+    /// Re-pulls each of `windows` (covering `range`) without writing and compares it with what is
+    /// stored for it.
+    async fn compare_windows(
         &self,
         stamp: &Stamp,
         range: ReportedWindow,
+        windows: &[ReportedWindow],
     ) -> Result<Vec<HourDrift>, CollectError> {
         let fail = |window: Option<ReportedWindow>, kind: CollectErrorKind| CollectError {
             stamp: stamp.id.clone(),
@@ -671,8 +753,8 @@ impl Collector {
         };
         let session = self.open_session(stamp).await.map_err(|k| fail(Some(range), k))?;
         let also = self.recent_subscribers(stamp).await.map_err(|e| fail(Some(range), e.into()))?;
-        let mut hours = Vec::with_capacity(range.hours() as usize);
-        for window in range.split_hours() {
+        let mut hours = Vec::with_capacity(windows.len());
+        for &window in windows {
             // Rows the store cannot hold are compared with the quarantine, not with the ledger: only
             // what the ledger can hold is expected there.
             let mut pulled = PulledWindow::new(self.store.row_limits(), 0);
@@ -778,18 +860,54 @@ struct PulledWindow {
     limits: RowLimits,
     rows: Vec<UsageRow>,
     quarantined: Vec<QuarantinedRow>,
+    /// Whether to look for rows equal to another row of the window (spans only, see `take`).
+    watch_repeats: bool,
+    /// The page each row key was first seen on (only while `watch_repeats`).
+    first_seen: HashMap<RowKey, u64>,
+    pages: u64,
+    /// Rows equal to an earlier row of the window that are not a page-boundary repeat.
+    ambiguous_repeats: u64,
 }
 
 impl PulledWindow {
     fn new(limits: RowLimits, rows_hint: usize) -> Self {
-        Self { limits, rows: Vec::with_capacity(rows_hint), quarantined: Vec::new() }
+        Self {
+            limits,
+            rows: Vec::with_capacity(rows_hint),
+            quarantined: Vec::new(),
+            watch_repeats: false,
+            first_seen: HashMap::new(),
+            pages: 0,
+            ambiguous_repeats: 0,
+        }
     }
 
     /// Takes a page: each row is checked against the store's limits here, in the core, so every
     /// store and every session quarantines by the same rule.
     fn take(&mut self, page: PageRows<'_>) {
         self.quarantined.extend(page.unreadable);
+        self.pages += 1;
+        // Within an hour, a row equal to another is stored once: a page repeating the previous page's
+        // last rows is a known paging artefact, and nothing else tells two equal rows apart. Within a
+        // span, two equal rows may also be two reports of different hours (an on-time and a late row
+        // alike in every field), which hourly windows keep apart by their reported hour. So a span
+        // accepts equal rows only where they look like a repeat across a page boundary (the leading
+        // rows of a page, first seen on another page) and is otherwise pulled hour by hour.
+        let mut leading = true;
         for (index, row) in page.rows.into_iter().enumerate() {
+            if self.watch_repeats {
+                match self.first_seen.entry(row.key()) {
+                    std::collections::hash_map::Entry::Vacant(first) => {
+                        first.insert(self.pages);
+                        leading = false;
+                    }
+                    std::collections::hash_map::Entry::Occupied(seen) => {
+                        if !(leading && *seen.get() != self.pages) {
+                            self.ambiguous_repeats += 1;
+                        }
+                    }
+                }
+            }
             match self.limits.check(&row) {
                 Ok(()) => self.rows.push(row),
                 Err(why) => {
@@ -798,6 +916,21 @@ impl PulledWindow {
                 }
             }
         }
+    }
+}
+
+/// Why one window of a collection was not committed.
+enum WindowFailure {
+    /// A span that cannot be committed as one (over a pull limit, or rows only their reported hour
+    /// tells apart): its hours are pulled one by one instead. Nothing of it was committed.
+    SpanRefused(String),
+    /// The window failed; the stamp's run stops here.
+    Failed(CollectErrorKind),
+}
+
+impl From<CollectErrorKind> for WindowFailure {
+    fn from(kind: CollectErrorKind) -> Self {
+        WindowFailure::Failed(kind)
     }
 }
 
@@ -811,6 +944,60 @@ struct Pull<'a> {
     also: &'a [String],
 }
 
+/// How many hours (at most `wanted`) the next window may cover with `left` of the budget: no window
+/// is started unless twice the slowest hour so far, times its hours, fits before the commit
+/// `reserve`. The first window of a budgeted run is a single hour, which measures the stamp; a span
+/// follows once it is known what an hour costs. `None`: not even one hour fits.
+fn hours_that_fit(
+    left: Duration,
+    reserve: Duration,
+    slowest_hour: Option<Duration>,
+    wanted: i64,
+) -> Option<i64> {
+    let usable = left.checked_sub(reserve)?;
+    let Some(per_hour) = slowest_hour else {
+        return (!usable.is_zero()).then_some(1);
+    };
+    let per_hour = per_hour.saturating_mul(2);
+    if per_hour.is_zero() {
+        return Some(wanted);
+    }
+    let fit = (usable.as_nanos() / per_hour.as_nanos()).min(wanted.max(1) as u128) as i64;
+    (fit >= 1).then_some(fit)
+}
+
+/// `range` widened to the windows that cover it (a stored span may reach outside it).
+fn widened(range: ReportedWindow, windows: &[ReportedWindow]) -> ReportedWindow {
+    let start = windows.first().map_or(range.start, |w| w.start.min(range.start));
+    let end = windows.last().map_or(range.end, |w| w.end.max(range.end));
+    ReportedWindow { start, end }
+}
+
 fn error_text(stamp: &Stamp, window: Option<ReportedWindow>, kind: CollectErrorKind) -> String {
     CollectError { stamp: stamp.id.clone(), window, kind }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hours_that_fit;
+    use std::time::Duration;
+
+    const RESERVE: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_first_window_of_a_budgeted_run_is_one_hour_that_measures_the_stamp() {
+        assert_eq!(hours_that_fit(Duration::from_secs(600), RESERVE, None, 12), Some(1));
+        assert_eq!(hours_that_fit(Duration::from_secs(5), RESERVE, None, 12), None);
+    }
+
+    #[test]
+    fn a_span_is_cut_to_what_the_budget_holds_twice_over_and_none_starts_that_cannot_finish() {
+        let hour = Some(Duration::from_secs(20));
+        // 250 s usable after the reserve, 40 s per hour with the margin: 6 hours.
+        assert_eq!(hours_that_fit(Duration::from_secs(260), RESERVE, hour, 12), Some(6));
+        assert_eq!(hours_that_fit(Duration::from_secs(600), RESERVE, hour, 12), Some(12));
+        // Less than two hours' time left: not even one hour is started (as before spans existed).
+        assert_eq!(hours_that_fit(Duration::from_secs(49), RESERVE, hour, 12), None);
+        assert_eq!(hours_that_fit(Duration::from_secs(50), RESERVE, hour, 12), Some(1));
+    }
 }

@@ -148,6 +148,31 @@ pub trait UsageLedger: QuarantineReader {
         stamp: &StampId,
         since: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError>;
+    /// The reported windows this stamp's rows and quarantined rows are stored under that overlap
+    /// `range`, in order: hours, and catch-up spans that may start before `range` (by less than
+    /// [`crate::window::LONGEST_SPAN_HOURS`]) or end after it. Reprocess and verify re-pull these
+    /// whole ([`crate::window::covering_windows`]). This default reads the rows through
+    /// [`UsageLedger::export_rows`]; a store can answer from its index instead.
+    async fn stored_windows(
+        &self,
+        stamp: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Vec<ReportedWindow>, StoreError> {
+        let lookback = chrono::Duration::hours(i64::from(crate::window::LONGEST_SPAN_HOURS) - 1);
+        let filter = ExportFilter {
+            stamps: vec![stamp.clone()],
+            from: Some(range.start - lookback),
+            to: Some(range.end),
+        };
+        let mut windows = std::collections::BTreeSet::new();
+        self.export_rows(&filter, &mut |stored| {
+            windows.insert(stored.window);
+            Ok(())
+        })
+        .await?;
+        windows.extend(self.quarantine(Some(stamp)).await?.into_iter().map(|q| q.window));
+        Ok(windows.into_iter().filter(|w| w.start < range.end && w.end > range.start).collect())
+    }
     /// Records an operator's reprocessing request (who asked, why, which range).
     async fn record_reprocess(
         &self,

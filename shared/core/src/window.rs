@@ -57,15 +57,55 @@ pub fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().expect("first of month exists")
 }
 
-/// The windows a run should pull: whole hours from the watermark up to `now - settle_delay`, never
-/// reaching into the future (the API refuses a `reportedEndTime` in the future, and the current hour is
+/// Most reported hours one catch-up span may cover (the upper bound of `AZS_USAGE_MAX_SPAN_HOURS`). A
+/// day: the API documents no maximum range, a span is held in memory until its commit, and stores look
+/// this far back for a stored span that overlaps a range to reprocess or verify.
+pub const LONGEST_SPAN_HOURS: u32 = 24;
+
+/// The end of the newest complete reported hour a run may pull: `now - settle_delay`, floored to the
+/// hour. Never in the future (the API refuses a `reportedEndTime` in the future, and the current hour is
 /// still "processing not complete").
+pub fn horizon(now: DateTime<Utc>, settle_delay: Duration) -> DateTime<Utc> {
+    floor_hour(now - settle_delay.max(Duration::zero()))
+}
+
+/// The next window to pull from `start`: `hours` long (at least one), cut at `horizon`; `None` when
+/// `start` has reached the horizon.
+pub fn next_window(start: DateTime<Utc>, horizon: DateTime<Utc>, hours: u32) -> Option<ReportedWindow> {
+    let start = floor_hour(start);
+    let end = (start + Duration::hours(i64::from(hours.max(1)))).min(horizon);
+    ReportedWindow::new(start, end)
+}
+
+/// The windows that cover `range` as it is stored: each hour of `range` inside one of the `stored`
+/// windows (a catch-up span, see [`LONGEST_SPAN_HOURS`]) is covered by that whole window, every other
+/// hour by itself. Reprocess and verify work on these, because a span's rows carry no reported hour
+/// of their own (the API does not say which hour of the span reported a row): the span is re-pulled,
+/// compared and replaced as one. The result may reach before `range.start` or past `range.end`.
+pub fn covering_windows(range: ReportedWindow, stored: &[ReportedWindow]) -> Vec<ReportedWindow> {
+    let mut covering = Vec::new();
+    let mut t = range.start;
+    while t < range.end {
+        let window = stored
+            .iter()
+            .filter(|w| w.start <= t && t < w.end)
+            .min_by_key(|w| w.start)
+            .copied()
+            .unwrap_or_else(|| ReportedWindow::hour(t));
+        covering.push(window);
+        t = window.end;
+    }
+    covering
+}
+
+/// The windows a run should pull one hour at a time: whole hours from the watermark up to the
+/// [`horizon`].
 pub fn plan_windows(
     watermark: DateTime<Utc>,
     now: DateTime<Utc>,
     settle_delay: Duration,
 ) -> impl Iterator<Item = ReportedWindow> {
-    let horizon = floor_hour(now - settle_delay.max(Duration::zero()));
+    let horizon = horizon(now, settle_delay);
     let start = floor_hour(watermark);
     let count = if horizon > start { (horizon - start).num_hours() } else { 0 };
     (0..count).map(move |h| ReportedWindow::hour(start + Duration::hours(h)))
@@ -124,6 +164,34 @@ mod tests {
     fn hours_far_from_now_are_handled_without_panicking() {
         assert!(is_whole_hour(t("2999-01-01T00:00:00Z")));
         assert!(!is_whole_hour(t("1500-01-01T00:30:00Z")));
+    }
+
+    #[test]
+    fn a_span_is_cut_at_the_horizon_and_none_is_planned_past_it() {
+        let horizon = t("2026-11-25T13:00:00Z");
+        let w = next_window(t("2026-11-25T03:00:00Z"), horizon, 12).unwrap();
+        assert_eq!((w.start, w.end), (t("2026-11-25T03:00:00Z"), horizon));
+        assert_eq!(next_window(t("2026-11-25T01:00:00Z"), horizon, 6).unwrap().hours(), 6);
+        assert_eq!(next_window(t("2026-11-25T12:00:00Z"), horizon, 0).unwrap().hours(), 1);
+        assert!(next_window(horizon, horizon, 12).is_none());
+        assert!(next_window(t("2026-11-25T14:00:00Z"), horizon, 12).is_none());
+    }
+
+    #[test]
+    fn covering_windows_widen_a_range_to_the_stored_spans_it_cuts() {
+        let span = ReportedWindow::new(t("2026-11-25T10:00:00Z"), t("2026-11-25T16:00:00Z")).unwrap();
+        let range = ReportedWindow::new(t("2026-11-25T08:00:00Z"), t("2026-11-25T12:00:00Z")).unwrap();
+        assert_eq!(
+            covering_windows(range, &[span]),
+            vec![
+                ReportedWindow::hour(t("2026-11-25T08:00:00Z")),
+                ReportedWindow::hour(t("2026-11-25T09:00:00Z")),
+                span
+            ]
+        );
+        let inside = ReportedWindow::new(t("2026-11-25T12:00:00Z"), t("2026-11-25T13:00:00Z")).unwrap();
+        assert_eq!(covering_windows(inside, &[span]), vec![span]);
+        assert_eq!(covering_windows(inside, &[]), vec![inside]);
     }
 
     #[test]

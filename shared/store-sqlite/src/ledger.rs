@@ -140,6 +140,30 @@ impl UsageLedger for SqliteStore {
         .await
     }
 
+    async fn stored_windows(
+        &self,
+        stamp: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Vec<ReportedWindow>, StoreError> {
+        let stamp = stamp.clone();
+        // A range of the usage key's index (stamp_no, reported_start, ...): a span overlapping the
+        // range starts less than LONGEST_SPAN_HOURS before it.
+        let lookback = i64::from(azs_core::window::LONGEST_SPAN_HOURS - 1) * 3600;
+        let (start, end) = (secs(range.start), secs(range.end));
+        self.run(move |db| {
+            db.read(|conn| {
+                let mut stmt = conn.prepare_cached(STORED_WINDOWS)?;
+                let windows = stmt
+                    .query_map((stamp.as_str(), start - lookback, end, start), |r| {
+                        Ok(ReportedWindow { start: get_secs(r, 0)?, end: get_secs(r, 1)? })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(windows)
+            })
+        })
+        .await
+    }
+
     async fn record_reprocess(
         &self,
         stamp: &StampId,
@@ -166,6 +190,16 @@ impl UsageLedger for SqliteStore {
         .await
     }
 }
+
+/// The distinct reported windows of a stamp's rows and quarantined rows that start in `[?2, ?3)` and
+/// end after `?4`: those overlapping the range `[?4, ?3)`, `?2` being as far back as a span can start.
+pub(crate) const STORED_WINDOWS: &str = "SELECT reported_start, reported_end FROM usage_rows
+        WHERE stamp_no = (SELECT stamp_no FROM stamp_numbers WHERE stamp_id = ?1)
+            AND reported_start >= ?2 AND reported_start < ?3 AND reported_end > ?4
+    UNION
+    SELECT reported_start, reported_end FROM quarantined_rows
+        WHERE stamp_id = ?1 AND reported_start >= ?2 AND reported_start < ?3 AND reported_end > ?4
+    ORDER BY reported_start";
 
 pub(crate) struct OwnedCommit {
     pub stamp: StampId,

@@ -43,3 +43,14 @@ fn back_fill_and_the_unmapped_list_read_only_the_unmapped_rows_index() {
     let p = plan(mappings::UNMAPPED);
     assert!(p.contains("u USING INDEX usage_rows_unmapped"), "only unmapped rows are read: {p}");
 }
+
+#[test]
+fn the_stored_windows_of_a_range_are_found_through_the_keys_not_a_scan() {
+    let p = plan(ledger::STORED_WINDOWS);
+    assert!(
+        p.contains("SEARCH usage_rows USING INDEX usage_rows_key (stamp_no=? AND reported_start>?"),
+        "{p}"
+    );
+    assert!(!p.contains("SCAN usage_rows"), "{p}");
+    assert!(!p.contains("SCAN quarantined_rows"), "{p}");
+}

@@ -1,0 +1,314 @@
+//! End to end: catch-up spans (`AZS_USAGE_MAX_SPAN_HOURS`). A stamp far behind pulls several reported
+//! hours in one request chain and commits them as one window with the watermark; faults, kills,
+//! limits, reprocess and verify all keep the stored rows equal to the simulator's ground truth.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use stamp_sim::{Fault, RequestKind};
+
+const SPAN: (&str, &str) = ("AZS_USAGE_MAX_SPAN_HOURS", "12");
+
+fn two_stamps(_: &stamp_sim::TestCertificate) -> Vec<stamp_sim::StampSpec> {
+    vec![spec(0, aad(), 4), spec(1, aad(), 3)]
+}
+
+fn sql(world: &World) -> rusqlite::Connection {
+    rusqlite::Connection::open(world.database()).unwrap()
+}
+
+/// The reported windows stamp `i`'s rows are stored under, in order.
+fn stored_windows(world: &World, i: usize) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let db = sql(world);
+    let mut stmt = db
+        .prepare(
+            "SELECT DISTINCT u.reported_start, u.reported_end FROM usage_rows u
+             JOIN stamp_numbers s ON s.stamp_no = u.stamp_no WHERE s.stamp_id = ?1 ORDER BY 1",
+        )
+        .unwrap();
+    stmt.query_map([&world.stamp_ids[i]], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap()
+        .map(|w| {
+            let (s, e) = w.unwrap();
+            (DateTime::from_timestamp(s, 0).unwrap(), DateTime::from_timestamp(e, 0).unwrap())
+        })
+        .collect()
+}
+
+/// The ground truth of stamp `i` up to `until`, each row under the stored window that contains the
+/// hour that reported it: what a span-collected stamp must hold. The windows must not overlap.
+fn truth_in_windows(
+    world: &World,
+    i: usize,
+    until: DateTime<Utc>,
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Vec<Comparable> {
+    for pair in windows.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "stored windows overlap: {pair:?}");
+    }
+    let mut rows: Vec<Comparable> = world
+        .truth(i, until)
+        .into_iter()
+        .map(|mut r| {
+            if let Some((start, _)) =
+                windows.iter().find(|(s, e)| *s <= r.reported_start && r.reported_start < *e)
+            {
+                r.reported_start = *start;
+            }
+            r
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Stamp `i` holds exactly its ground truth up to its watermark, each row under its stored window.
+async fn assert_exact_to_watermark(world: &World, i: usize) {
+    let watermark = world.watermark(i).await;
+    let windows = stored_windows(world, i);
+    assert_same_rows(i, &world.stored(i).await, &truth_in_windows(world, i, watermark, &windows));
+}
+
+async fn collect(world: &World, env: &[(&str, &str)]) -> (std::process::Output, serde_json::Value) {
+    let out = world.run_with(&["collect", "--json"], env).await;
+    let summary = serde_json::from_str(&stdout(&out)).unwrap_or(serde_json::Value::Null);
+    (out, summary)
+}
+
+fn committed(summary: &serde_json::Value, i: usize) -> u64 {
+    summary["stamps"][i]["windowsCommitted"].as_u64().unwrap_or_default()
+}
+
+/// Reported hours of stamp `i`'s ground truth holding two rows alike in every field but the hour that
+/// reported them (an on-time and a late row with equal quantities).
+fn hours_with_alike_rows(world: &World, i: usize) -> Vec<DateTime<Utc>> {
+    let mut first_hour = std::collections::BTreeMap::new();
+    let mut hours = Vec::new();
+    for row in world.truth(i, world.horizon()) {
+        let hour = row.reported_start;
+        let fields = Comparable { reported_start: DateTime::<Utc>::MIN_UTC, ..row };
+        if let Some(earlier) = first_hour.insert(fields, hour) {
+            hours.extend([earlier, hour]);
+        }
+    }
+    hours
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamp_30_hours_behind_with_span_12_collects_in_3_windows_equal_to_the_ground_truth() {
+    // Given two stamps 30 reported hours behind, one queried per subscriber and one for all tenants
+    // (both with late rows, page-boundary duplicates and casing variants); the second one's data
+    // holds rows alike in every field but the hour that reported them
+    let world = World::start(two_stamps, 30, 17).await;
+    sql(&world)
+        .execute("UPDATE stamps SET query_mode = 'per-subscriber' WHERE id = ?1", [&world.stamp_ids[0]])
+        .unwrap();
+    let behind = (world.horizon() - world.collect_from).num_hours() as u64;
+    assert!(hours_with_alike_rows(&world, 0).is_empty());
+    let alike = hours_with_alike_rows(&world, 1);
+    assert!(!alike.is_empty(), "the data changed: stamp 1 was chosen for its alike rows");
+
+    // When one collection runs with spans of up to 12 hours
+    let (out, summary) = collect(&world, &[SPAN]).await;
+    assert!(out.status.success(), "collect failed: {}\n{}", stdout(&out), stderr(&out));
+
+    // Then the first stamp is collected in ceil(30 / 12) = 3 windows of 12, 12 and 6 hours
+    let cf = world.collect_from;
+    assert_eq!(committed(&summary, 0), behind.div_ceil(12), "{summary}\n{}", stderr(&out));
+    let windows = stored_windows(&world, 0);
+    assert_eq!(windows.first(), Some(&(cf, cf + Duration::hours(12))));
+    assert!(windows.iter().all(|(s, e)| (*e - *s).num_hours() <= 12), "{windows:?}");
+    // And the second stamp's spans that would hold two alike rows are pulled hour by hour (only
+    // the reported hour tells those rows apart), the others as spans
+    let windows = stored_windows(&world, 1);
+    for hour in &alike {
+        let (s, e) = windows.iter().find(|(s, e)| s <= hour && hour < e).expect("the hour is stored");
+        assert_eq!((*e - *s).num_hours(), 1, "the alike row of {hour} is in a span: {windows:?}");
+    }
+    assert!(windows.iter().any(|(s, e)| (*e - *s).num_hours() == 12), "{windows:?}");
+    assert!(committed(&summary, 1) > behind.div_ceil(12));
+
+    // And both hold exactly the ground truth (both alike rows kept), up to the newest complete hour
+    for i in 0..2 {
+        assert_eq!(world.watermark(i).await, world.horizon());
+        assert_eq!(stored_windows(&world, i).last().map(|w| w.1), Some(world.horizon()), "stamp {i}");
+        assert_exact_to_watermark(&world, i).await;
+    }
+    // And a second run has nothing to do and adds nothing
+    let before = (world.stored(0).await, world.stored(1).await);
+    let (again, summary) = collect(&world, &[SPAN]).await;
+    assert!(again.status.success());
+    assert_eq!((committed(&summary, 0), committed(&summary, 1)), (0, 0));
+    assert_eq!((world.stored(0).await, world.stored(1).await), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_that_fails_mid_pull_commits_nothing_and_the_next_run_completes_it_exactly() {
+    // Given a stamp 30 hours behind whose fourth usage page keeps failing past the client's retries
+    let world = World::start(|_| vec![spec(0, aad(), 4)], 30, 20).await;
+    world.sim.stamp(0).inject(Fault::Slow {
+        kind: RequestKind::Usage,
+        count: 3,
+        delay: std::time::Duration::ZERO,
+    });
+    world.sim.stamp(0).inject(Fault::Status503 { kind: RequestKind::Usage, count: 10 });
+
+    // When a collection with 12-hour spans runs
+    let (first, _) = collect(&world, &[SPAN]).await;
+
+    // Then the stamp fails in its first span, nothing of which is stored
+    assert_eq!(first.status.code(), Some(2), "{}\n{}", stdout(&first), stderr(&first));
+    assert_eq!(world.watermark(0).await, world.collect_from);
+    assert!(world.stored(0).await.is_empty());
+
+    // And the next run collects everything, exactly once
+    let (second, _) = collect(&world, &[SPAN]).await;
+    assert!(second.status.success(), "{}\n{}", stdout(&second), stderr(&second));
+    assert_eq!(world.watermark(0).await, world.horizon());
+    assert_exact_to_watermark(&world, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_killed_in_the_middle_of_spans_and_run_again_ends_with_exactly_the_ground_truth() {
+    // Given two stamps 30 hours behind whose pages are slow, so that kills land inside span pulls
+    let world = World::start(two_stamps, 30, 7).await;
+    for i in 0..2 {
+        world.sim.stamp(i).inject(Fault::Slow {
+            kind: RequestKind::Usage,
+            count: 10_000,
+            delay: std::time::Duration::from_millis(8),
+        });
+    }
+    let mut interrupted = 0;
+    let mut after = 150u64;
+    for _ in 0..6 {
+        // When a collection is SIGKILLed at some point
+        let mut child = world
+            .cli()
+            .arg("collect")
+            .env(SPAN.0, SPAN.1)
+            .env("AZS_USAGE_LEASE_TTL", "1s")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(after)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        after += 97;
+        // Then every stamp holds exactly its ground truth up to its watermark: no half span
+        for i in 0..2 {
+            if world.watermark(i).await < world.horizon() {
+                interrupted += 1;
+            }
+            assert_exact_to_watermark(&world, i).await;
+        }
+        // (The killed run's lease expires before the next run.)
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    assert!(interrupted > 0, "no kill landed inside a run");
+
+    // And a run to the end completes both stamps exactly
+    let (out, _) = collect(&world, &[SPAN]).await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    for i in 0..2 {
+        assert_eq!(world.watermark(i).await, world.horizon());
+        assert_exact_to_watermark(&world, i).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_over_the_row_limit_is_pulled_again_hour_by_hour_instead_of_stopping_the_stamp() {
+    // Given a stamp whose hours each fit the row limit but whose 12-hour spans do not
+    let world = World::start(|_| vec![spec(0, aad(), 2)], 14, 50).await;
+    let limit = [SPAN, ("AZS_USAGE_MAX_ROWS_PER_WINDOW", "40")];
+
+    // When it is collected
+    let (out, summary) = collect(&world, &limit).await;
+
+    // Then the first 12-hour span is refused and its hours are pulled one by one (the 2 hours left
+    // may fit as a span), no window holds more rows than the limit, and the stamp holds exactly its
+    // ground truth
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(committed(&summary, 0) >= 13, "{summary}");
+    let windows = stored_windows(&world, 0);
+    assert!(windows[..12].iter().all(|(s, e)| (*e - *s).num_hours() == 1), "{windows:?}");
+    let largest: i64 = sql(&world)
+        .query_row(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM usage_rows GROUP BY reported_start)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(largest <= 40, "a window of {largest} rows was stored");
+    assert_eq!(world.watermark(0).await, world.horizon());
+    assert_exact_to_watermark(&world, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_reprocess_of_hours_inside_a_span_work_on_the_whole_stored_span() {
+    // Given a stamp collected in 12-hour spans
+    let world = World::start(|_| vec![spec(0, aad(), 4)], 30, 50).await;
+    let (out, _) = collect(&world, &[SPAN]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cf = world.collect_from;
+    let second_span = (cf + Duration::hours(12), cf + Duration::hours(24));
+    let hour = |h: i64| (cf + Duration::hours(h)).to_rfc3339();
+
+    // When one hour inside the second span is verified
+    let (from, to) = (hour(13), hour(14));
+    let verify = ["verify", "--stamp", "stamp-0", "--from", &from, "--to", &to, "--json"];
+    let out = world.run(&verify).await;
+
+    // Then the whole span is compared, and it is equal
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let hours = report["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 1, "{report}");
+    assert_eq!(hours[0]["window"]["start"], serde_json::json!(second_span.0), "{report}");
+    assert_eq!(hours[0]["window"]["end"], serde_json::json!(second_span.1), "{report}");
+
+    // And a row deleted from the span behind the collector's back is found, and a reprocess of that
+    // one hour re-pulls and replaces the whole span: the row is back, nothing doubled
+    let db = sql(&world);
+    db.execute(
+        "DELETE FROM usage_rows WHERE rowid = (SELECT min(rowid) FROM usage_rows WHERE reported_start = ?1)",
+        [second_span.0.timestamp()],
+    )
+    .unwrap();
+    let out = world.run(&verify).await;
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", stdout(&out), stderr(&out));
+    let out = world
+        .run(&["reprocess", "--stamp", "stamp-0", "--from", &from, "--to", &to, "--reason", "lost row"])
+        .await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_exact_to_watermark(&world, 0).await;
+    let logged: (i64, i64) = db
+        .query_row("SELECT range_start, range_end FROM reprocess_log ORDER BY id DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(logged, (second_span.0.timestamp(), second_span.1.timestamp()), "the log names the span");
+
+    // And a range cutting two spans reprocesses both whole and keeps the windows as they were
+    let before = stored_windows(&world, 0);
+    let out = world
+        .run(&[
+            "reprocess",
+            "--stamp",
+            "stamp-0",
+            "--from",
+            &hour(11),
+            "--to",
+            &hour(13),
+            "--reason",
+            "meter fix",
+        ])
+        .await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(stored_windows(&world, 0), before);
+    assert_exact_to_watermark(&world, 0).await;
+    let out = world.run(&["verify", "--stamp", "stamp-0", "--from", &hour(0), "--to", &hour(30)]).await;
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+}
