@@ -821,8 +821,18 @@ pub(crate) fn print_summary(summary: &RunSummary) {
 
 fn print_status(views: &[StampView]) {
     println!(
-        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10}  last run / error",
-        "id", "name", "watermark", "lag", "outcome", "rows", "unmapped", "quarantined", "duplicates"
+        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10} {:<17} {:>13}  last run / error",
+        "id",
+        "name",
+        "watermark",
+        "lag",
+        "outcome",
+        "rows",
+        "unmapped",
+        "quarantined",
+        "duplicates",
+        "verified",
+        "drift m/e/c"
     );
     let now = chrono::Utc::now();
     for v in views {
@@ -835,7 +845,7 @@ fn print_status(views: &[StampView]) {
         // The same lag the functions publish for the alarms (azs_app::metrics).
         let lag = (now - s.watermark).num_seconds().max(0);
         println!(
-            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10}  {}{}",
+            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10} {:<17} {:>13}  {}{}",
             v.stamp.id,
             truncate(&v.stamp.name, 20),
             s.watermark.format("%Y-%m-%dT%H:%M:%SZ"),
@@ -845,6 +855,10 @@ fn print_status(views: &[StampView]) {
             s.unmapped_rows,
             s.quarantined_rows,
             s.duplicate_rows,
+            s.last_verified
+                .map(|v| v.at.format("%Y-%m-%dT%H:%MZ").to_string())
+                .unwrap_or_else(|| "never".into()),
+            s.drift.map(|d| format!("{}/{}/{}", d.missing, d.extra, d.changed)).unwrap_or_else(|| "-".into()),
             last,
             s.last_error.as_ref().map(|e| format!(" / {e}")).unwrap_or_default()
         );

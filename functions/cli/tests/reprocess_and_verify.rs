@@ -147,5 +147,67 @@ async fn a_reprocess_keeps_the_billing_subscription_rows_were_billed_under_unles
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert!(!logged[0].contains("remap") && logged[1].contains("--remap"), "{logged:?}");
+    assert!(
+        !logged[0].contains("remap") && logged[1].contains("replaced with --remap (current mappings);"),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timer_jobs_daily_verify_records_last_verified_and_the_drift_of_rows_removed_behind_its_back() {
+    // Given the scheduled verify on (24 trailing hours), as the functions run it by default
+    let world = World::start(one_stamp, 4, 50).await;
+    let on = [("AZS_USAGE_VERIFY_TRAILING_HOURS", "24")];
+    let status = || async {
+        let out = world.run(&["status", "--json"]).await;
+        let all: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        all[0]["status"].clone()
+    };
+    let drift = |s: &serde_json::Value| {
+        (s["drift"]["missing"].as_u64(), s["drift"]["extra"].as_u64(), s["drift"]["changed"].as_u64())
+    };
+
+    // When the first run collects the stamp up to date
+    let out = world.run_with(&["collect", "--json"], &on).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Then it also verified the collected hours ending at the watermark: nothing differs
+    let first = status().await;
+    let watermark = world.watermark(0).await;
+    assert_eq!(first["lastVerified"]["range"]["end"], serde_json::json!(watermark), "{first}");
+    assert_eq!(first["lastVerified"]["range"]["start"], serde_json::json!(world.collect_from), "{first}");
+    assert_eq!(drift(&first), (Some(0), Some(0), Some(0)), "{first}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["stamps"][0]["drift"]["missing"], 0, "{summary}");
+    world.assert_complete(0).await;
+
+    // When a row is deleted behind the tool's back and the next run comes the same day
+    sql(&world)
+        .execute("DELETE FROM usage_rows WHERE rowid = (SELECT min(rowid) FROM usage_rows)", [])
+        .unwrap();
+    assert!(world.run_with(&["collect"], &on).await.status.success());
+
+    // Then it is not due again: the status still holds the morning's check
+    assert_eq!(status().await["lastVerified"], first["lastVerified"]);
+
+    // When the day has turned (the last verify was yesterday) and the timer runs again
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).timestamp_millis();
+    sql(&world).execute("UPDATE processing_status SET last_verified_at = ?1", [yesterday]).unwrap();
+    let out = world.run_with(&["collect", "--json"], &on).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Then the status says exactly one row is missing, checked now, and the table shows it
+    let second = status().await;
+    assert_eq!(drift(&second), (Some(1), Some(0), Some(0)), "{second}");
+    let checked: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(second["lastVerified"]["at"].clone()).unwrap();
+    assert!(chrono::Utc::now() - checked < chrono::Duration::minutes(5), "{second}");
+    let table = stdout(&world.run(&["status"]).await);
+    assert!(table.contains("drift m/e/c") && table.contains("1/0/0"), "{table}");
+
+    // And with the schedule off (0), a due stamp is not verified
+    sql(&world).execute("UPDATE processing_status SET last_verified_at = ?1", [yesterday]).unwrap();
+    let before = status().await;
+    assert!(world.run(&["collect"]).await.status.success());
+    assert_eq!(status().await["lastVerified"], before["lastVerified"]);
 }

@@ -98,6 +98,7 @@ mod tests {
             unmapped_rows: 4,
             quarantined: 0,
             watermark: None,
+            drift: None,
             error: error.map(str::to_owned),
             budget_ran_out: false,
         }

@@ -48,6 +48,7 @@ pub const STAMP_QUEUE_URL: &str = "AZS_USAGE_STAMP_QUEUE_URL";
 pub const DEAD_LETTER_QUEUE_URL: &str = "AZS_USAGE_DEAD_LETTER_QUEUE_URL";
 pub const CONTINUATION_DELAY: &str = "AZS_USAGE_CONTINUATION_DELAY";
 pub const MAX_ATTEMPTS: &str = "AZS_USAGE_MAX_ATTEMPTS";
+pub const VERIFY_TRAILING_HOURS: &str = "AZS_USAGE_VERIFY_TRAILING_HOURS";
 /// Set by the Functions host for a custom handler: the port to listen on (never by an operator).
 pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 pub const MAX_SPAN_HOURS: &str = "AZS_USAGE_MAX_SPAN_HOURS";
@@ -236,6 +237,12 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         meaning: "Deliveries of one stamp message before it is dead-lettered with its error (1-20). Terraform \
                   sets the queue's own redrive/poison count one higher, for workers that died.",
     },
+    EnvVar {
+        name: VERIFY_TRAILING_HOURS,
+        needed: Needed::Optional,
+        default: "24",
+        meaning: "The scheduled verify: once per UTC day per stamp, the first run that brings the stamp up                   to date re-pulls this many collected hours ending at the watermark without writing and                   records `lastVerified` and `drift` in its status (and the drift metric). Skipped, not                   failed, when the run's time budget is short. 0 turns it off (0-168).",
+    },
 ];
 
 /// The settings every entry point reads, parsed once from the environment.
@@ -272,6 +279,8 @@ pub struct AppConfig {
     pub dead_letter_queue_url: Option<String>,
     pub continuation_delay: std::time::Duration,
     pub max_attempts: u32,
+    /// Hours the scheduled verify compares once a day per stamp; 0 = off.
+    pub verify_trailing_hours: u32,
 }
 
 /// The SQL Server CA bundle: a secret holding the PEM text, or a file.
@@ -456,7 +465,15 @@ impl AppConfig {
             get(MAX_ATTEMPTS).parse::<u32>().ok().filter(|n| (1..=20).contains(n)).ok_or_else(|| {
                 ConfigError { variable: MAX_ATTEMPTS, rule: "must be a whole number from 1 to 20".into() }
             })?;
+        let verify_trailing_hours =
+            get(VERIFY_TRAILING_HOURS).parse::<u32>().ok().filter(|n| *n <= 168).ok_or_else(|| {
+                ConfigError {
+                    variable: VERIFY_TRAILING_HOURS,
+                    rule: "must be a whole number of hours from 0 (off) to 168".into(),
+                }
+            })?;
         Ok(Self {
+            verify_trailing_hours,
             fan_out,
             stamp_queue_url,
             dead_letter_queue_url,
@@ -624,6 +641,14 @@ mod tests {
         assert_eq!(config(&[(MAX_SPAN_HOURS, "12")]).unwrap().max_span_hours, 12);
         assert_eq!(config(&[]).unwrap().max_span_hours, 1);
         assert_eq!(config(&[(STAMP_QUEUE_URL, "stamps")]).unwrap_err().variable, STAMP_QUEUE_URL);
+        assert_eq!(config(&[(VERIFY_TRAILING_HOURS, "169")]).unwrap_err().variable, VERIFY_TRAILING_HOURS);
+        assert_eq!(config(&[(VERIFY_TRAILING_HOURS, "-1")]).unwrap_err().variable, VERIFY_TRAILING_HOURS);
+    }
+
+    #[test]
+    fn the_scheduled_verify_covers_a_day_by_default_and_zero_turns_it_off() {
+        assert_eq!(config(&[]).unwrap().verify_trailing_hours, 24);
+        assert_eq!(config(&[(VERIFY_TRAILING_HOURS, "0")]).unwrap().verify_trailing_hours, 0);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! What a collection run publishes for alarms, per stamp: how far its watermark lags behind now and the
-//! run's outcome. The entry points call this after a run; the core knows nothing of it.
+//! What a collection run publishes for alarms, per stamp: how far its watermark lags behind now, the
+//! run's outcome, and (on a run that did the stamp's scheduled verify) how many rows drifted. The entry points call this after a run; the core knows nothing of it.
 //!
 //! - Lambda: one CloudWatch Embedded Metric Format (EMF) JSON object per stamp, each on its own stdout
 //!   line. CloudWatch Logs extracts the metrics from the log group without any API call or permission
@@ -20,6 +20,10 @@ pub const NAMESPACE: &str = "AzsUsage";
 pub const WATERMARK_LAG: &str = "WatermarkLagSeconds";
 /// 1 when the stamp's run failed, else 0: an alarm can count failed stamps rather than invocations.
 pub const STAMP_FAILED: &str = "StampFailed";
+/// Rows that differ between the store and the stamp (missing + extra + changed) over the range the
+/// scheduled verify compared; published only by a run that verified (once a day per stamp), so an alarm
+/// on it treats missing data as not breaching.
+pub const DRIFT_ROWS: &str = "DriftRows";
 /// The EMF dimension that names the stamp (its name; names are unique in an installation).
 pub const STAMP_DIMENSION: &str = "Stamp";
 /// How an Azure metric line starts; the alert queries split the JSON off after it.
@@ -33,6 +37,8 @@ pub struct StampMetric {
     /// `None` when the run could not read the stamp's watermark (the store failed for that stamp).
     pub watermark_lag_seconds: Option<i64>,
     pub outcome: RunOutcome,
+    /// Rows that drifted, when this run verified the stamp.
+    pub drift_rows: Option<u64>,
 }
 
 impl StampMetric {
@@ -43,6 +49,7 @@ impl StampMetric {
             // A watermark in the future (clock skew) is no lag at all.
             watermark_lag_seconds: stamp.watermark.map(|w| (now - w).num_seconds().max(0)),
             outcome: stamp.outcome,
+            drift_rows: stamp.drift.map(|d| d.total()),
         }
     }
 
@@ -58,6 +65,10 @@ impl StampMetric {
         if let Some(lag) = self.watermark_lag_seconds {
             metrics.insert(0, json!({"Name": WATERMARK_LAG, "Unit": "Seconds"}));
             root.insert(WATERMARK_LAG.into(), json!(lag));
+        }
+        if let Some(drift) = self.drift_rows {
+            metrics.push(json!({"Name": DRIFT_ROWS, "Unit": "Count"}));
+            root.insert(DRIFT_ROWS.into(), json!(drift));
         }
         root.insert(
             "_aws".into(),
@@ -79,7 +90,7 @@ impl StampMetric {
     }
 
     /// The Application Insights trace line: `azs-usage-metric {"stampId":…,"stampName":…,
-    /// "watermarkLagSeconds":…,"outcome":…,"failed":0|1}`.
+    /// "watermarkLagSeconds":…,"outcome":…,"failed":0|1,"driftRows":…|null}`.
     pub fn app_insights_line(&self) -> String {
         let body = json!({
             "stampId": self.stamp_id,
@@ -87,6 +98,7 @@ impl StampMetric {
             "watermarkLagSeconds": self.watermark_lag_seconds,
             "outcome": self.outcome.as_str(),
             "failed": self.failed(),
+            "driftRows": self.drift_rows,
         });
         format!("{APP_INSIGHTS_PREFIX}{body}")
     }
@@ -129,6 +141,7 @@ mod tests {
             unmapped_rows: 0,
             quarantined: 0,
             watermark,
+            drift: None,
             error: None,
             budget_ran_out: false,
         }
@@ -153,5 +166,29 @@ mod tests {
         assert!(emf.get(WATERMARK_LAG).is_none());
         assert_eq!(emf[STAMP_FAILED], 1);
         assert!(metric.app_insights_line().contains(r#""watermarkLagSeconds":null"#));
+    }
+
+    #[test]
+    fn a_run_that_verified_publishes_the_drift_next_to_the_lag_and_one_that_did_not_publishes_none() {
+        let now = Utc::now();
+        let verified = StampSummary {
+            drift: Some(azs_core::status::DriftCounts { missing: 1, extra: 0, changed: 2 }),
+            ..summary(RunOutcome::Succeeded, Some(now))
+        };
+        let metric = StampMetric::of(&verified, now);
+        let emf = metric.emf(now);
+        let names: Vec<&str> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec![WATERMARK_LAG, STAMP_FAILED, DRIFT_ROWS]);
+        assert_eq!(emf[DRIFT_ROWS], 3);
+        assert!(metric.app_insights_line().contains(r#""driftRows":3"#));
+
+        let not_verified = StampMetric::of(&summary(RunOutcome::Succeeded, Some(now)), now);
+        assert!(not_verified.emf(now).get(DRIFT_ROWS).is_none());
+        assert!(not_verified.app_insights_line().contains(r#""driftRows":null"#));
     }
 }

@@ -77,6 +77,7 @@ impl Services {
                 .unwrap_or(chrono::Duration::hours(1)),
             lease_ttl: config.lease_ttl,
             max_span_hours: config.max_span_hours,
+            verify_trailing_hours: config.verify_trailing_hours,
             ..CollectSettings::default()
         };
         let Administration { stamps: registrar, mappings: mapper, .. } = Administration::new(

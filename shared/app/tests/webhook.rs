@@ -14,7 +14,7 @@ use azs_core::ports::{
     UsageLedger, UsageSource, WindowCommit, WindowWrite,
 };
 use azs_core::registration::CredentialSecretRules;
-use azs_core::status::RunRecord;
+use azs_core::status::{DriftCounts, LastVerified, RunRecord};
 use azs_core::window::floor_hour;
 use azs_core::{Credential, ProcessingStatus, ReportedWindow, Secret, Stamp, StampId, UsageRow};
 use azs_secrets::FileSecretStore;
@@ -193,6 +193,14 @@ impl StatusStore for FlakyStore {
     }
     async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError> {
         self.inner.record_run_finished(stamp, record).await
+    }
+    async fn record_verified(
+        &self,
+        stamp: &StampId,
+        verified: &LastVerified,
+        drift: &DriftCounts,
+    ) -> Result<(), StoreError> {
+        self.inner.record_verified(stamp, verified, drift).await
     }
 }
 

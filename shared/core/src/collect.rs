@@ -20,7 +20,7 @@ use crate::ports::{
 };
 use crate::quarantine::{QuarantinedRow, RowLimits, reconstructed_json};
 use crate::stamp::{Credential, Stamp, StampId};
-use crate::status::{RunOutcome, RunRecord};
+use crate::status::{DriftCounts, LastVerified, RunOutcome, RunRecord};
 use crate::usage::{RowKey, UsageRow};
 use crate::window::{self, ReportedWindow};
 use chrono::{DateTime, Utc};
@@ -52,6 +52,10 @@ pub struct CollectSettings {
     /// Most reported hours one window may cover when a stamp is behind (a catch-up span, 1 to
     /// [`crate::window::LONGEST_SPAN_HOURS`]); 1 pulls hour by hour. See [`Collector::collect_windows`].
     pub max_span_hours: u32,
+    /// The scheduled verify: once per UTC day per stamp, a run that brought the stamp up to date also
+    /// re-pulls the last this-many collected hours (ending at the watermark) without writing, and
+    /// records what differs in the stamp's status (`lastVerified`, `drift`). 0 turns it off.
+    pub verify_trailing_hours: u32,
 }
 
 impl Default for CollectSettings {
@@ -63,6 +67,7 @@ impl Default for CollectSettings {
             owner: format!("process-{}", uuid::Uuid::new_v4()),
             commit_reserve: Duration::from_secs(10),
             max_span_hours: 1,
+            verify_trailing_hours: 0,
         }
     }
 }
@@ -101,6 +106,9 @@ pub struct StampSummary {
     /// Rows this run put in quarantine (the store cannot hold them; see [`crate::quarantine`]).
     pub quarantined: u64,
     pub watermark: Option<DateTime<Utc>>,
+    /// What this run's scheduled verify found; `None` when it verified nothing (not due, off, out of
+    /// budget, or the verify itself failed: see the log).
+    pub drift: Option<DriftCounts>,
     pub error: Option<String>,
     /// The run's time budget ran out in the middle of a window (the error says which): nothing of that
     /// window was committed, and a run with a fresh budget can still complete it.
@@ -122,6 +130,7 @@ impl StampSummary {
             unmapped_rows: 0,
             quarantined: 0,
             watermark: None,
+            drift: None,
             error: None,
             budget_ran_out: false,
         }
@@ -345,6 +354,10 @@ impl Collector {
                 RunOutcome::Failed
             }
         };
+        // Only a stamp brought up to date is verified: its trailing hours are all collected.
+        if summary.outcome == RunOutcome::Succeeded {
+            summary.drift = self.scheduled_verify(stamp, deadline).await;
+        }
         let record = RunRecord {
             outcome: summary.outcome,
             finished: Utc::now(),
@@ -364,6 +377,67 @@ impl Collector {
         }
         info!(outcome = %summary.outcome, windows = summary.windows_committed, rows = summary.rows_written, "stamp done");
         summary
+    }
+
+    /// The scheduled verify (see [`CollectSettings::verify_trailing_hours`]): when due, compares the
+    /// trailing collected hours with what the stamp reports now and records the outcome in the status.
+    /// It writes no rows and never fails the run: cut off by the run's budget or failing, it is logged
+    /// and left for a later run (the status keeps the previous outcome, so it stays due).
+    async fn scheduled_verify(&self, stamp: &Stamp, deadline: Option<Instant>) -> Option<DriftCounts> {
+        let trailing = self.settings.verify_trailing_hours;
+        if trailing == 0 {
+            return None;
+        }
+        let status = self.store.get_status(&stamp.id).await.ok().flatten()?;
+        let now = Utc::now();
+        let today = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+        if status.last_verified.is_some_and(|v| v.at >= today) {
+            return None;
+        }
+        let end = status.watermark;
+        let start = (end - chrono::Duration::hours(i64::from(trailing))).max(stamp.collect_from);
+        if start >= end {
+            return None;
+        }
+        let range = ReportedWindow { start, end };
+        let compared = async {
+            // Catch-up spans the range cuts are compared whole, as `verify` does.
+            let windows = self.covering_windows(&stamp.id, range).await?;
+            let range = widened(range, &windows);
+            Ok::<_, CollectError>((range, self.compare_windows(stamp, range, &windows).await?))
+        }
+        .instrument(info_span!("verify", range = %range));
+        let compared = match deadline {
+            None => compared.await,
+            Some(deadline) => {
+                let cutoff = deadline.checked_sub(self.settings.commit_reserve).unwrap_or(deadline);
+                match tokio::time::timeout_at(cutoff, compared).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        info!(range = %range, "the run's time budget is too short for today's verify; a later run does it");
+                        return None;
+                    }
+                }
+            }
+        };
+        let (range, hours) = match compared {
+            Ok(compared) => compared,
+            Err(e) => {
+                warn!(range = %range, error = %e, "the scheduled verify failed; a later run tries again");
+                return None;
+            }
+        };
+        let drift = DriftCounts::of(&hours);
+        if drift.total() > 0 {
+            warn!(range = %range, missing = drift.missing, extra = drift.extra, changed = drift.changed, "stored rows differ from what the stamp reports");
+        } else {
+            info!(range = %range, "verified: stored rows equal what the stamp reports");
+        }
+        let verified = LastVerified { at: now, range };
+        if let Err(e) = self.store.record_verified(&stamp.id, &verified, &drift).await {
+            warn!(error = %e, "could not record the verify's outcome");
+        }
+        Some(drift)
     }
 
     async fn collect_windows(
@@ -691,9 +765,9 @@ impl Collector {
             "{} [by {}; {} of {} window(s) replaced{}; +{added} -{removed} ~{changed} rows; {outcome}]",
             request.reason,
             request.requested_by,
-            if request.remap { " with --remap (current mappings)" } else { "" },
             report.summary.windows_committed,
-            report.summary.windows_planned
+            report.summary.windows_planned,
+            if request.remap { " with --remap (current mappings)" } else { "" },
         );
         info!(stamp_id = %stamp_id, by = %request.requested_by, reason = %request.reason, remap = request.remap, added, removed, changed, "reprocess recorded");
         let logged = self

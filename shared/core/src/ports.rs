@@ -5,7 +5,7 @@ use crate::mapping::{SubscriptionMapping, UnmappedSubscription};
 use crate::quarantine::{QuarantineEntry, QuarantinedRow, RowLimits};
 use crate::secret::Secret;
 use crate::stamp::{Credential, Stamp, StampConnection, StampId, Tombstone};
-use crate::status::{ProcessingStatus, RunRecord};
+use crate::status::{DriftCounts, LastVerified, ProcessingStatus, RunRecord};
 use crate::usage::UsageRow;
 use crate::window::ReportedWindow;
 use async_trait::async_trait;
@@ -224,6 +224,13 @@ pub trait StatusReader: Send + Sync {
 pub trait StatusStore: StatusReader {
     async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError>;
     async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError>;
+    /// Records a scheduled verify's outcome (replacing the previous one).
+    async fn record_verified(
+        &self,
+        stamp: &StampId,
+        verified: &LastVerified,
+        drift: &DriftCounts,
+    ) -> Result<(), StoreError>;
 }
 
 /// Everything the core needs from a database.

@@ -1,6 +1,8 @@
 //! Per-stamp processing status: the seed's `AzsHubUsageRecordProcessingStatusData`.
 
+use crate::drift::HourDrift;
 use crate::stamp::StampId;
+use crate::window::ReportedWindow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -71,7 +73,48 @@ pub struct ProcessingStatus {
     /// Exact duplicate rows the stamp sent and the store dropped (a row repeated within its window),
     /// over all runs: a stamp that repeats itself shows here instead of only in a log line.
     pub duplicate_rows: u64,
+    /// When the scheduled verify last compared stored rows with the stamp, and which range.
+    pub last_verified: Option<LastVerified>,
+    /// What that verify found (all zero when stored equals reported); `None` before the first one.
+    pub drift: Option<DriftCounts>,
     pub last_error: Option<String>,
+}
+
+/// When the timer job's scheduled verify ran for a stamp and what it compared (see
+/// [`crate::collect::CollectSettings::verify_trailing_hours`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastVerified {
+    pub at: DateTime<Utc>,
+    /// The reported hours compared, `[start, end)`.
+    pub range: ReportedWindow,
+}
+
+/// Rows that differ between the store and the stamp over a verified range, by key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftCounts {
+    /// Reported by the stamp, not stored (lost, or deleted behind the tool's back).
+    pub missing: u64,
+    /// Stored, no longer reported by the stamp.
+    pub extra: u64,
+    /// Stored with another quantity than the stamp reports now.
+    pub changed: u64,
+}
+
+impl DriftCounts {
+    pub fn of(hours: &[HourDrift]) -> Self {
+        hours.iter().map(HourDrift::totals).fold(Self::default(), |d, (added, removed, changed)| Self {
+            missing: d.missing + added,
+            extra: d.extra + removed,
+            changed: d.changed + changed,
+        })
+    }
+
+    /// Rows that differ, whichever way: what the drift metric publishes.
+    pub fn total(&self) -> u64 {
+        self.missing + self.extra + self.changed
+    }
 }
 
 /// What a finished run records for one stamp.

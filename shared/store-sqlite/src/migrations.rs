@@ -63,10 +63,16 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0007_duplicate_rows.sql"),
         step: None,
     },
+    Migration {
+        version: 8,
+        name: "verified",
+        sql: include_str!("../migrations/0008_verified.sql"),
+        step: None,
+    },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 7;
+pub const LATEST_VERSION: i64 = 8;
 
 /// Every migration version this build knows, in order. Versions are assigned to parallel work, so
 /// one may be missing for a while; each is applied when it is not yet recorded, not only when it is

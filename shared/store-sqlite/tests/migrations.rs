@@ -302,8 +302,8 @@ async fn a_database_on_the_64_bit_key_is_upgraded_and_a_re_collected_window_doub
 }
 
 /// Rewrites the file as a version-2 build left it: 64-bit fingerprints in `row_key`, no `row_key_low`,
-/// the old unique index, no `last_reported`, no quarantine, no duplicate count, no record of migrations 4
-/// to 7.
+/// the old unique index, no `last_reported`, no quarantine, no duplicate count or verify outcome, no record
+/// of migrations 4 to 8.
 fn back_to_version_2(path: &std::path::Path) {
     let conn = sql(path);
     let mut keys = Vec::new();
@@ -338,6 +338,12 @@ fn back_to_version_2(path: &std::path::Path) {
     conn.execute_batch(
         "DROP TABLE quarantined_rows;
          ALTER TABLE processing_status DROP COLUMN duplicate_rows;
+         ALTER TABLE processing_status DROP COLUMN last_verified_at;
+         ALTER TABLE processing_status DROP COLUMN verified_from;
+         ALTER TABLE processing_status DROP COLUMN verified_to;
+         ALTER TABLE processing_status DROP COLUMN drift_missing;
+         ALTER TABLE processing_status DROP COLUMN drift_extra;
+         ALTER TABLE processing_status DROP COLUMN drift_changed;
          DROP INDEX tenant_numbers_last_reported;
          ALTER TABLE tenant_numbers DROP COLUMN last_reported;
          ALTER TABLE usage_rows DROP COLUMN row_key_low;

@@ -5,7 +5,7 @@
 
 use crate::sql::{self, Statement};
 use crate::types::Quantity;
-use azs_core::status::RunRecord;
+use azs_core::status::{DriftCounts, LastVerified, RunRecord};
 use azs_core::usage::{RowKey, UsageRow, normalize_subscription_id};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -167,6 +167,21 @@ pub(crate) fn run_finished(stamp: Uuid, finished: DateTime<Utc>, record: &RunRec
             crate::types::count(record.unmapped_rows).into_sql(),
             record.last_error.as_deref().into_sql(),
             crate::types::count(record.duplicates).into_sql(),
+        ],
+    )
+}
+
+pub(crate) fn record_verified(stamp: Uuid, verified: &LastVerified, drift: &DriftCounts) -> Bound<'static> {
+    Bound::new(
+        &sql::RECORD_VERIFIED,
+        vec![
+            stamp.into_sql(),
+            crate::types::millis(verified.at).into_sql(),
+            crate::types::seconds(verified.range.start).into_sql(),
+            crate::types::seconds(verified.range.end).into_sql(),
+            crate::types::count(drift.missing).into_sql(),
+            crate::types::count(drift.extra).into_sql(),
+            crate::types::count(drift.changed).into_sql(),
         ],
     )
 }
@@ -522,6 +537,11 @@ mod tests {
             get_status(id),
             run_started(id, t(), "running"),
             run_finished(id, t(), &record),
+            record_verified(
+                id,
+                &LastVerified { at: t(), range: azs_core::window::ReportedWindow { start: t(), end: t() } },
+                &DriftCounts::default(),
+            ),
             lease_take_over(id, "o", 1),
             lease_create(id, "o", 1),
             lease_renew(id, "o", 1),

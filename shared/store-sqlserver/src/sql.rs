@@ -240,6 +240,12 @@ statements! {
         unmapped_rows bigint NOT NULL,
         last_error nvarchar(max) NULL,
         duplicate_rows bigint NOT NULL CONSTRAINT df_processing_status_duplicate_rows DEFAULT 0,
+        last_verified_at datetime2(3) NULL,
+        verified_from datetime2(0) NULL,
+        verified_to datetime2(0) NULL,
+        drift_missing bigint NULL,
+        drift_extra bigint NULL,
+        drift_changed bigint NULL,
         CONSTRAINT pk_processing_status PRIMARY KEY (stamp_id),
         CONSTRAINT fk_processing_status_stamp FOREIGN KEY (stamp_id)
             REFERENCES {schema}.stamps (id) ON DELETE CASCADE
@@ -338,14 +344,20 @@ statements! {
     GET_STATUS (1) = "SELECT p.stamp_id, p.watermark, p.last_run_started, p.last_run_finished, p.outcome,
             p.rows_written, p.unmapped_rows, p.last_error,
             (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows,
-            p.duplicate_rows
+            p.duplicate_rows, p.last_verified_at, p.verified_from, p.verified_to, p.drift_missing,
+            p.drift_extra, p.drift_changed
         FROM {schema}.processing_status AS p WHERE p.stamp_id = @P1";
     LIST_STATUSES (0) = "SELECT p.stamp_id, p.watermark, p.last_run_started, p.last_run_finished, p.outcome,
             p.rows_written, p.unmapped_rows, p.last_error,
             (SELECT COUNT_BIG(*) FROM {schema}.quarantined_rows AS q WHERE q.stamp_id = p.stamp_id) AS quarantined_rows,
-            p.duplicate_rows
+            p.duplicate_rows, p.last_verified_at, p.verified_from, p.verified_to, p.drift_missing,
+            p.drift_extra, p.drift_changed
         FROM {schema}.processing_status AS p";
     RUN_STARTED (3) = "UPDATE {schema}.processing_status SET last_run_started = @P2, outcome = @P3
+        WHERE stamp_id = @P1";
+    /// The scheduled verify's outcome replaces the previous one.
+    RECORD_VERIFIED (7) = "UPDATE {schema}.processing_status SET last_verified_at = @P2, verified_from = @P3,
+            verified_to = @P4, drift_missing = @P5, drift_extra = @P6, drift_changed = @P7
         WHERE stamp_id = @P1";
     /// duplicate_rows accumulates over runs (@P7: the run's exact duplicates dropped).
     RUN_FINISHED (7) = "UPDATE {schema}.processing_status SET last_run_finished = @P2, outcome = @P3,

@@ -9,7 +9,8 @@ use crate::types::{self, guid_text, opt, opt_text, req, stamp_key, unsigned};
 use async_trait::async_trait;
 use azs_core::ports::{StatusReader, StatusStore, StoreError};
 use azs_core::stamp::StampId;
-use azs_core::status::{ProcessingStatus, RunOutcome, RunRecord};
+use azs_core::status::{DriftCounts, LastVerified, ProcessingStatus, RunOutcome, RunRecord};
+use azs_core::window::ReportedWindow;
 use chrono::{DateTime, Utc};
 use tiberius::Row;
 
@@ -54,6 +55,21 @@ impl StatusStore for SqlServerStore {
         .await
     }
 
+    async fn record_verified(
+        &self,
+        stamp: &StampId,
+        verified: &LastVerified,
+        drift: &DriftCounts,
+    ) -> Result<(), StoreError> {
+        let key = stamp_key(stamp).ok_or_else(|| StoreError::UnknownStamp(stamp.clone()))?;
+        self.run("record_verified", |mut s| {
+            Box::pin(
+                async move { known(s.execute(bind::record_verified(key, verified, drift)).await?, stamp) },
+            )
+        })
+        .await
+    }
+
     async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError> {
         let key = stamp_key(stamp).ok_or_else(|| StoreError::UnknownStamp(stamp.clone()))?;
         let finished = types::millis(record.finished);
@@ -79,6 +95,20 @@ fn status_from_row(r: &Row) -> Result<ProcessingStatus, Failure> {
         unmapped_rows: unsigned(r, 6)?,
         quarantined_rows: unsigned(r, 8)?,
         duplicate_rows: unsigned(r, 9)?,
+        last_verified: match opt::<DateTime<Utc>>(r, 10)? {
+            Some(at) => {
+                Some(LastVerified { at, range: ReportedWindow { start: req(r, 11)?, end: req(r, 12)? } })
+            }
+            None => None,
+        },
+        drift: match opt::<i64>(r, 13)? {
+            Some(_) => Some(DriftCounts {
+                missing: unsigned(r, 13)?,
+                extra: unsigned(r, 14)?,
+                changed: unsigned(r, 15)?,
+            }),
+            None => None,
+        },
         last_error: opt_text(r, 7)?,
     })
 }

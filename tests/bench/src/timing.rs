@@ -10,7 +10,7 @@ use azs_core::ports::{
     StoredUsageRow, UsageLedger, UsageSource, WindowCommit,
 };
 use azs_core::stamp::{Credential, Stamp, StampId};
-use azs_core::status::{ProcessingStatus, RunRecord};
+use azs_core::status::{DriftCounts, LastVerified, ProcessingStatus, RunRecord};
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
 use chrono::{DateTime, Utc};
@@ -247,6 +247,14 @@ impl StatusStore for TimedStore {
     }
     async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError> {
         self.inner.record_run_finished(stamp, record).await
+    }
+    async fn record_verified(
+        &self,
+        stamp: &StampId,
+        verified: &LastVerified,
+        drift: &DriftCounts,
+    ) -> Result<(), StoreError> {
+        self.inner.record_verified(stamp, verified, drift).await
     }
 }
 

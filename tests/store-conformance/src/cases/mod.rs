@@ -25,6 +25,7 @@ pub(crate) fn all() -> Vec<Case> {
         stamps::removing_a_stamp_leaves_a_tombstone_with_its_watermark_that_registering_consumes,
         status::registering_a_stamp_creates_its_status_with_the_watermark_at_collect_from,
         status::a_run_records_its_start_and_its_finish,
+        status::a_verify_outcome_is_recorded_in_the_status_and_replaced_by_the_next,
         ledger::committing_a_window_stores_its_rows_and_moves_the_watermark_to_its_end,
         ledger::an_empty_window_still_moves_the_watermark,
         ledger::committing_the_same_window_twice_is_fenced_and_changes_nothing,
