@@ -10,6 +10,7 @@
 //! timed by [`timing`]) -> verification -> [`stages::pull_only`] / [`stages::write_only`] (children)
 //! -> [`report`]. The named runs and their targets are in [`scenarios`].
 
+pub mod fleet;
 pub mod measure;
 pub mod process;
 pub mod report;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! azs-usage-bench [--repeat N] standard|stamps|fan-out|windows|mapped|all
+//! azs-usage-bench fleet [--stamps 500 --large 10 --hours 24 --workers 20 --max-span-hours 6 ...]
 //! azs-usage-bench [--repeat N] run --stamps 2 --tenants 20 --meters 5 --hours 6 [--stages]
 //! ```
 //! See `scripts/bench.sh` and `tests/bench/README.md`.
@@ -54,7 +55,13 @@ enum Command {
     /// One per-subscriber stamp, 2,000 tenant subscriptions at 200 ms per query: subscriber
     /// concurrency 1 (on a 200-subscription sample), 8 and 16; seconds per collected hour. Not in `all`.
     Scale,
-    /// All of the above but `scale`.
+    /// 500 stamps of mixed sizes (ten large per-subscriber, some slow), 24 h behind, brought current
+    /// through the queue path by a bounded worker pool; one JSON line per figure. Not in `all`.
+    Fleet {
+        #[command(flatten)]
+        fleet: azs_bench::fleet::Fleet,
+    },
+    /// All of the above but `scale` and `fleet`.
     All,
     /// Any workload.
     Run {
@@ -118,6 +125,7 @@ async fn measure() -> anyhow::Result<()> {
     };
     let (summaries, verdicts): (Vec<Summary>, Vec<Verdict>) = match args.command {
         Command::Sim { workload } => return azs_bench::sim::serve(&workload).await,
+        Command::Fleet { fleet } => return azs_bench::fleet::run(&fleet).await,
         Command::Collect { files, to, concurrency, subscriber_concurrency } => {
             return print_result(&stages::collect(&files, to, concurrency, subscriber_concurrency).await?);
         }
