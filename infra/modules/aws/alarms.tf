@@ -2,6 +2,8 @@
 #   stamp lag        the collector publishes AzsUsage/WatermarkLagSeconds per stamp after every run
 #                    (CloudWatch Embedded Metric Format log lines, shared/app/src/metrics.rs); the alarm
 #                    watches the maximum over all stamps (the metric without dimensions).
+#   stamp drift      the daily scheduled verify found stored rows that differ from what a stamp reports
+#                    (AzsUsage/DriftRows, published only by the run that verified; shared/app/src/metrics.rs).
 #   failed runs      collect-usage fails its invocation when a stamp failed (AWS/Lambda Errors).
 #   not running      no collect-usage invocation for two hours (schedule disabled, deleted, throttled).
 #   dead letters     anything in the dead-letter queue: a run that failed after every retry.
@@ -27,6 +29,20 @@ locals {
       threshold  = var.stamp_lag_threshold_seconds
       # No data means no stamp was collected in the hour; the not-running alarm covers a silent
       # collector, and an installation without stamps yet must not page.
+      missing_data = "notBreaching"
+    }
+    "stamp-drift" = {
+      description = "The daily verify found stored usage rows that differ from what a stamp reports (missing, extra or changed). `azs-usage status` shows which stamp and the counts; `azs-usage verify` over its lastVerified range shows the rows."
+      namespace   = "AzsUsage"
+      metric      = "DriftRows"
+      # The maximum over all stamps: the metric without dimensions.
+      dimensions = null
+      statistic  = "Maximum"
+      period     = 3600
+      periods    = 1
+      comparison = "GreaterThanThreshold"
+      threshold  = 0
+      # Published once a day per stamp, by the run that verified: no data is no news.
       missing_data = "notBreaching"
     }
     "collect-usage-failed" = {

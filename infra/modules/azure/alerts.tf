@@ -3,6 +3,7 @@
 #                    invocation Logs, which the host sends to Application Insights `traces`
 #                    (shared/app/src/metrics.rs); the query parses exactly that shape.
 #   stamp failed     the same lines with failed = 1.
+#   stamp drift      the same lines' driftRows (only on the run that did the stamp's daily verify) > 0.
 #   failed runs      collect-usage answers 500 when a stamp failed: a failed request in `requests`.
 #   not running      no collect-usage request for two hours (timer stopped, app down).
 #   stamp work dead letters (fan_out_queue only, queue.tf) a stamp message that failed every attempt.
@@ -36,6 +37,22 @@ locals {
       per_stamp   = true
       operator    = "GreaterThan"
       threshold   = var.stamp_lag_threshold_seconds
+    }
+    "stamp-drift" = {
+      description = "The daily verify found stored usage rows that differ from what a stamp reports (missing, extra or changed). `azs-usage status` shows the counts; `azs-usage verify` over its lastVerified range shows the rows."
+      severity    = 2
+      frequency   = "PT1H"
+      window      = "PT1H"
+      query       = <<-KQL
+        ${local.metric_lines}
+        | where isnotnull(m.driftRows)
+        | summarize drift = max(todouble(m.driftRows)) by stampName = tostring(m.stampName)
+      KQL
+      aggregation = "Maximum"
+      measure     = "drift"
+      per_stamp   = true
+      operator    = "GreaterThan"
+      threshold   = 0
     }
     "stamp-failed" = {
       description = "A stamp's collection failed (the timer retries it; the next hour retries again)."

@@ -186,6 +186,7 @@ async fn a_run_publishes_the_application_insights_shape_the_alert_queries_parse(
         "substring(message, 17)",
         "m.watermarkLagSeconds",
         "m.failed",
+        "m.driftRows",
         "m.stampName",
     ] {
         assert!(alerts.contains(needle), "alerts.tf no longer queries {needle}");
@@ -202,5 +203,7 @@ async fn a_run_publishes_the_application_insights_shape_the_alert_queries_parse(
             other => panic!("unexpected stamp {other}"),
         }
         assert!(m["stampId"].is_string() && m["outcome"].is_string());
+        // null unless the run verified the stamp; a number todouble() reads when it did.
+        assert!(m.get("driftRows").is_some_and(|d| d.is_null() || d.is_u64()), "{line}");
     }
 }

@@ -102,7 +102,7 @@ run "alarms_notify_the_module_topic" {
     error_message = "without alarm_topic_arn the module creates an encrypted topic"
   }
   assert {
-    condition = length(aws_cloudwatch_metric_alarm.this) == 4 && alltrue([for a in values(aws_cloudwatch_metric_alarm.this) :
+    condition = length(aws_cloudwatch_metric_alarm.this) == 5 && alltrue([for a in values(aws_cloudwatch_metric_alarm.this) :
     a.alarm_actions == toset([aws_sns_topic.alarms[0].arn]) && a.ok_actions == toset([aws_sns_topic.alarms[0].arn])])
     error_message = "every alarm notifies the topic on ALARM and OK"
   }
@@ -111,6 +111,11 @@ run "alarms_notify_the_module_topic" {
   assert {
     condition     = aws_cloudwatch_metric_alarm.this["stamp-lag"].namespace == "AzsUsage" && aws_cloudwatch_metric_alarm.this["stamp-lag"].metric_name == "WatermarkLagSeconds" && aws_cloudwatch_metric_alarm.this["stamp-lag"].statistic == "Maximum" && length(coalesce(aws_cloudwatch_metric_alarm.this["stamp-lag"].dimensions, {})) == 0
     error_message = "the lag alarm watches AzsUsage/WatermarkLagSeconds, Maximum, no dimensions"
+  }
+  # The drift the scheduled verify publishes (shared/app/src/metrics.rs: DRIFT_ROWS): any row differing.
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.this["stamp-drift"].namespace == "AzsUsage" && aws_cloudwatch_metric_alarm.this["stamp-drift"].metric_name == "DriftRows" && aws_cloudwatch_metric_alarm.this["stamp-drift"].statistic == "Maximum" && aws_cloudwatch_metric_alarm.this["stamp-drift"].threshold == 0 && aws_cloudwatch_metric_alarm.this["stamp-drift"].comparison_operator == "GreaterThanThreshold" && aws_cloudwatch_metric_alarm.this["stamp-drift"].treat_missing_data == "notBreaching"
+    error_message = "the drift alarm fires on any AzsUsage/DriftRows above 0 and treats the days between verifies as no news"
   }
   assert {
     condition     = aws_cloudwatch_metric_alarm.this["stamp-lag"].threshold == 10800 && aws_cloudwatch_metric_alarm.this["stamp-lag"].comparison_operator == "GreaterThanThreshold"
