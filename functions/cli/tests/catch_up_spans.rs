@@ -312,3 +312,36 @@ async fn verify_and_reprocess_of_hours_inside_a_span_work_on_the_whole_stored_sp
     let out = world.run(&["verify", "--stamp", "stamp-0", "--from", &hour(0), "--to", &hour(30)]).await;
     assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_time_budget_the_first_window_measures_one_hour_and_no_span_outgrows_the_budget() {
+    // Given a stamp 30 hours behind whose every usage page takes 250 ms, and a run budget of 20 s
+    // (10 s of it kept for the last writes)
+    let world = World::start(|_| vec![spec(0, aad(), 4)], 30, 20).await;
+    world.sim.stamp(0).inject(Fault::Slow {
+        kind: RequestKind::Usage,
+        count: 10_000,
+        delay: std::time::Duration::from_millis(250),
+    });
+
+    // When a collection with 12-hour spans runs under that budget
+    let started = std::time::Instant::now();
+    let (out, summary) = collect(&world, &[SPAN, ("AZS_USAGE_TIME_BUDGET", "20s")]).await;
+    let took = started.elapsed();
+
+    // Then it stops early (partial), within its budget, having started with one measured hour and
+    // then spans that fit what was left, none of the 12 hours allowed
+    assert_eq!(summary["stamps"][0]["outcome"], "partial", "{summary}\n{}", stderr(&out));
+    assert!(took < std::time::Duration::from_secs(20), "the run took {took:?}");
+    let windows = stored_windows(&world, 0);
+    assert_eq!(windows.first().map(|(s, e)| (*e - *s).num_hours()), Some(1), "{windows:?}");
+    assert!(windows.iter().all(|(s, e)| (*e - *s).num_hours() < 12), "{windows:?}");
+    assert!(windows.iter().any(|(s, e)| (*e - *s).num_hours() > 1), "no span once measured: {windows:?}");
+    assert!(world.watermark(0).await < world.horizon());
+    // And what it committed is exact; the next run (no budget) completes the stamp exactly
+    assert_exact_to_watermark(&world, 0).await;
+    let (out, _) = collect(&world, &[SPAN]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(world.watermark(0).await, world.horizon());
+    assert_exact_to_watermark(&world, 0).await;
+}
