@@ -877,6 +877,22 @@ async fn the_quarantine_is_listed_for_one_stamp_by_id_or_name_or_for_all_and_bad
     assert_eq!(none.json(), json!([]));
     // And the stamp's status counts it
     assert_eq!(app.get(&format!("/stamps/{id}")).await.json()["status"]["quarantinedRows"], 1);
+    // And the status shows the scheduled verify's outcome and the duplicates runs dropped, as recorded
+    let status = app.get(&format!("/stamps/{id}")).await.json()["status"].clone();
+    assert!(status["lastVerified"].is_null() && status["drift"].is_null(), "{status}");
+    assert_eq!(status["duplicateRows"], 0);
+    let range = azs_core::window::ReportedWindow::hour(collect_from);
+    let verified = LastVerified { at: chrono::Utc::now(), range };
+    app.store
+        .record_verified(&stamp, &verified, &DriftCounts { missing: 1, extra: 0, changed: 2 })
+        .await
+        .unwrap();
+    let status = app.get(&format!("/stamps/{id}")).await.json()["status"].clone();
+    assert_eq!(status["drift"], json!({"missing": 1, "extra": 0, "changed": 2}), "{status}");
+    assert_eq!(
+        status["lastVerified"]["range"]["start"],
+        collect_from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
 
     // And an unknown stamp is a 404, an empty or repeated filter a 400 naming the field
     app.get("/quarantine?stamp=no-such-stamp").await.expect(StatusCode::NOT_FOUND);
