@@ -854,16 +854,24 @@ mod tests {
         assert_eq!(unknown_columns(broken, &tables), ["u.stamp_id"], "the check has teeth");
     }
 
-    /// The columns an INSERT into `{schema}.table` (or a MERGE's `INSERT (…)` into its target) lists
-    /// that the table does not have.
-    fn unknown_inserted_columns(segment: &str, tables: &[(String, Vec<String>)]) -> Vec<String> {
-        let target = ["INSERT INTO {schema}.", "MERGE INTO {schema}."].iter().find_map(|prefix| {
+    /// The table the first of `prefixes` found in `segment` names (`{schema}.table`), and where its name
+    /// starts.
+    fn target_table(segment: &str, prefixes: &[&str]) -> Option<(String, usize)> {
+        prefixes.iter().find_map(|prefix| {
             let at = segment.find(prefix)? + prefix.len();
             let name: String =
                 segment[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             Some((name, at))
-        });
-        let Some((table, at)) = target else { return Vec::new() };
+        })
+    }
+
+    /// The columns an INSERT into `{schema}.table` (or a MERGE's `INSERT (…)` into its target) lists
+    /// that the table does not have.
+    fn unknown_inserted_columns(segment: &str, tables: &[(String, Vec<String>)]) -> Vec<String> {
+        let Some((table, at)) = target_table(segment, &["INSERT INTO {schema}.", "MERGE INTO {schema}."])
+        else {
+            return Vec::new();
+        };
         let columns =
             &tables.iter().find(|(t, _)| *t == table).unwrap_or_else(|| panic!("no table {table}")).1;
         let rest = &segment[at..];
@@ -888,13 +896,9 @@ mod tests {
     /// The columns an `UPDATE {schema}.table SET …` (or a MERGE's `UPDATE SET …` of its target) assigns
     /// that the table does not have.
     fn unknown_updated_columns(segment: &str, tables: &[(String, Vec<String>)]) -> Vec<String> {
-        let target = ["UPDATE {schema}.", "MERGE INTO {schema}."].iter().find_map(|prefix| {
-            let at = segment.find(prefix)? + prefix.len();
-            let name: String =
-                segment[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            Some((name, at))
-        });
-        let Some((table, at)) = target else { return Vec::new() };
+        let Some((table, at)) = target_table(segment, &["UPDATE {schema}.", "MERGE INTO {schema}."]) else {
+            return Vec::new();
+        };
         let columns =
             &tables.iter().find(|(t, _)| *t == table).unwrap_or_else(|| panic!("no table {table}")).1;
         let Some(set) = segment[at..].find("SET ") else { return Vec::new() };
