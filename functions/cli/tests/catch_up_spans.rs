@@ -6,12 +6,26 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use stamp_sim::{Fault, RequestKind};
+use stamp_sim::{Fault, RequestKind, StampSpec};
 
 const SPAN: (&str, &str) = ("AZS_USAGE_MAX_SPAN_HOURS", "12");
 
-fn two_stamps(_: &stamp_sim::TestCertificate) -> Vec<stamp_sim::StampSpec> {
-    vec![spec(0, aad(), 4), spec(1, aad(), 3)]
+/// Stamp `index` as [`spec`] (late rows, casing variants) but without repeats across pages: a stamp
+/// that repeats pages holds equal rows in every span of more than one page and is collected hour by
+/// hour (the first test shows it).
+fn no_repeats(index: usize, tenants: usize) -> StampSpec {
+    StampSpec { duplicate_across_pages: false, ..spec(index, aad(), tenants) }
+}
+
+/// Stamp `index` without page repeats and without variants: its quantities are never integers, so
+/// no two of its rows are alike but for their reported hour, and its spans do not depend on the
+/// hour of day the test runs at (the data is a function of the absolute hour).
+fn plain(index: usize, tenants: usize) -> StampSpec {
+    StampSpec { variants: false, ..no_repeats(index, tenants) }
+}
+
+fn two_stamps(_: &stamp_sim::TestCertificate) -> Vec<StampSpec> {
+    vec![no_repeats(0, 4), no_repeats(1, 3)]
 }
 
 fn sql(world: &World) -> rusqlite::Connection {
@@ -80,73 +94,109 @@ fn committed(summary: &serde_json::Value, i: usize) -> u64 {
     summary["stamps"][i]["windowsCommitted"].as_u64().unwrap_or_default()
 }
 
-/// Reported hours of stamp `i`'s ground truth holding two rows alike in every field but the hour that
-/// reported them (an on-time and a late row with equal quantities).
-fn hours_with_alike_rows(world: &World, i: usize) -> Vec<DateTime<Utc>> {
+/// Pairs of reported hours of stamp `i`'s ground truth holding two rows alike in every field but the
+/// hour that reported them (an on-time and a late row with equal quantities), earlier hour first.
+fn alike_pairs(world: &World, i: usize) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut first_hour = std::collections::BTreeMap::new();
-    let mut hours = Vec::new();
+    let mut pairs = Vec::new();
     for row in world.truth(i, world.horizon()) {
         let hour = row.reported_start;
         let fields = Comparable { reported_start: DateTime::<Utc>::MIN_UTC, ..row };
         if let Some(earlier) = first_hour.insert(fields, hour) {
-            hours.extend([earlier, hour]);
+            pairs.push((earlier, hour));
         }
     }
-    hours
+    pairs
+}
+
+/// The windows the README documents for a stamp that does not repeat pages, collected from `from`
+/// to `until` in spans of up to `span` hours: each span as one window, except that a span holding
+/// both rows of an alike pair is stored hour by hour (only the reported hour tells them apart).
+fn documented_windows(
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    span: i64,
+    alike: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut windows = Vec::new();
+    let mut start = from;
+    while start < until {
+        let end = (start + Duration::hours(span)).min(until);
+        if alike.iter().any(|(a, b)| start <= *a && *b < end) {
+            let hours = (end - start).num_hours();
+            windows.extend((0..hours).map(|h| (start + Duration::hours(h), start + Duration::hours(h + 1))));
+        } else {
+            windows.push((start, end));
+        }
+        start = end;
+    }
+    windows
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stamp_30_hours_behind_with_span_12_collects_in_3_windows_equal_to_the_ground_truth() {
-    // Given two stamps 30 reported hours behind, one queried per subscriber and one for all tenants
-    // (both with late rows, page-boundary duplicates and casing variants); the second one's data
-    // holds rows alike in every field but the hour that reported them
-    let world = World::start(two_stamps, 30, 17).await;
+async fn stamps_30_hours_behind_with_span_12_are_collected_in_the_documented_windows_equal_to_the_ground_truth()
+ {
+    // Given three stamps 30 reported hours behind, with late rows and casing variants: one queried
+    // per subscriber and one for all tenants, neither repeating rows across pages, and one for all
+    // tenants that repeats the last row of each page as the first of the next. Whether two rows
+    // of a stamp are alike but for the hour that reported them depends on the hours the test runs
+    // over: the expected windows are derived from the ground truth
+    let world = World::start(|_| vec![no_repeats(0, 4), no_repeats(1, 3), spec(2, aad(), 3)], 30, 17).await;
     sql(&world)
         .execute("UPDATE stamps SET query_mode = 'per-subscriber' WHERE id = ?1", [&world.stamp_ids[0]])
         .unwrap();
-    let behind = (world.horizon() - world.collect_from).num_hours() as u64;
-    assert!(hours_with_alike_rows(&world, 0).is_empty());
-    let alike = hours_with_alike_rows(&world, 1);
-    assert!(!alike.is_empty(), "the data changed: stamp 1 was chosen for its alike rows");
+    let (cf, horizon) = (world.collect_from, world.horizon());
 
     // When one collection runs with spans of up to 12 hours
     let (out, summary) = collect(&world, &[SPAN]).await;
     assert!(out.status.success(), "collect failed: {}\n{}", stdout(&out), stderr(&out));
 
-    // Then the first stamp is collected in ceil(30 / 12) = 3 windows of 12, 12 and 6 hours
-    let cf = world.collect_from;
-    assert_eq!(committed(&summary, 0), behind.div_ceil(12), "{summary}\n{}", stderr(&out));
-    let windows = stored_windows(&world, 0);
-    assert_eq!(windows.first(), Some(&(cf, cf + Duration::hours(12))));
-    assert!(windows.iter().all(|(s, e)| (*e - *s).num_hours() <= 12), "{windows:?}");
-    // And the second stamp's spans that would hold two alike rows are pulled hour by hour (only
-    // the reported hour tells those rows apart), the others as spans
-    let windows = stored_windows(&world, 1);
-    for hour in &alike {
-        let (s, e) = windows.iter().find(|(s, e)| s <= hour && hour < e).expect("the hour is stored");
-        assert_eq!((*e - *s).num_hours(), 1, "the alike row of {hour} is in a span: {windows:?}");
-    }
-    assert!(windows.iter().any(|(s, e)| (*e - *s).num_hours() == 12), "{windows:?}");
-    assert!(committed(&summary, 1) > behind.div_ceil(12));
-
-    // And both hold exactly the ground truth (both alike rows kept), up to the newest complete hour
+    // Then the stamps without page repeats are stored in spans of 12, 12 and 6 hours, except the
+    // spans that would hold both rows of an alike pair, which are stored hour by hour
     for i in 0..2 {
-        assert_eq!(world.watermark(i).await, world.horizon());
-        assert_eq!(stored_windows(&world, i).last().map(|w| w.1), Some(world.horizon()), "stamp {i}");
+        let alike = alike_pairs(&world, i);
+        let expected = documented_windows(cf, horizon, 12, &alike);
+        assert_eq!(stored_windows(&world, i), expected, "stamp {i}, alike pairs {alike:?}");
+        assert_eq!(committed(&summary, i), expected.len() as u64, "{summary}");
+    }
+    // And the stamp that repeats pages is stored hour by hour: its first span held equal rows
+    // (a repeat looks exactly like a late report of an alike row), so the rest of the run did not
+    // try spans again
+    let hourly = documented_windows(cf, horizon, 1, &[]);
+    assert_eq!(stored_windows(&world, 2), hourly);
+    assert_eq!(committed(&summary, 2), 30, "{summary}");
+
+    // And every stamp holds exactly the ground truth (both rows of each alike pair kept), up to
+    // the newest complete hour
+    for i in 0..3 {
+        assert_eq!(world.watermark(i).await, horizon);
         assert_exact_to_watermark(&world, i).await;
     }
     // And a second run has nothing to do and adds nothing
-    let before = (world.stored(0).await, world.stored(1).await);
+    let before = [world.stored(0).await, world.stored(1).await, world.stored(2).await];
     let (again, summary) = collect(&world, &[SPAN]).await;
     assert!(again.status.success());
-    assert_eq!((committed(&summary, 0), committed(&summary, 1)), (0, 0));
-    assert_eq!((world.stored(0).await, world.stored(1).await), before);
+    assert!((0..3).all(|i| committed(&summary, i) == 0), "{summary}");
+    assert_eq!([world.stored(0).await, world.stored(1).await, world.stored(2).await], before);
+}
+
+#[test]
+fn the_documented_windows_store_a_span_hour_by_hour_only_when_it_holds_both_rows_of_a_pair() {
+    let t = |h: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::hours(h);
+    // A pair across the boundary of two spans keeps both spans whole; a pair inside one splits it
+    assert_eq!(
+        documented_windows(t(0), t(30), 12, &[(t(11), t(12))]),
+        vec![(t(0), t(12)), (t(12), t(24)), (t(24), t(30))]
+    );
+    let split = documented_windows(t(0), t(30), 12, &[(t(24), t(25))]);
+    assert_eq!(split.len(), 2 + 6);
+    assert_eq!(split[2], (t(24), t(25)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_span_that_fails_mid_pull_commits_nothing_and_the_next_run_completes_it_exactly() {
     // Given a stamp 30 hours behind whose fourth usage page keeps failing past the client's retries
-    let world = World::start(|_| vec![spec(0, aad(), 4)], 30, 20).await;
+    let world = World::start(|_| vec![no_repeats(0, 4)], 30, 20).await;
     world.sim.stamp(0).inject(Fault::Slow {
         kind: RequestKind::Usage,
         count: 3,
@@ -249,7 +299,7 @@ async fn a_span_over_the_row_limit_is_pulled_again_hour_by_hour_instead_of_stopp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_and_reprocess_of_hours_inside_a_span_work_on_the_whole_stored_span() {
     // Given a stamp collected in 12-hour spans
-    let world = World::start(|_| vec![spec(0, aad(), 4)], 30, 50).await;
+    let world = World::start(|_| vec![plain(0, 4)], 30, 50).await;
     let (out, _) = collect(&world, &[SPAN]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let cf = world.collect_from;
@@ -317,7 +367,7 @@ async fn verify_and_reprocess_of_hours_inside_a_span_work_on_the_whole_stored_sp
 async fn under_a_time_budget_the_first_window_measures_one_hour_and_no_span_outgrows_the_budget() {
     // Given a stamp 30 hours behind whose every usage page takes 250 ms, and a run budget of 20 s
     // (10 s of it kept for the last writes)
-    let world = World::start(|_| vec![spec(0, aad(), 4)], 30, 20).await;
+    let world = World::start(|_| vec![plain(0, 4)], 30, 20).await;
     world.sim.stamp(0).inject(Fault::Slow {
         kind: RequestKind::Usage,
         count: 10_000,

@@ -500,9 +500,9 @@ impl Collector {
                 .await
             {
                 Ok(receipt) => receipt,
-                Err(WindowFailure::SpanRefused(why)) => {
-                    warn!(window = %window, reason = %why, "the span is pulled again hour by hour");
-                    hourly_until = window.end;
+                Err(WindowFailure::SpanRefused(refusal)) => {
+                    warn!(window = %window, reason = %refusal.why, "the span is pulled again hour by hour");
+                    hourly_until = if refusal.stamp_repeats_pages { horizon } else { window.end };
                     continue;
                 }
                 Err(WindowFailure::Failed(kind)) => return Err(fail(Some(window), kind)),
@@ -594,16 +594,23 @@ impl Collector {
         let (rows, pulled) = match self.pull_rows(pull, session, window, rows_hint, span).await {
             // The span is over a pull limit (rows, pages, bytes): its hours may each be within them.
             Err(CollectErrorKind::Pull(e)) if span && e.stage == PullStage::Limit => {
-                return Err(WindowFailure::SpanRefused(e.to_string()));
+                return Err(WindowFailure::SpanRefused(SpanRefusal {
+                    why: e.to_string(),
+                    stamp_repeats_pages: false,
+                }));
             }
             other => other?,
         };
-        if span && rows.ambiguous_repeats > 0 {
-            return Err(WindowFailure::SpanRefused(format!(
-                "{} row(s) of the span equal another of its rows without being a page-boundary repeat; \
-                 only the reported hour tells such rows apart, and a span's rows do not carry it",
-                rows.ambiguous_repeats
-            )));
+        if span && rows.equal_rows > 0 {
+            return Err(WindowFailure::SpanRefused(SpanRefusal {
+                why: format!(
+                    "{} row(s) of the span equal another of its rows ({} of them where a page repeats the \
+                     one before); only the reported hour tells a late report from its on-time twin, and \
+                     a span's rows do not carry it",
+                    rows.equal_rows, rows.boundary_repeats
+                ),
+                stamp_repeats_pages: rows.boundary_repeats > 0,
+            }));
         }
         Ok(self.commit_rows(pull, window, rows, pulled).await?)
     }
@@ -939,8 +946,11 @@ struct PulledWindow {
     /// The page each row key was first seen on (only while `watch_repeats`).
     first_seen: HashMap<RowKey, u64>,
     pages: u64,
-    /// Rows equal to an earlier row of the window that are not a page-boundary repeat.
-    ambiguous_repeats: u64,
+    /// Rows equal to an earlier row of the window (only while `watch_repeats`).
+    equal_rows: u64,
+    /// Of those, the ones that look like the stamp repeating the previous page's last rows: leading
+    /// rows of a page, first seen on the page before.
+    boundary_repeats: u64,
 }
 
 impl PulledWindow {
@@ -952,7 +962,8 @@ impl PulledWindow {
             watch_repeats: false,
             first_seen: HashMap::new(),
             pages: 0,
-            ambiguous_repeats: 0,
+            equal_rows: 0,
+            boundary_repeats: 0,
         }
     }
 
@@ -964,9 +975,10 @@ impl PulledWindow {
         // Within an hour, a row equal to another is stored once: a page repeating the previous page's
         // last rows is a known paging artefact, and nothing else tells two equal rows apart. Within a
         // span, two equal rows may also be two reports of different hours (an on-time and a late row
-        // alike in every field), which hourly windows keep apart by their reported hour. So a span
-        // accepts equal rows only where they look like a repeat across a page boundary (the leading
-        // rows of a page, first seen on another page) and is otherwise pulled hour by hour.
+        // alike in every field), which hourly windows keep apart by their reported hour, and no
+        // position on the pages tells the two cases apart (a late row may follow its on-time twin
+        // across a page boundary exactly like a repeat). So a span holding any two equal rows is
+        // refused and pulled hour by hour; see `SpanRefusal`.
         let mut leading = true;
         for (index, row) in page.rows.into_iter().enumerate() {
             if self.watch_repeats {
@@ -976,8 +988,9 @@ impl PulledWindow {
                         leading = false;
                     }
                     std::collections::hash_map::Entry::Occupied(seen) => {
-                        if !(leading && *seen.get() != self.pages) {
-                            self.ambiguous_repeats += 1;
+                        self.equal_rows += 1;
+                        if leading && *seen.get() + 1 == self.pages {
+                            self.boundary_repeats += 1;
                         }
                     }
                 }
@@ -995,9 +1008,9 @@ impl PulledWindow {
 
 /// Why one window of a collection was not committed.
 enum WindowFailure {
-    /// A span that cannot be committed as one (over a pull limit, or rows only their reported hour
-    /// tells apart): its hours are pulled one by one instead. Nothing of it was committed.
-    SpanRefused(String),
+    /// A span that cannot be committed as one: its hours are pulled one by one instead. Nothing of
+    /// it was committed.
+    SpanRefused(SpanRefusal),
     /// The window failed; the stamp's run stops here.
     Failed(CollectErrorKind),
 }
@@ -1006,6 +1019,16 @@ impl From<CollectErrorKind> for WindowFailure {
     fn from(kind: CollectErrorKind) -> Self {
         WindowFailure::Failed(kind)
     }
+}
+
+/// Why a span was refused (over a pull limit, or holding equal rows that only their reported hour
+/// could tell apart), and whether the stamp's later spans of this run would be refused too.
+struct SpanRefusal {
+    why: String,
+    /// The stamp repeats rows across page boundaries: every later span of more than one page would
+    /// hold equal rows again, so the rest of the run goes hour by hour rather than pull each span
+    /// twice.
+    stamp_repeats_pages: bool,
 }
 
 /// Who pulls a window, for whom, until when, and how its rows meet what is stored.
