@@ -13,7 +13,7 @@
 //! cannot be committed as one (over a pull limit, or holding equal rows that only their reported
 //! hours would tell apart) is pulled again hour by hour.
 
-use crate::drift::{HourDrift, compare_hour};
+use crate::drift::{HourComparison, HourDrift};
 use crate::ports::{
     CommitReceipt, ExportFilter, PageRows, PullError, PullStage, PullSummary, SecretStore, StampSession,
     Store, StoreError, UsageSource, WindowCommit, WindowWrite,
@@ -736,7 +736,12 @@ impl Collector {
                     .pull_rows(&pull, session.as_ref(), window, &mut rows_hint, false)
                     .await
                     .map_err(|k| fail(Some(window), k))?;
-                let drift = compare_hour(window, &self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?, &rows.rows);
+                let mut comparison = HourComparison::new(window);
+                self.compare_stored(&stamp.id, window, &mut comparison)
+                    .await
+                    .map_err(|e| fail(Some(window), e.into()))?;
+                rows.rows.iter().for_each(|row| comparison.reported(row));
+                let drift = comparison.finish();
                 if drift.shrinks() && !request.allow_shrink {
                     let (_, removed, changed) = drift.totals();
                     report.hours.push(drift);
@@ -834,38 +839,46 @@ impl Collector {
         };
         let session = self.open_session(stamp).await.map_err(|k| fail(Some(range), k))?;
         let also = self.recent_subscribers(stamp).await.map_err(|e| fail(Some(range), e.into()))?;
+        let limits = self.store.row_limits();
         let mut hours = Vec::with_capacity(windows.len());
         for &window in windows {
-            // Rows the store cannot hold are compared with the quarantine, not with the ledger: only
-            // what the ledger can hold is expected there.
-            let mut pulled = PulledWindow::new(self.store.row_limits(), 0);
+            // Rows are compared as they stream in (see `HourComparison`): neither the re-pull nor the
+            // stored rows are held. Rows the store cannot hold are quarantined, not in the ledger:
+            // only what the ledger can hold is expected there.
+            let mut comparison = HourComparison::new(window);
             session
-                .pull_pages(window, &also, &mut |page| pulled.take(page))
+                .pull_pages(window, &also, &mut |page| {
+                    page.rows
+                        .iter()
+                        .filter(|row| limits.check(row).is_ok())
+                        .for_each(|row| comparison.reported(row))
+                })
                 .await
                 .map_err(|e| fail(Some(window), e.into()))?;
-            let stored =
-                self.stored_rows(&stamp.id, window).await.map_err(|e| fail(Some(window), e.into()))?;
-            hours.push(compare_hour(window, &stored, &pulled.rows));
+            self.compare_stored(&stamp.id, window, &mut comparison)
+                .await
+                .map_err(|e| fail(Some(window), e.into()))?;
+            hours.push(comparison.finish());
         }
         Ok(hours)
     }
 
-    /// The rows stored for one reported hour of a stamp.
-    async fn stored_rows(
+    /// Feeds the rows stored for one window of a stamp into `comparison`, one at a time.
+    async fn compare_stored(
         &self,
         stamp: &StampId,
         window: ReportedWindow,
-    ) -> Result<Vec<UsageRow>, StoreError> {
+        comparison: &mut HourComparison,
+    ) -> Result<(), StoreError> {
         let filter =
             ExportFilter { stamps: vec![stamp.clone()], from: Some(window.start), to: Some(window.end) };
-        let mut rows = Vec::new();
         self.store
             .export_rows(&filter, &mut |stored| {
-                rows.push(stored.row);
+                comparison.stored(&stored.row);
                 Ok(())
             })
             .await?;
-        Ok(rows)
+        Ok(())
     }
 
     /// The stamp, if `range` lies within what it has collected.

@@ -58,9 +58,19 @@ pub struct UsageRow {
 impl UsageRow {
     /// The row's key (see the module documentation).
     pub fn key(&self) -> RowKey {
+        self.digest(WithQuantity::Yes)
+    }
+
+    /// The key of what the row is apart from its quantity: equal for two rows that differ in
+    /// quantity only (how [`crate::drift`] tells a changed row from an added and a removed one).
+    pub fn identity_key(&self) -> RowKey {
+        self.digest(WithQuantity::No)
+    }
+
+    fn digest(&self, quantity: WithQuantity) -> RowKey {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        self.canonical_fields(|bytes| {
+        self.canonical_fields(quantity, |bytes| {
             h.update(bytes);
             h.update([0xff]);
         });
@@ -75,7 +85,7 @@ impl UsageRow {
     pub fn legacy_fingerprint(&self) -> i64 {
         use xxhash_rust::xxh3::Xxh3;
         let mut h = Xxh3::new();
-        self.canonical_fields(|bytes| {
+        self.canonical_fields(WithQuantity::Yes, |bytes| {
             h.update(bytes);
             h.update(&[0xff]);
         });
@@ -83,17 +93,25 @@ impl UsageRow {
     }
 
     /// Hands each field of the canonical form to `field`, in order.
-    fn canonical_fields(&self, mut field: impl FnMut(&[u8])) {
+    fn canonical_fields(&self, quantity: WithQuantity, mut field: impl FnMut(&[u8])) {
         field(self.subscription_id.as_bytes());
         field(self.meter_id.as_bytes());
         field(&self.usage_start.timestamp().to_le_bytes());
         field(&self.usage_end.timestamp().to_le_bytes());
-        field(self.quantity.to_string().as_bytes());
+        if quantity == WithQuantity::Yes {
+            field(self.quantity.to_string().as_bytes());
+        }
         field(self.resource_uri.as_bytes());
         field(self.location.as_bytes());
         field(self.tags.as_deref().unwrap_or("\u{0}null").as_bytes());
         field(self.additional_info.as_deref().unwrap_or("\u{0}null").as_bytes());
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WithQuantity {
+    Yes,
+    No,
 }
 
 /// A usage row's 128-bit key: the first 16 bytes of SHA-256 over its canonical form.

@@ -197,10 +197,7 @@ pub async fn run(fleet: &Fleet) -> anyhow::Result<()> {
             c::SUBSCRIBER_CONCURRENCY => Some(fleet.subscriber_concurrency.to_string()),
             c::MAX_SPAN_HOURS => Some(fleet.max_span_hours.to_string()),
             c::CONTINUATION_DELAY => Some(format!("{}s", fleet.continuation_delay_secs)),
-            // Collection only, as in the other workloads (see stages.rs); set it to measure the verify.
-            c::VERIFY_TRAILING_HOURS => {
-                Some(std::env::var(c::VERIFY_TRAILING_HOURS).unwrap_or_else(|_| "0".into()))
-            }
+            c::VERIFY_TRAILING_HOURS => Some(crate::stages::verify_trailing_hours()),
             _ => None,
         }
     };

@@ -41,6 +41,14 @@ pub struct Files {
     pub secrets: PathBuf,
 }
 
+/// `AZS_USAGE_VERIFY_TRAILING_HOURS` for a workload: 0 unless set. The workloads measure collection;
+/// the daily verify (on by default: the first run of a day re-pulls the last 24 collected hours
+/// without writing) doubles a first run of the day's requests. Measure it by setting the variable
+/// (e.g. 24) for the benchmark.
+pub fn verify_trailing_hours() -> String {
+    std::env::var(azs_app::config::VERIFY_TRAILING_HOURS).unwrap_or_else(|_| "0".into())
+}
+
 impl Files {
     /// The configuration an operator would set for these files, with `concurrency` (and
     /// `subscriber_concurrency` when not 0).
@@ -54,12 +62,7 @@ impl Files {
             azs_app::config::SUBSCRIBER_CONCURRENCY if subscriber_concurrency > 0 => {
                 Some(subscriber_concurrency.to_string())
             }
-            // The workloads measure collection. The daily verify (on by default: the first run of a
-            // day re-pulls the last 24 collected hours without writing) doubles a first run of the
-            // day's requests; measure it by setting the variable (e.g. 24) for the benchmark.
-            azs_app::config::VERIFY_TRAILING_HOURS => {
-                Some(std::env::var(azs_app::config::VERIFY_TRAILING_HOURS).unwrap_or_else(|_| "0".into()))
-            }
+            azs_app::config::VERIFY_TRAILING_HOURS => Some(verify_trailing_hours()),
             _ => None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))
