@@ -56,14 +56,6 @@ impl HourDrift {
     }
 }
 
-/// Compares one hour's stored rows with the rows the stamp reports for it.
-pub fn compare_hour(window: ReportedWindow, stored: &[UsageRow], reported: &[UsageRow]) -> HourDrift {
-    let mut comparison = HourComparison::new(window);
-    stored.iter().for_each(|row| comparison.stored(row));
-    reported.iter().for_each(|row| comparison.reported(row));
-    comparison.finish()
-}
-
 /// One hour's comparison, fed row by row as stored rows and reported pages stream in. It keeps only
 /// what the comparison needs of each row (its key, its key without the quantity, its tenant
 /// subscription and meter as a number, its quantity: about 60 bytes), never the row: a verify of a
@@ -73,24 +65,10 @@ pub struct HourComparison {
     /// (tenant subscription, meter) pairs as first seen, numbered by position.
     lines: Vec<(String, String)>,
     line_numbers: HashMap<String, HashMap<String, u32>>,
+    /// Stored rows by key (the store keeps one row per key in a window).
     stored: HashMap<RowKey, Facts>,
-    stored_rows: u64,
     /// Reported rows by key: an exact duplicate inside the pull counts once, as the store keeps it once.
     reported: HashMap<RowKey, Facts>,
-}
-
-/// The drift line of `facts`' tenant subscription and meter.
-fn line_of<'a, 'b>(
-    lines: &'b mut BTreeMap<&'a (String, String), DriftLine>,
-    names: &'a [(String, String)],
-    facts: &Facts,
-) -> &'b mut DriftLine {
-    let name = &names[facts.line as usize];
-    lines.entry(name).or_insert_with(|| DriftLine {
-        subscription_id: name.0.clone(),
-        meter_id: name.1.clone(),
-        ..Default::default()
-    })
 }
 
 /// What the comparison keeps of a row.
@@ -110,7 +88,6 @@ impl HourComparison {
             lines: Vec::new(),
             line_numbers: HashMap::new(),
             stored: HashMap::new(),
-            stored_rows: 0,
             reported: HashMap::new(),
         }
     }
@@ -119,7 +96,6 @@ impl HourComparison {
     pub fn stored(&mut self, row: &UsageRow) {
         let facts = self.facts(row);
         self.stored.insert(row.key(), facts);
-        self.stored_rows += 1;
     }
 
     /// A row the stamp reports for the hour now.
@@ -129,11 +105,12 @@ impl HourComparison {
     }
 
     fn facts(&mut self, row: &UsageRow) -> Facts {
-        let meters = self.line_numbers.entry(row.subscription_id.clone()).or_default();
-        let line = match meters.get(&row.meter_id) {
+        let known = self.line_numbers.get(&row.subscription_id).and_then(|meters| meters.get(&row.meter_id));
+        let line = match known {
             Some(&line) => line,
             None => {
                 let line = u32::try_from(self.lines.len()).expect("fewer than 2^32 lines in an hour");
+                let meters = self.line_numbers.entry(row.subscription_id.clone()).or_default();
                 meters.insert(row.meter_id.clone(), line);
                 self.lines.push((row.subscription_id.clone(), row.meter_id.clone()));
                 line
@@ -184,17 +161,38 @@ impl HourComparison {
         }
         HourDrift {
             window: self.window,
-            stored_rows: self.stored_rows,
+            stored_rows: self.stored.len() as u64,
             reported_rows: self.reported.len() as u64,
             lines: lines.into_values().collect(),
         }
     }
 }
 
+/// The drift line of `facts`' tenant subscription and meter.
+fn line_of<'a, 'b>(
+    lines: &'b mut BTreeMap<&'a (String, String), DriftLine>,
+    names: &'a [(String, String)],
+    facts: &Facts,
+) -> &'b mut DriftLine {
+    let name = &names[facts.line as usize];
+    lines.entry(name).or_insert_with(|| DriftLine {
+        subscription_id: name.0.clone(),
+        meter_id: name.1.clone(),
+        ..Default::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    fn compare_hour(window: ReportedWindow, stored: &[UsageRow], reported: &[UsageRow]) -> HourDrift {
+        let mut comparison = HourComparison::new(window);
+        stored.iter().for_each(|row| comparison.stored(row));
+        reported.iter().for_each(|row| comparison.reported(row));
+        comparison.finish()
+    }
 
     fn row(sub: &str, vm: &str, q: &str) -> UsageRow {
         UsageRow {
