@@ -217,7 +217,6 @@ impl World {
         store.get_status(&azs_core::StampId(self.stamp_ids[i].clone())).await.unwrap().unwrap().watermark
     }
 
-    /// The end of the last window a run can collect now (now minus the 1 h settle delay, floored).
     /// The newest hour a collection may store now (complete and past the 1 h settle delay). Read when a
     /// test asserts; [`World::start`] keeps a test clear of the moment it moves.
     pub fn horizon(&self) -> DateTime<Utc> {
