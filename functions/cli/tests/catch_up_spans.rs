@@ -10,78 +10,12 @@ use stamp_sim::{Fault, RequestKind, StampSpec};
 
 const SPAN: (&str, &str) = ("AZS_USAGE_MAX_SPAN_HOURS", "12");
 
-/// Stamp `index` as [`spec`] (late rows, casing variants) but without repeats across pages: a stamp
-/// that repeats pages holds equal rows in every span of more than one page and is collected hour by
-/// hour (the first test shows it).
-fn no_repeats(index: usize, tenants: usize) -> StampSpec {
-    StampSpec { duplicate_across_pages: false, ..spec(index, aad(), tenants) }
-}
-
-/// Stamp `index` without page repeats and without variants: its quantities are never integers, so
-/// no two of its rows are alike but for their reported hour, and its spans do not depend on the
-/// hour of day the test runs at (the data is a function of the absolute hour).
-fn plain(index: usize, tenants: usize) -> StampSpec {
-    StampSpec { variants: false, ..no_repeats(index, tenants) }
-}
-
 fn two_stamps(_: &stamp_sim::TestCertificate) -> Vec<StampSpec> {
     vec![no_repeats(0, 4), no_repeats(1, 3)]
 }
 
 fn sql(world: &World) -> rusqlite::Connection {
     rusqlite::Connection::open(world.database()).unwrap()
-}
-
-/// The reported windows stamp `i`'s rows are stored under, in order.
-fn stored_windows(world: &World, i: usize) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    let db = sql(world);
-    let mut stmt = db
-        .prepare(
-            "SELECT DISTINCT u.reported_start, u.reported_end FROM usage_rows u
-             JOIN stamp_numbers s ON s.stamp_no = u.stamp_no WHERE s.stamp_id = ?1 ORDER BY 1",
-        )
-        .unwrap();
-    stmt.query_map([&world.stamp_ids[i]], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-        .unwrap()
-        .map(|w| {
-            let (s, e) = w.unwrap();
-            (DateTime::from_timestamp(s, 0).unwrap(), DateTime::from_timestamp(e, 0).unwrap())
-        })
-        .collect()
-}
-
-/// The ground truth of stamp `i` up to `until`, each row under the stored window that contains the
-/// hour that reported it: what a span-collected stamp must hold. The windows must not overlap.
-fn truth_in_windows(
-    world: &World,
-    i: usize,
-    until: DateTime<Utc>,
-    windows: &[(DateTime<Utc>, DateTime<Utc>)],
-) -> Vec<Comparable> {
-    for pair in windows.windows(2) {
-        assert!(pair[0].1 <= pair[1].0, "stored windows overlap: {pair:?}");
-    }
-    let mut rows: Vec<Comparable> = world
-        .truth(i, until)
-        .into_iter()
-        .map(|mut r| {
-            if let Some((start, _)) =
-                windows.iter().find(|(s, e)| *s <= r.reported_start && r.reported_start < *e)
-            {
-                r.reported_start = *start;
-            }
-            r
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-/// Stamp `i` holds exactly its ground truth up to its watermark, each row under its stored window.
-async fn assert_exact_to_watermark(world: &World, i: usize) {
-    let watermark = world.watermark(i).await;
-    let windows = stored_windows(world, i);
-    assert_same_rows(i, &world.stored(i).await, &truth_in_windows(world, i, watermark, &windows));
 }
 
 async fn collect(world: &World, env: &[(&str, &str)]) -> (std::process::Output, serde_json::Value) {
@@ -156,21 +90,21 @@ async fn stamps_30_hours_behind_with_span_12_are_collected_in_the_documented_win
     for i in 0..2 {
         let alike = alike_pairs(&world, i);
         let expected = documented_windows(cf, horizon, 12, &alike);
-        assert_eq!(stored_windows(&world, i), expected, "stamp {i}, alike pairs {alike:?}");
+        assert_eq!(world.stored_windows(i), expected, "stamp {i}, alike pairs {alike:?}");
         assert_eq!(committed(&summary, i), expected.len() as u64, "{summary}");
     }
     // And the stamp that repeats pages is stored hour by hour: its first span held equal rows
     // (a repeat looks exactly like a late report of an alike row), so the rest of the run did not
     // try spans again
     let hourly = documented_windows(cf, horizon, 1, &[]);
-    assert_eq!(stored_windows(&world, 2), hourly);
+    assert_eq!(world.stored_windows(2), hourly);
     assert_eq!(committed(&summary, 2), 30, "{summary}");
 
     // And every stamp holds exactly the ground truth (both rows of each alike pair kept), up to
     // the newest complete hour
     for i in 0..3 {
         assert_eq!(world.watermark(i).await, horizon);
-        assert_exact_to_watermark(&world, i).await;
+        world.assert_exact_to_watermark(i).await;
     }
     // And a second run has nothing to do and adds nothing
     let before = [world.stored(0).await, world.stored(1).await, world.stored(2).await];
@@ -216,7 +150,7 @@ async fn a_span_that_fails_mid_pull_commits_nothing_and_the_next_run_completes_i
     let (second, _) = collect(&world, &[SPAN]).await;
     assert!(second.status.success(), "{}\n{}", stdout(&second), stderr(&second));
     assert_eq!(world.watermark(0).await, world.horizon());
-    assert_exact_to_watermark(&world, 0).await;
+    world.assert_exact_to_watermark(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +186,7 @@ async fn a_collection_killed_in_the_middle_of_spans_and_run_again_ends_with_exac
             if world.watermark(i).await < world.horizon() {
                 interrupted += 1;
             }
-            assert_exact_to_watermark(&world, i).await;
+            world.assert_exact_to_watermark(i).await;
         }
         // (The killed run's lease expires before the next run.)
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -264,7 +198,7 @@ async fn a_collection_killed_in_the_middle_of_spans_and_run_again_ends_with_exac
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     for i in 0..2 {
         assert_eq!(world.watermark(i).await, world.horizon());
-        assert_exact_to_watermark(&world, i).await;
+        world.assert_exact_to_watermark(i).await;
     }
 }
 
@@ -282,7 +216,7 @@ async fn a_span_over_the_row_limit_is_pulled_again_hour_by_hour_instead_of_stopp
     // ground truth
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(committed(&summary, 0) >= 13, "{summary}");
-    let windows = stored_windows(&world, 0);
+    let windows = world.stored_windows(0);
     assert!(windows[..12].iter().all(|(s, e)| (*e - *s).num_hours() == 1), "{windows:?}");
     let largest: i64 = sql(&world)
         .query_row(
@@ -293,7 +227,7 @@ async fn a_span_over_the_row_limit_is_pulled_again_hour_by_hour_instead_of_stopp
         .unwrap();
     assert!(largest <= 40, "a window of {largest} rows was stored");
     assert_eq!(world.watermark(0).await, world.horizon());
-    assert_exact_to_watermark(&world, 0).await;
+    world.assert_exact_to_watermark(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,7 +267,7 @@ async fn verify_and_reprocess_of_hours_inside_a_span_work_on_the_whole_stored_sp
         .run(&["reprocess", "--stamp", "stamp-0", "--from", &from, "--to", &to, "--reason", "lost row"])
         .await;
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_exact_to_watermark(&world, 0).await;
+    world.assert_exact_to_watermark(0).await;
     let logged: (i64, i64) = db
         .query_row("SELECT range_start, range_end FROM reprocess_log ORDER BY id DESC LIMIT 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -342,7 +276,7 @@ async fn verify_and_reprocess_of_hours_inside_a_span_work_on_the_whole_stored_sp
     assert_eq!(logged, (second_span.0.timestamp(), second_span.1.timestamp()), "the log names the span");
 
     // And a range cutting two spans reprocesses both whole and keeps the windows as they were
-    let before = stored_windows(&world, 0);
+    let before = world.stored_windows(0);
     let out = world
         .run(&[
             "reprocess",
@@ -357,8 +291,8 @@ async fn verify_and_reprocess_of_hours_inside_a_span_work_on_the_whole_stored_sp
         ])
         .await;
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(stored_windows(&world, 0), before);
-    assert_exact_to_watermark(&world, 0).await;
+    assert_eq!(world.stored_windows(0), before);
+    world.assert_exact_to_watermark(0).await;
     let out = world.run(&["verify", "--stamp", "stamp-0", "--from", &hour(0), "--to", &hour(30)]).await;
     assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
 }
@@ -383,15 +317,15 @@ async fn under_a_time_budget_the_first_window_measures_one_hour_and_no_span_outg
     // then spans that fit what was left, none of the 12 hours allowed
     assert_eq!(summary["stamps"][0]["outcome"], "partial", "{summary}\n{}", stderr(&out));
     assert!(took < std::time::Duration::from_secs(20), "the run took {took:?}");
-    let windows = stored_windows(&world, 0);
+    let windows = world.stored_windows(0);
     assert_eq!(windows.first().map(|(s, e)| (*e - *s).num_hours()), Some(1), "{windows:?}");
     assert!(windows.iter().all(|(s, e)| (*e - *s).num_hours() < 12), "{windows:?}");
     assert!(windows.iter().any(|(s, e)| (*e - *s).num_hours() > 1), "no span once measured: {windows:?}");
     assert!(world.watermark(0).await < world.horizon());
     // And what it committed is exact; the next run (no budget) completes the stamp exactly
-    assert_exact_to_watermark(&world, 0).await;
+    world.assert_exact_to_watermark(0).await;
     let (out, _) = collect(&world, &[SPAN]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(world.watermark(0).await, world.horizon());
-    assert_exact_to_watermark(&world, 0).await;
+    world.assert_exact_to_watermark(0).await;
 }
