@@ -9,7 +9,7 @@ use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
 use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone};
 use azs_core::usage::normalize_subscription_id;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 
 const COLUMNS: &str = "id, name, admin_subscription_id, tenant_id, application_id, certificate_thumbprint, \
     admin_arm_endpoint, token_request_resource_url, authority_endpoint_url, is_adfs, ca_certificate_pem, \
@@ -88,6 +88,53 @@ impl StampRegistry for SqliteStore {
     }
 }
 
+/// A stamp as its row: one list of named parameters for the INSERT and the UPDATE, so that a column
+/// cannot be written by one and forgotten by the other. The lookup keys (normalised endpoint and
+/// subscription) are derived here, next to the values they come from.
+struct StampRow<'a> {
+    stamp: &'a Stamp,
+    admin_subscription_key: String,
+    admin_arm_endpoint_key: String,
+    collect_from: i64,
+    query_mode: &'static str,
+}
+
+impl<'a> StampRow<'a> {
+    fn of(stamp: &'a Stamp) -> Self {
+        StampRow {
+            stamp,
+            admin_subscription_key: normalize_subscription_id(&stamp.connection.admin_subscription_id),
+            admin_arm_endpoint_key: endpoint_key(&stamp.connection.admin_arm_endpoint),
+            collect_from: secs(stamp.collect_from),
+            query_mode: query_mode_name(stamp.query_mode),
+        }
+    }
+
+    /// Every column but `created_at`, which only the INSERT writes.
+    fn params(&self) -> Vec<(&'static str, &dyn ToSql)> {
+        let (stamp, c) = (self.stamp, &self.stamp.connection);
+        vec![
+            (":id", &stamp.id.0),
+            (":name", &stamp.name),
+            (":admin_subscription_id", &c.admin_subscription_id),
+            (":admin_subscription_key", &self.admin_subscription_key),
+            (":tenant_id", &c.tenant_id),
+            (":application_id", &c.application_id),
+            (":certificate_thumbprint", &c.certificate_thumbprint),
+            (":admin_arm_endpoint", &c.admin_arm_endpoint),
+            (":admin_arm_endpoint_key", &self.admin_arm_endpoint_key),
+            (":token_request_resource_url", &c.token_request_resource_url),
+            (":authority_endpoint_url", &c.authority_endpoint_url),
+            (":is_adfs", &c.is_adfs),
+            (":ca_certificate_pem", &c.ca_certificate_pem),
+            (":credential_secret_name", &stamp.credential_secret_name),
+            (":enabled", &stamp.enabled),
+            (":collect_from", &self.collect_from),
+            (":query_mode", &self.query_mode),
+        ]
+    }
+}
+
 fn insert(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     insert_in(&tx, stamp)?;
@@ -102,6 +149,9 @@ pub(crate) fn insert_in(tx: &Connection, stamp: &Stamp) -> Result<(), Failure> {
     }
     let id = stamp.id.as_str();
     tx.execute("INSERT INTO stamp_numbers (stamp_id) VALUES (?1) ON CONFLICT (stamp_id) DO NOTHING", [id])?;
+    let (row, created_at) = (StampRow::of(stamp), millis(stamp.created_at));
+    let mut params = row.params();
+    params.push((":created_at", &created_at));
     tx.execute(
         "INSERT INTO stamps (id, stamp_no, name, admin_subscription_id, admin_subscription_key, tenant_id,
              application_id, certificate_thumbprint, admin_arm_endpoint, admin_arm_endpoint_key,
@@ -111,26 +161,7 @@ pub(crate) fn insert_in(tx: &Connection, stamp: &Stamp) -> Result<(), Failure> {
              :admin_subscription_key, :tenant_id, :application_id, :certificate_thumbprint, :admin_arm_endpoint,
              :admin_arm_endpoint_key, :token_request_resource_url, :authority_endpoint_url, :is_adfs,
              :ca_certificate_pem, :credential_secret_name, :enabled, :collect_from, :query_mode, :created_at)",
-        named_params! {
-            ":id": id,
-            ":name": stamp.name,
-            ":admin_subscription_id": stamp.connection.admin_subscription_id,
-            ":admin_subscription_key": normalize_subscription_id(&stamp.connection.admin_subscription_id),
-            ":tenant_id": stamp.connection.tenant_id,
-            ":application_id": stamp.connection.application_id,
-            ":certificate_thumbprint": stamp.connection.certificate_thumbprint,
-            ":admin_arm_endpoint": stamp.connection.admin_arm_endpoint,
-            ":admin_arm_endpoint_key": endpoint_key(&stamp.connection.admin_arm_endpoint),
-            ":token_request_resource_url": stamp.connection.token_request_resource_url,
-            ":authority_endpoint_url": stamp.connection.authority_endpoint_url,
-            ":is_adfs": stamp.connection.is_adfs,
-            ":ca_certificate_pem": stamp.connection.ca_certificate_pem,
-            ":credential_secret_name": stamp.credential_secret_name,
-            ":enabled": stamp.enabled,
-            ":collect_from": secs(stamp.collect_from),
-            ":query_mode": query_mode_name(stamp.query_mode),
-            ":created_at": millis(stamp.created_at),
-        },
+        params.as_slice(),
     )?;
     // A registration of a removed stamp consumes its tombstone (the caller resumed from it).
     tx.execute(
@@ -181,25 +212,7 @@ fn update(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
              ca_certificate_pem = :ca_certificate_pem, credential_secret_name = :credential_secret_name,
              enabled = :enabled, collect_from = :collect_from, query_mode = :query_mode
          WHERE id = :id",
-        named_params! {
-            ":id": stamp.id.as_str(),
-            ":name": stamp.name,
-            ":admin_subscription_id": stamp.connection.admin_subscription_id,
-            ":admin_subscription_key": normalize_subscription_id(&stamp.connection.admin_subscription_id),
-            ":tenant_id": stamp.connection.tenant_id,
-            ":application_id": stamp.connection.application_id,
-            ":certificate_thumbprint": stamp.connection.certificate_thumbprint,
-            ":admin_arm_endpoint": stamp.connection.admin_arm_endpoint,
-            ":admin_arm_endpoint_key": endpoint_key(&stamp.connection.admin_arm_endpoint),
-            ":token_request_resource_url": stamp.connection.token_request_resource_url,
-            ":authority_endpoint_url": stamp.connection.authority_endpoint_url,
-            ":is_adfs": stamp.connection.is_adfs,
-            ":ca_certificate_pem": stamp.connection.ca_certificate_pem,
-            ":credential_secret_name": stamp.credential_secret_name,
-            ":enabled": stamp.enabled,
-            ":collect_from": secs(stamp.collect_from),
-            ":query_mode": query_mode_name(stamp.query_mode),
-        },
+        StampRow::of(stamp).params().as_slice(),
     )?;
     if changed == 0 {
         return Err(StoreError::UnknownStamp(stamp.id.clone()).into());
