@@ -7,16 +7,15 @@ use azs_app::administration::Administration;
 use azs_app::registrar::CredentialReader;
 use azs_app::webhook::{ApiAuth, BODY_LIMIT, SIGNATURE_HEADER, router, router_with_prefix};
 use azs_azure_stack::{AzureStackClient, ClientSettings, RetryPolicy, credential_from_registration};
-use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
+use azs_core::observed::{ObservedStore, StoreObserver};
 use azs_core::ports::{
-    CommitReceipt, ExportFilter, LeaseStore, MappingStore, PullError, SecretStore, SecretStoreError,
-    StampDirectory, StampRegistry, StampSession, StatusReader, StatusStore, StoreError, StoredUsageRow,
-    UsageLedger, UsageSource, WindowCommit, WindowWrite,
+    LeaseStore, PullError, SecretStore, SecretStoreError, StampDirectory, StampSession, StatusReader,
+    StatusStore, StoreError, UsageLedger, UsageSource, WindowCommit, WindowWrite,
 };
 use azs_core::registration::CredentialSecretRules;
-use azs_core::status::{DriftCounts, LastVerified, RunRecord};
+use azs_core::status::{DriftCounts, LastVerified};
 use azs_core::window::floor_hour;
-use azs_core::{Credential, ProcessingStatus, ReportedWindow, Secret, Stamp, StampId, UsageRow};
+use azs_core::{Credential, ReportedWindow, Secret, Stamp, StampId, UsageRow};
 use azs_secrets::FileSecretStore;
 use azs_store_sqlite::SqliteStore;
 use chrono::{DateTime, Duration, Utc};
@@ -47,160 +46,20 @@ struct Faults {
     secrets_deleted: AtomicUsize,
 }
 
-/// The real SQLite store, failing or panicking on demand.
-struct FlakyStore {
-    inner: SqliteStore,
-    faults: Arc<Faults>,
-}
+/// The real SQLite store fails or panics on demand: an observer of its calls.
+struct FlakyStore(Arc<Faults>);
 
-#[async_trait]
-impl StampDirectory for FlakyStore {
-    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
-        self.inner.get_stamp(id).await
-    }
-
-    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
-        if self.faults.panic_on_list.load(Ordering::SeqCst) {
-            panic!("injected: list_stamps panicked");
+impl StoreObserver for FlakyStore {
+    fn before(&self, call: &'static str) -> Result<(), StoreError> {
+        match call {
+            "list_stamps" if self.0.panic_on_list.load(Ordering::SeqCst) => {
+                panic!("injected: list_stamps panicked")
+            }
+            "insert_stamp" if self.0.fail_insert.load(Ordering::SeqCst) => {
+                Err(StoreError::Unavailable("injected: the database is down".into()))
+            }
+            _ => Ok(()),
         }
-        self.inner.list_stamps().await
-    }
-}
-
-#[async_trait]
-impl StampRegistry for FlakyStore {
-    async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        if self.faults.fail_insert.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("injected: the database is down".into()));
-        }
-        self.inner.insert_stamp(stamp).await
-    }
-    async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        self.inner.update_stamp(stamp).await
-    }
-    async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
-        self.inner.delete_stamp(id).await
-    }
-    async fn tombstone(
-        &self,
-        connection: &azs_core::StampConnection,
-    ) -> Result<Option<azs_core::stamp::Tombstone>, StoreError> {
-        self.inner.tombstone(connection).await
-    }
-}
-
-#[async_trait]
-impl MappingStore for FlakyStore {
-    async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
-        self.inner.set_mapping(mapping).await
-    }
-    async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
-        self.inner.set_mappings(mappings).await
-    }
-    async fn remove_mapping(&self, stamp: &StampId, external: &str) -> Result<bool, StoreError> {
-        self.inner.remove_mapping(stamp, external).await
-    }
-    async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {
-        self.inner.list_mappings(stamp).await
-    }
-    async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, StoreError> {
-        self.inner.unmapped(stamp).await
-    }
-}
-
-#[async_trait]
-impl azs_core::ports::QuarantineReader for FlakyStore {
-    async fn quarantine(
-        &self,
-        stamp: Option<&StampId>,
-    ) -> Result<Vec<azs_core::quarantine::QuarantineEntry>, StoreError> {
-        self.inner.quarantine(stamp).await
-    }
-}
-
-#[async_trait]
-impl UsageLedger for FlakyStore {
-    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
-        self.inner.row_limits()
-    }
-
-    async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
-        self.inner.commit_window(commit).await
-    }
-    async fn export_rows(
-        &self,
-        filter: &ExportFilter,
-        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
-    ) -> Result<u64, StoreError> {
-        self.inner.export_rows(filter, sink).await
-    }
-    async fn subscriptions_seen(
-        &self,
-        stamp: &StampId,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.subscriptions_seen(stamp, since).await
-    }
-
-    async fn record_reprocess(
-        &self,
-        stamp: &StampId,
-        window: ReportedWindow,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        self.inner.record_reprocess(stamp, window, reason).await
-    }
-}
-
-#[async_trait]
-impl LeaseStore for FlakyStore {
-    async fn try_acquire(
-        &self,
-        stamp: &StampId,
-        owner: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.try_acquire(stamp, owner, ttl).await
-    }
-    async fn renew(
-        &self,
-        stamp: &StampId,
-        owner: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.renew(stamp, owner, ttl).await
-    }
-    async fn release(&self, stamp: &StampId, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(stamp, owner).await
-    }
-}
-
-#[async_trait]
-impl StatusReader for FlakyStore {
-    async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError> {
-        self.inner.get_status(stamp).await
-    }
-
-    async fn list_statuses(&self) -> Result<Vec<ProcessingStatus>, StoreError> {
-        self.inner.list_statuses().await
-    }
-}
-
-#[async_trait]
-impl StatusStore for FlakyStore {
-    async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError> {
-        self.inner.record_run_started(stamp, started).await
-    }
-    async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError> {
-        self.inner.record_run_finished(stamp, record).await
-    }
-    async fn record_verified(
-        &self,
-        stamp: &StampId,
-        verified: &LastVerified,
-        drift: &DriftCounts,
-    ) -> Result<(), StoreError> {
-        self.inner.record_verified(stamp, verified, drift).await
     }
 }
 
@@ -362,7 +221,7 @@ impl Harness {
         let store = SqliteStore::open_in_memory().unwrap();
         let faults = Arc::new(Faults::default());
         let administration = Administration::new(
-            Arc::new(FlakyStore { inner: store.clone(), faults: faults.clone() }),
+            Arc::new(ObservedStore::new(Arc::new(store.clone()), FlakyStore(faults.clone()))),
             Arc::new(FlakySecrets {
                 inner: FileSecretStore::new(&secrets_file, "azs-usage/"),
                 faults: faults.clone(),

@@ -11,6 +11,7 @@ pub mod drift;
 pub mod error;
 pub mod fan_out;
 pub mod mapping;
+pub mod observed;
 pub mod ports;
 pub mod quarantine;
 pub mod registration;

@@ -8,7 +8,7 @@
 
 use crate::process::{cpu_seconds, own_peak_rss_kib};
 use crate::sim::{start_in_process, usage_row};
-use crate::timing::{StageTime, TimedSource, TimedStore, Timeline};
+use crate::timing::{CommitTimer, StageTime, TimedSource, Timeline};
 use crate::workload::{Span, Workload, billing_subscription, settle_delay_until};
 use anyhow::{Context, bail};
 use azs_app::config::AppConfig;
@@ -16,6 +16,7 @@ use azs_app::wiring::Services;
 use azs_azure_stack::{AzureStackClient, ClientSettings};
 use azs_core::SubscriptionMapping;
 use azs_core::collect::{RunRequest, Silent};
+use azs_core::observed::ObservedStore;
 use azs_core::ports::{
     LeaseStore, MappingStore, SecretStore, StampRegistry, StampSession, Store, UsageLedger, UsageSource,
     WindowCommit, WindowWrite,
@@ -109,7 +110,7 @@ pub async fn collect(
     let mut config = files.config(concurrency, subscriber_concurrency)?;
     let (store, secrets, source) = files.adapters(&config).await?;
     let timeline = Timeline::start();
-    let store: Arc<dyn Store> = Arc::new(TimedStore { inner: store, timeline: timeline.clone() });
+    let store: Arc<dyn Store> = Arc::new(ObservedStore::new(store, CommitTimer(timeline.clone())));
     let source: Arc<dyn UsageSource> = Arc::new(TimedSource { inner: source, timeline: timeline.clone() });
     config.settle_delay = settle_delay_until(until, Utc::now());
     let services = Services::assemble(config, store, secrets, source);

@@ -1,19 +1,14 @@
-//! Where a collection run spends its time: thin wrappers around the real store and stamp client that
-//! note when each window's pull (HTTPS, paging, parsing) and each window's commit (mapping, inserting,
-//! the watermark, the transaction) begin and end. They add two clock readings per window.
+//! Where a collection run spends its time: a thin wrapper around the real stamp client and an observer
+//! of the real store ([`azs_core::observed`]) note when each window's pull (HTTPS, paging, parsing) and
+//! each window's commit (mapping, inserting, the watermark, the transaction) begin and end. They add
+//! a few clock readings per window.
 
 use async_trait::async_trait;
-use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
-use azs_core::ports::{
-    CommitReceipt, DiscoveredEndpoints, ExportFilter, LeaseStore, MappingStore, PullError, PullSummary,
-    StampDirectory, StampRegistry, StampSession, StatusReader, StatusStore, Store, StoreError,
-    StoredUsageRow, UsageLedger, UsageSource, WindowCommit,
-};
-use azs_core::stamp::{Credential, Stamp, StampId};
-use azs_core::status::{DriftCounts, LastVerified, ProcessingStatus, RunRecord};
+use azs_core::observed::StoreObserver;
+use azs_core::ports::{DiscoveredEndpoints, PullError, PullSummary, StampSession, UsageSource};
+use azs_core::stamp::{Credential, Stamp};
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
-use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,153 +103,14 @@ impl StampSession for TimedSession {
     }
 }
 
-/// The store, timing every window's commit; everything else passes straight through.
-pub struct TimedStore {
-    pub inner: Arc<dyn Store>,
-    pub timeline: Arc<Timeline>,
-}
+/// Times every window's commit; the store's other calls are not noted.
+pub struct CommitTimer(pub Arc<Timeline>);
 
-#[async_trait]
-impl azs_core::ports::QuarantineReader for TimedStore {
-    async fn quarantine(
-        &self,
-        stamp: Option<&StampId>,
-    ) -> Result<Vec<azs_core::quarantine::QuarantineEntry>, StoreError> {
-        self.inner.quarantine(stamp).await
-    }
-}
-
-#[async_trait]
-impl UsageLedger for TimedStore {
-    fn row_limits(&self) -> azs_core::quarantine::RowLimits {
-        self.inner.row_limits()
-    }
-
-    async fn commit_window(&self, commit: WindowCommit<'_>) -> Result<CommitReceipt, StoreError> {
-        let began = Instant::now();
-        let receipt = self.inner.commit_window(commit).await;
-        self.timeline.note(&self.timeline.commits, began);
-        receipt
-    }
-
-    async fn export_rows(
-        &self,
-        filter: &ExportFilter,
-        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
-    ) -> Result<u64, StoreError> {
-        self.inner.export_rows(filter, sink).await
-    }
-
-    async fn subscriptions_seen(
-        &self,
-        stamp: &StampId,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.subscriptions_seen(stamp, since).await
-    }
-
-    async fn record_reprocess(
-        &self,
-        stamp: &StampId,
-        window: ReportedWindow,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        self.inner.record_reprocess(stamp, window, reason).await
-    }
-}
-
-#[async_trait]
-impl StampDirectory for TimedStore {
-    async fn get_stamp(&self, id: &StampId) -> Result<Option<Stamp>, StoreError> {
-        self.inner.get_stamp(id).await
-    }
-
-    async fn list_stamps(&self) -> Result<Vec<Stamp>, StoreError> {
-        self.inner.list_stamps().await
-    }
-}
-
-#[async_trait]
-impl StampRegistry for TimedStore {
-    async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        self.inner.insert_stamp(stamp).await
-    }
-    async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        self.inner.update_stamp(stamp).await
-    }
-    async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
-        self.inner.delete_stamp(id).await
-    }
-    async fn tombstone(
-        &self,
-        connection: &azs_core::StampConnection,
-    ) -> Result<Option<azs_core::stamp::Tombstone>, StoreError> {
-        self.inner.tombstone(connection).await
-    }
-}
-
-#[async_trait]
-impl MappingStore for TimedStore {
-    async fn set_mapping(&self, mapping: &SubscriptionMapping) -> Result<u64, StoreError> {
-        self.inner.set_mapping(mapping).await
-    }
-    async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
-        self.inner.set_mappings(mappings).await
-    }
-    async fn remove_mapping(
-        &self,
-        stamp: &StampId,
-        external_subscription_id: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner.remove_mapping(stamp, external_subscription_id).await
-    }
-    async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {
-        self.inner.list_mappings(stamp).await
-    }
-    async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, StoreError> {
-        self.inner.unmapped(stamp).await
-    }
-}
-
-#[async_trait]
-impl LeaseStore for TimedStore {
-    async fn try_acquire(&self, stamp: &StampId, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.inner.try_acquire(stamp, owner, ttl).await
-    }
-    async fn renew(&self, stamp: &StampId, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.inner.renew(stamp, owner, ttl).await
-    }
-    async fn release(&self, stamp: &StampId, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(stamp, owner).await
-    }
-}
-
-#[async_trait]
-impl StatusReader for TimedStore {
-    async fn get_status(&self, stamp: &StampId) -> Result<Option<ProcessingStatus>, StoreError> {
-        self.inner.get_status(stamp).await
-    }
-
-    async fn list_statuses(&self) -> Result<Vec<ProcessingStatus>, StoreError> {
-        self.inner.list_statuses().await
-    }
-}
-
-#[async_trait]
-impl StatusStore for TimedStore {
-    async fn record_run_started(&self, stamp: &StampId, started: DateTime<Utc>) -> Result<(), StoreError> {
-        self.inner.record_run_started(stamp, started).await
-    }
-    async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError> {
-        self.inner.record_run_finished(stamp, record).await
-    }
-    async fn record_verified(
-        &self,
-        stamp: &StampId,
-        verified: &LastVerified,
-        drift: &DriftCounts,
-    ) -> Result<(), StoreError> {
-        self.inner.record_verified(stamp, verified, drift).await
+impl StoreObserver for CommitTimer {
+    fn after(&self, call: &'static str, took: Duration) {
+        if call == "commit_window" {
+            self.0.note(&self.0.commits, Instant::now() - took);
+        }
     }
 }
 
