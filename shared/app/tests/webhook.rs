@@ -838,6 +838,8 @@ async fn a_mapping_body_is_checked_like_every_other_body() {
 async fn every_invalid_registration_field_is_named_with_its_rule_and_nothing_is_written() {
     let app = Harness::start().await;
     let long_name = "n".repeat(129);
+    // (a field set to a value it may not take, and that field named in the answer)
+    let bad = |case, field, value| (case, with(registration(), field, value), field);
     let cases: Vec<(&str, Value, &str)> = vec![
         (
             "missing adminSubscriptionId",
@@ -847,96 +849,32 @@ async fn every_invalid_registration_field_is_named_with_its_rule_and_nothing_is_
         ("missing tenantId", without(registration(), "tenantId"), "tenantId"),
         ("missing applicationId", without(registration(), "applicationId"), "applicationId"),
         ("missing adminArmEndpoint", without(registration(), "adminArmEndpoint"), "adminArmEndpoint"),
-        (
-            "bad adminSubscriptionId",
-            with(registration(), "adminSubscriptionId", json!("not-a-guid")),
-            "adminSubscriptionId",
-        ),
-        (
-            "short GUID",
-            with(registration(), "adminSubscriptionId", json!("0b9d6e1c-2f4e-4b8a-9c3d")),
-            "adminSubscriptionId",
-        ),
-        ("bad tenantId", with(registration(), "tenantId", json!("contoso.onmicrosoft.com")), "tenantId"),
-        ("adfs tenant on Azure AD", with(registration(), "tenantId", json!("adfs")), "tenantId"),
-        ("bad applicationId", with(registration(), "applicationId", json!("{xyz}")), "applicationId"),
-        (
-            "http endpoint",
-            with(
-                registration(),
-                "adminArmEndpoint",
-                json!("http://adminmanagement.local.azurestack.external"),
-            ),
-            "adminArmEndpoint",
-        ),
-        (
-            "relative endpoint",
-            with(registration(), "adminArmEndpoint", json!("adminmanagement.local")),
-            "adminArmEndpoint",
-        ),
-        (
-            "endpoint with user",
-            with(registration(), "adminArmEndpoint", json!("https://u:p@adminmanagement.local")),
-            "adminArmEndpoint",
-        ),
-        (
-            "endpoint with query",
-            with(registration(), "adminArmEndpoint", json!("https://adminmanagement.local/?x=1")),
-            "adminArmEndpoint",
-        ),
-        (
-            "http audience",
-            with(registration(), "tokenRequestResourceUrl", json!("http://management.local")),
-            "tokenRequestResourceUrl",
-        ),
-        (
-            "http authority",
-            with(registration(), "authorityEndpointUrl", json!("http://login.local/")),
-            "authorityEndpointUrl",
-        ),
-        (
-            "short thumbprint",
-            with(registration(), "certificateThumbprint", json!("abc")),
-            "certificateThumbprint",
-        ),
-        (
-            "non-hex thumbprint",
-            with(registration(), "certificateThumbprint", json!("zz".repeat(20))),
-            "certificateThumbprint",
-        ),
-        ("collectFrom not a time", with(registration(), "collectFrom", json!("yesterday")), "collectFrom"),
-        (
-            "collectFrom not whole hour",
-            with(registration(), "collectFrom", json!("2026-01-01T00:30:00Z")),
-            "collectFrom",
-        ),
-        (
-            "collectFrom in the future",
-            with(registration(), "collectFrom", json!("2100-01-01T00:00:00Z")),
-            "collectFrom",
-        ),
-        (
-            "collectFrom after 2262",
-            with(registration(), "collectFrom", json!("9999-12-31T23:00:00Z")),
-            "collectFrom",
-        ),
-        (
-            "collectFrom before 1677",
-            with(registration(), "collectFrom", json!("1000-01-01T00:00:00Z")),
-            "collectFrom",
-        ),
+        bad("bad adminSubscriptionId", "adminSubscriptionId", json!("not-a-guid")),
+        bad("short GUID", "adminSubscriptionId", json!("0b9d6e1c-2f4e-4b8a-9c3d")),
+        bad("bad tenantId", "tenantId", json!("contoso.onmicrosoft.com")),
+        bad("adfs tenant on Azure AD", "tenantId", json!("adfs")),
+        bad("bad applicationId", "applicationId", json!("{xyz}")),
+        bad("http endpoint", "adminArmEndpoint", json!("http://adminmanagement.local.azurestack.external")),
+        bad("relative endpoint", "adminArmEndpoint", json!("adminmanagement.local")),
+        bad("endpoint with user", "adminArmEndpoint", json!("https://u:p@adminmanagement.local")),
+        bad("endpoint with query", "adminArmEndpoint", json!("https://adminmanagement.local/?x=1")),
+        bad("http audience", "tokenRequestResourceUrl", json!("http://management.local")),
+        bad("http authority", "authorityEndpointUrl", json!("http://login.local/")),
+        bad("short thumbprint", "certificateThumbprint", json!("abc")),
+        bad("non-hex thumbprint", "certificateThumbprint", json!("zz".repeat(20))),
+        bad("collectFrom not a time", "collectFrom", json!("yesterday")),
+        bad("collectFrom not whole hour", "collectFrom", json!("2026-01-01T00:30:00Z")),
+        bad("collectFrom in the future", "collectFrom", json!("2100-01-01T00:00:00Z")),
+        bad("collectFrom after 2262", "collectFrom", json!("9999-12-31T23:00:00Z")),
+        bad("collectFrom before 1677", "collectFrom", json!("1000-01-01T00:00:00Z")),
         (
             "two credentials",
             with(registration(), "credentialSecretName", json!("my-secret")),
             "applicationSecret",
         ),
         ("no credential", without(registration(), "applicationSecret"), "applicationSecret"),
-        ("empty secret", with(registration(), "applicationSecret", json!("  ")), "applicationSecret"),
-        (
-            "password without certificate",
-            with(registration(), "certificatePassword", json!("pw")),
-            "certificatePassword",
-        ),
+        bad("empty secret", "applicationSecret", json!("  ")),
+        bad("password without certificate", "certificatePassword", json!("pw")),
         (
             "unreadable certificate",
             with(without(registration(), "applicationSecret"), "certificate", json!("not a certificate")),
@@ -960,10 +898,10 @@ async fn every_invalid_registration_field_is_named_with_its_rule_and_nothing_is_
             ),
             "credentialSecretName",
         ),
-        ("name too long", with(registration(), "name", json!(long_name)), "name"),
-        ("name with control character", with(registration(), "name", json!("a\u{7}b")), "name"),
-        ("CA not PEM", with(registration(), "caCertificate", json!("MIIB...")), "caCertificate"),
-        ("unknown query mode", with(registration(), "queryMode", json!("fast")), "queryMode"),
+        bad("name too long", "name", json!(long_name)),
+        bad("name with control character", "name", json!("a\u{7}b")),
+        bad("CA not PEM", "caCertificate", json!("MIIB...")),
+        bad("unknown query mode", "queryMode", json!("fast")),
     ];
     // Well-formed, but not usable as things stand (what the secret store holds, what parses): 422,
     // with the same field errors.
