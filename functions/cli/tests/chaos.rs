@@ -174,7 +174,7 @@ fn span_windows(world: &World, i: usize) -> usize {
 async fn collections_survive_kills_overlaps_re_adds_reprocessing_and_faults_with_exact_totals() {
     // Given four stamps (Azure AD + secret, AD FS + certificate, Azure AD in per-subscriber mode, all
     // three repeating rows across pages, and one that repeats nothing, whose catch-up spans are
-    // committed whole), 48 reported hours each, small pages so that every window is a chain of requests
+    // committed whole), 96 reported hours each, small pages so that every window is a chain of requests
     let started = Instant::now();
     let world = World::start(
         |cert| vec![spec(0, aad(), 4), spec(1, adfs(cert), 3), spec(2, aad(), 3), plain(3, 3)],
