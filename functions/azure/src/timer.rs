@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
-/// The run's budget when `AZS_USAGE_TIME_BUDGET=platform`: Consumption's default `functionTimeout` is
-/// 5 min (host.json sets it explicitly), less 30 s for the last commit, the status writes and the answer.
-/// On Premium or Dedicated plans with a longer timeout, set `AZS_USAGE_TIME_BUDGET` accordingly.
+/// The run's budget when `AZS_USAGE_TIME_BUDGET=platform`: host.json's `functionTimeout` of 5 min, less
+/// 30 s for the last commit, the status writes and the answer. A deployment by the Terraform module
+/// never relies on it: the module sets `functionTimeout` and `AZS_USAGE_TIME_BUDGET` (one minute less)
+/// from one variable, `function_timeout_minutes`.
 pub const PLATFORM_BUDGET: Duration = Duration::from_secs(4 * 60 + 30);
 
 /// What the host told us about this firing; every field is optional in practice.

@@ -278,7 +278,15 @@ impl World {
         assert_same_rows(i, &self.stored(i).await, &self.truth_in_windows(i, watermark, &windows));
     }
 
-    /// Asserts that stamp `i`'s stored rows are exactly the ground truth up to its horizon.
+    /// Asserts that stamp `i` is collected up to the horizon and holds exactly its ground truth, each
+    /// row under its stored window (an hour, or a catch-up span).
+    pub async fn assert_complete_in_windows(&self, i: usize) {
+        assert_eq!(self.watermark(i).await, self.horizon(), "stamp {i} is not collected up to the horizon");
+        self.assert_exact_to_watermark(i).await;
+    }
+
+    /// Asserts that stamp `i`'s stored rows are exactly the ground truth up to its horizon, hour by
+    /// hour (a row stored under a catch-up span fails it: see [`Self::assert_complete_in_windows`]).
     pub async fn assert_complete(&self, i: usize) {
         let until = self.horizon();
         assert_eq!(self.watermark(i).await, until, "stamp {i} is not collected up to the horizon");
