@@ -4,6 +4,7 @@
 //! without the host, which cannot be installed here.
 
 use azs_platform_tests::{Handler, fixture, free_port, median};
+use chrono::{Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -46,7 +47,11 @@ fn timer_request(fixture_name: &str, value_as_text: bool) -> Value {
 }
 
 /// A registration the webhook accepts without verification; `endpoint` is the stamp's admin ARM URL.
+/// `collectFrom` is given so that there is a settled hour to pull whatever the clock says: by default a
+/// new stamp starts at the month's first hour, which left nothing to pull (and nothing to fail) in the
+/// first hour of a month.
 fn registration(name: &str, endpoint: &str) -> Value {
+    let collect_from = Utc::now().duration_trunc(Hours::hours(1)).unwrap() - Hours::hours(3);
     json!({
         "name": name,
         "adminSubscriptionId": "0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f",
@@ -54,6 +59,7 @@ fn registration(name: &str, endpoint: &str) -> Value {
         "applicationId": "11111111-2222-3333-4444-555555555555",
         "adminArmEndpoint": endpoint,
         "applicationSecret": "not-a-real-secret",
+        "collectFrom": collect_from.to_rfc3339(),
     })
 }
 

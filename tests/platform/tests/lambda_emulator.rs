@@ -109,6 +109,8 @@ async fn a_stamp_registered_through_the_function_url_is_collected_by_the_schedul
         "applicationId": stamp.application_id(),
         "adminArmEndpoint": format!("https://127.0.0.1:{}", free_port()),
         "applicationSecret": SECRET,
+        // Not the default (the month's first hour), which leaves nothing to pull early on the 1st.
+        "collectFrom": collect_from.to_rfc3339(),
     });
     let (status, _) =
         post(format!("{}/lambda-url/register-stamp/stamps?verify=false", watch.base), &down).await;
