@@ -12,8 +12,9 @@
 #
 # The functions get (through --env-file): AZS_USAGE_DATABASE (default sqlite:target/lambda-watch/usage.db),
 # AZS_USAGE_SECRETS=aws-secrets-manager on moto (AWS_ENDPOINT_URL from AZS_USAGE_TEST_MOTO_URL, else
-# `scripts/moto.sh start`), static test credentials, region us-east-1, and any AZS_USAGE_* variable set
-# when `start` runs (AZS_USAGE_SECRET_PREFIX, AZS_USAGE_TIME_BUDGET, ...).
+# `scripts/moto.sh start`), static test credentials, region us-east-1, and the AZS_USAGE_* variables set
+# when `start` runs that `write_env` lists (AZS_USAGE_SECRET_PREFIX, AZS_USAGE_TIME_BUDGET, the queue
+# fan-out's AZS_USAGE_FAN_OUT and queue URLs, ...).
 #
 # Environment: LAMBDA_WATCH_PORT (default: a free port). State: target/lambda-watch/{pid,port,env,log}.
 set -euo pipefail
@@ -55,7 +56,7 @@ write_env() {
     echo "AWS_SECRET_ACCESS_KEY=test"
     echo "AWS_REGION=us-east-1"
     echo "AWS_DEFAULT_REGION=us-east-1"
-    env | grep -E '^AZS_USAGE_(SECRET_PREFIX|TIME_BUDGET|SETTLE_DELAY|CONCURRENCY|LOG|LOG_FORMAT)=' || true
+    env | grep -E '^AZS_USAGE_(SECRET_PREFIX|TIME_BUDGET|SETTLE_DELAY|CONCURRENCY|LOG|LOG_FORMAT|FAN_OUT|STAMP_QUEUE_URL|DEAD_LETTER_QUEUE_URL|MAX_ATTEMPTS|CONTINUATION_DELAY|LEASE_TTL)=' || true
   } > "$STATE/env"
 }
 

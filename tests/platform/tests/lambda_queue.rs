@@ -1,0 +1,223 @@
+//! Queue fan-out on AWS through the function as Lambda runs it: `collect-usage` under cargo-lambda's
+//! Runtime API emulator with `AZS_USAGE_FAN_OUT=queue`, its queues on moto's SQS. The timer event makes
+//! it enqueue; the documented SQS event (what the event source mapping sends) makes the same executable
+//! collect. The queue semantics themselves (redelivery, overlap, kills, continuations, redrive) are
+//! proven against moto in `functions/collect-usage/tests/queue_fan_out.rs`; this test proves the
+//! deployed entry point: event recognition, the queue settings read from the environment, the SQS
+//! adapter inside the function, and the batch response.
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use azs_platform_tests::{LambdaWatch, fixture, moto_url};
+use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stamp_sim::{SimAuth, Simulator, SimulatorConfig, StampSpec};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const SECRET: &str = "sim-queue-secret";
+/// The first invoke of each function may wait for the emulator to compile it.
+const FIRST_INVOKE: Duration = Duration::from_secs(15 * 60);
+
+async fn post(url: String, body: &Value) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .timeout(FIRST_INVOKE)
+        .send()
+        .await
+        .expect("the emulator answers");
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn sqs_client(moto: &str) -> Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "moto"))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+async fn create_queue(client: &Client, name: &str) -> (String, String) {
+    let url = client.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap();
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let arn = attributes.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
+    (url, arn)
+}
+
+/// The queue's messages, received once each (and deleted, as the event source mapping does).
+async fn receive_all(client: &Client, url: &str) -> Vec<Message> {
+    let mut messages = Vec::new();
+    loop {
+        let received = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        if received.messages().is_empty() {
+            return messages;
+        }
+        for message in received.messages() {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            messages.push(message.clone());
+        }
+    }
+}
+
+/// The documented Lambda SQS event for received messages.
+fn sqs_event(messages: &[Message], arn: &str) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|message| {
+            let attributes: HashMap<String, String> = message
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
+                .unwrap_or_default();
+            json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": message.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
+async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_the_sqs_event() {
+    // Given a simulated stamp, a stamp-work queue and its dead-letter queue on moto, and the functions
+    // under the emulator in queue mode,
+    let auth = SimAuth::AzureAd { secret: Some(SECRET.into()), certificate_pem: None };
+    let sim = Simulator::start(SimulatorConfig {
+        seed: 23,
+        stamps: vec![StampSpec::generated(23, 0, auth)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let moto = moto_url().unwrap();
+    let sqs = sqs_client(&moto).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (work_url, work_arn) = create_queue(&sqs, &format!("azs-stamp-work-{suffix}")).await;
+    let (dead_letter_url, _) = create_queue(&sqs, &format!("azs-stamp-work-dlq-{suffix}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.db");
+    let watch = LambdaWatch::start(&[
+        ("AZS_USAGE_TEST_MOTO_URL", moto.clone()),
+        ("AZS_USAGE_DATABASE", format!("sqlite:{}", db.display())),
+        ("AZS_USAGE_SECRET_PREFIX", format!("azs-usage-queue-{suffix}/")),
+        ("AZS_USAGE_TIME_BUDGET", "5m".to_owned()),
+        ("AZS_USAGE_FAN_OUT", "queue".to_owned()),
+        ("AZS_USAGE_STAMP_QUEUE_URL", work_url.clone()),
+        ("AZS_USAGE_DEAD_LETTER_QUEUE_URL", dead_letter_url.clone()),
+    ])
+    .unwrap();
+    let stamp = sim.stamp(0);
+    let collect_from = Utc::now().duration_trunc(Hours::hours(1)).unwrap() - Hours::hours(4);
+    let registration = json!({
+        "name": "sim-queued",
+        "adminSubscriptionId": stamp.admin_subscription_id(),
+        "tenantId": stamp.tenant_id(),
+        "applicationId": stamp.application_id(),
+        "adminArmEndpoint": stamp.admin_arm_endpoint(),
+        "applicationSecret": SECRET,
+        "caCertificate": sim.ca_pem(),
+        "collectFrom": collect_from.to_rfc3339(),
+    });
+    let (status, created) =
+        post(format!("{}/lambda-url/register-stamp/stamps?verify=true", watch.base), &registration).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}\n{}", watch.log());
+    let stamp_id = created["id"].as_str().unwrap().to_owned();
+    let invoke = format!("{}/2015-03-31/functions/collect-usage/invocations", watch.base);
+
+    // When the schedule fires, the timer enqueues the stamp and collects nothing itself,
+    let (status, enqueued) = post(invoke.clone(), &fixture("aws-eventbridge-scheduled-event.json")).await;
+    assert_eq!(status, StatusCode::OK, "{enqueued}\n{}", watch.log());
+    assert_eq!(enqueued, json!({ "enqueued": [stamp_id] }));
+    let work = receive_all(&sqs, &work_url).await;
+    assert_eq!(work.len(), 1);
+    let message: Value = serde_json::from_str(work[0].body().unwrap()).unwrap();
+    assert_eq!((message["stampId"].as_str(), message["reason"].as_str()), (Some(&*stamp_id), Some("timer")));
+    assert!(!db.exists() || rows(&db).is_empty(), "the timer collected rows itself");
+
+    // and the event source mapping hands the message to the same function, which collects the stamp.
+    let horizon = Utc::now().duration_trunc(Hours::hours(1)).unwrap() - Hours::hours(1);
+    let (status, batch) = post(invoke.clone(), &sqs_event(&work, &work_arn)).await;
+    assert_eq!(status, StatusCode::OK, "{batch}\n{}", watch.log());
+    assert_eq!(batch, json!({ "batchItemFailures": [] }));
+
+    // Then every reported hour since collectFrom is stored, exactly as the stamp serves it, with no
+    // continuation left on the queue (the stamp is current),
+    let watermark = watermark(&db);
+    assert!(watermark >= horizon, "the stamp is not current: {watermark}");
+    let mut expected: Vec<(String, String, i64)> = stamp
+        .ground_truth(collect_from, watermark)
+        .iter()
+        .map(|r| (r.subscription_id.to_lowercase(), r.resource_uri.clone(), r.usage_start.timestamp()))
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(rows(&db), expected, "stored rows differ from the stamp's ground truth");
+    assert!(receive_all(&sqs, &work_url).await.is_empty(), "a continuation was enqueued for a current stamp");
+
+    // and a message that is not stamp work is moved to the dead-letter queue at once, as our letter.
+    sqs.send_message().queue_url(&work_url).message_body("not stamp work").send().await.unwrap();
+    let junk = receive_all(&sqs, &work_url).await;
+    let (status, batch) = post(invoke, &sqs_event(&junk, &work_arn)).await;
+    assert_eq!(status, StatusCode::OK, "{batch}\n{}", watch.log());
+    assert_eq!(batch, json!({ "batchItemFailures": [] }));
+    let letters = receive_all(&sqs, &dead_letter_url).await;
+    assert_eq!(letters.len(), 1);
+    let letter: Value = serde_json::from_str(letters[0].body().unwrap()).unwrap();
+    assert_eq!(letter["stampId"], Value::Null, "{letter}");
+    assert!(letter["error"].as_str().unwrap().starts_with("the message is not stamp work"), "{letter}");
+    assert_eq!(rows(&db), expected, "the dead letter changed the stored rows");
+}
+
+fn watermark(db: &std::path::Path) -> DateTime<Utc> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let seconds: i64 = conn.query_row("SELECT watermark FROM processing_status", [], |r| r.get(0)).unwrap();
+    DateTime::from_timestamp(seconds, 0).unwrap()
+}
+
+/// The usage rows in the database: (tenant subscription, resource URI, usage start), sorted.
+fn rows(db: &std::path::Path) -> Vec<(String, String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut query =
+        conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
+    let mut rows: Vec<(String, String, i64)> = query
+        .query_map([], |r| Ok((r.get::<_, String>(0)?.to_lowercase(), r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    rows
+}
