@@ -4,6 +4,7 @@
 pub mod runtime_api;
 
 use anyhow::{Context, Result, bail};
+use reqwest::StatusCode;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -151,6 +152,46 @@ impl LambdaWatch {
     pub fn log(&self) -> String {
         std::fs::read_to_string(target_dir().join("lambda-watch/log")).unwrap_or_default()
     }
+
+    /// POSTs `body` as JSON to `path` on the emulator (a function URL path such as
+    /// `/lambda-url/register-stamp/stamps`); the answer's status and body (JSON, else the text).
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        // The first request to each function may wait for the emulator to compile it.
+        const FIRST_INVOKE: Duration = Duration::from_secs(15 * 60);
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .timeout(FIRST_INVOKE)
+            .send()
+            .await
+            .expect("the emulator answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Invokes `function` with `event` through the Runtime API emulator's Invoke endpoint.
+    pub async fn invoke(&self, function: &str, event: &Value) -> (StatusCode, Value) {
+        self.post(&format!("/2015-03-31/functions/{function}/invocations"), event).await
+    }
+}
+
+/// The usage rows in a SQLite database: (tenant subscription lower-cased, resource URI, usage start in
+/// Unix seconds), sorted; empty when there is no database yet.
+pub fn stored_usage_rows(db: &Path) -> Vec<(String, String, i64)> {
+    if !db.exists() {
+        return Vec::new();
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut query =
+        conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
+    let mut rows: Vec<(String, String, i64)> = query
+        .query_map([], |r| Ok((r.get::<_, String>(0)?.to_lowercase(), r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    rows
 }
 
 impl Drop for LambdaWatch {

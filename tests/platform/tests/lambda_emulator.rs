@@ -2,44 +2,13 @@
 //! Secrets Manager (moto) and SQLite, against a simulated stamp: the path an operator's registration
 //! and the hourly schedule take in AWS.
 
-use azs_platform_tests::{LambdaWatch, fixture, free_port, moto_url};
+use azs_platform_tests::{LambdaWatch, fixture, free_port, moto_url, stored_usage_rows};
 use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use stamp_sim::{SimAuth, Simulator, SimulatorConfig, StampSpec};
-use std::time::Duration;
 
 const SECRET: &str = "sim-application-secret";
-/// The first invoke of each function may wait for the emulator to compile it.
-const FIRST_INVOKE: Duration = Duration::from_secs(15 * 60);
-
-async fn post(url: String, body: &Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .timeout(FIRST_INVOKE)
-        .send()
-        .await
-        .expect("the emulator answers");
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-/// The usage rows in the database: (tenant subscription, resource URI, usage start), sorted.
-fn stored_rows(db: &std::path::Path) -> Vec<(String, String, i64)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut query =
-        conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
-    let mut rows: Vec<(String, String, i64)> = query
-        .query_map([], |r| Ok((r.get::<_, String>(0)?.to_lowercase(), r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows.sort();
-    rows
-}
-
 #[tokio::test]
 #[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
 async fn a_stamp_registered_through_the_function_url_is_collected_by_the_scheduled_function() {
@@ -76,13 +45,12 @@ async fn a_stamp_registered_through_the_function_url_is_collected_by_the_schedul
         "caCertificate": sim.ca_pem(),
         "collectFrom": collect_from.to_rfc3339(),
     });
-    let (status, created) =
-        post(format!("{}/lambda-url/register-stamp/stamps?verify=true", watch.base), &registration).await;
+    let (status, created) = watch.post("/lambda-url/register-stamp/stamps?verify=true", &registration).await;
     assert_eq!(status, StatusCode::CREATED, "{created}\n{}", watch.log());
 
     // ...and EventBridge fires the schedule rule.
-    let invoke = format!("{}/2015-03-31/functions/collect-usage/invocations", watch.base);
-    let (status, summary) = post(invoke.clone(), &fixture("aws-eventbridge-scheduled-event.json")).await;
+    let (status, summary) =
+        watch.invoke("collect-usage", &fixture("aws-eventbridge-scheduled-event.json")).await;
 
     // Then every reported hour since collectFrom is stored, exactly as the stamp serves it.
     assert_eq!(status, StatusCode::OK, "{summary}\n{}", watch.log());
@@ -97,7 +65,7 @@ async fn a_stamp_registered_through_the_function_url_is_collected_by_the_schedul
         .collect();
     expected.sort();
     assert_eq!(outcome["rowsWritten"], truth.len() as u64, "{summary}");
-    let stored = stored_rows(&db);
+    let stored = stored_usage_rows(&db);
     assert_eq!(stored.len(), expected.len());
     assert_eq!(stored, expected, "stored rows differ from the stamp's ground truth");
 
@@ -112,10 +80,9 @@ async fn a_stamp_registered_through_the_function_url_is_collected_by_the_schedul
         // Not the default (the month's first hour), which leaves nothing to pull early on the 1st.
         "collectFrom": collect_from.to_rfc3339(),
     });
-    let (status, _) =
-        post(format!("{}/lambda-url/register-stamp/stamps?verify=false", watch.base), &down).await;
+    let (status, _) = watch.post("/lambda-url/register-stamp/stamps?verify=false", &down).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, failure) = post(invoke, &json!({})).await;
+    let (_, failure) = watch.invoke("collect-usage", &json!({})).await;
     assert_eq!(failure["errorType"], "StampsFailed", "{failure}");
     let message = failure["errorMessage"].as_str().unwrap();
     assert!(message.starts_with("collection failed for 1 of 2 stamps: sim-down ("), "{message}");

@@ -8,31 +8,14 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
-use azs_platform_tests::{LambdaWatch, fixture, moto_url};
+use azs_platform_tests::{LambdaWatch, fixture, moto_url, stored_usage_rows};
 use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stamp_sim::{SimAuth, Simulator, SimulatorConfig, StampSpec};
 use std::collections::HashMap;
-use std::time::Duration;
 
 const SECRET: &str = "sim-queue-secret";
-/// The first invoke of each function may wait for the emulator to compile it.
-const FIRST_INVOKE: Duration = Duration::from_secs(15 * 60);
-
-async fn post(url: String, body: &Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .timeout(FIRST_INVOKE)
-        .send()
-        .await
-        .expect("the emulator answers");
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 async fn sqs_client(moto: &str) -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(moto)
@@ -152,25 +135,24 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
         "caCertificate": sim.ca_pem(),
         "collectFrom": collect_from.to_rfc3339(),
     });
-    let (status, created) =
-        post(format!("{}/lambda-url/register-stamp/stamps?verify=true", watch.base), &registration).await;
+    let (status, created) = watch.post("/lambda-url/register-stamp/stamps?verify=true", &registration).await;
     assert_eq!(status, StatusCode::CREATED, "{created}\n{}", watch.log());
     let stamp_id = created["id"].as_str().unwrap().to_owned();
-    let invoke = format!("{}/2015-03-31/functions/collect-usage/invocations", watch.base);
 
     // When the schedule fires, the timer enqueues the stamp and collects nothing itself,
-    let (status, enqueued) = post(invoke.clone(), &fixture("aws-eventbridge-scheduled-event.json")).await;
+    let (status, enqueued) =
+        watch.invoke("collect-usage", &fixture("aws-eventbridge-scheduled-event.json")).await;
     assert_eq!(status, StatusCode::OK, "{enqueued}\n{}", watch.log());
     assert_eq!(enqueued, json!({ "enqueued": [stamp_id] }));
     let work = receive_all(&sqs, &work_url).await;
     assert_eq!(work.len(), 1);
     let message: Value = serde_json::from_str(work[0].body().unwrap()).unwrap();
     assert_eq!((message["stampId"].as_str(), message["reason"].as_str()), (Some(&*stamp_id), Some("timer")));
-    assert!(!db.exists() || rows(&db).is_empty(), "the timer collected rows itself");
+    assert!(stored_usage_rows(&db).is_empty(), "the timer collected rows itself");
 
     // and the event source mapping hands the message to the same function, which collects the stamp.
     let horizon = Utc::now().duration_trunc(Hours::hours(1)).unwrap() - Hours::hours(1);
-    let (status, batch) = post(invoke.clone(), &sqs_event(&work, &work_arn)).await;
+    let (status, batch) = watch.invoke("collect-usage", &sqs_event(&work, &work_arn)).await;
     assert_eq!(status, StatusCode::OK, "{batch}\n{}", watch.log());
     assert_eq!(batch, json!({ "batchItemFailures": [] }));
 
@@ -185,13 +167,13 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
         .collect();
     expected.sort();
     assert!(!expected.is_empty());
-    assert_eq!(rows(&db), expected, "stored rows differ from the stamp's ground truth");
+    assert_eq!(stored_usage_rows(&db), expected, "stored rows differ from the stamp's ground truth");
     assert!(receive_all(&sqs, &work_url).await.is_empty(), "a continuation was enqueued for a current stamp");
 
     // and a message that is not stamp work is moved to the dead-letter queue at once, as our letter.
     sqs.send_message().queue_url(&work_url).message_body("not stamp work").send().await.unwrap();
     let junk = receive_all(&sqs, &work_url).await;
-    let (status, batch) = post(invoke, &sqs_event(&junk, &work_arn)).await;
+    let (status, batch) = watch.invoke("collect-usage", &sqs_event(&junk, &work_arn)).await;
     assert_eq!(status, StatusCode::OK, "{batch}\n{}", watch.log());
     assert_eq!(batch, json!({ "batchItemFailures": [] }));
     let letters = receive_all(&sqs, &dead_letter_url).await;
@@ -199,25 +181,11 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
     let letter: Value = serde_json::from_str(letters[0].body().unwrap()).unwrap();
     assert_eq!(letter["stampId"], Value::Null, "{letter}");
     assert!(letter["error"].as_str().unwrap().starts_with("the message is not stamp work"), "{letter}");
-    assert_eq!(rows(&db), expected, "the dead letter changed the stored rows");
+    assert_eq!(stored_usage_rows(&db), expected, "the dead letter changed the stored rows");
 }
 
 fn watermark(db: &std::path::Path) -> DateTime<Utc> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let seconds: i64 = conn.query_row("SELECT watermark FROM processing_status", [], |r| r.get(0)).unwrap();
     DateTime::from_timestamp(seconds, 0).unwrap()
-}
-
-/// The usage rows in the database: (tenant subscription, resource URI, usage start), sorted.
-fn rows(db: &std::path::Path) -> Vec<(String, String, i64)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut query =
-        conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
-    let mut rows: Vec<(String, String, i64)> = query
-        .query_map([], |r| Ok((r.get::<_, String>(0)?.to_lowercase(), r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows.sort();
-    rows
 }
