@@ -362,8 +362,9 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     // then every good stamp holds exactly its ground truth up to the horizon, each row once,
     for (i, id) in ids.iter().enumerate().filter(|(i, _)| ![4, 6].contains(i)) {
         let status = store.get_status(id).await.unwrap().unwrap();
-        assert_eq!(status.watermark, horizon, "stamp {i} is not current");
-        let (stored, truth) = (stored(store.as_ref(), id).await, truth(&sim, i, from, horizon));
+        // At or past the horizon: a worker that runs after the hour turns has one more hour to pull.
+        assert!(status.watermark >= horizon, "stamp {i} is not current: {}", status.watermark);
+        let (stored, truth) = (stored(store.as_ref(), id).await, truth(&sim, i, from, status.watermark));
         assert_eq!(stored.len(), truth.len(), "stamp {i}: stored vs ground truth row count");
         assert_eq!(stored, truth, "stamp {i}: stored rows differ from the ground truth");
     }
