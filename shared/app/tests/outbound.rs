@@ -11,6 +11,7 @@ use azs_app::config::AppConfig;
 use azs_app::webhook::{ApiAuth, router};
 use azs_app::wiring::Services;
 use azs_core::Secret;
+use azs_core::registration::MAX_URL_LEN;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -202,6 +203,28 @@ async fn an_http_login_endpoint_is_refused_before_anything_is_sent_to_it() {
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.contains("login endpoint") && detail.contains("not https"), "{detail}");
     assert_eq!(connections.load(Ordering::SeqCst), 0, "the http:// login endpoint was never contacted");
+    assert!(stored_stamps(&base).await.is_empty(), "nothing stored");
+}
+
+#[tokio::test]
+async fn an_overlong_discovered_login_endpoint_is_refused_as_the_stamps_fault_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = webhook(dir.path(), None).await;
+    let (port, connections) = silent_listener().await;
+    let login = format!("https://127.0.0.1:{port}/{}", "a".repeat(MAX_URL_LEN));
+    let stamp = fake_stamp(Metadata::Login(login)).await;
+
+    let (status, problem) =
+        post(&base, "/stamps?verify=true", Some(&registration(&stamp.url, Some(&stamp.ca_pem)))).await;
+
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["stage"], "discovery", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("loginEndpoint") && detail.contains(&format!("at most {MAX_URL_LEN}")),
+        "{detail}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "the login endpoint was never contacted");
     assert!(stored_stamps(&base).await.is_empty(), "nothing stored");
 }
 

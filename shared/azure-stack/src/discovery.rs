@@ -22,6 +22,7 @@
 use crate::http::{StampHttp, Unreadable};
 use azs_core::StampConnection;
 use azs_core::ports::{DiscoveredEndpoints, PullError, PullStage};
+use azs_core::registration::MAX_URL_LEN;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -59,6 +60,14 @@ pub(crate) async fn discover(
         connection.authority_endpoint_url.as_deref(),
         &metadata.login_endpoint,
     );
+    for (field, url) in [("audience", &audience), ("loginEndpoint", &login_endpoint)] {
+        if url.chars().count() > MAX_URL_LEN {
+            return Err(discovery_error(format!(
+                "the stamp's metadata gives a {field} of {} characters; at most {MAX_URL_LEN} are accepted",
+                url.chars().count()
+            )));
+        }
+    }
     if !login_endpoint.trim().to_ascii_lowercase().starts_with("https://") {
         return Err(discovery_error(format!(
             "the login endpoint {} is not https; credentials are never sent in clear text",

@@ -62,6 +62,11 @@ pub struct ValidRegistration {
 
 pub const MAX_NAME_LEN: usize = 128;
 
+/// The longest URL a stamp is stored with (its admin ARM endpoint, audience, authority; given or
+/// discovered). Real ones are under 100 characters; the SQL Server columns hold 400, so a longer one
+/// is refused here, naming the field, rather than by the database as a server error.
+pub const MAX_URL_LEN: usize = 256;
+
 /// Names are handles next to ids (`azs-usage stamp show NAME`, `/stamps/NAME`): a GUID as a name
 /// could mean another stamp's id.
 pub const NAME_NOT_A_GUID: &str = "must not be a GUID (names and ids both name stamps)";
@@ -490,6 +495,10 @@ fn optional_https_url(errors: &mut ValidationErrors, field: &str, value: Option<
 }
 
 fn check_https_url(errors: &mut ValidationErrors, field: &str, v: &str) -> Option<String> {
+    if v.chars().count() > MAX_URL_LEN {
+        errors.push(field, format!("must be at most {MAX_URL_LEN} characters"));
+        return None;
+    }
     match url::Url::parse(v) {
         Ok(u) if u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()) => {
             if !u.username().is_empty() || u.password().is_some() {
@@ -571,6 +580,26 @@ mod tests {
         ] {
             assert!(f.contains(&want.to_string()), "{want} missing from {f:?}");
         }
+    }
+
+    #[test]
+    fn a_url_longer_than_the_store_keeps_is_refused_by_name() {
+        let long = format!("https://azs.contoso.com/{}", "a".repeat(MAX_URL_LEN));
+        let r = StampRegistration {
+            admin_arm_endpoint: Some(long.clone()),
+            token_request_resource_url: Some(long.clone()),
+            authority_endpoint_url: Some(long),
+            ..valid()
+        };
+        let errors = r.validate(now()).unwrap_err();
+        let named: Vec<(&str, &str)> = errors.0.iter().map(|e| (e.field.as_str(), e.rule.as_str())).collect();
+        let rule = format!("must be at most {MAX_URL_LEN} characters");
+        for field in ["adminArmEndpoint", "tokenRequestResourceUrl", "authorityEndpointUrl"] {
+            assert!(named.contains(&(field, rule.as_str())), "{field}: {named:?}");
+        }
+        let longest = format!("https://azs.contoso.com/{}", "a".repeat(MAX_URL_LEN - 24));
+        assert_eq!(longest.len(), MAX_URL_LEN);
+        assert!(StampRegistration { admin_arm_endpoint: Some(longest), ..valid() }.validate(now()).is_ok());
     }
 
     #[test]

@@ -137,12 +137,14 @@ pub(crate) fn collation_item(database: Option<&str>, tempdb: Option<&str>) -> Ch
     if database == tempdb {
         CheckItem::ok("collation", format!("database and tempdb: {database}"))
     } else {
-        // Not a problem for this store (every temp object's text column is COLLATE DATABASE_DEFAULT),
-        // but it is for other tools' ad-hoc queries that join temp tables to ours.
+        // Not a problem for this store (it makes no temp tables, and its JSON text meets our tables
+        // COLLATE DATABASE_DEFAULT), but it is for other tools' ad-hoc queries that join temp tables
+        // to ours.
         CheckItem::ok(
             "collation",
             format!(
-                "database {database}, tempdb {tempdb} (they differ: the store's temp objects use COLLATE DATABASE_DEFAULT)"
+                "database {database}, tempdb {tempdb} (they differ: the store makes no temp tables, \
+                 other tools' queries that join theirs to ours need COLLATE DATABASE_DEFAULT)"
             ),
         )
     }

@@ -424,15 +424,20 @@ statements! {
         WHERE sn.stamp_id = @P1 AND t.last_reported >= @P2";
 
     /// Advance: the window must start at the watermark and the lease must be ours; the watermark moves
-    /// to the window's end. Row count 0 means fenced off.
+    /// to the window's end. Row count 0 means fenced off. UPDLOCK because under READ_COMMITTED_SNAPSHOT
+    /// a plain read of the lease sees its last committed version and locks nothing: another runner's
+    /// take-over could commit between this check and ours; with the lock it waits for our commit.
     FENCE_ADVANCE (4) = "UPDATE {schema}.processing_status SET watermark = @P3
         WHERE stamp_id = @P1 AND watermark = @P2
-            AND EXISTS (SELECT 1 FROM {schema}.stamp_leases AS l WHERE l.stamp_id = @P1 AND l.owner = @P4)";
+            AND EXISTS (SELECT 1 FROM {schema}.stamp_leases AS l WITH (UPDLOCK)
+                WHERE l.stamp_id = @P1 AND l.owner = @P4)";
     /// Replace: the window must end at or before the watermark and the lease must be ours; the
-    /// watermark stays (the no-op update locks the status row like FENCE_ADVANCE does).
+    /// watermark stays (the no-op update locks the status row, and UPDLOCK the lease, as in
+    /// FENCE_ADVANCE).
     FENCE_REPLACE (3) = "UPDATE {schema}.processing_status SET watermark = watermark
         WHERE stamp_id = @P1 AND watermark >= @P2
-            AND EXISTS (SELECT 1 FROM {schema}.stamp_leases AS l WHERE l.stamp_id = @P1 AND l.owner = @P3)";
+            AND EXISTS (SELECT 1 FROM {schema}.stamp_leases AS l WITH (UPDLOCK)
+                WHERE l.stamp_id = @P1 AND l.owner = @P3)";
     /// Why a fence refused: the watermark and the lease as they are.
     FENCE_STATE (1) = "SELECT p.watermark, l.owner
         FROM {schema}.processing_status AS p
@@ -488,7 +493,7 @@ statements! {
         UPDATE {schema}.usage_windows SET reported_end = @P3 WHERE window_no = @window_no AND reported_end <> @P3;
         MERGE INTO {schema}.tenant_numbers AS t
         USING (SELECT DISTINCT k.subscription_key
-            FROM OPENJSON(@P5) WITH (subscription_key nvarchar(max) '$.n') AS k) AS src
+            FROM OPENJSON(@P5) WITH (subscription_key nvarchar(256) '$.n') AS k) AS src
         ON t.stamp_no = @stamp_no AND t.subscription_key = src.subscription_key COLLATE DATABASE_DEFAULT
         WHEN MATCHED AND (t.last_reported IS NULL OR t.last_reported < @P2) THEN
             UPDATE SET last_reported = @P2
@@ -504,7 +509,7 @@ statements! {
             FROM OPENJSON(@P4) WITH (
                 row_key nvarchar(max) '$.k',
                 subscription_id nvarchar(max) '$.s',
-                subscription_key nvarchar(max) '$.n',
+                subscription_key nvarchar(256) '$.n',
                 meter_id nvarchar(max) '$.m',
                 usage_start datetime2(0) '$.us',
                 usage_end datetime2(0) '$.ue',
@@ -520,7 +525,7 @@ statements! {
             LEFT JOIN {schema}.subscription_mappings AS m
                 ON m.stamp_id = @P1 AND m.external_subscription_id = r.subscription_key COLLATE DATABASE_DEFAULT
             LEFT JOIN OPENJSON(@P6) WITH (
-                n nvarchar(max) '$.n',
+                n nvarchar(256) '$.n',
                 b nvarchar(max) '$.b'
             ) AS kept ON kept.n = r.subscription_key COLLATE DATABASE_DEFAULT
         ) AS src
@@ -726,11 +731,20 @@ mod tests {
     #[test]
     fn the_window_is_read_as_text_wide_enough_that_nothing_is_silently_cut() {
         // OPENJSON's WITH clause converts like CAST: into nvarchar(n) it would truncate without an error.
+        // The one exception is the subscription key, joined to nvarchar(256) key columns: read at their
+        // width so the join compares like types (a MAX side cannot seek), and never longer, because a
+        // row whose subscription id is wider than that is quarantined before it is sent (bind::too_long)
+        // and the key is that id trimmed and lower-cased.
+        assert_eq!(crate::bind::SUBSCRIPTION_ID_WIDTH, 256);
+        let key = "'$.n'";
         let with = &MERGE_WINDOW.sql
             [MERGE_WINDOW.sql.find("WITH (").unwrap()..MERGE_WINDOW.sql.find(") AS r").unwrap()];
         for line in with.lines().filter(|l| l.contains("char")) {
-            assert!(line.contains("nvarchar(max)"), "{line}");
+            let width = if line.contains(key) { "nvarchar(256)" } else { "nvarchar(max)" };
+            assert!(line.contains(width), "{line}");
         }
+        assert_eq!(MERGE_WINDOW.sql.matches(&format!("nvarchar(256) {key}")).count(), 3);
+        assert!(!MERGE_WINDOW.sql.contains(&format!("nvarchar(max) {key}")));
     }
 
     /// The `@name` variables of `sql` (not `@Pn` parameters, not `@@` functions), each with the text
