@@ -173,9 +173,10 @@ impl HttpFailure {
     }
 }
 
-/// Statuses that mean "busy or broken for now": worth asking again.
+/// Statuses that mean "busy or broken for now": worth asking again. Every 5xx, as the usage API's
+/// reference says (no 429 or 5xx contract is documented; gateways in front of a stamp answer 52x too).
 pub(crate) fn retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
+    matches!(status, 429 | 500..=599)
 }
 
 impl StampHttp {

@@ -195,11 +195,22 @@ impl AzureStackSession {
             let subscribers = match self.query_mode {
                 UsageQueryMode::AllTenants => None,
                 UsageQueryMode::PerSubscriber => {
-                    let mut subscribers = self.subscribers_including(also_subscribers, &mut retries).await?;
-                    if asked == Subscribers::FirstRound {
-                        subscribers.truncate(self.subscriber_concurrency.max(1));
+                    match self.subscribers_including(also_subscribers, &mut retries).await {
+                        Ok(mut subscribers) => {
+                            if asked == Subscribers::FirstRound {
+                                subscribers.truncate(self.subscriber_concurrency.max(1));
+                            }
+                            Some(subscribers)
+                        }
+                        // The tenant list (Microsoft.Subscriptions.Admin) is not part of the usage
+                        // API: a stamp or gateway without it still serves every tenant's usage in one
+                        // chain, the same rows by the same keys.
+                        Err(e) if matches!(e.http_status, Some(400 | 404)) => {
+                            warn!(error = %e.message, "no tenant subscription list; pulling all tenants at once");
+                            None
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Some(subscribers)
                 }
             };
             let sink = Mutex::new(WindowSink {
@@ -318,10 +329,10 @@ impl AzureStackSession {
         Ok(ids)
     }
 
-    /// The stamp's `nextLink`, parsed as it is.
+    /// The stamp's `nextLink`: an absolute URL is followed as it is; a relative one (not documented,
+    /// but what a proxy or another implementation may send) is resolved against the page it came from.
     fn next_link(&self, current: &Url, link: &str) -> Result<Url, PullError> {
-        let url =
-            Url::parse(link).map_err(|e| usage_error(format!("nextLink is not an absolute URL ({e})")))?;
+        let url = current.join(link).map_err(|e| usage_error(format!("nextLink is not a URL ({e})")))?;
         let admin = Url::parse(&self.admin_arm_endpoint)
             .map_err(|e| configuration(format!("adminArmEndpoint is not a URL: {e}")))?;
         if url.origin() != admin.origin() {

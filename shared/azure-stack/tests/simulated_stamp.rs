@@ -480,6 +480,45 @@ async fn a_gateway_timeout_is_retried() {
 }
 
 #[tokio::test]
+async fn every_5xx_is_retried_as_the_reference_says_not_only_the_common_four() {
+    let faults = [501, 520, 599].map(|status| Fault::Status { kind: RequestKind::Usage, status, count: 1 });
+    let (summary, stats, _) = survives(faults.into(), 10).await;
+    assert_eq!(summary.retries, 3);
+    assert_eq!(stats.faults_served, 3);
+}
+
+#[tokio::test]
+async fn a_relative_next_link_is_resolved_against_its_page() {
+    let (summary, stats, _) = survives(vec![Fault::RelativeNextLink { count: 3 }], 4).await;
+    assert_eq!(stats.faults_served, 3, "three pages linked relatively");
+    assert!(summary.pages > 3);
+    assert_eq!(stats.rejected_requests, 0);
+}
+
+#[tokio::test]
+async fn a_per_subscriber_stamp_without_a_tenant_list_is_pulled_for_all_tenants_at_once() {
+    // The tenant list is not part of the usage API; a stamp (or a gateway) may not serve it. Pages of
+    // 1,000 rows: the whole window is one page for all tenants, four for one chain per tenant.
+    let sim = simulate(azure_ad_with_secret(), 1000, |s| s.tenants = 4).await;
+    let session = client()
+        .connect(
+            &registered(&sim, UsageQueryMode::PerSubscriber),
+            &Credential::ApplicationSecret(Secret::new(SECRET)),
+        )
+        .await
+        .unwrap();
+    sim.stamp(0).inject(Fault::Status { kind: RequestKind::Subscriptions, status: 404, count: u32::MAX });
+
+    let window = past_window(2);
+    let (rows, summary) = pull(session.as_ref(), window).await.unwrap();
+
+    assert_equals_ground_truth(&sim, window, &rows);
+    let stats = sim.stamp(0).stats();
+    assert_eq!(stats.subscription_list_requests, 1, "asked once, not retried");
+    assert_eq!((summary.pages, stats.usage_requests), (1, 1), "one chain for all tenants");
+}
+
+#[tokio::test]
 async fn a_malformed_page_is_fetched_again() {
     let (summary, stats, _) = survives(vec![Fault::MalformedPage { count: 1 }], 10).await;
     assert_eq!(summary.retries, 1);

@@ -72,6 +72,11 @@ pub enum Fault {
     MalformedPage { count: u32 },
     /// A usage request answered 504 `GatewayTimeout`.
     GatewayTimeout { count: u32 },
+    /// Any status with an ARM error body and no `Retry-After`: a gateway's 520, a 501, or a 404 for a
+    /// path this stamp does not serve (`count: u32::MAX` for "never").
+    Status { kind: RequestKind, status: u16, count: u32 },
+    /// A usage page's `nextLink` sent relative (path and query only), as a proxy may rewrite it.
+    RelativeNextLink { count: u32 },
     /// A usage page after the first of its chain is served with a `nextLink` back to the chain's
     /// first page (a loop of any length: page 2 -> page 1 -> page 2 ...), once per unit.
     LoopingNextLink { count: u32 },
@@ -95,6 +100,7 @@ pub(crate) enum FaultAction {
     ConnectionReset,
     Slow(Duration),
     GatewayTimeout,
+    Status(u16),
 }
 
 struct Pending {
@@ -117,6 +123,8 @@ impl FaultQueue {
             | Fault::Slow { count, .. }
             | Fault::MalformedPage { count }
             | Fault::GatewayTimeout { count }
+            | Fault::Status { count, .. }
+            | Fault::RelativeNextLink { count }
             | Fault::LoopingNextLink { count }
             | Fault::EmptyPage { count }
             | Fault::OversizedPage { count, .. }
@@ -143,6 +151,7 @@ impl FaultQueue {
             Fault::ConnectionReset { kind: k, .. } if k.matches(kind) => Some(FaultAction::ConnectionReset),
             Fault::Slow { kind: k, delay, .. } if k.matches(kind) => Some(FaultAction::Slow(delay)),
             Fault::GatewayTimeout { .. } if kind == RequestKind::Usage => Some(FaultAction::GatewayTimeout),
+            Fault::Status { kind: k, status, .. } if k.matches(kind) => Some(FaultAction::Status(status)),
             _ => None,
         })
     }
@@ -155,6 +164,11 @@ impl FaultQueue {
     /// Takes one unit of a queued [`Fault::EmptyPage`], if any.
     pub fn take_empty_page(&mut self) -> bool {
         self.take(|fault| matches!(fault, Fault::EmptyPage { .. }).then_some(())).is_some()
+    }
+
+    /// Takes one unit of a queued [`Fault::RelativeNextLink`], if any.
+    pub fn take_relative_link(&mut self) -> bool {
+        self.take(|fault| matches!(fault, Fault::RelativeNextLink { .. }).then_some(())).is_some()
     }
 
     /// Takes one unit of a queued [`Fault::LoopingNextLink`], if any.

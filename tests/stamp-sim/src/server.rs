@@ -147,6 +147,11 @@ async fn pipeline(
                     "The gateway did not receive a response from 'Microsoft.Commerce.Admin' within the specified time period.",
                 ));
             }
+            FaultAction::Status(status) => {
+                let status = StatusCode::from_u16(status).expect("a fault's status is a valid HTTP status");
+                let code = status.canonical_reason().unwrap_or("Error").replace(' ', "");
+                return Ok(arm_error(status, &code, "The injected fault's status."));
+            }
             FaultAction::Slow(delay) => tokio::time::sleep(delay).await,
         }
     }

@@ -169,6 +169,13 @@ async fn usage_aggregates(
         let any = next_link(&state.base_url, &state.spec.admin_subscription_id, subscriber, &query, "");
         link = Some(any.trim_end_matches("&continuationToken=").to_owned());
     }
+    if link.is_some() && state.faults.lock().unwrap_or_else(|e| e.into_inner()).take_relative_link() {
+        bump(&state.stats.faults_served);
+        link = link.map(|absolute| {
+            let path = absolute.find("/subscriptions/").expect("a usage link has the ARM path");
+            absolute[path..].to_owned()
+        });
+    }
     if !state.spec.page_delay.is_zero() {
         tokio::time::sleep(state.spec.page_delay).await;
     }
