@@ -214,6 +214,8 @@ struct AddStamp {
     /// A secret already in the secret store that holds the credential.
     #[arg(long)]
     credential_secret_name: Option<String>,
+    /// The stamp signs in with AD FS. Without it: AD FS when the tenant is `adfs` or the authority
+    /// ends with `/adfs`, else Azure AD (verification says when that is wrong).
     #[arg(long)]
     is_adfs: bool,
     #[arg(long)]
@@ -711,7 +713,8 @@ fn registration_from(add: AddStamp) -> Result<StampRegistration> {
         admin_arm_endpoint: Some(add.admin_arm_endpoint),
         token_request_resource_url: dash(add.token_request_resource_url),
         authority_endpoint_url: dash(add.authority_endpoint_url),
-        is_adfs: Some(add.is_adfs),
+        // Without --is-adfs: inferred from the tenant (`adfs`) and the authority (see the validation).
+        is_adfs: add.is_adfs.then_some(true),
         application_secret: add.application_secret.map(Secret::new),
         certificate,
         certificate_password: add.certificate_password.map(Secret::new),

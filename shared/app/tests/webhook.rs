@@ -242,7 +242,15 @@ impl Harness {
 
     /// The app, and a simulated stamp to register.
     async fn with_stamp() -> Harness {
-        let auth = SimAuth::AzureAd { secret: Some(GOOD_SECRET.into()), certificate_pem: None };
+        Self::with_stamp_signing_in(SimAuth::AzureAd {
+            secret: Some(GOOD_SECRET.into()),
+            certificate_pem: None,
+        })
+        .await
+    }
+
+    /// The app, and a simulated stamp with identity provider `auth` to register.
+    async fn with_stamp_signing_in(auth: SimAuth) -> Harness {
         let config = SimulatorConfig {
             seed: 7,
             stamps: vec![StampSpec::generated(7, 0, auth)],
@@ -391,6 +399,31 @@ async fn registering_with_verification_checks_the_stamp_and_fills_in_what_discov
     assert!(stamp.stats().usage_requests >= 1, "the usage API was queried");
     no_secret_in(&reply);
     assert_eq!(app.secret_names().len(), 1);
+}
+
+#[tokio::test]
+async fn an_adfs_stamp_registered_with_the_adfs_tenant_needs_no_is_adfs_and_a_wrong_guess_is_named() {
+    let app = Harness::with_stamp_signing_in(SimAuth::Adfs {
+        secret: Some(GOOD_SECRET.into()),
+        certificate_pem: None,
+    })
+    .await;
+
+    // The tenant `adfs` says AD FS; verification agrees with the stamp's login endpoint.
+    let reply = app.post("/stamps", &with(app.stamp_registration(), "tenantId", json!("adfs"))).await;
+    reply.expect(StatusCode::CREATED);
+    assert_eq!(reply.json()["connection"]["isAdfs"], true);
+    assert_eq!(reply.json()["connection"]["authorityEndpointUrl"], app.sim_stamp().login_endpoint());
+
+    // A GUID tenant and no isAdfs is taken for Azure AD: the stamp says otherwise, and the answer
+    // names isAdfs (and nothing more is stored).
+    let second = with(app.stamp_registration(), "name", json!("second"));
+    let second = with(second, "adminSubscriptionId", json!("0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f"));
+    let reply = app.post("/stamps", &second).await;
+    reply.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = reply.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("isAdfs") && detail.contains("AD FS"), "{detail}");
+    assert_eq!(app.stamp_count().await, 1);
 }
 
 #[tokio::test]
@@ -852,7 +885,11 @@ async fn every_invalid_registration_field_is_named_with_its_rule_and_nothing_is_
         bad("bad adminSubscriptionId", "adminSubscriptionId", json!("not-a-guid")),
         bad("short GUID", "adminSubscriptionId", json!("0b9d6e1c-2f4e-4b8a-9c3d")),
         bad("bad tenantId", "tenantId", json!("contoso.onmicrosoft.com")),
-        bad("adfs tenant on Azure AD", "tenantId", json!("adfs")),
+        (
+            "adfs tenant on Azure AD",
+            with(with(registration(), "isAdfs", json!(false)), "tenantId", json!("adfs")),
+            "tenantId",
+        ),
         bad("bad applicationId", "applicationId", json!("{xyz}")),
         bad("http endpoint", "adminArmEndpoint", json!("http://adminmanagement.local.azurestack.external")),
         bad("relative endpoint", "adminArmEndpoint", json!("adminmanagement.local")),
@@ -860,6 +897,7 @@ async fn every_invalid_registration_field_is_named_with_its_rule_and_nothing_is_
         bad("endpoint with query", "adminArmEndpoint", json!("https://adminmanagement.local/?x=1")),
         bad("http audience", "tokenRequestResourceUrl", json!("http://management.local")),
         bad("http authority", "authorityEndpointUrl", json!("http://login.local/")),
+        bad("endpoint over 256", "adminArmEndpoint", json!(format!("https://azs.local/{}", "a".repeat(256)))),
         bad("short thumbprint", "certificateThumbprint", json!("abc")),
         bad("non-hex thumbprint", "certificateThumbprint", json!("zz".repeat(20))),
         bad("collectFrom not a time", "collectFrom", json!("yesterday")),

@@ -23,6 +23,7 @@ use crate::http::{StampHttp, Unreadable};
 use azs_core::StampConnection;
 use azs_core::ports::{DiscoveredEndpoints, PullError, PullStage};
 use azs_core::registration::MAX_URL_LEN;
+pub use azs_core::stamp::is_adfs_login;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -139,11 +140,6 @@ fn discovery_error(message: String) -> PullError {
         message,
         transient: false,
     }
-}
-
-/// `https://adfs.local.azurestack.external/adfs/` is AD FS; `https://login.windows.net/` is not.
-pub fn is_adfs_login(login_endpoint: &str) -> bool {
-    login_endpoint.trim().trim_end_matches('/').to_ascii_lowercase().ends_with("/adfs")
 }
 
 /// Where the openid configuration of a login endpoint is. Joins with exactly one `/` whatever the

@@ -81,7 +81,13 @@ impl StampRegistration {
     /// Checks every field and returns all violations at once.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<ValidRegistration, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let is_adfs = self.is_adfs.unwrap_or(false);
+        // Omitted: AD FS when the rest of the registration says so (the tenant `adfs` of Microsoft's
+        // AD FS scripts, or an AD FS authority), else Azure AD. A wrong guess, like a wrong value,
+        // fails verification with a message naming isAdfs.
+        let is_adfs = self.is_adfs.unwrap_or_else(|| {
+            self.tenant_id.as_deref().is_some_and(|t| t.trim().eq_ignore_ascii_case("adfs"))
+                || self.authority_endpoint_url.as_deref().is_some_and(crate::stamp::is_adfs_login)
+        });
 
         let admin_arm_endpoint =
             required_https_url(&mut errors, "adminArmEndpoint", self.admin_arm_endpoint.as_deref());
@@ -614,8 +620,19 @@ mod tests {
     fn adfs_accepts_the_adfs_tenant() {
         let r = StampRegistration { tenant_id: Some("adfs".into()), is_adfs: Some(true), ..valid() };
         assert_eq!(r.validate(now()).unwrap().connection.tenant_id, "adfs");
-        let r = StampRegistration { tenant_id: Some("adfs".into()), ..valid() };
+        let r = StampRegistration { tenant_id: Some("adfs".into()), is_adfs: Some(false), ..valid() };
         assert_eq!(fields(&r), vec!["tenantId"]);
+    }
+
+    #[test]
+    fn an_omitted_is_adfs_follows_the_tenant_and_the_authority() {
+        let adfs = |r: StampRegistration| r.validate(now()).unwrap().connection.is_adfs;
+        assert!(!adfs(valid()), "Azure AD unless something says AD FS");
+        assert!(adfs(StampRegistration { tenant_id: Some(" ADFS ".into()), ..valid() }));
+        let authority = Some("https://adfs.local.azurestack.external/adfs/".to_owned());
+        assert!(adfs(StampRegistration { authority_endpoint_url: authority.clone(), ..valid() }));
+        let given = StampRegistration { authority_endpoint_url: authority, is_adfs: Some(false), ..valid() };
+        assert!(!adfs(given), "a given isAdfs is kept (verification will say if it is wrong)");
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub struct StampConnection {
     pub ca_certificate_pem: Option<String>,
 }
 
+/// The reference's rule: a stamp is AD FS when its login endpoint, without its trailing `/`, ends with
+/// `/adfs` (`https://adfs.local.azurestack.external/adfs/`); `https://login.windows.net/` is Azure AD.
+pub fn is_adfs_login(login_endpoint: &str) -> bool {
+    login_endpoint.trim().trim_end_matches('/').to_ascii_lowercase().ends_with("/adfs")
+}
+
 /// How usage is queried on a stamp. All tenants at once is one request chain per window; large stamps
 /// hit gateway timeouts with it, so Microsoft's own script moved to one chain per tenant subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
