@@ -500,13 +500,7 @@ async fn a_per_subscriber_stamp_without_a_tenant_list_is_pulled_for_all_tenants_
     // The tenant list is not part of the usage API; a stamp (or a gateway) may not serve it. Pages of
     // 1,000 rows: the whole window is one page for all tenants, four for one chain per tenant.
     let sim = simulate(azure_ad_with_secret(), 1000, |s| s.tenants = 4).await;
-    let session = client()
-        .connect(
-            &registered(&sim, UsageQueryMode::PerSubscriber),
-            &Credential::ApplicationSecret(Secret::new(SECRET)),
-        )
-        .await
-        .unwrap();
+    let session = per_subscriber_session(&sim, test_settings()).await;
     sim.stamp(0).inject(Fault::Status { kind: RequestKind::Subscriptions, status: 404, count: u32::MAX });
 
     let window = past_window(2);

@@ -176,6 +176,16 @@ impl LambdaWatch {
     }
 }
 
+/// A stamp's ground truth in the shape of [`stored_usage_rows`], sorted.
+pub fn expected_usage_rows(truth: &[stamp_sim::TruthRow]) -> Vec<(String, String, i64)> {
+    let mut rows: Vec<(String, String, i64)> = truth
+        .iter()
+        .map(|r| (r.subscription_id.to_lowercase(), r.resource_uri.clone(), r.usage_start.timestamp()))
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// The usage rows in a SQLite database: (tenant subscription lower-cased, resource URI, usage start in
 /// Unix seconds), sorted; empty when there is no database yet.
 pub fn stored_usage_rows(db: &Path) -> Vec<(String, String, i64)> {

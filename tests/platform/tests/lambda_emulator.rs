@@ -2,7 +2,7 @@
 //! Secrets Manager (moto) and SQLite, against a simulated stamp: the path an operator's registration
 //! and the hourly schedule take in AWS.
 
-use azs_platform_tests::{LambdaWatch, fixture, free_port, moto_url, stored_usage_rows};
+use azs_platform_tests::{LambdaWatch, expected_usage_rows, fixture, free_port, moto_url, stored_usage_rows};
 use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -59,11 +59,7 @@ async fn a_stamp_registered_through_the_function_url_is_collected_by_the_schedul
     let watermark: DateTime<Utc> = outcome["watermark"].as_str().unwrap().parse().unwrap();
     assert!(watermark > collect_from, "{summary}");
     let truth = stamp.ground_truth(collect_from, watermark);
-    let mut expected: Vec<(String, String, i64)> = truth
-        .iter()
-        .map(|r| (r.subscription_id.to_lowercase(), r.resource_uri.clone(), r.usage_start.timestamp()))
-        .collect();
-    expected.sort();
+    let expected = expected_usage_rows(&truth);
     assert_eq!(outcome["rowsWritten"], truth.len() as u64, "{summary}");
     let stored = stored_usage_rows(&db);
     assert_eq!(stored.len(), expected.len());

@@ -8,7 +8,7 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
-use azs_platform_tests::{LambdaWatch, fixture, moto_url, stored_usage_rows};
+use azs_platform_tests::{LambdaWatch, expected_usage_rows, fixture, moto_url, stored_usage_rows};
 use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -160,12 +160,7 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
     // continuation left on the queue (the stamp is current),
     let watermark = watermark(&db);
     assert!(watermark >= horizon, "the stamp is not current: {watermark}");
-    let mut expected: Vec<(String, String, i64)> = stamp
-        .ground_truth(collect_from, watermark)
-        .iter()
-        .map(|r| (r.subscription_id.to_lowercase(), r.resource_uri.clone(), r.usage_start.timestamp()))
-        .collect();
-    expected.sort();
+    let expected = expected_usage_rows(&stamp.ground_truth(collect_from, watermark));
     assert!(!expected.is_empty());
     assert_eq!(stored_usage_rows(&db), expected, "stored rows differ from the stamp's ground truth");
     assert!(receive_all(&sqs, &work_url).await.is_empty(), "a continuation was enqueued for a current stamp");
