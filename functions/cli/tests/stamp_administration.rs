@@ -140,6 +140,13 @@ async fn update(world: &World, args: &[&str], env: &[(&str, &str)]) -> std::proc
     world.run_with(&all, env).await
 }
 
+/// `update` bringing the stamp's application secret along (from the environment), as a change of
+/// where the credential goes must.
+async fn rebind(world: &World, args: &[&str]) -> std::process::Output {
+    let args = [args, &["--application-secret-from-env"]].concat();
+    update(world, &args, &[("AZS_USAGE_APPLICATION_SECRET", SECRET)]).await
+}
+
 /// Stamp 0 as `stamp show --json` prints it.
 async fn shown(world: &World) -> serde_json::Value {
     let out = world.run(&["stamp", "show", &world.stamp_ids[0], "--json"]).await;
@@ -173,9 +180,37 @@ async fn every_connection_field_changes_in_place_keeping_the_watermark_and_colle
         assert_eq!(out.status.success(), ok, "{step}: {}\n{}", stdout(out), stderr(out));
     };
 
-    // When the admin ARM endpoint moves (same stamp, another name for its host), verified
     let localhost = sim.admin_arm_endpoint().replace("127.0.0.1", "localhost");
-    let out = update(&world, &["--admin-arm-endpoint", &localhost], &[]).await;
+
+    // When a field that moves where the credential goes (or whom it speaks for) changes without a new
+    // credential, verified or not, it is refused naming the field before the stamp is contacted, and
+    // nothing is written
+    let contacted = |s: stamp_sim::SimStats| {
+        s.metadata_requests + s.openid_requests + s.token_requests + s.usage_requests
+    };
+    let requests = contacted(sim.stats());
+    let wrong = azs_core::StampId::new_random().0;
+    for (change, field) in [
+        (vec!["--admin-arm-endpoint", &localhost], "adminArmEndpoint"),
+        (vec!["--authority-endpoint-url", "https://login.elsewhere.example/"], "authorityEndpointUrl"),
+        (vec!["--token-request-resource-url", "https://elsewhere.example/x"], "tokenRequestResourceUrl"),
+        (vec!["--application-id", &wrong], "applicationId"),
+        (vec!["--tenant-id", &wrong], "tenantId"),
+        (vec!["--no-ca"], "caCertificate"),
+    ] {
+        for verify in [&[][..], &["--no-verify"]] {
+            let out = update(&world, &[&change[..], verify].concat(), &[]).await;
+            check(field, &out, false);
+            let err = stderr(&out);
+            assert!(err.contains(field) && err.contains("new credential"), "{field}: {err}");
+        }
+    }
+    assert_eq!(shown(&world).await["connection"], before["connection"]);
+    assert_eq!(contacted(sim.stats()), requests, "a refused change contacted the stamp");
+
+    // When the admin ARM endpoint moves (same stamp, another name for its host) with the credential,
+    // verified
+    let out = rebind(&world, &["--admin-arm-endpoint", &localhost]).await;
     check("endpoint", &out, true);
     let now = shown(&world).await;
     assert_eq!(now["connection"]["adminArmEndpoint"], localhost.as_str());
@@ -186,28 +221,28 @@ async fn every_connection_field_changes_in_place_keeping_the_watermark_and_colle
     // nothing is written
     for (flag, field) in [("--application-id", "applicationId"), ("--tenant-id", "tenantId")] {
         let wrong = azs_core::StampId::new_random().0;
-        let out = update(&world, &[flag, &wrong], &[]).await;
+        let out = rebind(&world, &[flag, &wrong]).await;
         check(flag, &out, false);
         assert!(stderr(&out).contains("could not be verified"), "{flag}: {}", stderr(&out));
         assert_eq!(shown(&world).await["connection"][field], before["connection"][field]);
         // Without verification the change is stored as given (an operator fixing the stamp's side first)
-        check(flag, &update(&world, &[flag, &wrong, "--no-verify"], &[]).await, true);
+        check(flag, &rebind(&world, &[flag, &wrong, "--no-verify"]).await, true);
         assert_eq!(shown(&world).await["connection"][field], wrong.as_str());
         // And changed back, verified
         let right = before["connection"][field].as_str().unwrap();
-        check(flag, &update(&world, &[flag, right], &[]).await, true);
+        check(flag, &rebind(&world, &[flag, right]).await, true);
         assert_eq!(shown(&world).await["connection"][field], right);
         assert_eq!(world.watermark(0).await, watermark, "{flag}");
     }
 
     // When the auth kind is switched to AD FS, discovery contradicts it and nothing is written
-    let out = update(&world, &["--is-adfs", "true"], &[]).await;
+    let out = rebind(&world, &["--is-adfs", "true"]).await;
     check("isAdfs", &out, false);
     assert!(stderr(&out).contains("isAdfs"), "{}", stderr(&out));
     assert_eq!(shown(&world).await["connection"]["isAdfs"], false);
 
     // When the stamp's CA is dropped, TLS to the stamp fails and nothing is written
-    let out = update(&world, &["--no-ca"], &[]).await;
+    let out = rebind(&world, &["--no-ca"]).await;
     check("no CA", &out, false);
     assert!(shown(&world).await["connection"]["caCertificatePem"].is_string());
 

@@ -17,7 +17,9 @@ use azs_core::ports::{
     StoreError, UsageSource,
 };
 pub use azs_core::registration::StampPatch;
-use azs_core::registration::{CredentialInput, CredentialSecretRules, StampRegistration, parse_guid};
+use azs_core::registration::{
+    CredentialInput, CredentialSecretRules, StampRegistration, ValidChange, parse_guid,
+};
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::ProcessingStatus;
 use azs_core::window::{ReportedWindow, floor_hour};
@@ -112,6 +114,9 @@ pub struct Registered {
 pub type CredentialReader =
     fn(&CredentialInput, Option<&str>) -> Result<Option<Credential>, ValidationErrors>;
 
+/// How long registration without verification waits for discovery to pin the login endpoint.
+const PIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Stamp administration: registering, changing, testing and removing stamps. Sees the stamp registry
 /// and the processing statuses (to show where each stamp stands), nothing of usage rows, leases or
 /// mappings.
@@ -203,6 +208,8 @@ impl Registrar {
         if verify {
             let report = self.verify(&stamp, &credential).await?;
             adopt_discovery(&mut stamp.connection, &report.endpoints);
+        } else {
+            self.pin_discovery(&mut stamp).await;
         }
 
         if existing_secret.is_none() {
@@ -238,6 +245,7 @@ impl Registrar {
     ) -> Result<StampView, RegistrationError> {
         let current = self.stamp(handle).await?;
         let change = patch.apply(&current, Utc::now()).map_err(RegistrationError::Invalid)?;
+        self.check_credential_binding(&current, &change)?;
         let mut stamp = change.stamp;
         self.source.check_endpoints(&stamp.connection).map_err(RegistrationError::Unusable)?;
         if stamp.name != current.name {
@@ -271,6 +279,8 @@ impl Registrar {
             };
             let report = self.verify(&stamp, &credential).await?;
             adopt_discovery(&mut stamp.connection, &report.endpoints);
+        } else if change.reaches_stamp {
+            self.pin_discovery(&mut stamp).await;
         }
 
         // The service-written credential keeps its name across rotations, so the old value is read
@@ -308,6 +318,55 @@ impl Registrar {
         }
         tracing::info!(stamp_id = %stamp.id, verified = verify && change.reaches_stamp, "stamp updated");
         self.view(&stamp.id).await
+    }
+
+    /// Pins the login endpoint and audience a registration left out to what the stamp's discovery
+    /// says now (no credential is sent), when verification was not asked for: later runs then refuse a
+    /// metadata document that names another login host instead of following it. A stamp that cannot
+    /// be reached yet is stored unpinned (with a warning) and discovered on each run.
+    async fn pin_discovery(&self, stamp: &mut Stamp) {
+        let connection = &stamp.connection;
+        if connection.authority_endpoint_url.is_some() && connection.token_request_resource_url.is_some() {
+            return;
+        }
+        match tokio::time::timeout(PIN_BUDGET, self.source.discover(stamp)).await {
+            Ok(Ok(endpoints)) => adopt_discovery(&mut stamp.connection, &endpoints),
+            Ok(Err(e)) => {
+                tracing::warn!(stamp_id = %stamp.id, stage = ?e.stage, "discovery failed; the login endpoint is not pinned yet")
+            }
+            Err(_) => {
+                tracing::warn!(stamp_id = %stamp.id, "no discovery answer in time; the login endpoint is not pinned yet")
+            }
+        }
+    }
+
+    /// A change that moves where the credential goes must bring a new one (see
+    /// [`ValidChange::unbound_credential`]); naming the secret the stamp already uses, or the one the
+    /// service stored for it, is the old credential under another field and does not count.
+    fn check_credential_binding(
+        &self,
+        current: &Stamp,
+        change: &ValidChange,
+    ) -> Result<(), RegistrationError> {
+        if let Some(errors) = change.unbound_credential() {
+            return Err(RegistrationError::Unusable(errors));
+        }
+        if let (false, Some(CredentialInput::ExistingSecret(name))) =
+            (change.rebinds.is_empty(), &change.credential)
+        {
+            let same = |other: &str| other.trim().eq_ignore_ascii_case(name.trim());
+            if same(&current.credential_secret_name) || same(&self.secrets.credential_name(&current.id)) {
+                return Err(unusable(
+                    "credentialSecretName",
+                    &format!(
+                        "names the credential the stamp already uses, which was accepted for its old {}; \
+                         give a new credential",
+                        change.rebinds.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Stops collecting the stamp and deletes the credential we stored for it. Collected rows stay.

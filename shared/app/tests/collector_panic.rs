@@ -33,13 +33,17 @@ impl UsageSource for OneRowPerHour {
     async fn connect(&self, stamp: &Stamp, _: &Credential) -> Result<Box<dyn StampSession>, PullError> {
         Ok(Box::new(Session {
             panics: self.panicking.as_ref() == Some(&stamp.id),
-            endpoints: DiscoveredEndpoints {
-                audience: "https://management.example".into(),
-                login_endpoint: "https://login.example".into(),
-                is_adfs: false,
-                token_endpoint: "https://login.example/token".into(),
-            },
+            endpoints: self.discover(stamp).await?,
         }))
+    }
+
+    async fn discover(&self, _: &Stamp) -> Result<DiscoveredEndpoints, PullError> {
+        Ok(DiscoveredEndpoints {
+            audience: "https://management.example".into(),
+            login_endpoint: "https://login.example".into(),
+            is_adfs: false,
+            token_endpoint: "https://login.example/token".into(),
+        })
     }
 }
 

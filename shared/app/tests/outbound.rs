@@ -14,8 +14,8 @@ use azs_core::Secret;
 use azs_core::registration::MAX_URL_LEN;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "outbound-test-token-6a0c2f";
@@ -27,6 +27,11 @@ enum Metadata {
     Redirect,
     /// A metadata document naming this login endpoint.
     Login(String),
+    /// A metadata document naming this server itself as the login endpoint, whose openid
+    /// configuration names its own token endpoint.
+    OwnLogin,
+    /// [`Metadata::OwnLogin`], but the openid configuration names this token endpoint.
+    OwnLoginTokenAt(String),
 }
 
 /// An HTTPS server on 127.0.0.1 with a certificate from its own CA; counts every request.
@@ -35,9 +40,13 @@ struct FakeStamp {
     ca_pem: String,
     requests: Arc<AtomicUsize>,
     redirected_to: Arc<AtomicUsize>,
+    /// What it answers to `GET /metadata/endpoints` from now on.
+    metadata: Arc<Mutex<Metadata>>,
 }
 
 async fn fake_stamp(metadata: Metadata) -> FakeStamp {
+    let metadata = Arc::new(Mutex::new(metadata));
+    let shared = metadata.clone();
     let (ca_pem, tls) = test_tls();
     let requests = Arc::new(AtomicUsize::new(0));
     let redirected_to = Arc::new(AtomicUsize::new(0));
@@ -46,8 +55,8 @@ async fn fake_stamp(metadata: Metadata) -> FakeStamp {
     let url = format!("https://{}", listener.local_addr().unwrap());
     let (counted, landed, target) = (requests.clone(), redirected_to.clone(), format!("{url}/elsewhere"));
     let app = Router::new().fallback(move |uri: Uri| {
-        let (metadata, counted, landed, target) =
-            (metadata.clone(), counted.clone(), landed.clone(), target.clone());
+        let metadata = shared.lock().unwrap().clone();
+        let (counted, landed, target) = (counted.clone(), landed.clone(), target.clone());
         async move {
             counted.fetch_add(1, Ordering::SeqCst);
             answer(&uri, &metadata, &landed, &target)
@@ -58,7 +67,7 @@ async fn fake_stamp(metadata: Metadata) -> FakeStamp {
     tokio::spawn(async move {
         let _ = server.serve(app.into_make_service()).await;
     });
-    FakeStamp { url, ca_pem, requests, redirected_to }
+    FakeStamp { url, ca_pem, requests, redirected_to, metadata }
 }
 
 fn answer(uri: &Uri, metadata: &Metadata, landed: &AtomicUsize, target: &str) -> Response {
@@ -66,6 +75,19 @@ fn answer(uri: &Uri, metadata: &Metadata, landed: &AtomicUsize, target: &str) ->
         landed.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::OK, "followed").into_response();
     }
+    let own = target.trim_end_matches("/elsewhere");
+    if uri.path().ends_with("/.well-known/openid-configuration") {
+        let token_endpoint = match metadata {
+            Metadata::OwnLoginTokenAt(elsewhere) => elsewhere.clone(),
+            _ => format!("{own}/oauth2/token"),
+        };
+        return axum::Json(json!({ "token_endpoint": token_endpoint })).into_response();
+    }
+    let own_login = format!("{own}/");
+    let metadata = match metadata {
+        Metadata::OwnLogin | Metadata::OwnLoginTokenAt(_) => &Metadata::Login(own_login),
+        other => other,
+    };
     match metadata {
         Metadata::Redirect => (StatusCode::FOUND, [("location", target.to_owned())]).into_response(),
         Metadata::Login(login) => axum::Json(json!({
@@ -78,6 +100,7 @@ fn answer(uri: &Uri, metadata: &Metadata, landed: &AtomicUsize, target: &str) ->
             }
         }))
         .into_response(),
+        Metadata::OwnLogin | Metadata::OwnLoginTokenAt(_) => unreachable!("answered as Login above"),
     }
 }
 
@@ -301,4 +324,52 @@ async fn test_of_a_non_routable_address_answers_within_30_seconds() {
     println!("POST /stamps/{{id}}/test against 10.255.255.1 answered in {took:?}");
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert_eq!(status, 422, "{problem}");
+}
+
+#[tokio::test]
+async fn a_stamp_whose_metadata_later_names_another_login_host_fails_its_run_and_that_host_hears_nothing() {
+    // Given a stamp that is its own login host, registered without verification: registration pins the
+    // login endpoint its discovery named (no credential sent)
+    let dir = tempfile::tempdir().unwrap();
+    let base = webhook(dir.path(), None).await;
+    let stamp = fake_stamp(Metadata::OwnLogin).await;
+    let (status, created) =
+        post(&base, "/stamps?verify=false", Some(&registration(&stamp.url, Some(&stamp.ca_pem)))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["connection"]["authorityEndpointUrl"], format!("{}/", stamp.url), "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // When its metadata names another login host from then on
+    let elsewhere = fake_stamp(Metadata::Login("https://login.windows.net/".into())).await;
+    *stamp.metadata.lock().unwrap() = Metadata::Login(format!("{}/", elsewhere.url));
+    let (status, problem) = post(&base, &format!("/stamps/{id}/test"), None).await;
+
+    // Then the run fails at discovery saying the credential is bound to the pinned host, and the
+    // other host heard nothing
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["stage"], "discovery", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("bound to") && detail.contains("nothing was sent"), "{detail}");
+    assert_eq!(elsewhere.requests.load(Ordering::SeqCst), 0, "the other login host was called");
+}
+
+#[tokio::test]
+async fn a_token_endpoint_off_the_login_host_is_refused_before_the_credential_is_sent() {
+    // Given a stamp that is its own login host, but whose openid configuration names a token endpoint
+    // on another host
+    let dir = tempfile::tempdir().unwrap();
+    let base = webhook(dir.path(), None).await;
+    let elsewhere = fake_stamp(Metadata::Login("https://login.windows.net/".into())).await;
+    let stamp = fake_stamp(Metadata::OwnLoginTokenAt(format!("{}/oauth2/token", elsewhere.url))).await;
+
+    // When it is registered with verification
+    let (status, problem) =
+        post(&base, "/stamps?verify=true", Some(&registration(&stamp.url, Some(&stamp.ca_pem)))).await;
+
+    // Then discovery refuses the token endpoint, and the other host never saw the credential
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["stage"], "discovery", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("not on the login host"), "{problem}");
+    assert_eq!(elsewhere.requests.load(Ordering::SeqCst), 0, "the token endpoint elsewhere was called");
+    assert!(stored_stamps(&base).await.is_empty(), "nothing stored");
 }

@@ -9,8 +9,8 @@ use azs_app::webhook::{ApiAuth, BODY_LIMIT, SIGNATURE_HEADER, router, router_wit
 use azs_azure_stack::{AzureStackClient, ClientSettings, RetryPolicy, credential_from_registration};
 use azs_core::observed::{ObservedStore, StoreObserver};
 use azs_core::ports::{
-    LeaseStore, PullError, SecretStore, SecretStoreError, StampDirectory, StampSession, StatusReader,
-    StatusStore, StoreError, UsageLedger, UsageSource, WindowCommit, WindowWrite,
+    DiscoveredEndpoints, LeaseStore, PullError, SecretStore, SecretStoreError, StampDirectory, StampSession,
+    StatusReader, StatusStore, StoreError, UsageLedger, UsageSource, WindowCommit, WindowWrite,
 };
 use azs_core::registration::CredentialSecretRules;
 use azs_core::status::{DriftCounts, LastVerified};
@@ -108,6 +108,10 @@ impl UsageSource for SimulatorOnly {
             stamp.connection.admin_arm_endpoint
         );
         self.0.connect(stamp, credential).await
+    }
+
+    async fn discover(&self, stamp: &Stamp) -> Result<DiscoveredEndpoints, PullError> {
+        self.0.discover(stamp).await
     }
 }
 
@@ -539,7 +543,11 @@ async fn a_patch_changes_connection_fields_in_place_verified_like_a_registration
 
     // When the application id changes to one the stamp does not know, the stamp's refusal answers 422
     // and nothing changed
-    let refused = patch(json!({"applicationId": "0f0e0d0c-0b0a-4909-8807-060504030201"})).await;
+    let refused = patch(json!({
+        "applicationId": "0f0e0d0c-0b0a-4909-8807-060504030201",
+        "applicationSecret": GOOD_SECRET,
+    }))
+    .await;
     assert_eq!(refused.expect(StatusCode::UNPROCESSABLE_ENTITY).problem()["stage"], "token");
     let now = app.store.get_stamp(&stamp_id).await.unwrap().unwrap();
     assert_eq!(now.connection, before.connection);
@@ -567,6 +575,7 @@ async fn a_patch_changes_connection_fields_in_place_verified_like_a_registration
     let taken = patch(json!({
         "adminArmEndpoint": registration()["adminArmEndpoint"],
         "adminSubscriptionId": registration()["adminSubscriptionId"],
+        "applicationSecret": GOOD_SECRET,
     }))
     .await;
     assert_eq!(taken.expect(StatusCode::CONFLICT).problem()["existingId"], other.as_str());
@@ -575,6 +584,71 @@ async fn a_patch_changes_connection_fields_in_place_verified_like_a_registration
     let after = app.store.get_stamp(&stamp_id).await.unwrap().unwrap();
     assert_eq!(after.connection, before.connection);
     assert_eq!(app.store.get_status(&stamp_id).await.unwrap().unwrap().watermark, watermark);
+}
+
+#[tokio::test]
+async fn a_patch_that_points_the_stored_credential_elsewhere_is_refused_and_that_host_hears_nothing() {
+    // Given a verified stamp, and a second stamp (the caller's own host) it could be pointed at
+    let config = SimulatorConfig {
+        seed: 7,
+        stamps: (0..2)
+            .map(|i| {
+                StampSpec::generated(
+                    7,
+                    i,
+                    SimAuth::AzureAd { secret: Some(GOOD_SECRET.into()), certificate_pem: None },
+                )
+            })
+            .collect(),
+        ..SimulatorConfig::default()
+    };
+    let app = Harness { sim: Some(Simulator::start(config).await.unwrap()), ..Harness::start().await };
+    let reply = app.post("/stamps", &app.stamp_registration()).await;
+    let id = reply.expect(StatusCode::CREATED).json()["id"].as_str().unwrap().to_owned();
+    let before = app.store.get_stamp(&StampId(id.clone())).await.unwrap().unwrap();
+    let elsewhere = app.sim.as_ref().unwrap().stamp(1);
+    let heard = |s: stamp_sim::SimStats| {
+        s.metadata_requests + s.openid_requests + s.token_requests + s.usage_requests
+    };
+
+    // When any field that decides where the credential goes or whom it speaks for is changed without
+    // a new credential, with verification or without
+    let cases = [
+        ("adminArmEndpoint", json!(elsewhere.admin_arm_endpoint())),
+        ("authorityEndpointUrl", json!(elsewhere.login_endpoint())),
+        ("tokenRequestResourceUrl", json!(elsewhere.audience())),
+        ("tenantId", json!(elsewhere.tenant_id())),
+        ("applicationId", json!(elsewhere.application_id())),
+        ("caCertificate", json!("")),
+    ];
+    for (field, value) in &cases {
+        for verify in ["true", "false"] {
+            let path = format!("/stamps/{id}?verify={verify}");
+            let reply = app.call(Method::PATCH, &path, Some(&json!({ *field: value }))).await;
+            // Then it is refused as unusable, naming the field and the way out
+            let problem = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
+            assert_eq!(problem["errors"][0]["field"], *field, "{problem}");
+            assert!(problem["errors"][0]["rule"].as_str().unwrap().contains("new credential"), "{problem}");
+            no_secret_in(&reply);
+        }
+    }
+    // And naming the stamp's own stored secret is not a new credential
+    let own = json!({"adminArmEndpoint": elsewhere.admin_arm_endpoint(), "credentialSecretName": before.credential_secret_name});
+    let reply = app.call(Method::PATCH, &format!("/stamps/{id}"), Some(&own)).await;
+    let problem = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
+    assert_eq!(problem["errors"][0]["field"], "credentialSecretName", "{problem}");
+
+    // Then the stamp is unchanged, a connection test reaches the stamp it was registered for, and the
+    // other host heard nothing at all: no discovery, no token request, no usage query
+    assert_eq!(app.store.get_stamp(&StampId(id.clone())).await.unwrap().unwrap(), before);
+    app.call(Method::POST, &format!("/stamps/{id}/test"), None).await.expect(StatusCode::OK);
+    assert_eq!(heard(elsewhere.stats()), 0, "{:?}", elsewhere.stats());
+
+    // And the same change with a new credential is accepted (verified against the new host)
+    let moved = json!({"adminArmEndpoint": elsewhere.admin_arm_endpoint(), "adminSubscriptionId": elsewhere.admin_subscription_id(),
+        "tenantId": elsewhere.tenant_id(), "applicationId": elsewhere.application_id(), "applicationSecret": GOOD_SECRET});
+    app.call(Method::PATCH, &format!("/stamps/{id}"), Some(&moved)).await.expect(StatusCode::OK);
+    assert!(elsewhere.stats().token_requests > 0);
 }
 
 #[tokio::test]

@@ -10,10 +10,14 @@
 //!    get a tenant or `common` segment).
 //!
 //! Precedence: an audience (`tokenRequestResourceUrl`) or authority (`authorityEndpointUrl`) the
-//! operator registered wins over the discovered one. Those fields come from the seed product's
-//! registration file, which operators sometimes hand-correct for stamps behind proxies or with a
-//! renamed AD FS farm; if an operator took the trouble to write one down, silently replacing it with
-//! what the stamp says would make that correction impossible. A difference is logged.
+//! stamp is registered with wins over the discovered one. Registration pins both (the operator's or
+//! what discovery found then, verified or not), so a later run never follows the stamp's metadata
+//! somewhere else. A different audience, or another path on the login host, is logged and the pinned
+//! value used; a metadata document that names another login *host* fails the run before anything is
+//! sent, because the credential goes to that host: a stamp (or whoever answers for its admin ARM
+//! endpoint) must not be able to redirect it. For the same reason the token endpoint the openid
+//! configuration names must be on the login host (Microsoft Entra's public names of one cloud count as
+//! one host: `login.windows.net` names its token endpoint on `login.microsoftonline.com`).
 //!
 //! A stamp registered with `isAdfs` that disagrees with what its authority says is refused: the two
 //! flows differ (tenant segment, certificate requirements) and guessing would fail later with an
@@ -51,6 +55,18 @@ pub(crate) async fn discover(
         .await
         .map_err(|f| f.into_pull_error(PullStage::Discovery))?;
 
+    if let Some(pinned) =
+        connection.authority_endpoint_url.as_deref().map(str::trim).filter(|p| !p.is_empty())
+        && !same_login_host(pinned, &metadata.login_endpoint)
+    {
+        return Err(discovery_error(format!(
+            "the stamp's metadata names the login host {}, but its credential is bound to {}; nothing \
+             was sent. If the stamp's identity provider really moved, change authorityEndpointUrl \
+             together with a new credential",
+            origin_of(&metadata.login_endpoint),
+            origin_of(pinned)
+        )));
+    }
     let audience = chosen(
         "tokenRequestResourceUrl",
         connection.token_request_resource_url.as_deref(),
@@ -78,9 +94,10 @@ pub(crate) async fn discover(
     let is_adfs = is_adfs_login(&login_endpoint);
     if is_adfs != connection.is_adfs {
         return Err(discovery_error(format!(
-            "the stamp is registered with isAdfs={} but its login endpoint {login_endpoint} is {} \
+            "the stamp is registered with isAdfs={} but its login endpoint on {} is {} \
              (isAdfs={is_adfs}); correct isAdfs",
             connection.is_adfs,
+            origin_of(&login_endpoint),
             if is_adfs { "AD FS" } else { "Azure AD" },
         )));
     }
@@ -100,6 +117,14 @@ pub(crate) async fn discover(
         return Err(discovery_error(format!(
             "the token endpoint {} is not https; credentials are never sent in clear text",
             origin_of(&token_endpoint)
+        )));
+    }
+    if !same_login_host(&login_endpoint, &token_endpoint) {
+        return Err(discovery_error(format!(
+            "the openid configuration names a token endpoint on {}, not on the login host {}; the \
+             credential is only ever sent to the login host",
+            origin_of(&token_endpoint),
+            origin_of(&login_endpoint)
         )));
     }
     info!(%audience, %login_endpoint, is_adfs, %token_endpoint, "discovered");
@@ -122,6 +147,29 @@ fn chosen(field: &'static str, registered: Option<&str>, discovered: &str) -> St
         }
         None => discovered.to_owned(),
     }
+}
+
+/// Microsoft Entra's login hosts that answer for each other, per cloud.
+const ENTRA_LOGIN_HOSTS: &[&[&str]] = &[
+    &["login.windows.net", "login.microsoftonline.com", "login.microsoft.com", "sts.windows.net"],
+    &["login.microsoftonline.us", "login.usgovcloudapi.net"],
+    &["login.chinacloudapi.cn", "login.partner.microsoftonline.cn"],
+];
+
+/// Whether a credential bound to the login endpoint `pinned` may go to `url`: the same https origin
+/// (host and port), or two names of one Microsoft Entra cloud.
+pub(crate) fn same_login_host(pinned: &str, url: &str) -> bool {
+    let origin = |u: &str| {
+        let u = reqwest::Url::parse(u.trim()).ok()?;
+        let host = u.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+        Some((u.scheme().to_owned(), host, u.port_or_known_default()))
+    };
+    let (Some(a), Some(b)) = (origin(pinned), origin(url)) else { return false };
+    if a == b {
+        return true;
+    }
+    let cloud = |host: &str| ENTRA_LOGIN_HOSTS.iter().position(|names| names.contains(&host));
+    a.0 == "https" && b.0 == "https" && a.2 == b.2 && cloud(&a.1).is_some() && cloud(&a.1) == cloud(&b.1)
 }
 
 /// `scheme://host:port` of a URL the stamp sent (its path and query are the stamp's business), or
@@ -251,6 +299,26 @@ mod tests {
             ),
             want
         );
+    }
+
+    #[test]
+    fn a_credential_only_goes_to_its_login_host_or_another_name_of_the_same_entra_cloud() {
+        let adfs = "https://adfs.local.azurestack.external/adfs/";
+        assert!(same_login_host(adfs, "https://ADFS.local.azurestack.external:443/adfs/oauth2/token"));
+        assert!(!same_login_host(adfs, "https://adfs.local.azurestack.external:8443/adfs/oauth2/token"));
+        assert!(!same_login_host(adfs, "https://evil.example/adfs/oauth2/token"));
+        assert!(!same_login_host(adfs, "http://adfs.local.azurestack.external/adfs/oauth2/token"));
+        assert!(!same_login_host(adfs, "not a url"));
+        let t = "4de154de-f8a8-4017-af41-df619da68155";
+        assert!(same_login_host(
+            "https://login.windows.net/",
+            &format!("https://login.microsoftonline.com/{t}/oauth2/token")
+        ));
+        assert!(!same_login_host(
+            "https://login.windows.net/",
+            "https://login.microsoftonline.us/x/oauth2/token"
+        ));
+        assert!(!same_login_host("https://login.windows.net/", "https://login.windows.net.evil.example/x"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::session::configuration;
 use crate::token::{ClientProof, TokenCache, TokenClient};
 use async_trait::async_trait;
 use azs_core::error::ValidationErrors;
-use azs_core::ports::{PullError, PullLimits, StampSession, UsageSource};
+use azs_core::ports::{DiscoveredEndpoints, PullError, PullLimits, StampSession, UsageSource};
 use azs_core::{Credential, Stamp, StampConnection, StampId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -172,6 +172,20 @@ impl UsageSource for AzureStackClient {
         credential: &Credential,
     ) -> Result<Box<dyn StampSession>, PullError> {
         Ok(Box::new(self.open(stamp, credential).await?))
+    }
+
+    async fn discover(&self, stamp: &Stamp) -> Result<DiscoveredEndpoints, PullError> {
+        let span = info_span!("discover", stamp_id = %stamp.id, stamp_name = %stamp.name);
+        async {
+            let http = StampHttp::new(
+                stamp.connection.ca_certificate_pem.as_deref(),
+                self.settings.http,
+                self.allowed.clone(),
+            )?;
+            discovery::discover(&http, &stamp.connection, &mut 0).await
+        }
+        .instrument(span)
+        .await
     }
 
     fn check_endpoints(&self, connection: &StampConnection) -> Result<(), ValidationErrors> {

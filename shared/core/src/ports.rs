@@ -383,6 +383,11 @@ pub trait UsageSource: Send + Sync {
         credential: &Credential,
     ) -> Result<Box<dyn StampSession>, PullError>;
 
+    /// Discovery only: the stamp's metadata and its identity provider's openid configuration, no
+    /// credential sent. Registration pins what it finds (login endpoint, audience) whether or not it
+    /// verifies, so that later runs never follow a stamp's metadata to another login host.
+    async fn discover(&self, stamp: &Stamp) -> Result<DiscoveredEndpoints, PullError>;
+
     /// Whether the stamp's URLs may be called at all (the operator's allow-list of stamp hosts),
     /// checked at registration before anything is stored. Every implementation also enforces its
     /// rules on each call it makes; this default admits every connection.

@@ -300,6 +300,32 @@ pub struct ValidChange {
     /// Whether anything the stamp checks changed (connection, credential or query mode): such a change
     /// is verified against the stamp like a registration.
     pub reaches_stamp: bool,
+    /// The fields (API names) this change moves the credential's binding with: where it is sent
+    /// (admin ARM endpoint, login endpoint, audience, the CA trusted for them, AD FS or not) and whom it
+    /// speaks for (tenant, application). A stored credential was accepted for the old values only, so
+    /// such a change must bring a new credential (see [`ValidChange::unbound_credential`]).
+    pub rebinds: Vec<&'static str>,
+}
+
+impl ValidChange {
+    /// The violations when this change would send the stamp's *stored* credential somewhere it was
+    /// not accepted for: every rebinding field, when the patch brings no new credential. Checked
+    /// before any outbound connection; otherwise a caller with the API token could re-point a stamp at
+    /// a host of their own and have verification, `/test` or the next run hand it the secret.
+    pub fn unbound_credential(&self) -> Option<ValidationErrors> {
+        if self.credential.is_some() || self.rebinds.is_empty() {
+            return None;
+        }
+        let mut errors = ValidationErrors::default();
+        for &field in &self.rebinds {
+            errors.push(
+                field,
+                "changes where the stored credential is sent or whom it speaks for; give a new \
+                 credential (applicationSecret, certificate or credentialSecretName) in the same request",
+            );
+        }
+        Some(errors)
+    }
 }
 
 impl StampPatch {
@@ -376,6 +402,7 @@ impl StampPatch {
         };
         let reaches_stamp =
             valid.connection != *current || new_credential || valid.query_mode != stamp.query_mode;
+        let rebinds = self.rebinds(current, &valid.connection);
         Ok(ValidChange {
             stamp: Stamp {
                 id: stamp.id.clone(),
@@ -389,7 +416,45 @@ impl StampPatch {
             },
             credential: new_credential.then_some(valid.credential),
             reaches_stamp,
+            rebinds,
         })
+    }
+
+    /// The binding fields whose value `next` changes from `current` (see [`ValidChange::rebinds`]).
+    /// The login endpoint and audience count only when the patch names them: a moved admin ARM
+    /// endpoint already forgets them (they are discovered again) and is named itself.
+    fn rebinds(&self, current: &StampConnection, next: &StampConnection) -> Vec<&'static str> {
+        let same_url = |a: &Option<String>, b: &Option<String>| {
+            a.as_deref().map(|u| u.trim().trim_end_matches('/').to_ascii_lowercase())
+                == b.as_deref().map(|u| u.trim().trim_end_matches('/').to_ascii_lowercase())
+        };
+        let mut fields = Vec::new();
+        if normalize_endpoint(&next.admin_arm_endpoint) != normalize_endpoint(&current.admin_arm_endpoint) {
+            fields.push("adminArmEndpoint");
+        }
+        if self.authority_endpoint_url.is_some()
+            && !same_url(&next.authority_endpoint_url, &current.authority_endpoint_url)
+        {
+            fields.push("authorityEndpointUrl");
+        }
+        if self.token_request_resource_url.is_some()
+            && !same_url(&next.token_request_resource_url, &current.token_request_resource_url)
+        {
+            fields.push("tokenRequestResourceUrl");
+        }
+        if !next.tenant_id.eq_ignore_ascii_case(&current.tenant_id) {
+            fields.push("tenantId");
+        }
+        if !next.application_id.eq_ignore_ascii_case(&current.application_id) {
+            fields.push("applicationId");
+        }
+        if next.is_adfs != current.is_adfs {
+            fields.push("isAdfs");
+        }
+        if next.ca_certificate_pem != current.ca_certificate_pem {
+            fields.push("caCertificate");
+        }
+        fields
     }
 }
 
@@ -746,6 +811,75 @@ mod tests {
         let fields: Vec<String> =
             patch.apply(&stamp, now()).unwrap_err().0.into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "adminArmEndpoint", "tenantId", "applicationSecret"]);
+    }
+
+    #[test]
+    fn a_patch_that_moves_where_the_stored_credential_goes_needs_a_new_credential() {
+        let stamp = registered();
+        let field = |patch: StampPatch| -> Vec<String> {
+            let change = patch.apply(&stamp, now()).unwrap();
+            change.unbound_credential().map_or_else(Vec::new, |e| e.0.into_iter().map(|e| e.field).collect())
+        };
+        let url = |u: &str| Some(u.to_owned());
+        // (caCertificate is covered through the webhook, with the simulator's CA.)
+        let cases: [(StampPatch, &str); 6] = [
+            (
+                StampPatch {
+                    admin_arm_endpoint: url("https://adminmanagement.evil.example"),
+                    ..Default::default()
+                },
+                "adminArmEndpoint",
+            ),
+            (
+                StampPatch {
+                    authority_endpoint_url: url("https://login.evil.example/"),
+                    ..Default::default()
+                },
+                "authorityEndpointUrl",
+            ),
+            (
+                StampPatch {
+                    token_request_resource_url: url("https://evil.example/x"),
+                    ..Default::default()
+                },
+                "tokenRequestResourceUrl",
+            ),
+            (
+                StampPatch { tenant_id: url("0f0e0d0c-0b0a-4909-8807-060504030201"), ..Default::default() },
+                "tenantId",
+            ),
+            (
+                StampPatch {
+                    application_id: url("0f0e0d0c-0b0a-4909-8807-060504030201"),
+                    ..Default::default()
+                },
+                "applicationId",
+            ),
+            (
+                StampPatch {
+                    is_adfs: Some(true),
+                    authority_endpoint_url: url("https://adfs.example/adfs/"),
+                    ..Default::default()
+                },
+                "isAdfs",
+            ),
+        ];
+        for (patch, named) in cases {
+            assert!(field(patch.clone()).contains(&named.to_owned()), "{named} was not named");
+            // The same change with a new credential in the request is bound to that credential.
+            let with_credential = StampPatch { application_secret: Some(Secret::new("new")), ..patch };
+            assert_eq!(field(with_credential), Vec::<String>::new(), "{named}");
+        }
+        // Renaming, pausing or the query mode move nothing; re-stating the current endpoint neither.
+        let harmless = StampPatch {
+            name: Some("renamed".into()),
+            enabled: Some(false),
+            query_mode: Some(UsageQueryMode::PerSubscriber),
+            admin_arm_endpoint: Some(format!("{}/", stamp.connection.admin_arm_endpoint.to_uppercase())),
+            authority_endpoint_url: stamp.connection.authority_endpoint_url.clone(),
+            ..Default::default()
+        };
+        assert_eq!(field(harmless), Vec::<String>::new());
     }
 
     #[test]

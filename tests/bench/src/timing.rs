@@ -83,6 +83,10 @@ impl UsageSource for TimedSource {
         let inner = self.inner.connect(stamp, credential).await?;
         Ok(Box::new(TimedSession { inner, timeline: self.timeline.clone() }))
     }
+
+    async fn discover(&self, stamp: &Stamp) -> Result<DiscoveredEndpoints, PullError> {
+        self.inner.discover(stamp).await
+    }
 }
 
 #[async_trait]
