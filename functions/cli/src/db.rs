@@ -23,9 +23,9 @@ pub async fn run(config: &AppConfig, command: DbCommand) -> Result<ExitCode> {
         DbCommand::Check { json } => {
             let check = azs_app::wiring::check_database(config).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&check)?);
+                say!("{}", serde_json::to_string_pretty(&check)?);
             } else {
-                print!("{}", render(&check));
+                say_inline!("{}", render(&check));
             }
             Ok(if check.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }

@@ -39,7 +39,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     })?;
     let services = Services::build(&config).await?;
 
-    println!("Starting 3 simulated Azure Stack Hub stamps on 127.0.0.1 (HTTPS, their own CA)...");
+    say!("Starting 3 simulated Azure Stack Hub stamps on 127.0.0.1 (HTTPS, their own CA)...");
     let certificate = stamp_sim::generate_test_certificate("azs-usage-demo-collector")?;
     let secret = "demo-client-secret-3f9a";
     let spec = |index, auth, tenants| StampSpec {
@@ -92,7 +92,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
             .register(registration, true)
             .await
             .map_err(|e| anyhow::anyhow!("registering {name}: {e}"))?;
-        println!(
+        say!(
             "  registered {:<22} {} ({})",
             name,
             view.stamp.id,
@@ -110,7 +110,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
             mapped += 1;
         }
     }
-    println!("  mapped {mapped} tenant subscriptions to billing subscriptions (2 per stamp left unmapped)");
+    say!("  mapped {mapped} tenant subscriptions to billing subscriptions (2 per stamp left unmapped)");
 
     // The third stamp is busy: it throttles with Retry-After and answers 503 now and then.
     let throttling = sim.stamp(2);
@@ -118,24 +118,24 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     throttling.inject(Fault::Status503 { kind: RequestKind::Usage, count: 3 });
     let faults_before = throttling.stats().faults_served;
 
-    println!("\nCollecting {hours} reported hours from each stamp...");
+    say!("\nCollecting {hours} reported hours from each stamp...");
     let progress = TerminalProgress::new();
     let summary = services.collector.run(RunRequest::default(), progress.clone()).await?;
     progress.finish();
     crate::print_summary(&summary);
-    println!(
+    say!(
         "({} answered 429/503 {} times during the run; each was retried with backoff)",
         names[2],
         throttling.stats().faults_served - faults_before
     );
 
-    println!("\nUnmapped tenant subscriptions (stored, counted, waiting for a mapping):");
+    say!("\nUnmapped tenant subscriptions (stored, counted, waiting for a mapping):");
     for u in services.mapper.unmapped(None).await? {
         let name = stamps.iter().find(|s| s.id == u.stamp_id).map(|s| s.name.as_str()).unwrap_or("?");
-        println!("  {name:<22} {}  {} rows", u.external_subscription_id, u.rows);
+        say!("  {name:<22} {}  {} rows", u.external_subscription_id, u.rows);
     }
 
-    println!("\nChecking the database against the simulator's ground truth:");
+    say!("\nChecking the database against the simulator's ground truth:");
     let mut all_equal = true;
     for (i, stamp) in stamps.iter().enumerate() {
         let watermark =
@@ -157,7 +157,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
             .await?;
         let equal = rows == truth.len() as u64 && total == truth_total;
         all_equal &= equal;
-        println!(
+        say!(
             "  {:<22} stored {rows:>6} rows, total quantity {total}; ground truth {} rows, {truth_total} -> {}",
             stamp.name,
             truth.len(),
@@ -173,9 +173,9 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
         std::io::BufWriter::new(file),
     )
     .await?;
-    println!("\nExported {exported} rows to {}", csv_path.display());
-    println!("Database: {database}\nSecrets:  {secrets}");
-    println!("Try: azs-usage --database {database} --secrets {secrets} status");
+    say!("\nExported {exported} rows to {}", csv_path.display());
+    say!("Database: {database}\nSecrets:  {secrets}");
+    say!("Try: azs-usage --database {database} --secrets {secrets} status");
 
     Ok(if summary.any_failed() || !all_equal { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }

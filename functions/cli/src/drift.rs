@@ -25,15 +25,17 @@ pub fn print_hours(hours: &[HourDrift]) {
     for hour in hours {
         let (added, removed, changed) = hour.totals();
         if hour.is_equal() {
-            println!("{}  equal ({} rows)", hour.window, hour.stored_rows);
+            say!("{}  equal ({} rows)", hour.window, hour.stored_rows);
             continue;
         }
-        println!(
+        say!(
             "{}  stored {} reported {}: +{added} added, -{removed} removed, ~{changed} changed",
-            hour.window, hour.stored_rows, hour.reported_rows
+            hour.window,
+            hour.stored_rows,
+            hour.reported_rows
         );
         for line in &hour.lines {
-            println!(
+            say!(
                 "    {:<38} {:<38} +{} -{} ~{}  quantity {}{}",
                 line.subscription_id,
                 line.meter_id,

@@ -1,6 +1,9 @@
 //! `azs-usage`: the operator CLI. Every command runs the same code the serverless functions run
 //! (`azs_app::wiring::Services`); this file only turns arguments into calls and results into text.
 
+#[macro_use]
+mod terminal;
+
 mod db;
 mod demo;
 mod drift;
@@ -330,7 +333,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say_error!("error: {e:#}");
             std::process::ExitCode::from(1)
         }
     }
@@ -371,14 +374,14 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let stamp = stamp.map(StampId);
             let list = services.mapper.unmapped(stamp.as_ref()).await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                say!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
-                println!("every subscription with usage is mapped");
+                say!("every subscription with usage is mapped");
             } else {
-                println!("{:<38} {:<38} {:>8}  last usage", "stamp", "subscription", "rows");
+                say!("{:<38} {:<38} {:>8}  last usage", "stamp", "subscription", "rows");
                 for u in list {
                     let last = u.last_usage.map(|t| t.to_rfc3339()).unwrap_or_default();
-                    println!("{:<38} {:<38} {:>8}  {last}", u.stamp_id, u.external_subscription_id, u.rows);
+                    say!("{:<38} {:<38} {:>8}  {last}", u.stamp_id, u.external_subscription_id, u.rows);
                 }
             }
         }
@@ -394,7 +397,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let summary = services.collector.run(request, progress.clone()).await?;
             progress.finish();
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                say!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 print_summary(&summary);
             }
@@ -416,17 +419,20 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let request = ReprocessRequest { reason, requested_by, dry_run, allow_shrink, remap };
             let report = services.collector.reprocess(&stamp, window, &request).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                say!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 drift::print_hours(&report.hours);
                 if dry_run {
                     let (added, removed, changed) = report.totals();
-                    println!("dry run: nothing written (+{added} -{removed} ~{changed} rows over the range)");
+                    say!("dry run: nothing written (+{added} -{removed} ~{changed} rows over the range)");
                 } else {
                     let summary = &report.summary;
-                    println!(
+                    say!(
                         "reprocessed {} hour(s) of {}: {} rows now stored for the range ({} unmapped)",
-                        summary.windows_committed, summary.name, summary.rows_written, summary.unmapped_rows
+                        summary.windows_committed,
+                        summary.name,
+                        summary.rows_written,
+                        summary.unmapped_rows
                     );
                 }
             }
@@ -437,13 +443,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let hours = services.collector.verify(&stamp, window).await?;
             let differs = hours.iter().any(|h| !h.is_equal());
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({ "equal": !differs, "hours": hours }))?
                 );
             } else {
                 drift::print_hours(&hours);
-                println!(
+                say!(
                     "{}",
                     if differs {
                         "stored rows differ from what the stamp reports"
@@ -459,7 +465,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Status { json } => {
             let views = services.registrar.list().await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&views)?);
+                say!("{}", serde_json::to_string_pretty(&views)?);
             } else {
                 print_status(&views);
             }
@@ -474,7 +480,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let n =
                 azs_app::export::export_csv(services.store.as_ref(), &filter, std::io::BufWriter::new(file))
                     .await?;
-            println!("wrote {n} rows to {}", csv.display());
+            say!("wrote {n} rows to {}", csv.display());
         }
         Command::Serve { listen, insecure_loopback, tls_cert, tls_key } => {
             let tls = tls_cert.zip(tls_key).map(|(certificate_chain, private_key)| {
@@ -511,7 +517,7 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
             let registration = registration_from(*add)?;
             let registered = registrar.register_with(registration, options).await.map_err(explain)?;
             let view = registered.view;
-            println!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
+            say!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
             if let Some(range) = registered.recollect {
                 // Never allowed to shrink: a re-collect that would remove billed rows stops and says so.
                 let request = ReprocessRequest {
@@ -522,27 +528,27 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
                     remap: false,
                 };
                 let report = services.collector.reprocess(&view.stamp.id, range, &request).await?;
-                println!(
-                    "re-collected {range}: {} rows now stored for the range",
-                    report.summary.rows_written
-                );
+                say!("re-collected {range}: {} rows now stored for the range", report.summary.rows_written);
             }
-            println!("collects from {}", view.stamp.collect_from.to_rfc3339());
+            say!("collects from {}", view.stamp.collect_from.to_rfc3339());
             if let Some(path) = export {
                 write_connection_csv(&path, &view)?;
-                println!("connection written to {}", path.display());
+                say!("connection written to {}", path.display());
             }
         }
         StampCommand::List { json } => {
             let views = registrar.list().await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&views)?);
+                say!("{}", serde_json::to_string_pretty(&views)?);
             } else {
                 for v in views {
                     let state = if v.stamp.enabled { "enabled" } else { "disabled" };
-                    println!(
+                    say!(
                         "{}  {:<24} {:<8} {}",
-                        v.stamp.id, v.stamp.name, state, v.stamp.connection.admin_arm_endpoint
+                        v.stamp.id,
+                        v.stamp.name,
+                        state,
+                        v.stamp.connection.admin_arm_endpoint
                     );
                 }
             }
@@ -550,58 +556,58 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
         StampCommand::Show { stamp, json } => {
             let view = registrar.get(&StampId(stamp)).await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
+                say!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 print_status(std::slice::from_ref(&view));
                 let c = &view.stamp.connection;
-                println!("admin ARM endpoint   {}", c.admin_arm_endpoint);
-                println!("admin subscription   {}", c.admin_subscription_id);
-                println!("tenant               {}", c.tenant_id);
-                println!("application          {}", c.application_id);
-                println!("AD FS                {}", c.is_adfs);
-                println!(
+                say!("admin ARM endpoint   {}", c.admin_arm_endpoint);
+                say!("admin subscription   {}", c.admin_subscription_id);
+                say!("tenant               {}", c.tenant_id);
+                say!("application          {}", c.application_id);
+                say!("AD FS                {}", c.is_adfs);
+                say!(
                     "audience             {}",
                     c.token_request_resource_url.as_deref().unwrap_or("(discovered at run time)")
                 );
-                println!(
+                say!(
                     "authority            {}",
                     c.authority_endpoint_url.as_deref().unwrap_or("(discovered at run time)")
                 );
-                println!("credential secret    {}", view.stamp.credential_secret_name);
+                say!("credential secret    {}", view.stamp.credential_secret_name);
             }
         }
         StampCommand::Enable { stamp } => {
             let patch = StampPatch { enabled: Some(true), ..Default::default() };
             let v = registrar.update(&StampId(stamp), patch, false).await.map_err(explain)?;
-            println!("stamp {} enabled", v.stamp.id);
+            say!("stamp {} enabled", v.stamp.id);
         }
         StampCommand::Disable { stamp } => {
             let patch = StampPatch { enabled: Some(false), ..Default::default() };
             let v = registrar.update(&StampId(stamp), patch, false).await.map_err(explain)?;
-            println!("stamp {} disabled", v.stamp.id);
+            say!("stamp {} disabled", v.stamp.id);
         }
         StampCommand::Update(update) => {
             let (stamp, verify) = (StampId(update.stamp.clone()), !update.no_verify);
             let v = registrar.update(&stamp, patch_from(*update)?, verify).await.map_err(explain)?;
             let watermark = v.status.as_ref().map(|s| s.watermark.to_rfc3339()).unwrap_or_default();
-            println!("updated stamp {} ({}); collection resumes at {watermark}", v.stamp.id, v.stamp.name);
+            say!("updated stamp {} ({}); collection resumes at {watermark}", v.stamp.id, v.stamp.name);
         }
         StampCommand::Test { stamp } => {
             let report = registrar.test(&StampId(stamp)).await.map_err(explain)?;
-            println!(
+            say!(
                 "discovery ok: {} ({})",
                 report.endpoints.login_endpoint,
                 if report.endpoints.is_adfs { "AD FS" } else { "Azure AD" }
             );
-            println!("token ok: audience {}", report.endpoints.audience);
-            println!("usage ok: {} rows in {} page(s) for {}", report.rows, report.pages, report.window);
+            say!("token ok: audience {}", report.endpoints.audience);
+            say!("usage ok: {} rows in {} page(s) for {}", report.rows, report.pages, report.window);
             for w in report.warnings {
-                println!("warning: {w}");
+                say!("warning: {w}");
             }
         }
         StampCommand::Remove { stamp } => {
             registrar.remove(&StampId(stamp.clone())).await.map_err(explain)?;
-            println!("stamp {stamp} removed; its collected rows stay in the database");
+            say!("stamp {stamp} removed; its collected rows stay in the database");
         }
     }
     Ok(())
@@ -615,31 +621,29 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
                 .set_mapping(&StampId(stamp), &external_subscription_id, &billing_subscription_id)
                 .await
                 .map_err(explain)?;
-            println!(
+            say!(
                 "{} -> {} ({backfilled} earlier rows mapped)",
-                m.external_subscription_id, m.billing_subscription_id
+                m.external_subscription_id,
+                m.billing_subscription_id
             );
         }
         MappingCommand::Import { stamp, file } => {
             let (count, backfilled) =
                 mapping_import::import(mapper, &StampId(stamp), &file).await.map_err(explain)?;
-            println!("imported {count} mappings ({backfilled} earlier rows mapped)");
+            say!("imported {count} mappings ({backfilled} earlier rows mapped)");
         }
         MappingCommand::Remove { stamp, external_subscription_id } => {
             mapper.remove_mapping(&StampId(stamp), &external_subscription_id).await.map_err(explain)?;
-            println!("mapping removed");
+            say!("mapping removed");
         }
         MappingCommand::List { stamp, json } => {
             let stamp = stamp.map(StampId);
             let list = mapper.mappings(stamp.as_ref()).await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                say!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for m in list {
-                    println!(
-                        "{}  {} -> {}",
-                        m.stamp_id, m.external_subscription_id, m.billing_subscription_id
-                    );
+                    say!("{}  {} -> {}", m.stamp_id, m.external_subscription_id, m.billing_subscription_id);
                 }
             }
         }
@@ -799,9 +803,14 @@ pub(crate) fn explain(e: RegistrationError) -> anyhow::Error {
 }
 
 pub(crate) fn print_summary(summary: &RunSummary) {
-    println!(
+    say!(
         "{:<24} {:<10} {:>9} {:>10} {:>9} {:>11}  watermark / error",
-        "stamp", "outcome", "windows", "rows", "unmapped", "quarantined"
+        "stamp",
+        "outcome",
+        "windows",
+        "rows",
+        "unmapped",
+        "quarantined"
     );
     for s in &summary.stamps {
         let tail = match (&s.error, s.watermark) {
@@ -809,7 +818,7 @@ pub(crate) fn print_summary(summary: &RunSummary) {
             (None, Some(w)) => w.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             (None, None) => String::new(),
         };
-        println!(
+        say!(
             "{:<24} {:<10} {:>4}/{:<4} {:>10} {:>9} {:>11}  {tail}",
             truncate(&s.name, 24),
             s.outcome.as_str(),
@@ -823,7 +832,7 @@ pub(crate) fn print_summary(summary: &RunSummary) {
 }
 
 fn print_status(views: &[StampView]) {
-    println!(
+    say!(
         "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10} {:<17} {:>13}  last run / error",
         "id",
         "name",
@@ -847,7 +856,7 @@ fn print_status(views: &[StampView]) {
             .unwrap_or_else(|| "never".into());
         // The same lag the functions publish for the alarms (azs_app::metrics).
         let lag = (now - s.watermark).num_seconds().max(0);
-        println!(
+        say!(
             "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10} {:<17} {:>13}  {}{}",
             v.stamp.id,
             truncate(&v.stamp.name, 20),

@@ -26,7 +26,7 @@ pub(crate) async fn run(services: &Services, command: QuarantineCommand) -> Resu
             let entries =
                 services.administration().quarantine.list(stamp.as_ref()).await.map_err(crate::explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                say!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
                 print(&entries);
             }
@@ -37,14 +37,14 @@ pub(crate) async fn run(services: &Services, command: QuarantineCommand) -> Resu
 
 fn print(entries: &[QuarantineEntry]) {
     if entries.is_empty() {
-        println!("no quarantined rows");
+        say!("no quarantined rows");
         return;
     }
-    println!("{:<36}  {:<20}  reason", "stamp", "reported window");
+    say!("{:<36}  {:<20}  reason", "stamp", "reported window");
     for e in entries {
-        println!("{:<36}  {:<20}  {}", e.stamp_id, e.window.start.format("%Y-%m-%dT%H:%M:%SZ"), e.reason);
+        say!("{:<36}  {:<20}  {}", e.stamp_id, e.window.start.format("%Y-%m-%dT%H:%M:%SZ"), e.reason);
     }
-    println!(
+    say!(
         "\n{} quarantined row(s); `quarantine list --json` shows each row as the stamp sent it",
         entries.len()
     );

@@ -46,23 +46,26 @@ pub async fn export_csv(
             .get(&normalize_meter_id(&row.meter_id))
             .map(|(n, u)| (n.as_str(), u.as_str()))
             .unwrap_or(("", ""));
+        // Text cells come from stamps (and mappings from webhook callers); times and the quantity are
+        // ours, and a negative quantity must stay a number.
+        let text = crate::display::spreadsheet_safe;
         writer
             .write_record([
                 stored.stamp_id.as_str(),
                 &time(stored.window.start),
                 &time(stored.window.end),
-                &row.subscription_id,
-                stored.billing_subscription_id.as_deref().unwrap_or(""),
-                &row.meter_id,
+                &text(&row.subscription_id),
+                &text(stored.billing_subscription_id.as_deref().unwrap_or("")),
+                &text(&row.meter_id),
                 name,
                 unit,
                 &time(row.usage_start),
                 &time(row.usage_end),
                 &row.quantity.to_string(),
-                &row.resource_uri,
-                &row.location,
-                row.tags.as_deref().unwrap_or(""),
-                row.additional_info.as_deref().unwrap_or(""),
+                &text(&row.resource_uri),
+                &text(&row.location),
+                &text(row.tags.as_deref().unwrap_or("")),
+                &text(row.additional_info.as_deref().unwrap_or("")),
             ])
             .map_err(|e| e.to_string())
     };

@@ -2,6 +2,7 @@
 
 pub mod administration;
 pub mod config;
+pub mod display;
 pub mod export;
 pub mod mapper;
 pub mod metrics;

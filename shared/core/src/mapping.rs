@@ -42,8 +42,8 @@ impl SubscriptionMapping {
             );
         }
         let billing = billing_subscription_id.trim();
-        if billing.is_empty() || billing.len() > 128 || billing.chars().any(char::is_control) {
-            errors.push("billingSubscriptionId", "must be 1 to 128 characters without control characters");
+        if !is_billing_subscription_id(billing) {
+            errors.push("billingSubscriptionId", BILLING_SUBSCRIPTION_ID_RULE);
         }
         errors.into_result(SubscriptionMapping {
             stamp_id: stamp_id.clone(),
@@ -52,6 +52,21 @@ impl SubscriptionMapping {
             updated_at: now,
         })
     }
+}
+
+/// The rule for a billing subscription id, as the API states it (`docs/openapi.yaml` has the same
+/// pattern). It is written into exports that land in spreadsheets and billing systems, so it starts
+/// with a letter or digit (never `=`, `+`, `-` or `@`, which a spreadsheet evaluates) and holds no
+/// control or quote characters.
+pub const BILLING_SUBSCRIPTION_ID_RULE: &str = "must be 1 to 128 characters: a letter or digit, then letters, \
+     digits, spaces and . _ : / # @ ( ) - (ASCII)";
+
+/// Whether `id` (already trimmed) follows [`BILLING_SUBSCRIPTION_ID_RULE`].
+pub fn is_billing_subscription_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || " ._:/#@()-".contains(c))
 }
 
 /// A tenant subscription that has usage but no mapping.
@@ -63,4 +78,23 @@ pub struct UnmappedSubscription {
     pub rows: u64,
     pub first_usage: Option<DateTime<Utc>>,
     pub last_usage: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_billing_subscription_id_starts_with_a_letter_or_digit_and_keeps_to_its_characters() {
+        for good in
+            ["billing-0042", "CUST 17", "dept:finance/eu", "a", "0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f"]
+        {
+            assert!(is_billing_subscription_id(good), "{good}");
+        }
+        let long = "b".repeat(129);
+        for bad in ["", "=HYPERLINK(\"x\")", "+1", "-1", "@x", " x", "a\"b", "a\u{1b}b", "é", long.as_str()]
+        {
+            assert!(!is_billing_subscription_id(bad), "{bad:?}");
+        }
+    }
 }

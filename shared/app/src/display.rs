@@ -1,0 +1,49 @@
+//! Text from stamps and from webhook callers on its way to where it could do harm: a spreadsheet
+//! evaluates a CSV cell that starts like a formula, a terminal runs an escape sequence.
+
+use std::borrow::Cow;
+
+/// A text cell a spreadsheet will not evaluate (OWASP's CSV injection rule): a cell that starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with `'`, which spreadsheets show as
+/// text and do not display. The csv writer then quotes what needs quoting.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// `text` without control characters (C0, DEL and C1), newline and tab kept.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if text.chars().any(unsafe_char) {
+        Cow::Owned(text.chars().filter(|c| !unsafe_char(*c)).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_evaluate_are_escaped_and_others_kept() {
+        for formula in
+            ["=HYPERLINK(\"https://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+        {
+            assert_eq!(spreadsheet_safe(formula), format!("'{formula}"));
+        }
+        for plain in ["eastus", "{\"a\":1}", "/subscriptions/x", "", "a=b"] {
+            assert_eq!(spreadsheet_safe(plain), plain);
+        }
+    }
+
+    #[test]
+    fn escape_sequences_and_carriage_returns_are_dropped_newlines_and_tabs_kept() {
+        assert_eq!(terminal_safe("stamp\x1b]0;owned\x07 \x1b[2Jok\r\u{9b}31m"), "stamp]0;owned [2Jok31m");
+        assert_eq!(terminal_safe("a\tb\nc"), "a\tb\nc");
+        assert!(matches!(terminal_safe("plain"), std::borrow::Cow::Borrowed(_)));
+    }
+}
