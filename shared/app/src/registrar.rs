@@ -114,6 +114,9 @@ pub struct Registered {
 pub type CredentialReader =
     fn(&CredentialInput, Option<&str>) -> Result<Option<Credential>, ValidationErrors>;
 
+/// How long reading an inline credential (parsing a PEM, opening a PFX) may take.
+const CREDENTIAL_READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long registration without verification waits for discovery to pin the login endpoint.
 const PIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -471,10 +474,23 @@ impl Registrar {
                 .map_err(|e| unusable("credentialSecretName", &e.to_string()))?;
             return Ok((credential, Some(name.clone())));
         }
-        let credential = (self.read_credential)(input, connection.certificate_thumbprint.as_deref())
-            .map_err(RegistrationError::Unusable)?
-            .expect("inline credential input yields a credential");
-        Ok((credential, None))
+        // Reading a certificate is CPU work (a PFX runs key derivations, bounded by the reader): on a
+        // blocking thread, so a slow one never stalls the requests sharing this runtime, and within
+        // its own budget.
+        let (read, input) = (self.read_credential, input.clone());
+        let thumbprint = connection.certificate_thumbprint.clone();
+        let reading = tokio::task::spawn_blocking(move || read(&input, thumbprint.as_deref()));
+        let credential = match tokio::time::timeout(CREDENTIAL_READ_BUDGET, reading).await {
+            Ok(Ok(read)) => read.map_err(RegistrationError::Unusable)?,
+            Ok(Err(_)) => return Err(RegistrationError::Unavailable("reading the credential failed".into())),
+            Err(_) => {
+                return Err(unusable(
+                    "certificate",
+                    &format!("could not be read within {} s", CREDENTIAL_READ_BUDGET.as_secs()),
+                ));
+            }
+        };
+        Ok((credential.expect("inline credential input yields a credential"), None))
     }
 
     async fn find_duplicate(

@@ -652,6 +652,28 @@ async fn a_patch_that_points_the_stored_credential_elsewhere_is_refused_and_that
 }
 
 #[tokio::test]
+async fn a_pfx_that_asks_for_2_pow_31_minus_1_key_derivation_rounds_is_refused_at_once() {
+    // Given a real PFX whose MAC iteration count was raised to 2^31-1 (opening it would take hours)
+    let app = Harness::start().await;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../azure-stack/tests/fixtures");
+    let pfx =
+        std::fs::read_to_string(format!("{fixtures}/client-2147483647-mac-iterations.pfx.b64")).unwrap();
+    let body = with(without(registration(), "applicationSecret"), "certificate", json!(pfx));
+    let body = with(body, "certificatePassword", json!("fixture-password"));
+
+    // When it is registered
+    let started = std::time::Instant::now();
+    let reply = app.post("/stamps?verify=false", &body).await;
+
+    // Then it is refused within a second, naming the certificate and the bound, and nothing is written
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "took {:?}", started.elapsed());
+    let problem = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
+    assert_eq!(problem["errors"][0]["field"], "certificate", "{problem}");
+    assert!(problem["errors"][0]["rule"].as_str().unwrap().contains("iterations"), "{problem}");
+    app.assert_nothing_written().await;
+}
+
+#[tokio::test]
 async fn testing_a_stamp_reports_discovery_and_the_last_settled_hour_in_either_query_mode() {
     // Given a registered stamp
     let app = Harness::with_stamp().await;

@@ -156,6 +156,11 @@ fn read_pfx(text: &str, password: Option<&Secret>) -> Result<CertificatesAndKey,
     let bytes = base64::engine::general_purpose::STANDARD.decode(compact).map_err(|_| {
         ("certificate", "must be PEM with the certificate and its private key, or a base64 PFX".to_owned())
     })?;
+    let counts = crate::pfx_cost::iteration_counts(&bytes)
+        .ok_or(("certificate", "is not a readable PFX".to_owned()))?;
+    if let Some(rule) = crate::pfx_cost::refusal(&counts) {
+        return Err(("certificate", rule));
+    }
     let keystore = p12_keystore::KeyStore::from_pkcs12(&bytes, password.map(Secret::expose).unwrap_or(""))
         .map_err(|e| match e {
             p12_keystore::error::Error::MacError(_) => {

@@ -15,6 +15,7 @@ pub mod credential;
 pub mod discovery;
 pub mod hosts;
 mod http;
+mod pfx_cost;
 pub mod retry;
 mod session;
 mod token;
