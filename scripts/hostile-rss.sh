@@ -42,7 +42,7 @@ measure() {
   local line; line="$(head -1 "$dir/stamps.jsonl")"
   field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$line" "$1"; }
   export AZS_USAGE_DATABASE="sqlite:$dir/usage.db" AZS_USAGE_SECRETS="file:$dir/secrets.json" \
-    AZS_USAGE_SETTLE_DELAY=1h AZS_USAGE_LOG=error AZS_USAGE_APPLICATION_SECRET="$(field secret)"
+    AZS_USAGE_SETTLE_DELAY=1h AZS_USAGE_LOG=error AZS_USAGE_ALLOWED_STAMP_HOSTS=127.0.0.1 AZS_USAGE_APPLICATION_SECRET="$(field secret)"
   local from; from="$(date -u -d "$(date -u +%Y-%m-%dT%H:00:00Z) - 4 hours" +%Y-%m-%dT%H:%M:%SZ)"
   "$bin/azs-usage" stamp add "$(field adminSubscriptionId)" "$(field tenantId)" "$(field applicationId)" - \
     "$(field adminArmEndpoint)" - - --name "$case" --ca-file "$dir/ca.pem" --collect-from "$from" \

@@ -56,6 +56,8 @@ write_env() {
     echo "AWS_SECRET_ACCESS_KEY=test"
     echo "AWS_REGION=us-east-1"
     echo "AWS_DEFAULT_REGION=us-east-1"
+    # The simulated stamps listen on loopback, which the outbound policy admits only when named.
+    echo "AZS_USAGE_ALLOWED_STAMP_HOSTS=${AZS_USAGE_ALLOWED_STAMP_HOSTS:-127.0.0.1}"
     env | grep -E '^AZS_USAGE_(SECRET_PREFIX|TIME_BUDGET|SETTLE_DELAY|CONCURRENCY|LOG|LOG_FORMAT|FAN_OUT|STAMP_QUEUE_URL|DEAD_LETTER_QUEUE_URL|MAX_ATTEMPTS|CONTINUATION_DELAY|LEASE_TTL)=' || true
   } > "$STATE/env"
 }

@@ -35,6 +35,8 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
         config::DATABASE => Some(database.clone()),
         config::SECRETS => Some(secrets.clone()),
         config::LOG_FORMAT => Some("text".into()),
+        // The simulated stamps listen on loopback, which the outbound policy admits only when named.
+        config::ALLOWED_STAMP_HOSTS => Some("127.0.0.1".into()),
         _ => std::env::var(name).ok(),
     })?;
     let services = Services::build(&config).await?;

@@ -220,7 +220,10 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
         Arc::new(azs_store_sqlite::SqliteStore::open(dir.path().join("db.sqlite")).unwrap());
     let secrets: Arc<dyn SecretStore> =
         Arc::new(azs_secrets::FileSecretStore::new(dir.path().join("secrets.json"), "azs-usage/"));
-    let source: Arc<dyn UsageSource> = Arc::new(azs_azure_stack::AzureStackClient::default());
+    let source: Arc<dyn UsageSource> = Arc::new(
+        azs_azure_stack::AzureStackClient::default()
+            .with_allowed_hosts(Some(azs_azure_stack::hosts::StampHosts::parse("127.0.0.1").unwrap())),
+    );
     // Registration as the webhook does it (validation, verification, the credential into the store).
     let config = azs_app::config::AppConfig::from_lookup(|_| None).unwrap();
     let registrar =

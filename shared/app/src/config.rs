@@ -190,11 +190,14 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     },
     EnvVar {
         name: ALLOWED_STAMP_HOSTS,
-        needed: Needed::Optional,
+        // Both Terraform modules require it: a deployed webhook is where callers name URLs.
+        needed: Needed::ByFunctions,
         default: "",
         meaning: "Stamp hosts the service may call, comma separated: host names, `*.suffix` wildcards, \
-                  addresses and CIDR blocks (`*.contoso.com, 10.20.0.0/16`). Checked at registration and \
-                  on every call (admin ARM, login, token, nextLink). Unset: any https host.",
+                  addresses and CIDR blocks (`*.contoso.com, 10.20.0.0/16`), or `*` for any. Checked at \
+                  registration and on every call (admin ARM, login, token, nextLink), on the addresses a \
+                  name resolves to. Loopback, link-local, metadata, unspecified and multicast addresses \
+                  are called only when an exact name or a block names them. Unset: as `*`.",
     },
     EnvVar {
         name: COLLECT_SCHEDULE,
@@ -265,7 +268,7 @@ pub struct AppConfig {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub api_token_secret: Option<String>,
-    /// `AZS_USAGE_ALLOWED_STAMP_HOSTS`; `None` allows any https host.
+    /// `AZS_USAGE_ALLOWED_STAMP_HOSTS`; `None` allows any https host but the special addresses.
     pub allowed_stamp_hosts: Option<azs_azure_stack::StampHosts>,
     /// KMS key for new stamp credential secrets (AWS Secrets Manager).
     pub secret_kms_key: Option<String>,

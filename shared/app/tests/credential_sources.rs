@@ -5,6 +5,7 @@
 
 use azs_app::administration::Administration;
 use azs_app::webhook::{ApiAuth, router};
+use azs_azure_stack::hosts::StampHosts;
 use azs_azure_stack::{AzureStackClient, credential_from_registration};
 use azs_core::ports::SecretStore;
 use azs_core::registration::CredentialSecretRules;
@@ -69,7 +70,9 @@ impl App {
         let administration = Administration::new(
             Arc::new(SqliteStore::open_in_memory().unwrap()),
             Arc::new(secrets.clone()),
-            Arc::new(AzureStackClient::default()),
+            Arc::new(
+                AzureStackClient::default().with_allowed_hosts(Some(StampHosts::parse("127.0.0.1").unwrap())),
+            ),
             credential_from_registration,
             CredentialSecretRules::new(PREFIX, [DATABASE_SECRET.to_owned(), API_TOKEN_SECRET.to_owned()]),
         );

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "outbound-test-token-6a0c2f";
+/// The stand-in stamps listen here; the outbound policy admits loopback only when it is named.
+const LOOPBACK: &str = "127.0.0.1";
 
 /// What the stand-in stamp answers to `GET /metadata/endpoints`.
 #[derive(Clone)]
@@ -196,7 +198,7 @@ async fn stored_stamps(base: &str) -> Vec<Value> {
 #[tokio::test]
 async fn a_redirect_from_the_stamp_is_not_followed_and_the_registration_is_refused_with_a_clear_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let base = webhook(dir.path(), None).await;
+    let base = webhook(dir.path(), Some(LOOPBACK)).await;
     let stamp = fake_stamp(Metadata::Redirect).await;
 
     let (status, problem) =
@@ -214,7 +216,7 @@ async fn a_redirect_from_the_stamp_is_not_followed_and_the_registration_is_refus
 #[tokio::test]
 async fn an_http_login_endpoint_is_refused_before_anything_is_sent_to_it() {
     let dir = tempfile::tempdir().unwrap();
-    let base = webhook(dir.path(), None).await;
+    let base = webhook(dir.path(), Some(LOOPBACK)).await;
     let (port, connections) = silent_listener().await;
     let stamp = fake_stamp(Metadata::Login(format!("http://127.0.0.1:{port}/"))).await;
 
@@ -232,7 +234,7 @@ async fn an_http_login_endpoint_is_refused_before_anything_is_sent_to_it() {
 #[tokio::test]
 async fn an_overlong_discovered_login_endpoint_is_refused_as_the_stamps_fault_and_nothing_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let base = webhook(dir.path(), None).await;
+    let base = webhook(dir.path(), Some(LOOPBACK)).await;
     let (port, connections) = silent_listener().await;
     let login = format!("https://127.0.0.1:{port}/{}", "a".repeat(MAX_URL_LEN));
     let stamp = fake_stamp(Metadata::Login(login)).await;
@@ -297,7 +299,7 @@ async fn a_discovered_login_endpoint_outside_the_allow_list_is_not_called() {
 /// Registers (without verification) a stamp at `admin_arm` and times `POST /stamps/{id}/test`.
 async fn test_unreachable(admin_arm: &str) -> (reqwest::StatusCode, Value, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let base = webhook(dir.path(), None).await;
+    let base = webhook(dir.path(), Some("127.0.0.1, 10.255.255.1")).await;
     let (status, created) = post(&base, "/stamps?verify=false", Some(&registration(admin_arm, None))).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
@@ -331,7 +333,7 @@ async fn a_stamp_whose_metadata_later_names_another_login_host_fails_its_run_and
     // Given a stamp that is its own login host, registered without verification: registration pins the
     // login endpoint its discovery named (no credential sent)
     let dir = tempfile::tempdir().unwrap();
-    let base = webhook(dir.path(), None).await;
+    let base = webhook(dir.path(), Some(LOOPBACK)).await;
     let stamp = fake_stamp(Metadata::OwnLogin).await;
     let (status, created) =
         post(&base, "/stamps?verify=false", Some(&registration(&stamp.url, Some(&stamp.ca_pem)))).await;
@@ -358,7 +360,7 @@ async fn a_token_endpoint_off_the_login_host_is_refused_before_the_credential_is
     // Given a stamp that is its own login host, but whose openid configuration names a token endpoint
     // on another host
     let dir = tempfile::tempdir().unwrap();
-    let base = webhook(dir.path(), None).await;
+    let base = webhook(dir.path(), Some(LOOPBACK)).await;
     let elsewhere = fake_stamp(Metadata::Login("https://login.windows.net/".into())).await;
     let stamp = fake_stamp(Metadata::OwnLoginTokenAt(format!("{}/oauth2/token", elsewhere.url))).await;
 
@@ -372,4 +374,38 @@ async fn a_token_endpoint_off_the_login_host_is_refused_before_the_credential_is
     assert!(problem["detail"].as_str().unwrap().contains("not on the login host"), "{problem}");
     assert_eq!(elsewhere.requests.load(Ordering::SeqCst), 0, "the token endpoint elsewhere was called");
     assert!(stored_stamps(&base).await.is_empty(), "nothing stored");
+}
+
+#[tokio::test]
+async fn metadata_and_loopback_addresses_are_refused_without_an_entry_that_names_them() {
+    // Given the webhook with no allow-list at all, and a listener on loopback counting connections
+    let dir = tempfile::tempdir().unwrap();
+    let base = webhook(dir.path(), None).await;
+    let (port, connections) = silent_listener().await;
+
+    // When stamps at the cloud metadata addresses or at loopback (by address or by a name that
+    // resolves there) are registered, with verification or without
+    for admin_arm in [
+        "https://169.254.169.254".to_owned(),
+        "https://[fd00:ec2::254]".to_owned(),
+        format!("https://127.0.0.1:{port}"),
+        format!("https://[::ffff:127.0.0.1]:{port}"),
+    ] {
+        for verify in ["true", "false"] {
+            let (status, problem) =
+                post(&base, &format!("/stamps?verify={verify}"), Some(&registration(&admin_arm, None))).await;
+            // Then each is refused naming the field and the rule, before any connection
+            assert_eq!(status, 422, "{admin_arm}: {problem}");
+            assert_eq!(problem["errors"][0]["field"], "adminArmEndpoint", "{problem}");
+            assert!(problem["errors"][0]["rule"].as_str().unwrap().contains("special address"), "{problem}");
+        }
+    }
+    let by_name = format!("https://localhost:{port}");
+    let (status, created) = post(&base, "/stamps?verify=false", Some(&registration(&by_name, None))).await;
+    assert_eq!(status, 201, "a name is decided when it resolves: {created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, problem) = post(&base, &format!("/stamps/{id}/test"), None).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("AZS_USAGE_ALLOWED_STAMP_HOSTS"), "{problem}");
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "loopback was connected to");
 }

@@ -125,7 +125,8 @@ fn stamp_client() -> Arc<dyn UsageSource> {
         max_delay: std::time::Duration::from_millis(50),
         max_retry_after: std::time::Duration::from_millis(50),
     };
-    Arc::new(SimulatorOnly(AzureStackClient::new(settings)))
+    let loopback = azs_azure_stack::hosts::StampHosts::parse("127.0.0.1").unwrap();
+    Arc::new(SimulatorOnly(AzureStackClient::new(settings).with_allowed_hosts(Some(loopback))))
 }
 
 struct Options {

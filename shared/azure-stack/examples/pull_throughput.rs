@@ -55,7 +55,8 @@ async fn main() -> anyhow::Result<()> {
     let window = ReportedWindow::new(end - Duration::hours(hours), end).expect("whole hours");
 
     // End to end: HTTPS from the simulator (sharing this machine's cores), paging, parsing.
-    let client = AzureStackClient::new(ClientSettings::default());
+    let client = AzureStackClient::new(ClientSettings::default())
+        .with_allowed_hosts(Some(azs_azure_stack::hosts::StampHosts::parse("127.0.0.1").unwrap()));
     let session = client.connect(&stamp, &Credential::ApplicationSecret(Secret::new(SECRET))).await?;
     let started = Instant::now();
     let mut rows = 0usize;

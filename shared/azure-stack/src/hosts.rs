@@ -8,7 +8,11 @@
 //! resolves to lies in a block: the check runs again on the resolved addresses at connect time (see
 //! [`AllowedResolver`]), so a name cannot be pointed elsewhere after registration.
 //!
-//! Unset means no restriction (HTTPS and no redirects still apply to every call).
+//! `*` admits any host. Unset is the same as `*`. Whatever the list, an address that is never a
+//! stamp's (loopback, link-local, the clouds' metadata services, unspecified, multicast, broadcast;
+//! [`is_special`]) is called only when an entry names it explicitly: an address block that holds it,
+//! or the exact host name (a wildcard or `*` never does). A webhook caller who registers
+//! `https://169.254.169.254` or a name that resolves to 127.0.0.1 reaches nothing.
 
 use reqwest::Url;
 use std::net::{IpAddr, SocketAddr};
@@ -17,25 +21,73 @@ use std::sync::Arc;
 /// The parsed allow-list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StampHosts {
+    /// `*`: any host (special addresses still need an explicit entry).
+    any: bool,
     names: Vec<String>,
     suffixes: Vec<String>,
     blocks: Vec<(IpAddr, u8)>,
 }
 
+impl Default for StampHosts {
+    /// No list configured: any host, special addresses refused.
+    fn default() -> Self {
+        Self { any: true, names: Vec::new(), suffixes: Vec::new(), blocks: Vec::new() }
+    }
+}
+
 /// Why a host may not be called.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{host} is not in AZS_USAGE_ALLOWED_STAMP_HOSTS")]
-pub struct HostNotAllowed {
-    pub host: String,
+pub enum HostNotAllowed {
+    #[error("{host} is not in AZS_USAGE_ALLOWED_STAMP_HOSTS")]
+    NotListed { host: String },
+    #[error(
+        "{host} is a loopback, link-local, metadata or other special address, called only when \
+         AZS_USAGE_ALLOWED_STAMP_HOSTS names it explicitly (by address block or exact name)"
+    )]
+    Special { host: String },
+}
+
+/// Addresses that are never a stamp's: loopback, link-local (169.254.0.0/16 holds the AWS, Azure and
+/// GCP metadata services), unspecified, multicast, broadcast, AWS's IPv6 metadata address
+/// (fd00:ec2::254) and IPv4-mapped forms of them.
+pub fn is_special(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 impl StampHosts {
     /// Parses `stamp.example.com, *.contoso.com, 10.0.0.0/8`. The error names the entry and the rule.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut hosts = StampHosts { names: Vec::new(), suffixes: Vec::new(), blocks: Vec::new() };
+        let mut hosts =
+            StampHosts { any: false, names: Vec::new(), suffixes: Vec::new(), blocks: Vec::new() };
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let lower = entry.to_ascii_lowercase();
-            if let Some(suffix) = lower.strip_prefix("*.") {
+            if lower == "*" {
+                hosts.any = true;
+            } else if let Some(suffix) = lower.strip_prefix("*.") {
                 if !is_host_name(suffix) {
                     return Err(format!("{entry:?}: a wildcard must be *. followed by a host name"));
                 }
@@ -58,7 +110,7 @@ impl StampHosts {
                 ));
             }
         }
-        if hosts.names.is_empty() && hosts.suffixes.is_empty() && hosts.blocks.is_empty() {
+        if !hosts.any && hosts.names.is_empty() && hosts.suffixes.is_empty() && hosts.blocks.is_empty() {
             return Err("lists no host".into());
         }
         Ok(hosts)
@@ -67,32 +119,53 @@ impl StampHosts {
     /// Whether `url`'s host may be called. A name that is only allowed through its addresses passes
     /// here when there are address blocks; [`AllowedResolver`] checks the addresses when connecting.
     pub fn check_url(&self, url: &Url) -> Result<(), HostNotAllowed> {
-        let refused = || HostNotAllowed { host: url.host_str().unwrap_or_default().to_owned() };
-        match url.host() {
-            Some(url::Host::Ipv4(ip)) if self.holds(IpAddr::V4(ip)) => Ok(()),
-            Some(url::Host::Ipv6(ip)) if self.holds(IpAddr::V6(ip)) => Ok(()),
-            Some(url::Host::Domain(name)) if self.names_host(name) || !self.blocks.is_empty() => Ok(()),
-            _ => Err(refused()),
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            Some(url::Host::Domain(name)) => {
+                // A name's addresses are checked again when it resolves (AllowedResolver).
+                return if self.any || self.names_host(name) || !self.blocks.is_empty() {
+                    Ok(())
+                } else {
+                    Err(HostNotAllowed::NotListed { host })
+                };
+            }
+            None => return Err(HostNotAllowed::NotListed { host }),
+        };
+        self.admits_address(ip, false).map_err(|special| {
+            if special { HostNotAllowed::Special { host } } else { HostNotAllowed::NotListed { host } }
+        })
+    }
+
+    /// Whether an address may be connected to; `named_exactly` when the host name it came from is an
+    /// exact entry. `Err(true)` for a special address not named explicitly, `Err(false)` for one not
+    /// listed.
+    fn admits_address(&self, ip: IpAddr, named_exactly: bool) -> Result<(), bool> {
+        if is_special(ip) {
+            return if named_exactly || self.holds(ip) { Ok(()) } else { Err(true) };
         }
+        if self.any || named_exactly || self.holds(ip) { Ok(()) } else { Err(false) }
     }
 
     /// The same check for a URL given as text (registration); unparsable text is refused.
     pub fn check(&self, url: &str) -> Result<(), HostNotAllowed> {
-        let parsed = Url::parse(url).map_err(|_| HostNotAllowed { host: url.to_owned() })?;
+        let parsed = Url::parse(url).map_err(|_| HostNotAllowed::NotListed { host: url.to_owned() })?;
         self.check_url(&parsed)
     }
 
     /// Whether `name` is listed by name or wildcard.
     fn names_host(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.names.contains(&name) || self.suffixes.iter().any(|s| name.ends_with(s.as_str()))
+        self.names_exactly(&name) || self.suffixes.iter().any(|s| name.ends_with(s.as_str()))
+    }
+
+    fn names_exactly(&self, name: &str) -> bool {
+        self.names.contains(&name.trim_end_matches('.').to_ascii_lowercase())
     }
 
     fn holds(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = canonical(ip);
         self.blocks.iter().any(|(block, bits)| in_block(ip, *block, *bits))
     }
 }
@@ -124,9 +197,11 @@ fn is_host_name(text: &str) -> bool {
         })
 }
 
-/// Name resolution for the stamp client under an allow-list: a name listed by name or wildcard
-/// resolves normally; any other name resolves only to the addresses that lie in a listed block, and
-/// fails when none does.
+/// Name resolution for the stamp client: the addresses a name resolves to that may be connected to,
+/// failing when none may. A name listed by name or wildcard (or any name under `*`) keeps its ordinary
+/// addresses; any other name only those in a listed block; a special address only when the exact
+/// name or a block names it. Connections go to these addresses only, so DNS (which a stamp may answer
+/// for its own zone) cannot point an admitted name at the metadata service later.
 pub(crate) struct AllowedResolver {
     pub hosts: Arc<StampHosts>,
 }
@@ -137,13 +212,18 @@ impl reqwest::dns::Resolve for AllowedResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let addresses: Vec<SocketAddr> = if hosts.names_host(&host) {
-                resolved
-            } else {
-                resolved.into_iter().filter(|a| hosts.holds(a.ip())).collect()
-            };
+            let exact = hosts.names_exactly(&host);
+            let listed = hosts.names_host(&host);
+            let addresses: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match hosts.admits_address(a.ip(), exact) {
+                    Ok(()) => true,
+                    Err(special) => !special && listed,
+                })
+                .collect();
             if addresses.is_empty() {
-                return Err(Box::new(HostNotAllowed { host }) as Box<dyn std::error::Error + Send + Sync>);
+                let refused = HostNotAllowed::NotListed { host };
+                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
@@ -196,6 +276,48 @@ mod tests {
             assert!(!e.is_empty(), "{bad}");
         }
         assert!(StampHosts::parse("10.0.0.0/33").unwrap_err().contains("0 to 32"));
+    }
+
+    #[test]
+    fn special_addresses_are_refused_unless_an_entry_names_them_explicitly() {
+        for url in [
+            "https://127.0.0.1",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]",
+            "https://[fd00:ec2::254]",
+            "https://[fe80::1]",
+            "https://0.0.0.0",
+            "https://[::ffff:127.0.0.1]",
+            "https://224.0.0.1",
+        ] {
+            for list in ["*", "*, 10.0.0.0/8"] {
+                let refused = StampHosts::parse(list).unwrap().check(url).unwrap_err();
+                assert!(matches!(refused, HostNotAllowed::Special { .. }), "{list} admitted {url}");
+            }
+            assert!(StampHosts::default().check(url).is_err(), "no list admitted {url}");
+        }
+        assert!(allowed("127.0.0.1", "https://127.0.0.1:8443"));
+        assert!(allowed("127.0.0.0/8", "https://127.0.0.2"));
+        assert!(allowed("*, 169.254.169.254", "https://169.254.169.254"));
+        // Ordinary addresses and names pass under `*` and with no list.
+        assert!(allowed("*", "https://10.1.2.3") && allowed("*", "https://stamp.example"));
+        assert!(StampHosts::default().check("https://adminmanagement.local.azurestack.external").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_resolves_to_nothing_unless_named_exactly() {
+        use reqwest::dns::Resolve as _;
+        use std::str::FromStr as _;
+        let resolve = |list: &str| {
+            let resolver = AllowedResolver { hosts: Arc::new(StampHosts::parse(list).unwrap()) };
+            resolver.resolve(reqwest::dns::Name::from_str("localhost").unwrap())
+        };
+        assert!(resolve("*").await.is_err());
+        assert!(resolve("*.localdomain, 10.0.0.0/8").await.is_err());
+        let named: Vec<SocketAddr> = resolve("localhost").await.unwrap().collect();
+        assert!(!named.is_empty() && named.iter().all(|a| a.ip().is_loopback()));
+        let by_block: Vec<SocketAddr> = resolve("*, 127.0.0.0/8").await.unwrap().collect();
+        assert!(by_block.iter().all(|a| a.ip().is_ipv4() && a.ip().is_loopback()), "{by_block:?}");
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! belongs to the session, which knows about tokens (see `session.rs`).
 //!
 //! Every call is HTTPS, never follows a redirect (a 3xx is a failure that says so: a redirect could
-//! carry the bearer token or the client secret to a host nobody registered), and, when the operator
-//! configured `AZS_USAGE_ALLOWED_STAMP_HOSTS`, goes only to an allowed host ([`crate::hosts`]). These
+//! carry the bearer token or the client secret to a host nobody registered), never through a proxy, and
+//! only to a host the outbound policy admits (`AZS_USAGE_ALLOWED_STAMP_HOSTS`, and never a loopback,
+//! link-local or metadata address it does not name explicitly: [`crate::hosts`]). These
 //! are checked on the request itself, just before it is sent, so they hold for the admin ARM endpoint,
 //! the discovered login and token endpoints and every `nextLink` alike.
 //!
@@ -181,7 +182,7 @@ pub(crate) fn retryable_status(status: u16) -> bool {
 
 impl StampHttp {
     /// A client trusting the system roots plus `ca_pem` (the stamp's own root, if it has one), calling
-    /// only hosts `allowed` admits (any host when `None`).
+    /// only hosts `allowed` admits (when `None`: any host but the special addresses).
     pub fn new(
         ca_pem: Option<&str>,
         settings: HttpSettings,
@@ -212,9 +213,10 @@ impl StampHttp {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .user_agent(concat!("azs-usage/", env!("CARGO_PKG_VERSION")));
-        if let Some(hosts) = &allowed {
-            builder = builder.dns_resolver(Arc::new(AllowedResolver { hosts: hosts.clone() }));
-        }
+        // Every name resolves through the outbound policy, and no proxy is used: a proxy would
+        // resolve and connect on our behalf, past the address check.
+        let policy = allowed.clone().unwrap_or_default();
+        builder = builder.no_proxy().dns_resolver(Arc::new(AllowedResolver { hosts: policy }));
         let client =
             builder.build().map_err(|e| configuration(format!("could not build the HTTP client: {e}")))?;
         Ok(Self { client, settings, allowed })
@@ -320,10 +322,8 @@ impl StampHttp {
                 ),
             });
         }
-        if let Some(allowed) = &self.allowed {
-            allowed.check_url(url).map_err(|e| HttpFailure::Refused { what, reason: e.to_string() })?;
-        }
-        Ok(())
+        let policy = self.allowed.clone().unwrap_or_default();
+        policy.check_url(url).map_err(|e| HttpFailure::Refused { what, reason: e.to_string() })
     }
 
     /// The whole body into `body`, refusing more than `max_body_bytes`. A connection dropped half-way
@@ -403,14 +403,14 @@ fn transport_failure(what: &'static str, error: &reqwest::Error) -> Attempt {
         "the TLS certificate is not trusted"
     } else if not_allowed {
         "the host resolves to no address AZS_USAGE_ALLOWED_STAMP_HOSTS allows"
-    } else if error.is_timeout() {
-        "no answer in time (timed out)"
     } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
         "the host name does not resolve"
-    } else if error.is_connect() && chain.contains("refused") {
-        "the connection was refused"
     } else if error.is_connect() {
-        "could not connect"
+        // One phrase for a refused and an unanswered connection: telling them apart would tell a
+        // webhook caller which ports of our network are open.
+        "could not connect (refused or no answer)"
+    } else if error.is_timeout() {
+        "no answer in time (timed out)"
     } else {
         "the connection failed before a complete answer"
     }

@@ -191,17 +191,16 @@ impl UsageSource for AzureStackClient {
 
     fn check_endpoints(&self, connection: &StampConnection) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        if let Some(allowed) = &self.allowed {
-            let urls = [
-                ("adminArmEndpoint", Some(connection.admin_arm_endpoint.as_str())),
-                ("authorityEndpointUrl", connection.authority_endpoint_url.as_deref()),
-            ];
-            for (field, url) in urls {
-                if let Some(url) = url.filter(|u| !u.trim().is_empty())
-                    && let Err(e) = allowed.check(url)
-                {
-                    errors.push(field, format!("must name an allowed stamp host: {e}"));
-                }
+        let policy = self.allowed.clone().unwrap_or_default();
+        let urls = [
+            ("adminArmEndpoint", Some(connection.admin_arm_endpoint.as_str())),
+            ("authorityEndpointUrl", connection.authority_endpoint_url.as_deref()),
+        ];
+        for (field, url) in urls {
+            if let Some(url) = url.filter(|u| !u.trim().is_empty())
+                && let Err(e) = policy.check(url)
+            {
+                errors.push(field, format!("must name an allowed stamp host: {e}"));
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }

@@ -88,7 +88,12 @@ fn test_settings() -> ClientSettings {
 }
 
 fn client() -> AzureStackClient {
-    AzureStackClient::new(test_settings())
+    loopback(AzureStackClient::new(test_settings()))
+}
+
+/// The simulator listens on loopback, which the outbound policy admits only when named.
+fn loopback(client: AzureStackClient) -> AzureStackClient {
+    client.with_allowed_hosts(Some(azs_azure_stack::hosts::StampHosts::parse("127.0.0.1").unwrap()))
 }
 
 /// Settled reported hours a little in the past: `[now - 2h - hours, now - 2h)`.
@@ -240,7 +245,7 @@ async fn an_azure_ad_stamp_with_a_secret_pulls_per_subscriber_equal_to_ground_tr
 
 /// A per-subscriber session whose window pulls run `concurrency` subscriber chains at once.
 async fn per_subscriber_session(sim: &Simulator, settings: ClientSettings) -> Box<dyn StampSession> {
-    AzureStackClient::new(settings)
+    loopback(AzureStackClient::new(settings))
         .connect(
             &registered(sim, UsageQueryMode::PerSubscriber),
             &Credential::ApplicationSecret(Secret::new(SECRET)),
@@ -467,7 +472,7 @@ async fn a_response_slower_than_the_request_timeout_is_retried() {
     settings.http.request_timeout = Duration::from_secs(2);
     let slow = Fault::Slow { kind: RequestKind::Usage, count: 1, delay: Duration::from_secs(6) };
 
-    let (summary, _, took) = survives_with(AzureStackClient::new(settings), vec![slow], 10).await;
+    let (summary, _, took) = survives_with(loopback(AzureStackClient::new(settings)), vec![slow], 10).await;
 
     assert!(summary.retries >= 1);
     assert!(took < Duration::from_secs(6), "gave up on the slow answer instead of waiting it out ({took:?})");

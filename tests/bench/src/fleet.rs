@@ -210,7 +210,8 @@ pub async fn run(fleet: &Fleet) -> anyhow::Result<()> {
     let source = azs_azure_stack::AzureStackClient::new(azs_azure_stack::ClientSettings {
         subscriber_concurrency: config.subscriber_concurrency,
         ..Default::default()
-    });
+    })
+    .with_allowed_hosts(Some(azs_azure_stack::hosts::StampHosts::parse("127.0.0.1").unwrap()));
     let file_secrets = FileSecretStore::new(&secrets, config.secret_prefix.clone());
     let services = Services::assemble(config, store.clone(), Arc::new(file_secrets), Arc::new(source));
 

@@ -80,7 +80,8 @@ impl Files {
         let source = AzureStackClient::new(ClientSettings {
             subscriber_concurrency: config.subscriber_concurrency,
             ..ClientSettings::default()
-        });
+        })
+        .with_allowed_hosts(Some(azs_azure_stack::hosts::StampHosts::parse("127.0.0.1").unwrap()));
         Ok((Arc::new(store), Arc::new(secrets), Arc::new(source)))
     }
 }

@@ -16,6 +16,7 @@ async fn handler_with_empty_store() -> (Handler, TempDir) {
     let env = [
         ("AZS_USAGE_DATABASE", format!("sqlite:{}", dir.path().join("usage.db").display())),
         ("AZS_USAGE_SECRETS", format!("file:{}", dir.path().join("secrets.json").display())),
+        ("AZS_USAGE_ALLOWED_STAMP_HOSTS", "127.0.0.1".to_owned()),
         ("AZS_USAGE_TIME_BUDGET", "60s".to_owned()),
     ];
     (Handler::start(&env).await.unwrap(), dir)

@@ -252,6 +252,7 @@ async fn stamps_fanned_out_through_the_host_queue_bindings_are_collected_exactly
     let env = [
         ("AZS_USAGE_DATABASE", format!("sqlite:{}", db.display())),
         ("AZS_USAGE_SECRETS", format!("file:{}", dir.path().join("secrets.json").display())),
+        ("AZS_USAGE_ALLOWED_STAMP_HOSTS", "127.0.0.1".to_owned()),
         ("AZS_USAGE_FAN_OUT", "queue".to_owned()),
         // 10 s of it are the last commit's reserve: one slow hour per invocation.
         ("AZS_USAGE_TIME_BUDGET", "12s".to_owned()),

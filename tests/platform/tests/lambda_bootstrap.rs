@@ -35,6 +35,7 @@ async fn cold_start(bootstrap: &std::path::Path, function: &str, event: Value) -
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function}")),
         ("AZS_USAGE_DATABASE", format!("sqlite:{}", dir.path().join("usage.db").display())),
         ("AZS_USAGE_SECRETS", format!("file:{}", dir.path().join("secrets.json").display())),
+        ("AZS_USAGE_ALLOWED_STAMP_HOSTS", "127.0.0.1".to_owned()),
     ];
     let started = Instant::now();
     let _process = spawn(bootstrap, &env).unwrap();

@@ -91,6 +91,8 @@ impl World {
         c.env("AZS_USAGE_DATABASE", format!("sqlite:{}", self.database().display()))
             .env("AZS_USAGE_SECRETS", format!("file:{}", self.path("secrets.json").display()))
             .env("AZS_USAGE_SETTLE_DELAY", "1h")
+            // The simulated stamps listen on loopback: admitted only when named.
+            .env("AZS_USAGE_ALLOWED_STAMP_HOSTS", "127.0.0.1")
             // The scheduled verify re-pulls a day once per stamp: off unless a test is about it, so
             // that the other tests' faults and request counts meet only the collection they test.
             .env("AZS_USAGE_VERIFY_TRAILING_HOURS", "0")
