@@ -194,6 +194,13 @@ module "azs_usage" {
   collect_usage_zip_path  = "${path.root}/../../../target/lambda/collect-usage/bootstrap.zip"
   register_stamp_zip_path = "${path.root}/../../../target/lambda/register-stamp/bootstrap.zip"
 
+  # Required: the only hosts the service calls with a stamp's credential (AZS_USAGE_ALLOWED_STAMP_HOSTS),
+  # its guard against webhook callers naming URLs (SSRF). Replace with your stamps' admin ARM and AD FS
+  # hosts or address blocks; Entra ID stamps also need login.microsoftonline.com (or their cloud's login
+  # host). "*" allows any https host (no host restriction; loopback, link-local/metadata, unspecified and
+  # multicast addresses stay refused): prefer a list.
+  allowed_stamp_hosts = "*.azurestack.contoso.com, 10.20.0.0/16"
+
   vpc_subnet_ids         = var.create_vpc ? aws_subnet.private[*].id : []
   database_ca_bundle_pem = var.rds_ca_bundle_path == null ? null : file(var.rds_ca_bundle_path)
 }

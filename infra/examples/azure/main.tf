@@ -76,6 +76,13 @@ module "azs_usage" {
   sql_admin_object_id = var.sql_admin_group_object_id
   sql_admin_login     = var.sql_admin_group_name
   alert_emails        = var.alert_emails
+
+  # Required: the only hosts the service calls with a stamp's credential (AZS_USAGE_ALLOWED_STAMP_HOSTS),
+  # its guard against webhook callers naming URLs (SSRF). Replace with your stamps' admin ARM and AD FS
+  # hosts or address blocks; Entra ID stamps also need login.microsoftonline.com (or their cloud's login
+  # host). "*" allows any https host (no host restriction; loopback, link-local/metadata, unspecified and
+  # multicast addresses stay refused): prefer a list.
+  allowed_stamp_hosts = "*.azurestack.contoso.com, 10.20.0.0/16"
 }
 
 output "function_app_name" {

@@ -41,6 +41,8 @@ locals {
       AZS_USAGE_SUBSCRIBER_CONCURRENCY = tostring(var.subscriber_concurrency)
       AZS_USAGE_LOG                    = var.log_level
       AZS_USAGE_LOG_FORMAT             = "json"
+      # The SSRF guard: the hosts a stamp's credential may be sent to (required; "*" is any https host).
+      AZS_USAGE_ALLOWED_STAMP_HOSTS = var.allowed_stamp_hosts
       # Stamp credentials the webhook creates are encrypted with the module's key.
       AZS_USAGE_SECRET_KMS_KEY = aws_kms_key.this.arn
     },

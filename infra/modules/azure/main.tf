@@ -74,6 +74,8 @@ locals {
       AZS_USAGE_LOG_FORMAT             = "json"
       AZS_USAGE_TIME_BUDGET            = local.time_budget
       COLLECT_SCHEDULE                 = var.collect_schedule
+      # The SSRF guard: the hosts a stamp's credential may be sent to (required; "*" is any https host).
+      AZS_USAGE_ALLOWED_STAMP_HOSTS = var.allowed_stamp_hosts
       # host.json's functionTimeout, overridden from the same variable as the time budget.
       AzureFunctionsJobHost__functionTimeout = local.function_timeout
     },

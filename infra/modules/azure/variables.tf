@@ -136,6 +136,16 @@ variable "secret_prefix" {
   }
 }
 
+variable "allowed_stamp_hosts" {
+  description = "Required. The stamp hosts the service may call (AZS_USAGE_ALLOWED_STAMP_HOSTS), its guard against server-side request forgery: a webhook caller names the admin ARM endpoint (and, through discovery, the login and token URLs) that the service then calls with the stamp's credential. Comma separated; each entry a host name (`azs.contoso.com`), a `*.suffix` wildcard (`*.azurestack.contoso.com`), an IP address or a CIDR block (`10.20.0.0/16`); a name not listed by name is allowed only when it resolves into a listed block. List the login host too (AD FS, or login.microsoftonline.com for Entra ID). `\"*\"` alone allows any https host, opting out of the host restriction: use it only when every webhook caller is trusted. Even with `\"*\"`, loopback, link-local (cloud metadata), unspecified and multicast addresses stay refused unless an entry names them by exact name or address block."
+  type        = string
+
+  validation {
+    condition     = length(compact([for entry in split(",", var.allowed_stamp_hosts) : trimspace(entry)])) > 0
+    error_message = "allowed_stamp_hosts must name at least one stamp host, wildcard, address or CIDR block (e.g. \"*.azurestack.contoso.com, 10.20.0.0/16\"); an empty value would let the app call any https host. Set \"*\" to allow any host deliberately."
+  }
+}
+
 variable "collect_concurrency" {
   description = "How many stamps one run collects at once (AZS_USAGE_CONCURRENCY)."
   type        = number

@@ -52,9 +52,11 @@ mock_provider "aws" {
   }
 }
 
+# Every run below gets these (allowed_stamp_hosts is required); a run's own variables block adds to them.
 variables {
   collect_usage_zip_path  = "tests/empty.zip"
   register_stamp_zip_path = "tests/empty.zip"
+  allowed_stamp_hosts     = "*.azurestack.contoso.com, 10.20.0.0/16"
 }
 
 run "defaults_deploy_on_a_new_account" {
@@ -92,6 +94,59 @@ run "defaults_deploy_on_a_new_account" {
     condition     = length(aws_lambda_function.collect_usage.vpc_config) == 0 && length(aws_security_group.functions) == 0
     error_message = "no VPC unless subnets are given"
   }
+}
+
+# The SSRF guard reaches every function that calls stamps: the collector, the webhook and (queue.tf) the
+# stamp worker, verbatim.
+run "allowed_stamp_hosts_reach_every_function" {
+  command = apply
+  variables {
+    allowed_stamp_hosts = "adminmanagement.east.contoso.com, *.azurestack.contoso.com, 10.20.0.0/16"
+    fan_out_queue       = true
+  }
+
+  assert {
+    condition     = aws_lambda_function.collect_usage.environment[0].variables["AZS_USAGE_ALLOWED_STAMP_HOSTS"] == "adminmanagement.east.contoso.com, *.azurestack.contoso.com, 10.20.0.0/16"
+    error_message = "the collector must get AZS_USAGE_ALLOWED_STAMP_HOSTS"
+  }
+  assert {
+    condition     = aws_lambda_function.register_stamp.environment[0].variables["AZS_USAGE_ALLOWED_STAMP_HOSTS"] == "adminmanagement.east.contoso.com, *.azurestack.contoso.com, 10.20.0.0/16"
+    error_message = "the webhook must get AZS_USAGE_ALLOWED_STAMP_HOSTS"
+  }
+  assert {
+    condition     = aws_lambda_function.stamp_worker[0].environment[0].variables["AZS_USAGE_ALLOWED_STAMP_HOSTS"] == "adminmanagement.east.contoso.com, *.azurestack.contoso.com, 10.20.0.0/16"
+    error_message = "the stamp worker must get AZS_USAGE_ALLOWED_STAMP_HOSTS"
+  }
+}
+
+# "*" is a deliberate opt-out and passes through unchanged (the app still refuses special addresses).
+run "allowed_stamp_hosts_star_is_passed_through" {
+  command = plan
+  variables {
+    allowed_stamp_hosts = "*"
+  }
+
+  assert {
+    condition     = aws_lambda_function.register_stamp.environment[0].variables["AZS_USAGE_ALLOWED_STAMP_HOSTS"] == "*"
+    error_message = "\"*\" reaches the webhook as is"
+  }
+}
+
+# Unset or empty, the app would call any https host: the module refuses an empty list.
+run "empty_allowed_stamp_hosts_is_refused" {
+  command = plan
+  variables {
+    allowed_stamp_hosts = ""
+  }
+  expect_failures = [var.allowed_stamp_hosts]
+}
+
+run "blank_allowed_stamp_hosts_is_refused" {
+  command = plan
+  variables {
+    allowed_stamp_hosts = "  , , "
+  }
+  expect_failures = [var.allowed_stamp_hosts]
 }
 
 run "alarms_notify_the_module_topic" {
