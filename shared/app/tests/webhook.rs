@@ -702,15 +702,18 @@ async fn testing_a_stamp_reports_discovery_and_the_last_settled_hour_in_either_q
 }
 
 #[tokio::test]
-async fn testing_a_stamp_the_stamp_refuses_answers_422() {
+async fn testing_a_stamp_the_stamp_refuses_is_a_negative_result_naming_the_step_not_a_rejection() {
     let app = Harness::with_stamp().await;
     let id = app.register(&with(app.stamp_registration(), "applicationSecret", json!("revoked"))).await;
 
     let reply = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await;
 
-    let p = reply.expect(StatusCode::UNPROCESSABLE_ENTITY).problem();
-    assert_eq!(p["stage"], "token");
-    assert_eq!(p["transient"], false);
+    let result = reply.expect(StatusCode::OK).json();
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["failure"]["stage"], "token", "{result}");
+    assert_eq!(result["failure"]["transient"], false, "{result}");
+    assert!(result["failure"]["detail"].is_string() && result.get("rows").is_none(), "{result}");
+    no_secret_in(&reply);
 }
 
 #[tokio::test]
@@ -1813,7 +1816,12 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(connection, property_names(&schemas["StampConnection"]));
     let report = app.call(Method::POST, &format!("/stamps/{id}/test"), None).await.json();
     let report_members: BTreeSet<String> = report.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(report_members, property_names(&schemas["ConnectionReport"]));
+    // A test that passed: `ok` and the report's members (`failure` only when it did not).
+    let mut passed = property_names(&schemas["ConnectionReport"]);
+    passed.insert("ok".to_owned());
+    assert_eq!(report_members, passed);
+    let result = property_names(&schemas["TestResult"]);
+    assert_eq!(result, passed.iter().cloned().chain(["failure".to_owned()]).collect());
     // Every documented operation is served, and every method the document leaves out is refused.
     let paths = doc["paths"].as_object().unwrap();
     for (template, item) in paths {

@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
+use azs_core::ports::PullStage;
 use azs_core::registration::StampRegistration;
+use serde::Serialize;
 
 pub async fn register(
     State(app): State<App>,
@@ -48,18 +50,50 @@ pub async fn remove(State(app): State<App>, StampPath(id): StampPath) -> Result<
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// 200 with what the stamp answered, or 422 when it could not be reached, refused us, or the stored
-/// credential is gone (the request itself had nothing invalid, so that is no 400).
-pub async fn test(
-    State(app): State<App>,
-    StampPath(id): StampPath,
-) -> Result<Json<ConnectionReport>, Problem> {
-    app.registrar.test(&id).await.map(Json).map_err(|e| match e {
-        RegistrationError::Unusable(errors) => {
+/// What `POST /stamps/{id}/test` answers: the request is valid whatever the stamp does, so a stamp
+/// that cannot be reached or refuses us is a negative *result* (200, `ok: false`, the step that failed),
+/// not a rejection of the request. Only a stored stamp that cannot be tested at all (its credential
+/// gone from the secret store) is a 422.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    pub ok: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ConnectionReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<TestFailure>,
+}
+
+/// The step a connection test stopped at, with the typed reason (never the stamp's own text).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestFailure {
+    pub stage: PullStage,
+    pub upstream_status: Option<u16>,
+    pub upstream_code: Option<String>,
+    pub transient: bool,
+    pub detail: String,
+}
+
+pub async fn test(State(app): State<App>, StampPath(id): StampPath) -> Result<Json<TestResult>, Problem> {
+    match app.registrar.test(&id).await {
+        Ok(report) => Ok(Json(TestResult { ok: true, report: Some(report), failure: None })),
+        Err(RegistrationError::Unverified(pull)) => Ok(Json(TestResult {
+            ok: false,
+            report: None,
+            failure: Some(TestFailure {
+                stage: pull.stage,
+                upstream_status: pull.http_status,
+                upstream_code: pull.upstream_code,
+                transient: pull.transient,
+                detail: pull.message,
+            }),
+        })),
+        Err(RegistrationError::Unusable(errors)) => {
             let mut p = Problem::unusable_fields(errors);
             p.title = "The stored stamp cannot be tested".into();
-            p
+            Err(p)
         }
-        other => Problem::from_registration(other, &app.base),
-    })
+        Err(other) => Err(Problem::from_registration(other, &app.base)),
+    }
 }
