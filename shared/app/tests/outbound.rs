@@ -34,6 +34,8 @@ enum Metadata {
     OwnLogin,
     /// [`Metadata::OwnLogin`], but the openid configuration names this token endpoint.
     OwnLoginTokenAt(String),
+    /// This body, verbatim, as JSON.
+    Raw(&'static str),
 }
 
 /// An HTTPS server on 127.0.0.1 with a certificate from its own CA; counts every request.
@@ -102,6 +104,7 @@ fn answer(uri: &Uri, metadata: &Metadata, landed: &AtomicUsize, target: &str) ->
             }
         }))
         .into_response(),
+        Metadata::Raw(body) => ([("content-type", "application/json")], *body).into_response(),
         Metadata::OwnLogin | Metadata::OwnLoginTokenAt(_) => unreachable!("answered as Login above"),
     }
 }
@@ -414,4 +417,29 @@ async fn metadata_and_loopback_addresses_are_refused_without_an_entry_that_names
         "{result}"
     );
     assert_eq!(connections.load(Ordering::SeqCst), 0, "loopback was connected to");
+}
+
+#[tokio::test]
+async fn what_a_stamps_metadata_says_never_reaches_a_problem() {
+    // Given stamps whose metadata documents carry text of their own choosing in the wrong places
+    let dir = tempfile::tempdir().unwrap();
+    let base = webhook(dir.path(), Some(LOOPBACK)).await;
+    let bodies = [
+        r#"{"authentication":{"loginEndpoint":"https://login.example/","audiences":"MARKER-audiences-not-a-list"}}"#,
+        r#"{"authentication":{"loginEndpoint":["MARKER-login-not-a-string"],"audiences":["a"]}}"#,
+        r#"{"authentication": MARKER-not-json}"#,
+    ];
+    for body in bodies {
+        let stamp = fake_stamp(Metadata::Raw(body)).await;
+
+        // When each is registered with verification
+        let (status, problem) =
+            post(&base, "/stamps?verify=true", Some(&registration(&stamp.url, Some(&stamp.ca_pem)))).await;
+
+        // Then the problem says what was wrong in our words, and none of the stamp's text
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["stage"], "discovery", "{problem}");
+        assert!(!problem.to_string().contains("MARKER"), "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("metadata document"), "{problem}");
+    }
 }

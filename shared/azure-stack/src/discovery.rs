@@ -218,7 +218,8 @@ pub(crate) fn parse_metadata(body: &[u8]) -> Result<StampMetadata, Unreadable> {
     }
     let metadata: Metadata = serde_json::from_slice(body).map_err(|e| {
         Unreadable::permanent(format!(
-            "not the Azure Stack Hub metadata document ({e}); is adminArmEndpoint right?"
+            "not the Azure Stack Hub metadata document ({}); is adminArmEndpoint right?",
+            crate::http::json_error(&e)
         ))
     })?;
     let authentication = metadata
@@ -242,8 +243,9 @@ pub(crate) fn parse_openid_configuration(body: &[u8]) -> Result<String, Unreadab
     struct OpenIdConfiguration {
         token_endpoint: Option<String>,
     }
-    let config: OpenIdConfiguration = serde_json::from_slice(body)
-        .map_err(|e| Unreadable::permanent(format!("not an openid configuration ({e})")))?;
+    let config: OpenIdConfiguration = serde_json::from_slice(body).map_err(|e| {
+        Unreadable::permanent(format!("not an openid configuration ({})", crate::http::json_error(&e)))
+    })?;
     config
         .token_endpoint
         .filter(|t| !t.trim().is_empty())

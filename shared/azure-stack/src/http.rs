@@ -174,6 +174,18 @@ impl HttpFailure {
     }
 }
 
+/// What was wrong with a JSON answer, in our words: serde's own message may quote the answer's text
+/// (`invalid type: string "..."`), which is the far end's to choose and never reaches a caller.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "JSON of another shape",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 /// Statuses that mean "busy or broken for now": worth asking again. Every 5xx, as the usage API's
 /// reference says (no 429 or 5xx contract is documented; gateways in front of a stamp answer 52x too).
 pub(crate) fn retryable_status(status: u16) -> bool {

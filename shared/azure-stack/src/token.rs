@@ -300,10 +300,9 @@ pub(crate) fn parse_token_response(body: &[u8]) -> Result<TokenResponse, Unreada
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Unreadable::permanent("the token response has no access_token"))?;
-    if let Some(kind) = raw.token_type.as_deref()
-        && !kind.eq_ignore_ascii_case("bearer")
-    {
-        return Err(Unreadable::permanent(format!("the token type is {kind:?}, not Bearer")));
+    if raw.token_type.as_deref().is_some_and(|kind| !kind.eq_ignore_ascii_case("bearer")) {
+        // The type the far end named is not repeated: its text is its own to choose.
+        return Err(Unreadable::permanent("the token type is not Bearer"));
     }
     let lifetime = raw
         .expires_in

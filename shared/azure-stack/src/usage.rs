@@ -163,7 +163,8 @@ struct RawResources<'a> {
 
 /// Reads one page.
 pub fn parse_usage_page(body: &[u8]) -> Result<UsagePage, PageError> {
-    let page: RawPage = serde_json::from_slice(body).map_err(|e| PageError::Malformed(e.to_string()))?;
+    let page: RawPage =
+        serde_json::from_slice(body).map_err(|e| PageError::Malformed(crate::http::json_error(&e)))?;
     let entries = page.value.ok_or_else(|| PageError::Malformed("no `value` array".into()))?;
     let mut rows = Vec::with_capacity(entries.len());
     let mut times = TimeMemo::default();
@@ -218,8 +219,9 @@ fn usage_row(
     let p = entry.properties.ok_or_else(|| missing("properties"))?;
 
     let instance_text = p.instance_data.ok_or_else(|| missing("properties.instanceData"))?.0;
-    let instance: RawInstanceData = serde_json::from_str(&instance_text)
-        .map_err(|e| invalid("properties.instanceData", &format!("is not JSON ({e})")))?;
+    let instance: RawInstanceData = serde_json::from_str(&instance_text).map_err(|e| {
+        invalid("properties.instanceData", &format!("is not JSON ({})", crate::http::json_error(&e)))
+    })?;
     let resources =
         instance.resources.ok_or_else(|| missing("properties.instanceData.Microsoft.Resources"))?;
     let resource_uri = resources
@@ -324,7 +326,8 @@ pub(crate) fn parse_subscription_page(body: &[u8]) -> Result<SubscriptionPage, P
     struct RawSubscription {
         subscription_id: Option<String>,
     }
-    let raw: Raw = serde_json::from_slice(body).map_err(|e| PageError::Malformed(e.to_string()))?;
+    let raw: Raw =
+        serde_json::from_slice(body).map_err(|e| PageError::Malformed(crate::http::json_error(&e)))?;
     let value = raw.value.ok_or_else(|| PageError::Malformed("no `value` array".into()))?;
     let mut subscription_ids = Vec::with_capacity(value.len());
     for (index, s) in value.into_iter().enumerate() {
