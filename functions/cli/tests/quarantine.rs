@@ -105,3 +105,38 @@ async fn rows_no_store_can_hold_are_quarantined_verbatim_and_the_stamp_advances(
     assert_eq!(json_of(&world, &["quarantine", "list", "--json"]).await.as_array().unwrap().len(), 3);
     world.assert_complete(0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_with_more_quarantined_rows_than_the_cap_fails_alone_and_the_stamp_keeps_the_rest() {
+    // Given two stamps four hours behind, collected up to two hours short of the horizon
+    let world = World::start(two_stamps, 4, 50).await;
+    let first = world.run_with(&["collect"], &[("AZS_USAGE_SETTLE_DELAY", "3h")]).await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    let watermark = world.watermark(0).await;
+    assert!(watermark < world.horizon());
+
+    // When stamp 0's next page carries three rows no store can hold, and a window may quarantine two
+    world.sim.stamp(0).inject(Fault::ExtraEntries { count: 1, entries: unholdable() });
+    let capped = [("AZS_USAGE_MAX_QUARANTINED_PER_WINDOW", "2")];
+    let summary = world.run_with(&["collect", "--json"], &capped).await;
+
+    // Then that window is not stored: stamp 0 stays at its watermark with what it had, exactly, its
+    // status naming the limit, its quarantine empty; stamp 1 is collected to the horizon
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&summary)).unwrap();
+    let stamp0 = summary["stamps"].as_array().unwrap().iter().find(|s| s["name"] == "stamp-0").unwrap();
+    assert_eq!(stamp0["outcome"], "failed", "{summary}");
+    assert_eq!(world.watermark(0).await, watermark);
+    world.assert_exact_to_watermark(0).await;
+    world.assert_complete(1).await;
+    let status = json_of(&world, &["status", "--json"]).await;
+    let status0 = status.as_array().unwrap().iter().find(|s| s["name"] == "stamp-0").unwrap();
+    let last_error = status0["status"]["lastError"].as_str().unwrap_or_default();
+    assert!(last_error.contains("quarantined rows per window"), "{status0}");
+    let listed = json_of(&world, &["quarantine", "list", "--stamp", "stamp-0", "--json"]).await;
+    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+
+    // And once the stamp sends what it should, the next run collects the rest exactly
+    let again = world.run(&["collect"]).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    world.assert_complete(0).await;
+}

@@ -32,6 +32,7 @@ pub const TIME_BUDGET: &str = "AZS_USAGE_TIME_BUDGET";
 pub const LEASE_TTL: &str = "AZS_USAGE_LEASE_TTL";
 pub const MAX_PAGES_PER_WINDOW: &str = "AZS_USAGE_MAX_PAGES_PER_WINDOW";
 pub const MAX_ROWS_PER_WINDOW: &str = "AZS_USAGE_MAX_ROWS_PER_WINDOW";
+pub const MAX_QUARANTINED_PER_WINDOW: &str = "AZS_USAGE_MAX_QUARANTINED_PER_WINDOW";
 pub const MAX_BYTES_PER_WINDOW: &str = "AZS_USAGE_MAX_BYTES_PER_WINDOW";
 pub const MAX_PAGE_BYTES: &str = "AZS_USAGE_MAX_PAGE_BYTES";
 pub const LOG: &str = "AZS_USAGE_LOG";
@@ -126,6 +127,14 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         default: "250000",
         meaning: "Most rows one reported hour may have (held in memory until its commit, ~500 bytes \
                   each); more fails the window, nothing of it stored.",
+    },
+    EnvVar {
+        name: MAX_QUARANTINED_PER_WINDOW,
+        needed: Needed::Optional,
+        default: "1000",
+        meaning: "Most rows of one reported hour that may be quarantined (rows the database cannot hold \
+                  exactly, kept verbatim); more fails the window, nothing of it stored, and the stamp's \
+                  status says so.",
     },
     EnvVar {
         name: MAX_BYTES_PER_WINDOW,
@@ -284,6 +293,8 @@ pub struct AppConfig {
     pub max_attempts: u32,
     /// Hours the scheduled verify compares once a day per stamp; 0 = off.
     pub verify_trailing_hours: u32,
+    /// `AZS_USAGE_MAX_QUARANTINED_PER_WINDOW`.
+    pub max_quarantined_per_window: u64,
 }
 
 /// The SQL Server CA bundle: a secret holding the PEM text, or a file.
@@ -477,6 +488,7 @@ impl AppConfig {
             })?;
         Ok(Self {
             verify_trailing_hours,
+            max_quarantined_per_window: count(MAX_QUARANTINED_PER_WINDOW)?,
             fan_out,
             stamp_queue_url,
             dead_letter_queue_url,

@@ -78,6 +78,7 @@ impl Services {
             lease_ttl: config.lease_ttl,
             max_span_hours: config.max_span_hours,
             verify_trailing_hours: config.verify_trailing_hours,
+            max_quarantined_per_window: config.max_quarantined_per_window,
             ..CollectSettings::default()
         };
         let Administration { stamps: registrar, mappings: mapper, .. } = Administration::new(

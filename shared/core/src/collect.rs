@@ -15,8 +15,8 @@
 
 use crate::drift::{HourComparison, HourDrift};
 use crate::ports::{
-    CommitReceipt, ExportFilter, PageRows, PullError, PullStage, PullSummary, SecretStore, StampSession,
-    Store, StoreError, UsageSource, WindowCommit, WindowWrite,
+    CommitReceipt, ExportFilter, LimitExceeded, PageRows, PullError, PullStage, PullSummary, SecretStore,
+    StampSession, Store, StoreError, UsageSource, WindowCommit, WindowWrite,
 };
 use crate::quarantine::{QuarantinedRow, RowLimits, reconstructed_json};
 use crate::stamp::{Credential, Stamp, StampId};
@@ -56,6 +56,9 @@ pub struct CollectSettings {
     /// re-pulls the last this-many collected hours (ending at the watermark) without writing, and
     /// records what differs in the stamp's status (`lastVerified`, `drift`). 0 turns it off.
     pub verify_trailing_hours: u32,
+    /// Most rows of one window that may go to the quarantine; a window with more fails (nothing of it
+    /// is stored, the stamp's status says why) and is pulled again by the next run.
+    pub max_quarantined_per_window: u64,
 }
 
 impl Default for CollectSettings {
@@ -68,9 +71,14 @@ impl Default for CollectSettings {
             commit_reserve: Duration::from_secs(10),
             max_span_hours: 1,
             verify_trailing_hours: 0,
+            max_quarantined_per_window: DEFAULT_MAX_QUARANTINED_PER_WINDOW,
         }
     }
 }
+
+/// [`CollectSettings::max_quarantined_per_window`] unless configured: far above the handful of
+/// unholdable rows a healthy stamp ever sent, far below a window's rows.
+pub const DEFAULT_MAX_QUARANTINED_PER_WINDOW: u64 = 1_000;
 
 /// One collection run's request.
 #[derive(Debug, Clone, Default)]
@@ -633,6 +641,11 @@ impl Collector {
             )
             .await?;
         *rows_hint = pulled_window.rows.len();
+        let (quarantined, limit) =
+            (pulled_window.quarantined.len() as u64, self.settings.max_quarantined_per_window);
+        if quarantined > limit {
+            return Err(PullError::limit(LimitExceeded::Quarantined { rows: quarantined, limit }).into());
+        }
         Ok((pulled_window, pulled))
     }
 

@@ -361,6 +361,13 @@ pub enum LimitExceeded {
     Bytes { limit: u64 },
     #[error("a page is larger than {limit} bytes (limit: bytes per page); stopped reading it at the cap")]
     PageBytes { limit: u64 },
+    /// More rows the store cannot hold than a window may quarantine: a stamp that sends mostly such
+    /// rows is failing, not reporting, and its verbatim rows would otherwise fill the database.
+    #[error(
+        "{rows} rows of one window cannot be stored exactly, more than the {limit} a window may quarantine \
+         (limit: quarantined rows per window); the window was not stored"
+    )]
+    Quarantined { rows: u64, limit: u64 },
 }
 
 /// What discovery found out about a stamp.
