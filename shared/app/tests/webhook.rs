@@ -897,6 +897,58 @@ async fn the_quarantine_is_listed_for_one_stamp_by_id_or_name_or_for_all_and_bad
 }
 
 #[tokio::test]
+async fn listings_come_a_page_at_a_time_and_the_next_link_walks_them_all_once() {
+    // Given a stamp with seven mappings
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+    let mut subscriptions: Vec<String> =
+        (0..7).map(|i| format!("00000000-0000-4000-8000-00000000000{i}")).collect();
+    for (i, sub) in subscriptions.iter().enumerate() {
+        let path = format!("/stamps/{id}/subscriptions/{sub}");
+        let body = json!({ "billingSubscriptionId": format!("billing-{i}") });
+        app.call(Method::PUT, &path, Some(&body)).await.expect(StatusCode::OK);
+    }
+
+    // When the mappings are listed three at a time, following each page's next link
+    let mut seen = Vec::new();
+    let mut next = Some(format!("/stamps/{id}/subscriptions?limit=3"));
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let reply = app.get(&path).await;
+        let page = reply.expect(StatusCode::OK).json();
+        assert!(page.as_array().unwrap().len() <= 3, "{page}");
+        seen.extend(
+            page.as_array().unwrap().iter().map(|m| m["externalSubscriptionId"].as_str().unwrap().to_owned()),
+        );
+        next = reply.header("link").map(|link| {
+            assert!(link.ends_with(r#">; rel="next""#), "{link}");
+            link.trim_start_matches('<').split('>').next().unwrap().to_owned()
+        });
+        pages += 1;
+    }
+
+    // Then three pages hold every mapping once, in order; the default page holds them all
+    subscriptions.sort();
+    assert_eq!((pages, &seen), (3, &subscriptions));
+    let all = app.get(&format!("/stamps/{id}/subscriptions")).await;
+    assert_eq!(all.json().as_array().unwrap().len(), 7);
+    assert!(all.header("link").is_none());
+
+    // And a bad limit or cursor is named with its rule, on every listing
+    for listing in ["/stamps", &format!("/stamps/{id}/unmapped"), "/quarantine"] {
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("cursor=zz", "cursor"),
+            ("limit=1&limit=2", "limit"),
+        ] {
+            let reply = app.get(&format!("{listing}?{query}")).await;
+            assert_eq!(reply.fields(), [field.to_owned()].into(), "{listing}?{query}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn mapping_a_subscription_back_fills_its_unmapped_rows_and_can_be_listed_and_removed() {
     let app = Harness::start().await;
     let id = stamp_with_unmapped_usage(&app).await;

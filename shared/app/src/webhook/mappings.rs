@@ -3,10 +3,12 @@
 
 use super::App;
 use super::body::{ExternalSubscriptionPath, JsonBody, StampPath};
+use super::page::PageRequest;
 use super::problem::Problem;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use serde::{Deserialize, Serialize};
 
@@ -51,13 +53,19 @@ pub async fn remove(
 pub async fn list(
     State(app): State<App>,
     StampPath(id): StampPath,
-) -> Result<Json<Vec<SubscriptionMapping>>, Problem> {
-    app.mapper.mappings(Some(&id)).await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
+    page: PageRequest,
+) -> Result<Response, Problem> {
+    let mappings =
+        app.mapper.mappings(Some(&id)).await.map_err(|e| Problem::from_registration(e, &app.base))?;
+    Ok(page.answer(mappings, |m: &SubscriptionMapping| m.external_subscription_id.clone()))
 }
 
 pub async fn unmapped(
     State(app): State<App>,
     StampPath(id): StampPath,
-) -> Result<Json<Vec<UnmappedSubscription>>, Problem> {
-    app.mapper.unmapped(Some(&id)).await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
+    page: PageRequest,
+) -> Result<Response, Problem> {
+    let unmapped =
+        app.mapper.unmapped(Some(&id)).await.map_err(|e| Problem::from_registration(e, &app.base))?;
+    Ok(page.answer(unmapped, |u: &UnmappedSubscription| u.external_subscription_id.clone()))
 }

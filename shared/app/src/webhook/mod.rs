@@ -15,6 +15,7 @@ mod auth;
 mod body;
 mod log;
 mod mappings;
+mod page;
 mod problem;
 mod quarantine;
 mod stamps;

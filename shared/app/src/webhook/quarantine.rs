@@ -2,18 +2,31 @@
 //! window, field and rule (see `azs_core::quarantine`), for one stamp (`?stamp=` id or name) or all.
 
 use super::App;
+use super::page::PageRequest;
 use super::problem::Problem;
-use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::response::Response;
 use azs_core::StampId;
 use azs_core::quarantine::QuarantineEntry;
+use sha2::Digest as _;
 
 pub async fn list(
     State(app): State<App>,
     StampFilter(stamp): StampFilter,
-) -> Result<Json<Vec<QuarantineEntry>>, Problem> {
-    app.quarantine.list(stamp.as_ref()).await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
+    page: PageRequest,
+) -> Result<Response, Problem> {
+    let entries =
+        app.quarantine.list(stamp.as_ref()).await.map_err(|e| Problem::from_registration(e, &app.base))?;
+    Ok(page.answer(entries, entry_key))
+}
+
+/// A quarantined row's place in the listing: its stamp, its window, and its content (as stored: one
+/// row per stamp, window and verbatim JSON).
+fn entry_key(entry: &QuarantineEntry) -> String {
+    let digest = sha2::Sha256::digest(entry.raw.as_bytes());
+    let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}|{}|{hash}", entry.stamp_id, entry.window.start.to_rfc3339())
 }
 
 /// `?stamp=ID|NAME`, at most once; absent means every stamp. Other parameters are ignored (platforms

@@ -2,6 +2,7 @@
 
 use super::App;
 use super::body::{JsonBody, StampPath, Verify};
+use super::page::PageRequest;
 use super::problem::Problem;
 use crate::registrar::{ConnectionReport, RegistrationError, StampPatch, StampView};
 use axum::Json;
@@ -24,8 +25,9 @@ pub async fn register(
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(view)).into_response())
 }
 
-pub async fn list(State(app): State<App>) -> Result<Json<Vec<StampView>>, Problem> {
-    app.registrar.list().await.map(Json).map_err(|e| Problem::from_registration(e, &app.base))
+pub async fn list(State(app): State<App>, page: PageRequest) -> Result<Response, Problem> {
+    let views = app.registrar.list().await.map_err(|e| Problem::from_registration(e, &app.base))?;
+    Ok(page.answer(views, |v: &StampView| v.stamp.id.to_string()))
 }
 
 pub async fn get(State(app): State<App>, StampPath(id): StampPath) -> Result<Json<StampView>, Problem> {

@@ -1,0 +1,110 @@
+//! Paginated listings: `?limit=` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and `?cursor=`.
+//!
+//! The body stays the JSON array each listing always was; a page that is not the last carries
+//! `Link: <same path and query, with cursor=...>; rel="next"` (RFC 8288), the way GitHub's API pages.
+//! Items are ordered by a key of their own (a stamp's id, a subscription id, a quarantined row's stamp,
+//! window and content hash) and the cursor is the last key of the page, opaque (hex), so a page
+//! boundary never skips or repeats an item when items are added or removed between requests. A
+//! response is then bounded whatever the database holds (Lambda refuses answers over 6 MB).
+
+use super::problem::Problem;
+use axum::Json;
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Uri, header::LINK};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub const DEFAULT_LIMIT: usize = 500;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Which page a caller asked for, and where the listing is served (for the `next` link).
+pub struct PageRequest {
+    limit: usize,
+    after: Option<String>,
+    uri: Uri,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let uri = match OriginalUri::from_request_parts(parts, state).await {
+            Ok(OriginalUri(uri)) => uri,
+            Err(never) => match never {},
+        };
+        let (mut limit, mut after) = (None, None);
+        for (name, value) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+            match name.as_ref() {
+                "limit" if limit.is_some() => {
+                    return Err(Problem::invalid_field("limit", "must be given at most once"));
+                }
+                "limit" => {
+                    let n = value.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n));
+                    limit = Some(n.ok_or_else(|| {
+                        Problem::invalid_field(
+                            "limit",
+                            &format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?);
+                }
+                "cursor" if after.is_some() => {
+                    return Err(Problem::invalid_field("cursor", "must be given at most once"));
+                }
+                "cursor" => {
+                    let key = from_hex(&value)
+                        .and_then(|bytes| String::from_utf8(bytes).ok())
+                        .filter(|key| !key.is_empty() && key.len() <= 600);
+                    after = Some(key.ok_or_else(|| {
+                        Problem::invalid_field("cursor", "must be the cursor of a previous page's next link")
+                    })?);
+                }
+                _ => {} // platforms add their own parameters (Azure Functions' `code=`)
+            }
+        }
+        Ok(PageRequest { limit: limit.unwrap_or(DEFAULT_LIMIT), after, uri })
+    }
+}
+
+impl PageRequest {
+    /// The page of `items` (in any order) this request asked for, ordered by `key`, with the `next`
+    /// link when more follow.
+    pub fn answer<T: Serialize>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> Response {
+        let mut keyed: Vec<(String, T)> = items.drain(..).map(|item| (key(&item), item)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = match &self.after {
+            Some(after) => keyed.partition_point(|(k, _)| k <= after),
+            None => 0,
+        };
+        let mut page: Vec<(String, T)> = keyed.into_iter().skip(start).take(self.limit + 1).collect();
+        let more = page.len() > self.limit;
+        page.truncate(self.limit);
+        let next = more.then(|| page.last().map(|(k, _)| self.next_link(k))).flatten();
+        let body: Vec<T> = page.into_iter().map(|(_, item)| item).collect();
+        let mut response = Json(body).into_response();
+        if let Some(link) = next.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(LINK, link);
+        }
+        response
+    }
+
+    fn next_link(&self, last_key: &str) -> String {
+        let cursor: String = last_key.bytes().map(|b| format!("{b:02x}")).collect();
+        let query = url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes())
+            .filter(|(name, _)| name != "cursor")
+            .fold(url::form_urlencoded::Serializer::new(String::new()), |mut q, (name, value)| {
+                q.append_pair(&name, &value);
+                q
+            })
+            .append_pair("cursor", &cursor)
+            .finish();
+        format!("<{}?{query}>; rel=\"next\"", self.uri.path())
+    }
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
