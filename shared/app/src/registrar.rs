@@ -114,6 +114,10 @@ pub struct Registered {
 pub type CredentialReader =
     fn(&CredentialInput, Option<&str>) -> Result<Option<Credential>, ValidationErrors>;
 
+/// Why a named credential secret may not serve this stamp.
+const BOUND_ELSEWHERE: &str = "names a credential document that is not provisioned for this stamp: its \
+     adminArmEndpoint member must be this stamp's adminArmEndpoint";
+
 /// How long reading an inline credential (parsing a PEM, opening a PFX) may take.
 const CREDENTIAL_READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -217,7 +221,10 @@ impl Registrar {
 
         if existing_secret.is_none() {
             self.secrets
-                .put_secret(&stamp.credential_secret_name, &credential.to_secret())
+                .put_secret(
+                    &stamp.credential_secret_name,
+                    &credential.to_secret_for(&stamp.connection.admin_arm_endpoint),
+                )
                 .await
                 .map_err(secret_store)?;
         }
@@ -294,7 +301,10 @@ impl Registrar {
         };
         if let Some(credential) = &new_secret {
             self.secrets
-                .put_secret(&stamp.credential_secret_name, &credential.to_secret())
+                .put_secret(
+                    &stamp.credential_secret_name,
+                    &credential.to_secret_for(&stamp.connection.admin_arm_endpoint),
+                )
                 .await
                 .map_err(secret_store)?;
         }
@@ -448,6 +458,10 @@ impl Registrar {
             self.secrets.get_secret(&stamp.credential_secret_name).await.map_err(secret_store)?.ok_or_else(
                 || unusable("credentialSecretName", "names a secret that is not in the secret store"),
             )?;
+        // Documents the service wrote before binding are unbound: those still serve their own stamp.
+        if !Credential::document_fits(&secret, &stamp.connection.admin_arm_endpoint, true) {
+            return Err(unusable("credentialSecretName", BOUND_ELSEWHERE));
+        }
         Credential::from_secret(&stamp.credential_secret_name, &secret)
             .map_err(|e| unusable("credentialSecretName", &e.to_string()))
     }
@@ -472,6 +486,12 @@ impl Registrar {
             })?;
             let credential = Credential::from_secret(name, &secret)
                 .map_err(|e| unusable("credentialSecretName", &e.to_string()))?;
+            // Provisioned for this stamp, or not used at all: a secret nobody names any more (left by a
+            // removal or a credential switch, or created beforehand) must not be claimable for a
+            // host of the caller's choosing.
+            if !Credential::document_fits(&secret, &connection.admin_arm_endpoint, false) {
+                return Err(unusable("credentialSecretName", BOUND_ELSEWHERE));
+            }
             return Ok((credential, Some(name.clone())));
         }
         // Reading a certificate is CPU work (a PFX runs key derivations, bounded by the reader): on a

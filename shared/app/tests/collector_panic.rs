@@ -91,7 +91,13 @@ async fn two_stamps() -> Setup {
         stamp.collect_from = from;
         store.insert_stamp(&stamp).await.unwrap();
         let credential = Credential::ApplicationSecret(Secret::new("client-secret"));
-        secrets.put_secret(&stamp.credential_secret_name, &credential.to_secret()).await.unwrap();
+        secrets
+            .put_secret(
+                &stamp.credential_secret_name,
+                &credential.to_secret_for(&stamp.connection.admin_arm_endpoint),
+            )
+            .await
+            .unwrap();
         stamps.push(stamp);
     }
     let broken = stamps.pop().unwrap();

@@ -120,8 +120,16 @@ async fn credential_secrets_outside_their_place_are_refused_before_any_connectio
     app.secrets.put_secret(DATABASE_SECRET, &Secret::new(DATABASE_VALUE)).await.unwrap();
     app.secrets.put_secret(API_TOKEN_SECRET, &Secret::new(API_TOKEN_VALUE)).await.unwrap();
     app.secrets.put_secret("azs-usage/plain", &Secret::new(PLAIN_VALUE)).await.unwrap();
-    let document = Credential::ApplicationSecret(Secret::new("outside-secret-3f1")).to_secret();
+    let document =
+        Credential::ApplicationSecret(Secret::new("outside-secret-3f1")).to_secret_for(&listener.endpoint());
     app.secrets.put_secret("elsewhere/credential", &document).await.unwrap();
+    // Credential documents under the prefix that no stamp names: one provisioned for a stamp since
+    // removed, one written before documents named their stamp
+    let left_behind = Credential::ApplicationSecret(Secret::new("left-behind-7d2"))
+        .to_secret_for("https://adminmanagement.gone.example");
+    app.secrets.put_secret("azs-usage/left-behind", &left_behind).await.unwrap();
+    let unbound = Secret::new(r#"{"kind":"applicationSecret","applicationSecret":"unbound-5c9"}"#);
+    app.secrets.put_secret("azs-usage/unbound", &unbound).await.unwrap();
     let mut other =
         registration("https://adminmanagement.other.example", "0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f");
     other["applicationSecret"] = json!("other-stamp-secret-8b0");
@@ -137,6 +145,8 @@ async fn credential_secrets_outside_their_place_are_refused_before_any_connectio
         (other_secret.clone(), "another stamp"),
         ("elsewhere/credential".to_owned(), "under the configured prefix"),
         ("azs-usage/plain".to_owned(), "does not hold a credential document"),
+        ("azs-usage/left-behind".to_owned(), "not provisioned for this stamp"),
+        ("azs-usage/unbound".to_owned(), "not provisioned for this stamp"),
     ];
     for (name, rule) in &attempts {
         // When a caller registers a stamp at its own endpoint with that secret's name (verify=true)
@@ -151,7 +161,14 @@ async fn credential_secrets_outside_their_place_are_refused_before_any_connectio
         let problem: Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(problem["errors"][0]["field"], "credentialSecretName", "{name}: {answer}");
         assert!(problem["errors"][0]["rule"].as_str().unwrap().contains(rule), "{name}: {answer}");
-        for value in [DATABASE_VALUE, API_TOKEN_VALUE, PLAIN_VALUE, "other-stamp-secret-8b0"] {
+        for value in [
+            DATABASE_VALUE,
+            API_TOKEN_VALUE,
+            PLAIN_VALUE,
+            "other-stamp-secret-8b0",
+            "left-behind-7d2",
+            "unbound-5c9",
+        ] {
             assert!(!answer.contains(value), "{name}: a secret value reached the answer: {answer}");
         }
     }
@@ -170,7 +187,8 @@ async fn credential_secrets_outside_their_place_are_refused_before_any_connectio
 #[tokio::test]
 async fn an_operator_secret_under_the_prefix_holding_a_credential_document_is_accepted() {
     let app = App::start().await;
-    let document = Credential::ApplicationSecret(Secret::new("operator-secret")).to_secret();
+    let document = Credential::ApplicationSecret(Secret::new("operator-secret"))
+        .to_secret_for("https://adminmanagement.eu1.example");
     app.secrets.put_secret("azs-usage/eu-1-credential", &document).await.unwrap();
     let body = with_secret_name(
         registration("https://adminmanagement.eu1.example", "5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"),

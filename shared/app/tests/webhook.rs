@@ -720,7 +720,8 @@ async fn testing_a_stamp_the_stamp_refuses_is_a_negative_result_naming_the_step_
 async fn a_stamp_registered_with_an_existing_secret_uses_it_and_testing_it_once_gone_answers_422() {
     let app = Harness::with_stamp().await;
     let operator_secrets = FileSecretStore::new(&app.secrets_file, "azs-usage/");
-    let document = Credential::ApplicationSecret(Secret::new(GOOD_SECRET)).to_secret();
+    let document = Credential::ApplicationSecret(Secret::new(GOOD_SECRET))
+        .to_secret_for(&app.sim_stamp().admin_arm_endpoint());
     operator_secrets.put_secret("azs-usage/ops-stamp-credential", &document).await.unwrap();
     let body = with(
         without(app.stamp_registration(), "applicationSecret"),

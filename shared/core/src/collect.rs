@@ -541,6 +541,14 @@ impl Collector {
                     stamp.credential_secret_name
                 ))
             })?;
+        // A document bound to another stamp is never sent (unbound ones predate binding: see
+        // `Credential::bound_endpoint`).
+        if !Credential::document_fits(&secret, &stamp.connection.admin_arm_endpoint, true) {
+            return Err(CollectErrorKind::Credential(format!(
+                "secret {:?} holds a credential provisioned for another adminArmEndpoint; nothing was sent",
+                stamp.credential_secret_name
+            )));
+        }
         let credential = Credential::from_secret(&stamp.credential_secret_name, &secret)
             .map_err(|e| CollectErrorKind::Credential(e.to_string()))?;
         Ok(self.source.connect(stamp, &credential).await?)

@@ -89,8 +89,8 @@ pub struct Stamp {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "secret {secret_name:?} does not hold a credential document \
-     ({{\"kind\":\"applicationSecret\",\"applicationSecret\":...}} or \
-     {{\"kind\":\"certificate\",\"certificatePem\":...,\"privateKeyPem\":...}})"
+     ({{\"kind\":\"applicationSecret\",\"applicationSecret\":...,\"adminArmEndpoint\":...}} or \
+     {{\"kind\":\"certificate\",\"certificatePem\":...,\"privateKeyPem\":...,\"adminArmEndpoint\":...}})"
 )]
 pub struct NotACredential {
     pub secret_name: String,
@@ -123,24 +123,61 @@ pub enum Credential {
 #[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
 enum StoredCredential {
     #[serde(rename_all = "camelCase")]
-    ApplicationSecret { application_secret: String },
+    ApplicationSecret {
+        application_secret: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admin_arm_endpoint: Option<String>,
+    },
     #[serde(rename_all = "camelCase")]
-    Certificate { certificate_pem: String, private_key_pem: String },
+    Certificate {
+        certificate_pem: String,
+        private_key_pem: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admin_arm_endpoint: Option<String>,
+    },
 }
 
 impl Credential {
-    /// The JSON document kept in the secret store (itself a secret).
-    pub fn to_secret(&self) -> Secret {
+    /// The JSON document kept in the secret store (itself a secret), bound to the stamp it is for:
+    /// `adminArmEndpoint` names the admin ARM endpoint the credential may be sent to (see
+    /// [`Credential::bound_endpoint`]).
+    pub fn to_secret_for(&self, admin_arm_endpoint: &str) -> Secret {
+        let admin_arm_endpoint = Some(admin_arm_endpoint.to_owned());
         let stored = match self {
-            Credential::ApplicationSecret(s) => {
-                StoredCredential::ApplicationSecret { application_secret: s.expose().to_owned() }
-            }
+            Credential::ApplicationSecret(s) => StoredCredential::ApplicationSecret {
+                application_secret: s.expose().to_owned(),
+                admin_arm_endpoint,
+            },
             Credential::Certificate { certificate_pem, private_key_pem } => StoredCredential::Certificate {
                 certificate_pem: certificate_pem.clone(),
                 private_key_pem: private_key_pem.expose().to_owned(),
+                admin_arm_endpoint,
             },
         };
         Secret::new(serde_json::to_string(&stored).expect("credential serialises"))
+    }
+
+    /// The admin ARM endpoint a credential document was provisioned for (its `adminArmEndpoint`),
+    /// `None` when it names none (documents written before documents were bound). A secret under the
+    /// credential prefix that no stamp names could otherwise be named by any webhook caller for a
+    /// host of their own; bound, it only ever goes to the stamp it was provisioned for.
+    pub fn bound_endpoint(secret: &Secret) -> Option<String> {
+        match serde_json::from_str::<StoredCredential>(secret.expose()).ok()? {
+            StoredCredential::ApplicationSecret { admin_arm_endpoint, .. }
+            | StoredCredential::Certificate { admin_arm_endpoint, .. } => admin_arm_endpoint,
+        }
+    }
+
+    /// Whether a document may be used for the stamp at `admin_arm_endpoint`: bound to it, or (only
+    /// where `legacy_unbound` allows, for documents the service wrote before binding) unbound.
+    pub fn document_fits(secret: &Secret, admin_arm_endpoint: &str, legacy_unbound: bool) -> bool {
+        match Self::bound_endpoint(secret) {
+            Some(bound) => {
+                crate::registration::normalize_endpoint(&bound)
+                    == crate::registration::normalize_endpoint(admin_arm_endpoint)
+            }
+            None => legacy_unbound,
+        }
     }
 
     /// Reads the JSON document written by [`Credential::to_secret`]. Anything else is refused, naming
@@ -148,10 +185,10 @@ impl Credential {
     /// a token endpoint as a client secret (it may be a database password or an API token).
     pub fn from_secret(name: &str, secret: &Secret) -> Result<Credential, NotACredential> {
         match serde_json::from_str::<StoredCredential>(secret.expose()) {
-            Ok(StoredCredential::ApplicationSecret { application_secret }) => {
+            Ok(StoredCredential::ApplicationSecret { application_secret, .. }) => {
                 Ok(Credential::ApplicationSecret(Secret::new(application_secret)))
             }
-            Ok(StoredCredential::Certificate { certificate_pem, private_key_pem }) => {
+            Ok(StoredCredential::Certificate { certificate_pem, private_key_pem, .. }) => {
                 Ok(Credential::Certificate { certificate_pem, private_key_pem: Secret::new(private_key_pem) })
             }
             Err(_) => Err(NotACredential { secret_name: name.to_owned() }),
@@ -176,9 +213,23 @@ mod tests {
             certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
             private_key_pem: Secret::new("KEY"),
         };
-        assert_eq!(Credential::from_secret("n", &cert.to_secret()).unwrap(), cert);
+        let endpoint = "https://adminmanagement.local.azurestack.external";
+        assert_eq!(Credential::from_secret("n", &cert.to_secret_for(endpoint)).unwrap(), cert);
         let sec = Credential::ApplicationSecret(Secret::new("s3cret"));
-        assert_eq!(Credential::from_secret("n", &sec.to_secret()).unwrap(), sec);
+        assert_eq!(Credential::from_secret("n", &sec.to_secret_for(endpoint)).unwrap(), sec);
+    }
+
+    #[test]
+    fn a_credential_document_fits_only_the_stamp_it_was_provisioned_for() {
+        let sec = Credential::ApplicationSecret(Secret::new("s3cret"));
+        let bound = sec.to_secret_for("https://adminmanagement.east.contoso.com");
+        assert!(Credential::document_fits(&bound, "https://ADMINMANAGEMENT.east.contoso.com/", false));
+        assert!(!Credential::document_fits(&bound, "https://adminmanagement.evil.example", true));
+        // A document written before documents were bound: where the caller allows it, and only there.
+        let unbound = Secret::new(r#"{"kind":"applicationSecret","applicationSecret":"s3cret"}"#);
+        assert_eq!(Credential::from_secret("n", &unbound).unwrap(), sec);
+        assert!(Credential::document_fits(&unbound, "https://x.example", true));
+        assert!(!Credential::document_fits(&unbound, "https://x.example", false));
     }
 
     #[test]
