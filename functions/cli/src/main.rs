@@ -166,18 +166,22 @@ enum Command {
 enum StampCommand {
     /// Register a stamp (the seed's CreateAzureStackConnection arguments, in its order).
     Add(Box<AddStamp>),
+    /// Every registered stamp with where its collection stands.
     List {
         #[arg(long)]
         json: bool,
     },
+    /// One stamp's connection (never its credential) and status, by id or name.
     Show {
         stamp: String,
         #[arg(long)]
         json: bool,
     },
+    /// Collect the stamp again from its watermark on.
     Enable {
         stamp: String,
     },
+    /// Stop collecting the stamp (its rows, watermark and credential stay).
     Disable {
         stamp: String,
     },
@@ -415,7 +419,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 .or_else(|| std::env::var("USER").ok())
                 .filter(|b| !b.trim().is_empty())
                 .unwrap_or_else(|| "unknown".into());
-            let stamp = drift::stamp_named(&services, &stamp).await?;
+            let stamp = resolve_stamp(&services, &stamp).await?;
             let request = ReprocessRequest { reason, requested_by, dry_run, allow_shrink, remap };
             let report = services.collector.reprocess(&stamp, window, &request).await?;
             if json {
@@ -439,7 +443,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Verify { stamp, from, to, json } => {
             let window = hour_range(&from, &to)?;
-            let stamp = drift::stamp_named(&services, &stamp).await?;
+            let stamp = resolve_stamp(&services, &stamp).await?;
             let hours = services.collector.verify(&stamp, window).await?;
             let differs = hours.iter().any(|h| !h.is_equal());
             if json {
@@ -782,16 +786,22 @@ fn parse_hour(flag: &str, text: &str) -> Result<DateTime<Utc>> {
     Ok(t)
 }
 
-/// Turns a registration error into an operator-readable one, listing every invalid field.
 /// Stamp ids for the `--stamp` handles given (each an id or a name).
 async fn resolve_stamps(services: &Services, handles: Vec<String>) -> Result<Vec<StampId>> {
     let mut ids = Vec::with_capacity(handles.len());
     for handle in handles {
-        ids.push(services.registrar.resolve(&handle).await.map_err(explain)?);
+        ids.push(resolve_stamp(services, &handle).await?);
     }
     Ok(ids)
 }
 
+/// The one stamp-handle resolver of every command: an id (any GUID spelling) or a name (compared
+/// case-insensitively), as the registrar resolves it.
+async fn resolve_stamp(services: &Services, handle: &str) -> Result<StampId> {
+    services.registrar.resolve(handle).await.map_err(explain)
+}
+
+/// Turns a registration error into an operator-readable one, listing every invalid field.
 pub(crate) fn explain(e: RegistrationError) -> anyhow::Error {
     match e {
         RegistrationError::Invalid(errors) | RegistrationError::Unusable(errors) => {
