@@ -178,24 +178,16 @@ enum StampCommand {
         json: bool,
     },
     /// Collect the stamp again from its watermark on.
-    Enable {
-        stamp: String,
-    },
+    Enable { stamp: String },
     /// Stop collecting the stamp (its rows, watermark and credential stay).
-    Disable {
-        stamp: String,
-    },
+    Disable { stamp: String },
     /// Change a stamp in place (any connection field, the credential, the query mode, the name),
     /// keeping its id and watermark. Verified against the stamp like `stamp add` unless --no-verify.
     Update(Box<UpdateStamp>),
     /// Discovery, a token and a one-hour usage query.
-    Test {
-        stamp: String,
-    },
+    Test { stamp: String },
     /// Stop collecting a stamp and delete its credential (collected rows stay).
-    Remove {
-        stamp: String,
-    },
+    Remove { stamp: String },
 }
 
 #[derive(Args)]
@@ -757,7 +749,8 @@ fn write_connection_csv(path: &std::path::Path, view: &StampView) -> Result<()> 
         "collectFrom",
         "credentialSecretName",
     ])?;
-    w.write_record([
+    // The name and the URLs are a webhook caller's text: escaped like the export's cells.
+    let cells = [
         view.stamp.id.as_str(),
         &view.stamp.name,
         &c.admin_subscription_id,
@@ -771,7 +764,8 @@ fn write_connection_csv(path: &std::path::Path, view: &StampView) -> Result<()> 
         &view.stamp.enabled.to_string(),
         &view.stamp.collect_from.to_rfc3339(),
         &view.stamp.credential_secret_name,
-    ])?;
+    ];
+    w.write_record(cells.map(azs_app::display::spreadsheet_safe).iter().map(|c| c.as_ref()))?;
     w.flush()?;
     Ok(())
 }

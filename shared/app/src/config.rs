@@ -206,7 +206,7 @@ pub const ENVIRONMENT: &[EnvVar] = &[
                   addresses and CIDR blocks (`*.contoso.com, 10.20.0.0/16`), or `*` for any. Checked at \
                   registration and on every call (admin ARM, login, token, nextLink), on the addresses a \
                   name resolves to. Loopback, link-local, metadata, unspecified and multicast addresses \
-                  are called only when an exact name or a block names them. Unset: as `*`.",
+                  are called only when an address block in the list holds them. Unset: as `*`.",
     },
     EnvVar {
         name: COLLECT_SCHEDULE,

@@ -18,7 +18,7 @@ use azs_core::ports::{
 };
 pub use azs_core::registration::StampPatch;
 use azs_core::registration::{
-    CredentialInput, CredentialSecretRules, StampRegistration, ValidChange, parse_guid,
+    CredentialInput, CredentialSecretRules, StampRegistration, ValidChange, parse_guid, secret_name_key,
 };
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::ProcessingStatus;
@@ -117,6 +117,10 @@ pub type CredentialReader =
 /// Why a named credential secret may not serve this stamp.
 const BOUND_ELSEWHERE: &str = "names a credential document that is not provisioned for this stamp: its \
      adminArmEndpoint member must be this stamp's adminArmEndpoint";
+
+/// Inline credentials read at once in this process (see `resolve_credential`).
+static CREDENTIAL_READERS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(1)));
 
 /// How long reading an inline credential (parsing a PEM, opening a PFX) may take.
 const CREDENTIAL_READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
@@ -323,8 +327,8 @@ impl Registrar {
         }
         // A credential we wrote and the stamp no longer names is only clutter (and a live secret).
         let ours = self.secrets.credential_name(&stamp.id);
-        if current.credential_secret_name != stamp.credential_secret_name
-            && current.credential_secret_name == ours
+        if secret_name_key(&current.credential_secret_name) != secret_name_key(&stamp.credential_secret_name)
+            && secret_name_key(&current.credential_secret_name) == secret_name_key(&ours)
             && let Err(e) = self.secrets.delete_secret(&ours).await
         {
             tracing::warn!(stamp_id = %stamp.id, error = %e, "could not delete the credential the stamp no longer uses");
@@ -367,7 +371,8 @@ impl Registrar {
         if let (false, Some(CredentialInput::ExistingSecret(name))) =
             (change.rebinds.is_empty(), &change.credential)
         {
-            let same = |other: &str| other.trim().eq_ignore_ascii_case(name.trim());
+            // Compared as the strictest store does (Key Vault maps / _ . + = @ to -).
+            let same = |other: &str| secret_name_key(other) == secret_name_key(name);
             if same(&current.credential_secret_name) || same(&self.secrets.credential_name(&current.id)) {
                 return Err(unusable(
                     "credentialSecretName",
@@ -401,7 +406,20 @@ impl Registrar {
     }
 
     pub async fn test(&self, id: &StampId) -> Result<ConnectionReport, RegistrationError> {
-        let stamp = self.stamp(id).await?;
+        let mut stamp = self.stamp(id).await?;
+        if !stamp.connection.is_pinned() {
+            // Pinned first, by discovery alone, so that the credential only goes to the login host
+            // found now (and kept): written only if nobody changed the stamp meanwhile.
+            let endpoints = tokio::time::timeout(azs_azure_stack::TEST_BUDGET, self.source.discover(&stamp))
+                .await
+                .unwrap_or_else(|_| Err(azs_azure_stack::out_of_time()))
+                .map_err(RegistrationError::Unverified)?;
+            let before = stamp.clone();
+            stamp.connection.pin(&endpoints.login_endpoint, &endpoints.audience);
+            if self.stamps.get_stamp(&stamp.id).await?.as_ref() == Some(&before) {
+                self.stamps.update_stamp(&stamp).await?;
+            }
+        }
         let credential = self.credential_of(&stamp).await?;
         self.verify(&stamp, &credential).await
     }
@@ -499,10 +517,25 @@ impl Registrar {
         // its own budget.
         let (read, input) = (self.read_credential, input.clone());
         let thumbprint = connection.certificate_thumbprint.clone();
-        let reading = tokio::task::spawn_blocking(move || read(&input, thumbprint.as_deref()));
+        // One at a time per process, the permit held by the reading thread itself: a PFX whose cost
+        // hides where it cannot be read beforehand (inside its encrypted container) then burns at most
+        // one core until it is done, however many are uploaded; other uploads meanwhile get the 422
+        // below after the budget.
+        let permit = CREDENTIAL_READERS.clone().acquire_owned();
+        let reading = async move {
+            let permit = permit.await.map_err(|_| ())?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                read(&input, thumbprint.as_deref())
+            })
+            .await
+            .map_err(|_| ())
+        };
         let credential = match tokio::time::timeout(CREDENTIAL_READ_BUDGET, reading).await {
             Ok(Ok(read)) => read.map_err(RegistrationError::Unusable)?,
-            Ok(Err(_)) => return Err(RegistrationError::Unavailable("reading the credential failed".into())),
+            Ok(Err(())) => {
+                return Err(RegistrationError::Unavailable("reading the credential failed".into()));
+            }
             Err(_) => {
                 return Err(unusable(
                     "certificate",

@@ -30,6 +30,8 @@ async fn a_run_with_one_failed_stamp() -> (RunSummary, tempfile::TempDir) {
     let config = AppConfig::from_lookup(|name| match name {
         config::DATABASE => Some(database.clone()),
         config::SECRETS => Some(secrets.clone()),
+        // The simulated stamps listen on loopback, which the outbound policy admits only when named.
+        config::ALLOWED_STAMP_HOSTS => Some("127.0.0.1".into()),
         _ => None,
     })
     .unwrap();

@@ -9,10 +9,11 @@
 //! [`AllowedResolver`]), so a name cannot be pointed elsewhere after registration.
 //!
 //! `*` admits any host. Unset is the same as `*`. Whatever the list, an address that is never a
-//! stamp's (loopback, link-local, the clouds' metadata services, unspecified, multicast, broadcast;
-//! [`is_special`]) is called only when an entry names it explicitly: an address block that holds it,
-//! or the exact host name (a wildcard or `*` never does). A webhook caller who registers
-//! `https://169.254.169.254` or a name that resolves to 127.0.0.1 reaches nothing.
+//! stamp's (loopback, link-local, the clouds' metadata and host services, unspecified, multicast,
+//! broadcast; [`is_special`]) is called only when an address block in the list holds it (a name,
+//! a wildcard or `*` never does: DNS for a name may be answered by the stamp itself). A webhook
+//! caller who registers `https://169.254.169.254` or a name that resolves to 127.0.0.1 reaches
+//! nothing.
 
 use reqwest::Url;
 use std::net::{IpAddr, SocketAddr};
@@ -41,15 +42,16 @@ pub enum HostNotAllowed {
     #[error("{host} is not in AZS_USAGE_ALLOWED_STAMP_HOSTS")]
     NotListed { host: String },
     #[error(
-        "{host} is a loopback, link-local, metadata or other special address, called only when \
-         AZS_USAGE_ALLOWED_STAMP_HOSTS names it explicitly (by address block or exact name)"
+        "{host} is a loopback, link-local, metadata or other special address, called only when an \
+         address block in AZS_USAGE_ALLOWED_STAMP_HOSTS holds it"
     )]
     Special { host: String },
 }
 
 /// Addresses that are never a stamp's: loopback, link-local (169.254.0.0/16 holds the AWS, Azure and
-/// GCP metadata services), unspecified, multicast, broadcast, AWS's IPv6 metadata address
-/// (fd00:ec2::254) and IPv4-mapped forms of them.
+/// GCP metadata services), Azure's host endpoint 168.63.129.16, Alibaba's metadata service
+/// 100.100.100.200, `0.0.0.0/8`, multicast, broadcast, AWS's IPv6 metadata block `fd00:ec2::/32`, and
+/// the IPv4 addresses inside IPv4-mapped, IPv4-compatible and NAT64 (`64:ff9b::/96`) IPv6 addresses.
 pub fn is_special(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => {
@@ -59,23 +61,36 @@ pub fn is_special(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_broadcast()
                 || v4.octets()[0] == 0
+                || v4 == std::net::Ipv4Addr::new(168, 63, 129, 16)
+                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0xfd00 && s[1] == 0x0ec2)
         }
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+/// The IPv4 address an IPv6 address carries (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64
+/// `64:ff9b::a.b.c.d`), so that each is judged as the address it reaches.
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
     }
+    let s = v6.segments();
+    let embedded = || std::net::Ipv4Addr::from(((u32::from(s[6])) << 16) | u32::from(s[7]));
+    if s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+        return IpAddr::V4(embedded());
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return IpAddr::V4(embedded());
+    }
+    ip
 }
 
 impl StampHosts {
@@ -138,14 +153,16 @@ impl StampHosts {
         })
     }
 
-    /// Whether an address may be connected to; `named_exactly` when the host name it came from is an
-    /// exact entry. `Err(true)` for a special address not named explicitly, `Err(false)` for one not
-    /// listed.
-    fn admits_address(&self, ip: IpAddr, named_exactly: bool) -> Result<(), bool> {
+    /// Whether an address may be connected to; `listed_name` when the host name it came from is listed
+    /// (by name or wildcard). `Err(true)` for a special address no block holds, `Err(false)` for one
+    /// not listed.
+    fn admits_address(&self, ip: IpAddr, listed_name: bool) -> Result<(), bool> {
         if is_special(ip) {
-            return if named_exactly || self.holds(ip) { Ok(()) } else { Err(true) };
+            // Only an address block names a special address: a listed name is answered by DNS, which
+            // a stamp may answer for its own zone.
+            return if self.holds(ip) { Ok(()) } else { Err(true) };
         }
-        if self.any || named_exactly || self.holds(ip) { Ok(()) } else { Err(false) }
+        if self.any || listed_name || self.holds(ip) { Ok(()) } else { Err(false) }
     }
 
     /// The same check for a URL given as text (registration); unparsable text is refused.
@@ -157,11 +174,7 @@ impl StampHosts {
     /// Whether `name` is listed by name or wildcard.
     fn names_host(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.names_exactly(&name) || self.suffixes.iter().any(|s| name.ends_with(s.as_str()))
-    }
-
-    fn names_exactly(&self, name: &str) -> bool {
-        self.names.contains(&name.trim_end_matches('.').to_ascii_lowercase())
+        self.names.contains(&name) || self.suffixes.iter().any(|s| name.ends_with(s.as_str()))
     }
 
     fn holds(&self, ip: IpAddr) -> bool {
@@ -199,8 +212,8 @@ fn is_host_name(text: &str) -> bool {
 
 /// Name resolution for the stamp client: the addresses a name resolves to that may be connected to,
 /// failing when none may. A name listed by name or wildcard (or any name under `*`) keeps its ordinary
-/// addresses; any other name only those in a listed block; a special address only when the exact
-/// name or a block names it. Connections go to these addresses only, so DNS (which a stamp may answer
+/// addresses; any other name only those in a listed block; a special address only when a block
+/// holds it. Connections go to these addresses only, so DNS (which a stamp may answer
 /// for its own zone) cannot point an admitted name at the metadata service later.
 pub(crate) struct AllowedResolver {
     pub hosts: Arc<StampHosts>,
@@ -212,15 +225,9 @@ impl reqwest::dns::Resolve for AllowedResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let exact = hosts.names_exactly(&host);
             let listed = hosts.names_host(&host);
-            let addresses: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match hosts.admits_address(a.ip(), exact) {
-                    Ok(()) => true,
-                    Err(special) => !special && listed,
-                })
-                .collect();
+            let addresses: Vec<SocketAddr> =
+                resolved.into_iter().filter(|a| hosts.admits_address(a.ip(), listed).is_ok()).collect();
             if addresses.is_empty() {
                 let refused = HostNotAllowed::NotListed { host };
                 return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
@@ -288,6 +295,11 @@ mod tests {
             "https://[fe80::1]",
             "https://0.0.0.0",
             "https://[::ffff:127.0.0.1]",
+            "https://[::127.0.0.1]",
+            "https://[64:ff9b::a9fe:a9fe]",
+            "https://[fd00:ec2::1]",
+            "https://168.63.129.16",
+            "https://100.100.100.200",
             "https://224.0.0.1",
         ] {
             for list in ["*", "*, 10.0.0.0/8"] {
@@ -305,7 +317,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_name_that_resolves_to_loopback_resolves_to_nothing_unless_named_exactly() {
+    async fn a_name_that_resolves_to_loopback_resolves_to_nothing_unless_a_block_holds_it() {
         use reqwest::dns::Resolve as _;
         use std::str::FromStr as _;
         let resolve = |list: &str| {
@@ -314,8 +326,8 @@ mod tests {
         };
         assert!(resolve("*").await.is_err());
         assert!(resolve("*.localdomain, 10.0.0.0/8").await.is_err());
-        let named: Vec<SocketAddr> = resolve("localhost").await.unwrap().collect();
-        assert!(!named.is_empty() && named.iter().all(|a| a.ip().is_loopback()));
+        // Not even by its exact name: the name's DNS may be the stamp's to answer.
+        assert!(resolve("localhost").await.is_err());
         let by_block: Vec<SocketAddr> = resolve("*, 127.0.0.0/8").await.unwrap().collect();
         assert!(by_block.iter().all(|a| a.ip().is_ipv4() && a.ip().is_loopback()), "{by_block:?}");
     }

@@ -10,18 +10,33 @@
 pub(crate) const MAX_ITERATIONS: u64 = 1_000_000;
 /// Most iterations all derivations of one file may ask for together.
 pub(crate) const MAX_TOTAL_ITERATIONS: u64 = 4_000_000;
-/// Nesting deeper than any PFX has: the walk stops there.
+/// Nesting deeper than any PFX has: a file nested deeper is refused (were its deep parts skipped,
+/// a count could hide below them).
 const MAX_DEPTH: usize = 24;
+/// The DER of scrypt's OID (1.3.6.1.4.1.11591.4.11). PBES2 may name scrypt, whose cost is N·r·p
+/// and memory 128·N·r bytes: no PFX exporter uses it, so a file that names it is refused.
+const SCRYPT_OID: &[u8] = &[0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01, 0xda, 0x47, 0x04, 0x0b];
 
 /// The iteration counts the PFX names, in the order found; `None` when it is not readable DER/BER.
 pub(crate) fn iteration_counts(pfx: &[u8]) -> Option<Vec<u64>> {
+    if pfx.windows(SCRYPT_OID.len()).any(|w| w == SCRYPT_OID) {
+        return None;
+    }
     let mut counts = Vec::new();
     let (element, rest) = element(pfx)?;
     if !rest.iter().all(|b| *b == 0) {
         return None;
     }
-    walk(&element, 0, &mut counts)?;
+    walk(&element, 0, &mut counts).ok()?;
     Some(counts)
+}
+
+/// Why a walk stopped.
+enum Stop {
+    /// The bytes are not DER/BER (fine below an OCTET STRING: a salt or other data).
+    NotDer,
+    /// Nested deeper than [`MAX_DEPTH`]: the file is refused, never skipped.
+    TooDeep,
 }
 
 /// Why the PFX may not be opened, if it asks for too much work.
@@ -48,32 +63,34 @@ struct Element<'a> {
     contents: &'a [u8],
 }
 
-fn walk(e: &Element<'_>, depth: usize, counts: &mut Vec<u64>) -> Option<()> {
+fn walk(e: &Element<'_>, depth: usize, counts: &mut Vec<u64>) -> Result<(), Stop> {
     if depth > MAX_DEPTH {
-        return None;
+        return Err(Stop::TooDeep);
     }
     const CONSTRUCTED: u8 = 0x20;
     const OCTET_STRING: u8 = 0x04;
     const INTEGER: u8 = 0x02;
     if e.tag & CONSTRUCTED == 0 {
         // DER inside an OCTET STRING (the authenticated safe, each SafeContents); anything else
-        // (ciphertext, a salt) is no DER and is skipped.
+        // (ciphertext, a salt) is no DER and is skipped, but never a part too deep to finish.
         if e.tag == OCTET_STRING
             && let Some((inner, rest)) = element(e.contents)
             && rest.is_empty()
             && inner.tag & CONSTRUCTED != 0
         {
             let mut found = Vec::new();
-            if walk(&inner, depth + 1, &mut found).is_some() {
-                counts.extend(found);
+            match walk(&inner, depth + 1, &mut found) {
+                Ok(()) => counts.extend(found),
+                Err(Stop::NotDer) => {}
+                Err(Stop::TooDeep) => return Err(Stop::TooDeep),
             }
         }
-        return Some(());
+        return Ok(());
     }
     let mut children = Vec::new();
     let mut rest = e.contents;
     while !rest.is_empty() {
-        let (child, after) = element(rest)?;
+        let (child, after) = element(rest).ok_or(Stop::NotDer)?;
         children.push(child);
         rest = after;
     }
@@ -85,7 +102,7 @@ fn walk(e: &Element<'_>, depth: usize, counts: &mut Vec<u64>) -> Option<()> {
     for child in &children {
         walk(child, depth + 1, counts)?;
     }
-    Some(())
+    Ok(())
 }
 
 /// A non-negative INTEGER's value, saturating (a negative one counts as huge: it is no count).
@@ -193,5 +210,26 @@ mod tests {
         assert!(iteration_counts(b"").is_none());
         assert!(iteration_counts(&[0x30, 0x05, 0x04]).is_none());
         assert!(refusal(&[MAX_ITERATIONS; 5]).unwrap().contains("in all"));
+    }
+
+    #[test]
+    fn a_count_hidden_below_nesting_too_deep_to_walk_or_a_scrypt_kdf_refuses_the_file() {
+        // SEQUENCE { OCTET STRING { 30 levels of SEQUENCE around (OCTET STRING salt, INTEGER 2^31-1) } }
+        let mut inner = vec![0x30, 0x09, 0x04, 0x01, 0x00, 0x02, 0x04, 0x7f, 0xff, 0xff, 0xff];
+        for _ in 0..30 {
+            let mut wrapped = vec![0x30, inner.len() as u8];
+            wrapped.extend(&inner);
+            inner = wrapped;
+        }
+        let mut octets = vec![0x04, 0x82, (inner.len() >> 8) as u8, inner.len() as u8];
+        octets.extend(&inner);
+        let mut deep = vec![0x30, 0x82, (octets.len() >> 8) as u8, octets.len() as u8];
+        deep.extend(&octets);
+        assert!(iteration_counts(&deep).is_none());
+        // SEQUENCE { scrypt's OID }: well-formed, no count, refused for naming scrypt.
+        let mut scrypt = vec![0x30, SCRYPT_OID.len() as u8];
+        scrypt.extend(SCRYPT_OID);
+        assert!(iteration_counts(&scrypt).is_none());
+        assert_eq!(iteration_counts(&[0x30, 0x03, 0x06, 0x01, 0x2a]), Some(vec![]));
     }
 }

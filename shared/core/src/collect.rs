@@ -530,6 +530,13 @@ impl Collector {
     }
 
     async fn open_session(&self, stamp: &Stamp) -> Result<Box<dyn StampSession>, CollectErrorKind> {
+        let pinned;
+        let stamp = if stamp.connection.is_pinned() {
+            stamp
+        } else {
+            pinned = self.pin(stamp).await?;
+            &pinned
+        };
         let secret = self
             .secrets
             .get_secret(&stamp.credential_secret_name)
@@ -552,6 +559,21 @@ impl Collector {
         let credential = Credential::from_secret(&stamp.credential_secret_name, &secret)
             .map_err(|e| CollectErrorKind::Credential(e.to_string()))?;
         Ok(self.source.connect(stamp, &credential).await?)
+    }
+
+    /// A stamp stored before its login endpoint was known (registered without verification while it
+    /// could not be reached, or before registration pinned it) is pinned on first use, by discovery
+    /// alone (no credential is sent), before its credential goes anywhere: from then on its metadata
+    /// cannot move the login host. Written only if nobody changed the stamp meanwhile.
+    async fn pin(&self, stamp: &Stamp) -> Result<Stamp, CollectErrorKind> {
+        let endpoints = self.source.discover(stamp).await?;
+        let mut pinned = stamp.clone();
+        pinned.connection.pin(&endpoints.login_endpoint, &endpoints.audience);
+        if self.store.get_stamp(&stamp.id).await?.as_ref() == Some(stamp) {
+            self.store.update_stamp(&pinned).await?;
+            info!(login_endpoint = %endpoints.login_endpoint, "login endpoint pinned on first use");
+        }
+        Ok(pinned)
     }
 
     /// Extends the run's lease on the stamp; an error when another run has taken it.
@@ -641,6 +663,7 @@ impl Collector {
         watch_repeats: bool,
     ) -> Result<(PulledWindow, PullSummary), CollectErrorKind> {
         let mut pulled_window = PulledWindow::new(self.store.row_limits(), *rows_hint);
+        pulled_window.max_quarantined = self.settings.max_quarantined_per_window;
         pulled_window.watch_repeats = watch_repeats;
         let pulled = self
             .pull_under_lease(
@@ -649,10 +672,10 @@ impl Collector {
             )
             .await?;
         *rows_hint = pulled_window.rows.len();
-        let (quarantined, limit) =
-            (pulled_window.quarantined.len() as u64, self.settings.max_quarantined_per_window);
-        if quarantined > limit {
-            return Err(PullError::limit(LimitExceeded::Quarantined { rows: quarantined, limit }).into());
+        let limit = self.settings.max_quarantined_per_window;
+        if pulled_window.quarantine_overflow > 0 {
+            let rows = pulled_window.quarantined.len() as u64 + pulled_window.quarantine_overflow;
+            return Err(PullError::limit(LimitExceeded::Quarantined { rows, limit }).into());
         }
         Ok((pulled_window, pulled))
     }
@@ -977,6 +1000,10 @@ struct PulledWindow {
     quarantined: Vec<QuarantinedRow>,
     /// Whether to look for rows equal to another row of the window (spans only, see `take`).
     watch_repeats: bool,
+    /// Most rows `quarantined` keeps; the window fails past it (see `CollectSettings`).
+    max_quarantined: u64,
+    /// Rows past that cap: counted, not kept (a hostile stamp's verbatim rows never pile up).
+    quarantine_overflow: u64,
     /// The page each row key was first seen on (only while `watch_repeats`).
     first_seen: HashMap<RowKey, u64>,
     pages: u64,
@@ -994,6 +1021,8 @@ impl PulledWindow {
             rows: Vec::with_capacity(rows_hint),
             quarantined: Vec::new(),
             watch_repeats: false,
+            max_quarantined: DEFAULT_MAX_QUARANTINED_PER_WINDOW,
+            quarantine_overflow: 0,
             first_seen: HashMap::new(),
             pages: 0,
             equal_rows: 0,
@@ -1004,7 +1033,9 @@ impl PulledWindow {
     /// Takes a page: each row is checked against the store's limits here, in the core, so every
     /// store and every session quarantines by the same rule.
     fn take(&mut self, page: PageRows<'_>) {
-        self.quarantined.extend(page.unreadable);
+        for row in page.unreadable {
+            self.quarantine(row);
+        }
         self.pages += 1;
         // Within an hour, a row equal to another is stored once: a page repeating the previous page's
         // last rows is a known paging artefact, and nothing else tells two equal rows apart. Within a
@@ -1032,10 +1063,25 @@ impl PulledWindow {
             match self.limits.check(&row) {
                 Ok(()) => self.rows.push(row),
                 Err(why) => {
+                    if self.quarantined.len() as u64 >= self.max_quarantined {
+                        self.quarantine_overflow += 1;
+                        continue;
+                    }
                     let raw = (page.verbatim)(index).unwrap_or_else(|| reconstructed_json(&row));
-                    self.quarantined.push(QuarantinedRow::new(raw, &why));
+                    self.quarantine(QuarantinedRow::new(raw, &why));
                 }
             }
+        }
+    }
+}
+
+impl PulledWindow {
+    /// Keeps a row for the quarantine while under the cap; past it, only counts it.
+    fn quarantine(&mut self, row: QuarantinedRow) {
+        if self.quarantined.len() as u64 >= self.max_quarantined {
+            self.quarantine_overflow += 1;
+        } else {
+            self.quarantined.push(row);
         }
     }
 }

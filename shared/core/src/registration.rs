@@ -517,8 +517,9 @@ impl CredentialSecretRules {
     }
 }
 
-/// A secret name as the strictest store (Key Vault) compares it.
-fn secret_name_key(name: &str) -> String {
+/// A secret name as the strictest store (Key Vault) compares it: two names with the same key are one
+/// secret there.
+pub fn secret_name_key(name: &str) -> String {
     name.trim()
         .chars()
         .map(|c| if matches!(c, '/' | '_' | '.' | '+' | '=' | '@') { '-' } else { c.to_ascii_lowercase() })

@@ -53,6 +53,25 @@ pub struct StampConnection {
     pub ca_certificate_pem: Option<String>,
 }
 
+impl StampConnection {
+    /// Whether the login endpoint and audience the credential is bound to are known (pinned).
+    pub fn is_pinned(&self) -> bool {
+        let known = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        known(&self.authority_endpoint_url) && known(&self.token_request_resource_url)
+    }
+
+    /// Pins what discovery found where nothing is pinned yet (a value already there stays).
+    pub fn pin(&mut self, login_endpoint: &str, audience: &str) {
+        let unset = |v: &Option<String>| v.as_deref().is_none_or(|v| v.trim().is_empty());
+        if unset(&self.authority_endpoint_url) {
+            self.authority_endpoint_url = Some(login_endpoint.to_owned());
+        }
+        if unset(&self.token_request_resource_url) {
+            self.token_request_resource_url = Some(audience.to_owned());
+        }
+    }
+}
+
 /// The reference's rule: a stamp is AD FS when its login endpoint, without its trailing `/`, ends with
 /// `/adfs` (`https://adfs.local.azurestack.external/adfs/`); `https://login.windows.net/` is Azure AD.
 pub fn is_adfs_login(login_endpoint: &str) -> bool {
