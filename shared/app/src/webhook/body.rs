@@ -20,11 +20,13 @@ use std::collections::HashMap;
 /// still sending it reads our answer instead of a reset connection.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
-/// Reads every request body up front, at most [`BODY_LIMIT`](super::BODY_LIMIT) bytes (413 above).
+/// Reads every authenticated request body up front, at most [`BODY_LIMIT`](super::BODY_LIMIT) bytes
+/// (413 above).
 ///
-/// Answers that come before a handler reads the body (401, 404, 405, a bad query) would otherwise
-/// leave it unread; hyper then closes the connection under a client that is still writing, and the
-/// client sees a broken pipe rather than the problem.
+/// Answers that come before a handler reads the body (404, 405, a bad query) would otherwise leave it
+/// unread; hyper then closes the connection under a client that is still writing, and the client sees
+/// a broken pipe rather than the problem. A 401 is answered before this runs, body unread: a caller
+/// without the token is owed no such courtesy, and reading for it would let it hold the server.
 pub async fn buffer(req: Request, next: Next) -> Response {
     let limit = super::BODY_LIMIT;
     let declared =
