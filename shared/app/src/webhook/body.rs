@@ -39,8 +39,16 @@ pub async fn buffer(req: Request, next: Next) -> Response {
     let mut kept = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            return Problem::plain(StatusCode::BAD_REQUEST, "The body could not be read.").into_response();
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) if timed_out(&e) => {
+                return Problem::plain(StatusCode::REQUEST_TIMEOUT, "The body did not arrive in time.")
+                    .into_response();
+            }
+            Err(_) => {
+                return Problem::plain(StatusCode::BAD_REQUEST, "The body could not be read.")
+                    .into_response();
+            }
         };
         seen += chunk.len();
         if seen <= limit {
@@ -53,6 +61,19 @@ pub async fn buffer(req: Request, next: Next) -> Response {
         return Problem::too_large().into_response();
     }
     next.run(Request::from_parts(parts, Body::from(kept))).await
+}
+
+/// Whether a body read failed because the server in front gave up waiting (`azs-usage serve` ends
+/// a late body with an I/O error of kind `TimedOut`).
+fn timed_out(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A JSON body, deserialised with the field named in every error.
