@@ -482,8 +482,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let tls = tls_cert.zip(tls_key).map(|(certificate_chain, private_key)| {
                 azs_app::serve::TlsFiles { certificate_chain, private_key }
             });
-            azs_app::serve::serve(&services, azs_app::serve::ServeOptions { listen, insecure_loopback, tls })
-                .await?;
+            let options = azs_app::serve::ServeOptions {
+                listen,
+                insecure_loopback,
+                tls,
+                limits: azs_app::serve::ServeLimits::default(),
+            };
+            azs_app::serve::serve(&services, options).await?;
         }
         Command::Demo { .. } | Command::Db(_) => unreachable!("handled above"),
     }

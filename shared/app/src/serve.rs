@@ -9,20 +9,29 @@
 //! - `--insecure-loopback` (no token) also checks the `Host` header of every request: a web page the
 //!   operator visits could otherwise point a DNS name of its own at 127.0.0.1 (DNS rebinding) and
 //!   drive the unauthenticated API from the operator's browser.
+//!
+//! Work is bounded ([`ServeLimits`]): a request's header must arrive in time (the TLS handshake
+//! included), an idle keep-alive connection is closed after the same time, a body must arrive in
+//! time (408 otherwise), and only so many connections are served at once.
+
+mod connections;
 
 use crate::webhook::{ApiAuth, Problem, router};
 use crate::wiring::Services;
 use anyhow::{Context, Result, bail};
-use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::header::HOST;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use std::future::Future;
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How `serve` listens, as the operator asked.
 #[derive(Debug, Clone)]
@@ -31,6 +40,31 @@ pub struct ServeOptions {
     /// Development only: no token, loopback only, `Host` checked.
     pub insecure_loopback: bool,
     pub tls: Option<TlsFiles>,
+    pub limits: ServeLimits,
+}
+
+/// What one client may cost the server: bounds on waiting and on connections held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// A request's line and headers must arrive within this (after the TLS handshake, which gets the
+    /// same time). hyper also starts it when an answer is finished, so it is the idle keep-alive
+    /// timeout as well: a connection that sends no next request within it is closed.
+    pub header_read: Duration,
+    /// A request's body must arrive within this, counted from the end of its header; 408 otherwise.
+    pub body_read: Duration,
+    /// Connections served at once. Beyond it new connections are not accepted: they wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
 }
 
 /// PEM files of the server's certificate chain (leaf first) and its private key.
@@ -88,38 +122,36 @@ pub async fn serve_until(
     if options.insecure_loopback {
         app = app.layer(from_fn_with_state(Arc::new(listen), loopback_host));
     }
+    let app = app.layer(from_fn_with_state(options.limits.body_read, body_deadline));
     let listener = std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     listener.set_nonblocking(true).context("setting the listener non-blocking")?;
-    match tls {
-        Some(config) => {
-            eprintln!("serving the registration webhook on https://{listen}/stamps");
-            serve_tls(listener, app, config, shutdown).await
-        }
-        None => {
-            eprintln!("serving the registration webhook on http://{listen}/stamps");
-            let listener = tokio::net::TcpListener::from_std(listener).context("listening")?;
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving")
-        }
-    }
+    let listener = tokio::net::TcpListener::from_std(listener).context("listening")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("serving the registration webhook on {scheme}://{listen}/stamps");
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    connections::serve(listener, app, tls, options.limits, shutdown).await;
+    Ok(())
 }
 
-async fn serve_tls(
-    listener: std::net::TcpListener,
-    app: Router,
-    config: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+/// Ends a request body that has not fully arrived `limit` after its header with an error of kind
+/// `TimedOut` (the webhook answers 408 to it). A total, not a per-chunk, limit: a client trickling a
+/// byte at a time would otherwise hold its connection for as long as it likes.
+async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let deadline = tokio::time::Instant::now() + limit;
+    let (parts, body) = req.into_parts();
+    let timed = futures::stream::unfold(Some(body.into_data_stream()), move |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(chunks))),
+            Ok(None) => None,
+            Err(_) => {
+                let late =
+                    std::io::Error::new(ErrorKind::TimedOut, "the request body did not arrive in time");
+                Some((Err(axum::Error::new(late)), None))
+            }
+        }
     });
-    axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(config))
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
-        .context("serving")
+    next.run(Request::from_parts(parts, Body::from_stream(timed))).await
 }
 
 /// The rustls configuration of `files`; a bad file is named in the error, its content never.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use azs_app::administration::Administration;
 use azs_app::registrar::CredentialReader;
-use azs_app::webhook::{ApiAuth, BODY_LIMIT, SIGNATURE_HEADER, router, router_with_prefix};
+use azs_app::webhook::{ApiAuth, BODY_LIMIT, SIGNATURE_HEADER, TOKEN_HEADER, router, router_with_prefix};
 use azs_azure_stack::{AzureStackClient, ClientSettings, RetryPolicy, credential_from_registration};
 use azs_core::observed::{ObservedStore, StoreObserver};
 use azs_core::ports::{
@@ -1417,6 +1417,86 @@ async fn a_body_signature_is_checked_when_sent_and_never_replaces_the_token() {
     post(format!("sha256={}", hmac_hex(&body)), true).await.expect(StatusCode::CREATED);
 }
 
+#[tokio::test]
+async fn the_token_may_travel_in_x_azs_api_token_leaving_authorization_to_the_platform() {
+    let app = Harness::start().await;
+    // What a Lambda function URL with AWS_IAM auth needs in Authorization: the caller's SigV4 signature.
+    let sigv4 = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/eu-west-1/lambda/aws4_request, \
+                 SignedHeaders=host;x-amz-date;x-azs-api-token, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
+    let request = |method: Method, path: &str| {
+        app.client.request(method, format!("{}{path}", app.base)).header("authorization", sigv4)
+    };
+
+    // Given a SigV4 Authorization and the right token in X-Azs-Api-Token, when it registers and
+    // lists, then it is admitted (a signature over the body is still checked against the same token)
+    let body = serde_json::to_vec(&registration()).unwrap();
+    let created = app
+        .send(
+            request(Method::POST, "/stamps?verify=false")
+                .header(TOKEN_HEADER, TOKEN)
+                .header(CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, format!("sha256={}", hmac_hex(&body)))
+                .body(body),
+        )
+        .await;
+    created.expect(StatusCode::CREATED);
+    let listed = app.send(request(Method::GET, "/stamps").header(TOKEN_HEADER, TOKEN)).await;
+    assert_eq!(listed.expect(StatusCode::OK).json().as_array().unwrap().len(), 1);
+
+    // When X-Azs-Api-Token is present it is the token checked: a wrong or empty one is refused
+    // even next to a correct bearer token
+    for wrong in ["wrong-token", "", &format!("{TOKEN}x")] {
+        let reply = app
+            .send(
+                app.client.get(format!("{}/stamps", app.base)).bearer_auth(TOKEN).header(TOKEN_HEADER, wrong),
+            )
+            .await;
+        reply.expect(StatusCode::UNAUTHORIZED).problem();
+        assert!(reply.header("www-authenticate").unwrap().contains("invalid_token"), "{wrong:?}");
+    }
+    // And SigV4 alone is no token
+    let reply = app.send(request(Method::GET, "/stamps")).await;
+    reply.expect(StatusCode::UNAUTHORIZED).problem();
+    assert!(reply.problem()["detail"].as_str().unwrap().contains("X-Azs-Api-Token"));
+}
+
+/// Sends `head` (a request's line and headers) on a fresh connection and waits at most `within` for
+/// the first bytes of an answer; never sends a body.
+async fn answer_to_head(base: &str, head: &str, within: std::time::Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(within, socket.read(&mut answer)).await.ok()?.unwrap();
+    Some(String::from_utf8_lossy(&answer[..n]).into_owned())
+}
+
+#[tokio::test]
+async fn a_caller_without_the_token_is_refused_before_its_body_is_read() {
+    let app = Harness::start().await;
+    let head = |credential: &str| {
+        format!(
+            "POST /stamps?verify=false HTTP/1.1\r\nHost: localhost\r\n{credential}\r\n\
+             Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n"
+        )
+    };
+    let second = std::time::Duration::from_secs(1);
+
+    // Given requests that announce a 60000-byte body and never send a byte of it, when the token is
+    // missing or wrong, then the 401 arrives at once: the server did not wait for the body
+    for credential in
+        ["Authorization: Bearer wrong-token", &format!("X-Azs-Api-Token: {TOKEN}x"), "Accept: */*"]
+    {
+        let answer = answer_to_head(&app.base, &head(credential), second).await;
+        let answer = answer.unwrap_or_else(|| panic!("no answer within a second for {credential:?}"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{credential:?}: {answer}");
+    }
+    // When the token is right, the server waits for the body it was promised
+    let answer = answer_to_head(&app.base, &head(&format!("Authorization: Bearer {TOKEN}")), second).await;
+    assert_eq!(answer, None, "an authenticated request is answered only once its body has arrived");
+    app.assert_nothing_written().await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Failures of the store and the secret store
 // ---------------------------------------------------------------------------------------------------
@@ -1944,6 +2024,22 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(undocumented.field_errors(), vec![("adminPassword".into(), "is not a known field".into())]);
     let mapping = property_names(&schemas["MappingRequest"]);
     assert_eq!(mapping, ["billingSubscriptionId".to_owned()].into());
+
+    // Either documented way of sending the token is the one the router reads.
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["apiTokenHeader"]["in"], "header");
+    let header = schemes["apiTokenHeader"]["name"].as_str().unwrap();
+    assert!(header.eq_ignore_ascii_case(TOKEN_HEADER), "{header}");
+    assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+    let alternatives: BTreeSet<String> = doc["security"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|requirement| requirement.as_object().unwrap().keys().cloned())
+        .collect();
+    assert_eq!(alternatives, ["apiTokenHeader".to_owned(), "bearerAuth".to_owned()].into());
+    let reply = app.send(app.client.get(format!("{}/stamps", app.base)).header(header, TOKEN)).await;
+    reply.expect(StatusCode::OK);
 
     let problem = app.get("/stamps/nope").await.problem();
     for member in problem.as_object().unwrap().keys() {

@@ -1,5 +1,10 @@
-//! Who may call the webhook. Either the app checks a bearer token itself, or the platform in front of
+//! Who may call the webhook. Either the app checks its API token itself, or the platform in front of
 //! it (a Lambda function URL with IAM auth, Azure Functions keys) already did.
+//!
+//! The token travels in `X-Azs-Api-Token: <token>` or `Authorization: Bearer <token>`. The own header
+//! exists because a Lambda function URL with AWS_IAM auth needs `Authorization` for the caller's SigV4
+//! signature; when `X-Azs-Api-Token` is sent it is the one checked and `Authorization` is left alone.
+//! The token is checked on the headers, before any body byte is read.
 //!
 //! The token is configured the same way on every platform: `AZS_USAGE_API_TOKEN_SECRET` names a
 //! secret in the secret store ([`configured`]). Behind a Lambda function URL with IAM auth or Azure
@@ -7,7 +12,7 @@
 //!
 //! With a token configured, a caller may also sign the raw body: `X-Azs-Signature: sha256=<hex>`, the
 //! HMAC-SHA256 of the exact bytes sent, keyed with the same token. The signature is checked when present
-//! (a wrong one is refused) and is never a substitute for the bearer token: a signature over an empty
+//! (a wrong one is refused) and is never a substitute for the token: a signature over an empty
 //! body would otherwise be a replayable constant.
 
 use super::problem::Problem;
@@ -18,9 +23,11 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use azs_core::Secret;
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// The shortest API token accepted: anything shorter is guessable.
@@ -73,26 +80,66 @@ pub async fn behind_platform(
 /// Optional HMAC signature of the body (see the module documentation).
 pub const SIGNATURE_HEADER: &str = "x-azs-signature";
 
+/// The API token in a header of its own, for callers whose `Authorization` header the platform takes.
+pub const TOKEN_HEADER: &str = "x-azs-api-token";
+
 /// How callers authenticate.
 #[derive(Debug, Clone)]
 pub enum ApiAuth {
-    /// Every request carries `Authorization: Bearer <token>`. An empty token admits no one.
+    /// Every request carries the token, in `X-Azs-Api-Token` or as `Authorization: Bearer <token>`.
+    /// An empty token admits no one.
     Bearer(Secret),
     /// The platform authenticated the caller before the request reached us; everything passes.
     PlatformOnly,
 }
 
-pub async fn require(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
+/// Admits a request on its headers alone. It runs before any body byte is read, so a caller without
+/// the token can neither make the server wait for a slow body nor make it buffer a large one.
+pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
     let ApiAuth::Bearer(token) = &*auth else {
         return next.run(req).await;
     };
-    match bearer(req.headers()) {
-        None => return Problem::unauthorized("Send Authorization: Bearer <token>.", false).into_response(),
-        Some(given) if !same_token(given, token) => {
-            return Problem::unauthorized("The bearer token is not valid.", true).into_response();
+    let refusal = match presented_token(req.headers()) {
+        Presented::Token(given) if same_token(given, token) => return next.run(req).await,
+        Presented::Nothing => {
+            Problem::unauthorized("Send X-Azs-Api-Token: <token> or Authorization: Bearer <token>.", false)
         }
-        Some(_) => {}
-    }
+        Presented::Token(_) | Presented::Unusable => {
+            Problem::unauthorized("The API token is not valid.", true)
+        }
+    };
+    discard_after_answering(req.into_body());
+    refusal.into_response()
+}
+
+/// How long, and how much of, a refused request's body is still taken off the connection after the 401.
+const DISCARD_FOR: Duration = Duration::from_secs(2);
+const DISCARD_AT_MOST: usize = 1024 * 1024;
+
+/// Takes what the client is still sending off the connection, after the answer has gone, and throws
+/// it away. Closing on unread bytes makes the client's side reset the connection, and a reset drops
+/// our 401 before the client reads it. Bounded in time and size, and nothing is kept, so a caller
+/// without the token gains at most two seconds of a connection from it.
+fn discard_after_answering(body: Body) {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + DISCARD_FOR;
+        let mut chunks = body.into_data_stream();
+        let mut seen = 0usize;
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, chunks.next()).await {
+            seen += chunk.len();
+            if seen > DISCARD_AT_MOST {
+                break;
+            }
+        }
+    });
+}
+
+/// Checks `X-Azs-Signature` when a caller sent one. It needs the body, so it runs after
+/// `body::buffer` (and after [`require_token`]: a signature never stands in for the token).
+pub async fn check_signature(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
+    let ApiAuth::Bearer(token) = &*auth else {
+        return next.run(req).await;
+    };
     let Some(signature) = req.headers().get(SIGNATURE_HEADER) else {
         return next.run(req).await;
     };
@@ -109,6 +156,27 @@ pub async fn require(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next)
         return Problem::unauthorized("X-Azs-Signature does not match the body.", true).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// What a request offers as the API token.
+#[derive(Debug, PartialEq)]
+enum Presented<'a> {
+    Nothing,
+    Token(&'a str),
+    /// `X-Azs-Api-Token` sent twice or not as visible ASCII: no token, and not a fall-back to `Authorization`.
+    Unusable,
+}
+
+/// `X-Azs-Api-Token` when the request has that header at all: `Authorization` then belongs to the
+/// platform in front (a Lambda function URL with AWS_IAM auth takes a SigV4 signature there),
+/// whatever it holds. Otherwise `Authorization: Bearer`.
+fn presented_token(headers: &HeaderMap) -> Presented<'_> {
+    let mut own = headers.get_all(TOKEN_HEADER).iter();
+    match (own.next(), own.next()) {
+        (None, _) => bearer(headers).map_or(Presented::Nothing, Presented::Token),
+        (Some(value), None) => value.to_str().map_or(Presented::Unusable, |t| Presented::Token(t.trim())),
+        (Some(_), Some(_)) => Presented::Unusable,
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -159,6 +227,23 @@ mod tests {
         assert_eq!(bearer(&headers("bearer  abc ")), Some("abc"));
         assert_eq!(bearer(&headers("Basic abc")), None);
         assert_eq!(bearer(&headers("Bearer ")), None);
+    }
+
+    #[test]
+    fn x_azs_api_token_when_present_is_the_token_whatever_authorization_holds() {
+        // Given a SigV4 Authorization (the platform's) and the app's token in its own header
+        let mut h = headers("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/lambda/aws4_request");
+        h.insert(TOKEN_HEADER, HeaderValue::from_static("app-token"));
+        assert_eq!(presented_token(&h), Presented::Token("app-token"));
+        // A bearer token does not stand in for a present X-Azs-Api-Token, even an empty one
+        let mut h = headers("Bearer app-token");
+        h.insert(TOKEN_HEADER, HeaderValue::from_static(""));
+        assert_eq!(presented_token(&h), Presented::Token(""));
+        h.append(TOKEN_HEADER, HeaderValue::from_static("app-token"));
+        assert_eq!(presented_token(&h), Presented::Unusable);
+        // Without it, Authorization: Bearer
+        assert_eq!(presented_token(&headers("Bearer app-token")), Presented::Token("app-token"));
+        assert_eq!(presented_token(&headers("AWS4-HMAC-SHA256 Credential=x")), Presented::Nothing);
     }
 
     #[test]

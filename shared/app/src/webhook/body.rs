@@ -20,11 +20,13 @@ use std::collections::HashMap;
 /// still sending it reads our answer instead of a reset connection.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
-/// Reads every request body up front, at most [`BODY_LIMIT`](super::BODY_LIMIT) bytes (413 above).
+/// Reads every authenticated request body up front, at most [`BODY_LIMIT`](super::BODY_LIMIT) bytes
+/// (413 above).
 ///
-/// Answers that come before a handler reads the body (401, 404, 405, a bad query) would otherwise
-/// leave it unread; hyper then closes the connection under a client that is still writing, and the
-/// client sees a broken pipe rather than the problem.
+/// Answers that come before a handler reads the body (404, 405, a bad query) would otherwise leave it
+/// unread; hyper then closes the connection under a client that is still writing, and the client sees
+/// a broken pipe rather than the problem. A 401 is answered before this runs, body unread: a caller
+/// without the token is owed no such courtesy, and reading for it would let it hold the server.
 pub async fn buffer(req: Request, next: Next) -> Response {
     let limit = super::BODY_LIMIT;
     let declared =
@@ -37,8 +39,16 @@ pub async fn buffer(req: Request, next: Next) -> Response {
     let mut kept = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            return Problem::plain(StatusCode::BAD_REQUEST, "The body could not be read.").into_response();
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) if timed_out(&e) => {
+                return Problem::plain(StatusCode::REQUEST_TIMEOUT, "The body did not arrive in time.")
+                    .into_response();
+            }
+            Err(_) => {
+                return Problem::plain(StatusCode::BAD_REQUEST, "The body could not be read.")
+                    .into_response();
+            }
         };
         seen += chunk.len();
         if seen <= limit {
@@ -51,6 +61,19 @@ pub async fn buffer(req: Request, next: Next) -> Response {
         return Problem::too_large().into_response();
     }
     next.run(Request::from_parts(parts, Body::from(kept))).await
+}
+
+/// Whether a body read failed because the server in front gave up waiting (`azs-usage serve` ends
+/// a late body with an I/O error of kind `TimedOut`).
+fn timed_out(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A JSON body, deserialised with the field named in every error.

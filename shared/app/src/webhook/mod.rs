@@ -21,7 +21,7 @@ mod quarantine;
 mod stamps;
 
 pub use auth::{
-    ApiAuth, MIN_TOKEN_LENGTH, SIGNATURE_HEADER, TokenSecretError, behind_platform,
+    ApiAuth, MIN_TOKEN_LENGTH, SIGNATURE_HEADER, TOKEN_HEADER, TokenSecretError, behind_platform,
     configured as configured_api_token,
 };
 pub use problem::Problem;
@@ -99,12 +99,16 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         .with_state(app);
     let routed = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
     // `Router::layer` wraps every route and the fallback, so unknown paths and wrong methods are
-    // authenticated, logged and rendered as problems like everything else. Last added runs first.
+    // authenticated, logged and rendered as problems like everything else. Last added runs first:
+    // the token is checked on the headers before `body::buffer` reads a byte of the body; the body
+    // signature, which needs the bytes, after it.
+    let auth = Arc::new(auth);
     routed
         .fallback(problem::no_route)
-        .layer(from_fn_with_state(Arc::new(auth), auth::require))
+        .layer(from_fn_with_state(auth.clone(), auth::check_signature))
         .layer(CatchPanicLayer::custom(problem::from_panic))
         .layer(from_fn(body::buffer))
+        .layer(from_fn_with_state(auth, auth::require_token))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn(problem::complete))
         .layer(from_fn(log::request))
