@@ -1,11 +1,9 @@
 //! The file store: private file, atomic replacement, no lost writes between stores or processes.
 
-mod common;
-
+use crate::common::assert_no_secret_in;
 use azs_core::Secret;
 use azs_core::ports::{SecretStore, SecretStoreError};
 use azs_secrets::FileSecretStore;
-use common::assert_no_secret_in;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -124,7 +122,7 @@ async fn two_processes_writing_one_file_at_once_lose_nothing() {
         .into_iter()
         .map(|writer| {
             std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "child_process_writer", "--ignored", "--test-threads=1"])
+                .args(["--exact", "file_store::child_process_writer", "--ignored", "--test-threads=1"])
                 .env(CHILD_FILE_VAR, &path)
                 .env(CHILD_WRITER_VAR, writer)
                 .stdout(std::process::Stdio::piped())

@@ -1,23 +1,18 @@
 //! A stand-in Azure Key Vault for tests: HTTPS on 127.0.0.1 with a throw-away CA, speaking the secrets
 //! REST API as Microsoft documents it (Set / Get / Delete Secret, Get / Purge Deleted Secret, the 401
 //! bearer challenge, `{"error": {"code", "message"}}` bodies). No Key Vault emulator exists, and the
-//! real client refuses plain HTTP, hence the TLS.
+//! real client refuses plain HTTP, hence the TLS. Used as in
+//! [`the_double_serves_the_real_client_and_fails_on_demand`].
 //!
-//! ```no_run
-//! # async fn example() {
-//! use azs_secrets::keyvault_double::KeyVaultDouble;
-//! let vault = KeyVaultDouble::start().await;
-//! let store = vault.store("azs-usage/"); // the real azure_security_keyvault_secrets client
-//! vault.fail_next(1); // the next request gets 503
-//! # }
-//! ```
+//! A test support module of this crate's tests only (no feature of the library), so that every build of
+//! the workspace resolves the same features.
 
-use crate::{KeyVaultOptions, KeyVaultStore};
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use azs_secrets::{KeyVaultOptions, KeyVaultStore};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
@@ -459,4 +454,17 @@ fn set_secret(vault: &mut Vault, base: &str, name: &str, body: &[u8]) -> Respons
     let body = bundle(&version);
     vault.secrets.entry(name.to_owned()).or_default().push(version);
     axum::Json(body).into_response()
+}
+
+/// How a test uses the double (formerly this module's `no_run` doc example, now run).
+#[tokio::test]
+async fn the_double_serves_the_real_client_and_fails_on_demand() {
+    use azs_core::Secret;
+    use azs_core::ports::SecretStore;
+    let vault = KeyVaultDouble::start().await;
+    let store = vault.store("azs-usage/"); // the real azure_security_keyvault_secrets client
+    store.put_secret("azs-usage/example", &Secret::new("value")).await.unwrap();
+    vault.fail_next(1); // the next request gets 503
+    assert!(store.get_secret("azs-usage/example").await.is_err());
+    assert_eq!(vault.secret_names().len(), 1);
 }

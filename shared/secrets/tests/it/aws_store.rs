@@ -1,12 +1,10 @@
 //! The AWS Secrets Manager store against moto (`scripts/moto.sh start`), through the real SDK.
 
-mod common;
-
+use crate::common::{assert_no_secret_in, aws_config_for, closed_port_url, moto_url, unique_prefix};
 use aws_sdk_secretsmanager::Client;
 use azs_core::Secret;
 use azs_core::ports::{SecretStore, SecretStoreError};
 use azs_secrets::AwsSecretsManagerStore;
-use common::{assert_no_secret_in, aws_config_for, closed_port_url, moto_url, unique_prefix};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -131,7 +129,7 @@ async fn connect_builds_the_aws_store_from_the_environment() {
     let Some(url) = moto_url("connect_builds_the_aws_store_from_the_environment") else { return };
     let prefix = unique_prefix();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_connect_from_environment", "--ignored", "--test-threads=1"])
+        .args(["--exact", "aws_store::child_connect_from_environment", "--ignored", "--test-threads=1"])
         .env(CHILD_VAR, "1")
         .env("AZS_USAGE_SECRETS", "aws-secrets-manager")
         .env("AZS_USAGE_SECRET_PREFIX", &prefix)

@@ -1,12 +1,10 @@
 //! The Key Vault store: Microsoft's client against the HTTPS double.
 
-mod common;
-
+use crate::common::{assert_no_secret_in, closed_port_url};
+use crate::keyvault_double::{FixedTokenCredential, KeyVaultDouble};
 use azs_core::Secret;
 use azs_core::ports::{SecretStore, SecretStoreError};
 use azs_secrets::KeyVaultStore;
-use azs_secrets::keyvault_double::{FixedTokenCredential, KeyVaultDouble};
-use common::{assert_no_secret_in, closed_port_url};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -141,7 +139,7 @@ async fn the_double_validates_names_and_answers_in_key_vaults_error_shape() {
     // Checked with a plain HTTP client, so the double's REST shapes do not depend on the SDK's habits.
     let vault = KeyVaultDouble::start().await;
     let http = vault.http_client();
-    let auth = format!("Bearer {}", azs_secrets::keyvault_double::ACCESS_TOKEN);
+    let auth = format!("Bearer {}", crate::keyvault_double::ACCESS_TOKEN);
 
     let challenge = http.get(format!("{}/secrets/a?api-version=7.5", vault.url)).send().await.unwrap();
     assert_eq!(challenge.status(), 401);

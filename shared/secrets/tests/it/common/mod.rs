@@ -1,5 +1,4 @@
 //! What every secret store must do, and how the tests reach moto.
-#![allow(dead_code)] // each test crate uses a part
 
 use azs_core::ports::{SecretStore, SecretStoreError};
 use azs_core::{Secret, StampId};

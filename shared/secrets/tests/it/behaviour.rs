@@ -1,10 +1,8 @@
 //! One behaviour, three stores: the same specification runs against each.
 
-mod common;
-
-use azs_secrets::keyvault_double::KeyVaultDouble;
+use crate::common::{aws_config_for, behaves_like_a_secret_store, moto_url, unique_prefix};
+use crate::keyvault_double::KeyVaultDouble;
 use azs_secrets::{AwsSecretsManagerStore, FileSecretStore};
-use common::{aws_config_for, behaves_like_a_secret_store, moto_url, unique_prefix};
 
 #[tokio::test]
 async fn the_file_store_behaves_like_a_secret_store() {
