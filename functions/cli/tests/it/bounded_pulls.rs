@@ -1,9 +1,7 @@
 //! End to end: a stamp that loops, floods or stalls ends its own run in bounded time with nothing of
 //! the offending window stored, its later windows waiting, and the other stamps collected exactly.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use stamp_sim::{Fault, RequestKind};
 use std::process::Output;
 use std::time::{Duration, Instant};

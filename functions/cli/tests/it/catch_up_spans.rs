@@ -2,10 +2,8 @@
 //! hours in one request chain and commits them as one window with the watermark; faults, kills,
 //! limits, reprocess and verify all keep the stored rows equal to the simulator's ground truth.
 
-mod common;
-
+use crate::common::*;
 use chrono::{DateTime, Duration, Utc};
-use common::*;
 use stamp_sim::{Fault, RequestKind, StampSpec};
 
 const SPAN: (&str, &str) = ("AZS_USAGE_MAX_SPAN_HOURS", "12");

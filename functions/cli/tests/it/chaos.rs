@@ -9,9 +9,7 @@
 //! to do that a kill could hit, so those rounds reprocess wider ranges instead (which re-pull and
 //! replace billed hours: the write path a kill hurts most).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use stamp_sim::{Fault, RequestKind};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};

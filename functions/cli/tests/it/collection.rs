@@ -1,9 +1,7 @@
 //! End to end: simulated stamps -> `azs-usage` processes -> SQLite, compared with the simulator's
 //! ground truth after clean runs, faults, kills, overlapping runs and reprocessing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use stamp_sim::{Fault, RequestKind};
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! `azs-usage db check` against SQLite, through the real binary: what a healthy database reports (in
 //! the documented JSON shape), that checking changes nothing, and that a broken file fails with exit 1.
 
-mod common;
-
-use common::exe;
+use crate::common::exe;
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,9 +1,7 @@
 //! End to end: in per-subscriber mode, a subscription deleted from the stamp's list keeps being asked
 //! for while it had usage recently, so its last hours arrive.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_subscriptions_last_hours_arrive_in_per_subscriber_mode() {

@@ -3,9 +3,7 @@
 //! window, the stamp advances, everything else is exactly the ground truth, and pulling the window
 //! again doubles nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use stamp_sim::Fault;
 
 fn two_stamps(_: &stamp_sim::TestCertificate) -> Vec<stamp_sim::StampSpec> {

@@ -1,9 +1,7 @@
 //! End to end: `reprocess` refuses to shrink billed hours by accident and `verify` finds exactly what
 //! changed behind the collector's back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use stamp_sim::Fault;
 
 fn one_stamp(_: &stamp_sim::TestCertificate) -> Vec<stamp_sim::StampSpec> {

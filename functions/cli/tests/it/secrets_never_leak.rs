@@ -1,9 +1,7 @@
 //! Credentials go to the secret store and nowhere else: not to a log line (at trace level), not to a
 //! response, not to the database file, not to an export.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Read;
 use std::process::Stdio;
 

@@ -1,9 +1,7 @@
 //! End to end: stamp and mapping administration through the real `azs-usage` binary, against the
 //! stamp simulator and a real SQLite file.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use stamp_sim::SimAuth;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,7 +225,12 @@ async fn four_processes_on_one_file_store_every_window_exactly_once() {
     let children: Vec<_> = (0..4)
         .map(|r| {
             std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "child_process_collects_until_done", "--include-ignored", "--nocapture"])
+                .args([
+                    "--exact",
+                    "concurrent_writers::child_process_collects_until_done",
+                    "--include-ignored",
+                    "--nocapture",
+                ])
                 .env(CHILD_DB, &path)
                 .env(CHILD_OWNER, format!("process-{r}"))
                 .stdout(std::process::Stdio::piped())

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! AZS_USAGE_TEST_SQLSERVER='Server=tcp:HOST,1433;Database=DB;User ID=USER;Password=...' \
-//!     cargo test -p azs-store-sqlserver --test conformance -- --nocapture
+//!     cargo test -p azs-store-sqlserver --test it -- --nocapture conformance::
 //! ```
 
 use azs_core::ports::{StampRegistry, StoreError, UsageLedger, WindowCommit, WindowWrite};

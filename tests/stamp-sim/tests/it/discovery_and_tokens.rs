@@ -1,10 +1,8 @@
 //! Discovery (metadata, OpenID configuration) and the token endpoint, both flavours.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use stamp_sim::{SimAuth, StampSpec};
 
 fn keys(value: &serde_json::Value) -> BTreeSet<String> {

@@ -1,10 +1,8 @@
 //! Injected faults: each is observed exactly as often as asked, then normal service resumes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use stamp_sim::{Fault, RequestKind, SimStampHandle, Simulator, StampSpec};
 
 struct Setup {

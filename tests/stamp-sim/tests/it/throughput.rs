@@ -1,11 +1,9 @@
 //! Serving throughput (ignored by default; run in release):
-//! `cargo test --release -p stamp-sim --test throughput -- --ignored --nocapture`
-
-mod common;
+//! `cargo test --release -p stamp-sim --test it -- --ignored --nocapture throughput::`
 
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 use stamp_sim::StampSpec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

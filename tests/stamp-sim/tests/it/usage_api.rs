@@ -1,10 +1,8 @@
 //! The provider usage API: paging against the ground truth, validation errors, authentication,
 //! and the tenant subscription list.
 
-mod common;
-
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use stamp_sim::StampSpec;
 
 fn busy_stamp() -> StampSpec {

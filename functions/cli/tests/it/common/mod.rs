@@ -1,8 +1,6 @@
 //! Shared set-up for the end-to-end tests: simulated stamps, a fresh database and secret file, and
 //! the real `azs-usage` binary run as a separate process (so it can be killed and run in parallel).
 
-#![allow(dead_code)]
-
 use azs_core::ports::{ExportFilter, UsageLedger};
 use azs_store_sqlite::SqliteStore;
 use chrono::{DateTime, Duration, Utc};
