@@ -4,18 +4,19 @@
 //! to its watermark (nothing lost, nothing doubled, no quantity changed); at the end every stamp is
 //! complete.
 //!
-//! Bounded in time (3-5 minutes on two cores): rounds are short, the runs' leases live 1 s. Catch-up
-//! spans bring every stamp up to date within about 20 rounds; after that a collection has nothing left
-//! to do that a kill could hit, so those rounds reprocess wider ranges instead (which re-pull and
-//! replace billed hours: the write path a kill hurts most).
+//! Bounded in time (about 2 minutes on two cores): rounds are short, the runs' leases live 1 s.
+//! Catch-up spans bring every stamp up to date within about 20 rounds; after that a collection has
+//! nothing left to do that a kill could hit, so those rounds reprocess wider ranges instead (which
+//! re-pull and replace billed hours: the write path a kill hurts most).
 
 use crate::common::*;
 use stamp_sim::{Fault, RequestKind};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// At least this many SIGKILLs must land on a process that was still running.
-const KILLS_REQUIRED: usize = 50;
+/// At least this many SIGKILLs must land on a process that was still running. (50 took 160-330 s on
+/// two cores, the longest test of the suite; 25 still kill inside pulls, commits, spans and reprocesses.)
+const KILLS_REQUIRED: usize = 25;
 const ROUNDS_MAX: usize = 200;
 const LEASE_TTL: &str = "1s";
 /// Runs that collect in catch-up spans use this `AZS_USAGE_MAX_SPAN_HOURS`; the others go hour by hour.
