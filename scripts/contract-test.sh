@@ -5,8 +5,8 @@
 # registered with verification, gives the `{id}` paths something to find. Bounded: a fixed seed,
 # CONTRACT_MAX_EXAMPLES per operation (default 25), every answer within 30 s; about 2 minutes here.
 #
-# Usage: scripts/contract-test.sh   (builds the debug `azs-usage` and `stamp-sim` if needed; exit 1
-# on any failure)
+# Usage: scripts/contract-test.sh   (builds the debug `azs-usage` and `stamp-sim` if needed, unless
+# CONTRACT_TEST_SKIP_BUILD=1; exit 1 on any failure)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,7 +16,12 @@ MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-25}"
 SEED="${CONTRACT_SEED:-20261130}"
 
 scripts/python-tools.sh contract
-cargo build --quiet -p azs-usage -p stamp-sim
+# CONTRACT_TEST_SKIP_BUILD=1 (scripts/test.sh): use the binaries its `cargo test` build left in target/debug
+# (a plain cargo build resolves the dependencies' features without the dev-dependencies, so it would
+# compile a second set).
+if [[ -z "${CONTRACT_TEST_SKIP_BUILD:-}" ]]; then
+  cargo build --quiet -p azs-usage -p stamp-sim
+fi
 exe="$TARGET_DIR/debug/azs-usage"
 sim_exe="$TARGET_DIR/debug/stamp-sim"
 

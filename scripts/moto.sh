@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local AWS Secrets Manager (moto_server) for the AWS secret-store tests.
 #
-#   scripts/moto.sh start   create .venv/moto if needed, start moto_server on 127.0.0.1, wait until it
+#   scripts/moto.sh start   create .venv/tools if needed, start moto_server on 127.0.0.1, wait until it
 #                           answers, print its endpoint (idempotent: a running server is reused)
 #   scripts/moto.sh url     print the endpoint of the running server (exit 1 when none runs)
 #   scripts/moto.sh stop    stop it
@@ -14,23 +14,15 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv/moto"
+# moto_server from .venv/tools (scripts/python-tools.sh pins moto[server] there): one install of moto.
+VENV="$ROOT/.venv/tools"
 STATE="$ROOT/target/moto"
 PYTHON="${PYTHON:-python3}"
-# Resolved by pip on the project's machine kind (Python 3.11); bump deliberately.
-MOTO_REQ='moto[server]==5.2.5'
 
 log() { echo "moto.sh: $*" >&2; }
 
 ensure_venv() {
-  local stamp="$VENV/.requirements"
-  if [[ -x "$VENV/bin/moto_server" && -f "$stamp" && "$(cat "$stamp")" == "$MOTO_REQ" ]]; then
-    return 0
-  fi
-  log "preparing .venv/moto ($MOTO_REQ)"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$MOTO_REQ"
-  printf '%s' "$MOTO_REQ" > "$stamp"
+  "$ROOT/scripts/python-tools.sh" tools
 }
 
 running_pid() {

@@ -1,15 +1,10 @@
 //! Where the stamps' credentials live: a local JSON file, AWS Secrets Manager or Azure Key Vault, each
 //! behind the core's [`SecretStore`] port. [`SecretStoreConfig`] reads the choice from the environment
 //! and [`connect`] builds the store once per process.
-//!
-//! With the `test-double` feature, [`keyvault_double`] serves Key Vault's REST API over HTTPS on
-//! 127.0.0.1 for tests (no Key Vault emulator exists).
 
 mod aws;
 mod file;
 mod keyvault;
-#[cfg(feature = "test-double")]
-pub mod keyvault_double;
 
 pub use aws::AwsSecretsManagerStore;
 pub use file::{DEFAULT_PATH, FileSecretStore};

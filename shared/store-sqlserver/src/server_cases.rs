@@ -1,5 +1,5 @@
 //! This store's own cases that need a real SQL Server (run only when `AZS_USAGE_TEST_SQLSERVER` is
-//! set, like `tests/conformance.rs`; otherwise they say NOT RUN on stderr and check nothing). They live
+//! set, like `tests/it/conformance.rs`; otherwise they say NOT RUN on stderr and check nothing). They live
 //! inside the crate because they reach under the store's API (a stored key forced to collide), which
 //! no public method offers.
 

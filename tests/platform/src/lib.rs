@@ -137,16 +137,22 @@ pub fn moto_url() -> Result<String> {
     script("moto.sh", &["start"], &[])
 }
 
-/// `cargo lambda watch` running through `scripts/lambda-watch.sh`; stopped when dropped.
+/// `cargo lambda watch` running through `scripts/lambda-watch.sh`; stopped when dropped. One at a time:
+/// the script keeps one emulator per target directory, and the tests that start it with their own
+/// environment share one test process.
 pub struct LambdaWatch {
     pub base: String,
+    _exclusive: std::sync::MutexGuard<'static, ()>,
 }
 
 impl LambdaWatch {
     /// Starts the emulator with `env` passed on to the functions (see the script's header).
     pub fn start(env: &[(&str, String)]) -> Result<LambdaWatch> {
+        static EMULATOR: Mutex<()> = Mutex::new(());
+        // A test that failed while holding the emulator stopped it on the way out (Drop).
+        let exclusive = EMULATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let base = script("lambda-watch.sh", &["start"], env)?;
-        Ok(LambdaWatch { base })
+        Ok(LambdaWatch { base, _exclusive: exclusive })
     }
 
     pub fn log(&self) -> String {

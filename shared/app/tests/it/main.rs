@@ -1,0 +1,9 @@
+//! The integration tests of this crate, one module per behaviour, linked into one test binary
+//! (one link instead of one per file).
+
+mod collector_panic;
+mod credential_sources;
+mod metrics;
+mod outbound;
+mod serve;
+mod webhook;

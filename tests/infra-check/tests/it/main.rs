@@ -1,0 +1,7 @@
+//! The integration tests of this crate, one module per behaviour, linked into one test binary
+//! (one link instead of one per file).
+
+mod artifacts;
+mod environment;
+mod exposure;
+mod schedule;
