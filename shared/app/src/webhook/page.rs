@@ -21,7 +21,9 @@ pub const MAX_LIMIT: usize = 1000;
 /// Which page a caller asked for, and where the listing is served (for the `next` link).
 pub struct PageRequest {
     limit: usize,
-    after: Option<String>,
+    /// The key the page starts after, as bytes: any hex is a position in the order (a cursor we did
+    /// not hand out only starts the page somewhere), so no well-formed cursor is refused.
+    after: Option<Vec<u8>>,
     uri: Uri,
 }
 
@@ -52,9 +54,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
                     return Err(Problem::invalid_field("cursor", "must be given at most once"));
                 }
                 "cursor" => {
-                    let key = from_hex(&value)
-                        .and_then(|bytes| String::from_utf8(bytes).ok())
-                        .filter(|key| !key.is_empty() && key.len() <= 600);
+                    let key = from_hex(&value).filter(|key| !key.is_empty() && key.len() <= 600);
                     after = Some(key.ok_or_else(|| {
                         Problem::invalid_field("cursor", "must be the cursor of a previous page's next link")
                     })?);
@@ -73,7 +73,7 @@ impl PageRequest {
         let mut keyed: Vec<(String, T)> = items.drain(..).map(|item| (key(&item), item)).collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         let start = match &self.after {
-            Some(after) => keyed.partition_point(|(k, _)| k <= after),
+            Some(after) => keyed.partition_point(|(k, _)| k.as_bytes() <= after.as_slice()),
             None => 0,
         };
         let mut page: Vec<(String, T)> = keyed.into_iter().skip(start).take(self.limit + 1).collect();
