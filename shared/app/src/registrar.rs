@@ -218,7 +218,7 @@ impl Registrar {
         self.check_name_free(&stamp.name, &stamp.id).await?;
         if verify {
             let report = self.verify(&stamp, &credential).await?;
-            adopt_discovery(&mut stamp.connection, &report.endpoints);
+            stamp.connection.pin(&report.endpoints.login_endpoint, &report.endpoints.audience);
         } else {
             self.pin_discovery(&mut stamp).await;
         }
@@ -292,7 +292,7 @@ impl Registrar {
                 None => self.credential_of(&current).await?,
             };
             let report = self.verify(&stamp, &credential).await?;
-            adopt_discovery(&mut stamp.connection, &report.endpoints);
+            stamp.connection.pin(&report.endpoints.login_endpoint, &report.endpoints.audience);
         } else if change.reaches_stamp {
             self.pin_discovery(&mut stamp).await;
         }
@@ -342,12 +342,11 @@ impl Registrar {
     /// metadata document that names another login host instead of following it. A stamp that cannot
     /// be reached yet is stored unpinned (with a warning) and discovered on each run.
     async fn pin_discovery(&self, stamp: &mut Stamp) {
-        let connection = &stamp.connection;
-        if connection.authority_endpoint_url.is_some() && connection.token_request_resource_url.is_some() {
+        if stamp.connection.is_pinned() {
             return;
         }
         match tokio::time::timeout(PIN_BUDGET, self.source.discover(stamp)).await {
-            Ok(Ok(endpoints)) => adopt_discovery(&mut stamp.connection, &endpoints),
+            Ok(Ok(endpoints)) => stamp.connection.pin(&endpoints.login_endpoint, &endpoints.audience),
             Ok(Err(e)) => {
                 tracing::warn!(stamp_id = %stamp.id, stage = ?e.stage, "discovery failed; the login endpoint is not pinned yet")
             }
@@ -625,10 +624,4 @@ pub async fn find_stamp(
     }
     let name = handle.as_str().trim().to_lowercase();
     directory.list_stamps().await?.into_iter().find(|s| s.name.to_lowercase() == name).ok_or_else(not_found)
-}
-
-/// Fills the audience and authority the operator left out with what discovery found.
-fn adopt_discovery(connection: &mut StampConnection, endpoints: &DiscoveredEndpoints) {
-    connection.token_request_resource_url.get_or_insert_with(|| endpoints.audience.clone());
-    connection.authority_endpoint_url.get_or_insert_with(|| endpoints.login_endpoint.clone());
 }
