@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Lambda functions under cargo-lambda's Runtime API emulator, for the platform tests.
 #
-#   scripts/lambda-watch.sh start   build both functions, start `cargo lambda watch` on 127.0.0.1, wait
-#                                   until it answers, print its base URL (idempotent)
+#   scripts/lambda-watch.sh start   start `cargo lambda watch --only-lambda-apis` on 127.0.0.1 and both
+#                                   functions against it, wait until it answers, print its base URL
+#                                   (idempotent)
 #   scripts/lambda-watch.sh url     print the base URL of the running emulator (exit 1 when none runs)
 #   scripts/lambda-watch.sh stop    stop it
 #
@@ -16,7 +17,13 @@
 # when `start` runs that `write_env` lists (AZS_USAGE_SECRET_PREFIX, AZS_USAGE_TIME_BUDGET, the queue
 # fan-out's AZS_USAGE_FAN_OUT and queue URLs, ...).
 #
-# Environment: LAMBDA_WATCH_PORT (default: a free port). State: target/lambda-watch/{pid,port,env,log}.
+# The emulator serves only the Lambda APIs; the functions are the debug binaries in target/debug (built
+# when missing), started here as the emulator would start them (AWS_LAMBDA_RUNTIME_API naming the
+# function's path on the emulator). Left to the emulator, each first invoke would `cargo run` the
+# function: a build without the dev-dependencies' features, which recompiles a third of the workspace.
+#
+# Environment: LAMBDA_WATCH_PORT (default: a free port), LAMBDA_WATCH_BIN_DIR (default target/debug).
+# State: target/lambda-watch/{pid,function-pids,port,env,log,<function>.log}.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,24 +78,28 @@ start() {
   export PATH="$ROOT/.venv/tools/bin:$PATH"
   mkdir -p "$STATE"
   write_env
-  # Build first, so that the emulator's first invoke does not wait minutes for the compiler (it builds
-  # the same debug binaries with the same flags, so its own build is a no-op).
-  log "building ${FUNCTIONS[*]}"
-  cargo build --quiet $(printf -- '--bin %s ' "${FUNCTIONS[@]}")
+  local bin_dir="${LAMBDA_WATCH_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}" function
+  for function in "${FUNCTIONS[@]}"; do
+    if [[ ! -x "$bin_dir/$function" ]]; then
+      log "building ${FUNCTIONS[*]} (no $bin_dir/$function)"
+      cargo build --quiet $(printf -- '--bin %s ' "${FUNCTIONS[@]}")
+      break
+    fi
+  done
   local port="${LAMBDA_WATCH_PORT:-$(free_port)}"
   echo "$port" > "$STATE/port"
-  # setsid: the emulator outlives this script, in a process group of its own that `stop` ends whole.
-  # Started directly (not in a subshell) so that $! is the emulator itself, and with every stream
-  # redirected so that whoever reads this script's output sees it end.
+  # setsid: the emulator and the functions outlive this script, each in a process group of its own that
+  # `stop` ends whole. Started directly (not in a subshell) so that $! is the process itself, and with
+  # every stream redirected so that whoever reads this script's output sees it end.
   # --ignore-changes: the workspace is shared, and a reload mid-test would drop the function's state.
-  setsid "$ROOT/.venv/tools/bin/cargo-lambda" lambda watch \
-    --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
-    --env-file "$STATE/env" >"$STATE/log" 2>&1 </dev/null &
+  setsid "$ROOT/.venv/tools/bin/cargo-lambda" lambda watch --only-lambda-apis \
+    --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$STATE/log" 2>&1 </dev/null &
   echo $! > "$STATE/pid"
   local url
   url="$(endpoint)"
   for _ in $(seq 1 300); do
     if answers "$url"; then
+      start_functions "$bin_dir" "$port"
       echo "$url"
       return 0
     fi
@@ -104,16 +115,40 @@ start() {
   exit 1
 }
 
+# start_functions BIN_DIR PORT: each function polls the emulator at its own path, /.rt/<function>, with
+# the variables the emulator gives the functions it starts itself (and the env file's).
+start_functions() {
+  local bin_dir="$1" port="$2" function vars=()
+  mapfile -t vars < "$STATE/env"
+  : > "$STATE/function-pids"
+  for function in "${FUNCTIONS[@]}"; do
+    setsid env "${vars[@]}" \
+      AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt/$function" AWS_LAMBDA_FUNCTION_NAME="$function" \
+      AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096 AWS_LAMBDA_MAX_CONCURRENCY=1 \
+      "$bin_dir/$function" >"$STATE/$function.log" 2>&1 </dev/null &
+    echo $! >> "$STATE/function-pids"
+  done
+}
+
+# end_group PID: end the process group PID leads (TERM, then KILL after 5 s).
+end_group() {
+  local pid="$1"
+  kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 -- "-$pid" 2>/dev/null || true
+}
+
 stop() {
   local pid
+  if [[ -f "$STATE/function-pids" ]]; then
+    while read -r pid; do end_group "$pid"; done < "$STATE/function-pids"
+    rm -f "$STATE/function-pids"
+  fi
   if pid="$(running_pid)"; then
-    # The emulator runs the functions as its children: end the whole group it leads.
-    kill -- "-$pid" 2>/dev/null || kill "$pid"
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 -- "-$pid" 2>/dev/null
+    end_group "$pid"
     log "stopped (pid $pid)"
   fi
   rm -f "$STATE/pid"

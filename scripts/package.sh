@@ -4,7 +4,7 @@
 #   target/lambda/register-stamp/bootstrap.zip   AWS Lambda, the webhook behind a Function URL
 #   target/functionapp/azs-usage-functionapp.zip Azure Function App: host.json, both function.json, handler
 #
-# Usage: scripts/package.sh [--x86-64|--arm64|--both]
+# Usage: scripts/package.sh [--x86-64|--arm64|--both|--debug]
 #   --x86-64  (default, the Terraform modules' default architecture) Lambda zips and the Azure handler for
 #             x86_64, in one release build linked by zig against glibc 2.28 (target
 #             x86_64-unknown-linux-gnu.2.28): the oldest glibc of the Functions Linux images, so the
@@ -13,7 +13,12 @@
 #             aarch64-unknown-linux-gnu standard library (`rustup target add aarch64-unknown-linux-gnu`)
 #   --both    both; every build is also kept under target/lambda/<arch>/<bin>/bootstrap.zip and the
 #             arm64 one is the default target/lambda/<bin>/bootstrap.zip
-# The Azure handler is always x86_64 (Linux Function Apps run on x86_64), glibc 2.28.
+#   --debug   no build: the same zips from the host's debug binaries that `cargo test --workspace
+#             --no-run` (or `cargo build --bins`) left in target/debug, for the platform tests of
+#             scripts/test.sh. Not deployable: linked against this machine's glibc.
+# The Azure handler is always x86_64 (Linux Function Apps run on x86_64), glibc 2.28. A release build is
+# refused when a binary asks for a newer glibc than its platform has (2.34 on Lambda's al2023, 2.28 for
+# the handler): the check reads the binaries' GLIBC_2.N symbol versions.
 #
 # cargo-lambda comes from .venv/tools (scripts/python-tools.sh); zips are written with python3's
 # zipfile (Debian does not always have `zip`), executables with mode 0755, entries dated 1980-01-01 so
@@ -37,7 +42,8 @@ case "${1:---x86-64}" in
   --arm64) arches=(arm64) ;;
   --x86-64) arches=(x86-64) ;;
   --both) arches=(x86-64 arm64) ;;
-  *) echo "usage: $0 [--x86-64|--arm64|--both]" >&2; exit 2 ;;
+  --debug) arches=(debug) ;;
+  *) echo "usage: $0 [--x86-64|--arm64|--both|--debug]" >&2; exit 2 ;;
 esac
 
 ensure_cargo_lambda() {
@@ -115,19 +121,78 @@ os.replace(tmp, out)
 PY
 }
 
+# package_function_app HANDLER_BINARY
 package_function_app() {
   local stage="$TARGET_DIR/functionapp/app" zip="$TARGET_DIR/functionapp/azs-usage-functionapp.zip"
   rm -rf "$stage"
   mkdir -p "$stage"
   cp -R "$ROOT/functions/azure/app/." "$stage/"
-  install -m 0755 "$TARGET_DIR/$HANDLER_TARGET/release/handler" "$stage/handler"
+  install -m 0755 "$1" "$stage/handler"
   zip_dir "$stage" "$zip"
   log "wrote $zip"
 }
 
+# newest_glibc FILE [ZIP_ENTRY]: the newest GLIBC_2.N symbol version an executable asks for (N; 0 when
+# none), the executable being FILE or the entry ZIP_ENTRY of the zip FILE.
+newest_glibc() {
+  python3 - "$@" <<'PY'
+import re, sys, zipfile
+if len(sys.argv) > 2:
+    data = zipfile.ZipFile(sys.argv[1]).read(sys.argv[2])
+else:
+    data = open(sys.argv[1], "rb").read()
+print(max((int(v) for v in re.findall(rb"GLIBC_2\.(\d+)", data)), default=0))
+PY
+}
+
+# check_glibc FLOOR WHERE FILE [ZIP_ENTRY]: refuse an executable that would not start on its platform.
+check_glibc() {
+  local floor="$1" where="$2" needs
+  shift 2
+  needs="$(newest_glibc "$@")"
+  if (( needs > floor )); then
+    log "${*#"$TARGET_DIR"/} needs GLIBC_2.$needs; $where has 2.$floor"
+    exit 1
+  fi
+  log "${*#"$TARGET_DIR"/}: needs GLIBC_2.$needs ($where has 2.$floor)"
+}
+
+# package_debug: the zips of a release build, from the host's debug binaries, without building.
+package_debug() {
+  local bin out
+  for bin in "${LAMBDA_BINS[@]}" handler; do
+    if [[ ! -x "$TARGET_DIR/debug/$bin" ]]; then
+      log "$TARGET_DIR/debug/$bin is missing: run 'cargo test --workspace --no-run' (or 'cargo build --bins') first"
+      exit 1
+    fi
+  done
+  for bin in "${LAMBDA_BINS[@]}"; do
+    out="$TARGET_DIR/lambda/$bin"
+    rm -rf "$out"
+    mkdir -p "$out/stage"
+    install -m 0755 "$TARGET_DIR/debug/$bin" "$out/stage/bootstrap"
+    zip_dir "$out/stage" "$out/bootstrap.zip"
+    rm -rf "$out/stage"
+    echo debug > "$out/ARCH"
+  done
+  package_function_app "$TARGET_DIR/debug/handler"
+  log "wrote debug packages (not deployable) under $TARGET_DIR/lambda and $TARGET_DIR/functionapp"
+}
+
+if [[ "${arches[0]}" == debug ]]; then
+  package_debug
+  exit 0
+fi
+
 ensure_cargo_lambda
 for arch in "${arches[@]}"; do
   build_lambdas "$arch"
+  if [[ "$arch" == x86-64 ]]; then
+    # Amazon Linux 2023 ships glibc 2.34.
+    for bin in "${LAMBDA_BINS[@]}"; do
+      check_glibc 34 "Lambda's al2023" "$TARGET_DIR/lambda/x86-64/$bin/bootstrap.zip" bootstrap
+    done
+  fi
 done
 # The default location holds the requested architecture (arm64 for --both).
 default_arch="${arches[-1]}"
@@ -137,7 +202,8 @@ for bin in "${LAMBDA_BINS[@]}"; do
   echo "$default_arch" > "$TARGET_DIR/lambda/$bin/ARCH"
 done
 build_handler
-package_function_app
+package_function_app "$TARGET_DIR/$HANDLER_TARGET/release/handler"
+check_glibc 28 "the oldest Functions Linux image" "$TARGET_DIR/functionapp/app/handler"
 
 log "sizes (stripped release binaries, zips):"
 for f in "$TARGET_DIR"/{x86_64,aarch64}-unknown-linux-gnu/release/{collect-usage,register-stamp,handler} \

@@ -2,14 +2,18 @@
 # The one command that runs every test of azs-usage from a fresh clone:
 #   scripts/test.sh
 # It installs what the tests need into project-local folders (Python venvs under .venv/, nothing global),
-# starts moto (AWS Secrets Manager), runs formatting and lint checks, the whole Rust test suite, the
-# infrastructure checks, the packaging checks, and the Lambda Runtime API emulator tests.
+# starts moto (AWS Secrets Manager, SQS), runs formatting and lint checks, builds the workspace's tests
+# once (debug), and then runs side by side: the Rust test suite, the platform tests (the debug build
+# packaged as scripts/package.sh packages a release, the Lambda Runtime API emulator, the Azure custom
+# handler), the OpenAPI contract test and the infrastructure checks.
 #
-# The cargo commands of the tests resolve the same features (the workspace with its dev-dependencies,
-# no --all-features, no -p subsets), so the debug build of the dependencies happens once. Compiled again:
-# by scripts/package.sh for its release target, and by the Lambda emulator for the two functions
-# (`cargo run` resolves without dev-dependencies: proptest and zip enable more features of regex-syntax
-# and crc32fast, so the crates above those are built a second time, about a minute).
+# One compilation: the workspace's tests are built with clippy as the compiler of our own crates
+# (what `cargo clippy --workspace --all-targets -- -D warnings` checks, in the same pass that produces
+# the test binaries), every cargo command resolves the same features (the workspace with its
+# dev-dependencies, no --all-features, no -p subsets), and the functions, the CLI and the simulator run
+# from that build's binaries. The release
+# packages (zig-linked against old glibc, LTO) are a build, not a test: `scripts/package.sh` makes them,
+# and `.ci/run` runs it, and the packaging tests on its zips, after this command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -39,13 +43,12 @@ venv_ready() {
   fi
   venv_pid[$venv]=""
 }
-package_pid=""
+declare -A job_pid=()
 cleanup() {
-  for pid in "${venv_pid[@]}"; do
+  for pid in "${venv_pid[@]}" "${job_pid[@]}"; do
     if [[ -n "$pid" ]]; then kill "$pid" 2>/dev/null || true; fi
   done
-  # (the packaging build runs in a process group of its own: setsid)
-  if [[ -n "$package_pid" ]]; then kill -- "-$package_pid" 2>/dev/null || true; fi
+  scripts/lambda-watch.sh stop >/dev/null 2>&1 || true
   scripts/moto.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -53,61 +56,77 @@ trap cleanup EXIT
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --workspace --all-targets -- -D warnings
+# clippy-driver compiles like rustc and lints like `cargo clippy` (which runs it the same way, in check
+# mode); CLIPPY_ARGS is how cargo-clippy hands it `-D warnings`. Registry crates are built by plain
+# rustc. Exported for every later cargo command, so that none of them sees a different compiler and
+# rebuilds. A lint is a build error, reported here with clippy's message.
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
-step "cargo build of the tests (debug)"
+step "cargo build of the tests (debug), linted by clippy (all targets, warnings are errors)"
 cargo test --workspace --no-run
+
+step "doc tests"
+cargo test --workspace --doc --no-fail-fast --quiet
 
 step "moto_server (AWS Secrets Manager, SQS) on loopback"
 venv_ready tools
 AZS_USAGE_TEST_MOTO_URL=$(scripts/moto.sh start)
 export AZS_USAGE_TEST_MOTO_URL
 
-# The release build of the packages (scripts/package.sh, the largest single cost) runs beside the tests,
-# the contract test and the infrastructure checks, which mostly wait on processes, sockets and timers:
-# at the lowest CPU priority, so that whatever they run comes first. Its own target directories, so no
-# cargo lock is shared with the debug builds.
-step "packaging (Lambda zips, Function App zip), in the background at low priority"
-setsid nice -n 19 scripts/package.sh --x86-64 > target/package.log 2>&1 &
-package_pid=$!
+step "packaging the debug build for the platform tests (scripts/package.sh --debug: no compilation)"
+scripts/package.sh --debug
 
-# cargo-nextest, where installed, runs the tests of every binary in one pool (a long test no longer
-# holds back the binaries after it; .config/nextest.toml); cargo test otherwise. Both run the same
-# tests; nextest runs no doctests, so those run with `cargo test --doc`.
-step "tests (unit, conformance, simulator, end-to-end)"
+# The four runs below mostly wait on child processes, sockets and timers (the test suite alone keeps
+# about half of two cores busy): side by side they take little longer than the longest of them. Each
+# writes its own log, shown when it ends, in this order.
+mkdir -p target/test-logs
+declare -A job_started
+jobs_order=()
+start_job() {
+  local name="$1"
+  shift
+  "$@" > "target/test-logs/$name.log" 2>&1 &
+  job_pid[$name]=$!
+  job_started[$name]=$(date +%s)
+  jobs_order+=("$name")
+}
+
+step "side by side: test suite, platform tests, OpenAPI contract test, infrastructure checks"
+# cargo-nextest, where installed, runs every test binary in one pool (.config/nextest.toml); cargo test
+# otherwise. The platform tests are the ignored tests of azs-platform-tests (they need the packages).
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
-  cargo test --workspace --doc --no-fail-fast
+  start_job "test suite" cargo nextest run --workspace --no-fail-fast
+  start_job "platform tests" cargo nextest run --workspace --no-fail-fast --run-ignored only \
+    -E 'package(azs-platform-tests)'
 else
-  cargo test --workspace --no-fail-fast
+  start_job "test suite" cargo test --workspace --no-fail-fast --lib --bins --tests
+  start_job "platform tests" cargo test --workspace --test platform --no-fail-fast -- --ignored
 fi
+venv_ready contract
+start_job "OpenAPI contract test" env CONTRACT_TEST_SKIP_BUILD=1 scripts/contract-test.sh
+venv_ready checkov
+start_job "infrastructure checks" env INFRA_CHECK_SKIP_CARGO=1 scripts/infra-check.sh
+
+failed=()
+for name in "${jobs_order[@]}"; do
+  status=0
+  wait "${job_pid[$name]}" || status=$?
+  job_pid[$name]=""
+  step "$name: $([[ $status -eq 0 ]] && echo passed || echo "FAILED ($status)") in $(( $(date +%s) - job_started[$name] )) s"
+  cat "target/test-logs/$name.log"
+  if [[ $status -ne 0 ]]; then failed+=("$name"); fi
+done
 if [ -z "${AZS_USAGE_TEST_SQLSERVER:-}" ]; then
   not_run+=("SQL Server conformance suite (no server here; set AZS_USAGE_TEST_SQLSERVER to a connection string to run it). Only the static T-SQL checks ran.")
 fi
-
-step "OpenAPI contract: schemathesis against azs-usage serve with a token (fixed seed, bounded)"
-venv_ready contract
-CONTRACT_TEST_SKIP_BUILD=1 scripts/contract-test.sh
-
-step "infrastructure checks (terraform fmt, checkov, HCL consistency)"
-venv_ready checkov
-INFRA_CHECK_SKIP_CARGO=1 scripts/infra-check.sh 2>&1 | tee target/infra-check.log
-while IFS= read -r line; do not_run+=("${line#NOT RUN: }"); done < <(grep '^NOT RUN: ' target/infra-check.log || true)
-
-step "packaging: waiting for the background build"
-package_status=0
-wait "$package_pid" || package_status=$?
-package_pid=""
-cat target/package.log
-if [ "$package_status" -ne 0 ]; then
-  echo "scripts/package.sh failed with $package_status" >&2
+while IFS= read -r line; do not_run+=("${line#NOT RUN: }"); done \
+  < <(grep '^NOT RUN: ' "target/test-logs/infrastructure checks.log" || true)
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "failed: ${failed[*]}" >&2
   exit 1
 fi
-
-step "platform tests (packaged handler and bootstraps, Lambda Runtime API emulator)"
-# The workspace's feature resolution, like the tests above: only this test binary is built and run.
-cargo test --workspace --test platform --no-fail-fast -- --include-ignored
 
 step "summary"
 echo "all checks passed"

@@ -31,15 +31,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use azs_collect_usage::budget;
+use azs_app::job;
 use azs_core::collect::RunSummary;
 use azs_core::fan_out::{DeadLetter, Delivery, StampWork, WorkResult};
 use azs_core::ports::{QueueError, StampQueue};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
-use tracing::{info, warn};
 
 /// Output binding names (functions/azure/app/*/function.json).
 pub const TIMER_OUTPUT: &str = "stampWork";
@@ -124,66 +122,22 @@ pub async fn stamp_work(State(services): State<Arc<LazyServices>>, body: Bytes) 
         Ok(ready) => ready,
         Err(e) => return failed(format!("cannot start: {e:#}")),
     };
-    let budget = budget(ready.services.config.time_budget, PLATFORM_BUDGET);
+    let services = &ready.services;
+    let budget = job::budget(services.config.time_budget, PLATFORM_BUDGET);
     let queue = BindingQueue::default();
-    let result = ready
-        .services
-        .fan_out
-        .work(
-            &queue,
-            Delivery { body: &delivery.body, attempt: delivery.dequeue_count },
-            Some(Instant::now() + budget),
-        )
-        .await;
-    match result {
+    let delivery = Delivery { body: &delivery.body, attempt: delivery.dequeue_count };
+    match job::work(&services.fan_out, &queue, delivery, budget).await {
         WorkResult::Done(report) => {
-            let line = format!(
-                "stamp {}: {}{}{}",
-                report.stamp_id.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
-                report
-                    .summary
-                    .as_ref()
-                    .map(|s| s.outcome.to_string())
-                    .unwrap_or_else(|| "not collected".into()),
-                if report.continued { ", continuation enqueued" } else { "" },
-                report
-                    .dead_letter
-                    .as_ref()
-                    .map(|l| format!(", dead-lettered: {}", l.error))
-                    .unwrap_or_default(),
-            );
-            info!(outcome = %line, "stamp work done");
             let return_value =
                 report.summary.as_ref().and_then(|s| serde_json::to_value(s).ok()).unwrap_or(Value::Null);
-            // The same metric line per stamp as the in-process timer: the alert queries read it.
-            let mut logs = vec![line];
+            let mut logs = vec![job::work_line(&report)];
             let collected = RunSummary { stamps: report.summary.into_iter().collect() };
             logs.extend(azs_app::metrics::app_insights_lines(&collected, chrono::Utc::now()));
             InvocationResponse { outputs: queue.outputs(CONTINUATION_OUTPUT), logs, return_value }
                 .into_response_with(StatusCode::OK)
         }
-        WorkResult::Retry { stamp_id, error } => {
-            warn!(stamp_id = ?stamp_id.map(|s| s.to_string()), %error, "stamp work to be retried");
-            failed(error)
-        }
-    }
-}
-
-/// The timer with queue fan-out: one message per enabled stamp through `Outputs.stampWork`.
-pub async fn enqueue_enabled(ready: &crate::lazy::Ready) -> Response {
-    let queue = BindingQueue::default();
-    match ready.services.fan_out.enqueue_enabled(&queue).await {
-        Ok(stamps) => {
-            let line = format!("{} stamps enqueued", stamps.len());
-            info!(stamps = stamps.len(), "stamp work enqueued");
-            InvocationResponse {
-                outputs: queue.outputs(TIMER_OUTPUT),
-                logs: vec![line],
-                return_value: Value::Null,
-            }
-            .into_response_with(StatusCode::OK)
-        }
-        Err(e) => failed(e.to_string()),
+        // Failing the invocation leaves the message for the host's redelivery (then -poison).
+        WorkResult::Retry { error, .. } => failed(error),
     }
 }
 

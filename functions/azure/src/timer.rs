@@ -8,11 +8,12 @@
 
 use crate::invocation::InvocationResponse;
 use crate::lazy::LazyServices;
+use crate::queue::{BindingQueue, TIMER_OUTPUT};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use azs_collect_usage::{budget, collect_once, failure_message, outcome_lines};
+use azs_app::job::{self, TimerOutcome};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::sync::Arc;
@@ -80,27 +81,28 @@ pub async fn collect_usage(State(services): State<Arc<LazyServices>>, body: Byte
         Ok(ready) => ready,
         Err(e) => return failed(format!("cannot start: {e:#}")),
     };
-    if ready.services.config.fan_out == azs_app::config::FanOut::Queue {
-        return crate::queue::enqueue_enabled(ready).await;
-    }
-    let budget = budget(ready.services.config.time_budget, PLATFORM_BUDGET);
-    info!(budget_s = budget.as_secs(), "collection starting");
-    let summary = match collect_once(&ready.services, budget).await {
-        Ok(summary) => summary,
-        Err(e) => return failed(format!("the stamps could not be listed: {e}")),
+    let services = &ready.services;
+    let budget = job::budget(services.config.time_budget, PLATFORM_BUDGET);
+    // Queue fan-out writes the stamps' messages to the invocation's `stampWork` output binding.
+    let queue = BindingQueue::default();
+    let summary = match job::timer(services, Some(&queue), budget).await {
+        Ok(TimerOutcome::Enqueued(stamps)) => {
+            return InvocationResponse {
+                outputs: queue.outputs(TIMER_OUTPUT),
+                logs: vec![format!("{} stamps enqueued", stamps.len())],
+                return_value: Value::Null,
+            }
+            .into_response_with(StatusCode::OK);
+        }
+        Ok(TimerOutcome::Collected(summary)) => summary,
+        Err(e) => return failed(e.to_string()),
     };
-    let mut logs = outcome_lines(&summary);
-    for line in &logs {
-        info!(outcome = %line, "stamp outcome");
-    }
+    let mut logs = job::outcome_lines(&summary);
     // The host writes `Logs` to Application Insights `traces`, where the module's alert queries read them.
     logs.extend(azs_app::metrics::app_insights_lines(&summary, Utc::now()));
     let return_value = serde_json::to_value(&summary).unwrap_or(Value::Null);
-    let status = match failure_message(&summary) {
-        Some(message) => {
-            error!(%message, "invocation failed");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+    let status = match job::failure_message(&summary) {
+        Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
         None => StatusCode::OK,
     };
     InvocationResponse { logs, return_value, ..Default::default() }.into_response_with(status)

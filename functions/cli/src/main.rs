@@ -1,15 +1,17 @@
 //! `azs-usage`: the operator CLI. Every command runs the same code the serverless functions run
 //! (`azs_app::wiring::Services`); this file only turns arguments into calls and results into text.
 
-#[macro_use]
-mod terminal;
-
 mod db;
-mod demo;
 mod drift;
 mod mapping_import;
-mod progress;
 mod quarantine;
+
+// say!, say_inline!, say_error!: println!/print!/eprintln! through the terminal filter (src/terminal.rs).
+#[macro_use]
+extern crate azs_usage;
+
+use azs_usage::progress;
+use azs_usage::render::{print_status, print_summary};
 
 use anyhow::{Context, Result, bail};
 use azs_app::config::{self, AppConfig};
@@ -151,15 +153,6 @@ enum Command {
     /// Check the configured database (`db check [--json]`).
     #[command(subcommand)]
     Db(db::DbCommand),
-    /// Start simulated stamps in-process, register, map, collect and export: the whole job in one go.
-    Demo {
-        /// Folder for the demo's database, secrets and CSV.
-        #[arg(long, default_value = "azs-usage-demo")]
-        dir: PathBuf,
-        /// Hours of usage to collect.
-        #[arg(long, default_value_t = 24)]
-        hours: u32,
-    },
 }
 
 #[derive(Subcommand)]
@@ -338,14 +331,12 @@ fn main() -> std::process::ExitCode {
 fn app_config(cli: &Cli) -> Result<AppConfig> {
     let database = cli.database.clone();
     let secrets = cli.secrets.clone();
-    let demo = matches!(cli.command, Command::Demo { .. });
     let config = AppConfig::from_lookup(|name| match name {
         config::DATABASE => database.clone(),
         config::SECRETS => secrets.clone(),
         config::LOG_FORMAT => std::env::var(name).ok().or(Some("text".into())),
-        // Operators reading a terminal want results, not every window's log line; the demo tells its
-        // own story and counts retries instead of logging each.
-        config::LOG => std::env::var(name).ok().or(Some(if demo { "error" } else { "warn" }.into())),
+        // Operators reading a terminal want results, not every window's log line.
+        config::LOG => std::env::var(name).ok().or(Some("warn".into())),
         _ => std::env::var(name).ok(),
     })?;
     Ok(config)
@@ -354,9 +345,6 @@ fn app_config(cli: &Cli) -> Result<AppConfig> {
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let config = app_config(&cli)?;
     azs_app::telemetry::init(&config, azs_app::telemetry::Target::Cli);
-    if let Command::Demo { dir, hours } = &cli.command {
-        return demo::run(&cli_database_or(&cli, dir), dir, *hours).await;
-    }
     if let Command::Db(command) = cli.command {
         // Before the services: opening the store would create or migrate the database being checked.
         return db::run(&config, command).await;
@@ -500,13 +488,6 @@ fn hour_range(from: &str, to: &str) -> Result<ReportedWindow> {
     let from = parse_hour("--from", from)?;
     let to = parse_hour("--to", to)?;
     ReportedWindow::new(from, to).context("--from must be before --to, both whole UTC hours")
-}
-
-fn cli_database_or(cli: &Cli, dir: &std::path::Path) -> (String, String) {
-    (
-        cli.database.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("azs-usage.db").display())),
-        cli.secrets.clone().unwrap_or_else(|| format!("file:{}", dir.join("secrets.json").display())),
-    )
 }
 
 async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
@@ -809,83 +790,4 @@ pub(crate) fn explain(e: RegistrationError) -> anyhow::Error {
         }
         other => anyhow::anyhow!(other),
     }
-}
-
-pub(crate) fn print_summary(summary: &RunSummary) {
-    say!(
-        "{:<24} {:<10} {:>9} {:>10} {:>9} {:>11}  watermark / error",
-        "stamp",
-        "outcome",
-        "windows",
-        "rows",
-        "unmapped",
-        "quarantined"
-    );
-    for s in &summary.stamps {
-        let tail = match (&s.error, s.watermark) {
-            (Some(e), _) => e.clone(),
-            (None, Some(w)) => w.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            (None, None) => String::new(),
-        };
-        say!(
-            "{:<24} {:<10} {:>4}/{:<4} {:>10} {:>9} {:>11}  {tail}",
-            truncate(&s.name, 24),
-            s.outcome.as_str(),
-            s.windows_committed,
-            s.windows_planned,
-            s.rows_written,
-            s.unmapped_rows,
-            s.quarantined
-        );
-    }
-}
-
-fn print_status(views: &[StampView]) {
-    say!(
-        "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10} {:<17} {:>13}  last run / error",
-        "id",
-        "name",
-        "watermark",
-        "lag",
-        "outcome",
-        "rows",
-        "unmapped",
-        "quarantined",
-        "duplicates",
-        "verified",
-        "drift m/e/c"
-    );
-    let now = chrono::Utc::now();
-    for v in views {
-        let Some(s) = &v.status else { continue };
-        let last = s
-            .last_run_finished
-            .or(s.last_run_started)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| "never".into());
-        // The same lag the functions publish for the alarms (azs_app::metrics).
-        let lag = (now - s.watermark).num_seconds().max(0);
-        say!(
-            "{:<36}  {:<20} {:<20} {:>8} {:<10} {:>8} {:>8} {:>11} {:>10} {:<17} {:>13}  {}{}",
-            v.stamp.id,
-            truncate(&v.stamp.name, 20),
-            s.watermark.format("%Y-%m-%dT%H:%M:%SZ"),
-            format!("{}h{:02}m", lag / 3600, lag % 3600 / 60),
-            s.outcome.as_str(),
-            s.rows_written,
-            s.unmapped_rows,
-            s.quarantined_rows,
-            s.duplicate_rows,
-            s.last_verified
-                .map(|v| v.at.format("%Y-%m-%dT%H:%MZ").to_string())
-                .unwrap_or_else(|| "never".into()),
-            s.drift.map(|d| format!("{}/{}/{}", d.missing, d.extra, d.changed)).unwrap_or_else(|| "-".into()),
-            last,
-            s.last_error.as_ref().map(|e| format!(" / {e}")).unwrap_or_default()
-        );
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_owned() } else { s.chars().take(n - 1).chain(['…']).collect() }
 }

@@ -6,17 +6,22 @@
 //! JSON output is unaffected (serde already escapes control characters as `\uXXXX`).
 
 /// `println!` through [`azs_app::display::terminal_safe`].
+#[macro_export]
 macro_rules! say {
     () => { println!() };
-    ($($arg:tt)*) => { println!("{}", azs_app::display::terminal_safe(&format!($($arg)*))) };
+    ($($arg:tt)*) => { println!("{}", $crate::terminal::terminal_safe(&format!($($arg)*))) };
 }
 
 /// `print!` through [`azs_app::display::terminal_safe`].
+#[macro_export]
 macro_rules! say_inline {
-    ($($arg:tt)*) => { print!("{}", azs_app::display::terminal_safe(&format!($($arg)*))) };
+    ($($arg:tt)*) => { print!("{}", $crate::terminal::terminal_safe(&format!($($arg)*))) };
 }
 
 /// `eprintln!` through [`azs_app::display::terminal_safe`].
+#[macro_export]
 macro_rules! say_error {
-    ($($arg:tt)*) => { eprintln!("{}", azs_app::display::terminal_safe(&format!($($arg)*))) };
+    ($($arg:tt)*) => { eprintln!("{}", $crate::terminal::terminal_safe(&format!($($arg)*))) };
 }
+
+pub use azs_app::display::terminal_safe;

@@ -6,12 +6,9 @@
 //! per enabled stamp (and collects nothing), and the worker, invoked by the SQS event source mapping
 //! with the documented SQS event, collects one stamp per record (`sqs.rs`).
 
-use crate::sqs::BatchResponse;
-use crate::{budget, collect_once, failure_message, outcome_lines};
-use azs_app::config::FanOut;
+use azs_app::job::{self, TimerError, TimerOutcome};
 use azs_app::metrics;
 use azs_app::wiring::Services;
-use azs_core::collect::RunSummary;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,24 +22,20 @@ pub const DEADLINE_RESERVE: Duration = Duration::from_secs(60);
 pub enum InvocationError {
     #[error("{0}")]
     StampsFailed(String),
-    #[error("the stamps could not be listed: {0}")]
-    Store(#[from] azs_core::ports::StoreError),
     #[error("{0}")]
-    FanOut(#[from] azs_core::fan_out::FanOutError),
+    Timer(#[from] TimerError),
     #[error("{0}")]
     BadEvent(String),
-    #[error("AZS_USAGE_FAN_OUT=queue needs AZS_USAGE_STAMP_QUEUE_URL and AZS_USAGE_DEAD_LETTER_QUEUE_URL")]
-    NoQueue,
 }
 
 impl From<InvocationError> for Diagnostic {
     fn from(e: InvocationError) -> Self {
         let error_type = match e {
             InvocationError::StampsFailed(_) => "StampsFailed",
-            InvocationError::Store(_) => "StoreUnavailable",
-            InvocationError::FanOut(_) => "FanOutFailed",
+            InvocationError::Timer(TimerError::Store(_)) => "StoreUnavailable",
+            InvocationError::Timer(TimerError::FanOut(_)) => "FanOutFailed",
+            InvocationError::Timer(TimerError::NoQueue) => "Configuration",
             InvocationError::BadEvent(_) => "BadEvent",
-            InvocationError::NoQueue => "Configuration",
         };
         Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
     }
@@ -50,70 +43,38 @@ impl From<InvocationError> for Diagnostic {
 
 /// Handles one invocation with the process's services: an SQS batch (the worker), or the timer.
 pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
-    if crate::sqs::is_sqs_event(&event.payload) {
-        return work(services, event).await.map(|r| to_json(&r));
+    let span = info_span!("invocation", request_id = %event.context.request_id);
+    let budget = job::budget(services.config.time_budget, platform_budget(&event.context));
+    async move {
+        if crate::sqs::is_sqs_event(&event.payload) {
+            let queue = services.queue.as_deref().ok_or(TimerError::NoQueue)?;
+            let response = crate::sqs::work_batch(&services.fan_out, queue, event.payload, budget)
+                .await
+                .map_err(InvocationError::BadEvent)?;
+            return Ok(to_json(&response));
+        }
+        info!(trigger = %describe(&event.payload), "timer fired");
+        match job::timer(services, services.queue.as_deref(), budget).await? {
+            TimerOutcome::Enqueued(stamps) => Ok(serde_json::json!({ "enqueued": stamps })),
+            TimerOutcome::Collected(summary) => {
+                // CloudWatch turns these lines into the metrics the module's alarms watch.
+                if let Err(e) = metrics::write_emf(&mut std::io::stdout().lock(), &summary, chrono::Utc::now())
+                {
+                    error!(error = %e, "the run's metrics could not be written");
+                }
+                match job::failure_message(&summary) {
+                    Some(message) => Err(InvocationError::StampsFailed(message)),
+                    None => Ok(to_json(&summary)),
+                }
+            }
+        }
     }
-    if services.config.fan_out == FanOut::Queue {
-        return enqueue(services, event).await;
-    }
-    collect(services, event).await.map(|s| to_json(&s))
+    .instrument(span)
+    .await
 }
 
 fn to_json(value: &impl serde::Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// The worker: one stamp per SQS record, each within this invocation's budget.
-async fn work(services: &Services, event: LambdaEvent<Value>) -> Result<BatchResponse, InvocationError> {
-    let span = info_span!("invocation", request_id = %event.context.request_id);
-    async move {
-        let queue = services.queue.as_deref().ok_or(InvocationError::NoQueue)?;
-        let budget = budget(services.config.time_budget, platform_budget(&event.context));
-        crate::sqs::work_batch(&services.fan_out, queue, event.payload, budget)
-            .await
-            .map_err(InvocationError::BadEvent)
-    }
-    .instrument(span)
-    .await
-}
-
-/// The timer with queue fan-out: one message per enabled stamp, then done.
-async fn enqueue(services: &Services, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
-    let span = info_span!("invocation", request_id = %event.context.request_id);
-    async move {
-        let queue = services.queue.as_deref().ok_or(InvocationError::NoQueue)?;
-        info!(trigger = %describe(&event.payload), "fanning out");
-        let stamps = services.fan_out.enqueue_enabled(queue).await?;
-        Ok(serde_json::json!({ "enqueued": stamps }))
-    }
-    .instrument(span)
-    .await
-}
-
-/// The timer collecting every stamp itself (`AZS_USAGE_FAN_OUT=in-process`).
-async fn collect(services: &Services, event: LambdaEvent<Value>) -> Result<RunSummary, InvocationError> {
-    let span = info_span!("invocation", request_id = %event.context.request_id);
-    async move {
-        let budget = budget(services.config.time_budget, platform_budget(&event.context));
-        info!(trigger = %describe(&event.payload), budget_s = budget.as_secs(), "collection starting");
-        let summary = collect_once(services, budget).await?;
-        for line in outcome_lines(&summary) {
-            info!(outcome = %line, "stamp outcome");
-        }
-        // CloudWatch turns these lines into the metrics the module's alarms watch.
-        if let Err(e) = metrics::write_emf(&mut std::io::stdout().lock(), &summary, chrono::Utc::now()) {
-            error!(error = %e, "the run's metrics could not be written");
-        }
-        match failure_message(&summary) {
-            Some(message) => {
-                error!(%message, "invocation failed");
-                Err(InvocationError::StampsFailed(message))
-            }
-            None => Ok(summary),
-        }
-    }
-    .instrument(span)
-    .await
 }
 
 /// The time left before Lambda ends the invocation, less [`DEADLINE_RESERVE`]; functions configured

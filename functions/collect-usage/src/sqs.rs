@@ -2,6 +2,7 @@
 //! one stamp collected per record within the invocation's budget, and a partial batch response out
 //! (`ReportBatchItemFailures`), so that only the records that must come back are redelivered.
 
+use azs_app::job;
 use azs_app::metrics;
 use azs_core::collect::RunSummary;
 use azs_core::fan_out::{Delivery, StampFanOut, WorkResult};
@@ -9,8 +10,7 @@ use azs_core::ports::StampQueue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
-use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::warn;
 
 #[derive(Debug, Deserialize)]
 struct SqsEvent {
@@ -68,31 +68,20 @@ pub async fn work_batch(
 ) -> Result<BatchResponse, String> {
     let event: SqsEvent =
         serde_json::from_value(payload).map_err(|e| format!("the SQS event cannot be read: {e}"))?;
-    let deadline = Instant::now() + budget;
     let results = futures::future::join_all(event.records.iter().map(|record| async move {
         let attempt =
             record.attributes.approximate_receive_count.as_deref().and_then(|n| n.parse().ok()).unwrap_or(1);
         let delivery = Delivery { body: &record.body, attempt };
-        (record.message_id.clone(), fan_out.work(queue, delivery, Some(deadline)).await)
+        let span = tracing::info_span!("record", message_id = %record.message_id);
+        (record.message_id.clone(), tracing::Instrument::instrument(job::work(fan_out, queue, delivery, budget), span).await)
     }))
     .await;
     let mut response = BatchResponse::default();
     let mut collected = RunSummary::default();
     for (message_id, result) in results {
         match result {
-            WorkResult::Done(report) => {
-                info!(
-                    %message_id,
-                    stamp_id = ?report.stamp_id.map(|s| s.to_string()),
-                    outcome = ?report.summary.as_ref().map(|s| s.outcome.to_string()),
-                    continued = report.continued,
-                    dead_lettered = report.dead_letter.is_some(),
-                    "stamp work done"
-                );
-                collected.stamps.extend(report.summary);
-            }
-            WorkResult::Retry { stamp_id, error } => {
-                warn!(%message_id, stamp_id = ?stamp_id.map(|s| s.to_string()), %error, "stamp work to be retried");
+            WorkResult::Done(report) => collected.stamps.extend(report.summary),
+            WorkResult::Retry { .. } => {
                 response.batch_item_failures.push(ItemFailure { item_identifier: message_id });
             }
         }

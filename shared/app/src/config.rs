@@ -18,7 +18,6 @@ pub struct EnvVar {
     pub name: &'static str,
     pub needed: Needed,
     pub default: &'static str,
-    pub meaning: &'static str,
 }
 
 pub const DATABASE: &str = "AZS_USAGE_DATABASE";
@@ -59,201 +58,147 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         name: DATABASE,
         needed: Needed::ByFunctions,
         default: "sqlite:azs-usage.db",
-        meaning: "The database: `sqlite:PATH` (or a bare path), or a SQL Server connection string \
-                  (ADO.NET `Server=...;Database=...` or `sqlserver://`). `secret:NAME` reads it from the secret store.",
     },
     EnvVar {
         name: DATABASE_AUTH,
         needed: Needed::Optional,
         default: "connection-string",
-        meaning: "SQL Server authentication: `connection-string` (credentials in the string) or \
-                  `managed-identity` (Azure AD token for https://database.windows.net/).",
     },
     EnvVar {
         name: SECRETS,
         needed: Needed::ByFunctions,
         default: "file:azs-usage-secrets.json",
-        meaning: "The secret store: `file:PATH` (mode 0600), `aws-secrets-manager`, or \
-                  `azure-key-vault:https://NAME.vault.azure.net`.",
     },
     EnvVar {
         name: SECRET_PREFIX,
         needed: Needed::ByFunctions,
         default: "azs-usage/",
-        meaning: "Prefix of stamp credential secret names (Key Vault: `/` and `_` become `-`).",
     },
     EnvVar {
         name: CONCURRENCY,
         needed: Needed::Optional,
         default: "8",
-        meaning: "How many stamps one run collects at once.",
     },
     EnvVar {
         name: SUBSCRIBER_CONCURRENCY,
         needed: Needed::Optional,
         default: "8",
-        meaning: "Per-subscriber stamps: how many subscriberId queries of one window are in flight at once (per stamp, 1-64).",
     },
     EnvVar {
         name: SETTLE_DELAY,
         needed: Needed::Optional,
         default: "1h",
-        meaning: "How far behind now the last collected reported hour ends (`30m`, `1h`, `90m`).",
     },
     EnvVar {
         name: TIME_BUDGET,
         needed: Needed::Optional,
         default: "platform",
-        meaning: "How long one collection run may take before it stops starting windows. Default: the \
-                  Lambda deadline minus 60 s; 4m30s on Azure (Consumption's 5 min); unlimited in the CLI.",
     },
     EnvVar {
         name: LEASE_TTL,
         needed: Needed::Optional,
         default: "10m",
-        meaning: "How long a run's claim on a stamp lasts without renewal (renewed after every window); a \
-                  killed run blocks its stamps for at most this long.",
     },
     EnvVar {
         name: MAX_PAGES_PER_WINDOW,
         needed: Needed::Optional,
         default: "10000",
-        meaning: "Most pages one reported hour's pull may read (all its nextLink chains); more fails the \
-                  window, nothing of it stored.",
     },
     EnvVar {
         name: MAX_ROWS_PER_WINDOW,
         needed: Needed::Optional,
         default: "250000",
-        meaning: "Most rows one reported hour may have (held in memory until its commit, ~500 bytes \
-                  each); more fails the window, nothing of it stored.",
     },
     EnvVar {
         name: MAX_QUARANTINED_PER_WINDOW,
         needed: Needed::Optional,
         default: "1000",
-        meaning: "Most rows of one reported hour that may be quarantined (rows the database cannot hold \
-                  exactly, kept verbatim); more fails the window, nothing of it stored, and the stamp's \
-                  status says so.",
     },
     EnvVar {
         name: MAX_BYTES_PER_WINDOW,
         needed: Needed::Optional,
         default: "512MiB",
-        meaning: "Most page bytes one reported hour's pull may read (`KiB`, `MiB`, `GiB` or bytes).",
     },
     EnvVar {
         name: MAX_PAGE_BYTES,
         needed: Needed::Optional,
         default: "16MiB",
-        meaning: "Largest answer body read from a stamp; reading stops at the cap and the window fails.",
     },
     EnvVar {
         name: MAX_SPAN_HOURS,
         needed: Needed::Optional,
         default: "1",
-        meaning: "Catch-up spans: a stamp more than one hour behind may pull up to this many reported hours in \
-                  one request chain, committed as one window (1-24; 1 pulls hour by hour). The pull limits \
-                  above then apply to the whole span; a span over them is pulled again hour by hour.",
     },
     EnvVar {
         name: LOG,
         needed: Needed::Optional,
         default: "info",
-        meaning: "Log filter (tracing EnvFilter syntax).",
     },
     EnvVar {
         name: LOG_FORMAT,
         needed: Needed::Optional,
         default: "json",
-        meaning: "`json` lines (functions) or `text` (CLI default on a terminal).",
     },
     EnvVar {
         name: API_TOKEN_SECRET,
         needed: Needed::Optional,
         default: "",
-        meaning: "Name of the secret holding the bearer token the webhook app requires (`azs-usage serve`; \
-                  behind platform auth on Lambda and Azure it is optional).",
     },
     EnvVar {
         name: AZURE_CLIENT_ID,
         needed: Needed::Optional,
         default: "",
-        meaning: "Azure Key Vault only: the client id of the user-assigned managed identity to read the \
-                  vault with; unset: the Function App's system-assigned identity.",
     },
     EnvVar {
         name: SECRET_KMS_KEY,
         needed: Needed::Optional,
         default: "",
-        meaning: "AWS Secrets Manager only: the KMS key (ARN, id or `alias/NAME`) that new stamp credential \
-                  secrets are encrypted with; unset: the account's `aws/secretsmanager` key.",
     },
     EnvVar {
         name: DATABASE_CA,
         needed: Needed::Optional,
         default: "",
-        meaning: "SQL Server only: PEM certificates the server's TLS certificate chains to when they are not \
-                  in the system roots (e.g. the RDS region bundle): `secret:NAME` (read from the secret store) \
-                  or a file path. Passed to the client as `TrustServerCertificateCA`.",
     },
     EnvVar {
         name: ALLOWED_STAMP_HOSTS,
         // Both Terraform modules require it: a deployed webhook is where callers name URLs.
         needed: Needed::ByFunctions,
         default: "",
-        meaning: "Stamp hosts the service may call, comma separated: host names, `*.suffix` wildcards, \
-                  addresses and CIDR blocks (`*.contoso.com, 10.20.0.0/16`), or `*` for any. Checked at \
-                  registration and on every call (admin ARM, login, token, nextLink), on the addresses a \
-                  name resolves to. Loopback, link-local, metadata, unspecified and multicast addresses \
-                  are called only when an address block in the list holds them. Unset: as `*`.",
     },
     EnvVar {
         name: COLLECT_SCHEDULE,
         needed: Needed::OnAzureOnly,
         default: "0 5 * * * *",
-        meaning: "NCRONTAB schedule of the collect-usage timer (Azure; AWS uses the Scheduler expression).",
     },
     EnvVar {
         name: FAN_OUT,
         needed: Needed::Optional,
         default: "in-process",
-        meaning: "`in-process`: the timer collects every stamp itself. `queue`: the timer enqueues one message \
-                  per enabled stamp and queue-triggered workers collect them (SQS on AWS, a Storage Queue on \
-                  Azure). The CLI always collects in-process.",
     },
     EnvVar {
         name: STAMP_QUEUE_URL,
         needed: Needed::Optional,
         default: "",
-        meaning: "AWS, with `queue`: the SQS queue URL of stamp work (Terraform sets it). Azure uses the \
-                  function's queue bindings instead.",
     },
     EnvVar {
         name: DEAD_LETTER_QUEUE_URL,
         needed: Needed::Optional,
         default: "",
-        meaning: "AWS, with `queue`: the SQS queue URL that receives dead letters naming the stamp and the error.",
     },
     EnvVar {
         name: CONTINUATION_DELAY,
         needed: Needed::Optional,
         default: "30s",
-        meaning: "How long a continuation (a stamp still behind when its worker's budget ran out) waits before \
-                  it is delivered; at most 15m (SQS's limit).",
     },
     EnvVar {
         name: MAX_ATTEMPTS,
         needed: Needed::Optional,
         default: "3",
-        meaning: "Deliveries of one stamp message before it is dead-lettered with its error (1-20). Terraform \
-                  sets the queue's own redrive/poison count one higher, for workers that died.",
     },
     EnvVar {
         name: VERIFY_TRAILING_HOURS,
         needed: Needed::Optional,
         default: "24",
-        meaning: "The scheduled verify: once per UTC day per stamp, the first run that brings the stamp up                   to date re-pulls this many collected hours ending at the watermark without writing and                   records `lastVerified` and `drift` in its status (and the drift metric). Skipped, not                   failed, when the run's time budget is short. 0 turns it off (0-168).",
     },
 ];
 

@@ -4,6 +4,7 @@ pub mod administration;
 pub mod config;
 pub mod display;
 pub mod export;
+pub mod job;
 pub mod mapper;
 pub mod metrics;
 pub mod quarantine;

@@ -137,7 +137,8 @@ pub fn moto_url() -> Result<String> {
     script("moto.sh", &["start"], &[])
 }
 
-/// `cargo lambda watch` running through `scripts/lambda-watch.sh`; stopped when dropped. One at a time:
+/// `cargo lambda watch` (the Lambda APIs) and both functions, running through `scripts/lambda-watch.sh`;
+/// stopped when dropped. One at a time:
 /// the script keeps one emulator per target directory, and the tests that start it with their own
 /// environment share one test process.
 pub struct LambdaWatch {
@@ -155,19 +156,26 @@ impl LambdaWatch {
         Ok(LambdaWatch { base, _exclusive: exclusive })
     }
 
+    /// The emulator's log, then each function's output (for a failed assertion's message).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(target_dir().join("lambda-watch/log")).unwrap_or_default()
+        ["log", "collect-usage.log", "register-stamp.log"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(target_dir().join("lambda-watch").join(name));
+                format!("--- {name}\n{}", text.unwrap_or_default())
+            })
+            .collect()
     }
 
     /// POSTs `body` as JSON to `path` on the emulator (a function URL path such as
     /// `/lambda-url/register-stamp/stamps`); the answer's status and body (JSON, else the text).
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        // The first request to each function may wait for the emulator to compile it.
-        const FIRST_INVOKE: Duration = Duration::from_secs(15 * 60);
+        // Bounded generously: a collection run against simulated stamps takes seconds.
+        const ANSWER_WITHIN: Duration = Duration::from_secs(5 * 60);
         let response = reqwest::Client::new()
             .post(format!("{}{path}", self.base))
             .json(body)
-            .timeout(FIRST_INVOKE)
+            .timeout(ANSWER_WITHIN)
             .send()
             .await
             .expect("the emulator answers");

@@ -1,5 +1,8 @@
 //! What `scripts/package.sh` ships: the Lambda zips (runtime `provided.al2023` wants an executable named
 //! `bootstrap`) and the Function App zip (the folder layout of the custom handler documentation).
+//! scripts/test.sh packages its debug build (`scripts/package.sh --debug`); `.ci/run` runs these tests
+//! again on the release packages. The glibc floors (2.34 on Lambda's al2023, 2.28 for the handler) are
+//! a property of the release link: scripts/package.sh refuses a release binary that misses its floor.
 
 use azs_platform_tests::artifact;
 use serde_json::Value;
@@ -31,27 +34,9 @@ fn json(entry: &Entry) -> Value {
     serde_json::from_slice(&entry.bytes).expect("valid JSON")
 }
 
-/// The newest `GLIBC_2.N` symbol version an ELF executable asks for (its .dynstr names them).
-fn newest_glibc(elf: &[u8]) -> u32 {
-    let needle = b"GLIBC_2.";
-    elf.windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .filter_map(|(i, _)| {
-            let digits: String = elf[i + needle.len()..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .map(|&b| b as char)
-                .collect();
-            digits.parse().ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 #[test]
-#[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
-fn each_lambda_zip_holds_one_executable_bootstrap_that_runs_on_al2023() {
+#[ignore = "needs scripts/package.sh; run by scripts/test.sh"]
+fn each_lambda_zip_holds_one_executable_bootstrap() {
     for function in ["collect-usage", "register-stamp"] {
         let entries = read_zip(&artifact(&format!("lambda/{function}/bootstrap.zip")));
 
@@ -63,17 +48,11 @@ fn each_lambda_zip_holds_one_executable_bootstrap_that_runs_on_al2023() {
             bootstrap.mode.map(|m| format!("{m:o}"))
         );
         assert!(bootstrap.bytes.starts_with(b"\x7fELF"), "{function}: not an ELF executable");
-        // Amazon Linux 2023 ships glibc 2.34.
-        assert!(
-            newest_glibc(&bootstrap.bytes) <= 34,
-            "{function} needs GLIBC_2.{}",
-            newest_glibc(&bootstrap.bytes)
-        );
     }
 }
 
 #[test]
-#[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
+#[ignore = "needs scripts/package.sh; run by scripts/test.sh"]
 fn the_function_app_zip_is_the_documented_folder_with_an_executable_handler() {
     let entries = read_zip(&artifact("functionapp/azs-usage-functionapp.zip"));
 
@@ -93,9 +72,6 @@ fn the_function_app_zip_is_the_documented_folder_with_an_executable_handler() {
     assert_eq!(executable, "handler", "the binary's name (functions/azure, [[bin]] handler)");
     assert!(is_executable(&entries[executable]));
     assert!(entries[executable].bytes.starts_with(b"\x7fELF"));
-    // The oldest Functions Linux image has glibc 2.28 (scripts/package.sh links the handler against it).
-    let needs = newest_glibc(&entries[executable].bytes);
-    assert!(needs <= 28, "the handler needs GLIBC_2.{needs}; the Functions Linux images start at 2.28");
     assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
     // The queue trigger and outputs (stamp-work, the timer's stampWork) are not built into the host.
     assert_eq!(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle");
@@ -104,7 +80,7 @@ fn the_function_app_zip_is_the_documented_folder_with_an_executable_handler() {
 }
 
 #[test]
-#[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
+#[ignore = "needs scripts/package.sh; run by scripts/test.sh"]
 fn the_timer_fires_on_the_app_setting_schedule_and_never_on_startup() {
     let entries = read_zip(&artifact("functionapp/azs-usage-functionapp.zip"));
     let function = json(&entries["collect-usage/function.json"]);
@@ -122,7 +98,7 @@ fn the_timer_fires_on_the_app_setting_schedule_and_never_on_startup() {
 }
 
 #[test]
-#[ignore = "needs scripts/package.sh and cargo lambda watch; run by scripts/test.sh"]
+#[ignore = "needs scripts/package.sh; run by scripts/test.sh"]
 fn the_http_function_routes_every_webhook_path_to_the_handler() {
     let entries = read_zip(&artifact("functionapp/azs-usage-functionapp.zip"));
     let host = json(&entries["host.json"]);

@@ -1,9 +1,13 @@
-//! `azs-usage demo`: the whole job on one machine, against simulated stamps started in-process.
+//! `azs-usage-demo`: the whole job on one machine, against simulated stamps started in-process.
 //! Three stamps (Azure AD + secret, AD FS + certificate, and one that throttles) are registered
 //! through the normal registration path (with verification), most tenant subscriptions are mapped,
 //! one collection runs, and the result is compared with the simulator's ground truth.
+//!
+//! A binary of its own so that the operator's `azs-usage` does not link the simulator (test code).
 
-use crate::progress::TerminalProgress;
+#[macro_use]
+extern crate azs_usage;
+
 use anyhow::{Context, Result, bail};
 use azs_app::config::{self, AppConfig};
 use azs_app::wiring::Services;
@@ -15,14 +19,49 @@ use azs_core::window::floor_hour;
 use chrono::{Duration, Utc};
 use rust_decimal::Decimal;
 use stamp_sim::{Fault, RequestKind, SimAuth, Simulator, SimulatorConfig, StampSpec};
+use azs_usage::progress::TerminalProgress;
+use azs_usage::render::print_summary;
+use clap::Parser;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 
 const SEED: u64 = 2026;
 
-pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32) -> Result<ExitCode> {
+/// Start simulated stamps in-process, register, map, collect and export: the whole job in one go.
+#[derive(Parser)]
+#[command(name = "azs-usage-demo", version)]
+struct Demo {
+    /// Folder for the demo's database, secrets and CSV.
+    #[arg(long, default_value = "azs-usage-demo")]
+    dir: PathBuf,
+    /// Hours of usage to collect.
+    #[arg(long, default_value_t = 24)]
+    hours: u32,
+    /// Database instead of DIR/azs-usage.db (any that `azs-usage --database` takes).
+    #[arg(long, env = config::DATABASE, hide_env_values = true)]
+    database: Option<String>,
+    /// Secret store instead of DIR/secrets.json (any that `azs-usage --secrets` takes).
+    #[arg(long, env = config::SECRETS, hide_env_values = true)]
+    secrets: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let demo = Demo::parse();
+    let runtime = azs_process::runtime().expect("tokio runtime");
+    let database = demo.database.unwrap_or_else(|| format!("sqlite:{}", demo.dir.join("azs-usage.db").display()));
+    let secrets = demo.secrets.unwrap_or_else(|| format!("file:{}", demo.dir.join("secrets.json").display()));
+    match runtime.block_on(run(&(database, secrets), &demo.dir, demo.hours)) {
+        Ok(code) => code,
+        Err(e) => {
+            say_error!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run((database, secrets): &(String, String), dir: &Path, hours: u32) -> Result<ExitCode> {
     if !(1..=24 * 31).contains(&hours) {
         bail!("--hours must be between 1 and 744");
     }
@@ -35,10 +74,13 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
         config::DATABASE => Some(database.clone()),
         config::SECRETS => Some(secrets.clone()),
         config::LOG_FORMAT => Some("text".into()),
+        // The demo tells its own story and counts retries instead of logging each.
+        config::LOG => std::env::var(name).ok().or(Some("error".into())),
         // The simulated stamps listen on loopback, which the outbound policy admits only when named.
         config::ALLOWED_STAMP_HOSTS => Some("127.0.0.1".into()),
         _ => std::env::var(name).ok(),
     })?;
+    azs_app::telemetry::init(&config, azs_app::telemetry::Target::Cli);
     let services = Services::build(&config).await?;
 
     say!("Starting 3 simulated Azure Stack Hub stamps on 127.0.0.1 (HTTPS, their own CA)...");
@@ -124,7 +166,7 @@ pub async fn run((database, secrets): &(String, String), dir: &Path, hours: u32)
     let progress = TerminalProgress::new();
     let summary = services.collector.run(RunRequest::default(), progress.clone()).await?;
     progress.finish();
-    crate::print_summary(&summary);
+    print_summary(&summary);
     say!(
         "({} answered 429/503 {} times during the run; each was retried with backoff)",
         names[2],
