@@ -142,6 +142,18 @@ pub(crate) fn delete_stamp(stamp: Uuid) -> Bound<'static> {
     Bound::new(&sql::DELETE_STAMP, vec![stamp.into_sql()])
 }
 
+pub(crate) fn leave_tombstone(stamp: Uuid, removed_at: DateTime<Utc>) -> Bound<'static> {
+    Bound::new(&sql::LEAVE_TOMBSTONE, vec![stamp.into_sql(), removed_at.into_sql()])
+}
+
+pub(crate) fn tombstone(endpoint_key: &str, admin_subscription: Uuid) -> Bound<'_> {
+    Bound::new(&sql::TOMBSTONE, vec![endpoint_key.into_sql(), admin_subscription.into_sql()])
+}
+
+pub(crate) fn consume_tombstone(endpoint_key: &str, admin_subscription: Uuid) -> Bound<'_> {
+    Bound::new(&sql::CONSUME_TOMBSTONE, vec![endpoint_key.into_sql(), admin_subscription.into_sql()])
+}
+
 pub(crate) fn get_stamp(stamp: Uuid) -> Bound<'static> {
     Bound::new(&sql::GET_STAMP, vec![stamp.into_sql()])
 }
@@ -533,6 +545,9 @@ mod tests {
             insert_status(id, t()),
             update_stamp(&s),
             delete_stamp(id),
+            leave_tombstone(id, t()),
+            tombstone("k", id),
+            consume_tombstone("k", id),
             get_stamp(id),
             get_status(id),
             run_started(id, t(), "running"),

@@ -3,6 +3,7 @@
 //! registers a probe stamp and commits a one-row window through the store's own code inside an outer
 //! transaction that is rolled back.
 
+use crate::schema::MINIMUM_COMPATIBILITY_LEVEL;
 use crate::session::{Failure, PooledSession, Session, checkout};
 use crate::types::{opt, opt_text};
 use crate::{LATEST_VERSION, SqlServerStore, bind, ledger, sql, stamps};
@@ -12,8 +13,6 @@ use azs_core::window::ReportedWindow;
 
 /// SQL Server 2016 (13.x): OPENJSON, `DROP ... IF EXISTS`, `SESSION_CONTEXT`.
 const MINIMUM_MAJOR_VERSION: u32 = 13;
-/// OPENJSON is refused below compatibility level 130.
-const MINIMUM_COMPATIBILITY_LEVEL: i32 = 130;
 
 impl SqlServerStore {
     /// Connects (without migrating) and reports on the server, the database, the session and the
@@ -155,7 +154,7 @@ pub(crate) fn compatibility_item(level: Option<i32>) -> CheckItem {
         Some(l) if l >= MINIMUM_COMPATIBILITY_LEVEL => CheckItem::ok("compatibility-level", l.to_string()),
         Some(l) => CheckItem::fail(
             "compatibility-level",
-            format!("{l}: OPENJSON, which writes each window, needs 130 or more"),
+            format!("{l}: OPENJSON, which writes each window, needs 130 or more; every start is refused"),
             "ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130 (or higher)",
         ),
         None => CheckItem::warning(

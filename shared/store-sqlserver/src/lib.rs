@@ -43,6 +43,23 @@ use session::{Failure, Pool, PooledSession};
 use std::sync::Arc;
 use tracing::warn;
 
+/// What [`SqlServerStore::drop_schema`] drops, in order (referring tables before the ones they refer to).
+pub(crate) const DROPS: &[&sql::Statement] = &[
+    &sql::DROP_STAMP_LEASES,
+    &sql::DROP_PROCESSING_STATUS,
+    &sql::DROP_SUBSCRIPTION_MAPPINGS,
+    &sql::DROP_USAGE_ROWS,
+    &sql::DROP_USAGE_WINDOWS,
+    &sql::DROP_TENANT_NUMBERS,
+    &sql::DROP_STAMP_NUMBERS,
+    &sql::DROP_QUARANTINED_ROWS,
+    &sql::DROP_REPROCESS_LOG,
+    &sql::DROP_STAMPS,
+    &sql::DROP_STAMP_TOMBSTONES,
+    &sql::DROP_MIGRATIONS_TABLE,
+    &sql::DROP_SCHEMA,
+];
+
 /// A store on one SQL Server database schema. Cheap to clone; build one per process and share it.
 #[derive(Clone)]
 pub struct SqlServerStore {
@@ -88,20 +105,7 @@ impl SqlServerStore {
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
         self.run("drop_schema", |mut s| {
             Box::pin(async move {
-                for statement in [
-                    &sql::DROP_STAMP_LEASES,
-                    &sql::DROP_PROCESSING_STATUS,
-                    &sql::DROP_SUBSCRIPTION_MAPPINGS,
-                    &sql::DROP_USAGE_ROWS,
-                    &sql::DROP_USAGE_WINDOWS,
-                    &sql::DROP_TENANT_NUMBERS,
-                    &sql::DROP_STAMP_NUMBERS,
-                    &sql::DROP_QUARANTINED_ROWS,
-                    &sql::DROP_REPROCESS_LOG,
-                    &sql::DROP_STAMPS,
-                    &sql::DROP_MIGRATIONS_TABLE,
-                    &sql::DROP_SCHEMA,
-                ] {
+                for statement in DROPS {
                     s.batch(statement).await?;
                 }
                 Ok(())

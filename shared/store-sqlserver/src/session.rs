@@ -341,34 +341,61 @@ impl Connector {
             }
             other => other,
         }
-        .map_err(|e| {
-            let transient = breaks_connection(&e) || is_transient_server_error(&e);
-            Failure::Connect {
-                message: format!("cannot connect to SQL Server at {address}: {}", describe(&e)),
-                transient,
-            }
-        })?;
+        .map_err(|e| connect_failure(&address, &e))?;
         let mut session = Session { client, schema: self.schema.clone(), lifecycle: Lifecycle::default() };
         session.batch(&sql::SESSION_OPTIONS).await?;
         Ok(session)
     }
 }
 
+/// Why a connection could not be opened, and whether trying again may help. A TLS failure (a name the
+/// certificate does not hold, an issuer not trusted, an expired certificate) is the same on every
+/// attempt: it is not retried, and the message names the certificate problem and its fix.
+pub(crate) fn connect_failure(address: &str, e: &tiberius::error::Error) -> Failure {
+    if let tiberius::error::Error::Tls(detail) = e {
+        return Failure::Connect {
+            message: format!(
+                "cannot connect to SQL Server at {address}: TLS failed, {}",
+                crate::retry::certificate_problem(detail)
+            ),
+            transient: false,
+        };
+    }
+    Failure::Connect {
+        message: format!("cannot connect to SQL Server at {address}: {}", describe(e)),
+        transient: breaks_connection(e) || is_transient_server_error(e),
+    }
+}
+
 /// Opening the TCP connection shares the connect timeout with the TDS handshake (as ADO.NET's
-/// `Connect Timeout` covers both); `Connect Timeout=0` waits as long as the network does.
-async fn connect(config: tiberius::Config) -> Result<Connection, tiberius::error::Error> {
+/// `Connect Timeout` covers both): the handshake gets what the TCP connect left, not the whole limit
+/// again. `Connect Timeout=0` waits as long as the network does.
+async fn connect(mut config: tiberius::Config) -> Result<Connection, tiberius::error::Error> {
     let opening = TcpStream::connect(config.get_addr());
     let tcp = match config.get_handshake_timeout() {
         None => opening.await?,
         Some(limit) => {
-            tokio::time::timeout(limit, opening).await.map_err(|_| tiberius::error::Error::Io {
-                kind: std::io::ErrorKind::TimedOut,
-                message: format!("TCP connect timed out after {}s", limit.as_secs()),
-            })??
+            let started = Instant::now();
+            let tcp = tokio::time::timeout(limit, opening).await.map_err(|_| timed_out(limit))??;
+            config.handshake_timeout(Some(handshake_budget(limit, started.elapsed())));
+            tcp
         }
     };
     tcp.set_nodelay(true)?;
     Client::connect(config, tcp.compat_write()).await
+}
+
+fn timed_out(limit: Duration) -> tiberius::error::Error {
+    tiberius::error::Error::Io {
+        kind: std::io::ErrorKind::TimedOut,
+        message: format!("TCP connect timed out after {}s", limit.as_secs()),
+    }
+}
+
+/// What is left of the connect timeout for the handshake after the TCP connect took `spent` (at least
+/// a millisecond: tiberius treats zero as "fail at the first wait").
+pub(crate) fn handshake_budget(limit: Duration, spent: Duration) -> Duration {
+    limit.saturating_sub(spent).max(Duration::from_millis(1))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -642,6 +669,13 @@ mod tests {
         for (code, class) in [(2627, 14), (547, 16), (8152, 16), (2628, 16)] {
             assert!(!discards_after_server_error(Some(code), Some(class)), "{code} class {class}");
         }
+    }
+
+    #[test]
+    fn the_connect_timeout_is_shared_by_the_tcp_connect_and_the_handshake_not_applied_twice() {
+        let limit = Duration::from_secs(15);
+        assert_eq!(handshake_budget(limit, Duration::from_secs(4)), Duration::from_secs(11));
+        assert_eq!(handshake_budget(limit, Duration::from_secs(20)), Duration::from_millis(1));
     }
 
     #[tokio::test]
