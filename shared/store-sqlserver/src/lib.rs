@@ -1,10 +1,10 @@
 //! The production store: every port of [`azs_core::ports::Store`] over SQL Server / Azure SQL, through
 //! tiberius (TDS 7.3, rustls, TLS always required).
 //!
-//! - A window's rows travel as one `nvarchar(max)` JSON parameter; in one transaction the stamp's
-//!   watermark is moved (fenced by the lease owner and the expected watermark) and one `MERGE` over
-//!   `OPENJSON` of that parameter writes them into `usage_rows`, mapping them to billing subscriptions
-//!   in SQL. Either all of it commits or none (`XACT_ABORT ON`, rollback on any error).
+//! - A window's rows travel as `nvarchar(max)` JSON parameters of at most `WINDOW_CHUNK_ROWS` rows; in
+//!   one transaction the stamp's watermark is moved (fenced by the lease owner and the expected
+//!   watermark) and a `MERGE` over `OPENJSON` of each parameter writes them into `usage_rows`,
+//!   mapping them to billing subscriptions in SQL. Either all of it commits or none (`XACT_ABORT ON`, rollback on any error).
 //! - Everything lives in one schema (default `azs_usage`), built by versioned migrations run under an
 //!   exclusive application lock, so concurrent cold starts migrate once.
 //! - Connections come from a small pool kept across invocations; each new one logs in with the
@@ -29,10 +29,13 @@ mod sql;
 mod stamps;
 mod status;
 mod types;
+#[doc(hidden)]
+pub mod window_memory;
 
 pub use config::{
     Auth, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_POOL_SIZE, POOL_HEADROOM, SqlServerConfig,
 };
+pub use ledger::WINDOW_CHUNK_ROWS;
 pub use retry::RetryPolicy;
 pub use schema::{InvalidSchemaName, LATEST_VERSION, SchemaName};
 pub use session::AZURE_SQL_SCOPE;

@@ -503,10 +503,14 @@ statements! {
         WHERE window_no IN (SELECT w.window_no FROM {schema}.usage_windows AS w
             JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
             WHERE sn.stamp_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3)";
-    /// The window's rows into the ledger, sent as ONE nvarchar(max) JSON parameter (@P4, see
-    /// `bind::window_rows`) and shredded here with OPENJSON: no bulk-load metadata to get wrong (tiberius
-    /// declares a bulk column from the value's length, not the table's), no 2,100-parameter limit, one
-    /// round trip. Every value is a JSON string converted exactly: the 128-bit row key as 32 hex digits
+    /// The window's rows into the ledger, sent as nvarchar(max) JSON parameters (@P4, see
+    /// `bind::window_rows`) of at most `WINDOW_CHUNK_ROWS` rows, this batch once per chunk in the
+    /// commit's one transaction (a window in one piece peaked at hundreds of MB in the client, see the
+    /// README, "Window memory"), and shredded here with OPENJSON: no bulk-load metadata to get wrong
+    /// (tiberius declares a bulk column from the value's length, not the table's), no 2,100-parameter
+    /// limit, a handful of round trips per large window. Every statement of the batch can run again for
+    /// the same window: the window's and tenants' numbers are found or made, rows already there are
+    /// left alone. Every value is a JSON string converted exactly: the 128-bit row key as 32 hex digits
     /// (CONVERT style 2, no 0x), quantities by the WITH clause's decimal, times as ISO 8601. Text
     /// columns are read as nvarchar(max), so a value too long for its column fails the INSERT (Msg 2628,
     /// ANSI_WARNINGS ON) instead of being cut short; the store refuses such a row before sending it
