@@ -63,6 +63,14 @@ pub(crate) fn record_migration(version: i32, name: &str) -> Bound<'_> {
     Bound::new(&sql::RECORD_MIGRATION, vec![version.into_sql(), name.into_sql()])
 }
 
+pub(crate) fn smoke_convert_key(hex: &str) -> Bound<'_> {
+    Bound::new(&sql::SMOKE_CONVERT_KEY, vec![hex.into_sql()])
+}
+
+pub(crate) fn smoke_openjson(rows_json: String) -> Bound<'static> {
+    Bound::new(&sql::SMOKE_OPENJSON, vec![rows_json.into_sql()])
+}
+
 // -- Stamps --------------------------------------------------------------------------------------------
 
 /// A stamp in column form: GUIDs parsed, times truncated to their columns' precision.
@@ -394,7 +402,7 @@ pub(crate) fn window_quarantine(rows: &[azs_core::quarantine::QuarantinedRow]) -
 // -- A window's rows, as MERGE_WINDOW reads them ---------------------------------------------------------
 
 /// A key as 32 upper-case hex digits, what `CONVERT(binary(16), k, 2)` reads back into the 16 bytes.
-fn key_hex(bytes: &[u8; 16]) -> String {
+pub(crate) fn key_hex(bytes: &[u8; 16]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
@@ -539,6 +547,8 @@ mod tests {
             check_permissions("azs_usage"),
             table_id("[azs_usage].[schema_migrations]"),
             record_migration(1, "initial"),
+            smoke_convert_key("00"),
+            smoke_openjson("[]".into()),
             stamp_registered_as("k", id, None),
             number_stamp(id),
             insert_stamp(&s),

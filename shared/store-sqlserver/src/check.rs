@@ -26,7 +26,10 @@ impl SqlServerStore {
                     "connect",
                     StoreError::from(f).to_string(),
                     "check the server name and port, the firewall (Azure SQL: allow the caller's address \
-                     or use a private endpoint), the login and that TLS is accepted",
+                     or use a private endpoint), the login and the certificate: rustls matches the host \
+                     against subjectAltName only, so SQL Server's auto-generated certificate (which has \
+                     none) fails even as the CA file; install one whose subjectAltName names the host \
+                     (store README, \"Certificates\")",
                 );
                 return DatabaseCheck::new("sqlserver", target, vec![item]);
             }
@@ -314,7 +317,7 @@ async fn int(s: &mut Session, bound: bind::Bound<'_>) -> Result<Option<i32>, Fai
 
 /// A probe stamp, its lease and a one-row window, written with the store's own functions inside an
 /// outer transaction that is rolled back (T-SQL: the inner COMMITs only decrement @@TRANCOUNT).
-async fn trial_commit(s: &mut PooledSession) -> CheckItem {
+pub(crate) async fn trial_commit(s: &mut PooledSession) -> CheckItem {
     const NAME: &str = "trial-commit";
     let stamp = check::probe_stamp(chrono::Utc::now());
     let start = check::trial_hour();

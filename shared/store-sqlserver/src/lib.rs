@@ -25,6 +25,7 @@ mod schema;
 #[cfg(test)]
 mod server_cases;
 mod session;
+mod smoke;
 mod sql;
 mod stamps;
 mod status;

@@ -90,6 +90,22 @@ statements! {
         HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'UPDATE') AS update_rows,
         HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'DELETE') AS delete_rows";
 
+    // -- db smoke (each risky construct once, inside a transaction that is rolled back) -------------
+
+    /// A 128-bit key as 32 hex digits (@P1) back to its 16 bytes, as MERGE_WINDOW converts row keys.
+    SMOKE_CONVERT_KEY (1) = "SELECT CONVERT(binary(16), @P1, 2) AS row_key";
+    /// A window's JSON (@P1, as `bind::window_rows` writes it) shredded with MERGE_WINDOW's conversions.
+    SMOKE_OPENJSON (1) = "SELECT CONVERT(binary(16), r.row_key, 2) AS row_key, r.usage_start, r.usage_end,
+            r.quantity, r.quantity_scale, r.additional_info
+        FROM OPENJSON(@P1) WITH (
+            row_key nvarchar(max) '$.k',
+            usage_start datetime2(0) '$.us',
+            usage_end datetime2(0) '$.ue',
+            quantity decimal(38, 12) '$.q',
+            quantity_scale tinyint '$.qs',
+            additional_info nvarchar(max) '$.a'
+        ) AS r";
+
     // -- Migrations ----------------------------------------------------------------------------------
 
     /// Exclusive, owned by the session (so it survives the migrations' own transactions), waiting at
