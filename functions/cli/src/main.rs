@@ -148,7 +148,7 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Check the configured database (`db check [--json]`).
+    /// Check the configured database (`db check [--json]`), or run each T-SQL construct once (`db smoke`).
     #[command(subcommand)]
     Db(db::DbCommand),
     /// Start simulated stamps in-process, register, map, collect and export: the whole job in one go.
