@@ -1,6 +1,7 @@
 //! `azs-usage db check [--json]`: the first command an operator runs against their own database. It
 //! reports each finding ok / warning / fail with its fix, changes nothing (the trial commit is rolled
-//! back), and exits 1 when anything failed.
+//! back), and exits 1 when anything failed. `azs-usage db smoke [--json]`: each T-SQL construct the SQL
+//! Server store depends on, run once and rolled back, one line each (ok, or the server's error).
 
 use anyhow::Result;
 use azs_app::config::AppConfig;
@@ -16,6 +17,14 @@ pub enum DbCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run each T-SQL construct the SQL Server store depends on once, inside a transaction that is
+    /// rolled back (RCSI and compatibility level, sp_getapplock, CONVERT(binary(16), ..., 2), OPENJSON,
+    /// MERGE_WINDOW on a scratch stamp): one line each, ok or the server's error number and text.
+    /// Exit 1 when one fails. SQLite needs none.
+    Smoke {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: &AppConfig, command: DbCommand) -> Result<ExitCode> {
@@ -26,10 +35,33 @@ pub async fn run(config: &AppConfig, command: DbCommand) -> Result<ExitCode> {
                 say!("{}", serde_json::to_string_pretty(&check)?);
             } else {
                 say_inline!("{}", render(&check));
+                if check.store == "sqlserver" {
+                    say!(
+                        "next: `azs-usage db smoke` runs each T-SQL construct the store uses once, rolled back"
+                    );
+                }
             }
             Ok(if check.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
+        DbCommand::Smoke { json } => {
+            let smoke = azs_app::wiring::smoke_database(config).await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&smoke)?);
+            } else {
+                say_inline!("{}", render_smoke(&smoke));
+            }
+            Ok(if smoke.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
     }
+}
+
+/// One line per construct: ok, or the server's error number and text.
+fn render_smoke(smoke: &DatabaseCheck) -> String {
+    let mut out = format!("{} database {} smoke (rolled back)\n", smoke.store, smoke.target);
+    for item in &smoke.items {
+        out.push_str(&format!("{:<8} {:<24} {}\n", item.status.as_str(), item.name, item.detail));
+    }
+    out
 }
 
 /// One line per item, its fix indented below it, then the verdict.

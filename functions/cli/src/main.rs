@@ -150,7 +150,7 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Check the configured database (`db check [--json]`).
+    /// Check the configured database (`db check [--json]`), or run each T-SQL construct once (`db smoke`).
     #[command(subcommand)]
     Db(db::DbCommand),
 }

@@ -174,6 +174,42 @@ fn sql_server_config(config: &AppConfig, connection: &str) -> Result<azs_store_s
 /// changing anything in it (the trial commit is rolled back). The secret store is opened only when the
 /// connection string lives there.
 pub async fn check_database(config: &AppConfig) -> Result<azs_core::check::DatabaseCheck> {
+    Ok(match unopened_database(config).await? {
+        UnopenedDatabase::Sqlite(path) => {
+            tokio::task::spawn_blocking(move || azs_store_sqlite::check_database(&path))
+                .await
+                .context("the SQLite check ended abnormally")?
+        }
+        UnopenedDatabase::SqlServer(store) => store.check().await,
+    })
+}
+
+/// `azs-usage db smoke`: each T-SQL construct the SQL Server store depends on, run once against the
+/// server and rolled back, one line each. SQLite needs none: its engine is the one every test runs.
+pub async fn smoke_database(config: &AppConfig) -> Result<azs_core::check::DatabaseCheck> {
+    use azs_core::check::{CheckItem, DatabaseCheck};
+    Ok(match unopened_database(config).await? {
+        UnopenedDatabase::Sqlite(path) => DatabaseCheck::new(
+            "sqlite",
+            path.display().to_string(),
+            vec![CheckItem::ok(
+                "smoke",
+                "not needed: SQLite is linked in and runs every statement in the test suite; `db check` \
+                 covers the file",
+            )],
+        ),
+        UnopenedDatabase::SqlServer(store) => store.smoke().await,
+    })
+}
+
+/// The configured database, not yet opened (no connection, no migration).
+enum UnopenedDatabase {
+    Sqlite(std::path::PathBuf),
+    SqlServer(azs_store_sqlserver::SqlServerStore),
+}
+
+/// Reads the secret store only when the connection string or the CA lives there.
+async fn unopened_database(config: &AppConfig) -> Result<UnopenedDatabase> {
     let needs_secrets = matches!(config.database, DatabaseLocation::FromSecret(_))
         || matches!(config.database_ca, Some(DatabaseCa::Secret(_)));
     let secrets = if needs_secrets { Some(open_secrets(config).await?) } else { None };
@@ -184,11 +220,7 @@ pub async fn check_database(config: &AppConfig) -> Result<azs_core::check::Datab
         (other, _) => other.clone(),
     };
     Ok(match location {
-        DatabaseLocation::Sqlite(path) => {
-            tokio::task::spawn_blocking(move || azs_store_sqlite::check_database(&path))
-                .await
-                .context("the SQLite check ended abnormally")?
-        }
+        DatabaseLocation::Sqlite(path) => UnopenedDatabase::Sqlite(path),
         DatabaseLocation::SqlServer(connection) => {
             let connection = match (&config.database_ca, &secrets) {
                 (Some(DatabaseCa::Secret(_)), Some(secrets)) => {
@@ -199,7 +231,7 @@ pub async fn check_database(config: &AppConfig) -> Result<azs_core::check::Datab
             };
             let store = azs_store_sqlserver::SqlServerStore::lazy(sql_server_config(config, &connection)?)
                 .context("SQL Server settings")?;
-            store.check().await
+            UnopenedDatabase::SqlServer(store)
         }
         DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
     })
@@ -258,12 +290,18 @@ fn with_trusted_ca(connection: &str, ca: &std::path::Path) -> String {
     if connection.to_ascii_lowercase().contains("trustservercertificateca") {
         return connection.to_owned();
     }
-    let ca = ca.display();
+    let ca = ca.display().to_string();
+    // Quoted: a path may hold `;`, `&`, `#` or `=`, which would end the value or start another.
     if connection.starts_with("sqlserver://") {
         let separator = if connection.contains('?') { '&' } else { '?' };
+        let ca: String = url::form_urlencoded::byte_serialize(ca.as_bytes()).collect();
         format!("{connection}{separator}trustServerCertificateCA={ca}")
     } else {
-        format!("{};TrustServerCertificateCA={ca}", connection.trim_end_matches(';'))
+        format!(
+            "{};TrustServerCertificateCA=\"{}\"",
+            connection.trim_end_matches(';'),
+            ca.replace('"', "\"\"")
+        )
     }
 }
 
@@ -276,18 +314,32 @@ mod tests {
         let ca = std::path::Path::new("/tmp/ca.pem");
         assert_eq!(
             with_trusted_ca("Server=tcp:db,1433;Database=x;Encrypt=true;", ca),
-            "Server=tcp:db,1433;Database=x;Encrypt=true;TrustServerCertificateCA=/tmp/ca.pem"
+            "Server=tcp:db,1433;Database=x;Encrypt=true;TrustServerCertificateCA=\"/tmp/ca.pem\""
         );
         assert_eq!(
             with_trusted_ca("sqlserver://db/x?encrypt=true", ca),
-            "sqlserver://db/x?encrypt=true&trustServerCertificateCA=/tmp/ca.pem"
+            "sqlserver://db/x?encrypt=true&trustServerCertificateCA=%2Ftmp%2Fca.pem"
         );
         assert_eq!(
             with_trusted_ca("sqlserver://db/x", ca),
-            "sqlserver://db/x?trustServerCertificateCA=/tmp/ca.pem"
+            "sqlserver://db/x?trustServerCertificateCA=%2Ftmp%2Fca.pem"
         );
         let own = "Server=db;TrustServerCertificateCA=/etc/own.pem";
         assert_eq!(with_trusted_ca(own, ca), own);
+    }
+
+    #[test]
+    fn a_ca_path_with_separators_in_it_stays_one_value() {
+        let ca = std::path::Path::new("/etc/certs;x=1/my \"ca\"&#.pem");
+        for connection in
+            ["Server=tcp:db.example,1433;Database=x;User Id=u;Password=p", "sqlserver://u:p@db.example/x"]
+        {
+            let with_ca = with_trusted_ca(connection, ca);
+            let parsed = azs_store_sqlserver::SqlServerConfig::parse(&with_ca)
+                .unwrap_or_else(|e| panic!("{with_ca}: {e}"));
+            let seen = format!("{parsed:?}");
+            assert!(seen.contains(r#"/etc/certs;x=1/my \"ca\"&#.pem"#), "{with_ca} -> {seen}");
+        }
     }
 
     #[test]

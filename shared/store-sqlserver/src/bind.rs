@@ -63,6 +63,14 @@ pub(crate) fn record_migration(version: i32, name: &str) -> Bound<'_> {
     Bound::new(&sql::RECORD_MIGRATION, vec![version.into_sql(), name.into_sql()])
 }
 
+pub(crate) fn smoke_convert_key(hex: &str) -> Bound<'_> {
+    Bound::new(&sql::SMOKE_CONVERT_KEY, vec![hex.into_sql()])
+}
+
+pub(crate) fn smoke_openjson(rows_json: String) -> Bound<'static> {
+    Bound::new(&sql::SMOKE_OPENJSON, vec![rows_json.into_sql()])
+}
+
 // -- Stamps --------------------------------------------------------------------------------------------
 
 /// A stamp in column form: GUIDs parsed, times truncated to their columns' precision.
@@ -140,6 +148,18 @@ pub(crate) fn update_stamp(s: &StampColumns) -> Bound<'_> {
 
 pub(crate) fn delete_stamp(stamp: Uuid) -> Bound<'static> {
     Bound::new(&sql::DELETE_STAMP, vec![stamp.into_sql()])
+}
+
+pub(crate) fn leave_tombstone(stamp: Uuid, removed_at: DateTime<Utc>) -> Bound<'static> {
+    Bound::new(&sql::LEAVE_TOMBSTONE, vec![stamp.into_sql(), removed_at.into_sql()])
+}
+
+pub(crate) fn tombstone(endpoint_key: &str, admin_subscription: Uuid) -> Bound<'_> {
+    Bound::new(&sql::TOMBSTONE, vec![endpoint_key.into_sql(), admin_subscription.into_sql()])
+}
+
+pub(crate) fn consume_tombstone(endpoint_key: &str, admin_subscription: Uuid) -> Bound<'_> {
+    Bound::new(&sql::CONSUME_TOMBSTONE, vec![endpoint_key.into_sql(), admin_subscription.into_sql()])
 }
 
 pub(crate) fn get_stamp(stamp: Uuid) -> Bound<'static> {
@@ -382,7 +402,7 @@ pub(crate) fn window_quarantine(rows: &[azs_core::quarantine::QuarantinedRow]) -
 // -- A window's rows, as MERGE_WINDOW reads them ---------------------------------------------------------
 
 /// A key as 32 upper-case hex digits, what `CONVERT(binary(16), k, 2)` reads back into the 16 bytes.
-fn key_hex(bytes: &[u8; 16]) -> String {
+pub(crate) fn key_hex(bytes: &[u8; 16]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
@@ -527,12 +547,17 @@ mod tests {
             check_permissions("azs_usage"),
             table_id("[azs_usage].[schema_migrations]"),
             record_migration(1, "initial"),
+            smoke_convert_key("00"),
+            smoke_openjson("[]".into()),
             stamp_registered_as("k", id, None),
             number_stamp(id),
             insert_stamp(&s),
             insert_status(id, t()),
             update_stamp(&s),
             delete_stamp(id),
+            leave_tombstone(id, t()),
+            tombstone("k", id),
+            consume_tombstone("k", id),
             get_stamp(id),
             get_status(id),
             run_started(id, t(), "running"),

@@ -3,6 +3,7 @@
 //! registers a probe stamp and commits a one-row window through the store's own code inside an outer
 //! transaction that is rolled back.
 
+use crate::schema::MINIMUM_COMPATIBILITY_LEVEL;
 use crate::session::{Failure, PooledSession, Session, checkout};
 use crate::types::{opt, opt_text};
 use crate::{LATEST_VERSION, SqlServerStore, bind, ledger, sql, stamps};
@@ -12,8 +13,6 @@ use azs_core::window::ReportedWindow;
 
 /// SQL Server 2016 (13.x): OPENJSON, `DROP ... IF EXISTS`, `SESSION_CONTEXT`.
 const MINIMUM_MAJOR_VERSION: u32 = 13;
-/// OPENJSON is refused below compatibility level 130.
-const MINIMUM_COMPATIBILITY_LEVEL: i32 = 130;
 
 impl SqlServerStore {
     /// Connects (without migrating) and reports on the server, the database, the session and the
@@ -27,7 +26,10 @@ impl SqlServerStore {
                     "connect",
                     StoreError::from(f).to_string(),
                     "check the server name and port, the firewall (Azure SQL: allow the caller's address \
-                     or use a private endpoint), the login and that TLS is accepted",
+                     or use a private endpoint), the login and the certificate: rustls matches the host \
+                     against subjectAltName only, so SQL Server's auto-generated certificate (which has \
+                     none) fails even as the CA file; install one whose subjectAltName names the host \
+                     (store README, \"Certificates\")",
                 );
                 return DatabaseCheck::new("sqlserver", target, vec![item]);
             }
@@ -155,7 +157,7 @@ pub(crate) fn compatibility_item(level: Option<i32>) -> CheckItem {
         Some(l) if l >= MINIMUM_COMPATIBILITY_LEVEL => CheckItem::ok("compatibility-level", l.to_string()),
         Some(l) => CheckItem::fail(
             "compatibility-level",
-            format!("{l}: OPENJSON, which writes each window, needs 130 or more"),
+            format!("{l}: OPENJSON, which writes each window, needs 130 or more; every start is refused"),
             "ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130 (or higher)",
         ),
         None => CheckItem::warning(
@@ -315,7 +317,7 @@ async fn int(s: &mut Session, bound: bind::Bound<'_>) -> Result<Option<i32>, Fai
 
 /// A probe stamp, its lease and a one-row window, written with the store's own functions inside an
 /// outer transaction that is rolled back (T-SQL: the inner COMMITs only decrement @@TRANCOUNT).
-async fn trial_commit(s: &mut PooledSession) -> CheckItem {
+pub(crate) async fn trial_commit(s: &mut PooledSession) -> CheckItem {
     const NAME: &str = "trial-commit";
     let stamp = check::probe_stamp(chrono::Utc::now());
     let start = check::trial_hour();

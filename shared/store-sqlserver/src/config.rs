@@ -202,6 +202,12 @@ fn check_encrypt(value: Option<&str>) -> Result<(), ConfigError> {
     match value.map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(()),
         Some(v) if matches!(v.as_str(), "true" | "yes" | "mandatory") => Ok(()),
+        // tiberius 0.13 speaks TDS 8.0 only with its `tds80` feature, which this build leaves off
+        // (never run against a server here); refused by name rather than silently downgraded.
+        Some(v) if v == "strict" => invalid(
+            "Encrypt=Strict (TDS 8.0) is not supported by this build; use Encrypt=True: TLS is still \
+             required and the server's certificate validated, only the TDS 7.4 login precedes the handshake",
+        ),
         Some(v) => invalid(format!(
             "Encrypt={v} is refused: the store always encrypts (TLS required); remove it or set Encrypt=True"
         )),
@@ -463,6 +469,17 @@ mod tests {
             assert!(!e.contains("Password=p"));
         }
         assert!(SqlServerConfig::parse("sqlserver://u:p@h/db?encrypt=false").is_err());
+    }
+
+    #[test]
+    fn encrypt_strict_is_refused_by_name_not_as_a_request_for_less() {
+        for s in ["Server=h;User Id=u;Password=p;Encrypt=Strict", "sqlserver://u:p@h/db?encrypt=strict"] {
+            let e = SqlServerConfig::parse(s).unwrap_err().to_string();
+            assert!(
+                e.contains("Encrypt=Strict (TDS 8.0) is not supported") && e.contains("Encrypt=True"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

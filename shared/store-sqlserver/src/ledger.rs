@@ -1,11 +1,11 @@
 //! The usage ledger (`usage_rows`, `reprocess_log`): a reported window's rows and the stamp's watermark
 //! committed in one transaction, fenced by the lease and the watermark; exports streamed in order.
 //!
-//! A commit: the rows are checked (quantities must fit exactly, text must fit its column), de-duplicated
-//! by key and written as one JSON array; then one transaction moves the watermark (the fenced UPDATE
-//! comes first, so it also locks the stamp against a concurrent `set_mapping`), deletes the window's
-//! old rows (and quarantine) when replacing, MERGEs the array in (OPENJSON), mapping the rows in SQL,
-//! and inserts the window's quarantined rows (a second OPENJSON array).
+//! A commit: the rows are checked (quantities must fit exactly, text must fit its column) and
+//! de-duplicated by key; then one transaction moves the watermark (the fenced UPDATE comes first, so it
+//! also locks the stamp against a concurrent `set_mapping`), deletes the window's old rows (and
+//! quarantine) when replacing, MERGEs the rows in as JSON arrays of at most [`WINDOW_CHUNK_ROWS`] each
+//! (OPENJSON), mapping them in SQL, and inserts the window's quarantined rows (one more OPENJSON array).
 //!
 //! The collector never hands over a row over [`ROW_LIMITS`] (it quarantines it, see
 //! `azs_core::quarantine`); the checks here are the last line, for any other caller.
@@ -200,6 +200,25 @@ pub(crate) fn checked_rows<'c>(commit: &'c WindowCommit<'_>) -> Result<Vec<Check
     Ok(rows)
 }
 
+/// The most rows one MERGE_WINDOW carries. tiberius encodes a whole RPC request (the JSON parameter
+/// as UTF-16) into one growing buffer before its first packet leaves, so a window sent in one piece
+/// held its JSON text and twice that again at once: a 40,000-row window peaked at hundreds of MB (see
+/// the README, "Window memory", and `examples/window_memory.rs`). In chunks of this many rows, all in
+/// the window's one fenced transaction, the peak is one chunk's, whatever the window's size; the
+/// round trips are a handful per large window.
+pub const WINDOW_CHUNK_ROWS: usize = 5_000;
+
+/// The window's rows in the pieces MERGE_WINDOW sends: at most `chunk_rows` each, and one empty piece
+/// for an empty window (its MERGE_WINDOW still numbers the window).
+pub(crate) fn window_chunks<'r, 'a>(
+    rows: &'r [CheckedRow<'a>],
+    chunk_rows: usize,
+) -> impl Iterator<Item = &'r [CheckedRow<'a>]> {
+    let empty: &'r [CheckedRow<'a>] = &[];
+    let pieces = rows.chunks(chunk_rows.max(1));
+    rows.is_empty().then_some(empty).into_iter().chain(pieces)
+}
+
 pub(crate) async fn commit_window(
     s: &mut Session,
     key: Uuid,
@@ -207,9 +226,8 @@ pub(crate) async fn commit_window(
     rows: &[CheckedRow<'_>],
 ) -> Result<CommitReceipt, Failure> {
     let (start, end) = (types::seconds(c.window.start), types::seconds(c.window.end));
-    // Serialised before the transaction, so the locks are held only while the server works.
-    let rows_json = bind::window_rows(rows);
-    let tenants_json = bind::window_tenants(rows);
+    // Serialised before the transaction, so the locks are held only while the server works (each
+    // chunk's rows are serialised inside it, a few ms each, so that only one chunk's text exists).
     let quarantine_json = (!c.quarantined.is_empty()).then(|| bind::window_quarantine(&c.quarantined));
     s.begin().await?;
     let result = async {
@@ -232,11 +250,17 @@ pub(crate) async fn commit_window(
             s.execute(bind::delete_window_quarantine(key, start, end)).await?;
         }
         let billed_json = bind::window_billed_json(&billed);
-        let counts = s
-            .query_one(bind::merge_window(key, start, end, rows_json, tenants_json, billed_json))
-            .await?
-            .ok_or_else(|| Failure::other("the window's MERGE returned no counts"))?;
-        let rows_written = types::unsigned(&counts, 0)?;
+        let (mut rows_written, mut unmapped_rows) = (0, 0);
+        for chunk in window_chunks(rows, WINDOW_CHUNK_ROWS) {
+            let (rows_json, tenants_json) = (bind::window_rows(chunk), bind::window_tenants(chunk));
+            let merge = bind::merge_window(key, start, end, rows_json, tenants_json, billed_json.clone());
+            let counts = s
+                .query_one(merge)
+                .await?
+                .ok_or_else(|| Failure::other("the window's MERGE returned no counts"))?;
+            rows_written += types::unsigned(&counts, 0)?;
+            unmapped_rows += types::unsigned(&counts, 1)?;
+        }
         let quarantined = match quarantine_json {
             Some(json) => s.execute(bind::quarantine_window(key, start, end, json)).await?,
             None => 0,
@@ -244,7 +268,7 @@ pub(crate) async fn commit_window(
         Ok(CommitReceipt {
             rows_written,
             duplicates: (c.rows.len() as u64).saturating_sub(rows_written),
-            unmapped_rows: types::unsigned(&counts, 1)?,
+            unmapped_rows,
             quarantined,
         })
     }
@@ -439,5 +463,19 @@ mod tests {
         assert_eq!(keys, expected);
         assert_ne!(first.key(), second.key());
         assert!(checked.iter().all(|r| r.key == r.row.key()));
+    }
+
+    #[test]
+    fn a_window_is_sent_in_bounded_chunks_that_cover_every_row_once_and_an_empty_one_still_once() {
+        let row = azs_core::check::probe_row();
+        let checked: Vec<CheckedRow<'_>> = (0..12)
+            .map(|_| CheckedRow { key: row.key(), row: &row, quantity: Quantity::new(row.quantity).unwrap() })
+            .collect();
+        let sizes: Vec<usize> = window_chunks(&checked, 5).map(<[_]>::len).collect();
+        assert_eq!(sizes, [5, 5, 2]);
+        let sizes: Vec<usize> = window_chunks(&checked[..0], 5).map(<[_]>::len).collect();
+        assert_eq!(sizes, [0], "an empty window is one MERGE_WINDOW: it numbers the window");
+        assert_eq!(window_chunks(&checked, 0).count(), 12, "a chunk holds at least one row");
+        assert!((1_000..=10_000).contains(&WINDOW_CHUNK_ROWS));
     }
 }

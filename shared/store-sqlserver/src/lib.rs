@@ -1,10 +1,10 @@
 //! The production store: every port of [`azs_core::ports::Store`] over SQL Server / Azure SQL, through
 //! tiberius (TDS 7.3, rustls, TLS always required).
 //!
-//! - A window's rows travel as one `nvarchar(max)` JSON parameter; in one transaction the stamp's
-//!   watermark is moved (fenced by the lease owner and the expected watermark) and one `MERGE` over
-//!   `OPENJSON` of that parameter writes them into `usage_rows`, mapping them to billing subscriptions
-//!   in SQL. Either all of it commits or none (`XACT_ABORT ON`, rollback on any error).
+//! - A window's rows travel as `nvarchar(max)` JSON parameters of at most `WINDOW_CHUNK_ROWS` rows; in
+//!   one transaction the stamp's watermark is moved (fenced by the lease owner and the expected
+//!   watermark) and a `MERGE` over `OPENJSON` of each parameter writes them into `usage_rows`,
+//!   mapping them to billing subscriptions in SQL. Either all of it commits or none (`XACT_ABORT ON`, rollback on any error).
 //! - Everything lives in one schema (default `azs_usage`), built by versioned migrations run under an
 //!   exclusive application lock, so concurrent cold starts migrate once.
 //! - Connections come from a small pool kept across invocations; each new one logs in with the
@@ -25,14 +25,18 @@ mod schema;
 #[cfg(test)]
 mod server_cases;
 mod session;
+mod smoke;
 mod sql;
 mod stamps;
 mod status;
 mod types;
+#[doc(hidden)]
+pub mod window_memory;
 
 pub use config::{
     Auth, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_POOL_SIZE, POOL_HEADROOM, SqlServerConfig,
 };
+pub use ledger::WINDOW_CHUNK_ROWS;
 pub use retry::RetryPolicy;
 pub use schema::{InvalidSchemaName, LATEST_VERSION, SchemaName};
 pub use session::AZURE_SQL_SCOPE;
@@ -42,6 +46,23 @@ use futures::future::BoxFuture;
 use session::{Failure, Pool, PooledSession};
 use std::sync::Arc;
 use tracing::warn;
+
+/// What [`SqlServerStore::drop_schema`] drops, in order (referring tables before the ones they refer to).
+pub(crate) const DROPS: &[&sql::Statement] = &[
+    &sql::DROP_STAMP_LEASES,
+    &sql::DROP_PROCESSING_STATUS,
+    &sql::DROP_SUBSCRIPTION_MAPPINGS,
+    &sql::DROP_USAGE_ROWS,
+    &sql::DROP_USAGE_WINDOWS,
+    &sql::DROP_TENANT_NUMBERS,
+    &sql::DROP_STAMP_NUMBERS,
+    &sql::DROP_QUARANTINED_ROWS,
+    &sql::DROP_REPROCESS_LOG,
+    &sql::DROP_STAMPS,
+    &sql::DROP_STAMP_TOMBSTONES,
+    &sql::DROP_MIGRATIONS_TABLE,
+    &sql::DROP_SCHEMA,
+];
 
 /// A store on one SQL Server database schema. Cheap to clone; build one per process and share it.
 #[derive(Clone)]
@@ -88,20 +109,7 @@ impl SqlServerStore {
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
         self.run("drop_schema", |mut s| {
             Box::pin(async move {
-                for statement in [
-                    &sql::DROP_STAMP_LEASES,
-                    &sql::DROP_PROCESSING_STATUS,
-                    &sql::DROP_SUBSCRIPTION_MAPPINGS,
-                    &sql::DROP_USAGE_ROWS,
-                    &sql::DROP_USAGE_WINDOWS,
-                    &sql::DROP_TENANT_NUMBERS,
-                    &sql::DROP_STAMP_NUMBERS,
-                    &sql::DROP_QUARANTINED_ROWS,
-                    &sql::DROP_REPROCESS_LOG,
-                    &sql::DROP_STAMPS,
-                    &sql::DROP_MIGRATIONS_TABLE,
-                    &sql::DROP_SCHEMA,
-                ] {
+                for statement in DROPS {
                     s.batch(statement).await?;
                 }
                 Ok(())

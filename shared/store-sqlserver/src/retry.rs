@@ -43,6 +43,36 @@ pub(crate) fn breaks_connection(e: &tiberius::error::Error) -> bool {
     matches!(e, Io { .. } | Tls(_) | Protocol(_) | Routing { .. } | Encoding(_) | Utf8 | Utf16)
 }
 
+/// A TLS failure in words an operator can act on: which certificate problem it is, and the fix, then
+/// the TLS library's own text (tiberius passes rustls's certificate error through `Error::Tls`, followed
+/// by remedies phrased as its API calls, which are cut off here).
+pub(crate) fn certificate_problem(detail: &str) -> String {
+    let detail = detail.split(" To connect anyway").next().unwrap_or(detail).trim();
+    let problem = if detail.contains("not valid for any names") {
+        "the server's certificate holds no subjectAltName, and rustls matches the host only against \
+         subjectAltName (never the subject's CN). SQL Server's auto-generated self-signed certificate is \
+         such a certificate, so trusting it with TrustServerCertificateCA cannot work: install a \
+         certificate whose subjectAltName holds the server's DNS name (see the store README, \
+         \"Certificates\")"
+    } else if detail.contains("not valid for name") || detail.contains("NotValidForName") {
+        "the server's certificate does not hold the host name connected to: connect by a name it holds, \
+         or set HostNameInCertificate to one of them"
+    } else if detail.contains("UnknownIssuer") {
+        "the server's certificate is not issued by a CA this machine trusts: give the CA (PEM) with \
+         TrustServerCertificateCA=<path> or AZS_USAGE_DATABASE_CA"
+    } else if detail.contains("expired") || detail.contains("Expired") {
+        "the server's certificate has expired: renew it on the server"
+    } else if detail.contains("not valid yet") || detail.contains("NotValidYet") {
+        "the server's certificate is not valid yet: check the clocks of server and client"
+    } else if detail.contains("UnsupportedCertVersion") {
+        "the server's certificate is an old X.509 version rustls refuses (as SQL Server's auto-generated \
+         one can be): install a certificate issued for the server's DNS name"
+    } else {
+        "the TLS handshake or the trusted CA file failed"
+    };
+    format!("{problem}. Not retried: a certificate does not change between attempts. ({detail})")
+}
+
 /// How often and how patiently to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -100,5 +130,48 @@ mod tests {
         assert!(!is_transient_server_error(&io));
         let conversion = tiberius::error::Error::Conversion("x".into());
         assert!(!breaks_connection(&conversion));
+    }
+
+    /// Messages as tiberius 0.13 builds them from rustls 0.23's certificate errors.
+    fn rejected(cert_err: &str) -> String {
+        format!(
+            "the server's certificate was rejected during the TLS handshake: {cert_err}. To connect anyway \
+             you can: (1) trust a specific CA certificate with `Config::trust_cert_ca(path)`"
+        )
+    }
+
+    #[test]
+    fn each_certificate_problem_is_named_with_its_fix() {
+        let no_san = rejected(
+            "invalid peer certificate: certificate not valid for name \"db.example\"; certificate is not \
+             valid for any names (according to its subjectAltName extension)",
+        );
+        let problem = certificate_problem(&no_san);
+        assert!(
+            problem.contains("holds no subjectAltName") && problem.contains("auto-generated"),
+            "{problem}"
+        );
+        assert!(!problem.contains("Config::trust_cert_ca"), "tiberius's API advice is cut off: {problem}");
+        let other_name = rejected(
+            "invalid peer certificate: certificate not valid for name \"10.0.0.4\"; certificate is only valid \
+             for db.example",
+        );
+        assert!(certificate_problem(&other_name).contains("HostNameInCertificate"));
+        let unknown = rejected("invalid peer certificate: UnknownIssuer");
+        assert!(certificate_problem(&unknown).contains("TrustServerCertificateCA"));
+        let expired = rejected("invalid peer certificate: certificate expired: verification time 2");
+        assert!(certificate_problem(&expired).contains("has expired"));
+    }
+
+    #[test]
+    fn a_tls_failure_at_connect_is_permanent_and_a_network_failure_transient() {
+        let tls = tiberius::error::Error::Tls(rejected("invalid peer certificate: UnknownIssuer"));
+        let failure = crate::session::connect_failure("db.example:1433", &tls);
+        assert!(!failure.is_transient(), "a certificate is the same on the next attempt");
+        let message = azs_core::ports::StoreError::from(failure).to_string();
+        assert!(message.contains("db.example:1433") && message.contains("not issued by a CA"), "{message}");
+        let reset =
+            tiberius::error::Error::Io { kind: std::io::ErrorKind::ConnectionReset, message: "reset".into() };
+        assert!(crate::session::connect_failure("db.example:1433", &reset).is_transient());
     }
 }

@@ -86,6 +86,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     name: "initial",
     statements: &[
         &sql::V1_STAMPS,
+        &sql::V1_STAMP_TOMBSTONES,
         &sql::V1_SUBSCRIPTION_MAPPINGS,
         &sql::V1_STAMP_NUMBERS,
         &sql::V1_TENANT_NUMBERS,
@@ -108,7 +109,7 @@ pub(crate) const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Brings the schema up to [`LATEST_VERSION`] (creating it if needed) under the migration lock.
 pub(crate) async fn migrate(session: &mut Session) -> Result<i32, Failure> {
-    require_row_versioning(session).await?;
+    require_database_settings(session).await?;
     let resource = format!("azs-usage:migrate:{}", session.schema());
     let granted =
         int(session, bind::applock_acquire(&resource, MIGRATION_LOCK_TIMEOUT)).await?.unwrap_or(-999);
@@ -129,19 +130,58 @@ pub(crate) async fn migrate(session: &mut Session) -> Result<i32, Failure> {
     Ok(version)
 }
 
-/// Without READ_COMMITTED_SNAPSHOT (SQL Server's default; Azure SQL's is on), an export's range scan
-/// under locking READ COMMITTED can read part of an hour before a reprocess replaces it and the rest
-/// after: an invoice with old and new rows of one hour. With it, each window's export query sees one
-/// committed state. Refusing here, at every start, names the one statement that fixes it.
-async fn require_row_versioning(session: &mut Session) -> Result<(), Failure> {
-    match int(session, bind::none(&sql::RCSI_ON)).await? {
-        Some(1) => Ok(()),
-        _ => Err(Failure::other(
+/// What every start requires of the database, checked before anything is created or written. Refusing
+/// here names the one statement that fixes each setting.
+async fn require_database_settings(session: &mut Session) -> Result<(), Failure> {
+    let row = session.query_one(bind::none(&sql::START_CHECKS)).await?;
+    let (rcsi, level) = match &row {
+        Some(row) => (types::opt::<i32>(row, 0)?, types::opt::<i32>(row, 1)?),
+        None => (None, None),
+    };
+    match start_refusal(row.is_some(), rcsi, level) {
+        None => Ok(()),
+        Some(reason) => Err(Failure::other(reason)),
+    }
+}
+
+/// Compatibility level 130 (SQL Server 2016): OPENJSON, which writes every window, is refused below it
+/// (Msg 208, "Invalid object name 'OPENJSON'").
+pub(crate) const MINIMUM_COMPATIBILITY_LEVEL: i32 = 130;
+
+/// Why the database's settings refuse a start, if they do:
+/// - without READ_COMMITTED_SNAPSHOT (SQL Server's default; Azure SQL's is on), an export's range scan
+///   under locking READ COMMITTED can read part of an hour before a reprocess replaces it and the rest
+///   after: an invoice with old and new rows of one hour. With it, each window's export query sees one
+///   committed state;
+/// - below compatibility level 130 every window fails on OPENJSON.
+pub(crate) fn start_refusal(found: bool, rcsi: Option<i32>, level: Option<i32>) -> Option<String> {
+    if !found {
+        return Some(
+            "sys.databases has no row named DB_NAME() for the connected database, so its \
+             READ_COMMITTED_SNAPSHOT and compatibility level cannot be checked; connect to a user \
+             database (`Database=` in the connection string) with a login that can see it"
+                .into(),
+        );
+    }
+    let mut refusals = Vec::new();
+    if rcsi != Some(1) {
+        refusals.push(
             "the database has READ_COMMITTED_SNAPSHOT OFF, so an export could mix an hour's old and new rows \
              while it is reprocessed; an admin must run: ALTER DATABASE CURRENT SET READ_COMMITTED_SNAPSHOT ON \
-             WITH ROLLBACK IMMEDIATE (Azure SQL Database has it on by default)",
+             WITH ROLLBACK IMMEDIATE (Azure SQL Database has it on by default)"
+                .to_owned(),
+        );
+    }
+    match level {
+        Some(l) if l >= MINIMUM_COMPATIBILITY_LEVEL => {}
+        _ => refusals.push(format!(
+            "the database's compatibility level is {}, below {MINIMUM_COMPATIBILITY_LEVEL}, so OPENJSON, \
+             which writes every window, is refused (Msg 208); an admin must run: ALTER DATABASE CURRENT \
+             SET COMPATIBILITY_LEVEL = {MINIMUM_COMPATIBILITY_LEVEL} (or higher)",
+            level.map_or_else(|| "unknown".to_owned(), |l| l.to_string())
         )),
     }
+    (!refusals.is_empty()).then(|| refusals.join("; and "))
 }
 
 async fn migrate_locked(session: &mut Session) -> Result<i32, Failure> {
@@ -295,5 +335,38 @@ mod tests {
         assert!(at("V1_STAMP_NUMBERS") < at("V1_TENANT_NUMBERS"));
         assert!(at("V1_STAMP_NUMBERS") < at("V1_USAGE_WINDOWS"));
         assert!(at("V1_USAGE_ROWS") < at("V1_USAGE_ROWS_UNMAPPED"));
+    }
+
+    #[test]
+    fn every_table_the_migrations_create_is_dropped_with_the_schema() {
+        for statement in MIGRATIONS.iter().flat_map(|m| m.statements.iter()) {
+            let Some(rest) = statement.sql.strip_prefix("CREATE TABLE {schema}.") else { continue };
+            let table = &rest[..rest.find(' ').unwrap()];
+            let drop = format!("DROP TABLE IF EXISTS {{schema}}.{table}");
+            assert!(crate::DROPS.iter().any(|d| d.sql == drop), "{table} is not dropped");
+        }
+    }
+
+    #[test]
+    fn a_start_is_refused_below_compatibility_level_130_naming_the_alter_that_fixes_it() {
+        let refusal = start_refusal(true, Some(1), Some(120)).expect("refused");
+        assert!(refusal.contains("compatibility level is 120"), "{refusal}");
+        assert!(refusal.contains("ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130"), "{refusal}");
+        assert_eq!(start_refusal(true, Some(1), Some(130)), None);
+        assert_eq!(start_refusal(true, Some(1), Some(160)), None);
+        assert!(start_refusal(true, Some(1), None).is_some(), "an unknown level is not assumed good");
+    }
+
+    #[test]
+    fn a_start_is_refused_without_read_committed_snapshot_naming_the_alter_that_fixes_it() {
+        let refusal = start_refusal(true, Some(0), Some(150)).expect("refused");
+        assert!(
+            refusal.contains("ALTER DATABASE CURRENT SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE"),
+            "{refusal}"
+        );
+        let both = start_refusal(true, Some(0), Some(100)).expect("refused");
+        assert!(both.contains("READ_COMMITTED_SNAPSHOT") && both.contains("COMPATIBILITY_LEVEL"), "{both}");
+        let missing = start_refusal(false, None, None).expect("refused");
+        assert!(missing.contains("no row named DB_NAME()"), "{missing}");
     }
 }

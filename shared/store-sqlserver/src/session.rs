@@ -11,10 +11,11 @@ use azure_core::credentials::TokenCredential;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tiberius::{AuthMethod, Client, Row, ToSql};
+use tiberius::{AuthMethod, Client, ColumnData, Row, ToSql};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
@@ -173,6 +174,17 @@ pub(crate) fn discards_after_server_error(code: Option<u32>, class: Option<u8>) 
         || class.is_some_and(|c| c >= FATAL_SEVERITY)
 }
 
+/// A parameter as a view of the bound value. tiberius asks each parameter for its value with
+/// `ToSql::to_sql`, which for a `ColumnData` is a clone: an owned text (a window's JSON) would be copied
+/// whole before it is encoded. A borrowed view's clone copies nothing.
+fn reborrow<'a>(value: &'a ColumnData<'_>) -> ColumnData<'a> {
+    match value {
+        ColumnData::String(Some(text)) => ColumnData::String(Some(Cow::Borrowed(text.as_ref()))),
+        ColumnData::Binary(Some(bytes)) => ColumnData::Binary(Some(Cow::Borrowed(bytes.as_ref()))),
+        other => other.clone(),
+    }
+}
+
 /// One connection, as the store uses it.
 pub(crate) struct Session {
     client: Connection,
@@ -203,7 +215,8 @@ impl Session {
     /// Runs a statement; returns the rows it affected.
     pub(crate) async fn execute(&mut self, bound: Bound<'_>) -> Result<u64, Failure> {
         let text = self.schema.render(bound.statement.sql);
-        let params: Vec<&dyn ToSql> = bound.params.iter().map(|p| p as &dyn ToSql).collect();
+        let borrowed: Vec<ColumnData<'_>> = bound.params.iter().map(reborrow).collect();
+        let params: Vec<&dyn ToSql> = borrowed.iter().map(|p| p as &dyn ToSql).collect();
         let client = &mut self.client;
         self.lifecycle.track(async move { client.execute(text, &params).await.map(|r| r.total()) }).await
     }
@@ -211,7 +224,8 @@ impl Session {
     /// Runs a query; returns the rows of its first result set.
     pub(crate) async fn query(&mut self, bound: Bound<'_>) -> Result<Vec<Row>, Failure> {
         let text = self.schema.render(bound.statement.sql);
-        let params: Vec<&dyn ToSql> = bound.params.iter().map(|p| p as &dyn ToSql).collect();
+        let borrowed: Vec<ColumnData<'_>> = bound.params.iter().map(reborrow).collect();
+        let params: Vec<&dyn ToSql> = borrowed.iter().map(|p| p as &dyn ToSql).collect();
         let client = &mut self.client;
         self.lifecycle
             .track(async move {
@@ -234,7 +248,8 @@ impl Session {
         mut each: impl FnMut(Row) -> Result<(), Failure>,
     ) -> Result<(), Failure> {
         let text = self.schema.render(bound.statement.sql);
-        let params: Vec<&dyn ToSql> = bound.params.iter().map(|p| p as &dyn ToSql).collect();
+        let borrowed: Vec<ColumnData<'_>> = bound.params.iter().map(reborrow).collect();
+        let params: Vec<&dyn ToSql> = borrowed.iter().map(|p| p as &dyn ToSql).collect();
         let client = &mut self.client;
         let mut stopped = None;
         let result = self
@@ -341,34 +356,61 @@ impl Connector {
             }
             other => other,
         }
-        .map_err(|e| {
-            let transient = breaks_connection(&e) || is_transient_server_error(&e);
-            Failure::Connect {
-                message: format!("cannot connect to SQL Server at {address}: {}", describe(&e)),
-                transient,
-            }
-        })?;
+        .map_err(|e| connect_failure(&address, &e))?;
         let mut session = Session { client, schema: self.schema.clone(), lifecycle: Lifecycle::default() };
         session.batch(&sql::SESSION_OPTIONS).await?;
         Ok(session)
     }
 }
 
+/// Why a connection could not be opened, and whether trying again may help. A TLS failure (a name the
+/// certificate does not hold, an issuer not trusted, an expired certificate) is the same on every
+/// attempt: it is not retried, and the message names the certificate problem and its fix.
+pub(crate) fn connect_failure(address: &str, e: &tiberius::error::Error) -> Failure {
+    if let tiberius::error::Error::Tls(detail) = e {
+        return Failure::Connect {
+            message: format!(
+                "cannot connect to SQL Server at {address}: TLS failed, {}",
+                crate::retry::certificate_problem(detail)
+            ),
+            transient: false,
+        };
+    }
+    Failure::Connect {
+        message: format!("cannot connect to SQL Server at {address}: {}", describe(e)),
+        transient: breaks_connection(e) || is_transient_server_error(e),
+    }
+}
+
 /// Opening the TCP connection shares the connect timeout with the TDS handshake (as ADO.NET's
-/// `Connect Timeout` covers both); `Connect Timeout=0` waits as long as the network does.
-async fn connect(config: tiberius::Config) -> Result<Connection, tiberius::error::Error> {
+/// `Connect Timeout` covers both): the handshake gets what the TCP connect left, not the whole limit
+/// again. `Connect Timeout=0` waits as long as the network does.
+async fn connect(mut config: tiberius::Config) -> Result<Connection, tiberius::error::Error> {
     let opening = TcpStream::connect(config.get_addr());
     let tcp = match config.get_handshake_timeout() {
         None => opening.await?,
         Some(limit) => {
-            tokio::time::timeout(limit, opening).await.map_err(|_| tiberius::error::Error::Io {
-                kind: std::io::ErrorKind::TimedOut,
-                message: format!("TCP connect timed out after {}s", limit.as_secs()),
-            })??
+            let started = Instant::now();
+            let tcp = tokio::time::timeout(limit, opening).await.map_err(|_| timed_out(limit))??;
+            config.handshake_timeout(Some(handshake_budget(limit, started.elapsed())));
+            tcp
         }
     };
     tcp.set_nodelay(true)?;
     Client::connect(config, tcp.compat_write()).await
+}
+
+fn timed_out(limit: Duration) -> tiberius::error::Error {
+    tiberius::error::Error::Io {
+        kind: std::io::ErrorKind::TimedOut,
+        message: format!("TCP connect timed out after {}s", limit.as_secs()),
+    }
+}
+
+/// What is left of the connect timeout for the handshake after the TCP connect took `spent` (at least
+/// a millisecond: tiberius treats zero as "fail at the first wait").
+pub(crate) fn handshake_budget(limit: Duration, spent: Duration) -> Duration {
+    limit.saturating_sub(spent).max(Duration::from_millis(1))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -642,6 +684,27 @@ mod tests {
         for (code, class) in [(2627, 14), (547, 16), (8152, 16), (2628, 16)] {
             assert!(!discards_after_server_error(Some(code), Some(class)), "{code} class {class}");
         }
+    }
+
+    #[test]
+    fn a_parameter_is_handed_to_tiberius_without_copying_its_text() {
+        let json = "[{\"k\":\"00\"}]".repeat(1000);
+        let bound = ColumnData::String(Some(Cow::Owned(json.clone())));
+        let view = reborrow(&bound);
+        let handed = ToSql::to_sql(&view);
+        let (ColumnData::String(Some(original)), ColumnData::String(Some(handed))) = (&bound, &handed) else {
+            panic!("a string stays a string");
+        };
+        assert!(matches!(handed, Cow::Borrowed(_)), "no copy of the text");
+        assert_eq!(original.as_ptr(), handed.as_ptr(), "the very bytes bound");
+        assert_eq!(reborrow(&ColumnData::I32(Some(7))), ColumnData::I32(Some(7)));
+    }
+
+    #[test]
+    fn the_connect_timeout_is_shared_by_the_tcp_connect_and_the_handshake_not_applied_twice() {
+        let limit = Duration::from_secs(15);
+        assert_eq!(handshake_budget(limit, Duration::from_secs(4)), Duration::from_secs(11));
+        assert_eq!(handshake_budget(limit, Duration::from_secs(20)), Duration::from_millis(1));
     }
 
     #[tokio::test]

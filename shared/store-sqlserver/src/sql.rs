@@ -66,13 +66,13 @@ statements! {
         CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition,
         DB_NAME() AS database_name";
     /// The current database's collation and tempdb's (temp objects take tempdb's), its compatibility
-    /// level (OPENJSON needs 130) and its row-versioning settings.
+    /// level (OPENJSON needs 130) and its row-versioning settings; found by name, as START_CHECKS.
     CHECK_DATABASE (0) = "SELECT CAST(DATABASEPROPERTYEX(DB_NAME(), 'Collation') AS nvarchar(128)) AS db_collation,
         CAST(DATABASEPROPERTYEX('tempdb', 'Collation') AS nvarchar(128)) AS tempdb_collation,
         CAST(d.compatibility_level AS int) AS compatibility_level,
         CAST(d.is_read_committed_snapshot_on AS int) AS rcsi,
         CAST(d.snapshot_isolation_state AS int) AS snapshot_state
-        FROM sys.databases AS d WHERE d.database_id = DB_ID()";
+        FROM sys.databases AS d WHERE d.name = DB_NAME()";
     /// The seven index SET options as this session has them (1 = ON).
     CHECK_SESSION_OPTIONS (0) = "SELECT CAST(SESSIONPROPERTY('ANSI_NULLS') AS int) AS ansi_nulls,
         CAST(SESSIONPROPERTY('ANSI_PADDING') AS int) AS ansi_padding,
@@ -90,6 +90,22 @@ statements! {
         HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'UPDATE') AS update_rows,
         HAS_PERMS_BY_NAME(@P1, 'SCHEMA', 'DELETE') AS delete_rows";
 
+    // -- db smoke (each risky construct once, inside a transaction that is rolled back) -------------
+
+    /// A 128-bit key as 32 hex digits (@P1) back to its 16 bytes, as MERGE_WINDOW converts row keys.
+    SMOKE_CONVERT_KEY (1) = "SELECT CONVERT(binary(16), @P1, 2) AS row_key";
+    /// A window's JSON (@P1, as `bind::window_rows` writes it) shredded with MERGE_WINDOW's conversions.
+    SMOKE_OPENJSON (1) = "SELECT CONVERT(binary(16), r.row_key, 2) AS row_key, r.usage_start, r.usage_end,
+            r.quantity, r.quantity_scale, r.additional_info
+        FROM OPENJSON(@P1) WITH (
+            row_key nvarchar(max) '$.k',
+            usage_start datetime2(0) '$.us',
+            usage_end datetime2(0) '$.ue',
+            quantity decimal(38, 12) '$.q',
+            quantity_scale tinyint '$.qs',
+            additional_info nvarchar(max) '$.a'
+        ) AS r";
+
     // -- Migrations ----------------------------------------------------------------------------------
 
     /// Exclusive, owned by the session (so it survives the migrations' own transactions), waiting at
@@ -99,10 +115,16 @@ statements! {
             @LockTimeout = @P2;
         SELECT @result AS result";
     APPLOCK_RELEASE (1) = "EXEC sp_releaseapplock @Resource = @P1, @LockOwner = 'Session'";
-    /// Whether the database reads committed data from row versions (RCSI), which an export needs to
-    /// see each stamp's rows as of one moment while a reprocess replaces some of them.
-    RCSI_ON (0) = "SELECT CAST(is_read_committed_snapshot_on AS int) AS rcsi
-        FROM sys.databases WHERE database_id = DB_ID()";
+    /// What every start requires of the database: row versioning for reads (RCSI), which an export
+    /// needs to see each stamp's rows as of one moment while a reprocess replaces some of them, and a
+    /// compatibility level of 130 or more, below which OPENJSON (every window's write) is refused. Found
+    /// by name: on Azure SQL Database DB_ID() need not equal sys.databases.database_id (that view's ids
+    /// are unique per logical server, DB_ID's per database or elastic pool), and the database a
+    /// session is connected to always has its row there
+    /// (<https://learn.microsoft.com/sql/t-sql/functions/db-id-transact-sql>).
+    START_CHECKS (0) = "SELECT CAST(d.is_read_committed_snapshot_on AS int) AS rcsi,
+        CAST(d.compatibility_level AS int) AS compatibility_level
+        FROM sys.databases AS d WHERE d.name = DB_NAME()";
     SCHEMA_ID (1) = "SELECT SCHEMA_ID(@P1) AS schema_id";
     /// Alone in its batch, as T-SQL requires.
     CREATE_SCHEMA (0) = "CREATE SCHEMA {schema}";
@@ -143,6 +165,20 @@ statements! {
         CONSTRAINT pk_stamps PRIMARY KEY (id),
         CONSTRAINT uq_stamps_endpoint_subscription UNIQUE (admin_arm_endpoint_key, admin_subscription_id),
         CONSTRAINT ck_stamps_tenant CHECK (tenant_id IS NOT NULL OR is_adfs = 1)
+    )";
+    /// A removed stamp's last watermark, keyed like the stamps' own uniqueness (normalised admin ARM
+    /// endpoint, admin subscription): at most one per stamp identity. Registering the same stamp again
+    /// takes its old id (so its number and rows) back, resumes at this watermark and consumes the
+    /// tombstone, so no hour is collected twice (the SQLite store's 0003_stamp_tombstones.sql). No
+    /// foreign key: the stamp it names is gone.
+    V1_STAMP_TOMBSTONES (0) = "CREATE TABLE {schema}.stamp_tombstones (
+        admin_arm_endpoint_key nvarchar(400) NOT NULL,
+        admin_subscription_id uniqueidentifier NOT NULL,
+        stamp_id uniqueidentifier NOT NULL,
+        name nvarchar(256) NOT NULL,
+        watermark datetime2(0) NOT NULL,
+        removed_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_stamp_tombstones PRIMARY KEY (admin_arm_endpoint_key, admin_subscription_id)
     )";
     /// The seed's [dbo].[SubscriptionMapper]; external_subscription_id is normalised (lower-case).
     V1_SUBSCRIPTION_MAPPINGS (0) = "CREATE TABLE {schema}.subscription_mappings (
@@ -297,6 +333,7 @@ statements! {
     DROP_QUARANTINED_ROWS (0) = "DROP TABLE IF EXISTS {schema}.quarantined_rows";
     DROP_REPROCESS_LOG (0) = "DROP TABLE IF EXISTS {schema}.reprocess_log";
     DROP_STAMPS (0) = "DROP TABLE IF EXISTS {schema}.stamps";
+    DROP_STAMP_TOMBSTONES (0) = "DROP TABLE IF EXISTS {schema}.stamp_tombstones";
     DROP_MIGRATIONS_TABLE (0) = "DROP TABLE IF EXISTS {schema}.schema_migrations";
     DROP_SCHEMA (0) = "DROP SCHEMA IF EXISTS {schema}";
 
@@ -327,8 +364,30 @@ statements! {
             is_adfs = @P11, ca_certificate_pem = @P12, credential_secret_name = @P13, enabled = @P14,
             collect_from = @P15, query_mode = @P16
         WHERE id = @P1";
+    /// Before DELETE_STAMP, in its transaction: the stamp's identity and watermark become its tombstone
+    /// (@P2: when), replacing an older tombstone of the same identity. UPDLOCK + HOLDLOCK on the stamp
+    /// row: a concurrent removal of the same stamp waits, then finds no stamp and leaves nothing.
+    LEAVE_TOMBSTONE (2) = "MERGE INTO {schema}.stamp_tombstones AS t
+        USING (SELECT s.admin_arm_endpoint_key, s.admin_subscription_id, s.id, s.name, p.watermark
+            FROM {schema}.stamps AS s WITH (UPDLOCK, HOLDLOCK)
+            JOIN {schema}.processing_status AS p ON p.stamp_id = s.id
+            WHERE s.id = @P1) AS src
+        ON t.admin_arm_endpoint_key = src.admin_arm_endpoint_key
+            AND t.admin_subscription_id = src.admin_subscription_id
+        WHEN MATCHED THEN
+            UPDATE SET stamp_id = src.id, name = src.name, watermark = src.watermark, removed_at = @P2
+        WHEN NOT MATCHED BY TARGET THEN
+            INSERT (admin_arm_endpoint_key, admin_subscription_id, stamp_id, name, watermark, removed_at)
+            VALUES (src.admin_arm_endpoint_key, src.admin_subscription_id, src.id, src.name, src.watermark, @P2);";
     /// Status, lease and mappings go with it (ON DELETE CASCADE); usage rows stay.
     DELETE_STAMP (1) = "DELETE FROM {schema}.stamps WHERE id = @P1";
+    /// The tombstone of a removed stamp with this normalised endpoint (@P1) and admin subscription (@P2).
+    TOMBSTONE (2) = "SELECT stamp_id, name, watermark, removed_at FROM {schema}.stamp_tombstones
+        WHERE admin_arm_endpoint_key = @P1 AND admin_subscription_id = @P2";
+    /// In INSERT_STAMP's transaction: a registration of a removed stamp consumes its tombstone (the
+    /// registrar resumed from it).
+    CONSUME_TOMBSTONE (2) = "DELETE FROM {schema}.stamp_tombstones
+        WHERE admin_arm_endpoint_key = @P1 AND admin_subscription_id = @P2";
     GET_STAMP (1) = "SELECT id, name, admin_subscription_id, tenant_id, application_id,
             certificate_thumbprint, admin_arm_endpoint, token_request_resource_url, authority_endpoint_url,
             is_adfs, ca_certificate_pem, credential_secret_name, enabled, collect_from, query_mode, created_at
@@ -460,10 +519,14 @@ statements! {
         WHERE window_no IN (SELECT w.window_no FROM {schema}.usage_windows AS w
             JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
             WHERE sn.stamp_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3)";
-    /// The window's rows into the ledger, sent as ONE nvarchar(max) JSON parameter (@P4, see
-    /// `bind::window_rows`) and shredded here with OPENJSON: no bulk-load metadata to get wrong (tiberius
-    /// declares a bulk column from the value's length, not the table's), no 2,100-parameter limit, one
-    /// round trip. Every value is a JSON string converted exactly: the 128-bit row key as 32 hex digits
+    /// The window's rows into the ledger, sent as nvarchar(max) JSON parameters (@P4, see
+    /// `bind::window_rows`) of at most `WINDOW_CHUNK_ROWS` rows, this batch once per chunk in the
+    /// commit's one transaction (a window in one piece peaked at hundreds of MB in the client, see the
+    /// README, "Window memory"), and shredded here with OPENJSON: no bulk-load metadata to get wrong
+    /// (tiberius declares a bulk column from the value's length, not the table's), no 2,100-parameter
+    /// limit, a handful of round trips per large window. Every statement of the batch can run again for
+    /// the same window: the window's and tenants' numbers are found or made, rows already there are
+    /// left alone. Every value is a JSON string converted exactly: the 128-bit row key as 32 hex digits
     /// (CONVERT style 2, no 0x), quantities by the WITH clause's decimal, times as ISO 8601. Text
     /// columns are read as nvarchar(max), so a value too long for its column fails the INSERT (Msg 2628,
     /// ANSI_WARNINGS ON) instead of being cut short; the store refuses such a row before sending it
@@ -661,6 +724,22 @@ mod tests {
             let expected: Vec<usize> = (1..=statement.params).collect();
             assert_eq!(used, expected, "{}: placeholders used vs declared", statement.name);
         }
+    }
+
+    #[test]
+    fn the_current_database_is_found_in_sys_databases_by_name_never_by_db_id() {
+        // On Azure SQL Database DB_ID() and sys.databases.database_id can differ: a lookup by id finds
+        // no row and every start would be refused for settings that are in fact right.
+        for statement in ALL.iter().filter(|s| s.sql.contains("sys.databases")) {
+            assert!(
+                !statement.sql.contains("DB_ID()"),
+                "{} looks the database up by DB_ID()",
+                statement.name
+            );
+            assert!(statement.sql.contains("WHERE d.name = DB_NAME()"), "{}", statement.name);
+        }
+        assert!(START_CHECKS.sql.contains("is_read_committed_snapshot_on"));
+        assert!(START_CHECKS.sql.contains("compatibility_level"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
 use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone};
+use chrono::{DateTime, Utc};
 use tiberius::{Row, Uuid};
 
 #[async_trait]
@@ -58,19 +59,40 @@ impl StampRegistry for SqlServerStore {
 
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
         let Some(key) = stamp_key(id) else { return Ok(false) };
-        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows stay, so what
-        // was collected can still be exported and invoiced.
-        self.run("delete_stamp", |mut s| {
-            Box::pin(async move { Ok(s.execute(bind::delete_stamp(key)).await? == 1) })
+        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
+        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
+        // the watermark, so registering the stamp again resumes instead of collecting twice.
+        let removed_at = types::millis(chrono::Utc::now());
+        self.run("delete_stamp", |mut s| Box::pin(async move { delete(&mut s, key, removed_at).await })).await
+    }
+
+    async fn tombstone(&self, connection: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
+        // An admin subscription that is not a GUID cannot have been registered here.
+        let Ok(subscription) = types::guid("adminSubscriptionId", &connection.admin_subscription_id) else {
+            return Ok(None);
+        };
+        let endpoint = &endpoint_key(&connection.admin_arm_endpoint);
+        self.run("tombstone", |mut s| {
+            Box::pin(async move {
+                let Some(r) = s.query_one(bind::tombstone(endpoint, subscription)).await? else {
+                    return Ok(None);
+                };
+                Ok(Some(Tombstone {
+                    stamp_id: StampId(guid_text(req(&r, 0)?)),
+                    name: text(&r, 1)?,
+                    watermark: req(&r, 2)?,
+                    removed_at: req(&r, 3)?,
+                }))
+            })
         })
         .await
     }
+}
 
-    /// Not kept on SQL Server yet: its tombstone table needs schema migration 3, which must follow
-    /// version 2. Until then a removed stamp registered again starts at its collectFrom.
-    async fn tombstone(&self, _connection: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
-        Ok(None)
-    }
+/// Hosts are case-insensitive; the URL parser lower-cases scheme and host and the trailing slash goes.
+/// The key of the stamps' uniqueness and of their tombstones.
+fn endpoint_key(endpoint: &str) -> String {
+    normalize_endpoint(endpoint.trim())
 }
 
 pub(crate) fn columns(stamp: &Stamp) -> Result<StampColumns, StoreError> {
@@ -83,7 +105,7 @@ pub(crate) fn columns(stamp: &Stamp) -> Result<StampColumns, StoreError> {
         application_id: guid("applicationId", &c.application_id)?,
         certificate_thumbprint: c.certificate_thumbprint.clone(),
         admin_arm_endpoint: c.admin_arm_endpoint.clone(),
-        admin_arm_endpoint_key: normalize_endpoint(c.admin_arm_endpoint.trim()),
+        admin_arm_endpoint_key: endpoint_key(&c.admin_arm_endpoint),
         token_request_resource_url: c.token_request_resource_url.clone(),
         authority_endpoint_url: c.authority_endpoint_url.clone(),
         is_adfs: c.is_adfs,
@@ -104,8 +126,22 @@ pub(crate) async fn insert(s: &mut Session, columns: &StampColumns) -> Result<()
         }
         s.execute(bind::number_stamp(columns.id)).await?;
         s.execute(bind::insert_stamp(columns)).await?;
+        // A registration of a removed stamp consumes its tombstone (the caller resumed from it).
+        s.execute(bind::consume_tombstone(&columns.admin_arm_endpoint_key, columns.admin_subscription_id))
+            .await?;
         s.execute(bind::insert_status(columns.id, columns.collect_from)).await?;
         Ok(())
+    }
+    .await;
+    s.finish(result).await
+}
+
+/// Leaves the stamp's tombstone and removes it, in one transaction.
+async fn delete(s: &mut Session, key: Uuid, removed_at: DateTime<Utc>) -> Result<bool, Failure> {
+    s.begin().await?;
+    let result = async {
+        s.execute(bind::leave_tombstone(key, removed_at)).await?;
+        Ok(s.execute(bind::delete_stamp(key)).await? == 1)
     }
     .await;
     s.finish(result).await
@@ -166,4 +202,82 @@ fn stamp_from_row(r: &Row) -> Result<Stamp, Failure> {
         query_mode: types::query_mode(req(r, 14)?)?,
         created_at: req(r, 15)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The static counterpart of the conformance case
+    //! `removing_a_stamp_leaves_a_tombstone_with_its_watermark_that_registering_consumes`: everything
+    //! of it that can be checked without a server (the case itself runs with AZS_USAGE_TEST_SQLSERVER).
+    use super::*;
+    use crate::sql;
+    use azs_store_conformance::fixtures;
+
+    /// The columns of a `CONSTRAINT name KIND (a, b)` line of `table`.
+    fn constraint_columns(table: &sql::Statement, constraint: &str) -> Vec<String> {
+        let line = table.sql.lines().find(|l| l.contains(constraint)).expect("the constraint");
+        let list = &line[line.find('(').unwrap() + 1..line.rfind(')').unwrap()];
+        list.split(',').map(|c| c.trim().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_tombstone_is_keyed_like_the_stamps_own_uniqueness_and_found_by_the_same_identity_in_any_casing() {
+        // Given a registered stamp and the same stamp's connection written in another casing, with a
+        // trailing slash (as the conformance case looks it up)
+        let stamp = fixtures::stamp("eu-1");
+        let stored = columns(&stamp).unwrap();
+        let mut same = stamp.connection.clone();
+        same.admin_arm_endpoint = format!("{}/", same.admin_arm_endpoint.to_uppercase());
+        same.admin_subscription_id = same.admin_subscription_id.to_uppercase();
+
+        // When the lookup's key is derived from it
+        let endpoint = endpoint_key(&same.admin_arm_endpoint);
+        let subscription = types::guid("adminSubscriptionId", &same.admin_subscription_id).unwrap();
+
+        // Then it is the key the stamp was stored under, which is the tombstone's primary key
+        assert_eq!(
+            (endpoint.as_str(), subscription),
+            (stored.admin_arm_endpoint_key.as_str(), stored.admin_subscription_id)
+        );
+        assert_eq!(
+            constraint_columns(&sql::V1_STAMP_TOMBSTONES, "pk_stamp_tombstones"),
+            constraint_columns(&sql::V1_STAMPS, "uq_stamps_endpoint_subscription"),
+        );
+        for statement in [&sql::TOMBSTONE, &sql::CONSUME_TOMBSTONE] {
+            assert!(
+                statement.sql.contains("WHERE admin_arm_endpoint_key = @P1 AND admin_subscription_id = @P2"),
+                "{} looks the tombstone up by the stamp's identity",
+                statement.name
+            );
+        }
+        assert!(sql::V1_STAMP_TOMBSTONES.sql.contains("admin_arm_endpoint_key nvarchar(400) NOT NULL"));
+        assert!(sql::V1_STAMPS.sql.contains("admin_arm_endpoint_key nvarchar(400) NOT NULL"));
+    }
+
+    #[test]
+    fn removing_a_stamp_keeps_its_watermark_and_registering_it_again_consumes_the_tombstone() {
+        let leave = sql::LEAVE_TOMBSTONE.sql;
+        // The watermark kept is the stamp's status row's, read in the removal's transaction before the
+        // cascade deletes it, and a second removal of the same identity replaces the older tombstone.
+        assert!(leave.contains("JOIN {schema}.processing_status AS p ON p.stamp_id = s.id"));
+        assert!(leave.contains("WHEN MATCHED THEN"));
+        assert!(leave.contains("UPDATE SET stamp_id = src.id, name = src.name, watermark = src.watermark"));
+        assert!(leave.contains("WHEN NOT MATCHED BY TARGET THEN"));
+        assert!(leave.contains("ON t.admin_arm_endpoint_key = src.admin_arm_endpoint_key"));
+        assert!(leave.trim_end().ends_with(';'), "T-SQL requires a MERGE to end with a semicolon");
+        // The migration that creates it is version 1 (it never ran anywhere before tombstones existed).
+        let v1: Vec<&str> = crate::schema::MIGRATIONS[0].statements.iter().map(|s| s.name).collect();
+        assert!(v1.contains(&"V1_STAMP_TOMBSTONES"));
+        // Removal and registration run these statements (no server here to watch them run; the
+        // conformance case does).
+        let source = include_str!("stamps.rs");
+        let delete = &source[source.find("async fn delete(").unwrap()..];
+        let (leaves, deletes) =
+            (delete.find("bind::leave_tombstone").unwrap(), delete.find("bind::delete_stamp").unwrap());
+        assert!(leaves < deletes, "the tombstone is left before the stamp (and its status) go");
+        assert!(delete[..deletes].contains("s.begin()"), "in one transaction");
+        let insert = &source[source.find("pub(crate) async fn insert(").unwrap()..];
+        let insert = &insert[..insert.find("\n}\n").unwrap()];
+        assert!(insert.contains("bind::consume_tombstone"), "registering consumes the tombstone");
+    }
 }

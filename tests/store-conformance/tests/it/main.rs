@@ -1,0 +1,3 @@
+//! The integration tests of this crate, one module per behaviour, linked into one test binary.
+
+mod parity;
