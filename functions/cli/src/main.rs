@@ -18,7 +18,7 @@ use azs_app::config::{self, AppConfig};
 use azs_app::registrar::{RegisterOptions, RegistrationError, StampPatch, StampView};
 use azs_app::wiring::Services;
 use azs_core::Secret;
-use azs_core::collect::{ReprocessRequest, RunRequest, RunSummary};
+use azs_core::collect::{ReprocessRequest, RunRequest};
 use azs_core::ports::ExportFilter;
 use azs_core::registration::StampRegistration;
 use azs_core::stamp::{StampId, UsageQueryMode};
@@ -478,7 +478,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             };
             azs_app::serve::serve(&services, options).await?;
         }
-        Command::Demo { .. } | Command::Db(_) => unreachable!("handled above"),
+        Command::Db(_) => unreachable!("handled above"),
     }
     Ok(ok)
 }

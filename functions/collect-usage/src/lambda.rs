@@ -58,7 +58,8 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Va
             TimerOutcome::Enqueued(stamps) => Ok(serde_json::json!({ "enqueued": stamps })),
             TimerOutcome::Collected(summary) => {
                 // CloudWatch turns these lines into the metrics the module's alarms watch.
-                if let Err(e) = metrics::write_emf(&mut std::io::stdout().lock(), &summary, chrono::Utc::now())
+                if let Err(e) =
+                    metrics::write_emf(&mut std::io::stdout().lock(), &summary, chrono::Utc::now())
                 {
                     error!(error = %e, "the run's metrics could not be written");
                 }

@@ -73,7 +73,10 @@ pub async fn work_batch(
             record.attributes.approximate_receive_count.as_deref().and_then(|n| n.parse().ok()).unwrap_or(1);
         let delivery = Delivery { body: &record.body, attempt };
         let span = tracing::info_span!("record", message_id = %record.message_id);
-        (record.message_id.clone(), tracing::Instrument::instrument(job::work(fan_out, queue, delivery, budget), span).await)
+        (
+            record.message_id.clone(),
+            tracing::Instrument::instrument(job::work(fan_out, queue, delivery, budget), span).await,
+        )
     }))
     .await;
     let mut response = BatchResponse::default();

@@ -16,12 +16,12 @@ use azs_core::collect::RunRequest;
 use azs_core::ports::ExportFilter;
 use azs_core::registration::StampRegistration;
 use azs_core::window::floor_hour;
-use chrono::{Duration, Utc};
-use rust_decimal::Decimal;
-use stamp_sim::{Fault, RequestKind, SimAuth, Simulator, SimulatorConfig, StampSpec};
 use azs_usage::progress::TerminalProgress;
 use azs_usage::render::print_summary;
+use chrono::{Duration, Utc};
 use clap::Parser;
+use rust_decimal::Decimal;
+use stamp_sim::{Fault, RequestKind, SimAuth, Simulator, SimulatorConfig, StampSpec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,7 +50,8 @@ struct Demo {
 fn main() -> ExitCode {
     let demo = Demo::parse();
     let runtime = azs_process::runtime().expect("tokio runtime");
-    let database = demo.database.unwrap_or_else(|| format!("sqlite:{}", demo.dir.join("azs-usage.db").display()));
+    let database =
+        demo.database.unwrap_or_else(|| format!("sqlite:{}", demo.dir.join("azs-usage.db").display()));
     let secrets = demo.secrets.unwrap_or_else(|| format!("file:{}", demo.dir.join("secrets.json").display()));
     match runtime.block_on(run(&(database, secrets), &demo.dir, demo.hours)) {
         Ok(code) => code,

@@ -54,152 +54,40 @@ pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 pub const MAX_SPAN_HOURS: &str = "AZS_USAGE_MAX_SPAN_HOURS";
 
 pub const ENVIRONMENT: &[EnvVar] = &[
-    EnvVar {
-        name: DATABASE,
-        needed: Needed::ByFunctions,
-        default: "sqlite:azs-usage.db",
-    },
-    EnvVar {
-        name: DATABASE_AUTH,
-        needed: Needed::Optional,
-        default: "connection-string",
-    },
-    EnvVar {
-        name: SECRETS,
-        needed: Needed::ByFunctions,
-        default: "file:azs-usage-secrets.json",
-    },
-    EnvVar {
-        name: SECRET_PREFIX,
-        needed: Needed::ByFunctions,
-        default: "azs-usage/",
-    },
-    EnvVar {
-        name: CONCURRENCY,
-        needed: Needed::Optional,
-        default: "8",
-    },
-    EnvVar {
-        name: SUBSCRIBER_CONCURRENCY,
-        needed: Needed::Optional,
-        default: "8",
-    },
-    EnvVar {
-        name: SETTLE_DELAY,
-        needed: Needed::Optional,
-        default: "1h",
-    },
-    EnvVar {
-        name: TIME_BUDGET,
-        needed: Needed::Optional,
-        default: "platform",
-    },
-    EnvVar {
-        name: LEASE_TTL,
-        needed: Needed::Optional,
-        default: "10m",
-    },
-    EnvVar {
-        name: MAX_PAGES_PER_WINDOW,
-        needed: Needed::Optional,
-        default: "10000",
-    },
-    EnvVar {
-        name: MAX_ROWS_PER_WINDOW,
-        needed: Needed::Optional,
-        default: "250000",
-    },
-    EnvVar {
-        name: MAX_QUARANTINED_PER_WINDOW,
-        needed: Needed::Optional,
-        default: "1000",
-    },
-    EnvVar {
-        name: MAX_BYTES_PER_WINDOW,
-        needed: Needed::Optional,
-        default: "512MiB",
-    },
-    EnvVar {
-        name: MAX_PAGE_BYTES,
-        needed: Needed::Optional,
-        default: "16MiB",
-    },
-    EnvVar {
-        name: MAX_SPAN_HOURS,
-        needed: Needed::Optional,
-        default: "1",
-    },
-    EnvVar {
-        name: LOG,
-        needed: Needed::Optional,
-        default: "info",
-    },
-    EnvVar {
-        name: LOG_FORMAT,
-        needed: Needed::Optional,
-        default: "json",
-    },
-    EnvVar {
-        name: API_TOKEN_SECRET,
-        needed: Needed::Optional,
-        default: "",
-    },
-    EnvVar {
-        name: AZURE_CLIENT_ID,
-        needed: Needed::Optional,
-        default: "",
-    },
-    EnvVar {
-        name: SECRET_KMS_KEY,
-        needed: Needed::Optional,
-        default: "",
-    },
-    EnvVar {
-        name: DATABASE_CA,
-        needed: Needed::Optional,
-        default: "",
-    },
+    EnvVar { name: DATABASE, needed: Needed::ByFunctions, default: "sqlite:azs-usage.db" },
+    EnvVar { name: DATABASE_AUTH, needed: Needed::Optional, default: "connection-string" },
+    EnvVar { name: SECRETS, needed: Needed::ByFunctions, default: "file:azs-usage-secrets.json" },
+    EnvVar { name: SECRET_PREFIX, needed: Needed::ByFunctions, default: "azs-usage/" },
+    EnvVar { name: CONCURRENCY, needed: Needed::Optional, default: "8" },
+    EnvVar { name: SUBSCRIBER_CONCURRENCY, needed: Needed::Optional, default: "8" },
+    EnvVar { name: SETTLE_DELAY, needed: Needed::Optional, default: "1h" },
+    EnvVar { name: TIME_BUDGET, needed: Needed::Optional, default: "platform" },
+    EnvVar { name: LEASE_TTL, needed: Needed::Optional, default: "10m" },
+    EnvVar { name: MAX_PAGES_PER_WINDOW, needed: Needed::Optional, default: "10000" },
+    EnvVar { name: MAX_ROWS_PER_WINDOW, needed: Needed::Optional, default: "250000" },
+    EnvVar { name: MAX_QUARANTINED_PER_WINDOW, needed: Needed::Optional, default: "1000" },
+    EnvVar { name: MAX_BYTES_PER_WINDOW, needed: Needed::Optional, default: "512MiB" },
+    EnvVar { name: MAX_PAGE_BYTES, needed: Needed::Optional, default: "16MiB" },
+    EnvVar { name: MAX_SPAN_HOURS, needed: Needed::Optional, default: "1" },
+    EnvVar { name: LOG, needed: Needed::Optional, default: "info" },
+    EnvVar { name: LOG_FORMAT, needed: Needed::Optional, default: "json" },
+    EnvVar { name: API_TOKEN_SECRET, needed: Needed::Optional, default: "" },
+    EnvVar { name: AZURE_CLIENT_ID, needed: Needed::Optional, default: "" },
+    EnvVar { name: SECRET_KMS_KEY, needed: Needed::Optional, default: "" },
+    EnvVar { name: DATABASE_CA, needed: Needed::Optional, default: "" },
     EnvVar {
         name: ALLOWED_STAMP_HOSTS,
         // Both Terraform modules require it: a deployed webhook is where callers name URLs.
         needed: Needed::ByFunctions,
         default: "",
     },
-    EnvVar {
-        name: COLLECT_SCHEDULE,
-        needed: Needed::OnAzureOnly,
-        default: "0 5 * * * *",
-    },
-    EnvVar {
-        name: FAN_OUT,
-        needed: Needed::Optional,
-        default: "in-process",
-    },
-    EnvVar {
-        name: STAMP_QUEUE_URL,
-        needed: Needed::Optional,
-        default: "",
-    },
-    EnvVar {
-        name: DEAD_LETTER_QUEUE_URL,
-        needed: Needed::Optional,
-        default: "",
-    },
-    EnvVar {
-        name: CONTINUATION_DELAY,
-        needed: Needed::Optional,
-        default: "30s",
-    },
-    EnvVar {
-        name: MAX_ATTEMPTS,
-        needed: Needed::Optional,
-        default: "3",
-    },
-    EnvVar {
-        name: VERIFY_TRAILING_HOURS,
-        needed: Needed::Optional,
-        default: "24",
-    },
+    EnvVar { name: COLLECT_SCHEDULE, needed: Needed::OnAzureOnly, default: "0 5 * * * *" },
+    EnvVar { name: FAN_OUT, needed: Needed::Optional, default: "in-process" },
+    EnvVar { name: STAMP_QUEUE_URL, needed: Needed::Optional, default: "" },
+    EnvVar { name: DEAD_LETTER_QUEUE_URL, needed: Needed::Optional, default: "" },
+    EnvVar { name: CONTINUATION_DELAY, needed: Needed::Optional, default: "30s" },
+    EnvVar { name: MAX_ATTEMPTS, needed: Needed::Optional, default: "3" },
+    EnvVar { name: VERIFY_TRAILING_HOURS, needed: Needed::Optional, default: "24" },
 ];
 
 /// The settings every entry point reads, parsed once from the environment.

@@ -44,7 +44,9 @@ pub enum TimerError {
     Store(#[from] StoreError),
     #[error("{0}")]
     FanOut(#[from] FanOutError),
-    #[error("AZS_USAGE_FAN_OUT=queue needs a stamp queue (AZS_USAGE_STAMP_QUEUE_URL and AZS_USAGE_DEAD_LETTER_QUEUE_URL on AWS)")]
+    #[error(
+        "AZS_USAGE_FAN_OUT=queue needs a stamp queue (AZS_USAGE_STAMP_QUEUE_URL and AZS_USAGE_DEAD_LETTER_QUEUE_URL on AWS)"
+    )]
     NoQueue,
 }
 
