@@ -43,8 +43,13 @@ running_pid() {
 
 endpoint() { echo "http://127.0.0.1:$(cat "$STATE/port")"; }
 
-# Any HTTP answer means the emulator listens (it answers 404 on /).
-answers() { curl -sS -o /dev/null --max-time 2 "$1/" 2>/dev/null; }
+# The emulator listens once its port accepts a connection. (An HTTP probe will not do: with
+# --only-lambda-apis every path outside the Runtime API is an invocation of the default function, which
+# waits for that function to ask for it.)
+answers() {
+  local port="${1##*:}"
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -124,7 +129,7 @@ start_functions() {
   for function in "${FUNCTIONS[@]}"; do
     setsid env "${vars[@]}" \
       AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt/$function" AWS_LAMBDA_FUNCTION_NAME="$function" \
-      AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096 AWS_LAMBDA_MAX_CONCURRENCY=1 \
+      AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096 \
       "$bin_dir/$function" >"$STATE/$function.log" 2>&1 </dev/null &
     echo $! >> "$STATE/function-pids"
   done

@@ -18,7 +18,8 @@ fn the_demo_collects_every_stamp_equal_to_the_ground_truth_and_exports_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
 
-    let checks: Vec<&str> = stdout.lines().filter(|l| l.contains("ground truth")).collect();
+    let checks: Vec<&str> =
+        stdout.lines().filter(|l| l.contains("stored") && l.contains("ground truth")).collect();
     assert_eq!(checks.len(), 3, "one ground-truth line per stamp:\n{stdout}");
     assert!(checks.iter().all(|l| l.ends_with("-> equal")), "{stdout}");
 
