@@ -69,7 +69,11 @@ async fn applock(s: &mut PooledSession) -> Result<String, Failure> {
     let resource = format!("azs-usage:smoke:{}", s.schema());
     let granted = s.query_one(bind::applock_acquire(&resource, MIGRATION_LOCK_TIMEOUT)).await?;
     let code = granted.as_ref().and_then(|r| types::opt::<i32>(r, 0).ok().flatten());
-    s.execute(bind::applock_release(&resource)).await?;
+    // Released only when granted: releasing a lock not held raises Msg 1223, which would hide the
+    // real answer (a timeout is -1, a deadlock -3).
+    if code.is_some_and(|c| c >= 0) {
+        s.execute(bind::applock_release(&resource)).await?;
+    }
     match code {
         Some(c) if c >= 0 => Ok(format!("sp_getapplock granted ({c}), sp_releaseapplock released")),
         other => Err(Failure::other(format!("sp_getapplock returned {other:?}"))),

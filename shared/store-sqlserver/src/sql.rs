@@ -366,11 +366,15 @@ statements! {
         WHERE id = @P1";
     /// Before DELETE_STAMP, in its transaction: the stamp's identity and watermark become its tombstone
     /// (@P2: when), replacing an older tombstone of the same identity. UPDLOCK + HOLDLOCK on the stamp
-    /// row: a concurrent removal of the same stamp waits, then finds no stamp and leaves nothing.
+    /// row: a concurrent removal of the same stamp waits, then finds no stamp and leaves nothing. The
+    /// same on the status row: under READ_COMMITTED_SNAPSHOT an unlocked read would see the watermark
+    /// before a window commit in flight, and a re-registration would collect that window again; locked,
+    /// the removal waits for the commit and keeps its watermark (a later commit is fenced off: no status
+    /// row). Lock order stamps, then processing_status; commit_window never locks stamps.
     LEAVE_TOMBSTONE (2) = "MERGE INTO {schema}.stamp_tombstones AS t
         USING (SELECT s.admin_arm_endpoint_key, s.admin_subscription_id, s.id, s.name, p.watermark
             FROM {schema}.stamps AS s WITH (UPDLOCK, HOLDLOCK)
-            JOIN {schema}.processing_status AS p ON p.stamp_id = s.id
+            JOIN {schema}.processing_status AS p WITH (UPDLOCK, HOLDLOCK) ON p.stamp_id = s.id
             WHERE s.id = @P1) AS src
         ON t.admin_arm_endpoint_key = src.admin_arm_endpoint_key
             AND t.admin_subscription_id = src.admin_subscription_id

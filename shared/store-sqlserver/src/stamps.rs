@@ -258,8 +258,11 @@ mod tests {
     fn removing_a_stamp_keeps_its_watermark_and_registering_it_again_consumes_the_tombstone() {
         let leave = sql::LEAVE_TOMBSTONE.sql;
         // The watermark kept is the stamp's status row's, read in the removal's transaction before the
-        // cascade deletes it, and a second removal of the same identity replaces the older tombstone.
-        assert!(leave.contains("JOIN {schema}.processing_status AS p ON p.stamp_id = s.id"));
+        // cascade deletes it (locked: a window commit in flight finishes first, and its watermark is the
+        // one kept), and a second removal of the same identity replaces the older tombstone.
+        assert!(
+            leave.contains("JOIN {schema}.processing_status AS p WITH (UPDLOCK, HOLDLOCK) ON p.stamp_id = s.id")
+        );
         assert!(leave.contains("WHEN MATCHED THEN"));
         assert!(leave.contains("UPDATE SET stamp_id = src.id, name = src.name, watermark = src.watermark"));
         assert!(leave.contains("WHEN NOT MATCHED BY TARGET THEN"));
