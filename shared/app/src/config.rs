@@ -59,8 +59,10 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         name: DATABASE,
         needed: Needed::ByFunctions,
         default: "sqlite:azs-usage.db",
-        meaning: "The database: `sqlite:PATH` (or a bare path), or a SQL Server connection string \
-                  (ADO.NET `Server=...;Database=...` or `sqlserver://`). `secret:NAME` reads it from the secret store.",
+        meaning: "The database: `sqlite:PATH` (or a bare path), a SQL Server connection string \
+                  (ADO.NET `Server=...;Database=...` or `sqlserver://`), or a PostgreSQL URL \
+                  (`postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=verify-full`). `secret:NAME` reads it \
+                  from the secret store.",
     },
     EnvVar {
         name: DATABASE_AUTH,
@@ -193,9 +195,10 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         name: DATABASE_CA,
         needed: Needed::Optional,
         default: "",
-        meaning: "SQL Server only: PEM certificates the server's TLS certificate chains to when they are not \
-                  in the system roots (e.g. the RDS region bundle): `secret:NAME` (read from the secret store) \
-                  or a file path. Passed to the client as `TrustServerCertificateCA`.",
+        meaning: "SQL Server and PostgreSQL: PEM certificates the server's TLS certificate chains to when they \
+                  are not in the system roots (e.g. the RDS region bundle): `secret:NAME` (read from the secret \
+                  store) or a file path. Passed to SQL Server as `TrustServerCertificateCA`, to PostgreSQL as its \
+                  CA unless the URL names `sslrootcert`.",
     },
     EnvVar {
         name: ALLOWED_STAMP_HOSTS,
@@ -316,6 +319,8 @@ pub enum FanOut {
 pub enum DatabaseLocation {
     Sqlite(std::path::PathBuf),
     SqlServer(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
     /// The connection string is in the secret store under this name.
     FromSecret(String),
 }
@@ -550,13 +555,20 @@ fn parse_database(value: &str) -> Result<DatabaseLocation, ConfigError> {
         }
         return Ok(DatabaseLocation::Sqlite(path.into()));
     }
+    if azs_store_postgres::is_postgres_url(value) {
+        // Checked here so that a malformed URL is a configuration error at start, not a failed run.
+        azs_store_postgres::PostgresConfig::parse(value)
+            .map_err(|e| ConfigError { variable: DATABASE, rule: e.to_string() })?;
+        return Ok(DatabaseLocation::Postgres(value.trim().to_owned()));
+    }
     if lower.starts_with("sqlserver://") || lower.starts_with("server=") || lower.contains(";database=") {
         return Ok(DatabaseLocation::SqlServer(value.to_owned()));
     }
     if value.contains(';') || value.contains("://") {
         return Err(ConfigError {
             variable: DATABASE,
-            rule: "must be sqlite:PATH, a path, a SQL Server connection string (Server=...) or sqlserver:// URL, or secret:NAME"
+            rule: "must be sqlite:PATH, a path, a SQL Server connection string (Server=...) or sqlserver:// URL, \
+                   a postgres:// URL, or secret:NAME"
                 .into(),
         });
     }
@@ -638,7 +650,14 @@ mod tests {
             db("secret:azs-usage/database"),
             DatabaseLocation::FromSecret("azs-usage/database".into())
         );
-        assert!(config(&[(DATABASE, "postgres://x")]).is_err());
+        assert_eq!(
+            db("postgresql://billing:pw@db.example:5432/usage?sslmode=verify-full"),
+            DatabaseLocation::Postgres(
+                "postgresql://billing:pw@db.example:5432/usage?sslmode=verify-full".into()
+            )
+        );
+        assert!(config(&[(DATABASE, "postgres://u@h/d?sslmode=sometimes")]).is_err());
+        assert!(config(&[(DATABASE, "mysql://x")]).is_err());
     }
 
     #[test]
