@@ -163,6 +163,8 @@ impl UsageLedger for PostgresStore {
         window: ReportedWindow,
         reason: &str,
     ) -> Result<(), StoreError> {
+        let reason = crate::storable(reason);
+        let reason = reason.as_ref();
         self.run("record_reprocess", |client| {
             Box::pin(async move {
                 let inserted = client

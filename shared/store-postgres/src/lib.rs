@@ -243,6 +243,13 @@ impl From<Failure> for StoreError {
     }
 }
 
+/// `text` as PostgreSQL text can hold it: U+0000 (which it cannot) becomes U+FFFD. For messages
+/// (a run's last error, a reprocess reason) that may quote what a stamp sent; usage rows are refused
+/// instead (`ledger`).
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}").into() } else { text.into() }
+}
+
 /// Whether `e` is the server refusing a row for a unique key another transaction holds.
 pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)

@@ -58,6 +58,8 @@ impl StatusStore for PostgresStore {
 
     async fn record_run_finished(&self, stamp: &StampId, record: &RunRecord) -> Result<(), StoreError> {
         let counts = [count(record.rows_written)?, count(record.unmapped_rows)?, count(record.duplicates)?];
+        let last_error = record.last_error.as_deref().map(crate::storable);
+        let last_error = last_error.as_deref();
         self.run("record_run_finished", |client| {
             Box::pin(async move {
                 let changed = client
@@ -71,7 +73,7 @@ impl StatusStore for PostgresStore {
                             &record.outcome.as_str(),
                             &counts[0],
                             &counts[1],
-                            &record.last_error,
+                            &last_error,
                             &counts[2],
                         ],
                     )

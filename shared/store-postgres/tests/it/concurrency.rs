@@ -149,3 +149,33 @@ async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_a_rows_text_refuses_the_window_naming_the_field_and_a_nul_in_an_error_is_kept() {
+    use azs_core::ports::{StatusReader, StatusStore};
+    let db = Fresh::new("nul").await;
+    let store = db.store().await;
+    let s = fixtures::registered_and_leased(&store, "nul").await;
+    let window = fixtures::hour(fixtures::COLLECT_FROM);
+    let mut row = fixtures::vm_usage(fixtures::TENANT_A, "web-01", fixtures::COLLECT_FROM, "1");
+    row.tags = Some("{\"a\":\"b\u{0}\"}".into());
+    let refused = fixtures::commit(&store, &s.id, window, fixtures::RUN, WindowWrite::Advance, &[row]).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Other(m)) if m.contains("instanceData.tags") && m.contains(s.id.as_str())),
+        "{refused:?}"
+    );
+    assert_eq!(fixtures::watermark(&store, &s.id).await, window.start);
+    let record = azs_core::status::RunRecord {
+        outcome: azs_core::status::RunOutcome::Failed,
+        finished: chrono::Utc::now(),
+        rows_written: 0,
+        unmapped_rows: 0,
+        duplicates: 0,
+        last_error: Some("stamp said \u{0}".into()),
+    };
+    store.record_run_finished(&s.id, &record).await.unwrap();
+    let status = store.get_status(&s.id).await.unwrap().unwrap();
+    assert_eq!(status.last_error.as_deref(), Some("stamp said \u{FFFD}"));
+    drop(store);
+    db.drop_now().await;
+}
