@@ -53,7 +53,9 @@ ensure_installed() {
     echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
   fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+  # (confold: the createcluster.conf written above is kept, not asked about)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confdef \
+    -o Dpkg::Options::=--force-confold postgresql >&2
   pg_bin >/dev/null || { log "apt-get installed postgresql but no initdb was found"; exit 1; }
 }
 
