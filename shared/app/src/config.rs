@@ -68,8 +68,10 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         name: DATABASE_AUTH,
         needed: Needed::Optional,
         default: "connection-string",
-        meaning: "SQL Server authentication: `connection-string` (credentials in the string) or \
-                  `managed-identity` (Azure AD token for https://database.windows.net/).",
+        meaning: "Database login: `connection-string` (credentials in the connection string or URL) or \
+                  `managed-identity` (the identity's Entra ID token: for https://database.windows.net/ on SQL \
+                  Server, for https://ossrdbms-aad.database.windows.net/ on Azure Database for PostgreSQL, \
+                  where the URL names the identity's database user and no password).",
     },
     EnvVar {
         name: SECRETS,

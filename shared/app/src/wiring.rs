@@ -158,19 +158,19 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
     })
 }
 
-/// The PostgreSQL store's settings: the URL (user and password in it) and a pool sized for the
-/// configured concurrency.
+/// The PostgreSQL store's settings: the URL, how to log in (the URL's password, or with
+/// `managed-identity` the identity's Entra ID token for Azure Database for PostgreSQL), and a pool
+/// sized for the configured concurrency.
 fn postgres_config(config: &AppConfig, url: &str) -> Result<azs_store_postgres::PostgresConfig> {
-    if config.database_auth == DatabaseAuth::ManagedIdentity {
-        // Entra ID (and RDS IAM) tokens for PostgreSQL are a follow-up of issue 29.
-        anyhow::bail!(
-            "AZS_USAGE_DATABASE_AUTH=managed-identity is not supported for PostgreSQL yet: put the user and \
-             password in the postgres:// URL (or the URL in a secret)"
-        );
-    }
-    Ok(azs_store_postgres::PostgresConfig::parse(url)
+    let settings = azs_store_postgres::PostgresConfig::parse(url)
         .context("AZS_USAGE_DATABASE is not a usable PostgreSQL URL")?
-        .with_concurrency(config.concurrency))
+        .with_concurrency(config.concurrency);
+    Ok(match config.database_auth {
+        DatabaseAuth::ConnectionString => settings,
+        DatabaseAuth::ManagedIdentity => settings
+            .with_entra_id(config.managed_identity_client_id.clone())
+            .context("the managed identity for PostgreSQL")?,
+    })
 }
 
 /// `host:port/database` of a PostgreSQL URL, for messages (never the password).

@@ -2,7 +2,7 @@
 //! through the store's own write path in a transaction that is rolled back. Nothing is created or
 //! migrated.
 
-use crate::{Failure, LATEST_VERSION, PostgresStore, ledger, schema, stamps};
+use crate::{LATEST_VERSION, PostgresStore, ledger, schema, stamps};
 use azs_core::check::{self, CheckItem, DatabaseCheck};
 use azs_core::ports::{StoreError, WindowCommit, WindowWrite};
 use azs_core::window::ReportedWindow;
@@ -16,12 +16,12 @@ impl PostgresStore {
     /// fails: a failure to connect is itself the report's one `fail` item.
     pub async fn check(&self) -> DatabaseCheck {
         let target = self.address.clone();
-        let mut client = match self.pool.get().await {
+        let mut client = match self.connection().await {
             Ok(c) => c,
-            Err(e) => {
+            Err(failure) => {
                 let item = CheckItem::fail(
                     "connect",
-                    StoreError::from(Failure::Pool(e)).to_string(),
+                    StoreError::from(failure).to_string(),
                     "check the host and port, the firewall or security group, the user and password, \
                      and sslmode/sslrootcert (TLS certificates are always verified)",
                 );

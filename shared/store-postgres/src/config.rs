@@ -26,6 +26,8 @@ pub enum ConfigError {
     Url(String),
     #[error("sslmode={0} is not supported (use disable, prefer, require, verify-ca or verify-full)")]
     SslMode(String),
+    #[error("login: {0}")]
+    Login(String),
     #[error("the CA bundle {path}: {message}")]
     Ca { path: String, message: String },
 }
@@ -47,6 +49,8 @@ pub struct PostgresConfig {
     pub(crate) ca_file: Option<PathBuf>,
     pub pool_size: usize,
     pub retry: RetryPolicy,
+    /// Asked for the password of every new connection, instead of the URL's.
+    pub(crate) password_source: Option<std::sync::Arc<dyn crate::login::PasswordSource>>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -56,6 +60,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("pool_size", &self.pool_size)
+            .field("password_source", &self.password_source.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -111,7 +116,14 @@ impl PostgresConfig {
         if client.get_connect_timeout().is_none() {
             client.connect_timeout(CONNECT_TIMEOUT);
         }
-        Ok(Self { client, tls, ca_file, pool_size: DEFAULT_POOL_SIZE, retry: RetryPolicy::default() })
+        Ok(Self {
+            client,
+            tls,
+            ca_file,
+            pool_size: DEFAULT_POOL_SIZE,
+            retry: RetryPolicy::default(),
+            password_source: None,
+        })
     }
 
     /// Trusts the CA bundle at `path` unless the URL named one (`sslrootcert`).
@@ -126,6 +138,21 @@ impl PostgresConfig {
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.pool_size = concurrency.max(1) + POOL_HEADROOM;
         self
+    }
+
+    /// Logs in with a password from `source`, asked for on every new connection (a token that
+    /// expires); the URL names the user.
+    pub fn with_password_source(mut self, source: std::sync::Arc<dyn crate::login::PasswordSource>) -> Self {
+        self.password_source = Some(source);
+        self
+    }
+
+    /// Logs in with the managed identity's Entra ID token (Azure Database for PostgreSQL); the URL's
+    /// user is the identity's name as the server knows it (`pgaadauth_create_principal`).
+    pub fn with_entra_id(self, managed_identity_client_id: Option<String>) -> Result<Self, ConfigError> {
+        let source = crate::login::EntraIdToken::managed_identity(managed_identity_client_id)
+            .map_err(ConfigError::Login)?;
+        Ok(self.with_password_source(std::sync::Arc::new(source)))
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {

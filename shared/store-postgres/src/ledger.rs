@@ -101,7 +101,7 @@ impl UsageLedger for PostgresStore {
         sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
     ) -> Result<u64, StoreError> {
         // Not retried: once a row has gone to the sink, starting over would hand it rows twice.
-        let mut client = self.pool.get().await.map_err(|e| StoreError::from(Failure::Pool(e)))?;
+        let mut client = self.connection().await.map_err(StoreError::from)?;
         export(&mut client, filter, sink).await.map_err(StoreError::from)
     }
 

@@ -19,14 +19,16 @@
 //!   in one transaction under an advisory lock, so concurrent cold starts migrate once.
 //! - **Retries.** Serialization failures, deadlocks, a server shutting down and lost connections are
 //!   retried on a fresh connection with back-off (`retry`); anything else fails the call at once.
-//! - **Login** is the URL's user and password (scram-sha-256 or md5, as the server asks). AWS RDS IAM
-//!   tokens and Microsoft Entra ID tokens are a follow-up (issue 29): both are short-lived passwords,
-//!   so they fit deadpool's connection hook.
+//! - **Login** is the URL's user and password (scram-sha-256 or md5, as the server asks), or a token
+//!   asked for on every new connection (`login`): a managed identity's Microsoft Entra ID token for
+//!   Azure Database for PostgreSQL, or any [`PasswordSource`]. AWS RDS IAM tokens are a follow-up
+//!   (issue 29): a SigV4-presigned `connect` URL, which is one more `PasswordSource`.
 
 mod check;
 mod config;
 mod leases;
 mod ledger;
+mod login;
 mod mappings;
 pub mod retry;
 mod schema;
@@ -37,6 +39,7 @@ pub use config::{
     CONNECT_TIMEOUT, ConfigError, DEFAULT_POOL_SIZE, POOL_HEADROOM, PostgresConfig, TlsMode, is_postgres_url,
 };
 pub use ledger::ROW_LIMITS;
+pub use login::{ENTRA_ID_SCOPE, EntraIdToken, PasswordSource};
 pub use retry::RetryPolicy;
 pub use schema::{LATEST_VERSION, known_versions};
 
@@ -44,6 +47,7 @@ use azs_core::ports::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use tracing::warn;
 
 /// A store on one PostgreSQL database. Cheap to clone; build one per process and share it.
@@ -53,6 +57,8 @@ pub struct PostgresStore {
     retry: RetryPolicy,
     /// `host:port/database`, for reports and errors.
     address: String,
+    /// Why the last login token could not be had (see `login::Connector`).
+    token_failure: Arc<Mutex<Option<String>>>,
 }
 
 /// An operation's future, borrowing what the operation was called with.
@@ -69,15 +75,27 @@ impl PostgresStore {
     /// Builds the pool without connecting: the first operation opens the first connection.
     pub fn lazy(config: PostgresConfig) -> Result<Self, StoreError> {
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let token_failure = Arc::new(Mutex::new(None));
+        let password = config.password_source.clone();
         let manager = match config.tls {
-            TlsMode::Disable => {
-                Manager::from_config(config.client.clone(), tokio_postgres::NoTls, manager_config)
-            }
+            TlsMode::Disable => Manager::from_connect(
+                config.client.clone(),
+                login::Connector {
+                    tls: tokio_postgres::NoTls,
+                    password,
+                    token_failure: Arc::clone(&token_failure),
+                },
+                manager_config,
+            ),
             TlsMode::Prefer | TlsMode::Require => {
                 let tls = config.rustls().map_err(|e| StoreError::Other(e.to_string()))?;
-                Manager::from_config(
+                Manager::from_connect(
                     config.client.clone(),
-                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                    login::Connector {
+                        tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                        password,
+                        token_failure: Arc::clone(&token_failure),
+                    },
                     manager_config,
                 )
             }
@@ -89,7 +107,7 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Other(format!("building the connection pool: {e}")))?;
-        Ok(Self { pool, retry: config.retry, address: config.address() })
+        Ok(Self { pool, retry: config.retry, address: config.address(), token_failure })
     }
 
     /// `host:port/database`.
@@ -132,6 +150,17 @@ impl PostgresStore {
         .await
     }
 
+    /// A pooled connection; a login token that could not be had is the failure's cause.
+    async fn connection(&self) -> Result<Object, Failure> {
+        self.pool.get().await.map_err(|e| {
+            let token = self.token_failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match (token, &e) {
+                (Some(cause), PoolError::Backend(_)) => Failure::Login(cause),
+                _ => Failure::Pool(e),
+            }
+        })
+    }
+
     /// Runs `op` on a pooled connection, again on a fresh one after a back-off while it fails
     /// transiently. A connection that failed is not given back to the pool.
     async fn run<'a, T>(
@@ -141,9 +170,9 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         let mut attempt = 1;
         loop {
-            let result = match self.pool.get().await {
+            let result = match self.connection().await {
                 Ok(client) => op(client).await,
-                Err(e) => Err(Failure::Pool(e)),
+                Err(failure) => Err(failure),
             };
             match result {
                 Err(failure) if failure.is_transient() && attempt < self.retry.attempts => {
@@ -177,6 +206,8 @@ pub(crate) enum Failure {
     Store(StoreError),
     /// Another transaction wrote the same unique key first; the operation looks again.
     Raced(String),
+    /// The login token could not be had (the identity endpoint may answer next time).
+    Login(String),
 }
 
 impl Failure {
@@ -184,7 +215,7 @@ impl Failure {
         match self {
             Failure::Pg(e) => retry::is_transient(e),
             Failure::Pool(e) => retry::is_transient_pool(e),
-            Failure::Raced(_) => true,
+            Failure::Raced(_) | Failure::Login(_) => true,
             Failure::Store(_) => false,
         }
     }
@@ -198,6 +229,7 @@ impl std::fmt::Display for Failure {
             Failure::Pool(e) => write!(f, "connection pool: {e}"),
             Failure::Store(e) => write!(f, "{e}"),
             Failure::Raced(what) => f.write_str(what),
+            Failure::Login(cause) => write!(f, "logging in: {cause}"),
         }
     }
 }

@@ -179,3 +179,51 @@ async fn a_nul_in_a_rows_text_refuses_the_window_naming_the_field_and_a_nul_in_a
     drop(store);
     db.drop_now().await;
 }
+
+/// A password source that counts how often it was asked, handing out the test server's password.
+struct CountingSource {
+    password: String,
+    asked: std::sync::atomic::AtomicUsize,
+    fail: bool,
+}
+
+#[async_trait::async_trait]
+impl azs_store_postgres::PasswordSource for CountingSource {
+    async fn password(&self) -> Result<String, String> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.fail { Err("the identity endpoint did not answer".into()) } else { Ok(self.password.clone()) }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_token_is_asked_for_on_every_new_connection_and_its_failure_is_named() {
+    use azs_store_postgres::{PostgresConfig, RetryPolicy};
+    let db = Fresh::new("token").await;
+    // Given the URL without its password, and a source that hands it out (as a token would be)
+    let mut bare = url::Url::parse(url()).unwrap();
+    let password = bare.password().expect("the test URL has a password").to_owned();
+    bare.set_password(None).unwrap();
+    bare.set_path(&format!("/{}", db.name));
+    let source = Arc::new(CountingSource { password, asked: Default::default(), fail: false });
+    let config = PostgresConfig::parse(bare.as_str()).unwrap().with_password_source(source.clone());
+    // When the store connects, migrates and works
+    let store = PostgresStore::connect(config).await.expect("the token logs in");
+    let s = fixtures::registered_and_leased(&store, "token").await;
+    assert!(store.renew(&s.id, fixtures::RUN, fixtures::LEASE).await.unwrap());
+    // Then the source was asked for the connection(s) it opened
+    assert!(source.asked.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+
+    // And a source that fails makes the store unavailable, naming the cause, not a login refusal
+    let failing = Arc::new(CountingSource { password: String::new(), asked: Default::default(), fail: true });
+    let config = PostgresConfig::parse(bare.as_str())
+        .unwrap()
+        .with_password_source(failing.clone())
+        .with_retry(RetryPolicy::none());
+    let refused = PostgresStore::connect(config).await.err().expect("no token, no connection");
+    assert!(
+        matches!(&refused, StoreError::Unavailable(m) if m.contains("identity endpoint did not answer")),
+        "{refused}"
+    );
+    drop(store);
+    db.drop_now().await;
+}
