@@ -103,8 +103,8 @@ impl PostgresConfig {
         }
         let mut client =
             tokio_postgres::Config::from_str(parsed.as_str()).map_err(|e| ConfigError::Url(e.to_string()))?;
-        // TLS is chosen here, not by tokio-postgres's own sslmode (which would accept any certificate's
-        // absence of checks only through the connector, which always checks).
+        // tokio-postgres knows only disable/prefer/require and leaves the checking to the connector;
+        // the verify-* modes were mapped above, and the rustls connector always checks.
         client.ssl_mode(match tls {
             TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
             TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
