@@ -35,7 +35,8 @@ use std::path::PathBuf;
     about = "Collect Azure Stack Hub usage from every stamp into one billing database"
 )]
 struct Cli {
-    /// Database: a SQLite path (default azs-usage.db), `sqlite:PATH`, or a SQL Server connection string.
+    /// Database: a SQLite path (default azs-usage.db), `sqlite:PATH`, a SQL Server connection string,
+    /// or a `postgres://` URL.
     /// (Its value is never shown here: a SQL Server connection string may carry a password.)
     #[arg(long, global = true, env = config::DATABASE, hide_env_values = true)]
     database: Option<String>,

@@ -149,6 +149,8 @@ pub enum FanOut {
 pub enum DatabaseLocation {
     Sqlite(std::path::PathBuf),
     SqlServer(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
     /// The connection string is in the secret store under this name.
     FromSecret(String),
 }
@@ -383,13 +385,20 @@ fn parse_database(value: &str) -> Result<DatabaseLocation, ConfigError> {
         }
         return Ok(DatabaseLocation::Sqlite(path.into()));
     }
+    if azs_store_postgres::is_postgres_url(value) {
+        // Checked here so that a malformed URL is a configuration error at start, not a failed run.
+        azs_store_postgres::PostgresConfig::parse(value)
+            .map_err(|e| ConfigError { variable: DATABASE, rule: e.to_string() })?;
+        return Ok(DatabaseLocation::Postgres(value.trim().to_owned()));
+    }
     if lower.starts_with("sqlserver://") || lower.starts_with("server=") || lower.contains(";database=") {
         return Ok(DatabaseLocation::SqlServer(value.to_owned()));
     }
     if value.contains(';') || value.contains("://") {
         return Err(ConfigError {
             variable: DATABASE,
-            rule: "must be sqlite:PATH, a path, a SQL Server connection string (Server=...) or sqlserver:// URL, or secret:NAME"
+            rule: "must be sqlite:PATH, a path, a SQL Server connection string (Server=...) or sqlserver:// URL, \
+                   a postgres:// URL, or secret:NAME"
                 .into(),
         });
     }
@@ -471,7 +480,14 @@ mod tests {
             db("secret:azs-usage/database"),
             DatabaseLocation::FromSecret("azs-usage/database".into())
         );
-        assert!(config(&[(DATABASE, "postgres://x")]).is_err());
+        assert_eq!(
+            db("postgresql://billing:pw@db.example:5432/usage?sslmode=verify-full"),
+            DatabaseLocation::Postgres(
+                "postgresql://billing:pw@db.example:5432/usage?sslmode=verify-full".into()
+            )
+        );
+        assert!(config(&[(DATABASE, "postgres://u@h/d?sslmode=sometimes")]).is_err());
+        assert!(config(&[(DATABASE, "mysql://x")]).is_err());
     }
 
     #[test]

@@ -142,8 +142,40 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
                     .context("connecting to SQL Server")?,
             )
         }
+        DatabaseLocation::Postgres(url) => {
+            let settings = postgres_config(config, &url)?;
+            let settings = match &config.database_ca {
+                Some(ca) => settings.with_ca_file(database_ca_file(ca, secrets).await?),
+                None => settings,
+            };
+            Arc::new(
+                azs_store_postgres::PostgresStore::connect(settings)
+                    .await
+                    .with_context(|| format!("connecting to PostgreSQL at {}", postgres_address(&url)))?,
+            )
+        }
         DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
     })
+}
+
+/// The PostgreSQL store's settings: the URL, how to log in (the URL's password, or with
+/// `managed-identity` the identity's Entra ID token for Azure Database for PostgreSQL), and a pool
+/// sized for the configured concurrency.
+fn postgres_config(config: &AppConfig, url: &str) -> Result<azs_store_postgres::PostgresConfig> {
+    let settings = azs_store_postgres::PostgresConfig::parse(url)
+        .context("AZS_USAGE_DATABASE is not a usable PostgreSQL URL")?
+        .with_concurrency(config.concurrency);
+    Ok(match config.database_auth {
+        DatabaseAuth::ConnectionString => settings,
+        DatabaseAuth::ManagedIdentity => settings
+            .with_entra_id(config.managed_identity_client_id.clone())
+            .context("the managed identity for PostgreSQL")?,
+    })
+}
+
+/// `host:port/database` of a PostgreSQL URL, for messages (never the password).
+fn postgres_address(url: &str) -> String {
+    azs_store_postgres::PostgresConfig::parse(url).map(|c| c.address()).unwrap_or_else(|_| "?".into())
 }
 
 /// The connection string with the configured CA bundle (`AZS_USAGE_DATABASE_CA`), if any.
@@ -233,6 +265,18 @@ async fn unopened_database(config: &AppConfig) -> Result<UnopenedDatabase> {
                 .context("SQL Server settings")?;
             UnopenedDatabase::SqlServer(store)
         }
+        DatabaseLocation::Postgres(url) => {
+            let settings = postgres_config(config, &url)?;
+            let settings = match (&config.database_ca, &secrets) {
+                (Some(ca @ DatabaseCa::Secret(_)), Some(secrets)) => {
+                    settings.with_ca_file(database_ca_file(ca, secrets.as_ref()).await?)
+                }
+                (Some(DatabaseCa::File(path)), _) => settings.with_ca_file(path),
+                _ => settings,
+            };
+            let store = azs_store_postgres::PostgresStore::lazy(settings).context("PostgreSQL settings")?;
+            store.check().await
+        }
         DatabaseLocation::FromSecret(_) => anyhow::bail!("the database secret names another secret"),
     })
 }
@@ -258,7 +302,7 @@ async fn database_location(config: &AppConfig, secrets: &dyn SecretStore) -> Res
     })
 }
 
-/// The CA bundle as a file, which is what the SQL Server client takes: a secret's PEM text is written
+/// The CA bundle as a file, which is what the SQL Server and PostgreSQL stores take: a secret's PEM text is written
 /// to the temp directory (on Lambda the package holds only `bootstrap`, and /tmp is writable).
 async fn database_ca_file(ca: &DatabaseCa, secrets: &dyn SecretStore) -> Result<std::path::PathBuf> {
     match ca {

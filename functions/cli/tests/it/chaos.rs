@@ -148,11 +148,13 @@ async fn kill_after(mut child: Child, after: Duration) -> Option<ExitStatus> {
     None
 }
 
-fn per_subscriber(world: &World, stamp: usize) {
-    let db = rusqlite::Connection::open(world.database()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute("UPDATE stamps SET query_mode = 'per-subscriber' WHERE id = ?1", [&world.stamp_ids[stamp]])
-        .unwrap();
+/// Switches a registered stamp to per-subscriber queries, through the store (either backend).
+async fn per_subscriber(world: &World, stamp: usize) {
+    let store = world.store().await;
+    let id = azs_core::StampId(world.stamp_ids[stamp].clone());
+    let mut s = store.get_stamp(&id).await.unwrap().expect("the stamp is registered");
+    s.query_mode = azs_core::stamp::UsageQueryMode::PerSubscriber;
+    store.update_stamp(&s).await.unwrap();
 }
 
 /// Whatever any run committed is complete and exact up to each stamp's watermark, each row under the
@@ -165,23 +167,40 @@ async fn assert_exact_up_to_watermarks(world: &World, tally: &mut Tally) {
 }
 
 /// The stored windows of stamp `i` longer than an hour: catch-up spans that were committed.
-fn span_windows(world: &World, i: usize) -> usize {
-    world.stored_windows(i).iter().filter(|(start, end)| *end - *start > chrono::Duration::hours(1)).count()
+async fn span_windows(world: &World, i: usize) -> usize {
+    let windows = world.stored_windows_of(i).await;
+    windows.iter().filter(|(start, end)| *end - *start > chrono::Duration::hours(1)).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collections_survive_kills_overlaps_re_adds_reprocessing_and_faults_with_exact_totals() {
+    chaos(Backend::Sqlite).await;
+}
+
+/// The same rounds with every process committing to one PostgreSQL database: the server path the
+/// functions take (many workers, each with its own connections, fenced by leases in the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_on_postgres_survive_kills_overlaps_re_adds_reprocessing_and_faults_with_exact_totals() {
+    chaos(Backend::fresh_postgres("chaos").await).await;
+}
+
+async fn chaos(backend: Backend) {
+    let store_name = match &backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres { .. } => "postgres",
+    };
     // Given four stamps (Azure AD + secret, AD FS + certificate, Azure AD in per-subscriber mode, all
     // three repeating rows across pages, and one that repeats nothing, whose catch-up spans are
     // committed whole), 96 reported hours each, small pages so that every window is a chain of requests
     let started = Instant::now();
-    let world = World::start(
+    let world = World::start_on(
+        backend,
         |cert| vec![spec(0, aad(), 4), spec(1, adfs(cert), 3), spec(2, aad(), 3), plain(3, 3)],
         96,
         9,
     )
     .await;
-    per_subscriber(&world, 2);
+    per_subscriber(&world, 2).await;
     // (CHAOS_SEED, in hex, replays other rounds; the default is what CI runs)
     let seed = std::env::var("CHAOS_SEED")
         .map(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("CHAOS_SEED is hex"))
@@ -231,7 +250,7 @@ async fn collections_survive_kills_overlaps_re_adds_reprocessing_and_faults_with
                 let id = world.register_again(i).await;
                 assert_eq!(id, world.stamp_ids[i], "a re-added stamp keeps its id");
                 if i == 2 {
-                    per_subscriber(&world, 2);
+                    per_subscriber(&world, 2).await;
                 }
                 tally.re_adds += 1;
             }
@@ -337,11 +356,12 @@ async fn collections_survive_kills_overlaps_re_adds_reprocessing_and_faults_with
         rows += world.stored(i).await.len();
     }
     // (spans were committed, not only tried: the stamp without repeats holds some)
-    let spans = span_windows(&world, 3);
+    let spans = span_windows(&world, 3).await;
     assert!(spans >= 1, "no catch-up span was committed in {} span runs: {tally:?}", tally.span_runs);
     println!(
-        "chaos (seed {seed:#x}): {tally:?}; {spans} spans committed; {rows} rows compared at the end, 0 lost, 0 doubled, \
+        "chaos on {store_name} (seed {seed:#x}): {tally:?}; {spans} spans committed; {rows} rows compared at the end, 0 lost, 0 doubled, \
          0 wrong quantities; {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    world.finish().await;
 }

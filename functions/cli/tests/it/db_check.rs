@@ -91,3 +91,48 @@ fn a_file_that_is_not_a_database_fails_with_exit_code_1_and_a_fix() {
     assert_eq!(text.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&text.stdout).contains("NOT ready"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_checks_ok_once_migrated_and_never_shows_its_password() {
+    // Given a fresh PostgreSQL database, checked before and after the CLI migrated it
+    let backend = crate::common::Backend::fresh_postgres("db_check").await;
+    let crate::common::Backend::Postgres { url, name, .. } = &backend else { unreachable!() };
+    let password = url::Url::parse(url).unwrap().password().unwrap_or_default().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(exe())
+            .args(args)
+            .env("AZS_USAGE_DATABASE", url)
+            .env("AZS_USAGE_SECRETS", format!("file:{}", dir.path().join("secrets.json").display()))
+            .env_remove("AZS_USAGE_LOG")
+            .output()
+            .expect("azs-usage runs")
+    };
+    let before = json(&run(&["db", "check", "--json"]));
+    assert_eq!(before["status"], "warning", "{before:#}");
+    assert!(run(&["status"]).status.success());
+
+    // When it is checked
+    let out = run(&["db", "check", "--json"]);
+
+    // Then every item is ok, the target names host, port and database, and no output holds the password
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["store"], "postgres");
+    assert!(report["target"].as_str().unwrap().ends_with(&format!("/{name}")), "{report:#}");
+    assert_eq!(report["status"], "ok", "{report:#}");
+    let names: Vec<&str> =
+        report["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["connect", "migration-version", "trial-commit"]);
+    assert!(!password.is_empty());
+    for text in [String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)] {
+        assert!(!text.contains(&password), "the password was printed: {text}");
+    }
+    // And the trial commit left nothing behind
+    assert_eq!(json(&run(&["stamp", "list", "--json"])), serde_json::json!([]));
+    let admin = azs_store_postgres::PostgresStore::lazy(
+        azs_store_postgres::PostgresConfig::parse(crate::common::postgres_server_url()).unwrap(),
+    )
+    .unwrap();
+    admin.drop_database(name).await.unwrap();
+}

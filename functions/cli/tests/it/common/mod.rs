@@ -1,7 +1,8 @@
 //! Shared set-up for the end-to-end tests: simulated stamps, a fresh database and secret file, and
 //! the real `azs-usage` binary run as a separate process (so it can be killed and run in parallel).
 
-use azs_core::ports::{ExportFilter, UsageLedger};
+use azs_core::ports::{ExportFilter, Store};
+use azs_store_postgres::{PostgresConfig, PostgresStore};
 use azs_store_sqlite::SqliteStore;
 use chrono::{DateTime, Duration, Utc};
 use stamp_sim::{SimAuth, Simulator, SimulatorConfig, StampSpec, TestCertificate};
@@ -18,6 +19,55 @@ pub struct World {
     pub collect_from: DateTime<Utc>,
     /// Stamp ids as registered, in simulator order.
     pub stamp_ids: Vec<String>,
+    /// Where `azs-usage` keeps its data: a SQLite file in `dir`, or a PostgreSQL database.
+    pub backend: Backend,
+}
+
+/// The database a world's `azs-usage` runs use.
+pub enum Backend {
+    /// `azs-usage.db` in the world's directory.
+    Sqlite,
+    /// A database made for this world on the test PostgreSQL server (see [`postgres_server_url`]).
+    /// (The settings boxed: they are most of the enum's size.)
+    Postgres { url: String, name: String, config: Box<PostgresConfig> },
+}
+
+/// The test PostgreSQL server's URL: `AZS_USAGE_TEST_POSTGRES`, or else the one
+/// `scripts/postgres.sh start` brings up (installing PostgreSQL if needed; it keeps running for the
+/// next test, `scripts/postgres.sh stop` ends it).
+pub fn postgres_server_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Some(url) = std::env::var("AZS_USAGE_TEST_POSTGRES").ok().filter(|s| !s.trim().is_empty()) {
+            return url;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+        let out =
+            Command::new("bash").args([script, "start"]).stderr(Stdio::inherit()).output().unwrap_or_else(
+                |e| panic!("AZS_USAGE_TEST_POSTGRES is not set and {script} could not run: {e}"),
+            );
+        assert!(
+            out.status.success(),
+            "AZS_USAGE_TEST_POSTGRES is not set and `scripts/postgres.sh start` failed ({})",
+            out.status
+        );
+        String::from_utf8(out.stdout).expect("a UTF-8 URL").trim().to_owned()
+    })
+}
+
+impl Backend {
+    /// A fresh database of its own on the test PostgreSQL server.
+    pub async fn fresh_postgres(purpose: &str) -> Backend {
+        let server = postgres_server_url();
+        let admin = PostgresStore::lazy(PostgresConfig::parse(server).expect("a PostgreSQL URL")).unwrap();
+        let name = format!("azs_usage_e2e_{purpose}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        admin.create_database(&name).await.expect("the test database is created");
+        let mut url = url::Url::parse(server).expect("a PostgreSQL URL");
+        url.set_path(&format!("/{name}"));
+        let config = PostgresConfig::parse(url.as_str()).unwrap();
+        eprintln!("end-to-end test on PostgreSQL database {name} ({})", config.address());
+        Backend::Postgres { url: url.to_string(), name, config: Box::new(config) }
+    }
 }
 
 /// What a stored row or a ground-truth row is, compared field by field (tags and additional info
@@ -56,6 +106,16 @@ impl World {
         hours: i64,
         page_size: usize,
     ) -> World {
+        World::start_on(Backend::Sqlite, specs, hours, page_size).await
+    }
+
+    /// [`World::start`] with `azs-usage` keeping its data in `backend`.
+    pub async fn start_on(
+        backend: Backend,
+        specs: impl FnOnce(&TestCertificate) -> Vec<StampSpec>,
+        hours: i64,
+        page_size: usize,
+    ) -> World {
         clear_of_the_turn_of_the_hour().await;
         let certificate = stamp_sim::generate_test_certificate("e2e-collector").expect("test certificate");
         let specs = specs(&certificate);
@@ -64,7 +124,7 @@ impl World {
             .expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let collect_from = azs_core::window::floor_hour(Utc::now()) - Duration::hours(hours + 1);
-        let mut world = World { sim, dir, certificate, collect_from, stamp_ids: Vec::new() };
+        let mut world = World { sim, dir, certificate, collect_from, stamp_ids: Vec::new(), backend };
         std::fs::write(world.path("ca.pem"), world.sim.ca_pem()).unwrap();
         let pem = format!("{}\n{}", world.certificate.certificate_pem, world.certificate.private_key_pem);
         std::fs::write(world.path("client.pem"), pem).unwrap();
@@ -83,10 +143,38 @@ impl World {
         self.path("azs-usage.db")
     }
 
+    /// The world's `AZS_USAGE_DATABASE`.
+    pub fn database_setting(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite => format!("sqlite:{}", self.database().display()),
+            Backend::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// The world's database as the store ports see it.
+    pub async fn store(&self) -> std::sync::Arc<dyn Store> {
+        match &self.backend {
+            Backend::Sqlite => {
+                std::sync::Arc::new(SqliteStore::open(self.database()).expect("database opens"))
+            }
+            Backend::Postgres { config, .. } => std::sync::Arc::new(
+                PostgresStore::connect(config.as_ref().clone()).await.expect("database opens"),
+            ),
+        }
+    }
+
+    /// Drops the world's PostgreSQL database (a SQLite file goes with the directory).
+    pub async fn finish(self) {
+        if let Backend::Postgres { name, .. } = &self.backend {
+            let admin = PostgresStore::lazy(PostgresConfig::parse(postgres_server_url()).unwrap()).unwrap();
+            admin.drop_database(name).await.expect("the test database is dropped");
+        }
+    }
+
     /// `azs-usage` with this world's database and secret file.
     pub fn cli(&self) -> Command {
         let mut c = Command::new(exe());
-        c.env("AZS_USAGE_DATABASE", format!("sqlite:{}", self.database().display()))
+        c.env("AZS_USAGE_DATABASE", self.database_setting())
             .env("AZS_USAGE_SECRETS", format!("file:{}", self.path("secrets.json").display()))
             .env("AZS_USAGE_SETTLE_DELAY", "1h")
             // The simulated stamps listen on loopback: admitted only when named.
@@ -184,7 +272,7 @@ impl World {
 
     /// Every stored row of stamp `i`, sorted.
     pub async fn stored(&self, i: usize) -> Vec<Comparable> {
-        let store = SqliteStore::open(self.database()).expect("database opens");
+        let store = self.store().await;
         let filter =
             ExportFilter { stamps: vec![azs_core::StampId(self.stamp_ids[i].clone())], ..Default::default() };
         let mut rows = Vec::new();
@@ -212,8 +300,7 @@ impl World {
 
     /// The watermark the database holds for stamp `i`.
     pub async fn watermark(&self, i: usize) -> DateTime<Utc> {
-        use azs_core::ports::StatusReader;
-        let store = SqliteStore::open(self.database()).expect("database opens");
+        let store = self.store().await;
         store.get_status(&azs_core::StampId(self.stamp_ids[i].clone())).await.unwrap().unwrap().watermark
     }
 
@@ -270,11 +357,28 @@ impl World {
         rows
     }
 
+    /// [`World::stored_windows`] on either backend: through the store's port on PostgreSQL (whose
+    /// answer also names windows holding only quarantined rows; the tests using it quarantine none).
+    pub async fn stored_windows_of(&self, i: usize) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        match &self.backend {
+            Backend::Sqlite => self.stored_windows(i),
+            Backend::Postgres { .. } => {
+                let range = azs_core::window::ReportedWindow {
+                    start: self.collect_from - Duration::days(2),
+                    end: Utc::now() + Duration::days(2),
+                };
+                let stamp = azs_core::StampId(self.stamp_ids[i].clone());
+                let windows = self.store().await.stored_windows(&stamp, range).await.expect("stored windows");
+                windows.into_iter().map(|w| (w.start, w.end)).collect()
+            }
+        }
+    }
+
     /// Asserts that stamp `i` holds exactly its ground truth up to its watermark, each row under its
     /// stored window (an hour, or a catch-up span).
     pub async fn assert_exact_to_watermark(&self, i: usize) {
         let watermark = self.watermark(i).await;
-        let windows = self.stored_windows(i);
+        let windows = self.stored_windows_of(i).await;
         assert_same_rows(i, &self.stored(i).await, &self.truth_in_windows(i, watermark, &windows));
     }
 

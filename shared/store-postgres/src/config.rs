@@ -1,0 +1,259 @@
+//! The store's settings from a `postgres://` / `postgresql://` URL: where the server is, who logs in
+//! (the URL's user and password), how TLS is checked, and how many connections the pool keeps.
+//!
+//! `sslmode` follows libpq's names, but TLS here never means "encrypted and unverified": rustls always
+//! checks the server's certificate chain and host name. So `require`, `verify-ca` and `verify-full`
+//! all mean what libpq calls `verify-full`, `prefer` (libpq's default, and ours) uses TLS with the same
+//! checks when the server offers it and plain TCP when it does not, and `disable` is plain TCP. The CA
+//! is `sslrootcert=PATH` (a PEM bundle), else [`PostgresConfig::with_ca_file`], else the system's roots.
+
+use crate::retry::RetryPolicy;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connections kept when nothing sizes the pool.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+/// Connections beyond the collector's concurrency: status writes, lease renewals and reads run beside
+/// the stamps' commits.
+pub const POOL_HEADROOM: usize = 4;
+/// How long a caller waits for a pooled connection (or a new one) before the call fails as unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("not a PostgreSQL URL: {0}")]
+    Url(String),
+    #[error("sslmode={0} is not supported (use disable, prefer, require, verify-ca or verify-full)")]
+    SslMode(String),
+    #[error("login: {0}")]
+    Login(String),
+    #[error("the CA bundle {path}: {message}")]
+    Ca { path: String, message: String },
+}
+
+/// How the connection is protected (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    Prefer,
+    /// `require`, `verify-ca` and `verify-full`: TLS, certificate and host name checked.
+    Require,
+}
+
+/// Everything the store needs to reach its database. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    pub(crate) client: tokio_postgres::Config,
+    pub(crate) tls: TlsMode,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub retry: RetryPolicy,
+    /// Asked for the password of every new connection, instead of the URL's.
+    pub(crate) password_source: Option<std::sync::Arc<dyn crate::login::PasswordSource>>,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("address", &self.address())
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("pool_size", &self.pool_size)
+            .field("password_source", &self.password_source.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `value` names a PostgreSQL database (what the composition root dispatches on).
+pub fn is_postgres_url(value: &str) -> bool {
+    let lower = value.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+impl PostgresConfig {
+    /// Parses a `postgres://user:password@host:port/database?sslmode=...&sslrootcert=...` URL.
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        if !is_postgres_url(url) {
+            return Err(ConfigError::Url("expected postgres:// or postgresql://".into()));
+        }
+        // Never echo the URL itself in an error: it carries the password.
+        let mut parsed = url::Url::parse(url.trim()).map_err(|e| ConfigError::Url(e.to_string()))?;
+        let mut tls = TlsMode::Prefer;
+        let mut ca_file = None;
+        let mut kept = Vec::new();
+        for (key, value) in parsed.query_pairs() {
+            match key.as_ref() {
+                "sslmode" => {
+                    tls = match value.as_ref() {
+                        "disable" => TlsMode::Disable,
+                        "prefer" | "allow" => TlsMode::Prefer,
+                        "require" | "verify-ca" | "verify-full" => TlsMode::Require,
+                        other => return Err(ConfigError::SslMode(other.to_owned())),
+                    }
+                }
+                "sslrootcert" => ca_file = Some(PathBuf::from(value.as_ref())),
+                _ => kept.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        let mut client =
+            tokio_postgres::Config::from_str(parsed.as_str()).map_err(|e| ConfigError::Url(e.to_string()))?;
+        // tokio-postgres knows only disable/prefer/require and leaves the checking to the connector;
+        // the verify-* modes were mapped above, and the rustls connector always checks.
+        client.ssl_mode(match tls {
+            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            TlsMode::Require => tokio_postgres::config::SslMode::Require,
+        });
+        if client.get_application_name().is_none() {
+            client.application_name("azs-usage");
+        }
+        if client.get_connect_timeout().is_none() {
+            client.connect_timeout(CONNECT_TIMEOUT);
+        }
+        Ok(Self {
+            client,
+            tls,
+            ca_file,
+            pool_size: DEFAULT_POOL_SIZE,
+            retry: RetryPolicy::default(),
+            password_source: None,
+        })
+    }
+
+    /// Trusts the CA bundle at `path` unless the URL named one (`sslrootcert`).
+    pub fn with_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        if self.ca_file.is_none() {
+            self.ca_file = Some(path.as_ref().to_owned());
+        }
+        self
+    }
+
+    /// Sizes the pool for `concurrency` stamps committing at once, plus headroom.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.pool_size = concurrency.max(1) + POOL_HEADROOM;
+        self
+    }
+
+    /// Logs in with a password from `source`, asked for on every new connection (a token that
+    /// expires); the URL names the user.
+    pub fn with_password_source(mut self, source: std::sync::Arc<dyn crate::login::PasswordSource>) -> Self {
+        self.password_source = Some(source);
+        self
+    }
+
+    /// Logs in with the managed identity's Entra ID token (Azure Database for PostgreSQL); the URL's
+    /// user is the identity's name as the server knows it (`pgaadauth_create_principal`).
+    pub fn with_entra_id(self, managed_identity_client_id: Option<String>) -> Result<Self, ConfigError> {
+        let source = crate::login::EntraIdToken::managed_identity(managed_identity_client_id)
+            .map_err(ConfigError::Login)?;
+        Ok(self.with_password_source(std::sync::Arc::new(source)))
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Another database on the same server, with the same login (tests create one per run).
+    pub fn with_database(mut self, database: &str) -> Self {
+        self.client.dbname(database);
+        self
+    }
+
+    pub fn database(&self) -> &str {
+        self.client.get_dbname().unwrap_or("")
+    }
+
+    /// `host:port/database`, for reports and errors. Never the user's password.
+    pub fn address(&self) -> String {
+        let host = match self.client.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = self.client.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}/{}", self.database())
+    }
+
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls
+    }
+
+    /// The rustls client configuration: ring, the CA bundle (or the system's roots), host names checked.
+    pub(crate) fn rustls(&self) -> Result<rustls::ClientConfig, ConfigError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                let ca = |message: String| ConfigError::Ca { path: path.display().to_string(), message };
+                let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
+                let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ca(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(ca("no PEM certificate in it".into()));
+                }
+                for cert in certs {
+                    roots.add(cert).map_err(|e| ca(e.to_string()))?;
+                }
+            }
+            None => {
+                // A certificate the platform cannot parse is skipped, as every TLS client does.
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::Url(format!("TLS settings: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_gives_address_database_and_tls_without_showing_the_password() {
+        let c = PostgresConfig::parse(
+            "postgresql://billing:s3cr%40t@db.example:6432/usage?sslmode=verify-full&sslrootcert=/etc/rds-ca.pem",
+        )
+        .unwrap();
+        assert_eq!(c.address(), "db.example:6432/usage");
+        assert_eq!(c.tls_mode(), TlsMode::Require);
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("/etc/rds-ca.pem")));
+        assert_eq!(c.client.get_password(), Some(&b"s3cr@t"[..]));
+        assert!(!format!("{c:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn tls_is_preferred_by_default_and_unknown_modes_are_refused() {
+        assert_eq!(PostgresConfig::parse("postgres://u@h/d").unwrap().tls_mode(), TlsMode::Prefer);
+        assert_eq!(
+            PostgresConfig::parse("postgres://u@h/d?sslmode=disable").unwrap().tls_mode(),
+            TlsMode::Disable
+        );
+        assert!(matches!(
+            PostgresConfig::parse("postgres://u@h/d?sslmode=maybe"),
+            Err(ConfigError::SslMode(_))
+        ));
+        assert!(PostgresConfig::parse("sqlserver://h/d").is_err());
+    }
+
+    #[test]
+    fn the_pool_is_sized_from_the_concurrency_and_a_urls_ca_wins() {
+        let c = PostgresConfig::parse("postgres://u@h/d?sslrootcert=/a.pem")
+            .unwrap()
+            .with_concurrency(10)
+            .with_ca_file("/b.pem");
+        assert_eq!(c.pool_size, 10 + POOL_HEADROOM);
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("/a.pem")));
+    }
+}
