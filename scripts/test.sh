@@ -2,7 +2,7 @@
 # The one command that runs every test of azs-usage from a fresh clone:
 #   scripts/test.sh
 # It installs what the tests need into project-local folders (Python venvs under .venv/, nothing global),
-# starts moto (AWS Secrets Manager, SQS), runs formatting and lint checks, builds the workspace's tests
+# starts moto (AWS Secrets Manager, SQS) and a PostgreSQL server, runs formatting and lint checks, builds the workspace's tests
 # once (debug), and then runs side by side: the Rust test suite, the platform tests (the debug build
 # packaged as scripts/package.sh packages a release, the Lambda Runtime API emulator, the Azure custom
 # handler), the OpenAPI contract test and the infrastructure checks.
@@ -50,6 +50,7 @@ cleanup() {
   done
   scripts/lambda-watch.sh stop >/dev/null 2>&1 || true
   scripts/moto.sh stop >/dev/null 2>&1 || true
+  scripts/postgres.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -74,6 +75,10 @@ step "moto_server (AWS Secrets Manager, SQS) on loopback"
 venv_ready tools
 AZS_USAGE_TEST_MOTO_URL=$(scripts/moto.sh start)
 export AZS_USAGE_TEST_MOTO_URL
+
+step "PostgreSQL on loopback (installed from Debian's packages if missing, initdb into a temporary folder)"
+AZS_USAGE_TEST_POSTGRES=$(scripts/postgres.sh start)
+export AZS_USAGE_TEST_POSTGRES
 
 step "packaging the debug build for the platform tests (scripts/package.sh --debug: no compilation)"
 scripts/package.sh --debug

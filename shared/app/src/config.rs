@@ -145,7 +145,7 @@ pub enum FanOut {
     Queue,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     Sqlite(std::path::PathBuf),
     SqlServer(String),
@@ -153,6 +153,19 @@ pub enum DatabaseLocation {
     Postgres(String),
     /// The connection string is in the secret store under this name.
     FromSecret(String),
+}
+
+/// Never the connection string or URL: either may carry a password (an `AppConfig` printed with `{:?}`
+/// must not leak it).
+impl std::fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::SqlServer(_) => f.write_str("SqlServer(<connection string>)"),
+            Self::Postgres(_) => f.write_str("Postgres(<url>)"),
+            Self::FromSecret(name) => f.debug_tuple("FromSecret").field(name).finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +462,13 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_database_location_printed_for_debugging_shows_no_password() {
+        let url = super::DatabaseLocation::Postgres("postgres://u:hunter2@db/x".into());
+        let ado = super::DatabaseLocation::SqlServer("Server=db;Password=hunter2".into());
+        assert!(!format!("{url:?} {ado:?}").contains("hunter2"));
+    }
+
     use super::*;
     use std::collections::HashMap;
     use std::time::Duration;

@@ -261,7 +261,9 @@ mod tests {
         // cascade deletes it (locked: a window commit in flight finishes first, and its watermark is the
         // one kept), and a second removal of the same identity replaces the older tombstone.
         assert!(
-            leave.contains("JOIN {schema}.processing_status AS p WITH (UPDLOCK, HOLDLOCK) ON p.stamp_id = s.id")
+            leave.contains(
+                "JOIN {schema}.processing_status AS p WITH (UPDLOCK, HOLDLOCK) ON p.stamp_id = s.id"
+            )
         );
         assert!(leave.contains("WHEN MATCHED THEN"));
         assert!(leave.contains("UPDATE SET stamp_id = src.id, name = src.name, watermark = src.watermark"));
