@@ -23,7 +23,12 @@ pub fn target_dir() -> PathBuf {
 /// A packaged artifact; fails with the command that makes it when it is missing.
 pub fn artifact(relative: &str) -> PathBuf {
     let path = target_dir().join(relative);
-    assert!(path.exists(), "{} is missing: run scripts/package.sh --x86-64 first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/package.sh --debug (after cargo test --workspace --no-run) or \
+         scripts/package.sh first",
+        path.display()
+    );
     path
 }
 
