@@ -170,8 +170,13 @@ impl std::fmt::Debug for DatabaseLocation {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseAuth {
+    /// The connection string's or URL's own login (a password, or none).
     ConnectionString,
+    /// A managed identity's Microsoft Entra ID token (SQL Server, Azure Database for PostgreSQL).
     ManagedIdentity,
+    /// An AWS RDS IAM authentication token from the process's AWS credentials (RDS and Aurora
+    /// PostgreSQL only).
+    AwsIam,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,13 +225,19 @@ impl AppConfig {
         let database_auth = match get(DATABASE_AUTH).as_str() {
             "connection-string" => DatabaseAuth::ConnectionString,
             "managed-identity" => DatabaseAuth::ManagedIdentity,
+            "aws-iam" => DatabaseAuth::AwsIam,
             other => {
                 return Err(ConfigError {
                     variable: DATABASE_AUTH,
-                    rule: format!("must be `connection-string` or `managed-identity`, not {other:?}"),
+                    rule: format!(
+                        "must be `connection-string`, `managed-identity` or `aws-iam`, not {other:?}"
+                    ),
                 });
             }
         };
+        if database_auth == DatabaseAuth::AwsIam {
+            aws_iam_fits(&database)?;
+        }
         let concurrency =
             get(CONCURRENCY).parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
                 ConfigError { variable: CONCURRENCY, rule: "must be a whole number from 1 to 256".into() }
@@ -382,6 +393,30 @@ fn default_of(name: &str) -> &'static str {
     ENVIRONMENT.iter().find(|v| v.name == name).map(|v| v.default).unwrap_or("")
 }
 
+/// `aws-iam` is a login to RDS or Aurora PostgreSQL, over TLS. A database named by a secret is
+/// checked when the secret is read (`wiring`).
+fn aws_iam_fits(database: &DatabaseLocation) -> Result<(), ConfigError> {
+    let refuse = |rule: String| Err(ConfigError { variable: DATABASE_AUTH, rule });
+    match database {
+        DatabaseLocation::Postgres(url) => match azs_store_postgres::PostgresConfig::parse(url) {
+            Ok(c) if c.tls_mode() != azs_store_postgres::TlsMode::Require => refuse(format!(
+                "aws-iam needs TLS: RDS accepts IAM logins only over it, so {DATABASE} must say \
+                 sslmode=verify-full, verify-ca or require (it says {})",
+                if c.tls_mode() == azs_store_postgres::TlsMode::Disable {
+                    "sslmode=disable"
+                } else {
+                    "sslmode=prefer, or nothing, whose default is prefer"
+                }
+            )),
+            _ => Ok(()),
+        },
+        DatabaseLocation::Sqlite(_) | DatabaseLocation::SqlServer(_) => refuse(format!(
+            "aws-iam is a login to RDS or Aurora PostgreSQL; {DATABASE} is not a postgres:// URL"
+        )),
+        DatabaseLocation::FromSecret(_) => Ok(()),
+    }
+}
+
 fn parse_database(value: &str) -> Result<DatabaseLocation, ConfigError> {
     let lower = value.to_ascii_lowercase();
     if let Some(name) = value.strip_prefix("secret:") {
@@ -508,6 +543,32 @@ mod tests {
         );
         assert!(config(&[(DATABASE, "postgres://u@h/d?sslmode=sometimes")]).is_err());
         assert!(config(&[(DATABASE, "mysql://x")]).is_err());
+    }
+
+    #[test]
+    fn aws_iam_is_a_login_to_postgresql_over_tls() {
+        let with = |database: &str| config(&[(DATABASE, database), (DATABASE_AUTH, "aws-iam")]);
+        let c = with(
+            "postgres://azs_usage@usage.cluster-c1.eu-west-1.rds.amazonaws.com/usage?sslmode=verify-full",
+        )
+        .unwrap();
+        assert_eq!(c.database_auth, DatabaseAuth::AwsIam);
+        assert_eq!(with("secret:azs-usage/database").unwrap().database_auth, DatabaseAuth::AwsIam);
+        for (database, named) in [
+            ("postgres://azs_usage@db.example/usage", "sslmode=prefer"),
+            ("postgres://azs_usage@db.example/usage?sslmode=disable", "sslmode=disable"),
+        ] {
+            let refused = with(database).unwrap_err();
+            assert_eq!(refused.variable, DATABASE_AUTH);
+            assert!(refused.rule.contains(named) && refused.rule.contains("verify-full"), "{}", refused.rule);
+        }
+        for other in ["sqlite:/tmp/x.db", "Server=tcp:x,1433;Database=billing"] {
+            let refused = with(other).unwrap_err();
+            assert_eq!(refused.variable, DATABASE_AUTH);
+            assert!(refused.rule.contains("PostgreSQL"), "{}", refused.rule);
+        }
+        let unknown = config(&[(DATABASE_AUTH, "iam")]).unwrap_err();
+        assert!(unknown.rule.contains("`aws-iam`"), "{}", unknown.rule);
     }
 
     #[test]

@@ -143,7 +143,7 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
             )
         }
         DatabaseLocation::Postgres(url) => {
-            let settings = postgres_config(config, &url)?;
+            let settings = postgres_config(config, &url).await?;
             let settings = match &config.database_ca {
                 Some(ca) => settings.with_ca_file(database_ca_file(ca, secrets).await?),
                 None => settings,
@@ -158,10 +158,11 @@ async fn open_store(config: &AppConfig, secrets: &dyn SecretStore) -> Result<Arc
     })
 }
 
-/// The PostgreSQL store's settings: the URL, how to log in (the URL's password, or with
-/// `managed-identity` the identity's Entra ID token for Azure Database for PostgreSQL), and a pool
-/// sized for the configured concurrency.
-fn postgres_config(config: &AppConfig, url: &str) -> Result<azs_store_postgres::PostgresConfig> {
+/// The PostgreSQL store's settings: the URL, how to log in (the URL's password; with
+/// `managed-identity` the identity's Entra ID token for Azure Database for PostgreSQL; with `aws-iam`
+/// an RDS IAM token signed with the process's AWS credentials and region), and a pool sized for the
+/// configured concurrency.
+async fn postgres_config(config: &AppConfig, url: &str) -> Result<azs_store_postgres::PostgresConfig> {
     let settings = azs_store_postgres::PostgresConfig::parse(url)
         .context("AZS_USAGE_DATABASE is not a usable PostgreSQL URL")?
         .with_concurrency(config.concurrency);
@@ -170,6 +171,14 @@ fn postgres_config(config: &AppConfig, url: &str) -> Result<azs_store_postgres::
         DatabaseAuth::ManagedIdentity => settings
             .with_entra_id(config.managed_identity_client_id.clone())
             .context("the managed identity for PostgreSQL")?,
+        DatabaseAuth::AwsIam => {
+            let sdk = azs_secrets::aws_sdk_config().await.context("AWS credentials for the RDS IAM login")?;
+            let credentials = sdk
+                .credentials_provider()
+                .context("AZS_USAGE_DATABASE_AUTH=aws-iam: the AWS SDK found no credentials provider")?;
+            let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+            settings.with_rds_iam(&region, credentials).context("AZS_USAGE_DATABASE_AUTH=aws-iam")?
+        }
     })
 }
 
@@ -196,6 +205,12 @@ fn sql_server_config(config: &AppConfig, connection: &str) -> Result<azs_store_s
     let auth = match config.database_auth {
         DatabaseAuth::ConnectionString => azs_store_sqlserver::Auth::ConnectionString,
         DatabaseAuth::ManagedIdentity => azs_store_sqlserver::Auth::ManagedIdentity,
+        // Refused at start for a connection string in the variable; this is one read from a secret.
+        DatabaseAuth::AwsIam => {
+            anyhow::bail!(
+                "AZS_USAGE_DATABASE_AUTH=aws-iam is a login to RDS or Aurora PostgreSQL, not SQL Server"
+            )
+        }
     };
     Ok(azs_store_sqlserver::SqlServerConfig::parse_with(connection, auth)
         .context("AZS_USAGE_DATABASE is not a usable SQL Server connection string")?
@@ -277,7 +292,7 @@ async fn unopened_database(config: &AppConfig) -> Result<UnopenedDatabase> {
             UnopenedDatabase::SqlServer(store)
         }
         DatabaseLocation::Postgres(url) => {
-            let settings = postgres_config(config, &url)?;
+            let settings = postgres_config(config, &url).await?;
             let settings = match (&config.database_ca, &secrets) {
                 (Some(ca @ DatabaseCa::Secret(_)), Some(secrets)) => {
                     settings.with_ca_file(database_ca_file(ca, secrets.as_ref()).await?)

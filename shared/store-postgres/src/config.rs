@@ -28,6 +28,13 @@ pub enum ConfigError {
     SslMode(String),
     #[error("login: {0}")]
     Login(String),
+    /// RDS accepts an IAM token only over TLS; without it the login fails with "PAM authentication
+    /// failed", which names neither the cause nor the fix.
+    #[error(
+        "sslmode={0} cannot carry an AWS RDS IAM token: RDS accepts IAM logins only over TLS \
+         (set sslmode=verify-full, verify-ca or require in the URL)"
+    )]
+    IamWithoutTls(&'static str),
     #[error("the CA bundle {path}: {message}")]
     Ca { path: String, message: String },
 }
@@ -155,6 +162,48 @@ impl PostgresConfig {
         Ok(self.with_password_source(std::sync::Arc::new(source)))
     }
 
+    /// Logs in with an AWS RDS IAM authentication token for the URL's user, host and port, signed
+    /// with `credentials` for `region` (RDS and Aurora PostgreSQL). The URL must ask for TLS.
+    pub fn with_rds_iam(
+        self,
+        region: &str,
+        credentials: aws_credential_types::provider::SharedCredentialsProvider,
+    ) -> Result<Self, ConfigError> {
+        match self.tls {
+            TlsMode::Require => {}
+            TlsMode::Prefer => return Err(ConfigError::IamWithoutTls("prefer (the default when unset)")),
+            TlsMode::Disable => return Err(ConfigError::IamWithoutTls("disable")),
+        }
+        let host = match self.client.get_hosts() {
+            [tokio_postgres::config::Host::Tcp(host)] => host.clone(),
+            [] => return Err(ConfigError::Login("an RDS IAM token needs the URL's host name".into())),
+            [tokio_postgres::config::Host::Unix(_)] => {
+                return Err(ConfigError::Login("an RDS IAM token is for a TCP host, not a socket".into()));
+            }
+            _ => {
+                return Err(ConfigError::Login(
+                    "an RDS IAM token is for one host; the URL names several".into(),
+                ));
+            }
+        };
+        let port = self.client.get_ports().first().copied().unwrap_or(5432);
+        let user = self
+            .client
+            .get_user()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                ConfigError::Login(
+                    "an RDS IAM token needs the URL's user (the database role granted rds_iam)".into(),
+                )
+            })?
+            .to_owned();
+        if region.trim().is_empty() {
+            return Err(ConfigError::Login("an RDS IAM token needs the AWS region (AWS_REGION)".into()));
+        }
+        let source = crate::login::RdsIamToken::new(&host, port, &user, region.trim(), credentials);
+        Ok(self.with_password_source(std::sync::Arc::new(source)))
+    }
+
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -255,5 +304,53 @@ mod tests {
             .with_ca_file("/b.pem");
         assert_eq!(c.pool_size, 10 + POOL_HEADROOM);
         assert_eq!(c.ca_file.as_deref(), Some(Path::new("/a.pem")));
+    }
+
+    fn fixed_credentials() -> aws_credential_types::provider::SharedCredentialsProvider {
+        aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(
+                "AKIAIOSFODNN7EXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                None,
+                None,
+                "test",
+            ),
+        )
+    }
+
+    #[test]
+    fn an_rds_iam_login_is_refused_without_tls_naming_sslmode() {
+        for (url, named) in [
+            ("postgres://azs_usage@db.example/usage", "sslmode=prefer"),
+            ("postgres://azs_usage@db.example/usage?sslmode=prefer", "sslmode=prefer"),
+            ("postgres://azs_usage@db.example/usage?sslmode=disable", "sslmode=disable"),
+        ] {
+            let refused = PostgresConfig::parse(url).unwrap().with_rds_iam("eu-west-1", fixed_credentials());
+            let message = refused.expect_err(url).to_string();
+            assert!(message.contains(named) && message.contains("verify-full"), "{url}: {message}");
+        }
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://azs_usage@db.example/usage?sslmode={mode}");
+            let config = PostgresConfig::parse(&url).unwrap().with_rds_iam("eu-west-1", fixed_credentials());
+            assert!(config.expect(mode).password_source.is_some());
+        }
+    }
+
+    #[test]
+    fn an_rds_iam_login_needs_a_user_a_tcp_host_and_a_region() {
+        let iam = |url: &str, region: &str| {
+            PostgresConfig::parse(url)
+                .unwrap()
+                .with_rds_iam(region, fixed_credentials())
+                .err()
+                .map(|e| e.to_string())
+        };
+        let no_user = iam("postgres://db.example/usage?sslmode=require", "eu-west-1").unwrap();
+        assert!(no_user.contains("user"), "{no_user}");
+        let no_region = iam("postgres://u@db.example/usage?sslmode=require", " ").unwrap();
+        assert!(no_region.contains("AWS_REGION"), "{no_region}");
+        let socket =
+            iam("postgres://u@%2Fvar%2Frun%2Fpostgresql/usage?sslmode=require", "eu-west-1").unwrap();
+        assert!(socket.contains("socket"), "{socket}");
     }
 }

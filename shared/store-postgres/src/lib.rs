@@ -21,8 +21,9 @@
 //!   retried on a fresh connection with back-off (`retry`); anything else fails the call at once.
 //! - **Login** is the URL's user and password (scram-sha-256 or md5, as the server asks), or a token
 //!   asked for on every new connection (`login`): a managed identity's Microsoft Entra ID token for
-//!   Azure Database for PostgreSQL, or any [`PasswordSource`]. AWS RDS IAM tokens are a follow-up
-//!   (issue 29): a SigV4-presigned `connect` URL, which is one more `PasswordSource`.
+//!   Azure Database for PostgreSQL, an AWS RDS IAM authentication token for RDS and Aurora (a
+//!   SigV4-presigned `connect` URL signed with aws-sigv4, which aws-config already builds: aws-sdk-rds
+//!   would add a whole generated SDK crate to the build for one function), or any [`PasswordSource`].
 
 mod check;
 mod config;
@@ -39,7 +40,9 @@ pub use config::{
     CONNECT_TIMEOUT, ConfigError, DEFAULT_POOL_SIZE, POOL_HEADROOM, PostgresConfig, TlsMode, is_postgres_url,
 };
 pub use ledger::ROW_LIMITS;
-pub use login::{ENTRA_ID_SCOPE, EntraIdToken, PasswordSource};
+pub use login::{
+    ENTRA_ID_SCOPE, EntraIdToken, PasswordSource, RDS_TOKEN_LIFETIME, RdsIamToken, rds_auth_token,
+};
 pub use retry::RetryPolicy;
 pub use schema::{LATEST_VERSION, known_versions};
 
