@@ -4,15 +4,18 @@
 //! piece (as before chunking) and in chunks of `WINDOW_CHUNK_ROWS` (as now).
 //!
 //! ```text
-//! cargo run --release -p azs-store-sqlserver --example window_memory [-- ROWS [PADDING_BYTES]]
+//! cargo run --release -p azs-store-sqlserver --example window_memory [-- ROWS [PADDING_BYTES [QUARANTINED]]]
 //! ```
 //!
 //! Defaults: 40,000 rows of about 560 bytes of JSON each; PADDING_BYTES adds that much to each row's
-//! additionalInfo (1000 gives the README's "1.5 KB per row" worst case). Each way is measured in a
+//! additionalInfo (1000 gives the README's "1.5 KB per row" worst case). QUARANTINED (default 1,000,
+//! the default `AZS_USAGE_MAX_QUARANTINED_PER_WINDOW`) more rows are quarantined, each one whose
+//! resourceUri (5,000 characters) is longer than the column, kept verbatim. Each way is measured in a
 //! child process of its own (Linux: peak RSS from /proc/self/status, reset after the rows are built),
 //! with glibc's mmap threshold fixed at 128 KiB as every azs-usage executable sets it, so freed
 //! buffers leave the RSS. The figures go in the store's README, "Window memory".
 
+use azs_core::quarantine::{QuarantinedRow, Unrepresentable};
 use azs_core::stamp::StampId;
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
@@ -28,14 +31,15 @@ fn main() {
     }
     let rows: usize = args.first().map_or(40_000, |a| a.parse().expect("ROWS is a number"));
     let padding: usize = args.get(1).map_or(0, |a| a.parse().expect("PADDING_BYTES is a number"));
-    println!("window of {rows} rows, {padding} bytes of padding per row");
+    let quarantined: usize = args.get(2).map_or(1_000, |a| a.parse().expect("QUARANTINED is a number"));
+    println!("window of {rows} rows, {padding} bytes of padding per row, {quarantined} rows quarantined");
     println!(
-        "{:<28} {:>9} {:>14} {:>16} {:>18}",
-        "sent as", "requests", "largest JSON", "largest request", "peak RSS growth"
+        "{:<28} {:>9} {:>11} {:>14} {:>16} {:>18}",
+        "sent as", "requests", "quarantine", "largest JSON", "largest request", "peak RSS growth"
     );
-    for (name, way) in [("one piece (before)", "before"), ("chunks of 5,000 (now)", "now")] {
+    for (name, way) in [("one piece each (before)", "before"), ("chunks (now)", "now")] {
         let output = std::process::Command::new(std::env::current_exe().expect("this executable"))
-            .args(["--child", &rows.to_string(), &padding.to_string(), way])
+            .args(["--child", &rows.to_string(), &padding.to_string(), &quarantined.to_string(), way])
             .env("MALLOC_MMAP_THRESHOLD_", "131072")
             .env("MALLOC_ARENA_MAX", "2")
             .output()
@@ -47,20 +51,22 @@ fn main() {
 }
 
 fn child(args: &[String]) {
-    let [rows, padding] = [0, 1].map(|i| args[i].parse::<usize>().expect("a number"));
-    let sending = if args[2] == "before" { BEFORE } else { NOW };
+    let [rows, padding, quarantined] = [0, 1, 2].map(|i| args[i].parse::<usize>().expect("a number"));
+    let sending = if args[3] == "before" { BEFORE } else { NOW };
     let start: DateTime<Utc> = "2026-11-25T13:00:00Z".parse().expect("a time");
     let window = ReportedWindow { start, end: start + Duration::hours(1) };
     let usage = window_rows(rows, padding, start);
+    let quarantine = quarantined_rows(quarantined, start);
     // Reset the peak to what is resident now: the rows are the caller's, not the encoding's.
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS (Linux)");
     let before = status_kib("VmRSS");
     let stamp = StampId("5f0c6f0e-8c1a-4d8e-9a51-0d6c1f1e2a3b".into());
-    let encoded = encode_window(&stamp, window, usage, sending);
+    let encoded = encode_window(&stamp, window, usage, quarantine, sending);
     let peak = status_kib("VmHWM");
     println!(
-        "{:>9} {:>11.1} MiB {:>12.1} MiB {:>14.1} MiB",
+        "{:>9} {:>11} {:>10.1} MiB {:>12.1} MiB {:>14.1} MiB",
         encoded.requests,
+        encoded.quarantine_requests,
         encoded.largest_json as f64 / MIB,
         encoded.largest_request as f64 / MIB,
         (peak.saturating_sub(before) * 1024) as f64 / MIB
@@ -102,6 +108,33 @@ fn window_rows(rows: usize, padding: usize, hour: DateTime<Utc>) -> Vec<UsageRow
                     r#"{{"ServiceType":"Standard_D2_v2","ImageType":"Windows_Server","VCPUs":"2","pad":"{pad}"}}"#
                 )),
             }
+        })
+        .collect()
+}
+
+/// Rows the collector held back: each one's resourceUri is longer than the column's 4,000 units, so it
+/// travels verbatim (its JSON as the stamp sent it) with the reason.
+fn quarantined_rows(count: usize, hour: DateTime<Utc>) -> Vec<QuarantinedRow> {
+    let why = Unrepresentable {
+        field: "properties.instanceData",
+        rule: "resourceUri is 5000 UTF-16 units, the column holds 4000".into(),
+    };
+    (0..count)
+        .map(|i| {
+            let raw = serde_json::json!({
+                "id": format!("/subscriptions/a/providers/Microsoft.Commerce.Admin/locations/local/usageAggregates/q{i}"),
+                "properties": {
+                    "subscriptionId": "8e8cd5a6-05b6-4b9d-9b5a-000000000001",
+                    "usageStartTime": hour.to_rfc3339(),
+                    "usageEndTime": (hour + Duration::hours(1)).to_rfc3339(),
+                    "instanceData": serde_json::json!({
+                        "Microsoft.Resources": { "resourceUri": format!("/subscriptions/a/{}{i}", "r".repeat(5_000)) }
+                    }).to_string(),
+                    "quantity": 1.0,
+                    "meterId": "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5"
+                }
+            });
+            QuarantinedRow::new(raw.to_string(), &why)
         })
         .collect()
 }

@@ -5,7 +5,8 @@
 //! de-duplicated by key; then one transaction moves the watermark (the fenced UPDATE comes first, so it
 //! also locks the stamp against a concurrent `set_mapping`), deletes the window's old rows (and
 //! quarantine) when replacing, MERGEs the rows in as JSON arrays of at most [`WINDOW_CHUNK_ROWS`] each
-//! (OPENJSON), mapping them in SQL, and inserts the window's quarantined rows (one more OPENJSON array).
+//! (OPENJSON), mapping them in SQL, and inserts the window's quarantined rows (OPENJSON arrays of at
+//! most [`QUARANTINE_CHUNK_ROWS`] rows or about [`QUARANTINE_CHUNK_BYTES`] of raw text each).
 //!
 //! The collector never hands over a row over [`ROW_LIMITS`] (it quarantines it, see
 //! `azs_core::quarantine`); the checks here are the last line, for any other caller.
@@ -19,7 +20,7 @@ use azs_core::ports::{
     CommitReceipt, ExportFilter, QuarantineReader, StoreError, StoredUsageRow, UsageLedger, WindowCommit,
     WindowWrite,
 };
-use azs_core::quarantine::{QuarantineEntry, RowLimits, TextUnit};
+use azs_core::quarantine::{QuarantineEntry, QuarantinedRow, RowLimits, TextUnit};
 use azs_core::stamp::StampId;
 use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
@@ -219,6 +220,41 @@ pub(crate) fn window_chunks<'r, 'a>(
     rows.is_empty().then_some(empty).into_iter().chain(pieces)
 }
 
+/// The most quarantined rows one QUARANTINE_WINDOW carries. A window holds up to
+/// `AZS_USAGE_MAX_QUARANTINED_PER_WINDOW` of them (1,000 by default), each with the row's whole text:
+/// sent as one request they would cost what an unchunked window did (see [`WINDOW_CHUNK_ROWS`]).
+pub const QUARANTINE_CHUNK_ROWS: usize = 500;
+/// The raw text one QUARANTINE_WINDOW carries at most (UTF-8 bytes; a single larger row goes alone).
+/// A quarantined row is often one that is too large to store, so its size bounds the chunk too.
+pub const QUARANTINE_CHUNK_BYTES: usize = 4 << 20;
+
+/// The window's quarantined rows, one of each key (the first), in the pieces QUARANTINE_WINDOW sends:
+/// at most `chunk_rows` rows and, unless one row alone exceeds it, `chunk_bytes` of raw text each.
+/// Distinct across pieces too: the statement skips keys already stored, but not a key twice in one.
+pub(crate) fn quarantine_chunks(
+    quarantined: &[QuarantinedRow],
+    chunk_rows: usize,
+    chunk_bytes: usize,
+) -> Vec<Vec<&QuarantinedRow>> {
+    let mut seen = HashSet::with_capacity(quarantined.len());
+    let mut chunks: Vec<Vec<&QuarantinedRow>> = Vec::new();
+    let mut bytes = 0;
+    for row in quarantined.iter().filter(|q| seen.insert(q.key())) {
+        let size = row.raw.len() + row.reason.len() + row.field.len();
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < chunk_rows.max(1) && bytes + size <= chunk_bytes => {
+                chunk.push(row);
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![row]);
+                bytes = size;
+            }
+        }
+    }
+    chunks
+}
+
 pub(crate) async fn commit_window(
     s: &mut Session,
     key: Uuid,
@@ -226,9 +262,9 @@ pub(crate) async fn commit_window(
     rows: &[CheckedRow<'_>],
 ) -> Result<CommitReceipt, Failure> {
     let (start, end) = (types::seconds(c.window.start), types::seconds(c.window.end));
-    // Serialised before the transaction, so the locks are held only while the server works (each
-    // chunk's rows are serialised inside it, a few ms each, so that only one chunk's text exists).
-    let quarantine_json = (!c.quarantined.is_empty()).then(|| bind::window_quarantine(&c.quarantined));
+    // Each chunk's JSON is serialised inside the transaction, a few ms each, so that only one chunk's
+    // text exists at a time.
+    let quarantine = quarantine_chunks(&c.quarantined, QUARANTINE_CHUNK_ROWS, QUARANTINE_CHUNK_BYTES);
     s.begin().await?;
     let result = async {
         let fence = match c.write {
@@ -261,10 +297,11 @@ pub(crate) async fn commit_window(
             rows_written += types::unsigned(&counts, 0)?;
             unmapped_rows += types::unsigned(&counts, 1)?;
         }
-        let quarantined = match quarantine_json {
-            Some(json) => s.execute(bind::quarantine_window(key, start, end, json)).await?,
-            None => 0,
-        };
+        let mut quarantined = 0;
+        for chunk in &quarantine {
+            let json = bind::window_quarantine(chunk);
+            quarantined += s.execute(bind::quarantine_window(key, start, end, json)).await?;
+        }
         Ok(CommitReceipt {
             rows_written,
             duplicates: (c.rows.len() as u64).saturating_sub(rows_written),
@@ -477,5 +514,30 @@ mod tests {
         assert_eq!(sizes, [0], "an empty window is one MERGE_WINDOW: it numbers the window");
         assert_eq!(window_chunks(&checked, 0).count(), 12, "a chunk holds at least one row");
         assert!((1_000..=10_000).contains(&WINDOW_CHUNK_ROWS));
+    }
+
+    #[test]
+    fn a_windows_quarantine_is_sent_in_chunks_bounded_by_rows_and_bytes_each_key_once() {
+        use azs_core::quarantine::Unrepresentable;
+        let why = Unrepresentable { field: "properties.additionalInfo", rule: "too long".into() };
+        let row = |i: usize, size: usize| {
+            QuarantinedRow::new(format!("{{\"i\":{i},\"p\":\"{}\"}}", "x".repeat(size)), &why)
+        };
+        // Given seven rows of about 100 bytes (one of them twice) and one of 1,000,
+        let mut quarantined: Vec<QuarantinedRow> = (0..7).map(|i| row(i, 100)).collect();
+        quarantined.push(row(3, 100));
+        quarantined.insert(4, row(99, 1_000));
+        let overhead = why.field.len() + why.to_string().len();
+        // when chunked by 3 rows or 400 bytes,
+        let chunks = quarantine_chunks(&quarantined, 3, 400 + 3 * overhead);
+        // then the large row goes alone, no chunk exceeds either bound, and every key is sent once.
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 1, 1, 3], "{sizes:?}");
+        let sent: Vec<_> = chunks.iter().flatten().map(|q| q.key()).collect();
+        let distinct: HashSet<_> = sent.iter().collect();
+        assert_eq!(sent.len(), 8);
+        assert_eq!(distinct.len(), 8, "the repeated row is sent once");
+        assert!(quarantine_chunks(&[], 3, 400).is_empty(), "no quarantine, no statement");
+        const { assert!(QUARANTINE_CHUNK_ROWS <= 1_000 && QUARANTINE_CHUNK_BYTES <= 16 << 20) };
     }
 }

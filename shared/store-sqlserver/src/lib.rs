@@ -36,7 +36,7 @@ pub mod window_memory;
 pub use config::{
     Auth, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_POOL_SIZE, POOL_HEADROOM, SqlServerConfig,
 };
-pub use ledger::WINDOW_CHUNK_ROWS;
+pub use ledger::{QUARANTINE_CHUNK_BYTES, QUARANTINE_CHUNK_ROWS, WINDOW_CHUNK_ROWS};
 pub use retry::RetryPolicy;
 pub use schema::{InvalidSchemaName, LATEST_VERSION, SchemaName};
 pub use session::AZURE_SQL_SCOPE;
