@@ -3,7 +3,7 @@
 //! registers a probe stamp and commits a one-row window through the store's own code inside an outer
 //! transaction that is rolled back.
 
-use crate::schema::MINIMUM_COMPATIBILITY_LEVEL;
+use crate::schema::{MINIMUM_COMPATIBILITY_LEVEL, is_system_database};
 use crate::session::{Failure, PooledSession, Session, checkout};
 use crate::types::{opt, opt_text};
 use crate::{LATEST_VERSION, SqlServerStore, bind, ledger, sql, stamps};
@@ -22,15 +22,8 @@ impl SqlServerStore {
         let mut session = match checkout(&self.pool).await {
             Ok(s) => s,
             Err(f) => {
-                let item = CheckItem::fail(
-                    "connect",
-                    StoreError::from(f).to_string(),
-                    "check the server name and port, the firewall (Azure SQL: allow the caller's address \
-                     or use a private endpoint), the login and the certificate: rustls matches the host \
-                     against subjectAltName only, so SQL Server's auto-generated certificate (which has \
-                     none) fails even as the CA file; install one whose subjectAltName names the host \
-                     (store README, \"Certificates\")",
-                );
+                let fix = f.fix();
+                let item = CheckItem::fail("connect", StoreError::from(f).to_string(), fix);
                 return DatabaseCheck::new("sqlserver", target, vec![item]);
             }
         };
@@ -55,13 +48,10 @@ impl SqlServerStore {
     }
 }
 
-/// A query's failure as one `fail` item.
+/// A query's failure as one `fail` item, with the fix for its kind.
 fn failed(name: &'static str, what: &str, f: Failure) -> CheckItem {
-    CheckItem::fail(
-        name,
-        format!("{what}: {}", StoreError::from(f)),
-        "see the error above; `db check` needs VIEW DATABASE STATE-free metadata only",
-    )
+    let fix = f.fix();
+    CheckItem::fail(name, format!("{what}: {}", StoreError::from(f)), fix)
 }
 
 /// Server version and edition; returns the database name.
@@ -83,6 +73,13 @@ async fn server(s: &mut PooledSession, items: &mut Vec<CheckItem>) -> Option<Str
         format!("connected; database {}", database.as_deref().unwrap_or("?")),
     ));
     items.push(version_item(&version, &edition, engine));
+    if let Some(name) = database.as_deref().filter(|n| is_system_database(n)) {
+        items.push(CheckItem::fail(
+            "database",
+            format!("connected to the system database {name}: every start is refused"),
+            "name the usage database in the connection string: Database=<name> (without it a login lands in its default database)",
+        ));
+    }
     database
 }
 
@@ -353,11 +350,14 @@ pub(crate) async fn trial_commit(s: &mut PooledSession) -> CheckItem {
             ),
             "report this as a bug: the probe row should be written exactly once",
         ),
-        Err(f) => CheckItem::fail(
-            NAME,
-            StoreError::from(f).to_string(),
-            "the store cannot commit windows here: fix the error above (a SQL Server error number names the cause)",
-        ),
+        Err(f) => {
+            let fix = f.fix();
+            CheckItem::fail(
+                NAME,
+                format!("the store cannot commit windows here: {}", StoreError::from(f)),
+                fix,
+            )
+        }
     }
 }
 

@@ -73,6 +73,37 @@ pub(crate) fn certificate_problem(detail: &str) -> String {
     format!("{problem}. Not retried: a certificate does not change between attempts. ({detail})")
 }
 
+/// A connect-time I/O error that is a TLS failure or an unusable CA, in words with the fix; `None` for
+/// a network failure (refused, reset, timed out), which may pass. tokio-rustls hands every rustls
+/// error of the handshake over as `InvalidData` (tokio-rustls 0.26, `common/mod.rs`), and tiberius
+/// 0.13 reads the CA file and the platform's roots into `InvalidData` / `NotFound` errors of its own
+/// (`client/tls_stream/certs.rs`, `ensure_base_or_extra`). None of these changes between attempts:
+/// retried, they only delay the real reason by the whole back-off (~30 s).
+pub(crate) fn tls_io_problem(kind: std::io::ErrorKind, message: &str) -> Option<String> {
+    use std::io::ErrorKind;
+    let ca_file =
+        ["Could not read certificate", "Failed to parse PEM certificate", "contains an invalid certificate"];
+    let platform_roots = ["no usable CA certificates found", "could not load platform certificates"];
+    let fix = if kind == ErrorKind::InvalidData && ca_file.iter().any(|m| message.contains(m)) {
+        "the trusted CA (TrustServerCertificateCA or AZS_USAGE_DATABASE_CA) cannot be used: give a readable \
+         PEM or DER certificate file"
+    } else if kind == ErrorKind::NotFound && platform_roots.iter().any(|m| message.contains(m)) {
+        "this machine has no trusted CA certificates: install the system's CA bundle (ca-certificates) or \
+         give the server's CA with TrustServerCertificateCA or AZS_USAGE_DATABASE_CA"
+    } else if kind != ErrorKind::InvalidData {
+        return None;
+    } else if message.contains("fatal alert") {
+        "the server refused the TLS handshake: check that it offers TLS 1.2 or 1.3 (SQL Server 2016 and \
+         later, or the TLS 1.2 update), and, for Encrypt=Strict, that it is SQL Server 2022 or later"
+    } else if message.contains("peer is incompatible") {
+        "the server and this client share no TLS version or cipher suite: the client speaks TLS 1.2 and \
+         1.3 only, so enable TLS 1.2 on the server"
+    } else {
+        "the TLS handshake failed"
+    };
+    Some(format!("TLS failed, {fix}. Not retried: it fails the same way on every attempt. ({message})"))
+}
+
 /// How often and how patiently to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -173,5 +204,39 @@ mod tests {
         let reset =
             tiberius::error::Error::Io { kind: std::io::ErrorKind::ConnectionReset, message: "reset".into() };
         assert!(crate::session::connect_failure("db.example:1433", &reset).is_transient());
+    }
+
+    #[test]
+    fn tls_failures_that_tiberius_reports_as_io_errors_are_permanent_and_named() {
+        use std::io::ErrorKind::{ConnectionRefused, InvalidData, NotFound, TimedOut, UnexpectedEof};
+        // As tokio-rustls wraps rustls 0.23's errors, and as tiberius 0.13 words its CA failures.
+        let cases = [
+            (InvalidData, "received fatal alert: HandshakeFailure", "TLS 1.2 or 1.3"),
+            (InvalidData, "peer is incompatible: NoCipherSuitesInCommon", "enable TLS 1.2"),
+            (InvalidData, "received corrupt message of type InvalidContentType", "TLS handshake failed"),
+            (
+                InvalidData,
+                "Could not read certificate /etc/ca.pem: No such file or directory (os error 2)",
+                "readable",
+            ),
+            (InvalidData, "Failed to parse PEM certificate /etc/ca.pem: ...", "readable"),
+            (NotFound, "no usable CA certificates found in the platform trust store", "ca-certificates"),
+        ];
+        for (kind, message, fix) in cases {
+            let e = tiberius::error::Error::Io { kind, message: message.into() };
+            let failure = crate::session::connect_failure("db.example:1433", &e);
+            assert!(!failure.is_transient(), "{message}: retrying cannot help");
+            let text = azs_core::ports::StoreError::from(failure).to_string();
+            assert!(
+                text.contains("db.example:1433") && text.contains("TLS failed") && text.contains(fix),
+                "{text}"
+            );
+            assert!(text.contains(message), "the library's own words are kept: {text}");
+        }
+        // The network's own failures stay transient: a failover or a paused database answers later.
+        for kind in [ConnectionRefused, TimedOut, UnexpectedEof, NotFound] {
+            let e = tiberius::error::Error::Io { kind, message: "connection failed".into() };
+            assert!(crate::session::connect_failure("db.example:1433", &e).is_transient(), "{kind:?}");
+        }
     }
 }

@@ -133,15 +133,37 @@ pub(crate) async fn migrate(session: &mut Session) -> Result<i32, Failure> {
 /// What every start requires of the database, checked before anything is created or written. Refusing
 /// here names the one statement that fixes each setting.
 async fn require_database_settings(session: &mut Session) -> Result<(), Failure> {
-    let row = session.query_one(bind::none(&sql::START_CHECKS)).await?;
-    let (rcsi, level) = match &row {
-        Some(row) => (types::opt::<i32>(row, 0)?, types::opt::<i32>(row, 1)?),
-        None => (None, None),
-    };
-    match start_refusal(row.is_some(), rcsi, level) {
+    match start_refusal(read_start_checks(session).await?.as_ref()) {
         None => Ok(()),
         Some(reason) => Err(Failure::other(reason)),
     }
+}
+
+/// What START_CHECKS reads of the connected database; `None` when sys.databases shows no row for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DatabaseSettings {
+    pub name: Option<String>,
+    pub rcsi: Option<i32>,
+    pub compatibility_level: Option<i32>,
+}
+
+pub(crate) async fn read_start_checks(session: &mut Session) -> Result<Option<DatabaseSettings>, Failure> {
+    let Some(row) = session.query_one(bind::none(&sql::START_CHECKS)).await? else {
+        return Ok(None);
+    };
+    Ok(Some(DatabaseSettings {
+        rcsi: types::opt::<i32>(&row, 0)?,
+        compatibility_level: types::opt::<i32>(&row, 1)?,
+        name: types::opt_text(&row, 2)?,
+    }))
+}
+
+/// SQL Server's own databases: azs-usage's tables never belong there (a connection string without
+/// `Database=` lands in the login's default database, often master).
+const SYSTEM_DATABASES: &[&str] = &["master", "model", "msdb", "tempdb"];
+
+pub(crate) fn is_system_database(name: &str) -> bool {
+    SYSTEM_DATABASES.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// Compatibility level 130 (SQL Server 2016): OPENJSON, which writes every window, is refused below it
@@ -153,16 +175,25 @@ pub(crate) const MINIMUM_COMPATIBILITY_LEVEL: i32 = 130;
 ///   under locking READ COMMITTED can read part of an hour before a reprocess replaces it and the rest
 ///   after: an invoice with old and new rows of one hour. With it, each window's export query sees one
 ///   committed state;
-/// - below compatibility level 130 every window fails on OPENJSON.
-pub(crate) fn start_refusal(found: bool, rcsi: Option<i32>, level: Option<i32>) -> Option<String> {
-    if !found {
+/// - below compatibility level 130 every window fails on OPENJSON;
+/// - a system database (master, model, msdb, tempdb) is never where the store's tables belong.
+pub(crate) fn start_refusal(settings: Option<&DatabaseSettings>) -> Option<String> {
+    let Some(DatabaseSettings { name, rcsi, compatibility_level: level }) = settings else {
         return Some(
             "sys.databases has no row named DB_NAME() for the connected database, so its \
              READ_COMMITTED_SNAPSHOT and compatibility level cannot be checked; connect to a user \
              database (`Database=` in the connection string) with a login that can see it"
                 .into(),
         );
+    };
+    if let Some(name) = name.as_deref().filter(|n| is_system_database(n)) {
+        return Some(format!(
+            "connected to the system database {name}, where azs-usage's tables must not be created; name \
+             the usage database in the connection string (`Database=<name>`; without it a login lands in \
+             its default database, often master)"
+        ));
     }
+    let (rcsi, level) = (*rcsi, *level);
     let mut refusals = Vec::new();
     if rcsi != Some(1) {
         refusals.push(
@@ -349,24 +380,50 @@ mod tests {
 
     #[test]
     fn a_start_is_refused_below_compatibility_level_130_naming_the_alter_that_fixes_it() {
-        let refusal = start_refusal(true, Some(1), Some(120)).expect("refused");
+        let refusal = start_refusal(Some(&settings(Some(1), Some(120)))).expect("refused");
         assert!(refusal.contains("compatibility level is 120"), "{refusal}");
         assert!(refusal.contains("ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130"), "{refusal}");
-        assert_eq!(start_refusal(true, Some(1), Some(130)), None);
-        assert_eq!(start_refusal(true, Some(1), Some(160)), None);
-        assert!(start_refusal(true, Some(1), None).is_some(), "an unknown level is not assumed good");
+        assert_eq!(start_refusal(Some(&settings(Some(1), Some(130)))), None);
+        assert_eq!(start_refusal(Some(&settings(Some(1), Some(160)))), None);
+        assert!(
+            start_refusal(Some(&settings(Some(1), None))).is_some(),
+            "an unknown level is not assumed good"
+        );
     }
 
     #[test]
     fn a_start_is_refused_without_read_committed_snapshot_naming_the_alter_that_fixes_it() {
-        let refusal = start_refusal(true, Some(0), Some(150)).expect("refused");
+        let refusal = start_refusal(Some(&settings(Some(0), Some(150)))).expect("refused");
         assert!(
             refusal.contains("ALTER DATABASE CURRENT SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE"),
             "{refusal}"
         );
-        let both = start_refusal(true, Some(0), Some(100)).expect("refused");
+        let both = start_refusal(Some(&settings(Some(0), Some(100)))).expect("refused");
         assert!(both.contains("READ_COMMITTED_SNAPSHOT") && both.contains("COMPATIBILITY_LEVEL"), "{both}");
-        let missing = start_refusal(false, None, None).expect("refused");
+        let missing = start_refusal(None).expect("refused");
         assert!(missing.contains("no row named DB_NAME()"), "{missing}");
+    }
+
+    fn settings(rcsi: Option<i32>, compatibility_level: Option<i32>) -> DatabaseSettings {
+        DatabaseSettings { name: Some("azs_usage".into()), rcsi, compatibility_level }
+    }
+
+    #[test]
+    fn a_start_on_a_system_database_is_refused_naming_it_and_the_fix() {
+        for name in ["master", "model", "msdb", "tempdb", "MASTER"] {
+            let on =
+                DatabaseSettings { name: Some(name.into()), rcsi: Some(1), compatibility_level: Some(160) };
+            let refusal = start_refusal(Some(&on)).expect("refused");
+            assert!(
+                refusal.contains(&format!("system database {name}")) && refusal.contains("Database="),
+                "{refusal}"
+            );
+        }
+        let user = DatabaseSettings {
+            name: Some("masterdata".into()),
+            rcsi: Some(1),
+            compatibility_level: Some(160),
+        };
+        assert_eq!(start_refusal(Some(&user)), None, "only the system databases themselves");
     }
 }

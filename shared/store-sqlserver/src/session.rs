@@ -30,8 +30,9 @@ pub const AZURE_SQL_SCOPE: &str = "https://database.windows.net/.default";
 pub(crate) enum Failure {
     /// The server or the connection failed.
     Db(tiberius::error::Error),
-    /// Opening a connection failed (network, TLS, login, token).
-    Connect { message: String, transient: bool },
+    /// Opening a connection failed (network, TLS, login, token); `fix` is what an operator does about
+    /// this kind of failure (`db check` prints it).
+    Connect { message: String, transient: bool, fix: &'static str },
     /// A domain answer (unknown stamp, duplicate, fenced) or a local refusal.
     Store(StoreError),
 }
@@ -50,6 +51,15 @@ impl Failure {
             Failure::Db(e) => is_transient_server_error(e),
             Failure::Connect { transient, .. } => *transient,
             Failure::Store(_) => false,
+        }
+    }
+
+    /// What an operator does about this kind of failure (`db check` and `db smoke` print it).
+    pub(crate) fn fix(&self) -> &'static str {
+        match self {
+            Failure::Connect { fix, .. } => fix,
+            Failure::Db(e) => server_fix(e),
+            Failure::Store(_) => "see the error above",
         }
     }
 
@@ -110,11 +120,14 @@ pub(crate) struct Lifecycle {
     /// next caller's writes part of a transaction nobody commits: they report success, hold locks, and
     /// are rolled back when the connection finally closes.
     open_transactions: u32,
+    /// The session was switched to another schema (`Session::switch_schema`): its connection closes
+    /// when it is given back.
+    retired: bool,
 }
 
 impl Lifecycle {
     pub(crate) fn reusable(&self) -> bool {
-        !self.broken && !self.in_request && self.open_transactions == 0
+        !self.broken && !self.in_request && self.open_transactions == 0 && !self.retired
     }
 
     /// Runs one request, noting it in flight until it returns: a request whose future is dropped stays
@@ -195,6 +208,14 @@ pub(crate) struct Session {
 impl Session {
     pub(crate) fn schema(&self) -> &SchemaName {
         &self.schema
+    }
+
+    /// Sends the following statements to `schema` instead (`db smoke`'s scratch schema); returns the
+    /// one it replaced. A session switched once is never lent again, even if switched back: a caller
+    /// cancelled in between would otherwise hand the pool a session that writes elsewhere.
+    pub(crate) fn switch_schema(&mut self, schema: SchemaName) -> SchemaName {
+        self.lifecycle.retired = true;
+        std::mem::replace(&mut self.schema, schema)
     }
 
     /// Runs a statement without parameters as a plain batch (transaction control, DDL).
@@ -343,6 +364,7 @@ impl Connector {
                 credential.get_token(&[AZURE_SQL_SCOPE], None).await.map_err(|e| Failure::Connect {
                     message: format!("managed identity token for Azure SQL: {e}"),
                     transient: true,
+                    fix: FIX_TOKEN,
                 })?;
             config.authentication(AuthMethod::aad_token(token.token.secret()));
         }
@@ -363,9 +385,10 @@ impl Connector {
     }
 }
 
-/// Why a connection could not be opened, and whether trying again may help. A TLS failure (a name the
-/// certificate does not hold, an issuer not trusted, an expired certificate) is the same on every
-/// attempt: it is not retried, and the message names the certificate problem and its fix.
+/// Why a connection could not be opened, whether trying again may help, and what fixes it. A TLS
+/// failure (a name the certificate does not hold, an issuer not trusted, an expired certificate, no
+/// common TLS version, an unreadable CA file) is the same on every attempt: it is not retried, and the
+/// message names the problem and its fix.
 pub(crate) fn connect_failure(address: &str, e: &tiberius::error::Error) -> Failure {
     if let tiberius::error::Error::Tls(detail) = e {
         return Failure::Connect {
@@ -374,11 +397,92 @@ pub(crate) fn connect_failure(address: &str, e: &tiberius::error::Error) -> Fail
                 crate::retry::certificate_problem(detail)
             ),
             transient: false,
+            fix: FIX_TLS,
+        };
+    }
+    // tiberius passes only certificate rejections as `Error::Tls`: every other handshake failure
+    // (an alert, no common TLS version) and an unreadable CA file reach us as `Error::Io`.
+    if let tiberius::error::Error::Io { kind, message } = e
+        && let Some(problem) = crate::retry::tls_io_problem(*kind, message)
+    {
+        return Failure::Connect {
+            message: format!("cannot connect to SQL Server at {address}: {problem}"),
+            transient: false,
+            fix: FIX_TLS,
         };
     }
     Failure::Connect {
         message: format!("cannot connect to SQL Server at {address}: {}", describe(e)),
         transient: breaks_connection(e) || is_transient_server_error(e),
+        fix: connect_fix(e),
+    }
+}
+
+const FIX_TLS: &str = "fix the certificate problem named above (store README, \"Certificates\"): rustls \
+    matches the host against subjectAltName only, so SQL Server's auto-generated certificate fails even \
+    as the CA file; install one whose subjectAltName names the host";
+const FIX_TOKEN: &str = "the managed identity could not get a token: check that the function has an \
+    identity (AZURE_CLIENT_ID names a user-assigned one) and that its endpoint is reachable";
+
+/// What fixes a statement's failure, by the server's error number.
+fn server_fix(e: &tiberius::error::Error) -> &'static str {
+    match e.code() {
+        Some(229 | 230 | 262 | 297 | 300) => {
+            "the login lacks a permission (Msg 229/262/300): ALTER ROLE db_datareader ADD MEMBER [login]; \
+             ALTER ROLE db_datawriter ADD MEMBER [login] (and db_ddladmin for the login that migrates)"
+        }
+        Some(208) => {
+            "an object is missing (Msg 208): \"Invalid object name 'OPENJSON'\" means a compatibility \
+             level below 130 (ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130); one of our tables \
+             means the schema is not migrated (start azs-usage once with a login in db_ddladmin)"
+        }
+        Some(1934) => {
+            "a SET option the filtered index needs is off (Msg 1934): a logon trigger or the server's \
+             `user options` overrides the session's; remove the override, or report it"
+        }
+        Some(code) if crate::retry::TRANSIENT_ERRORS.contains(&code) => {
+            "the service is busy, failing over or resuming a paused database: run it again in a minute"
+        }
+        Some(_) => {
+            "the server refused the statement: look the error number up (sys.messages, or Microsoft's \
+             \"Database engine errors\" page) and report it with this output"
+        }
+        None if breaks_connection(e) => {
+            "the connection broke in the middle: run it again; if it repeats, check the network path \
+             (idle timeouts of a firewall or NAT, the Azure SQL gateway)"
+        }
+        None => "see the error above",
+    }
+}
+
+/// What fixes a connect failure that is not TLS, by the server's error number or the network's error.
+pub(crate) fn connect_fix(e: &tiberius::error::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match (e, e.code()) {
+        (_, Some(18456)) => {
+            "the login was refused (Msg 18456): check the user and password in the connection string, \
+             or for a managed identity that the database has CREATE USER [identity name] FROM EXTERNAL \
+             PROVIDER and the identity is the one the function runs as"
+        }
+        (_, Some(4060)) => {
+            "the database named in the connection string cannot be opened by this login (Msg 4060): \
+             check Database= and that the login has a user in that database"
+        }
+        (_, Some(40615 | 40914)) => {
+            "the Azure SQL firewall refused this client's address: add a firewall rule or a virtual \
+             network rule for the function's outbound addresses, or use a private endpoint"
+        }
+        (_, Some(code)) if crate::retry::TRANSIENT_ERRORS.contains(&code) => {
+            "the service is busy, failing over or resuming a paused database: try again in a minute"
+        }
+        (tiberius::error::Error::Io { kind: ErrorKind::TimedOut | ErrorKind::ConnectionRefused, .. }, _) => {
+            "no answer from the server: check the server name and port (1433; Azure SQL Managed Instance's \
+             public endpoint is 3342), the firewall or network security group, and DNS of a private endpoint"
+        }
+        (tiberius::error::Error::Io { .. }, _) => {
+            "the connection failed: check the server name and port, DNS, and any proxy or firewall between"
+        }
+        _ => "see the error above",
     }
 }
 
@@ -533,6 +637,8 @@ pub(crate) async fn checkout<S: Lendable>(pool: &Arc<Pool<S>>) -> Result<PooledS
         .map_err(|_| Failure::Connect {
             message: "timed out waiting for a database connection from the pool".into(),
             transient: true,
+            fix: "every pooled connection stayed busy for a minute: look for blocking sessions \
+                  (sys.dm_exec_requests, blocking_session_id) or raise AZS_USAGE_CONCURRENCY's pool headroom",
         })?
         .expect("the pool's semaphore is never closed");
     let lend = |session, opened| PooledSession {

@@ -1,12 +1,17 @@
 //! `db smoke`: each T-SQL construct the store depends on and that no check here can prove (sqlparser
 //! accepts what SQL Server may refuse), run once against the real server, one line each: ok, or the
-//! server's error number and text. Everything that writes runs inside one transaction that is rolled
-//! back; nothing is created or migrated. A DBA's one-minute answer to "will it run here?".
+//! server's error number and text. A DBA's one-minute answer to "will it run here?".
+//!
+//! Nothing of the store's own schema is touched, not even on failure: the writes (the migration's DDL,
+//! a stamp, its lease, MERGE_WINDOW and QUARANTINE_WINDOW) go to a scratch schema created inside one
+//! transaction that is rolled back, which takes the scratch schema with it. Should the connection
+//! drop midway, the server rolls the transaction back (`XACT_ABORT`, and a closed session's open
+//! transaction never commits). So the smoke runs before the first migration too.
 
 use crate::check::trial_commit;
-use crate::schema::{MIGRATION_LOCK_TIMEOUT, start_refusal};
+use crate::schema::{MIGRATION_LOCK_TIMEOUT, MIGRATIONS, read_start_checks, start_refusal};
 use crate::session::{Failure, PooledSession, checkout};
-use crate::{LATEST_VERSION, SqlServerStore, bind, sql, types};
+use crate::{SchemaName, SqlServerStore, bind, sql, types};
 use azs_core::check::{self, CheckItem, DatabaseCheck};
 use azs_core::ports::StoreError;
 
@@ -17,8 +22,8 @@ impl SqlServerStore {
         let mut s = match checkout(&self.pool).await {
             Ok(s) => s,
             Err(f) => {
-                let item =
-                    CheckItem::fail("connect", StoreError::from(f).to_string(), "see `azs-usage db check`");
+                let fix = f.fix();
+                let item = CheckItem::fail("connect", StoreError::from(f).to_string(), fix);
                 return DatabaseCheck::new("sqlserver", self.address.clone(), vec![item]);
             }
         };
@@ -40,28 +45,30 @@ impl SqlServerStore {
 fn line(name: &'static str, outcome: Result<String, Failure>) -> CheckItem {
     match outcome {
         Ok(detail) => CheckItem::ok(name, detail),
-        Err(f) => CheckItem::fail(
-            name,
-            StoreError::from(f).to_string(),
-            "the server refused it: see the error number",
-        ),
+        Err(f) => {
+            let fix = f.fix();
+            CheckItem::fail(name, StoreError::from(f).to_string(), fix)
+        }
     }
 }
 
 async fn start_checks(s: &mut PooledSession) -> CheckItem {
     const NAME: &str = "rcsi-and-compatibility";
-    let row = match s.query_one(bind::none(&sql::START_CHECKS)).await {
-        Ok(row) => row,
+    let settings = match read_start_checks(s).await {
+        Ok(settings) => settings,
         Err(f) => return line(NAME, Err(f)),
     };
-    let rcsi = row.as_ref().and_then(|r| types::opt::<i32>(r, 0).ok().flatten());
-    let level = row.as_ref().and_then(|r| types::opt::<i32>(r, 1).ok().flatten());
-    match start_refusal(row.is_some(), rcsi, level) {
+    match start_refusal(settings.as_ref()) {
         None => CheckItem::ok(
             NAME,
-            format!("READ_COMMITTED_SNAPSHOT ON, compatibility level {}", level.unwrap_or(0)),
+            format!(
+                "READ_COMMITTED_SNAPSHOT ON, compatibility level {}",
+                settings.and_then(|s| s.compatibility_level).unwrap_or(0)
+            ),
         ),
-        Some(reason) => CheckItem::fail(NAME, reason, "run the ALTER DATABASE named above"),
+        Some(reason) => {
+            CheckItem::fail(NAME, reason, "do what the reason names (an ALTER DATABASE, or Database=)")
+        }
     }
 }
 
@@ -113,22 +120,119 @@ async fn openjson(s: &mut PooledSession) -> Result<String, Failure> {
     }
 }
 
-/// MERGE_WINDOW (and the stamp, lease and quarantine statements around it) on a scratch stamp, through
-/// `db check`'s trial commit: rolled back.
+/// The migration's DDL, then MERGE_WINDOW (and the stamp, lease and quarantine statements around it)
+/// on a probe stamp through `db check`'s trial commit, all in a scratch schema inside one transaction
+/// that is rolled back (see the module's documentation).
 async fn merge_window(s: &mut PooledSession) -> CheckItem {
-    let version = s.query_one(bind::none(&sql::SCHEMA_VERSION)).await;
-    match version.map(|r| r.and_then(|r| types::opt::<i32>(&r, 0).ok().flatten())) {
-        Ok(Some(v)) if v == LATEST_VERSION => {
-            // A one-row window with a quarantined row on a scratch stamp: the INSERTs of a stamp, its
-            // lease, the fence, MERGE_WINDOW and QUARANTINE_WINDOW, all rolled back.
+    const NAME: &str = "merge-window";
+    let scratch = scratch_schema();
+    let real = s.switch_schema(scratch.clone());
+    let built = async {
+        s.begin().await?;
+        s.batch(&sql::CREATE_SCHEMA).await?;
+        for statement in MIGRATIONS.iter().flat_map(|m| m.statements) {
+            s.batch(statement).await?;
+        }
+        Ok::<_, Failure>(())
+    }
+    .await;
+    let item = match built {
+        Ok(()) => {
+            // trial_commit rolls back every open transaction: the scratch schema goes with it.
             let mut item = trial_commit(s).await;
-            item.name = "merge-window";
+            item.name = NAME;
+            item.detail = format!(
+                "{}; in scratch schema {scratch}, created with the migration's DDL and removed by the rollback",
+                item.detail
+            );
             item
         }
-        _ => CheckItem::warning(
-            "merge-window",
-            format!("not run: schema {} is not at version {LATEST_VERSION}", s.schema()),
-            "start azs-usage once with a login that may migrate (db_ddladmin), then run the smoke again",
+        Err(f) if f.code().is_some_and(|c| PERMISSION_DENIED.contains(&c)) => CheckItem::warning(
+            NAME,
+            format!(
+                "not run: this login may not create the scratch schema {scratch}: {}",
+                StoreError::from(f)
+            ),
+            "run `db smoke` with the login that migrates (db_ddladmin: CREATE SCHEMA, CREATE TABLE); \
+             nothing is kept, the schema goes with the rolled-back transaction",
         ),
+        Err(f) => {
+            let fix = f.fix();
+            CheckItem::fail(
+                NAME,
+                format!("the migration's DDL in scratch schema {scratch}: {}", StoreError::from(f)),
+                fix,
+            )
+        }
+    };
+    s.rollback().await;
+    s.switch_schema(real);
+    item
+}
+
+/// Server errors that mean "not allowed" (CREATE SCHEMA / CREATE TABLE permission denied, Msg 262;
+/// a schema that does not exist or may not be used, Msg 2760).
+const PERMISSION_DENIED: &[u32] = &[262, 2760];
+
+/// A schema name of its own for one smoke run.
+fn scratch_schema() -> SchemaName {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    SchemaName::parse(&format!("azs_usage_smoke_{}", &suffix[..12])).expect("a plain identifier")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables of the store's schema, as the migration creates them.
+    fn tables() -> Vec<String> {
+        MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements)
+            .chain([&&sql::CREATE_MIGRATIONS_TABLE])
+            .filter_map(|s| s.sql.strip_prefix("CREATE TABLE {schema}."))
+            .map(|rest| {
+                rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_statement_names_the_stores_tables_through_the_schema_it_is_rendered_for() {
+        // So a session switched to the scratch schema writes nothing of the real one: no statement may
+        // name one of our tables bare or under a fixed schema.
+        let tables = tables();
+        assert!(tables.len() >= 12, "{tables:?}");
+        for statement in sql::ALL {
+            let text = statement.sql;
+            for table in &tables {
+                for (at, _) in text.match_indices(table.as_str()) {
+                    let before = text[..at].chars().next_back();
+                    let after = text[at + table.len()..].chars().next();
+                    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                    // Part of another name, or a column alias of the same name (`AS quarantined_rows`).
+                    if word(before) || word(after) || text[..at].ends_with("AS ") {
+                        continue;
+                    }
+                    assert!(
+                        text[..at].ends_with("{schema}."),
+                        "{} names table {table} without {{schema}}: {text}",
+                        statement.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_smoke_gets_a_scratch_schema_of_its_own_never_the_stores() {
+        let (a, b) = (scratch_schema(), scratch_schema());
+        assert_ne!(a, b);
+        for s in [&a, &b] {
+            assert!(s.as_str().starts_with("azs_usage_smoke_"), "{s}");
+            assert_ne!(s, &SchemaName::default());
+            assert_eq!(sql::CREATE_SCHEMA.sql, "CREATE SCHEMA {schema}", "alone in its batch");
+            assert_eq!(s.render(sql::CREATE_SCHEMA.sql), format!("CREATE SCHEMA [{s}]"));
+        }
     }
 }

@@ -122,8 +122,10 @@ statements! {
     /// are unique per logical server, DB_ID's per database or elastic pool), and the database a
     /// session is connected to always has its row there
     /// (<https://learn.microsoft.com/sql/t-sql/functions/db-id-transact-sql>).
+    /// The database's name comes along: a start on a system database is refused.
     START_CHECKS (0) = "SELECT CAST(d.is_read_committed_snapshot_on AS int) AS rcsi,
-        CAST(d.compatibility_level AS int) AS compatibility_level
+        CAST(d.compatibility_level AS int) AS compatibility_level,
+        CAST(DB_NAME() AS nvarchar(128)) AS database_name
         FROM sys.databases AS d WHERE d.name = DB_NAME()";
     SCHEMA_ID (1) = "SELECT SCHEMA_ID(@P1) AS schema_id";
     /// Alone in its batch, as T-SQL requires.
@@ -744,6 +746,7 @@ mod tests {
         }
         assert!(START_CHECKS.sql.contains("is_read_committed_snapshot_on"));
         assert!(START_CHECKS.sql.contains("compatibility_level"));
+        assert!(START_CHECKS.sql.contains("CAST(DB_NAME() AS nvarchar(128)) AS database_name"));
     }
 
     #[test]
