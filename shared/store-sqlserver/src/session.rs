@@ -424,29 +424,10 @@ const FIX_TLS: &str = "fix the certificate problem named above (store README, \"
 const FIX_TOKEN: &str = "the managed identity could not get a token: check that the function has an \
     identity (AZURE_CLIENT_ID names a user-assigned one) and that its endpoint is reachable";
 
-/// What fixes a statement's failure, by the server's error number.
+/// What fixes a statement's failure: by the server's error number, else by the connection's state.
 fn server_fix(e: &tiberius::error::Error) -> &'static str {
     match e.code() {
-        Some(229 | 230 | 262 | 297 | 300) => {
-            "the login lacks a permission (Msg 229/262/300): ALTER ROLE db_datareader ADD MEMBER [login]; \
-             ALTER ROLE db_datawriter ADD MEMBER [login] (and db_ddladmin for the login that migrates)"
-        }
-        Some(208) => {
-            "an object is missing (Msg 208): \"Invalid object name 'OPENJSON'\" means a compatibility \
-             level below 130 (ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130); one of our tables \
-             means the schema is not migrated (start azs-usage once with a login in db_ddladmin)"
-        }
-        Some(1934) => {
-            "a SET option the filtered index needs is off (Msg 1934): a logon trigger or the server's \
-             `user options` overrides the session's; remove the override, or report it"
-        }
-        Some(code) if crate::retry::TRANSIENT_ERRORS.contains(&code) => {
-            "the service is busy, failing over or resuming a paused database: run it again in a minute"
-        }
-        Some(_) => {
-            "the server refused the statement: look the error number up (sys.messages, or Microsoft's \
-             \"Database engine errors\" page) and report it with this output"
-        }
+        Some(code) => fix_for_code(code),
         None if breaks_connection(e) => {
             "the connection broke in the middle: run it again; if it repeats, check the network path \
              (idle timeouts of a firewall or NAT, the Azure SQL gateway)"
@@ -458,31 +439,56 @@ fn server_fix(e: &tiberius::error::Error) -> &'static str {
 /// What fixes a connect failure that is not TLS, by the server's error number or the network's error.
 pub(crate) fn connect_fix(e: &tiberius::error::Error) -> &'static str {
     use std::io::ErrorKind;
-    match (e, e.code()) {
-        (_, Some(18456)) => {
-            "the login was refused (Msg 18456): check the user and password in the connection string, \
-             or for a managed identity that the database has CREATE USER [identity name] FROM EXTERNAL \
-             PROVIDER and the identity is the one the function runs as"
+    match e {
+        _ if e.code().is_some() => e.code().map_or("see the error above", fix_for_code),
+        tiberius::error::Error::Io { kind: ErrorKind::TimedOut | ErrorKind::ConnectionRefused, .. } => {
+            "no answer from the server: check the server name and port (1433; Azure SQL Managed \
+             Instance's public endpoint is 3342), the firewall or network security group, and the DNS of \
+             a private endpoint"
         }
-        (_, Some(4060)) => {
-            "the database named in the connection string cannot be opened by this login (Msg 4060): \
-             check Database= and that the login has a user in that database"
-        }
-        (_, Some(40615 | 40914)) => {
-            "the Azure SQL firewall refused this client's address: add a firewall rule or a virtual \
-             network rule for the function's outbound addresses, or use a private endpoint"
-        }
-        (_, Some(code)) if crate::retry::TRANSIENT_ERRORS.contains(&code) => {
-            "the service is busy, failing over or resuming a paused database: try again in a minute"
-        }
-        (tiberius::error::Error::Io { kind: ErrorKind::TimedOut | ErrorKind::ConnectionRefused, .. }, _) => {
-            "no answer from the server: check the server name and port (1433; Azure SQL Managed Instance's \
-             public endpoint is 3342), the firewall or network security group, and DNS of a private endpoint"
-        }
-        (tiberius::error::Error::Io { .. }, _) => {
+        tiberius::error::Error::Io { .. } => {
             "the connection failed: check the server name and port, DNS, and any proxy or firewall between"
         }
         _ => "see the error above",
+    }
+}
+
+/// What an operator does about SQL Server error `code`.
+pub(crate) fn fix_for_code(code: u32) -> &'static str {
+    match code {
+        18456 => {
+            "the login was refused (Msg 18456): check the user and password in the connection string, or \
+             for a managed identity that the database has CREATE USER [identity name] FROM EXTERNAL \
+             PROVIDER and the identity is the one the function runs as"
+        }
+        4060 => {
+            "the database named in the connection string cannot be opened by this login (Msg 4060): check \
+             Database= and that the login has a user in that database"
+        }
+        40615 | 40914 => {
+            "the Azure SQL firewall refused this client's address: add a firewall rule or a virtual network \
+             rule for the function's outbound addresses, or use a private endpoint"
+        }
+        229 | 230 | 262 | 297 | 300 => {
+            "the login lacks a permission (Msg 229/262/300): ALTER ROLE db_datareader ADD MEMBER [login]; \
+             ALTER ROLE db_datawriter ADD MEMBER [login] (and db_ddladmin for the login that migrates)"
+        }
+        208 => {
+            "an object is missing (Msg 208): \"Invalid object name 'OPENJSON'\" means a compatibility \
+             level below 130 (ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130); one of our tables \
+             means the schema is not migrated (start azs-usage once with a login in db_ddladmin)"
+        }
+        1934 => {
+            "a SET option the filtered index needs is off (Msg 1934): a logon trigger or the server's \
+             `user options` overrides the session's; remove the override, or report it"
+        }
+        code if crate::retry::TRANSIENT_ERRORS.contains(&code) => {
+            "the service is busy, failing over or resuming a paused database: run it again in a minute"
+        }
+        _ => {
+            "the server refused it: look the error number up (sys.messages, or Microsoft's \"Database \
+             engine errors\" page) and report it with this output"
+        }
     }
 }
 
@@ -821,5 +827,42 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(20), checkout(&pool)).await.is_err());
         drop(a);
         assert!(tokio::time::timeout(Duration::from_millis(200), checkout(&pool)).await.is_ok());
+    }
+
+    #[test]
+    fn a_session_switched_to_another_schema_is_never_lent_again() {
+        let mut lifecycle = Lifecycle::default();
+        assert!(lifecycle.reusable());
+        lifecycle.retired = true;
+        assert!(!lifecycle.reusable(), "it would write to the scratch schema for its next borrower");
+        assert!(lifecycle.reusable_but_for_the_transaction(), "its own rollback is still sent");
+    }
+
+    #[test]
+    fn each_kind_of_failure_has_its_own_fix() {
+        use std::io::ErrorKind;
+        let fixes = [
+            (18456, "CREATE USER"),
+            (4060, "Database="),
+            (40615, "firewall"),
+            (262, "db_datawriter"),
+            (208, "COMPATIBILITY_LEVEL = 130"),
+            (1934, "SET option"),
+            (40613, "in a minute"),
+            (50000, "look the error number up"),
+        ];
+        for (code, names) in fixes {
+            assert!(fix_for_code(code).contains(names), "{code}: {}", fix_for_code(code));
+        }
+        let io = |kind| tiberius::error::Error::Io { kind, message: "x".into() };
+        assert!(connect_fix(&io(ErrorKind::TimedOut)).contains("no answer"));
+        assert!(connect_fix(&io(ErrorKind::ConnectionRefused)).contains("port"));
+        assert!(connect_fix(&io(ErrorKind::ConnectionReset)).contains("connection failed"));
+        let tls = connect_failure("db:1433", &tiberius::error::Error::Tls("UnknownIssuer".into()));
+        assert!(tls.fix().contains("subjectAltName"), "{}", tls.fix());
+        let broke = Failure::Db(io(ErrorKind::ConnectionReset));
+        assert!(broke.fix().contains("run it again"));
+        let refused = connect_failure("db:1433", &io(ErrorKind::ConnectionRefused));
+        assert!(refused.fix().contains("no answer"));
     }
 }
