@@ -163,7 +163,9 @@ impl PostgresConfig {
     }
 
     /// Logs in with an AWS RDS IAM authentication token for the URL's user, host and port, signed
-    /// with `credentials` for `region` (RDS and Aurora PostgreSQL). The URL must ask for TLS.
+    /// with `credentials` for `region` (RDS and Aurora PostgreSQL). The URL must ask for TLS, and name
+    /// the instance's, cluster's or RDS Proxy's own endpoint: the token is signed for that host, so an
+    /// alias (a CNAME of ours) fails the login.
     pub fn with_rds_iam(
         self,
         region: &str,
