@@ -172,6 +172,9 @@ fn from_ado(s: &str, requested: Auth) -> Result<Parsed, ConfigError> {
             pairs.remove(*key);
         }
     }
+    if let Some(ca) = pairs.get("trustservercertificateca") {
+        check_ca_file(ca)?;
+    }
     let mut config = tiberius::Config::from_ado_string(&ado_string(&pairs))
         .or_else(|e| invalid(format!("not a valid ADO.NET connection string: {e}")))?;
     config.encryption(EncryptionLevel::Required);
@@ -196,6 +199,21 @@ fn seconds(setting: &str, value: &str) -> Result<Option<Duration>, ConfigError> 
         Ok(secs) => Ok(Some(Duration::from_secs(secs))),
         Err(_) => invalid(format!("{setting} {value:?} is not a whole number of seconds (0 = no limit)")),
     }
+}
+
+/// tiberius 0.13 reads a CA file by its extension alone (`client/tls_stream/certs.rs`,
+/// `certs_from_file`): `.pem` and `.crt` as PEM, `.der` as DER, anything else (a `.cer`, no extension)
+/// refused at every connect, an I/O error that would look transient. Refused here instead, at start.
+fn check_ca_file(path: &str) -> Result<(), ConfigError> {
+    let extension = std::path::Path::new(path).extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ["pem", "crt", "der"].iter().any(|e| e.eq_ignore_ascii_case(extension)) {
+        return Ok(());
+    }
+    invalid(format!(
+        "TrustServerCertificateCA (or AZS_USAGE_DATABASE_CA) {path:?}: the CA file must end in .pem or \
+         .crt (PEM) or .der (DER), \
+         which is how the client tells them apart; rename it (a .cer file is usually DER: .der)"
+    ))
 }
 
 fn check_encrypt(value: Option<&str>) -> Result<(), ConfigError> {
@@ -373,7 +391,10 @@ fn from_url(s: &str, requested: Auth) -> Result<Parsed, ConfigError> {
             return invalid("trustServerCertificate and trustServerCertificateCA exclude each other");
         }
         (true, None) => config.trust_cert(),
-        (false, Some(ca)) => config.trust_cert_ca(ca),
+        (false, Some(ca)) => {
+            check_ca_file(&ca)?;
+            config.trust_cert_ca(ca)
+        }
         (false, None) => {}
     }
     let user = percent_decode(url.username());
@@ -632,5 +653,28 @@ mod tests {
             "the default fan-out of 8, an export, one more"
         );
         assert_eq!(c.with_concurrency(1).pool_size, 3);
+    }
+
+    #[test]
+    fn a_ca_file_the_client_cannot_tell_pem_from_der_by_is_refused_at_start_naming_the_setting() {
+        for ok in ["/etc/ssl/rds-global-bundle.pem", "C:\\certs\\DigiCertGlobalRootG2.crt", "/ca/root.DER"] {
+            let ado = format!(
+                "Server=tcp:db,1433;Database=usage;User ID=u;Password=p;TrustServerCertificateCA={ok}"
+            );
+            assert!(SqlServerConfig::parse(&ado).is_ok(), "{ok}");
+        }
+        for refused in ["/etc/ssl/root.cer", "/etc/ssl/ca-bundle"] {
+            let ado = format!(
+                "Server=tcp:db,1433;Database=usage;User ID=u;Password=p;TrustServerCertificateCA={refused}"
+            );
+            let url = format!("sqlserver://u:p@db/usage?trustServerCertificateCA={refused}");
+            for s in [ado, url] {
+                let e = SqlServerConfig::parse(&s).unwrap_err().to_string();
+                assert!(
+                    e.contains("TrustServerCertificateCA") && e.contains(".der") && e.contains(refused),
+                    "{e}"
+                );
+            }
+        }
     }
 }

@@ -84,9 +84,11 @@ pub(crate) fn tls_io_problem(kind: std::io::ErrorKind, message: &str) -> Option<
     let ca_file =
         ["Could not read certificate", "Failed to parse PEM certificate", "contains an invalid certificate"];
     let platform_roots = ["no usable CA certificates found", "could not load platform certificates"];
-    let fix = if kind == ErrorKind::InvalidData && ca_file.iter().any(|m| message.contains(m)) {
-        "the trusted CA (TrustServerCertificateCA or AZS_USAGE_DATABASE_CA) cannot be used: give a readable \
-         PEM or DER certificate file"
+    let fix = if (kind == ErrorKind::InvalidData && ca_file.iter().any(|m| message.contains(m)))
+        || (kind == ErrorKind::InvalidInput && message.contains("unsupported file-extension"))
+    {
+        "the trusted CA (TrustServerCertificateCA or AZS_USAGE_DATABASE_CA) cannot be used: give a \
+         certificate file this process can read, PEM named .pem or .crt, or DER named .der"
     } else if kind == ErrorKind::NotFound && platform_roots.iter().any(|m| message.contains(m)) {
         "this machine has no trusted CA certificates: install the system's CA bundle (ca-certificates) or \
          give the server's CA with TrustServerCertificateCA or AZS_USAGE_DATABASE_CA"
@@ -217,10 +219,15 @@ mod tests {
             (
                 InvalidData,
                 "Could not read certificate /etc/ca.pem: No such file or directory (os error 2)",
-                "readable",
+                "can read",
             ),
-            (InvalidData, "Failed to parse PEM certificate /etc/ca.pem: ...", "readable"),
+            (InvalidData, "Failed to parse PEM certificate /etc/ca.pem: ...", "PEM named .pem"),
             (NotFound, "no usable CA certificates found in the platform trust store", "ca-certificates"),
+            (
+                std::io::ErrorKind::InvalidInput,
+                "Certificate /etc/ca.cer has an unsupported file-extension! Supported types are pem, crt and der.",
+                "DER named .der",
+            ),
         ];
         for (kind, message, fix) in cases {
             let e = tiberius::error::Error::Io { kind, message: message.into() };
