@@ -81,8 +81,12 @@ pub(crate) fn certificate_problem(detail: &str) -> String {
 /// retried, they only delay the real reason by the whole back-off (~30 s).
 pub(crate) fn tls_io_problem(kind: std::io::ErrorKind, message: &str) -> Option<String> {
     use std::io::ErrorKind;
-    let ca_file =
-        ["Could not read certificate", "Failed to parse PEM certificate", "contains an invalid certificate"];
+    let ca_file = [
+        "Could not read certificate",
+        "Failed to parse PEM certificate",
+        "contains an invalid certificate",
+        "contained no usable certificates",
+    ];
     let platform_roots = ["no usable CA certificates found", "could not load platform certificates"];
     let fix = if (kind == ErrorKind::InvalidData && ca_file.iter().any(|m| message.contains(m)))
         || (kind == ErrorKind::InvalidInput && message.contains("unsupported file-extension"))
@@ -222,6 +226,12 @@ mod tests {
                 "can read",
             ),
             (InvalidData, "Failed to parse PEM certificate /etc/ca.pem: ...", "PEM named .pem"),
+            // A DER file named .crt reads as PEM with no certificate in it.
+            (
+                InvalidData,
+                "the CA source `/etc/DigiCertGlobalRootG2.crt` contained no usable certificates",
+                "DER named .der",
+            ),
             (NotFound, "no usable CA certificates found in the platform trust store", "ca-certificates"),
             (
                 std::io::ErrorKind::InvalidInput,
