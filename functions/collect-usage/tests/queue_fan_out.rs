@@ -54,8 +54,9 @@ const WORKER_PROCESSES: usize = 3;
 
 /// How long things take on each backend. A worker in this process is given a 1.2 s budget and a
 /// 100 ms commit reserve; the `collect-usage` process keeps its built-in 10 s reserve, so its budget
-/// (half of a 24 s invocation timeout, from the Runtime API's deadline as on Lambda) leaves 2 s for
-/// pulls, and the slow and hanging stamps are slowed to match.
+/// (half of a 26 s invocation timeout, from the Runtime API's deadline as on Lambda) leaves 3 s for
+/// pulls, and the slow and hanging stamps are slowed to match (a slow window takes about a third of
+/// that, so a loaded machine does not push it over).
 struct Timing {
     /// Each worker's budget (a pull still going when only the commit reserve is left fails its
     /// window: the budget must hold one whole window).
@@ -81,15 +82,15 @@ const IN_PROCESS: Timing = Timing {
 };
 
 /// The Lambda function's timeout the sandboxes' Runtime API gives each invocation.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(24);
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(26);
 
 const PROCESSES: Timing = Timing {
-    budget: Duration::from_secs(12),
-    pulls_within: Duration::from_secs(2),
-    slow_page: Duration::from_millis(600),
-    first_hang: Duration::from_secs(5),
+    budget: Duration::from_secs(13),
+    pulls_within: Duration::from_secs(3),
+    slow_page: Duration::from_millis(500),
+    first_hang: Duration::from_secs(6),
     kill_after: Duration::from_millis(1500),
-    visibility: Duration::from_secs(4),
+    visibility: Duration::from_secs(5),
 };
 
 fn moto_url() -> Option<String> {
