@@ -104,13 +104,24 @@ variable "flex_instance_memory_mb" {
 }
 
 variable "flex_maximum_instance_count" {
-  description = "Flex Consumption scale-out limit (40-1000)."
+  description = "Flex Consumption scale-out limit (1-1000). With fan_out_queue it is the only cap on concurrent stamp workers, each holding database connections: keep it under the database's worker limit (Azure SQL S0: 60 concurrent workers; each instance works host.json queues.batchSize = 4 stamps)."
   type        = number
-  default     = 40
+  default     = 10
 
   validation {
-    condition     = var.flex_maximum_instance_count >= 40 && var.flex_maximum_instance_count <= 1000
-    error_message = "flex_maximum_instance_count must be between 40 and 1000."
+    condition     = var.flex_maximum_instance_count >= 1 && var.flex_maximum_instance_count <= 1000 && floor(var.flex_maximum_instance_count) == var.flex_maximum_instance_count
+    error_message = "flex_maximum_instance_count must be a whole number from 1 to 1000."
+  }
+}
+
+variable "role_propagation_seconds" {
+  description = "How long the first apply waits after assigning the app's roles (storage, queues, Key Vault) before the package deployment (Flex) or the restart that mounts the package (Premium/Dedicated). Role assignments take minutes to propagate; later applies do not wait."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.role_propagation_seconds >= 0 && var.role_propagation_seconds <= 1800
+    error_message = "role_propagation_seconds must be from 0 to 1800."
   }
 }
 
