@@ -1,13 +1,15 @@
-# azs-usage on Azure: one Linux Function App running the custom handler (`handler`) with two functions,
-# collect-usage (timer, %COLLECT_SCHEDULE%) and register-stamp (HTTP, authLevel function). Its system-
-# assigned identity reads and writes stamp credentials in a Key Vault (RBAC) and signs in to Azure SQL
-# (Entra-only authentication), so no password appears anywhere in this configuration.
+# azs-usage on Azure: one Linux Function App running the custom handler (`handler`) with three functions,
+# collect-usage (timer, %COLLECT_SCHEDULE%), register-stamp (HTTP, authLevel function) and stamp-work (queue,
+# queue.tf). Its system-assigned identity reads and writes stamp credentials in a Key Vault (RBAC) and signs
+# in to the database (Azure SQL with Entra-only authentication, or PostgreSQL Flexible Server with Entra
+# authentication, postgres.tf), so no password appears anywhere in this configuration.
 #
 # Plans: Flex Consumption (FC1, the default; azapi, see function_app_flex below), Elastic Premium or
-# Dedicated (azurerm_linux_function_app). All of them take an optional subnet for VNet integration, so the
-# app reaches stamps on private networks. The package is a content-addressed blob: a changed build has a
-# new name, so it always ships, and no deployment uses basic-auth publishing credentials.
-# Alerts are in alerts.tf.
+# Dedicated (azurerm_linux_function_app). All of them take an optional subnet for VNet integration
+# (network.tf), so the app reaches stamps on private networks. The package is a content-addressed blob: a
+# changed build has a new name, so it always ships, and no deployment uses basic-auth publishing
+# credentials. Role propagation is waited for (time_sleep) before anything the app does with its roles.
+# Alerts are in alerts.tf, the workbook in dashboard.tf.
 
 data "azurerm_client_config" "current" {}
 
@@ -43,7 +45,8 @@ locals {
   time_budget      = "${var.function_timeout_minutes - 1}m"
 
   # The package's name is its content hash, so a changed build is a new blob and a new deployment.
-  package_blob_name = "azs-usage-${filesha256(var.package_path)}.zip"
+  package_hash      = filesha256(var.package_path)
+  package_blob_name = "azs-usage-${local.package_hash}.zip"
   package_url       = "${azurerm_storage_account.host.primary_blob_endpoint}${azurerm_storage_container.packages.name}/${local.package_blob_name}"
 
   # The server's name (not the resource) feeds the app settings: the server's admin may be the app's own
@@ -79,8 +82,17 @@ locals {
       # host.json's functionTimeout, overridden from the same variable as the time budget.
       AzureFunctionsJobHost__functionTimeout = local.function_timeout
     },
-    # Premium and Dedicated run the package straight from its blob, read with the app's identity.
-    local.flex_plan ? {} : { WEBSITE_RUN_FROM_PACKAGE = local.package_url },
+    {
+      # Adaptive sampling would drop `traces`, and every alert and the workbook read the metric lines
+      # there (alerts.tf): traces, requests and exceptions are never sampled (overrides host.json).
+      AzureFunctionsJobHost__logging__applicationInsights__samplingSettings__excludedTypes = "Request;Exception;Trace"
+    },
+    # Premium and Dedicated run the package straight from its blob, read with the app's identity
+    # (WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID; without it the URL is fetched anonymously and fails).
+    local.flex_plan ? {} : {
+      WEBSITE_RUN_FROM_PACKAGE                     = local.package_url
+      WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID = "SystemAssigned"
+    },
     local.queue_app_settings, # queue.tf
   )
 }
@@ -273,23 +285,85 @@ resource "azapi_resource" "function_app_flex" {
   response_export_values = ["properties.defaultHostName"]
 }
 
-# Ships the content-addressed blob to the Flex app (ARM's OneDeploy extension: Entra-authenticated, no
-# basic-auth publishing). A new build is a new blob name, which replaces this resource.
-resource "azapi_resource" "flex_package_deployment" {
-  count     = local.flex_plan ? 1 : 0
-  type      = "Microsoft.Web/sites/extensions@2024-04-01"
-  name      = "onedeploy"
-  parent_id = azapi_resource.function_app_flex[0].id
+# Ships the content-addressed blob to the Flex app: ARM's OneDeploy extension (PUT sites/{app}/extensions/
+# onedeploy; Entra-authenticated, no basic-auth publishing), as an action, the way Microsoft's verified module
+# does (Azure/terraform-azurerm-avm-res-web-site, modules/extensions_zipdeploy). It is no resource: azapi
+# would read `onedeploy` back and delete it on the next build (azapi#486), and the resource schema of the
+# onedeploy branch has no `properties` at all (Z-1). OneDeploy fetches packageUri itself, anonymously, so the
+# URL carries a short-lived read-only SAS of the packages container (a few hours, from time_offset below);
+# it then writes the package into the deployment container with the app's identity, which is why it waits
+# for that role (time_sleep.app_roles) and retries what a role still propagating answers.
+resource "time_offset" "package_sas_start" {
+  count = local.flex_plan ? 1 : 0
+  # Fifteen minutes back against clock skew; a new build gets a new SAS.
+  offset_minutes = -15
+  triggers       = { package = local.package_hash }
+}
 
+data "azurerm_storage_account_blob_container_sas" "package" {
+  count             = local.flex_plan ? 1 : 0
+  connection_string = azurerm_storage_account.host.primary_connection_string
+  container_name    = azurerm_storage_container.packages.name
+  https_only        = true
+  start             = time_offset.package_sas_start[0].rfc3339
+  # Inside the account's sas_policy (one day); the deployment reads the package once, within minutes.
+  expiry = timeadd(time_offset.package_sas_start[0].rfc3339, "3h")
+
+  permissions {
+    read   = true
+    add    = false
+    create = false
+    write  = false
+    delete = false
+    list   = false
+  }
+}
+
+resource "azapi_resource_action" "flex_package_deployment" {
+  count       = local.flex_plan ? 1 : 0
+  type        = "Microsoft.Web/sites@2024-04-01"
+  resource_id = azapi_resource.function_app_flex[0].id
+  action      = "extensions/onedeploy"
+  method      = "PUT"
+
+  # ARM's OneDeploy request (azapi does not validate action bodies; tests/infra-check holds this one to
+  # the documented keys). remoteBuild = false: the zip already holds the Linux handler executable.
   body = {
     properties = {
-      packageUri  = local.package_url
+      packageUri  = "${local.package_url}${data.azurerm_storage_account_blob_container_sas.package[0].sas}"
       remoteBuild = false
     }
   }
 
-  replace_triggers_external_values = [local.package_blob_name]
-  depends_on                       = [azurerm_storage_blob.package, azurerm_role_assignment.app_storage]
+  # Synchronous refusals while the app's roles propagate or the platform still configures the new app.
+  retry = {
+    error_message_regex = [
+      "BlobUploadFailed",
+      "AuthorizationPermissionMismatch",
+      "AuthorizationFailure",
+      "RESPONSE 403",
+      "Cannot modify this site because another operation is in progress",
+    ]
+    interval_seconds     = 15
+    max_interval_seconds = 60
+  }
+
+  timeouts {
+    create = "30m"
+    update = "30m"
+  }
+
+  lifecycle {
+    # A new build deploys again, whatever else changed.
+    replace_triggered_by = [terraform_data.package]
+  }
+
+  depends_on = [azurerm_storage_blob.package, time_sleep.app_roles]
+}
+
+# The package's content hash as a resource, so that other resources can be replaced when it changes.
+resource "terraform_data" "package" {
+  input = local.package_hash
 }
 
 # Elastic Premium and Dedicated.
@@ -353,6 +427,45 @@ resource "azurerm_role_assignment" "app_storage" {
   scope                = azurerm_storage_account.host.id
   role_definition_name = local.flex_plan ? "Storage Blob Data Owner" : "Storage Blob Data Reader"
   principal_id         = local.principal_id
+}
+
+# A new role assignment takes minutes to reach the services that enforce it (Microsoft documents up to ten).
+# Until then the app's first package pull (Premium/Dedicated), the OneDeploy upload into the deployment
+# container (Flex, BlobUploadFailedException), its queue listener and Key Vault calls answer 403. Everything
+# that needs the roles waits here once; later applies do not wait unless an assignment is replaced.
+resource "time_sleep" "app_roles" {
+  create_duration = "${var.role_propagation_seconds}s"
+  triggers = {
+    roles = join(",", concat(
+      [azurerm_role_assignment.app_storage.id, azurerm_role_assignment.app_key_vault.id],
+      azurerm_role_assignment.app_queues[*].id, # queue.tf
+    ))
+  }
+
+  # With VNet integration the app has no egress until the NAT gateway is attached (network.tf).
+  depends_on = [azurerm_subnet_nat_gateway_association.egress]
+}
+
+# Premium and Dedicated: the app started with WEBSITE_RUN_FROM_PACKAGE before its identity could read the
+# blob, and an app that failed to mount its package stays without functions until it restarts. This
+# restarts it once the roles have propagated (again when an assignment is replaced); a new build changes the
+# app setting, which restarts the app by itself.
+resource "azapi_resource_action" "restart_after_roles" {
+  count       = local.flex_plan ? 0 : 1
+  type        = "Microsoft.Web/sites@2024-04-01"
+  resource_id = azurerm_linux_function_app.this[0].id
+  action      = "restart"
+  method      = "POST"
+
+  retry = {
+    error_message_regex = ["Cannot modify this site because another operation is in progress"]
+  }
+
+  lifecycle {
+    replace_triggered_by = [time_sleep.app_roles]
+  }
+
+  depends_on = [time_sleep.app_roles]
 }
 
 # ---------------------------------------------------------------------------------------------------------

@@ -76,9 +76,25 @@ variable "plan_sku" {
 }
 
 variable "subnet_id" {
-  description = "Subnet for VNet integration (outbound), so the app reaches stamps on private networks; null: no VNet integration. Flex Consumption needs a subnet delegated to Microsoft.App/environments, Premium/Dedicated one delegated to Microsoft.Web/serverFarms. For a fixed outbound address (stamp firewalls), attach a NAT gateway with a public IP to the subnet."
+  description = "Subnet for VNet integration (outbound), so the app reaches stamps on private networks; null: no VNet integration. Flex Consumption needs a subnet delegated to Microsoft.App/environments, Premium/Dedicated one delegated to Microsoft.Web/serverFarms. All outbound traffic then leaves through the VNet, so the subnet needs egress to the internet (Key Vault, storage, Entra ID, public stamps): see subnet_egress."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.subnet_id == null || can(regex("(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.Network/virtualNetworks/[^/]+/subnets/[^/]+$", var.subnet_id))
+    error_message = "subnet_id must be a subnet's resource id (/subscriptions/.../resourceGroups/.../providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>)."
+  }
+}
+
+variable "subnet_egress" {
+  description = "How the integrated subnet (subnet_id) reaches the internet. \"nat-gateway\" (default): the module creates a NAT gateway with a static public IP and attaches it to the subnet (output egress_ip: allow it in stamp firewalls). \"existing\": the subnet already has egress (your NAT gateway, a firewall route, or private endpoints plus DNS for storage, Key Vault and the database); new VNets have no default outbound access, and without egress the app cannot start. Ignored without subnet_id."
+  type        = string
+  default     = "nat-gateway"
+
+  validation {
+    condition     = contains(["nat-gateway", "existing"], var.subnet_egress)
+    error_message = "subnet_egress must be \"nat-gateway\" (the module attaches one) or \"existing\" (the subnet already has egress)."
+  }
 }
 
 variable "function_timeout_minutes" {

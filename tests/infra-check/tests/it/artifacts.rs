@@ -1,6 +1,6 @@
 //! Terraform deploys exactly the artifacts the packaging step builds, with the runtime they need.
 
-use infra_check::{Expression, Module, attribute, normalize, repo_root, text};
+use infra_check::{Expression, Module, attribute, block, boolean, normalize, repo_root, text};
 use std::path::Path;
 
 /// The path a module argument like `"${path.root}/../../../target/x.zip"` points to, from `example`.
@@ -79,14 +79,57 @@ fn azure_example_deploys_the_function_app_zip() {
     let blob = azure.resource("azurerm_storage_blob", "package");
     assert_eq!(attribute(blob, "source").map(|e| e.to_string()).as_deref(), Some("var.package_path"));
     let name = azure.resolve(attribute(blob, "name").expect("blob name")).to_string();
-    assert!(name.contains("filesha256(var.package_path)"), "content-addressed name: {name}");
+    let hash = azure.resolve(&"local.package_hash".parse().unwrap()).to_string();
+    assert!(
+        name.contains("local.package_hash") && hash == "filesha256(var.package_path)",
+        "content-addressed name: {name} ({hash})"
+    );
     let app = azure.resource("azurerm_linux_function_app", "this");
     assert!(attribute(app, "zip_deploy_file").is_none(), "no zip deploy (basic-auth publishing, Kudu)");
     let settings = azure.locals()["app_settings"].to_string();
     assert!(settings.contains("WEBSITE_RUN_FROM_PACKAGE = local.package_url"), "{settings}");
-    let deploy = azure.resource("azapi_resource", "flex_package_deployment").clone();
-    let body = attribute(&deploy, "body").expect("body").to_string();
-    assert!(body.contains("local.package_url"), "{body}");
-    let triggers = attribute(&deploy, "replace_triggers_external_values").expect("redeploys on change");
-    assert!(triggers.to_string().contains("local.package_blob_name"), "{triggers}");
+    // Premium/Dedicated fetch that URL with the app's identity, not anonymously.
+    assert!(
+        settings.contains("WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID = \"SystemAssigned\""),
+        "{settings}"
+    );
+}
+
+#[test]
+fn flex_ships_the_package_through_a_onedeploy_action_redone_for_every_build() {
+    // An action, not a resource: azapi would read `onedeploy` back and delete it (azapi#486).
+    let azure = Module::infra("modules/azure");
+    assert!(
+        azure.resources("azapi_resource").iter().all(|(name, _)| *name != "flex_package_deployment"),
+        "the OneDeploy is an azapi_resource_action"
+    );
+    let deploy = azure.resource("azapi_resource_action", "flex_package_deployment");
+    assert_eq!(attribute(deploy, "action").and_then(text).as_deref(), Some("extensions/onedeploy"));
+    assert_eq!(attribute(deploy, "method").and_then(text).as_deref(), Some("PUT"));
+    // OneDeploy pulls the URL itself: the blob's URL plus a read-only SAS.
+    let body = attribute(deploy, "body").expect("body").to_string();
+    assert!(
+        body.contains("local.package_url")
+            && body.contains("azurerm_storage_account_blob_container_sas.package"),
+        "{body}"
+    );
+    let (_, sas) =
+        azure.data_sources("azurerm_storage_account_blob_container_sas").into_iter().next().expect("a SAS");
+    let permissions = block(sas, "permissions").expect("permissions");
+    for (permission, granted) in [("read", true), ("write", false), ("delete", false), ("list", false)] {
+        assert_eq!(attribute(permissions, permission).and_then(boolean), Some(granted), "SAS {permission}");
+    }
+    // Retried while the roles propagate, and after the wait for them.
+    let retry = attribute(deploy, "retry").expect("retry").to_string();
+    for error in ["BlobUploadFailed", "RESPONSE 403"] {
+        assert!(retry.contains(error), "retries {error}: {retry}");
+    }
+    let depends = attribute(deploy, "depends_on").expect("depends_on").to_string();
+    assert!(depends.contains("time_sleep.app_roles"), "{depends}");
+    // A new build deploys again: replaced with the package's content hash.
+    let lifecycle = block(deploy, "lifecycle").expect("lifecycle");
+    let triggers = attribute(lifecycle, "replace_triggered_by").expect("replaced per build").to_string();
+    assert!(triggers.contains("terraform_data.package"), "{triggers}");
+    let input = attribute(azure.resource("terraform_data", "package"), "input").expect("input").to_string();
+    assert_eq!(azure.resolve(&input.parse().unwrap()).to_string(), "filesha256(var.package_path)");
 }
