@@ -169,12 +169,11 @@ resource "azurerm_storage_container" "packages" {
 }
 
 resource "azurerm_storage_blob" "package" {
-  name                   = local.package_blob_name
-  storage_account_name   = azurerm_storage_account.host.name
-  storage_container_name = azurerm_storage_container.packages.name
-  type                   = "Block"
-  source                 = var.package_path
-  content_md5            = filemd5(var.package_path)
+  name                 = local.package_blob_name
+  storage_container_id = azurerm_storage_container.packages.id # azurerm >= 4.77
+  type                 = "Block"
+  source               = var.package_path
+  content_md5          = filemd5(var.package_path)
 }
 
 # Flex Consumption: the container the platform deploys the app's package from.
@@ -199,7 +198,7 @@ resource "azurerm_key_vault" "this" {
   location                   = var.location
   tenant_id                  = data.azurerm_client_config.current.tenant_id
   sku_name                   = "standard"
-  enable_rbac_authorization  = true
+  rbac_authorization_enabled = true # azurerm >= 4.42
   purge_protection_enabled   = true
   soft_delete_retention_days = 90
 
@@ -233,10 +232,12 @@ resource "azurerm_service_plan" "this" {
   }
 }
 
-# Flex Consumption with the custom runtime through azapi (Microsoft.Web/sites, functionAppConfig):
-# azurerm 4.x's azurerm_function_app_flex_consumption does not accept runtime_name = "custom" in the
-# versions this module was written against, and azurerm could not be checked here. azapi maps the ARM
-# API one to one. Host storage and the deployment container are reached with the app's identity.
+# Flex Consumption with the custom runtime through azapi (Microsoft.Web/sites, functionAppConfig). azurerm's
+# azurerm_function_app_flex_consumption accepts runtime_name = "custom" since 4.21, but it ships a package
+# only through zip deploy with basic-auth publishing credentials (zip_deploy_file), which this module never
+# turns on; azapi maps the ARM API one to one, and its body is checked against azapi's own type data by
+# tests/infra-check (azapi_schema.rs). Host storage and the deployment container are reached with the app's
+# identity.
 resource "azapi_resource" "function_app_flex" {
   count     = local.flex_plan ? 1 : 0
   type      = "Microsoft.Web/sites@2024-04-01"
