@@ -184,9 +184,14 @@ run "alarms_notify_the_module_topic" {
     condition     = aws_cloudwatch_metric_alarm.this["dead-letters"].dimensions["QueueName"] == aws_sqs_queue.dead_letter.name && aws_cloudwatch_metric_alarm.this["dead-letters"].threshold == 1
     error_message = "dead-letter depth of the module's queue"
   }
+  # A-3: no page from apply until the first run, a page when runs stop (OK -> INSUFFICIENT_DATA).
   assert {
-    condition     = aws_cloudwatch_metric_alarm.this["collect-usage-not-running"].treat_missing_data == "breaching"
-    error_message = "a collector that stops running must alarm"
+    condition     = aws_cloudwatch_metric_alarm.this["collect-usage-not-running"].treat_missing_data == "missing" && aws_cloudwatch_metric_alarm.this["collect-usage-not-running"].insufficient_data_actions == toset([aws_sns_topic.alarms[0].arn])
+    error_message = "a collector that stops running must page through INSUFFICIENT_DATA, and missing data before the first run must not breach"
+  }
+  assert {
+    condition     = alltrue([for k, a in aws_cloudwatch_metric_alarm.this : k == "collect-usage-not-running" || (length(a.insufficient_data_actions) == 0 && a.treat_missing_data != "breaching")])
+    error_message = "no other alarm pages on missing data"
   }
 }
 
