@@ -292,7 +292,7 @@ run "vpc_mode_gets_a_security_group_and_endpoints" {
     error_message = "the functions get the module's security group"
   }
   assert {
-    condition     = aws_vpc_security_group_egress_rule.database["10.20.0.0/16"].from_port == 1433 && aws_vpc_security_group_egress_rule.https["0.0.0.0/0"].from_port == 443
+    condition     = aws_vpc_security_group_egress_rule.database["vpc"].from_port == 1433 && aws_vpc_security_group_egress_rule.database["vpc"].cidr_ipv4 == "10.20.0.0/16" && aws_vpc_security_group_egress_rule.https["0.0.0.0/0"].from_port == 443
     error_message = "egress: 1433 to the VPC, 443 to the stamps"
   }
   assert {
