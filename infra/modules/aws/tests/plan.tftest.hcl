@@ -358,8 +358,13 @@ run "queue_fan_out_wires_a_bounded_stamp_worker" {
   }
   # A message is not redelivered while its first worker may still run; SQS's redrive comes after our named dead letter.
   assert {
-    condition     = aws_sqs_queue.stamp_work[0].visibility_timeout_seconds >= 6 * aws_lambda_function.stamp_worker[0].timeout && jsondecode(aws_sqs_queue.stamp_work[0].redrive_policy).maxReceiveCount == var.stamp_work_max_attempts + 1
+    condition     = aws_sqs_queue.stamp_work[0].visibility_timeout_seconds >= aws_lambda_function.stamp_worker[0].timeout && aws_sqs_queue.stamp_work[0].visibility_timeout_seconds <= aws_lambda_function.stamp_worker[0].timeout + 120 && jsondecode(aws_sqs_queue.stamp_work[0].redrive_policy).maxReceiveCount == var.stamp_work_max_attempts + 1
     error_message = "visibility timeout and redrive follow the worker's timeout and attempts"
+  }
+  # A-2: continuations to its own queue are no runaway loop.
+  assert {
+    condition     = aws_lambda_function_recursion_config.stamp_worker[0].recursive_loop == "Allow" && aws_lambda_function_recursion_config.stamp_worker[0].function_name == aws_lambda_function.stamp_worker[0].function_name
+    error_message = "the stamp worker's self-continuations must not be stopped by recursive-loop detection"
   }
   assert {
     condition     = aws_cloudwatch_metric_alarm.this["stamp-work-dead-letters"].alarm_actions == toset([aws_sns_topic.alarms[0].arn])
