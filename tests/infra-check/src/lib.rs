@@ -4,6 +4,8 @@
 //! This is no Terraform evaluator: it resolves just what the modules use for the checked values —
 //! object literals, `local.*` and `var.*` (to their defaults), `merge(...)` and `cond ? a : b`.
 
+pub mod azapi;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Component, Path, PathBuf};

@@ -2,6 +2,7 @@
 //! (one link instead of one per file).
 
 mod artifacts;
+mod azapi_schema;
 mod environment;
 mod exposure;
 mod schedule;
