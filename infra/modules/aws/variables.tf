@@ -320,6 +320,20 @@ variable "stamp_cidr_blocks" {
   default     = ["0.0.0.0/0"]
 }
 
+variable "database_iam_auth" {
+  description = "RDS or Aurora PostgreSQL with IAM database authentication (AZS_USAGE_DATABASE_AUTH=aws-iam): `url` is `postgres://<user>@<host>:5432/<database>?sslmode=verify-full` with no password (the app signs an IAM token as the URL's user, who must hold the rds_iam role; set database_ca_bundle_pem to the region's RDS CA bundle for verify-full), `db_resource_id` the instance's or cluster's resource id (`db-...`/`cluster-...`) for the rds-db:connect policy. null (default): the connection string is read from the database_secret_name secret."
+  type = object({
+    url            = string
+    db_resource_id = string
+  })
+  default = null
+
+  validation {
+    condition     = var.database_iam_auth == null || can(regex("^postgres(ql)?://[^:@/]+@[^/@]+/[^?]+\\?(.*&)?sslmode=verify-full(&.*)?$", var.database_iam_auth.url))
+    error_message = "database_iam_auth.url must be postgres://<user>@<host>:<port>/<database>?sslmode=verify-full, without a password (the login is an IAM token)."
+  }
+}
+
 variable "database_cidr_blocks" {
   description = "Where the module's function security group may connect on database_port. null (default): the VPC's CIDR block."
   type        = list(string)

@@ -190,6 +190,27 @@ impl Module {
         }
     }
 
+    /// Every value `key` may take in an object-valued expression: through `merge(...)` arguments and both
+    /// branches of conditionals.
+    pub fn possible_entries(&self, expr: &Expression, key: &str) -> Vec<Expression> {
+        match self.resolve(expr) {
+            Expression::Object(object) => object
+                .iter()
+                .filter(|(k, _)| object_key(k).as_deref() == Some(key))
+                .map(|(_, v)| self.resolve(v))
+                .collect(),
+            Expression::FuncCall(call) if call.name.name.as_str() == "merge" => {
+                call.args.iter().flat_map(|a| self.possible_entries(a, key)).collect()
+            }
+            Expression::Conditional(c) => {
+                let mut values = self.possible_entries(&c.true_expr, key);
+                values.extend(self.possible_entries(&c.false_expr, key));
+                values
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The value of `key` in an object-valued expression, when it is set unconditionally (the last
     /// `merge` argument that sets it wins, as in Terraform).
     pub fn entry(&self, expr: &Expression, key: &str) -> Option<Expression> {

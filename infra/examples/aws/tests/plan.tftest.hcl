@@ -61,3 +61,37 @@ run "vpc_only_plans" {
     error_message = "the NAT gateway gives the functions a fixed egress address"
   }
 }
+
+# Issue 29: RDS for PostgreSQL with IAM database authentication next to the SQL Server option.
+run "vpc_nat_and_rds_postgres_plan" {
+  command = plan
+  variables {
+    create_vpc          = true
+    create_rds_postgres = true
+    rds_ca_bundle_path  = "tests/rds-ca.pem"
+  }
+
+  assert {
+    condition     = aws_db_instance.postgres[0].engine == "postgres" && aws_db_instance.postgres[0].iam_database_authentication_enabled && !aws_db_instance.postgres[0].publicly_accessible
+    error_message = "a private PostgreSQL instance with IAM database authentication"
+  }
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.database_from_functions[0].from_port == 5432 && length(aws_db_instance.this) == 0
+    error_message = "PostgreSQL reachable on 5432 from the functions, and no SQL Server"
+  }
+  assert {
+    condition     = one([for p in aws_db_parameter_group.postgres[0].parameter : p.value if p.name == "rds.force_ssl"]) == "1"
+    error_message = "the server refuses unencrypted connections"
+  }
+}
+
+run "both_databases_are_refused" {
+  command = plan
+  variables {
+    create_vpc            = true
+    create_rds_postgres   = true
+    create_rds_sql_server = true
+    rds_ca_bundle_path    = "tests/rds-ca.pem"
+  }
+  expect_failures = [aws_db_subnet_group.this]
+}

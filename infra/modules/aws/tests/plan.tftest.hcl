@@ -371,3 +371,41 @@ run "queue_fan_out_wires_a_bounded_stamp_worker" {
     error_message = "a dead-lettered stamp notifies the module's alarm topic"
   }
 }
+
+# Issue 29: RDS PostgreSQL with IAM authentication: the URL without a password, AZS_USAGE_DATABASE_AUTH =
+# aws-iam, and rds-db:connect for exactly that database user on both roles.
+run "postgres_with_iam_auth_signs_in_with_the_roles" {
+  command = apply
+  variables {
+    vpc_subnet_ids = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+    database_port  = 5432
+    database_iam_auth = {
+      url            = "postgres://azs_usage@azs-usage.abc.eu-west-1.rds.amazonaws.com:5432/azs_usage?sslmode=verify-full"
+      db_resource_id = "db-ABCDEFGHIJKLMNOP"
+    }
+  }
+
+  assert {
+    condition     = aws_lambda_function.collect_usage.environment[0].variables["AZS_USAGE_DATABASE_AUTH"] == "aws-iam" && aws_lambda_function.register_stamp.environment[0].variables["AZS_USAGE_DATABASE"] == "postgres://azs_usage@azs-usage.abc.eu-west-1.rds.amazonaws.com:5432/azs_usage?sslmode=verify-full"
+    error_message = "both functions get the URL and aws-iam"
+  }
+  assert {
+    condition     = toset(keys(aws_iam_role_policy.database_iam)) == toset(["collector", "webhook"])
+    error_message = "both roles may connect"
+  }
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.database["vpc"].from_port == 5432
+    error_message = "egress to PostgreSQL's port"
+  }
+}
+
+run "a_postgres_url_with_a_password_is_refused" {
+  command = plan
+  variables {
+    database_iam_auth = {
+      url            = "postgres://azs_usage:hunter2@db.example:5432/azs_usage?sslmode=verify-full"
+      db_resource_id = "db-ABCDEFGHIJKLMNOP"
+    }
+  }
+  expect_failures = [var.database_iam_auth]
+}
