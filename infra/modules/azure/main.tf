@@ -56,7 +56,7 @@ locals {
   database_connection_string = (
     var.create_sql_database
     ? "Server=tcp:${local.sql_server_name}.${var.sql_dns_suffix},1433;Database=${local.sql_database_name};Encrypt=True;TrustServerCertificate=False;Connection Timeout=30;"
-    : var.existing_database
+    : var.create_postgres_database ? local.postgres_url : var.existing_database # postgres.tf
   )
 
   # The environment of both functions (shared/app/src/config.rs); checked by tests/infra-check.
@@ -226,8 +226,8 @@ resource "azurerm_service_plan" "this" {
 
   lifecycle {
     precondition {
-      condition     = var.create_sql_database || var.existing_database != null
-      error_message = "Set existing_database when create_sql_database is false."
+      condition     = var.create_sql_database || var.create_postgres_database || var.existing_database != null
+      error_message = "Set existing_database when neither create_sql_database nor create_postgres_database is true."
     }
   }
 }

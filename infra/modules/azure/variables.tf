@@ -239,30 +239,30 @@ variable "log_retention_days" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "create_sql_database" {
-  description = "Create an Azure SQL server and database with Entra-only authentication. false: set existing_database."
+  description = "Create an Azure SQL server and database with Entra-only authentication. false: set create_postgres_database (postgres.tf) or existing_database."
   type        = bool
   default     = true
 }
 
 variable "existing_database" {
-  description = "ADO.NET connection string of an existing SQL database WITHOUT credentials (the app signs in with its managed identity), used when create_sql_database is false."
+  description = "An existing database WITHOUT credentials (the app signs in with its managed identity), used when neither create_sql_database nor create_postgres_database: an ADO.NET connection string of Azure SQL, or `postgres://<app name>@<server>.postgres.database.azure.com:5432/<db>?sslmode=verify-full`."
   type        = string
   default     = null
 
   validation {
-    condition     = var.existing_database == null || !can(regex("(?i)(password|pwd)\\s*=", var.existing_database))
-    error_message = "existing_database must not contain a password: the app authenticates with its managed identity."
+    condition     = var.existing_database == null || !can(regex("(?i)(password|pwd)\\s*=|^postgres(ql)?://[^/@]*:[^/@]*@", var.existing_database))
+    error_message = "existing_database must not contain a password (no Password=/Pwd=, no user:password@ in a postgres URL): the app authenticates with its managed identity."
   }
 }
 
 variable "sql_admin_object_id" {
-  description = "Object id of the Entra group of DBAs that administers the SQL server (required with create_sql_database). The app is a contained database user: run output sql_app_user_statements once as a member of that group."
+  description = "Object id of the Entra group of DBAs that administers the SQL server or the PostgreSQL server (required with create_sql_database or create_postgres_database). The app is a database user of its managed identity: run output sql_app_user_statements (or postgres_app_user_statements) once as a member of that group."
   type        = string
   default     = null
 }
 
 variable "sql_admin_login" {
-  description = "Display name of the sql_admin_object_id group (required with create_sql_database)."
+  description = "Display name of the sql_admin_object_id group (required with create_sql_database or create_postgres_database)."
   type        = string
   default     = null
 }

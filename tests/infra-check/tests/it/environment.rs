@@ -163,3 +163,26 @@ fn function_app_runs_the_custom_handler_with_host_storage() {
     let identity = block(app, "identity").and_then(|i| attribute(i, "type")).and_then(text);
     assert_eq!(identity.as_deref(), Some("SystemAssigned"));
 }
+
+#[test]
+fn azure_postgres_signs_in_with_the_apps_identity_only() {
+    // Given the PostgreSQL option of the Azure module (postgres.tf)
+    let azure = Module::infra("modules/azure");
+    // The URL names the app's managed identity (its principal carries the app's name), no password, and
+    // verifies the server's certificate.
+    let url = text(&azure.resolve(&"local.postgres_url".parse().unwrap())).unwrap_or_default();
+    assert!(url.starts_with("postgres://${var.name}@"), "{url}");
+    assert!(url.ends_with("?sslmode=verify-full") && !url.contains(":${"), "{url}");
+    let settings = function_app_settings(&azure);
+    let database = azure.possible_entries(&settings, "AZS_USAGE_DATABASE");
+    assert!(database.iter().any(|d| d.to_string().contains("local.postgres_url")), "{database:?}");
+    // The server takes Entra ID tokens only: no administrator login or password exists.
+    let server = azure.resource("azurerm_postgresql_flexible_server", "this");
+    let auth = block(server, "authentication").expect("authentication block");
+    assert_eq!(attribute(auth, "password_auth_enabled").and_then(boolean), Some(false));
+    assert_eq!(attribute(auth, "active_directory_auth_enabled").and_then(boolean), Some(true));
+    assert!(
+        attribute(server, "administrator_login").is_none()
+            && attribute(server, "administrator_password").is_none()
+    );
+}
