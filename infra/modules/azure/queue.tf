@@ -56,7 +56,7 @@ resource "azurerm_role_assignment" "app_queues" {
 }
 
 # The dead-letter alert joins the module's alerts (alerts.tf) when the queue exists. Storage queue
-# metrics are per account, not per queue, so it reads the worker's own "message dead-lettered" log line;
+# metrics are per account, not per queue, so it reads the worker's own dead-letter log lines;
 # a 5-minute window pages soon after.
 locals {
   stamp_work_alerts = var.fan_out_queue ? {
@@ -65,7 +65,9 @@ locals {
       severity    = 2
       frequency   = "PT5M"
       window      = "PT5M"
-      query       = "traces | where message has \"message dead-lettered\""
+      # The worker's invocation line (shared/app/src/job.rs work_line: ", dead-lettered: <error>") is in the
+      # Logs the host writes to traces; the tracing line "message dead-lettered" is matched too.
+      query       = "traces | where message has \", dead-lettered: \" or message has \"message dead-lettered\""
       aggregation = "Count"
       measure     = null
       per_stamp   = false

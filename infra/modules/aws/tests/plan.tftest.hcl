@@ -195,6 +195,25 @@ run "alarms_notify_the_module_topic" {
   }
 }
 
+# The operator's dashboard: lag, rows per hour, failures, drift and dead letters (names tied to
+# shared/app/src/metrics.rs by tests/infra-check dashboards.rs).
+run "the_dashboard_shows_every_stamp_figure" {
+  command = apply
+
+  assert {
+    condition     = aws_cloudwatch_dashboard.this.dashboard_name == "azs-usage" && length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 5
+    error_message = "one dashboard with five widgets"
+  }
+  assert {
+    condition     = strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "SEARCH('{AzsUsage,Stamp} MetricName=\\\"WatermarkLagSeconds\\\"', 'Maximum', 3600)")
+    error_message = "lag per stamp through SEARCH over the Stamp dimension"
+  }
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets[4].properties.metrics) == 1
+    error_message = "without fan-out, one dead-letter queue"
+  }
+}
+
 run "alarms_notify_a_given_topic" {
   command = apply
   variables {
@@ -360,6 +379,11 @@ run "queue_fan_out_wires_a_bounded_stamp_worker" {
   assert {
     condition     = aws_sqs_queue.stamp_work[0].visibility_timeout_seconds >= aws_lambda_function.stamp_worker[0].timeout && aws_sqs_queue.stamp_work[0].visibility_timeout_seconds <= aws_lambda_function.stamp_worker[0].timeout + 120 && jsondecode(aws_sqs_queue.stamp_work[0].redrive_policy).maxReceiveCount == var.stamp_work_max_attempts + 1
     error_message = "visibility timeout and redrive follow the worker's timeout and attempts"
+  }
+  # The dashboard charts both dead-letter queues.
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets[4].properties.metrics) == 2
+    error_message = "the dead-letter widget shows the stamp-work dead-letter queue too"
   }
   # A-2: continuations to its own queue are no runaway loop.
   assert {

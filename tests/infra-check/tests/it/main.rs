@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod azapi_schema;
+mod dashboards;
 mod environment;
 mod exposure;
 mod schedule;
