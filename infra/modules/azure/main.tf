@@ -127,7 +127,7 @@ resource "azurerm_application_insights" "this" {
 resource "azurerm_storage_account" "host" {
   #checkov:skip=CKV_AZURE_206:Host storage holds only timer leases, host keys and the build package, all recreated by the host or the next apply; geo-replication would buy nothing.
   #checkov:skip=CKV2_AZURE_40:Elastic Premium and Dedicated plans use key-based AzureWebJobsStorage and content share (Flex uses the app's identity); keys stay in Azure.
-  #checkov:skip=CKV_AZURE_33:Queue service logging: the host uses no storage queues for our functions (HTTP and timer triggers) except the optional stamp work queues (queue.tf), whose messages hold stamp ids only; the worker logs every message it handles.
+  #checkov:skip=CKV_AZURE_33:Queue service logging: the only queues are the stamp-work queues (queue.tf), whose messages hold stamp ids only; the worker logs every message it handles.
   #checkov:skip=CKV2_AZURE_1:Customer-managed keys for host storage that holds no customer data would add a key to manage for no gain; Microsoft-managed encryption applies.
   #checkov:skip=CKV2_AZURE_33:Private endpoints for host storage need a private DNS zone per service in the operator's network; VNet integration (subnet_id) covers the outbound path to the stamps, which is what this module must reach.
   #checkov:skip=CKV_AZURE_59:The Functions host and Terraform's package upload reach the account over its public endpoint unless the operator adds private endpoints; anonymous blob access is disabled separately.

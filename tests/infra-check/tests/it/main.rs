@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod azapi_schema;
+mod checkov;
 mod dashboards;
 mod environment;
 mod exposure;
