@@ -355,8 +355,10 @@ resource "azapi_resource_action" "flex_package_deployment" {
   }
 
   lifecycle {
-    # A new build deploys again, whatever else changed.
+    # A new build deploys again (a replacement sends the whole new body). Other body changes are ignored,
+    # as in the verified module: a re-signed SAS (a rotated account key) must not redeploy the same build.
     replace_triggered_by = [terraform_data.package]
+    ignore_changes       = [body]
   }
 
   depends_on = [azurerm_storage_blob.package, time_sleep.app_roles]

@@ -130,6 +130,9 @@ fn flex_ships_the_package_through_a_onedeploy_action_redone_for_every_build() {
     let lifecycle = block(deploy, "lifecycle").expect("lifecycle");
     let triggers = attribute(lifecycle, "replace_triggered_by").expect("replaced per build").to_string();
     assert!(triggers.contains("terraform_data.package"), "{triggers}");
+    // Only a new build redeploys: a re-signed SAS alone must not.
+    let ignored = attribute(lifecycle, "ignore_changes").map(|e| e.to_string()).unwrap_or_default();
+    assert!(ignored.contains("body"), "{ignored}");
     let input = attribute(azure.resource("terraform_data", "package"), "input").expect("input").to_string();
     assert_eq!(azure.resolve(&input.parse().unwrap()).to_string(), "filesha256(var.package_path)");
 }
