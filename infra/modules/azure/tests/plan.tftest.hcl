@@ -51,6 +51,10 @@ run "flex_consumption_by_default" {
     error_message = "the stamp-work listener always has its queues and role (Z-5)"
   }
   assert {
+    condition     = azurerm_monitor_scheduled_query_rules_alert_v2.this["collect-usage-not-running"].window_duration == "P2D" && azurerm_monitor_scheduled_query_rules_alert_v2.this["collect-usage-not-running"].criteria[0].operator == "GreaterThan"
+    error_message = "not-running pages on a stale last run, not before the first one"
+  }
+  assert {
     condition     = time_sleep.app_roles.create_duration == "300s"
     error_message = "the first apply waits for role propagation"
   }
