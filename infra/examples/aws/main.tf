@@ -327,35 +327,34 @@ resource "aws_db_parameter_group" "postgres" {
 
 resource "aws_db_instance" "postgres" {
   #checkov:skip=CKV_AWS_157:Single-AZ keeps the example cheap; usage can be re-collected from the stamps. Set multi_az = true for production.
-  #checkov:skip=CKV_AWS_118:Enhanced monitoring needs an extra role; CloudWatch's standard RDS metrics and Performance Insights apply.
-  count                                 = var.create_rds_postgres ? 1 : 0
-  identifier                            = "azs-usage-postgres"
-  engine                                = "postgres"
-  engine_version                        = "17"
-  instance_class                        = "db.t4g.small"
-  allocated_storage                     = 20
-  storage_type                          = "gp3"
-  storage_encrypted                     = true
-  kms_key_id                            = module.azs_usage.kms_key_arn
-  db_name                               = local.postgres_database
-  username                              = "azsadmin"
-  manage_master_user_password           = true
-  master_user_secret_kms_key_id         = module.azs_usage.kms_key_arn
-  iam_database_authentication_enabled   = true
-  parameter_group_name                  = aws_db_parameter_group.postgres[0].name
-  db_subnet_group_name                  = aws_db_subnet_group.this[0].name
-  vpc_security_group_ids                = [aws_security_group.database[0].id]
-  publicly_accessible                   = false
-  backup_retention_period               = 7
-  copy_tags_to_snapshot                 = true
-  deletion_protection                   = true
-  auto_minor_version_upgrade            = true
-  enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
-  performance_insights_enabled          = true
-  performance_insights_kms_key_id       = module.azs_usage.kms_key_arn
-  performance_insights_retention_period = 7
-  skip_final_snapshot                   = false
-  final_snapshot_identifier             = "azs-usage-postgres-final"
+  #checkov:skip=CKV_AWS_118:Enhanced monitoring needs an extra role; CloudWatch's standard RDS metrics apply.
+  #checkov:skip=CKV_AWS_353:Performance Insights is not offered on db.t4g.micro/small; enable it with a larger instance class.
+  #checkov:skip=CKV_AWS_354:Performance Insights is not enabled (see CKV_AWS_353).
+  count                               = var.create_rds_postgres ? 1 : 0
+  identifier                          = "azs-usage-postgres"
+  engine                              = "postgres"
+  engine_version                      = "17"
+  instance_class                      = "db.t4g.small"
+  allocated_storage                   = 20
+  storage_type                        = "gp3"
+  storage_encrypted                   = true
+  kms_key_id                          = module.azs_usage.kms_key_arn
+  db_name                             = local.postgres_database
+  username                            = "azsadmin"
+  manage_master_user_password         = true
+  master_user_secret_kms_key_id       = module.azs_usage.kms_key_arn
+  iam_database_authentication_enabled = true
+  parameter_group_name                = aws_db_parameter_group.postgres[0].name
+  db_subnet_group_name                = aws_db_subnet_group.this[0].name
+  vpc_security_group_ids              = [aws_security_group.database[0].id]
+  publicly_accessible                 = false
+  backup_retention_period             = 7
+  copy_tags_to_snapshot               = true
+  deletion_protection                 = true
+  auto_minor_version_upgrade          = true
+  enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
+  skip_final_snapshot                 = false
+  final_snapshot_identifier           = "azs-usage-postgres-final"
 }
 
 output "webhook_url" {
