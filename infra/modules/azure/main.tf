@@ -291,24 +291,21 @@ resource "azapi_resource" "function_app_flex" {
 # does (Azure/terraform-azurerm-avm-res-web-site, modules/extensions_zipdeploy). It is no resource: azapi
 # would read `onedeploy` back and delete it on the next build (azapi#486), and the resource schema of the
 # onedeploy branch has no `properties` at all (Z-1). OneDeploy fetches packageUri itself, anonymously, so the
-# URL carries a short-lived read-only SAS of the packages container (a few hours, from time_offset below);
+# URL carries a short-lived read-only SAS of the packages container, signed at the plan that ships it;
 # it then writes the package into the deployment container with the app's identity, which is why it waits
 # for that role (time_sleep.app_roles) and retries what a role still propagating answers.
-resource "time_offset" "package_sas_start" {
-  count = local.flex_plan ? 1 : 0
-  # Fifteen minutes back against clock skew; a new build gets a new SAS.
-  offset_minutes = -15
-  triggers       = { package = local.package_hash }
-}
-
+# The SAS window starts at the plan's own time (plantimestamp), not at a timestamp kept in the state: an
+# apply that creates the action (a new build, or a rerun after a failed first deployment, however much
+# later) always sends a SAS that is valid now. Fifteen minutes back against clock skew, three hours ahead
+# (inside the account's one-day sas_policy); apply a saved plan within that time. Later plans sign a new SAS,
+# which the action ignores (ignore_changes = [body]) until the next build.
 data "azurerm_storage_account_blob_container_sas" "package" {
   count             = local.flex_plan ? 1 : 0
   connection_string = azurerm_storage_account.host.primary_connection_string
   container_name    = azurerm_storage_container.packages.name
   https_only        = true
-  start             = time_offset.package_sas_start[0].rfc3339
-  # Inside the account's sas_policy (one day); the deployment reads the package once, within minutes.
-  expiry = timeadd(time_offset.package_sas_start[0].rfc3339, "3h")
+  start             = timeadd(plantimestamp(), "-15m")
+  expiry            = timeadd(plantimestamp(), "3h")
 
   permissions {
     read   = true

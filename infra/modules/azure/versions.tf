@@ -18,7 +18,7 @@ terraform {
       source  = "Azure/azapi"
       version = ">= 2.9, < 2.13"
     }
-    # time_sleep (role propagation) and time_offset (the package SAS window).
+    # time_sleep (role propagation).
     time = {
       source  = "hashicorp/time"
       version = ">= 0.9, < 1.0"

@@ -119,6 +119,12 @@ fn flex_ships_the_package_through_a_onedeploy_action_redone_for_every_build() {
     for (permission, granted) in [("read", true), ("write", false), ("delete", false), ("list", false)] {
         assert_eq!(attribute(permissions, permission).and_then(boolean), Some(granted), "SAS {permission}");
     }
+    // Signed from the plan's own time, not a timestamp kept in the state: an apply that (re)creates the
+    // action hours or days after the first one must not send an expired SAS (review R-1).
+    for bound in ["start", "expiry"] {
+        let value = attribute(sas, bound).expect(bound).to_string();
+        assert!(value.contains("plantimestamp()"), "SAS {bound} = {value}");
+    }
     // Retried while the roles propagate, and after the wait for them.
     let retry = attribute(deploy, "retry").expect("retry").to_string();
     for error in ["BlobUploadFailed", "RESPONSE 403"] {
