@@ -284,6 +284,10 @@ resource "azapi_resource" "function_app_flex" {
   }
 
   response_export_values = ["properties.defaultHostName"]
+
+  # The integrated subnet gets its NAT gateway first (network.tf): the host starts with egress to its storage,
+  # and the association's read-modify-write of the subnet does not race the app's own change to it.
+  depends_on = [azurerm_subnet_nat_gateway_association.egress]
 }
 
 # Ships the content-addressed blob to the Flex app: ARM's OneDeploy extension (PUT sites/{app}/extensions/
@@ -403,7 +407,8 @@ resource "azurerm_linux_function_app" "this" {
 
   tags = var.tags
 
-  depends_on = [azurerm_storage_blob.package]
+  # The NAT gateway first, as for the Flex app.
+  depends_on = [azurerm_storage_blob.package, azurerm_subnet_nat_gateway_association.egress]
 }
 
 locals {
@@ -442,7 +447,8 @@ resource "time_sleep" "app_roles" {
     ))
   }
 
-  # With VNet integration the app has no egress until the NAT gateway is attached (network.tf).
+  # With VNet integration the app has no egress until the NAT gateway is attached (network.tf); the app
+  # itself depends on the association too.
   depends_on = [azurerm_subnet_nat_gateway_association.egress]
 }
 

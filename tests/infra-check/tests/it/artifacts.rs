@@ -142,3 +142,17 @@ fn flex_ships_the_package_through_a_onedeploy_action_redone_for_every_build() {
     let input = attribute(azure.resource("terraform_data", "package"), "input").expect("input").to_string();
     assert_eq!(azure.resolve(&input.parse().unwrap()).to_string(), "filesha256(var.package_path)");
 }
+
+#[test]
+fn the_function_app_is_created_after_its_subnet_has_egress() {
+    // With subnet_id, the module's NAT gateway is attached before the app integrates the subnet: the host
+    // starts with egress to its storage, and the two changes to the subnet do not race (review R-3).
+    let azure = Module::infra("modules/azure");
+    for (kind, name) in [("azapi_resource", "function_app_flex"), ("azurerm_linux_function_app", "this")] {
+        let depends = attribute(azure.resource(kind, name), "depends_on").expect("depends_on").to_string();
+        assert!(
+            depends.contains("azurerm_subnet_nat_gateway_association.egress"),
+            "{kind}.{name}: {depends}"
+        );
+    }
+}
