@@ -6,7 +6,9 @@
 # which is also the fixed address stamp firewalls can allow (output egress_ip).
 
 locals {
-  create_nat_gateway = var.subnet_id != null && var.subnet_egress == "nat-gateway"
+  # Known at plan even when subnet_id is not (a subnet created in the same apply): counts depend on it.
+  vnet_integration   = var.vnet_integration != null ? var.vnet_integration : var.subnet_id != null
+  create_nat_gateway = local.vnet_integration && var.subnet_egress == "nat-gateway"
 }
 
 resource "azurerm_public_ip" "egress" {

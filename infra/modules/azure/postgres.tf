@@ -29,6 +29,17 @@ variable "postgres_subnet_id" {
   }
 }
 
+variable "postgres_private_access" {
+  description = "Whether postgres_subnet_id is set, stated where Terraform can see it at plan. null (default): derived from postgres_subnet_id. Set true when postgres_subnet_id is only known after apply (a subnet created in the same configuration): whether the private DNS zone or the public firewall rule exists must be known at plan."
+  type        = bool
+  default     = null
+
+  validation {
+    condition     = var.postgres_private_access == null || var.postgres_private_access == (var.postgres_subnet_id != null)
+    error_message = "postgres_private_access must be true exactly when postgres_subnet_id is set (or null: derived from postgres_subnet_id)."
+  }
+}
+
 variable "postgres_dns_suffix" {
   description = "DNS suffix of Azure Database for PostgreSQL servers in this cloud (`postgres.database.azure.com` in the public cloud)."
   type        = string
@@ -43,19 +54,21 @@ locals {
   # The server's name, not the resource, as for Azure SQL. verify-full: the server's certificate chains to
   # public roots the app trusts.
   postgres_url = "postgres://${var.name}@${local.postgres_server_name}.${var.postgres_dns_suffix}:5432/${local.postgres_database_name}?sslmode=verify-full"
+  # Known at plan even when postgres_subnet_id is not (a subnet created in the same apply): counts use it.
+  postgres_private = var.postgres_private_access != null ? var.postgres_private_access : var.postgres_subnet_id != null
   # The VNet of the delegated subnet, for the private DNS zone's link.
   postgres_vnet_id = var.postgres_subnet_id == null ? null : regex("(?i)^(.*/virtualNetworks/[^/]+)/subnets/[^/]+$", var.postgres_subnet_id)[0]
 }
 
 resource "azurerm_private_dns_zone" "postgres" {
-  count               = var.create_postgres_database && var.postgres_subnet_id != null ? 1 : 0
+  count               = var.create_postgres_database && local.postgres_private ? 1 : 0
   name                = "${var.name}.private.${var.postgres_dns_suffix}"
   resource_group_name = local.resource_group_name
   tags                = var.tags
 }
 
 resource "azurerm_private_dns_zone_virtual_network_link" "postgres" {
-  count                 = var.create_postgres_database && var.postgres_subnet_id != null ? 1 : 0
+  count                 = var.create_postgres_database && local.postgres_private ? 1 : 0
   name                  = "${var.name}-pg"
   private_dns_zone_name = azurerm_private_dns_zone.postgres[0].name
   resource_group_name   = local.resource_group_name
@@ -78,7 +91,7 @@ resource "azurerm_postgresql_flexible_server" "this" {
   backup_retention_days         = 7
   delegated_subnet_id           = var.postgres_subnet_id
   private_dns_zone_id           = try(azurerm_private_dns_zone.postgres[0].id, null)
-  public_network_access_enabled = var.postgres_subnet_id == null
+  public_network_access_enabled = !local.postgres_private
 
   # Entra ID only: with password authentication off there is no administrator login or password at all
   # (azurerm refuses them at creation).
@@ -128,7 +141,7 @@ resource "azurerm_postgresql_flexible_server_database" "this" {
 # without a NAT gateway. Only for public access.
 resource "azurerm_postgresql_flexible_server_firewall_rule" "azure_services" {
   #checkov:skip=CKV2_AZURE_26:The "Azure services" rule (0.0.0.0) is how an app without a fixed outbound address reaches a public server; every login is an Entra ID token (password authentication is off). With postgres_subnet_id there is no public access and no rule.
-  count            = var.create_postgres_database && var.postgres_subnet_id == null ? 1 : 0
+  count            = var.create_postgres_database && !local.postgres_private ? 1 : 0
   name             = "AllowAzureServices"
   server_id        = azurerm_postgresql_flexible_server.this[0].id
   start_ip_address = "0.0.0.0"

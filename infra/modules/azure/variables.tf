@@ -86,6 +86,17 @@ variable "subnet_id" {
   }
 }
 
+variable "vnet_integration" {
+  description = "Whether subnet_id is set, stated where Terraform can see it at plan. null (default): derived from subnet_id. Set true when subnet_id is only known after apply (a subnet created in the same configuration): whether the module creates its NAT gateway must be known at plan, or the plan fails with \"Invalid count argument\"."
+  type        = bool
+  default     = null
+
+  validation {
+    condition     = var.vnet_integration == null || var.vnet_integration == (var.subnet_id != null)
+    error_message = "vnet_integration must be true exactly when subnet_id is set (or null: derived from subnet_id)."
+  }
+}
+
 variable "subnet_egress" {
   description = "How the integrated subnet (subnet_id) reaches the internet. \"nat-gateway\" (default): the module creates a NAT gateway with a static public IP and attaches it to the subnet (output egress_ip: allow it in stamp firewalls). \"existing\": the subnet already has egress (your NAT gateway, a firewall route, or private endpoints plus DNS for storage, Key Vault and the database); new VNets have no default outbound access, and without egress the app cannot start. Ignored without subnet_id."
   type        = string

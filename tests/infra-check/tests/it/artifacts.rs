@@ -1,6 +1,6 @@
 //! Terraform deploys exactly the artifacts the packaging step builds, with the runtime they need.
 
-use infra_check::{Expression, Module, attribute, block, boolean, normalize, repo_root, text};
+use infra_check::{Expression, Module, attribute, block, boolean, normalize, references_in, repo_root, text};
 use std::path::Path;
 
 /// The path a module argument like `"${path.root}/../../../target/x.zip"` points to, from `example`.
@@ -153,6 +153,47 @@ fn the_function_app_is_created_after_its_subnet_has_egress() {
         assert!(
             depends.contains("azurerm_subnet_nat_gateway_association.egress"),
             "{kind}.{name}: {depends}"
+        );
+    }
+}
+
+#[test]
+fn no_count_waits_for_a_subnet_id_known_only_after_apply() {
+    // A subnet created in the same configuration has an id only after apply, and `count` must be known at
+    // plan: the NAT gateway and the PostgreSQL private-access resources count on flags that an operator can
+    // state (vnet_integration, postgres_private_access) and that fall back to the id only when not stated
+    // (review R-4).
+    let azure = Module::infra("modules/azure");
+    let locals = azure.locals();
+    let counted = [
+        ("azurerm_public_ip", "egress"),
+        ("azurerm_nat_gateway", "egress"),
+        ("azurerm_nat_gateway_public_ip_association", "egress"),
+        ("azurerm_subnet_nat_gateway_association", "egress"),
+        ("azurerm_private_dns_zone", "postgres"),
+        ("azurerm_private_dns_zone_virtual_network_link", "postgres"),
+        ("azurerm_postgresql_flexible_server_firewall_rule", "azure_services"),
+    ];
+    let flags =
+        [("vnet_integration", "var.vnet_integration"), ("postgres_private", "var.postgres_private_access")];
+    for (kind, name) in counted {
+        let count = attribute(azure.resource(kind, name), "count").expect("count");
+        let mut references = references_in(count);
+        for local in references.clone().iter().filter_map(|r| r.strip_prefix("local.")) {
+            if flags.iter().any(|(flag, _)| *flag == local) {
+                continue;
+            }
+            references.extend(locals.get(local).map(references_in).unwrap_or_default());
+        }
+        for id in ["var.subnet_id", "var.postgres_subnet_id"] {
+            assert!(!references.iter().any(|r| r == id), "{kind}.{name} counts on {id}: {references:?}");
+        }
+    }
+    for (flag, variable) in flags {
+        let definition = locals.get(flag).unwrap_or_else(|| panic!("local.{flag}")).to_string();
+        assert!(
+            definition.starts_with(&format!("{variable} != null ? {variable} :")),
+            "local.{flag} = {definition}"
         );
     }
 }
