@@ -129,12 +129,19 @@ resource "azurerm_postgresql_flexible_server_active_directory_administrator" "db
   principal_type      = "Group"
 }
 
+# After the Entra administrator: a database created through the API before the server has an administrator is
+# owned by the service's own azuresu, and then nobody can grant the app CONNECT or CREATE on its public schema
+# (postgres_app_user_statements fails, and the app cannot create its tables). Created after it, the database
+# belongs to the DBA group. Both resources lock the server, so without this the order was random
+# (hashicorp/terraform-provider-azurerm#27895; Microsoft's Bicep AVM module fixed it the same way, #3596).
 resource "azurerm_postgresql_flexible_server_database" "this" {
   count     = var.create_postgres_database ? 1 : 0
   name      = local.postgres_database_name
   server_id = azurerm_postgresql_flexible_server.this[0].id
   charset   = "UTF8"
   collation = "en_US.utf8"
+
+  depends_on = [azurerm_postgresql_flexible_server_active_directory_administrator.dba]
 }
 
 # 0.0.0.0 is Azure's "allow Azure services" rule, as for Azure SQL: the app has no fixed outbound address

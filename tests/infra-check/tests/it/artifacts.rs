@@ -197,3 +197,16 @@ fn no_count_waits_for_a_subnet_id_known_only_after_apply() {
         );
     }
 }
+
+#[test]
+fn the_postgres_database_is_created_after_its_entra_administrator() {
+    // Created before the server has an administrator, a database is owned by azuresu and nobody can grant
+    // the app rights in it (azurerm#27895); after it, the DBA group owns it (review R-5).
+    let azure = Module::infra("modules/azure");
+    let database = azure.resource("azurerm_postgresql_flexible_server_database", "this");
+    let depends = attribute(database, "depends_on").expect("depends_on").to_string();
+    assert!(
+        depends.contains("azurerm_postgresql_flexible_server_active_directory_administrator.dba"),
+        "{depends}"
+    );
+}
