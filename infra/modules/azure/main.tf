@@ -329,10 +329,14 @@ resource "azapi_resource_action" "flex_package_deployment" {
   method      = "PUT"
 
   # ARM's OneDeploy request (azapi does not validate action bodies; tests/infra-check holds this one to
-  # the documented keys). remoteBuild = false: the zip already holds the Linux handler executable.
+  # the documented keys). type = "zip": OneDeploy's artifact type, which its API requires (the verified
+  # module sends it since it moved to OneDeploy, Azure/terraform-azurerm-avm-res-web-site#270; Flex's
+  # publish endpoint takes type=zip too). remoteBuild = false: the zip already holds the Linux handler
+  # executable.
   body = {
     properties = {
       packageUri  = "${local.package_url}${data.azurerm_storage_account_blob_container_sas.package[0].sas}"
+      type        = "zip"
       remoteBuild = false
     }
   }

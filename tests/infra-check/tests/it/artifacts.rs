@@ -106,8 +106,10 @@ fn flex_ships_the_package_through_a_onedeploy_action_redone_for_every_build() {
     let deploy = azure.resource("azapi_resource_action", "flex_package_deployment");
     assert_eq!(attribute(deploy, "action").and_then(text).as_deref(), Some("extensions/onedeploy"));
     assert_eq!(attribute(deploy, "method").and_then(text).as_deref(), Some("PUT"));
-    // OneDeploy pulls the URL itself: the blob's URL plus a read-only SAS.
+    // OneDeploy pulls the URL itself: the blob's URL plus a read-only SAS, with the artifact type its API
+    // requires (review R-6).
     let body = attribute(deploy, "body").expect("body").to_string();
+    assert!(body.contains("type") && body.contains("\"zip\""), "{body}");
     assert!(
         body.contains("local.package_url")
             && body.contains("azurerm_storage_account_blob_container_sas.package"),
