@@ -7,6 +7,8 @@
 #                         public IP (output egress_ip: allow it in the stamps' firewalls)
 #   create_rds_sql_server an RDS for SQL Server (Express) in those subnets, reachable only from the
 #                         functions' security group, TLS checked against the RDS CA bundle you pass
+#   create_rds_postgres   an RDS for PostgreSQL instead, the same way, with IAM database authentication:
+#                         the functions sign in with their roles' tokens, no password anywhere
 
 terraform {
   required_version = ">= 1.9"
@@ -14,7 +16,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.50, < 7.0"
+      version = ">= 5.100, < 7.0"
     }
   }
 }
@@ -43,6 +45,12 @@ variable "vpc_cidr" {
 
 variable "create_rds_sql_server" {
   description = "Create an RDS for SQL Server Express instance for the billing database (needs create_vpc)."
+  type        = bool
+  default     = false
+}
+
+variable "create_rds_postgres" {
+  description = "Create an RDS for PostgreSQL instance with IAM database authentication for the billing database (needs create_vpc; not with create_rds_sql_server)."
   type        = bool
   default     = false
 }
@@ -203,6 +211,14 @@ module "azs_usage" {
 
   vpc_subnet_ids         = var.create_vpc ? aws_subnet.private[*].id : []
   database_ca_bundle_pem = var.rds_ca_bundle_path == null ? null : file(var.rds_ca_bundle_path)
+
+  # RDS for PostgreSQL: the functions log in as local.postgres_app_user with IAM tokens; the URL carries
+  # no password, and verify-full checks the server against the RDS CA bundle above.
+  database_port = local.database_port
+  database_iam_auth = var.create_rds_postgres ? {
+    url            = "postgres://${local.postgres_app_user}@${aws_db_instance.postgres[0].address}:5432/${local.postgres_database}?sslmode=verify-full"
+    db_resource_id = aws_db_instance.postgres[0].resource_id
+  } : null
 }
 
 resource "aws_sns_topic_subscription" "alarm_email" {
@@ -217,33 +233,44 @@ resource "aws_sns_topic_subscription" "alarm_email" {
 # master password is managed by RDS in Secrets Manager (never in the Terraform state).
 # ---------------------------------------------------------------------------------------------------------
 
+locals {
+  create_rds        = var.create_rds_sql_server || var.create_rds_postgres
+  database_port     = var.create_rds_postgres ? 5432 : 1433
+  postgres_database = "azs_usage"
+  postgres_app_user = "azs_usage"
+}
+
 resource "aws_db_subnet_group" "this" {
-  count      = var.create_rds_sql_server ? 1 : 0
+  count      = local.create_rds ? 1 : 0
   name       = "azs-usage"
   subnet_ids = aws_subnet.private[*].id
 
   lifecycle {
     precondition {
       condition     = var.create_vpc && var.rds_ca_bundle_path != null
-      error_message = "create_rds_sql_server needs create_vpc = true and rds_ca_bundle_path (the RDS CA bundle of the region)."
+      error_message = "create_rds_sql_server and create_rds_postgres need create_vpc = true and rds_ca_bundle_path (the RDS CA bundle of the region)."
+    }
+    precondition {
+      condition     = !(var.create_rds_sql_server && var.create_rds_postgres)
+      error_message = "Choose one database: create_rds_sql_server or create_rds_postgres."
     }
   }
 }
 
 resource "aws_security_group" "database" {
-  count       = var.create_rds_sql_server ? 1 : 0
+  count       = local.create_rds ? 1 : 0
   name        = "azs-usage-database"
-  description = "azs-usage SQL Server: 1433 from the functions only"
+  description = "azs-usage billing database: its port from the functions only"
   vpc_id      = aws_vpc.this[0].id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "database_from_functions" {
-  count                        = var.create_rds_sql_server ? 1 : 0
+  count                        = local.create_rds ? 1 : 0
   security_group_id            = aws_security_group.database[0].id
-  description                  = "SQL Server from the azs-usage functions"
+  description                  = "The billing database from the azs-usage functions"
   ip_protocol                  = "tcp"
-  from_port                    = 1433
-  to_port                      = 1433
+  from_port                    = local.database_port
+  to_port                      = local.database_port
   referenced_security_group_id = module.azs_usage.functions_security_group_id
 }
 
@@ -274,6 +301,60 @@ resource "aws_db_instance" "this" {
   skip_final_snapshot                 = false
   final_snapshot_identifier           = "azs-usage-final"
   iam_database_authentication_enabled = false
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# RDS for PostgreSQL (create_rds_postgres): IAM database authentication, TLS required, reachable only from
+# the functions' security group. The master password is managed by RDS in Secrets Manager; the app never
+# uses it (it logs in as postgres_app_user with IAM tokens; output postgres_app_user_statements).
+# ---------------------------------------------------------------------------------------------------------
+
+resource "aws_db_parameter_group" "postgres" {
+  count  = var.create_rds_postgres ? 1 : 0
+  name   = "azs-usage-postgres17"
+  family = "postgres17"
+
+  # Refuse unencrypted connections (the app always asks verify-full); log connections for the audit trail.
+  parameter {
+    name  = "rds.force_ssl"
+    value = "1"
+  }
+  parameter {
+    name  = "log_connections"
+    value = "1"
+  }
+}
+
+resource "aws_db_instance" "postgres" {
+  #checkov:skip=CKV_AWS_157:Single-AZ keeps the example cheap; usage can be re-collected from the stamps. Set multi_az = true for production.
+  #checkov:skip=CKV_AWS_118:Enhanced monitoring needs an extra role; CloudWatch's standard RDS metrics apply.
+  #checkov:skip=CKV_AWS_353:Performance Insights is not offered on db.t4g.micro/small; enable it with a larger instance class.
+  #checkov:skip=CKV_AWS_354:Performance Insights is not enabled (see CKV_AWS_353).
+  count                               = var.create_rds_postgres ? 1 : 0
+  identifier                          = "azs-usage-postgres"
+  engine                              = "postgres"
+  engine_version                      = "17"
+  instance_class                      = "db.t4g.small"
+  allocated_storage                   = 20
+  storage_type                        = "gp3"
+  storage_encrypted                   = true
+  kms_key_id                          = module.azs_usage.kms_key_arn
+  db_name                             = local.postgres_database
+  username                            = "azsadmin"
+  manage_master_user_password         = true
+  master_user_secret_kms_key_id       = module.azs_usage.kms_key_arn
+  iam_database_authentication_enabled = true
+  parameter_group_name                = aws_db_parameter_group.postgres[0].name
+  db_subnet_group_name                = aws_db_subnet_group.this[0].name
+  vpc_security_group_ids              = [aws_security_group.database[0].id]
+  publicly_accessible                 = false
+  backup_retention_period             = 7
+  copy_tags_to_snapshot               = true
+  deletion_protection                 = true
+  auto_minor_version_upgrade          = true
+  enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
+  skip_final_snapshot                 = false
+  final_snapshot_identifier           = "azs-usage-postgres-final"
 }
 
 output "webhook_url" {
@@ -312,6 +393,24 @@ output "rds_endpoint" {
 }
 
 output "rds_master_secret_arn" {
-  description = "Secret RDS manages with the master password (create_rds_sql_server)."
-  value       = var.create_rds_sql_server ? aws_db_instance.this[0].master_user_secret[0].secret_arn : null
+  description = "Secret RDS manages with the master password (create_rds_sql_server or create_rds_postgres)."
+  value = (
+    var.create_rds_sql_server ? aws_db_instance.this[0].master_user_secret[0].secret_arn
+    : var.create_rds_postgres ? aws_db_instance.postgres[0].master_user_secret[0].secret_arn : null
+  )
+}
+
+output "postgres_endpoint" {
+  description = "Host name of the RDS PostgreSQL instance (create_rds_postgres)."
+  value       = var.create_rds_postgres ? aws_db_instance.postgres[0].address : null
+}
+
+output "postgres_app_user_statements" {
+  description = "SQL to run once as the master user (create_rds_postgres): the app's IAM-authenticated login and its rights; the app creates and migrates its tables."
+  value = var.create_rds_postgres ? join("\n", [
+    "CREATE USER ${local.postgres_app_user};",
+    "GRANT rds_iam TO ${local.postgres_app_user};",
+    "GRANT CONNECT, TEMPORARY ON DATABASE ${local.postgres_database} TO ${local.postgres_app_user};",
+    "GRANT USAGE, CREATE ON SCHEMA public TO ${local.postgres_app_user};",
+  ]) : null
 }

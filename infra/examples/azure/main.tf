@@ -6,14 +6,19 @@
 terraform {
   required_version = ">= 1.9"
 
+  # The module's constraints (its versions.tf says why each bound).
   required_providers {
     azurerm = {
       source  = "hashicorp/azurerm"
-      version = ">= 4.9, < 5.0"
+      version = ">= 4.77, < 5.0"
     }
     azapi = {
       source  = "Azure/azapi"
-      version = ">= 2.0, < 3.0"
+      version = ">= 2.9, < 2.13"
+    }
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.9, < 1.0"
     }
   }
 }
@@ -54,9 +59,20 @@ variable "sql_admin_group_name" {
 }
 
 variable "subnet_id" {
-  description = "Optional subnet (delegated to Microsoft.App/environments) for VNet integration, to reach stamps on private networks."
+  description = "Optional subnet (delegated to Microsoft.App/environments) for VNet integration, to reach stamps on private networks. The module attaches a NAT gateway to it for egress (output egress_ip)."
   type        = string
   default     = null
+}
+
+variable "database" {
+  description = "The billing database the example creates: \"azure-sql\" (default) or \"postgres\" (Azure Database for PostgreSQL Flexible Server). Both take Entra ID logins only."
+  type        = string
+  default     = "azure-sql"
+
+  validation {
+    condition     = contains(["azure-sql", "postgres"], var.database)
+    error_message = "database must be \"azure-sql\" or \"postgres\"."
+  }
 }
 
 variable "alert_emails" {
@@ -76,6 +92,9 @@ module "azs_usage" {
   sql_admin_object_id = var.sql_admin_group_object_id
   sql_admin_login     = var.sql_admin_group_name
   alert_emails        = var.alert_emails
+
+  create_sql_database      = var.database == "azure-sql"
+  create_postgres_database = var.database == "postgres"
 
   # Required: the only hosts the service calls with a stamp's credential (AZS_USAGE_ALLOWED_STAMP_HOSTS),
   # its guard against webhook callers naming URLs (SSRF). Replace with your stamps' admin ARM and AD FS
@@ -106,6 +125,31 @@ output "sql_server_fqdn" {
 }
 
 output "sql_app_user_statements" {
-  description = "T-SQL to run once as a member of the DBA group."
+  description = "T-SQL to run once as a member of the DBA group (database = azure-sql)."
   value       = module.azs_usage.sql_app_user_statements
+}
+
+output "postgres_server_fqdn" {
+  description = "PostgreSQL Flexible Server (database = postgres)."
+  value       = module.azs_usage.postgres_server_fqdn
+}
+
+output "postgres_app_user_statements" {
+  description = "SQL to run once as a member of the DBA group (database = postgres)."
+  value       = module.azs_usage.postgres_app_user_statements
+}
+
+output "resource_group_name" {
+  description = "Resource group of the deployment."
+  value       = module.azs_usage.resource_group_name
+}
+
+output "egress_ip" {
+  description = "Outbound address of the app with subnet_id (allow it in stamp firewalls)."
+  value       = module.azs_usage.egress_ip
+}
+
+output "workbook_id" {
+  description = "The operations workbook (Application Insights > Workbooks)."
+  value       = module.azs_usage.workbook_id
 }

@@ -5,7 +5,8 @@
 #   stamp drift      the daily scheduled verify found stored rows that differ from what a stamp reports
 #                    (AzsUsage/DriftRows, published only by the run that verified; shared/app/src/metrics.rs).
 #   failed runs      collect-usage fails its invocation when a stamp failed (AWS/Lambda Errors).
-#   not running      no collect-usage invocation for two hours (schedule disabled, deleted, throttled).
+#   not running      no collect-usage invocation for two hours (schedule disabled, deleted, throttled): the
+#                    alarm pages on its way to INSUFFICIENT_DATA (see below), not before the first run.
 #   dead letters     anything in the dead-letter queue: a run that failed after every retry.
 #   stamp work dead letters (fan_out_queue only, queue.tf) a stamp message that failed every attempt.
 #
@@ -58,16 +59,22 @@ locals {
       missing_data = "notBreaching"
     }
     "collect-usage-not-running" = {
-      description  = "collect-usage was not invoked for two hours: check the EventBridge Scheduler schedule and Lambda throttles."
-      namespace    = "AWS/Lambda"
-      metric       = "Invocations"
-      dimensions   = { FunctionName = aws_lambda_function.collect_usage.function_name }
-      statistic    = "Sum"
-      period       = 3600
-      periods      = 2
-      comparison   = "LessThanThreshold"
-      threshold    = 1
-      missing_data = var.schedule_enabled ? "breaching" : "notBreaching"
+      description = "collect-usage was not invoked for two hours: check the EventBridge Scheduler schedule and Lambda throttles."
+      namespace   = "AWS/Lambda"
+      metric      = "Invocations"
+      dimensions  = { FunctionName = aws_lambda_function.collect_usage.function_name }
+      statistic   = "Sum"
+      period      = 3600
+      periods     = 2
+      comparison  = "LessThanThreshold"
+      threshold   = 1
+      # Lambda publishes no zero Invocations: an hour without a run is missing data, not 0. "breaching"
+      # paged from apply until the first run (the function has no history), and "notBreaching" alone would
+      # never page at all. So: "missing", and this alarm also notifies on INSUFFICIENT_DATA. A new alarm
+      # starts there without a transition (no page); after the first run it is OK; two hours without a run
+      # move it from OK to INSUFFICIENT_DATA, which pages. A disabled schedule never leaves the start state.
+      missing_data      = "missing"
+      insufficient_data = true
     }
     "dead-letters" = {
       description  = "A collection run failed after every retry and is in the dead-letter queue (${aws_sqs_queue.dead_letter.name})."
@@ -106,7 +113,9 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   treat_missing_data  = each.value.missing_data
   alarm_actions       = [local.alarm_topic_arn]
   ok_actions          = [local.alarm_topic_arn]
-  tags                = var.tags
+  # Only where missing data is the failure (collect-usage-not-running).
+  insufficient_data_actions = try(each.value.insufficient_data, false) ? [local.alarm_topic_arn] : []
+  tags                      = var.tags
 }
 
 # The alarms were separate resources before; these keep an applied installation's alarms in place.

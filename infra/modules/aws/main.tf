@@ -28,11 +28,22 @@ locals {
   database_ca_secret_arns = aws_secretsmanager_secret.database_ca[*].arn
   api_token_secret_arns   = var.api_token_secret_name == null ? [] : ["arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:${var.api_token_secret_name}-??????"]
 
+  # The database: a connection string the operator puts into the DB secret (SQL Server, or PostgreSQL
+  # with a password), or an RDS PostgreSQL URL without a password whose login is an IAM token the app
+  # signs with its role (database_iam_auth; the URL's user holds rds_iam).
+  database_iam_user = var.database_iam_auth == null ? null : regex("^postgres(?:ql)?://([^:@/]+)@", var.database_iam_auth.url)[0]
+  database_environment = var.database_iam_auth == null ? {
+    AZS_USAGE_DATABASE = "secret:${aws_secretsmanager_secret.database.name}"
+    } : {
+    AZS_USAGE_DATABASE      = var.database_iam_auth.url
+    AZS_USAGE_DATABASE_AUTH = "aws-iam"
+  }
+
   # The environment both functions read (shared/app/src/config.rs). The Needed::ByFunctions variables
   # are checked by tests/infra-check.
   function_environment = merge(
+    local.database_environment,
     {
-      AZS_USAGE_DATABASE               = "secret:${aws_secretsmanager_secret.database.name}"
       AZS_USAGE_SECRETS                = "aws-secrets-manager"
       AZS_USAGE_SECRET_PREFIX          = var.secret_prefix
       AZS_USAGE_CONCURRENCY            = tostring(var.collect_concurrency)
@@ -294,6 +305,24 @@ resource "aws_iam_role_policy" "webhook" {
   name   = "register-stamp"
   role   = aws_iam_role.webhook.id
   policy = data.aws_iam_policy_document.webhook.json
+}
+
+# RDS IAM authentication (database_iam_auth): both functions sign in to PostgreSQL as the URL's user with
+# a token of their own role, so each role may connect as that one database user only.
+data "aws_iam_policy_document" "database_iam" {
+  count = var.database_iam_auth == null ? 0 : 1
+  statement {
+    sid       = "ConnectAsTheAppsDatabaseUser"
+    actions   = ["rds-db:connect"]
+    resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${var.database_iam_auth.db_resource_id}/${local.database_iam_user}"]
+  }
+}
+
+resource "aws_iam_role_policy" "database_iam" {
+  for_each = var.database_iam_auth == null ? {} : { collector = aws_iam_role.collector.id, webhook = aws_iam_role.webhook.id }
+  name     = "database-iam-auth"
+  role     = each.value
+  policy   = data.aws_iam_policy_document.database_iam[0].json
 }
 
 # X-Ray and VPC networking need Resource "*" by design; AWS's managed policies are the narrowest form.

@@ -1,7 +1,8 @@
 # VPC mode (vpc_subnet_ids set): the functions' security group, and optional interface endpoints for a VPC
 # without a NAT gateway. What the functions connect to: the stamps' admin ARM and login endpoints (443),
-# Secrets Manager (443), X-Ray (443, traces), the database (1433). Lambda's own service writes the logs
-# and the dead letters, so no endpoint is needed for CloudWatch Logs or SQS.
+# Secrets Manager (443), X-Ray (443, traces), the database (database_port: 1433 SQL Server, 5432
+# PostgreSQL). Lambda's own service writes the logs and the dead letters, so no endpoint is needed for
+# CloudWatch Logs or SQS.
 
 data "aws_subnet" "first" {
   count = local.vpc_enabled ? 1 : 0
@@ -16,7 +17,14 @@ data "aws_vpc" "this" {
 locals {
   create_security_group       = local.vpc_enabled && length(var.vpc_security_group_ids) == 0
   function_security_group_ids = local.create_security_group ? [aws_security_group.functions[0].id] : var.vpc_security_group_ids
-  database_cidr_blocks        = local.vpc_enabled ? coalesce(var.database_cidr_blocks, [data.aws_vpc.this[0].cidr_block]) : []
+  # Keyed by what is known at plan: the given blocks, or "vpc" for the VPC's own block. The VPC's CIDR comes
+  # from a data source that, when the subnets are created in the same apply (examples/aws create_vpc), is
+  # only known at apply, and for_each keys must be known at plan.
+  database_egress = !local.vpc_enabled ? {} : (
+    var.database_cidr_blocks != null
+    ? { for cidr in var.database_cidr_blocks : cidr => cidr }
+    : { vpc = data.aws_vpc.this[0].cidr_block }
+  )
 }
 
 resource "aws_security_group" "functions" {
@@ -38,12 +46,12 @@ resource "aws_vpc_security_group_egress_rule" "https" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "database" {
-  for_each          = local.create_security_group ? toset(local.database_cidr_blocks) : toset([])
+  for_each          = local.create_security_group ? local.database_egress : {}
   security_group_id = aws_security_group.functions[0].id
-  description       = "SQL Server: the billing database"
+  description       = "The billing database (SQL Server or PostgreSQL)"
   ip_protocol       = "tcp"
-  from_port         = 1433
-  to_port           = 1433
+  from_port         = var.database_port
+  to_port           = var.database_port
   cidr_ipv4         = each.value
 }
 

@@ -76,7 +76,7 @@ output "alarm_names" {
 }
 
 output "functions_security_group_id" {
-  description = "Security group the module created for the functions in VPC mode (null otherwise); allow it on the database's port 1433."
+  description = "Security group the module created for the functions in VPC mode (null otherwise); allow it on the database's port (database_port)."
   value       = local.create_security_group ? aws_security_group.functions[0].id : null
 }
 

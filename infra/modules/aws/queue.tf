@@ -89,9 +89,14 @@ resource "aws_sqs_queue" "stamp_work_dead_letter" {
 resource "aws_sqs_queue" "stamp_work" {
   count = var.fan_out_queue ? 1 : 0
   name  = "${var.name}-stamp-work"
-  # AWS's advice for Lambda triggers: at least six times the function timeout, so that a message is not
-  # delivered again while its first worker still runs (and a killed worker's message returns after it).
-  visibility_timeout_seconds        = min(43200, 6 * var.stamp_worker_timeout_seconds)
+  # How long a received message stays hidden, i.e. how soon a failed or killed worker's stamp is tried
+  # again. SQS requires at least the function timeout for a Lambda trigger (a message must not return
+  # while its worker still runs). AWS recommends six times the timeout to leave room for the event source
+  # mapping's own retries when batches are throttled; with batch_size 1, no batching window and
+  # maximum_concurrency below the account's limit that room is not needed, and 6 x 900 s made a failed
+  # stamp wait 90 minutes for its next attempt. The worker's timeout plus a minute covers its shutdown and
+  # the mapping's poll; a duplicate delivery is harmless anyway (the stamp's lease and fenced commits).
+  visibility_timeout_seconds        = var.stamp_worker_timeout_seconds + 60
   message_retention_seconds         = 86400
   kms_master_key_id                 = aws_kms_key.this.arn
   kms_data_key_reuse_period_seconds = 3600
@@ -166,6 +171,15 @@ resource "aws_lambda_function" "stamp_worker" {
   tags = var.tags
 
   depends_on = [aws_iam_role_policy.collector, aws_iam_role_policy.stamp_queue, aws_iam_role_policy_attachment.vpc]
+}
+
+# A continuation the worker sends to its own queue carries the invocation's trace header, so Lambda's
+# recursive-loop detection would stop the chain after about 16 hops and drop (dead-letter) a stamp that
+# needs more. The loop is intended and bounded: a stamp is continued only while it is behind.
+resource "aws_lambda_function_recursion_config" "stamp_worker" {
+  count          = var.fan_out_queue ? 1 : 0
+  function_name  = aws_lambda_function.stamp_worker[0].function_name
+  recursive_loop = "Allow"
 }
 
 resource "aws_lambda_event_source_mapping" "stamp_work" {

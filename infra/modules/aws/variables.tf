@@ -303,13 +303,13 @@ variable "create_http_api" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "vpc_subnet_ids" {
-  description = "Private subnets to attach both functions to (empty: no VPC). The functions reach the stamps (admin ARM, AD FS/Entra login: HTTPS), Secrets Manager and X-Ray (a NAT gateway, or create_vpc_endpoints) and the database (port 1433). Use two or more subnets in different AZs."
+  description = "Private subnets to attach both functions to (empty: no VPC). The functions reach the stamps (admin ARM, AD FS/Entra login: HTTPS), Secrets Manager and X-Ray (a NAT gateway, or create_vpc_endpoints) and the database (database_port). Use two or more subnets in different AZs."
   type        = list(string)
   default     = []
 }
 
 variable "vpc_security_group_ids" {
-  description = "Security groups of the functions when vpc_subnet_ids is set. Empty (default): the module creates one that allows only HTTPS to stamp_cidr_blocks and 1433 to database_cidr_blocks (output functions_security_group_id, for the database's ingress rule)."
+  description = "Security groups of the functions when vpc_subnet_ids is set. Empty (default): the module creates one that allows only HTTPS to stamp_cidr_blocks and database_port to database_cidr_blocks (output functions_security_group_id, for the database's ingress rule)."
   type        = list(string)
   default     = []
 }
@@ -320,10 +320,35 @@ variable "stamp_cidr_blocks" {
   default     = ["0.0.0.0/0"]
 }
 
+variable "database_iam_auth" {
+  description = "RDS or Aurora PostgreSQL with IAM database authentication (AZS_USAGE_DATABASE_AUTH=aws-iam): `url` is `postgres://<user>@<host>:5432/<database>?sslmode=verify-full` with no password (the app signs an IAM token as the URL's user, who must hold the rds_iam role; set database_ca_bundle_pem to the region's RDS CA bundle for verify-full), `db_resource_id` the instance's or cluster's resource id (`db-...`/`cluster-...`) for the rds-db:connect policy. null (default): the connection string is read from the database_secret_name secret."
+  type = object({
+    url            = string
+    db_resource_id = string
+  })
+  default = null
+
+  validation {
+    condition     = var.database_iam_auth == null || can(regex("^postgres(ql)?://[^:@/]+@[^/@]+/[^?]+\\?(.*&)?sslmode=verify-full(&.*)?$", var.database_iam_auth.url))
+    error_message = "database_iam_auth.url must be postgres://<user>@<host>:<port>/<database>?sslmode=verify-full, without a password (the login is an IAM token)."
+  }
+}
+
 variable "database_cidr_blocks" {
-  description = "Where the module's function security group may connect on 1433 (SQL Server). null (default): the VPC's CIDR block."
+  description = "Where the module's function security group may connect on database_port. null (default): the VPC's CIDR block."
   type        = list(string)
   default     = null
+}
+
+variable "database_port" {
+  description = "Port of the billing database the function security group may reach: 1433 (SQL Server, default) or 5432 (PostgreSQL)."
+  type        = number
+  default     = 1433
+
+  validation {
+    condition     = var.database_port >= 1 && var.database_port <= 65535 && floor(var.database_port) == var.database_port
+    error_message = "database_port must be a TCP port (1-65535)."
+  }
 }
 
 variable "create_vpc_endpoints" {

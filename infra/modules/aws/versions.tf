@@ -5,8 +5,9 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.50, < 7.0"
+      source = "hashicorp/aws"
+      # 5.100: aws_lambda_function_recursion_config (queue.tf). Validated and tested here with 5.100.0.
+      version = ">= 5.100, < 7.0"
     }
   }
 }

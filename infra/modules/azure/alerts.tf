@@ -5,7 +5,8 @@
 #   stamp failed     the same lines with failed = 1.
 #   stamp drift      the same lines' driftRows (only on the run that did the stamp's daily verify) > 0.
 #   failed runs      collect-usage answers 500 when a stamp failed: a failed request in `requests`.
-#   not running      no collect-usage request for two hours (timer stopped, app down).
+#   not running      the last collect-usage request is more than two hours old (timer stopped, app down);
+#                    silent until the first run, so a new installation does not page before its first hour.
 #   stamp work dead letters (fan_out_queue only, queue.tf) a stamp message that failed every attempt.
 #
 # The alerts differ only in their query and threshold, so they are one resource over a map keyed by the
@@ -89,16 +90,21 @@ locals {
       description = "collect-usage did not run for two hours: check the Function App, its timer and COLLECT_SCHEDULE."
       severity    = 1
       frequency   = "PT1H"
-      window      = "PT2H"
+      # Counting runs in a 2-hour window paged from apply until the first run (no request yet is 0 < 1).
+      # Instead: the newest run in two days, when it is older than two hours. With no run at all the
+      # max is empty and nothing fires; after two silent days the alert resolves (it has paged by then).
+      window      = "P2D"
       query       = <<-KQL
         requests
         | where operation_Name == "collect-usage"
+        | summarize last_run = max(timestamp)
+        | where last_run < ago(2h)
       KQL
       aggregation = "Count"
       measure     = null
       per_stamp   = false
-      operator    = "LessThan"
-      threshold   = 1
+      operator    = "GreaterThan"
+      threshold   = 0
     }
   }, local.stamp_work_alerts)
 }

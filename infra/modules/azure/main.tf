@@ -1,13 +1,15 @@
-# azs-usage on Azure: one Linux Function App running the custom handler (`handler`) with two functions,
-# collect-usage (timer, %COLLECT_SCHEDULE%) and register-stamp (HTTP, authLevel function). Its system-
-# assigned identity reads and writes stamp credentials in a Key Vault (RBAC) and signs in to Azure SQL
-# (Entra-only authentication), so no password appears anywhere in this configuration.
+# azs-usage on Azure: one Linux Function App running the custom handler (`handler`) with three functions,
+# collect-usage (timer, %COLLECT_SCHEDULE%), register-stamp (HTTP, authLevel function) and stamp-work (queue,
+# queue.tf). Its system-assigned identity reads and writes stamp credentials in a Key Vault (RBAC) and signs
+# in to the database (Azure SQL with Entra-only authentication, or PostgreSQL Flexible Server with Entra
+# authentication, postgres.tf), so no password appears anywhere in this configuration.
 #
 # Plans: Flex Consumption (FC1, the default; azapi, see function_app_flex below), Elastic Premium or
-# Dedicated (azurerm_linux_function_app). All of them take an optional subnet for VNet integration, so the
-# app reaches stamps on private networks. The package is a content-addressed blob: a changed build has a
-# new name, so it always ships, and no deployment uses basic-auth publishing credentials.
-# Alerts are in alerts.tf.
+# Dedicated (azurerm_linux_function_app). All of them take an optional subnet for VNet integration
+# (network.tf), so the app reaches stamps on private networks. The package is a content-addressed blob: a
+# changed build has a new name, so it always ships, and no deployment uses basic-auth publishing
+# credentials. Role propagation is waited for (time_sleep) before anything the app does with its roles.
+# Alerts are in alerts.tf, the workbook in dashboard.tf.
 
 data "azurerm_client_config" "current" {}
 
@@ -43,7 +45,8 @@ locals {
   time_budget      = "${var.function_timeout_minutes - 1}m"
 
   # The package's name is its content hash, so a changed build is a new blob and a new deployment.
-  package_blob_name = "azs-usage-${filesha256(var.package_path)}.zip"
+  package_hash      = filesha256(var.package_path)
+  package_blob_name = "azs-usage-${local.package_hash}.zip"
   package_url       = "${azurerm_storage_account.host.primary_blob_endpoint}${azurerm_storage_container.packages.name}/${local.package_blob_name}"
 
   # The server's name (not the resource) feeds the app settings: the server's admin may be the app's own
@@ -53,7 +56,7 @@ locals {
   database_connection_string = (
     var.create_sql_database
     ? "Server=tcp:${local.sql_server_name}.${var.sql_dns_suffix},1433;Database=${local.sql_database_name};Encrypt=True;TrustServerCertificate=False;Connection Timeout=30;"
-    : var.existing_database
+    : var.create_postgres_database ? local.postgres_url : var.existing_database # postgres.tf
   )
 
   # The environment of both functions (shared/app/src/config.rs); checked by tests/infra-check.
@@ -79,8 +82,17 @@ locals {
       # host.json's functionTimeout, overridden from the same variable as the time budget.
       AzureFunctionsJobHost__functionTimeout = local.function_timeout
     },
-    # Premium and Dedicated run the package straight from its blob, read with the app's identity.
-    local.flex_plan ? {} : { WEBSITE_RUN_FROM_PACKAGE = local.package_url },
+    {
+      # Adaptive sampling would drop `traces`, and every alert and the workbook read the metric lines
+      # there (alerts.tf): traces, requests and exceptions are never sampled (overrides host.json).
+      AzureFunctionsJobHost__logging__applicationInsights__samplingSettings__excludedTypes = "Request;Exception;Trace"
+    },
+    # Premium and Dedicated run the package straight from its blob, read with the app's identity
+    # (WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID; without it the URL is fetched anonymously and fails).
+    local.flex_plan ? {} : {
+      WEBSITE_RUN_FROM_PACKAGE                     = local.package_url
+      WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID = "SystemAssigned"
+    },
     local.queue_app_settings, # queue.tf
   )
 }
@@ -115,7 +127,7 @@ resource "azurerm_application_insights" "this" {
 resource "azurerm_storage_account" "host" {
   #checkov:skip=CKV_AZURE_206:Host storage holds only timer leases, host keys and the build package, all recreated by the host or the next apply; geo-replication would buy nothing.
   #checkov:skip=CKV2_AZURE_40:Elastic Premium and Dedicated plans use key-based AzureWebJobsStorage and content share (Flex uses the app's identity); keys stay in Azure.
-  #checkov:skip=CKV_AZURE_33:Queue service logging: the host uses no storage queues for our functions (HTTP and timer triggers) except the optional stamp work queues (queue.tf), whose messages hold stamp ids only; the worker logs every message it handles.
+  #checkov:skip=CKV_AZURE_33:Queue service logging: the only queues are the stamp-work queues (queue.tf), whose messages hold stamp ids only; the worker logs every message it handles.
   #checkov:skip=CKV2_AZURE_1:Customer-managed keys for host storage that holds no customer data would add a key to manage for no gain; Microsoft-managed encryption applies.
   #checkov:skip=CKV2_AZURE_33:Private endpoints for host storage need a private DNS zone per service in the operator's network; VNet integration (subnet_id) covers the outbound path to the stamps, which is what this module must reach.
   #checkov:skip=CKV_AZURE_59:The Functions host and Terraform's package upload reach the account over its public endpoint unless the operator adds private endpoints; anonymous blob access is disabled separately.
@@ -157,12 +169,11 @@ resource "azurerm_storage_container" "packages" {
 }
 
 resource "azurerm_storage_blob" "package" {
-  name                   = local.package_blob_name
-  storage_account_name   = azurerm_storage_account.host.name
-  storage_container_name = azurerm_storage_container.packages.name
-  type                   = "Block"
-  source                 = var.package_path
-  content_md5            = filemd5(var.package_path)
+  name                 = local.package_blob_name
+  storage_container_id = azurerm_storage_container.packages.id # azurerm >= 4.77
+  type                 = "Block"
+  source               = var.package_path
+  content_md5          = filemd5(var.package_path)
 }
 
 # Flex Consumption: the container the platform deploys the app's package from.
@@ -187,7 +198,7 @@ resource "azurerm_key_vault" "this" {
   location                   = var.location
   tenant_id                  = data.azurerm_client_config.current.tenant_id
   sku_name                   = "standard"
-  enable_rbac_authorization  = true
+  rbac_authorization_enabled = true # azurerm >= 4.42
   purge_protection_enabled   = true
   soft_delete_retention_days = 90
 
@@ -215,16 +226,18 @@ resource "azurerm_service_plan" "this" {
 
   lifecycle {
     precondition {
-      condition     = var.create_sql_database || var.existing_database != null
-      error_message = "Set existing_database when create_sql_database is false."
+      condition     = var.create_sql_database || var.create_postgres_database || var.existing_database != null
+      error_message = "Set existing_database when neither create_sql_database nor create_postgres_database is true."
     }
   }
 }
 
-# Flex Consumption with the custom runtime through azapi (Microsoft.Web/sites, functionAppConfig):
-# azurerm 4.x's azurerm_function_app_flex_consumption does not accept runtime_name = "custom" in the
-# versions this module was written against, and azurerm could not be checked here. azapi maps the ARM
-# API one to one. Host storage and the deployment container are reached with the app's identity.
+# Flex Consumption with the custom runtime through azapi (Microsoft.Web/sites, functionAppConfig). azurerm's
+# azurerm_function_app_flex_consumption accepts runtime_name = "custom" since 4.21, but it ships a package
+# only through zip deploy with basic-auth publishing credentials (zip_deploy_file), which this module never
+# turns on; azapi maps the ARM API one to one, and its body is checked against azapi's own type data by
+# tests/infra-check (azapi_schema.rs). Host storage and the deployment container are reached with the app's
+# identity.
 resource "azapi_resource" "function_app_flex" {
   count     = local.flex_plan ? 1 : 0
   type      = "Microsoft.Web/sites@2024-04-01"
@@ -271,25 +284,94 @@ resource "azapi_resource" "function_app_flex" {
   }
 
   response_export_values = ["properties.defaultHostName"]
+
+  # The integrated subnet gets its NAT gateway first (network.tf): the host starts with egress to its storage,
+  # and the association's read-modify-write of the subnet does not race the app's own change to it.
+  depends_on = [azurerm_subnet_nat_gateway_association.egress]
 }
 
-# Ships the content-addressed blob to the Flex app (ARM's OneDeploy extension: Entra-authenticated, no
-# basic-auth publishing). A new build is a new blob name, which replaces this resource.
-resource "azapi_resource" "flex_package_deployment" {
-  count     = local.flex_plan ? 1 : 0
-  type      = "Microsoft.Web/sites/extensions@2024-04-01"
-  name      = "onedeploy"
-  parent_id = azapi_resource.function_app_flex[0].id
+# Ships the content-addressed blob to the Flex app: ARM's OneDeploy extension (PUT sites/{app}/extensions/
+# onedeploy; Entra-authenticated, no basic-auth publishing), as an action, the way Microsoft's verified module
+# does (Azure/terraform-azurerm-avm-res-web-site, modules/extensions_zipdeploy). It is no resource: azapi
+# would read `onedeploy` back and delete it on the next build (azapi#486), and the resource schema of the
+# onedeploy branch has no `properties` at all (Z-1). OneDeploy fetches packageUri itself, anonymously, so the
+# URL carries a short-lived read-only SAS of the packages container, signed at the plan that ships it;
+# it then writes the package into the deployment container with the app's identity, which is why it waits
+# for that role (time_sleep.app_roles) and retries what a role still propagating answers.
+# The SAS window starts at the plan's own time (plantimestamp), not at a timestamp kept in the state: an
+# apply that creates the action (a new build, or a rerun after a failed first deployment, however much
+# later) always sends a SAS that is valid now. Fifteen minutes back against clock skew, three hours ahead
+# (inside the account's one-day sas_policy); apply a saved plan within that time. Later plans sign a new SAS,
+# which the action ignores (ignore_changes = [body]) until the next build.
+data "azurerm_storage_account_blob_container_sas" "package" {
+  count             = local.flex_plan ? 1 : 0
+  connection_string = azurerm_storage_account.host.primary_connection_string
+  container_name    = azurerm_storage_container.packages.name
+  https_only        = true
+  start             = timeadd(plantimestamp(), "-15m")
+  expiry            = timeadd(plantimestamp(), "3h")
 
+  permissions {
+    read   = true
+    add    = false
+    create = false
+    write  = false
+    delete = false
+    list   = false
+  }
+}
+
+resource "azapi_resource_action" "flex_package_deployment" {
+  count       = local.flex_plan ? 1 : 0
+  type        = "Microsoft.Web/sites@2024-04-01"
+  resource_id = azapi_resource.function_app_flex[0].id
+  action      = "extensions/onedeploy"
+  method      = "PUT"
+
+  # ARM's OneDeploy request (azapi does not validate action bodies; tests/infra-check holds this one to
+  # the documented keys). type = "zip": OneDeploy's artifact type, which its API requires (the verified
+  # module sends it since it moved to OneDeploy, Azure/terraform-azurerm-avm-res-web-site#270; Flex's
+  # publish endpoint takes type=zip too). remoteBuild = false: the zip already holds the Linux handler
+  # executable.
   body = {
     properties = {
-      packageUri  = local.package_url
+      packageUri  = "${local.package_url}${data.azurerm_storage_account_blob_container_sas.package[0].sas}"
+      type        = "zip"
       remoteBuild = false
     }
   }
 
-  replace_triggers_external_values = [local.package_blob_name]
-  depends_on                       = [azurerm_storage_blob.package, azurerm_role_assignment.app_storage]
+  # Synchronous refusals while the app's roles propagate or the platform still configures the new app.
+  retry = {
+    error_message_regex = [
+      "BlobUploadFailed",
+      "AuthorizationPermissionMismatch",
+      "AuthorizationFailure",
+      "RESPONSE 403",
+      "Cannot modify this site because another operation is in progress",
+    ]
+    interval_seconds     = 15
+    max_interval_seconds = 60
+  }
+
+  timeouts {
+    create = "30m"
+    update = "30m"
+  }
+
+  lifecycle {
+    # A new build deploys again (a replacement sends the whole new body). Other body changes are ignored,
+    # as in the verified module: a re-signed SAS (a rotated account key) must not redeploy the same build.
+    replace_triggered_by = [terraform_data.package]
+    ignore_changes       = [body]
+  }
+
+  depends_on = [azurerm_storage_blob.package, time_sleep.app_roles]
+}
+
+# The package's content hash as a resource, so that other resources can be replaced when it changes.
+resource "terraform_data" "package" {
+  input = local.package_hash
 }
 
 # Elastic Premium and Dedicated.
@@ -329,7 +411,8 @@ resource "azurerm_linux_function_app" "this" {
 
   tags = var.tags
 
-  depends_on = [azurerm_storage_blob.package]
+  # The NAT gateway first, as for the Flex app.
+  depends_on = [azurerm_storage_blob.package, azurerm_subnet_nat_gateway_association.egress]
 }
 
 locals {
@@ -353,6 +436,46 @@ resource "azurerm_role_assignment" "app_storage" {
   scope                = azurerm_storage_account.host.id
   role_definition_name = local.flex_plan ? "Storage Blob Data Owner" : "Storage Blob Data Reader"
   principal_id         = local.principal_id
+}
+
+# A new role assignment takes minutes to reach the services that enforce it (Microsoft documents up to ten).
+# Until then the app's first package pull (Premium/Dedicated), the OneDeploy upload into the deployment
+# container (Flex, BlobUploadFailedException), its queue listener and Key Vault calls answer 403. Everything
+# that needs the roles waits here once; later applies do not wait unless an assignment is replaced.
+resource "time_sleep" "app_roles" {
+  create_duration = "${var.role_propagation_seconds}s"
+  triggers = {
+    roles = join(",", concat(
+      [azurerm_role_assignment.app_storage.id, azurerm_role_assignment.app_key_vault.id],
+      azurerm_role_assignment.app_queues[*].id, # queue.tf
+    ))
+  }
+
+  # With VNet integration the app has no egress until the NAT gateway is attached (network.tf); the app
+  # itself depends on the association too.
+  depends_on = [azurerm_subnet_nat_gateway_association.egress]
+}
+
+# Premium and Dedicated: the app started with WEBSITE_RUN_FROM_PACKAGE before its identity could read the
+# blob, and an app that failed to mount its package stays without functions until it restarts. This
+# restarts it once the roles have propagated (again when an assignment is replaced); a new build changes the
+# app setting, which restarts the app by itself.
+resource "azapi_resource_action" "restart_after_roles" {
+  count       = local.flex_plan ? 0 : 1
+  type        = "Microsoft.Web/sites@2024-04-01"
+  resource_id = azurerm_linux_function_app.this[0].id
+  action      = "restart"
+  method      = "POST"
+
+  retry = {
+    error_message_regex = ["Cannot modify this site because another operation is in progress"]
+  }
+
+  lifecycle {
+    replace_triggered_by = [time_sleep.app_roles]
+  }
+
+  depends_on = [time_sleep.app_roles]
 }
 
 # ---------------------------------------------------------------------------------------------------------

@@ -55,6 +55,27 @@ output "sql_app_user_statements" {
   ]) : null
 }
 
+output "postgres_server_fqdn" {
+  description = "Host name of the PostgreSQL Flexible Server (null unless create_postgres_database)."
+  value       = var.create_postgres_database ? azurerm_postgresql_flexible_server.this[0].fqdn : null
+}
+
+output "postgres_app_user_statements" {
+  description = "SQL a member of the DBA group (sql_admin_object_id) runs once, signed in with an Entra ID token: the first statement in database `postgres`, the others in `azs_usage` (null unless create_postgres_database). The app then creates and migrates its tables."
+  value = var.create_postgres_database ? join("\n", [
+    "-- in database postgres:",
+    "SELECT * FROM pgaadauth_create_principal('${local.function_app_name}', false, false);",
+    "-- in database ${local.postgres_database_name}:",
+    "GRANT CONNECT, TEMPORARY ON DATABASE ${local.postgres_database_name} TO \"${local.function_app_name}\";",
+    "GRANT USAGE, CREATE ON SCHEMA public TO \"${local.function_app_name}\";",
+  ]) : null
+}
+
+output "egress_ip" {
+  description = "Static public IP of the NAT gateway the module attached to subnet_id (subnet_egress = \"nat-gateway\"): allow it in stamp firewalls. null otherwise."
+  value       = local.create_nat_gateway ? azurerm_public_ip.egress[0].ip_address : null
+}
+
 output "action_group_id" {
   description = "Action group the alerts notify."
   value       = local.action_group_id

@@ -8,6 +8,12 @@
 # estate-wide bound) and host.json `queues.batchSize` (messages per instance). Continuations are not
 # delayed: an output binding cannot set a visibility timeout (see functions/azure/src/queue.rs for why
 # that is harmless). The variables live here so that the feature stays in one file.
+#
+# The package always ships stamp-work (one zip for every setting), so its queue and the identity's queue
+# role exist whatever fan_out_queue says: without them the listener of every instance fails every few
+# seconds (403 or 404 in the logs). An empty queue costs a few polling requests a minute; the timer only
+# writes to it with AZS_USAGE_FAN_OUT=queue. (Disabling the function by app setting instead would need
+# `AzureWebJobs.stamp-work.Disabled`, a name with a hyphen that Linux app settings do not reliably carry.)
 
 variable "fan_out_queue" {
   description = "Collect each stamp in its own queue-triggered invocation instead of all stamps in the timer run."
@@ -35,7 +41,7 @@ locals {
 }
 
 resource "azurerm_storage_queue" "stamp_work" {
-  for_each           = var.fan_out_queue ? toset(["azs-stamp-work", "azs-stamp-work-poison"]) : toset([])
+  for_each           = toset(["azs-stamp-work", "azs-stamp-work-poison"])
   name               = each.key
   storage_account_id = azurerm_storage_account.host.id
 }
@@ -43,14 +49,14 @@ resource "azurerm_storage_queue" "stamp_work" {
 # Flex Consumption connects to host storage with the app's identity (AzureWebJobsStorage__accountName):
 # the queue trigger and outputs need queue data rights there. Premium and Dedicated use the account key.
 resource "azurerm_role_assignment" "app_queues" {
-  count                = var.fan_out_queue && local.flex_plan ? 1 : 0
+  count                = local.flex_plan ? 1 : 0
   scope                = azurerm_storage_account.host.id
   role_definition_name = "Storage Queue Data Contributor"
   principal_id         = local.principal_id
 }
 
 # The dead-letter alert joins the module's alerts (alerts.tf) when the queue exists. Storage queue
-# metrics are per account, not per queue, so it reads the worker's own "message dead-lettered" log line;
+# metrics are per account, not per queue, so it reads the worker's own dead-letter log lines;
 # a 5-minute window pages soon after.
 locals {
   stamp_work_alerts = var.fan_out_queue ? {
@@ -59,7 +65,9 @@ locals {
       severity    = 2
       frequency   = "PT5M"
       window      = "PT5M"
-      query       = "traces | where message has \"message dead-lettered\""
+      # The worker's invocation line (shared/app/src/job.rs work_line: ", dead-lettered: <error>") is in the
+      # Logs the host writes to traces; the tracing line "message dead-lettered" is matched too.
+      query       = "traces | where message has \", dead-lettered: \" or message has \"message dead-lettered\""
       aggregation = "Count"
       measure     = null
       per_stamp   = false

@@ -76,9 +76,36 @@ variable "plan_sku" {
 }
 
 variable "subnet_id" {
-  description = "Subnet for VNet integration (outbound), so the app reaches stamps on private networks; null: no VNet integration. Flex Consumption needs a subnet delegated to Microsoft.App/environments, Premium/Dedicated one delegated to Microsoft.Web/serverFarms. For a fixed outbound address (stamp firewalls), attach a NAT gateway with a public IP to the subnet."
+  description = "Subnet for VNet integration (outbound), so the app reaches stamps on private networks; null: no VNet integration. Flex Consumption needs a subnet delegated to Microsoft.App/environments, Premium/Dedicated one delegated to Microsoft.Web/serverFarms. All outbound traffic then leaves through the VNet, so the subnet needs egress to the internet (Key Vault, storage, Entra ID, public stamps): see subnet_egress."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.subnet_id == null || can(regex("(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.Network/virtualNetworks/[^/]+/subnets/[^/]+$", var.subnet_id))
+    error_message = "subnet_id must be a subnet's resource id (/subscriptions/.../resourceGroups/.../providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>)."
+  }
+}
+
+variable "vnet_integration" {
+  description = "Whether subnet_id is set, stated where Terraform can see it at plan. null (default): derived from subnet_id. Set true when subnet_id is only known after apply (a subnet created in the same configuration): whether the module creates its NAT gateway must be known at plan, or the plan fails with \"Invalid count argument\"."
+  type        = bool
+  default     = null
+
+  validation {
+    condition     = var.vnet_integration == null || var.vnet_integration == (var.subnet_id != null)
+    error_message = "vnet_integration must be true exactly when subnet_id is set (or null: derived from subnet_id)."
+  }
+}
+
+variable "subnet_egress" {
+  description = "How the integrated subnet (subnet_id) reaches the internet. \"nat-gateway\" (default): the module creates a NAT gateway with a static public IP and attaches it to the subnet (output egress_ip: allow it in stamp firewalls). \"existing\": the subnet already has egress (your NAT gateway, a firewall route, or private endpoints plus DNS for storage, Key Vault and the database); new VNets have no default outbound access, and without egress the app cannot start. Ignored without subnet_id."
+  type        = string
+  default     = "nat-gateway"
+
+  validation {
+    condition     = contains(["nat-gateway", "existing"], var.subnet_egress)
+    error_message = "subnet_egress must be \"nat-gateway\" (the module attaches one) or \"existing\" (the subnet already has egress)."
+  }
 }
 
 variable "function_timeout_minutes" {
@@ -104,13 +131,24 @@ variable "flex_instance_memory_mb" {
 }
 
 variable "flex_maximum_instance_count" {
-  description = "Flex Consumption scale-out limit (40-1000)."
+  description = "Flex Consumption scale-out limit (1-1000). With fan_out_queue it is the only cap on concurrent stamp workers, each holding database connections: keep it under the database's worker limit (Azure SQL S0: 60 concurrent workers; each instance works host.json queues.batchSize = 4 stamps)."
   type        = number
-  default     = 40
+  default     = 10
 
   validation {
-    condition     = var.flex_maximum_instance_count >= 40 && var.flex_maximum_instance_count <= 1000
-    error_message = "flex_maximum_instance_count must be between 40 and 1000."
+    condition     = var.flex_maximum_instance_count >= 1 && var.flex_maximum_instance_count <= 1000 && floor(var.flex_maximum_instance_count) == var.flex_maximum_instance_count
+    error_message = "flex_maximum_instance_count must be a whole number from 1 to 1000."
+  }
+}
+
+variable "role_propagation_seconds" {
+  description = "How long the first apply waits after assigning the app's roles (storage, queues, Key Vault) before the package deployment (Flex) or the restart that mounts the package (Premium/Dedicated). Role assignments take minutes to propagate; later applies do not wait."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.role_propagation_seconds >= 0 && var.role_propagation_seconds <= 1800
+    error_message = "role_propagation_seconds must be from 0 to 1800."
   }
 }
 
@@ -212,30 +250,30 @@ variable "log_retention_days" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "create_sql_database" {
-  description = "Create an Azure SQL server and database with Entra-only authentication. false: set existing_database."
+  description = "Create an Azure SQL server and database with Entra-only authentication. false: set create_postgres_database (postgres.tf) or existing_database."
   type        = bool
   default     = true
 }
 
 variable "existing_database" {
-  description = "ADO.NET connection string of an existing SQL database WITHOUT credentials (the app signs in with its managed identity), used when create_sql_database is false."
+  description = "An existing database WITHOUT credentials (the app signs in with its managed identity), used when neither create_sql_database nor create_postgres_database: an ADO.NET connection string of Azure SQL, or `postgres://<app name>@<server>.postgres.database.azure.com:5432/<db>?sslmode=verify-full`."
   type        = string
   default     = null
 
   validation {
-    condition     = var.existing_database == null || !can(regex("(?i)(password|pwd)\\s*=", var.existing_database))
-    error_message = "existing_database must not contain a password: the app authenticates with its managed identity."
+    condition     = var.existing_database == null || !can(regex("(?i)(password|pwd)\\s*=|^postgres(ql)?://[^/@]*:[^/@]*@", var.existing_database))
+    error_message = "existing_database must not contain a password (no Password=/Pwd=, no user:password@ in a postgres URL): the app authenticates with its managed identity."
   }
 }
 
 variable "sql_admin_object_id" {
-  description = "Object id of the Entra group of DBAs that administers the SQL server (required with create_sql_database). The app is a contained database user: run output sql_app_user_statements once as a member of that group."
+  description = "Object id of the Entra group of DBAs that administers the SQL server or the PostgreSQL server (required with create_sql_database or create_postgres_database). The app is a database user of its managed identity: run output sql_app_user_statements (or postgres_app_user_statements) once as a member of that group."
   type        = string
   default     = null
 }
 
 variable "sql_admin_login" {
-  description = "Display name of the sql_admin_object_id group (required with create_sql_database)."
+  description = "Display name of the sql_admin_object_id group (required with create_sql_database or create_postgres_database)."
   type        = string
   default     = null
 }

@@ -4,6 +4,8 @@
 //! This is no Terraform evaluator: it resolves just what the modules use for the checked values —
 //! object literals, `local.*` and `var.*` (to their defaults), `merge(...)` and `cond ? a : b`.
 
+pub mod azapi;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -185,6 +187,27 @@ impl Module {
                 keys
             }
             _ => BTreeSet::new(),
+        }
+    }
+
+    /// Every value `key` may take in an object-valued expression: through `merge(...)` arguments and both
+    /// branches of conditionals.
+    pub fn possible_entries(&self, expr: &Expression, key: &str) -> Vec<Expression> {
+        match self.resolve(expr) {
+            Expression::Object(object) => object
+                .iter()
+                .filter(|(k, _)| object_key(k).as_deref() == Some(key))
+                .map(|(_, v)| self.resolve(v))
+                .collect(),
+            Expression::FuncCall(call) if call.name.name.as_str() == "merge" => {
+                call.args.iter().flat_map(|a| self.possible_entries(a, key)).collect()
+            }
+            Expression::Conditional(c) => {
+                let mut values = self.possible_entries(&c.true_expr, key);
+                values.extend(self.possible_entries(&c.false_expr, key));
+                values
+            }
+            _ => Vec::new(),
         }
     }
 

@@ -184,9 +184,33 @@ run "alarms_notify_the_module_topic" {
     condition     = aws_cloudwatch_metric_alarm.this["dead-letters"].dimensions["QueueName"] == aws_sqs_queue.dead_letter.name && aws_cloudwatch_metric_alarm.this["dead-letters"].threshold == 1
     error_message = "dead-letter depth of the module's queue"
   }
+  # A-3: no page from apply until the first run, a page when runs stop (OK -> INSUFFICIENT_DATA).
   assert {
-    condition     = aws_cloudwatch_metric_alarm.this["collect-usage-not-running"].treat_missing_data == "breaching"
-    error_message = "a collector that stops running must alarm"
+    condition     = aws_cloudwatch_metric_alarm.this["collect-usage-not-running"].treat_missing_data == "missing" && aws_cloudwatch_metric_alarm.this["collect-usage-not-running"].insufficient_data_actions == toset([aws_sns_topic.alarms[0].arn])
+    error_message = "a collector that stops running must page through INSUFFICIENT_DATA, and missing data before the first run must not breach"
+  }
+  assert {
+    condition     = alltrue([for k, a in aws_cloudwatch_metric_alarm.this : k == "collect-usage-not-running" || (length(a.insufficient_data_actions) == 0 && a.treat_missing_data != "breaching")])
+    error_message = "no other alarm pages on missing data"
+  }
+}
+
+# The operator's dashboard: lag, rows per hour, failures, drift and dead letters (names tied to
+# shared/app/src/metrics.rs by tests/infra-check dashboards.rs).
+run "the_dashboard_shows_every_stamp_figure" {
+  command = apply
+
+  assert {
+    condition     = aws_cloudwatch_dashboard.this.dashboard_name == "azs-usage" && length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 5
+    error_message = "one dashboard with five widgets"
+  }
+  assert {
+    condition     = strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "SEARCH('{AzsUsage,Stamp} MetricName=\\\"WatermarkLagSeconds\\\"', 'Maximum', 3600)")
+    error_message = "lag per stamp through SEARCH over the Stamp dimension"
+  }
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets[4].properties.metrics) == 1
+    error_message = "without fan-out, one dead-letter queue"
   }
 }
 
@@ -287,7 +311,7 @@ run "vpc_mode_gets_a_security_group_and_endpoints" {
     error_message = "the functions get the module's security group"
   }
   assert {
-    condition     = aws_vpc_security_group_egress_rule.database["10.20.0.0/16"].from_port == 1433 && aws_vpc_security_group_egress_rule.https["0.0.0.0/0"].from_port == 443
+    condition     = aws_vpc_security_group_egress_rule.database["vpc"].from_port == 1433 && aws_vpc_security_group_egress_rule.database["vpc"].cidr_ipv4 == "10.20.0.0/16" && aws_vpc_security_group_egress_rule.https["0.0.0.0/0"].from_port == 443
     error_message = "egress: 1433 to the VPC, 443 to the stamps"
   }
   assert {
@@ -353,11 +377,59 @@ run "queue_fan_out_wires_a_bounded_stamp_worker" {
   }
   # A message is not redelivered while its first worker may still run; SQS's redrive comes after our named dead letter.
   assert {
-    condition     = aws_sqs_queue.stamp_work[0].visibility_timeout_seconds >= 6 * aws_lambda_function.stamp_worker[0].timeout && jsondecode(aws_sqs_queue.stamp_work[0].redrive_policy).maxReceiveCount == var.stamp_work_max_attempts + 1
+    condition     = aws_sqs_queue.stamp_work[0].visibility_timeout_seconds >= aws_lambda_function.stamp_worker[0].timeout && aws_sqs_queue.stamp_work[0].visibility_timeout_seconds <= aws_lambda_function.stamp_worker[0].timeout + 120 && jsondecode(aws_sqs_queue.stamp_work[0].redrive_policy).maxReceiveCount == var.stamp_work_max_attempts + 1
     error_message = "visibility timeout and redrive follow the worker's timeout and attempts"
+  }
+  # The dashboard charts both dead-letter queues.
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets[4].properties.metrics) == 2
+    error_message = "the dead-letter widget shows the stamp-work dead-letter queue too"
+  }
+  # A-2: continuations to its own queue are no runaway loop.
+  assert {
+    condition     = aws_lambda_function_recursion_config.stamp_worker[0].recursive_loop == "Allow" && aws_lambda_function_recursion_config.stamp_worker[0].function_name == aws_lambda_function.stamp_worker[0].function_name
+    error_message = "the stamp worker's self-continuations must not be stopped by recursive-loop detection"
   }
   assert {
     condition     = aws_cloudwatch_metric_alarm.this["stamp-work-dead-letters"].alarm_actions == toset([aws_sns_topic.alarms[0].arn])
     error_message = "a dead-lettered stamp notifies the module's alarm topic"
   }
+}
+
+# Issue 29: RDS PostgreSQL with IAM authentication: the URL without a password, AZS_USAGE_DATABASE_AUTH =
+# aws-iam, and rds-db:connect for exactly that database user on both roles.
+run "postgres_with_iam_auth_signs_in_with_the_roles" {
+  command = apply
+  variables {
+    vpc_subnet_ids = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+    database_port  = 5432
+    database_iam_auth = {
+      url            = "postgres://azs_usage@azs-usage.abc.eu-west-1.rds.amazonaws.com:5432/azs_usage?sslmode=verify-full"
+      db_resource_id = "db-ABCDEFGHIJKLMNOP"
+    }
+  }
+
+  assert {
+    condition     = aws_lambda_function.collect_usage.environment[0].variables["AZS_USAGE_DATABASE_AUTH"] == "aws-iam" && aws_lambda_function.register_stamp.environment[0].variables["AZS_USAGE_DATABASE"] == "postgres://azs_usage@azs-usage.abc.eu-west-1.rds.amazonaws.com:5432/azs_usage?sslmode=verify-full"
+    error_message = "both functions get the URL and aws-iam"
+  }
+  assert {
+    condition     = toset(keys(aws_iam_role_policy.database_iam)) == toset(["collector", "webhook"])
+    error_message = "both roles may connect"
+  }
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.database["vpc"].from_port == 5432
+    error_message = "egress to PostgreSQL's port"
+  }
+}
+
+run "a_postgres_url_with_a_password_is_refused" {
+  command = plan
+  variables {
+    database_iam_auth = {
+      url            = "postgres://azs_usage:hunter2@db.example:5432/azs_usage?sslmode=verify-full"
+      db_resource_id = "db-ABCDEFGHIJKLMNOP"
+    }
+  }
+  expect_failures = [var.database_iam_auth]
 }

@@ -75,17 +75,46 @@ fn terraform_sets_no_application_variable_the_code_does_not_know() {
     }
 }
 
+/// The values `AZS_USAGE_DATABASE_AUTH` takes in shared/app/src/config.rs (`aws-iam`: RDS IAM tokens,
+/// issue 29, added there alongside this module's database_iam_auth).
+const DATABASE_AUTH_VALUES: &[&str] = &["connection-string", "managed-identity", "aws-iam"];
+
 #[test]
-fn lambda_functions_read_the_database_connection_from_secrets_manager() {
+fn every_database_auth_terraform_sets_is_one_the_app_reads() {
+    let aws = Module::infra("modules/aws");
+    let azure = Module::infra("modules/azure");
+    let mut values: Vec<String> = lambda_environments(&aws)
+        .iter()
+        .flat_map(|(_, v)| aws.possible_entries(v, "AZS_USAGE_DATABASE_AUTH"))
+        .map(|v| text(&v).unwrap_or_else(|| panic!("AWS: AZS_USAGE_DATABASE_AUTH is a literal, not {v}")))
+        .collect();
+    values.extend(
+        azure.possible_entries(&function_app_settings(&azure), "AZS_USAGE_DATABASE_AUTH").iter().map(|v| {
+            text(v).unwrap_or_else(|| panic!("Azure: AZS_USAGE_DATABASE_AUTH is a literal, not {v}"))
+        }),
+    );
+    assert!(values.contains(&"aws-iam".to_owned()), "RDS IAM authentication is wired: {values:?}");
+    for value in values {
+        assert!(DATABASE_AUTH_VALUES.contains(&value.as_str()), "AZS_USAGE_DATABASE_AUTH = {value:?}");
+    }
+}
+
+#[test]
+fn lambda_functions_read_the_database_from_secrets_manager_or_sign_in_with_iam() {
     let aws = Module::infra("modules/aws");
     for (function, variables) in lambda_environments(&aws) {
         let secrets = aws.entry(&variables, "AZS_USAGE_SECRETS").as_ref().and_then(text);
         assert_eq!(secrets.as_deref(), Some("aws-secrets-manager"), "{function}");
-        let database =
-            aws.entry(&variables, "AZS_USAGE_DATABASE").as_ref().and_then(text).unwrap_or_default();
+        // Either the DB secret (the default) or, with database_iam_auth, the URL without a password.
+        let databases: Vec<String> = aws
+            .possible_entries(&variables, "AZS_USAGE_DATABASE")
+            .iter()
+            .map(|v| text(v).unwrap_or_else(|| v.to_string()))
+            .collect();
         assert_eq!(
-            database, "secret:${aws_secretsmanager_secret.database.name}",
-            "{function}: AZS_USAGE_DATABASE must name the DB connection secret"
+            databases,
+            ["secret:${aws_secretsmanager_secret.database.name}", "var.database_iam_auth.url"],
+            "{function}: AZS_USAGE_DATABASE must name the DB connection secret, or be the IAM-auth URL"
         );
         let prefix = aws.entry(&variables, "AZS_USAGE_SECRET_PREFIX").expect("prefix is set");
         assert_eq!(
@@ -133,4 +162,27 @@ fn function_app_runs_the_custom_handler_with_host_storage() {
     assert!(!azure.possible_keys(&function_app_settings(&azure)).contains("FUNCTIONS_WORKER_RUNTIME"));
     let identity = block(app, "identity").and_then(|i| attribute(i, "type")).and_then(text);
     assert_eq!(identity.as_deref(), Some("SystemAssigned"));
+}
+
+#[test]
+fn azure_postgres_signs_in_with_the_apps_identity_only() {
+    // Given the PostgreSQL option of the Azure module (postgres.tf)
+    let azure = Module::infra("modules/azure");
+    // The URL names the app's managed identity (its principal carries the app's name), no password, and
+    // verifies the server's certificate.
+    let url = text(&azure.resolve(&"local.postgres_url".parse().unwrap())).unwrap_or_default();
+    assert!(url.starts_with("postgres://${var.name}@"), "{url}");
+    assert!(url.ends_with("?sslmode=verify-full") && !url.contains(":${"), "{url}");
+    let settings = function_app_settings(&azure);
+    let database = azure.possible_entries(&settings, "AZS_USAGE_DATABASE");
+    assert!(database.iter().any(|d| d.to_string().contains("local.postgres_url")), "{database:?}");
+    // The server takes Entra ID tokens only: no administrator login or password exists.
+    let server = azure.resource("azurerm_postgresql_flexible_server", "this");
+    let auth = block(server, "authentication").expect("authentication block");
+    assert_eq!(attribute(auth, "password_auth_enabled").and_then(boolean), Some(false));
+    assert_eq!(attribute(auth, "active_directory_auth_enabled").and_then(boolean), Some(true));
+    assert!(
+        attribute(server, "administrator_login").is_none()
+            && attribute(server, "administrator_password").is_none()
+    );
 }

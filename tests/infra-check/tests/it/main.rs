@@ -2,6 +2,9 @@
 //! (one link instead of one per file).
 
 mod artifacts;
+mod azapi_schema;
+mod checkov;
+mod dashboards;
 mod environment;
 mod exposure;
 mod schedule;
