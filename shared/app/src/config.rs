@@ -179,6 +179,16 @@ pub enum DatabaseAuth {
     AwsIam,
 }
 
+impl DatabaseAuth {
+    /// Every value `AZS_USAGE_DATABASE_AUTH` takes, as written there: the parser reads this table, and
+    /// the infrastructure checks hold what Terraform sets against it.
+    pub const SETTINGS: [(&'static str, DatabaseAuth); 3] = [
+        ("connection-string", DatabaseAuth::ConnectionString),
+        ("managed-identity", DatabaseAuth::ManagedIdentity),
+        ("aws-iam", DatabaseAuth::AwsIam),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeBudget {
     /// Whatever the platform allows (Lambda deadline minus a reserve; Azure's function timeout).
@@ -222,17 +232,18 @@ impl AppConfig {
             value.unwrap_or_else(|| default_of(name).to_owned())
         };
         let database = parse_database(&get(DATABASE))?;
-        let database_auth = match get(DATABASE_AUTH).as_str() {
-            "connection-string" => DatabaseAuth::ConnectionString,
-            "managed-identity" => DatabaseAuth::ManagedIdentity,
-            "aws-iam" => DatabaseAuth::AwsIam,
-            other => {
-                return Err(ConfigError {
-                    variable: DATABASE_AUTH,
-                    rule: format!(
-                        "must be `connection-string`, `managed-identity` or `aws-iam`, not {other:?}"
-                    ),
-                });
+        let database_auth = {
+            let setting = get(DATABASE_AUTH);
+            match DatabaseAuth::SETTINGS.iter().find(|(name, _)| *name == setting) {
+                Some((_, auth)) => *auth,
+                None => {
+                    return Err(ConfigError {
+                        variable: DATABASE_AUTH,
+                        rule: format!(
+                            "must be `connection-string`, `managed-identity` or `aws-iam`, not {setting:?}"
+                        ),
+                    });
+                }
             }
         };
         if database_auth == DatabaseAuth::AwsIam {

@@ -1,7 +1,7 @@
 //! The environment Terraform gives the functions is the one the application reads
 //! (`azs_app::config::ENVIRONMENT`), on both clouds.
 
-use azs_app::config::{ENVIRONMENT, Needed};
+use azs_app::config::{DatabaseAuth, ENVIRONMENT, Needed};
 use infra_check::{Module, attribute, block, boolean, text};
 
 fn names(needed: Needed) -> Vec<&'static str> {
@@ -75,10 +75,6 @@ fn terraform_sets_no_application_variable_the_code_does_not_know() {
     }
 }
 
-/// The values `AZS_USAGE_DATABASE_AUTH` takes in shared/app/src/config.rs (`aws-iam`: RDS IAM tokens,
-/// issue 29, added there alongside this module's database_iam_auth).
-const DATABASE_AUTH_VALUES: &[&str] = &["connection-string", "managed-identity", "aws-iam"];
-
 #[test]
 fn every_database_auth_terraform_sets_is_one_the_app_reads() {
     let aws = Module::infra("modules/aws");
@@ -95,7 +91,10 @@ fn every_database_auth_terraform_sets_is_one_the_app_reads() {
     );
     assert!(values.contains(&"aws-iam".to_owned()), "RDS IAM authentication is wired: {values:?}");
     for value in values {
-        assert!(DATABASE_AUTH_VALUES.contains(&value.as_str()), "AZS_USAGE_DATABASE_AUTH = {value:?}");
+        assert!(
+            DatabaseAuth::SETTINGS.iter().any(|(name, _)| *name == value),
+            "AZS_USAGE_DATABASE_AUTH = {value:?} is not a value the app reads (config.rs)"
+        );
     }
 }
 
