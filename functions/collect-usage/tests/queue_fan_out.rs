@@ -276,6 +276,7 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
     );
     let fan_out = Arc::new(StampFanOut::new(
         store.clone(),
+        store.clone(),
         collector,
         FanOutSettings { continuation_delay: Duration::from_secs(1), max_attempts: MAX_ATTEMPTS },
     ));
