@@ -18,6 +18,7 @@ pub use stamp::{
     StampSession, UsageSource,
 };
 pub use store::{
-    CommitReceipt, ExportFilter, LeaseStore, MappingStore, QuarantineReader, StampDirectory, StampRegistry,
-    StatusReader, StatusStore, Store, StoreError, StoredUsageRow, UsageLedger, WindowCommit, WindowWrite,
+    CollectorStore, CommitReceipt, ExportFilter, LeaseStore, MappingStore, QuarantineReader, StampDirectory,
+    StampRegistry, StatusReader, StatusStore, Store, StoreError, StoredUsageRow, UsageLedger, WindowCommit,
+    WindowWrite,
 };

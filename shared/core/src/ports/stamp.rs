@@ -161,50 +161,32 @@ pub struct PageRows<'a> {
     pub verbatim: &'a (dyn Fn(usize) -> Option<String> + Sync),
 }
 
+/// A session with one stamp (discovery done, a token in hand): what the collector pulls windows
+/// through. One pull method: rows, the entries no row could be read from, and each row's verbatim text
+/// travel together page by page, so there is no second path that loses what quarantine needs.
 #[async_trait]
 pub trait StampSession: Send + Sync {
     fn endpoints(&self) -> &DiscoveredEndpoints;
-    /// Pulls every page of `window` (following `nextLink` to the end), handing each page's rows to
-    /// `on_page` as it arrives; no more than one page is held at a time.
-    async fn pull_window(
-        &self,
-        window: ReportedWindow,
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
-    ) -> Result<PullSummary, PullError>;
 
-    /// [`Self::pull_window`], asking in per-subscriber mode also for each of `also_subscribers` that
-    /// the stamp's current tenant list lacks (subscriptions deleted or moved since they last had
-    /// usage). A session that asks for all tenants at once has nothing to add and ignores them.
-    async fn pull_window_including(
-        &self,
-        window: ReportedWindow,
-        also_subscribers: &[String],
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
-    ) -> Result<PullSummary, PullError> {
-        let _ = also_subscribers;
-        self.pull_window(window, on_page).await
-    }
-
-    /// [`Self::pull_window_including`], handing over each page with what quarantine needs: the
-    /// entries that could not be read as usage rows, and the verbatim JSON of each row. A session
-    /// without verbatim text (a test double) hands over the rows alone.
+    /// Pulls every page of `window` (following `nextLink` to the end), handing each page to `on_page`
+    /// as it arrives, with what quarantine needs: the entries that could not be read as usage rows,
+    /// and the verbatim JSON of each row. No more than one page is held at a time.
+    ///
+    /// In per-subscriber mode it asks also for each of `also_subscribers` that the stamp's current
+    /// tenant list lacks (subscriptions deleted or moved since they last had usage); a session that
+    /// asks for all tenants at once has nothing to add and ignores them.
     async fn pull_pages(
         &self,
         window: ReportedWindow,
         also_subscribers: &[String],
         on_page: &mut (dyn for<'p> FnMut(PageRows<'p>) + Send),
-    ) -> Result<PullSummary, PullError> {
-        self.pull_window_including(window, also_subscribers, &mut |rows| {
-            on_page(PageRows { rows, unreadable: Vec::new(), verbatim: &|_| None })
-        })
-        .await
-    }
+    ) -> Result<PullSummary, PullError>;
 
     /// A connection test's query of `window`, rows discarded: it proves discovery, the token and the
     /// usage API answer, not that the window is complete. By default the whole window; a session may ask
     /// less when the whole would take long (per-subscriber mode asks one round of subscribers).
     async fn probe(&self, window: ReportedWindow) -> Result<PullSummary, PullError> {
-        self.pull_window(window, &mut |_| {}).await
+        self.pull_pages(window, &[], &mut |_| {}).await
     }
 }
 

@@ -229,6 +229,12 @@ pub trait StatusStore: StatusReader {
     ) -> Result<(), StoreError>;
 }
 
-/// Everything the core needs from a database.
-pub trait Store: StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore {}
-impl<T: StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore> Store for T {}
+/// The database as the collector sees it: every port but the mappings, which the ledger applies
+/// inside [`UsageLedger::commit_window`]. A test double of the collector implements these four.
+pub trait CollectorStore: StampRegistry + UsageLedger + LeaseStore + StatusStore {}
+impl<T: StampRegistry + UsageLedger + LeaseStore + StatusStore> CollectorStore for T {}
+
+/// Everything the core needs from a database: what an adapter implements and the composition root
+/// hands out, each consumer taking only the part it calls.
+pub trait Store: CollectorStore + MappingStore {}
+impl<T: CollectorStore + MappingStore> Store for T {}
