@@ -4,6 +4,7 @@
 pub mod runtime_api;
 
 use anyhow::{Context, Result, bail};
+pub use azs_testkit::ground_truth::{Comparable, assert_same_rows};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -195,32 +196,14 @@ impl LambdaWatch {
     }
 }
 
-/// A stamp's ground truth in the shape of [`stored_usage_rows`], sorted.
-pub fn expected_usage_rows(truth: &[stamp_sim::TruthRow]) -> Vec<(String, String, i64)> {
-    let mut rows: Vec<(String, String, i64)> = truth
-        .iter()
-        .map(|r| (r.subscription_id.to_lowercase(), r.resource_uri.clone(), r.usage_start.timestamp()))
-        .collect();
-    rows.sort();
-    rows
+/// A stamp's ground truth, every field (see `azs_testkit::ground_truth`), sorted.
+pub fn expected_usage_rows(truth: &[stamp_sim::TruthRow]) -> Vec<Comparable> {
+    azs_testkit::ground_truth::truth_rows(truth.to_vec())
 }
 
-/// The usage rows in a SQLite database: (tenant subscription lower-cased, resource URI, usage start in
-/// Unix seconds), sorted; empty when there is no database yet.
-pub fn stored_usage_rows(db: &Path) -> Vec<(String, String, i64)> {
-    if !db.exists() {
-        return Vec::new();
-    }
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut query =
-        conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
-    let mut rows: Vec<(String, String, i64)> = query
-        .query_map([], |r| Ok((r.get::<_, String>(0)?.to_lowercase(), r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows.sort();
-    rows
+/// Every usage row in a SQLite database, every field, sorted; empty when there is no database yet.
+pub fn stored_usage_rows(db: &Path) -> Vec<Comparable> {
+    azs_testkit::ground_truth::sqlite_rows(db, None)
 }
 
 impl Drop for LambdaWatch {
