@@ -44,11 +44,6 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Environment variables of ours that a developer's shell may have set and a test must not inherit.
-fn is_ours(name: &str) -> bool {
-    name.starts_with("AZS_USAGE_") || name.starts_with("AWS_") || name.starts_with("FUNCTIONS_")
-}
-
 /// Lines a child process writes on stdout, kept for assertions (the functions log JSON lines there).
 #[derive(Clone, Default)]
 pub struct Output(Arc<Mutex<Vec<String>>>);
@@ -83,12 +78,7 @@ impl Drop for Running {
 
 /// Starts `program` with `env` (and nothing of ours inherited), capturing its stdout.
 pub fn spawn(program: &Path, env: &[(&str, String)]) -> Result<Running> {
-    let mut command = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(is_ours) {
-            command.env_remove(&name);
-        }
-    }
+    let mut command = azs_testkit::process::scrubbed(program);
     command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = command.spawn().with_context(|| format!("starting {}", program.display()))?;
     let stdout = Output::default();
