@@ -3,8 +3,7 @@
 //! that `AZS_USAGE_API_TOKEN_SECRET` is honoured behind the function key.
 
 use serde_json::{Value, json};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "azure-api-token-5d2e81b0";
@@ -26,17 +25,9 @@ impl Drop for Handler {
 async fn start(token_secret: Option<&str>, secrets: &[(&str, &str)]) -> Handler {
     let dir = tempfile::tempdir().unwrap();
     let secrets_path = dir.path().join("secrets.json");
-    let entries: serde_json::Map<String, Value> =
-        secrets.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    std::fs::write(&secrets_path, Value::Object(entries).to_string()).unwrap();
-    std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    azs_testkit::process::secrets_file(&secrets_path, secrets);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AZS_USAGE_") || name.starts_with("FUNCTIONS_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = azs_testkit::process::scrubbed(env!("CARGO_BIN_EXE_handler"));
     command
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("AZS_USAGE_DATABASE", format!("sqlite:{}", dir.path().join("usage.db").display()))

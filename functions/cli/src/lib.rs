@@ -1,6 +1,8 @@
-//! What the operator CLI (`src/main.rs`) and the demo (`functions/demo`) share: printing to an
-//! operator's terminal, progress bars and tables.
+//! The operator CLI's library: its command line (`model`, parsed by `src/main.rs` and walked by the
+//! tests) and what it prints (`render`), with what the demo (`functions/demo`) shares with it: terminal
+//! output, progress bars and tables.
 
+pub mod model;
 pub mod progress;
 pub mod render;
 pub mod terminal;

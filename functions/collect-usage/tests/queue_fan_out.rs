@@ -549,6 +549,7 @@ async fn fan_out_scenario(url: &str, backend: Backend) {
             );
             let fan_out = Arc::new(StampFanOut::new(
                 store.clone(),
+                store.clone(),
                 collector,
                 FanOutSettings { continuation_delay: Duration::from_secs(1), max_attempts: MAX_ATTEMPTS },
             ));

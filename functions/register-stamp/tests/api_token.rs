@@ -5,8 +5,7 @@
 use azs_platform_tests::runtime_api::{self, Outcome};
 use serde_json::{Value, json};
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "lambda-api-token-0f3c9a71";
@@ -35,19 +34,11 @@ fn list_stamps_event(authorization: Option<&str>) -> Value {
 async fn invoke(event: Value, token_secret: Option<&str>, secrets: &[(&str, &str)]) -> Result<Value, String> {
     let dir = tempfile::tempdir().unwrap();
     let secrets_path = dir.path().join("secrets.json");
-    let entries: serde_json::Map<String, Value> =
-        secrets.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    std::fs::write(&secrets_path, Value::Object(entries).to_string()).unwrap();
-    std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    azs_testkit::process::secrets_file(&secrets_path, secrets);
 
     let (api_address, mut outcomes) = runtime_api::serve_one(event).await;
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_register-stamp"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AZS_USAGE_") || name.starts_with("AWS_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = azs_testkit::process::scrubbed(env!("CARGO_BIN_EXE_register-stamp"));
     command
         .env("AWS_LAMBDA_RUNTIME_API", &api_address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "register-stamp")

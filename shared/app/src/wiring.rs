@@ -91,6 +91,7 @@ impl Services {
         let collector = Collector::new(store.clone(), secrets.clone(), source.clone(), settings);
         let fan_out = StampFanOut::new(
             store.clone(),
+            store.clone(),
             collector.clone(),
             FanOutSettings {
                 continuation_delay: config.continuation_delay,

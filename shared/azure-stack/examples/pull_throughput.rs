@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let session = client.connect(&stamp, &Credential::ApplicationSecret(Secret::new(SECRET))).await?;
     let started = Instant::now();
     let mut rows = 0usize;
-    let summary = session.pull_window(window, &mut |page| rows += page.len()).await?;
+    let summary = session.pull_pages(window, &[], &mut |page| rows += page.rows.len()).await?;
     let took = started.elapsed().as_secs_f64();
     println!(
         "end to end: {rows} rows in {} pages over {hours} h in {took:.2} s = {:.0} rows/s",

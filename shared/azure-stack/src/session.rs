@@ -34,7 +34,6 @@ use azs_core::ports::{
     DiscoveredEndpoints, LimitExceeded, PageRows, PullError, PullLimits, PullStage, PullSummary, StampSession,
 };
 use azs_core::stamp::UsageQueryMode;
-use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
 use futures::StreamExt;
 use reqwest::Url;
@@ -137,23 +136,6 @@ impl VisitedPages {
 impl StampSession for AzureStackSession {
     fn endpoints(&self) -> &DiscoveredEndpoints {
         &self.endpoints
-    }
-
-    async fn pull_window(
-        &self,
-        window: ReportedWindow,
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
-    ) -> Result<PullSummary, PullError> {
-        self.pull_window_including(window, &[], on_page).await
-    }
-
-    async fn pull_window_including(
-        &self,
-        window: ReportedWindow,
-        also_subscribers: &[String],
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
-    ) -> Result<PullSummary, PullError> {
-        self.pull_pages(window, also_subscribers, &mut |page| on_page(page.rows)).await
     }
 
     async fn pull_pages(

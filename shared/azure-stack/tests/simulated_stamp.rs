@@ -150,7 +150,7 @@ async fn pull(
     window: ReportedWindow,
 ) -> Result<(Vec<UsageRow>, PullSummary), PullError> {
     let mut rows = Vec::new();
-    let summary = session.pull_window(window, &mut |page| rows.extend(page)).await?;
+    let summary = session.pull_pages(window, &[], &mut |page| rows.extend(page.rows)).await?;
     Ok((rows, summary))
 }
 
@@ -418,10 +418,10 @@ async fn a_48_hour_pull_never_holds_more_than_one_page() {
     let mut rows_seen = 0usize;
     let mut largest_page = 0usize;
     let summary = session
-        .pull_window(window, &mut |page| {
+        .pull_pages(window, &[], &mut |page| {
             pages_seen += 1;
-            rows_seen += page.len();
-            largest_page = largest_page.max(page.len());
+            rows_seen += page.rows.len();
+            largest_page = largest_page.max(page.rows.len());
             // The client asked for no page beyond the one it is handing over: nothing is read ahead.
             assert_eq!(
                 stamp.stats().usage_pages_served,

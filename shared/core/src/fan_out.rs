@@ -16,67 +16,17 @@
 //! with an error that says so: retrying for ever would only spend compute.
 
 use crate::collect::{Collector, RunRequest, Silent, StampSummary};
-use crate::ports::{QueueError, StampQueue, Store, StoreError};
+use crate::ports::{QueueError, StampDirectory, StampQueue, StatusStore, StoreError};
 use crate::stamp::StampId;
 use crate::status::{RunOutcome, RunRecord};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-/// One message: collect this stamp.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StampWork {
-    pub stamp_id: StampId,
-    pub reason: WorkReason,
-    pub enqueued_at: DateTime<Utc>,
-    /// Invocations in a row whose budget ran out before a single window of this stamp committed.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub stalled: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkReason {
-    /// The hourly timer.
-    Timer,
-    /// A worker ran out of budget with the stamp still behind.
-    Continuation,
-}
-
-impl StampWork {
-    pub fn new(stamp_id: StampId, reason: WorkReason) -> Self {
-        Self { stamp_id, reason, enqueued_at: Utc::now(), stalled: 0 }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a StampWork always serializes")
-    }
-}
-
-/// A message moved aside: which stamp (when the message named one), what went wrong, after how many
-/// attempts. Never the message body itself when it was unreadable (it is not ours to echo).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetter {
-    pub stamp_id: Option<StampId>,
-    pub error: String,
-    pub attempts: u32,
-    pub dead_lettered_at: DateTime<Utc>,
-}
-
-impl DeadLetter {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a DeadLetter always serializes")
-    }
-}
+// The messages live with the queue port that carries them; named here too, where they are made.
+pub use crate::ports::{DeadLetter, StampWork, WorkReason};
 
 #[derive(Debug, Clone)]
 pub struct FanOutSettings {
@@ -134,14 +84,22 @@ pub enum FanOutError {
 /// The timer's and the worker's side of the fan-out. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct StampFanOut {
-    store: Arc<dyn Store>,
+    /// Which stamps the timer enqueues.
+    stamps: Arc<dyn StampDirectory>,
+    /// Where a continued or dead-lettered stamp's status is relabelled.
+    statuses: Arc<dyn StatusStore>,
     collector: Collector,
     settings: FanOutSettings,
 }
 
 impl StampFanOut {
-    pub fn new(store: Arc<dyn Store>, collector: Collector, settings: FanOutSettings) -> Self {
-        Self { store, collector, settings }
+    pub fn new(
+        stamps: Arc<dyn StampDirectory>,
+        statuses: Arc<dyn StatusStore>,
+        collector: Collector,
+        settings: FanOutSettings,
+    ) -> Self {
+        Self { stamps, statuses, collector, settings }
     }
 
     pub fn settings(&self) -> &FanOutSettings {
@@ -151,7 +109,7 @@ impl StampFanOut {
     /// The timer: one message per enabled stamp, visible at once. Returns the stamps enqueued.
     pub async fn enqueue_enabled(&self, queue: &dyn StampQueue) -> Result<Vec<StampId>, FanOutError> {
         let stamps: Vec<StampId> =
-            self.store.list_stamps().await?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect();
+            self.stamps.list_stamps().await?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect();
         let work: Vec<StampWork> =
             stamps.iter().map(|id| StampWork::new(id.clone(), WorkReason::Timer)).collect();
         queue.enqueue(&work, Duration::ZERO).await?;
@@ -251,7 +209,7 @@ impl StampFanOut {
                 duplicates: 0,
                 last_error: summary.error.clone(),
             };
-            if let Err(e) = self.store.record_run_finished(&stamp_id, &record).await {
+            if let Err(e) = self.statuses.record_run_finished(&stamp_id, &record).await {
                 warn!(stamp_id = %stamp_id, error = %e, "could not record the run as partial");
             }
         }
@@ -302,7 +260,7 @@ impl StampFanOut {
                 duplicates: 0,
                 last_error: Some(format!("dead-lettered after {attempts} attempts: {}", letter.error)),
             };
-            if let Err(e) = self.store.record_run_finished(id, &record).await {
+            if let Err(e) = self.statuses.record_run_finished(id, &record).await {
                 warn!(stamp_id = %id, error = %e, "could not record the dead letter in the status");
             }
         }

@@ -184,7 +184,7 @@ pub async fn pull_only(files: &Files, span: Span, concurrency: usize) -> anyhow:
             let session: Box<dyn StampSession> = source.connect(&stamp, &credential).await?;
             let mut rows = 0u64;
             for window in windows {
-                session.pull_window(window, &mut |page| rows += page.len() as u64).await?;
+                session.pull_pages(window, &[], &mut |page| rows += page.rows.len() as u64).await?;
             }
             anyhow::Ok(rows)
         });

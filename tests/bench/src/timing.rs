@@ -5,9 +5,8 @@
 
 use async_trait::async_trait;
 use azs_core::observed::StoreObserver;
-use azs_core::ports::{DiscoveredEndpoints, PullError, PullSummary, StampSession, UsageSource};
+use azs_core::ports::{DiscoveredEndpoints, PageRows, PullError, PullSummary, StampSession, UsageSource};
 use azs_core::stamp::{Credential, Stamp};
-use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -95,13 +94,14 @@ impl StampSession for TimedSession {
         self.inner.endpoints()
     }
 
-    async fn pull_window(
+    async fn pull_pages(
         &self,
         window: ReportedWindow,
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+        also_subscribers: &[String],
+        on_page: &mut (dyn for<'p> FnMut(PageRows<'p>) + Send),
     ) -> Result<PullSummary, PullError> {
         let began = Instant::now();
-        let pulled = self.inner.pull_window(window, on_page).await;
+        let pulled = self.inner.pull_pages(window, also_subscribers, on_page).await;
         self.timeline.note(&self.timeline.pulls, began);
         pulled
     }

@@ -4,6 +4,7 @@
 pub mod runtime_api;
 
 use anyhow::{Context, Result, bail};
+pub use azs_testkit::ground_truth::{Comparable, assert_same_rows};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -43,11 +44,6 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Environment variables of ours that a developer's shell may have set and a test must not inherit.
-fn is_ours(name: &str) -> bool {
-    name.starts_with("AZS_USAGE_") || name.starts_with("AWS_") || name.starts_with("FUNCTIONS_")
-}
-
 /// Lines a child process writes on stdout, kept for assertions (the functions log JSON lines there).
 #[derive(Clone, Default)]
 pub struct Output(Arc<Mutex<Vec<String>>>);
@@ -82,12 +78,7 @@ impl Drop for Running {
 
 /// Starts `program` with `env` (and nothing of ours inherited), capturing its stdout.
 pub fn spawn(program: &Path, env: &[(&str, String)]) -> Result<Running> {
-    let mut command = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(is_ours) {
-            command.env_remove(&name);
-        }
-    }
+    let mut command = azs_testkit::process::scrubbed(program);
     command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = command.spawn().with_context(|| format!("starting {}", program.display()))?;
     let stdout = Output::default();
@@ -195,32 +186,14 @@ impl LambdaWatch {
     }
 }
 
-/// A stamp's ground truth in the shape of [`stored_usage_rows`], sorted.
-pub fn expected_usage_rows(truth: &[stamp_sim::TruthRow]) -> Vec<(String, String, i64)> {
-    let mut rows: Vec<(String, String, i64)> = truth
-        .iter()
-        .map(|r| (r.subscription_id.to_lowercase(), r.resource_uri.clone(), r.usage_start.timestamp()))
-        .collect();
-    rows.sort();
-    rows
+/// A stamp's ground truth, every field (see `azs_testkit::ground_truth`), sorted.
+pub fn expected_usage_rows(truth: &[stamp_sim::TruthRow]) -> Vec<Comparable> {
+    azs_testkit::ground_truth::truth_rows(truth.to_vec())
 }
 
-/// The usage rows in a SQLite database: (tenant subscription lower-cased, resource URI, usage start in
-/// Unix seconds), sorted; empty when there is no database yet.
-pub fn stored_usage_rows(db: &Path) -> Vec<(String, String, i64)> {
-    if !db.exists() {
-        return Vec::new();
-    }
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut query =
-        conn.prepare("SELECT subscription_id, resource_uri, usage_start FROM usage_rows").unwrap();
-    let mut rows: Vec<(String, String, i64)> = query
-        .query_map([], |r| Ok((r.get::<_, String>(0)?.to_lowercase(), r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows.sort();
-    rows
+/// Every usage row in a SQLite database, every field, sorted; empty when there is no database yet.
+pub fn stored_usage_rows(db: &Path) -> Vec<Comparable> {
+    azs_testkit::ground_truth::sqlite_rows(db, None)
 }
 
 impl Drop for LambdaWatch {

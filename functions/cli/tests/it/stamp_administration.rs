@@ -117,6 +117,47 @@ async fn a_stamp_is_named_by_its_id_or_its_name_everywhere_and_names_are_unique(
     }
     world.assert_complete(0).await;
     world.assert_complete(1).await;
+
+    // And so do `reprocess`, `verify` and the other commands that work on collected hours (a second
+    // resolver once made `reprocess --stamp NAME` fail where `collect --stamp NAME` worked), with the
+    // id in any spelling
+    let from = world.collect_from.to_rfc3339();
+    let to = (world.collect_from + chrono::Duration::hours(1)).to_rfc3339();
+    let id_1 = world.stamp_ids[1].to_uppercase();
+    let reprocessed = world
+        .run(&[
+            "reprocess",
+            "--stamp",
+            "Stamp-0",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--reason",
+            "by name",
+            "--json",
+        ])
+        .await;
+    assert!(reprocessed.status.success(), "{}", stderr(&reprocessed));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&reprocessed)).unwrap();
+    assert_eq!(report["summary"]["stampId"], id.as_str());
+    let csv = world.database().with_extension("csv");
+    for args in [
+        vec!["reprocess", "--stamp", &id_1, "--from", &from, "--to", &to, "--dry-run"],
+        vec!["verify", "--stamp", "STAMP-0", "--from", &from, "--to", &to],
+        vec!["verify", "--stamp", &id_1, "--from", &from, "--to", &to],
+        vec!["quarantine", "list", "--stamp", "STAMP-1"],
+        vec!["export", "--csv", csv.to_str().unwrap(), "--stamp", "Stamp-1"],
+        vec!["stamp", "test", "STAMP-0"],
+    ] {
+        let out = world.run(&args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    world.assert_complete(0).await;
+    let unknown = world
+        .run(&["reprocess", "--stamp", "no-such-stamp", "--from", &from, "--to", &to, "--dry-run"])
+        .await;
+    assert!(!unknown.status.success() && stderr(&unknown).contains("no-such-stamp"), "{}", stderr(&unknown));
     let unknown = world.run(&["stamp", "show", "no-such-stamp"]).await;
     assert!(!unknown.status.success() && stderr(&unknown).contains("no-such-stamp"), "{}", stderr(&unknown));
 

@@ -2,17 +2,10 @@
 //! fresh folder, a few hours. It compares the database with the simulator's ground truth itself and
 //! exits 2 when they differ; this test holds it to that and to what it says it wrote.
 
-use std::process::Command;
-
 #[test]
 fn the_demo_collects_every_stamp_equal_to_the_ground_truth_and_exports_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_azs-usage-demo"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(|n| n.starts_with("AZS_USAGE_")) {
-            command.env_remove(name);
-        }
-    }
+    let mut command = azs_testkit::process::scrubbed(env!("CARGO_BIN_EXE_azs-usage-demo"));
     let output = command.args(["--hours", "3", "--dir"]).arg(dir.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

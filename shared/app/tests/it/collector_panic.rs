@@ -8,13 +8,12 @@
 use async_trait::async_trait;
 use azs_core::collect::{CollectSettings, Collector, RunRequest, Silent};
 use azs_core::ports::{
-    DiscoveredEndpoints, ExportFilter, LeaseStore, PullError, PullSummary, SecretStore, StampRegistry,
-    StampSession, StatusReader, Store, UsageLedger, UsageSource,
+    DiscoveredEndpoints, ExportFilter, LeaseStore, PageRows, PullError, PullSummary, SecretStore,
+    StampRegistry, StampSession, StatusReader, Store, UsageLedger, UsageSource,
 };
 use azs_core::secret::Secret;
 use azs_core::stamp::{Credential, Stamp, StampId};
 use azs_core::status::RunOutcome;
-use azs_core::usage::UsageRow;
 use azs_core::window::ReportedWindow;
 use azs_secrets::FileSecretStore;
 use azs_store_conformance::fixtures;
@@ -58,14 +57,16 @@ impl StampSession for Session {
         &self.endpoints
     }
 
-    async fn pull_window(
+    async fn pull_pages(
         &self,
         window: ReportedWindow,
-        on_page: &mut (dyn FnMut(Vec<UsageRow>) + Send),
+        _: &[String],
+        on_page: &mut (dyn for<'p> FnMut(PageRows<'p>) + Send),
     ) -> Result<PullSummary, PullError> {
         assert!(!self.panics, "a bug in the stamp client");
         let hour = window.start.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        on_page(vec![fixtures::vm_usage(fixtures::TENANT_A, "web-01", &hour, "1")]);
+        let rows = vec![fixtures::vm_usage(fixtures::TENANT_A, "web-01", &hour, "1")];
+        on_page(PageRows { rows, unreadable: Vec::new(), verbatim: &|_| None });
         Ok(PullSummary { pages: 1, rows: 1, retries: 0 })
     }
 }

@@ -15,7 +15,7 @@
 //! in the middle of a window, continuations of a stamp that needs several budgets, and a poison stamp
 //! that ends in the poison queue with a letter naming it and its error.
 
-use azs_platform_tests::{Handler, fixture, free_port};
+use azs_platform_tests::{Comparable, Handler, assert_same_rows, fixture, free_port};
 use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -166,58 +166,14 @@ async fn invoke(base: &str, path: &str, body: &Value) -> Option<(StatusCode, Val
     Some((status, response.json().await.ok()?))
 }
 
-/// One stamp's stored rows and its ground truth, comparable: (reported hour, subscription, meter,
-/// resource, usage start, quantity), sorted; equal lists mean every row stored once, none lost.
-type Rows = Vec<(i64, String, String, String, i64, u64)>;
-
-fn quantity(text: &str) -> u64 {
-    text.parse::<f64>().expect("a decimal quantity").to_bits()
+/// One stamp's stored rows, every field (see `azs_testkit::ground_truth`), sorted.
+fn stored(db: &Path, stamp_id: &str) -> Vec<Comparable> {
+    azs_testkit::ground_truth::sqlite_rows(db, Some(stamp_id))
 }
 
-fn stored(db: &Path, stamp_id: &str) -> Rows {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut query = conn
-        .prepare(
-            "SELECT u.reported_start, u.subscription_id, u.meter_id, u.resource_uri, u.usage_start, u.quantity
-             FROM usage_rows u JOIN stamp_numbers s ON s.stamp_no = u.stamp_no WHERE s.stamp_id = ?1",
-        )
-        .unwrap();
-    let mut rows: Rows = query
-        .query_map([stamp_id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, String>(1)?.to_lowercase(),
-                r.get::<_, String>(2)?.to_lowercase(),
-                r.get(3)?,
-                r.get(4)?,
-                quantity(&r.get::<_, String>(5)?),
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows.sort();
-    rows
-}
-
-fn truth(sim: &Simulator, i: usize, from: DateTime<Utc>, until: DateTime<Utc>) -> Rows {
-    let mut rows: Rows = sim
-        .stamp(i)
-        .ground_truth(from, until)
-        .into_iter()
-        .map(|t| {
-            (
-                t.reported_start.timestamp(),
-                t.subscription_id.to_lowercase(),
-                t.meter_id.to_lowercase(),
-                t.resource_uri,
-                t.usage_start.timestamp(),
-                quantity(&t.quantity),
-            )
-        })
-        .collect();
-    rows.sort();
-    rows
+/// One stamp's ground truth from `from` to `until`, every field, sorted.
+fn truth(sim: &Simulator, i: usize, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Comparable> {
+    azs_testkit::ground_truth::truth_rows(sim.stamp(i).ground_truth(from, until))
 }
 
 /// (watermark, last error) from the stamp's processing status.
@@ -338,8 +294,7 @@ async fn stamps_fanned_out_through_the_host_queue_bindings_are_collected_exactly
         assert!(watermark >= horizon, "stamp {i} is not current: {watermark}, {error:?}");
         let (stored, truth) = (stored(&db, id), truth(&sim, i, from, watermark));
         assert!(!truth.is_empty());
-        assert_eq!(stored.len(), truth.len(), "stamp {i}: stored vs ground truth row count");
-        assert_eq!(stored, truth, "stamp {i}: stored rows differ from the ground truth");
+        assert_same_rows(i, &stored, &truth);
     }
     // the slow stamp was continued (more deliveries than the 12 timer messages, the kill's redelivery,
     // the replay and the poison stamp's 3 x 2 retries),

@@ -8,7 +8,9 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
-use azs_platform_tests::{LambdaWatch, expected_usage_rows, fixture, moto_url, stored_usage_rows};
+use azs_platform_tests::{
+    LambdaWatch, assert_same_rows, expected_usage_rows, fixture, moto_url, stored_usage_rows,
+};
 use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -162,7 +164,7 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
     assert!(watermark >= horizon, "the stamp is not current: {watermark}");
     let expected = expected_usage_rows(&stamp.ground_truth(collect_from, watermark));
     assert!(!expected.is_empty());
-    assert_eq!(stored_usage_rows(&db), expected, "stored rows differ from the stamp's ground truth");
+    assert_same_rows(&stamp_id, &stored_usage_rows(&db), &expected);
     assert!(receive_all(&sqs, &work_url).await.is_empty(), "a continuation was enqueued for a current stamp");
 
     // and a message that is not stamp work is moved to the dead-letter queue at once, as our letter.
@@ -176,7 +178,7 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
     let letter: Value = serde_json::from_str(letters[0].body().unwrap()).unwrap();
     assert_eq!(letter["stampId"], Value::Null, "{letter}");
     assert!(letter["error"].as_str().unwrap().starts_with("the message is not stamp work"), "{letter}");
-    assert_eq!(stored_usage_rows(&db), expected, "the dead letter changed the stored rows");
+    assert_same_rows(&stamp_id, &stored_usage_rows(&db), &expected);
 }
 
 fn watermark(db: &std::path::Path) -> DateTime<Utc> {

@@ -53,9 +53,9 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 /// A port trait's methods: name -> whether the trait gives it a default body.
 type Port = BTreeMap<String, bool>;
 
-/// The traits `Store` is made of (and their supertraits), from `shared/core/src/ports.rs`.
+/// The traits `Store` is made of (and their supertraits), from `shared/core/src/ports/store.rs`.
 fn store_ports() -> BTreeMap<String, Port> {
-    let file = parse(&root().join("shared/core/src/ports.rs"));
+    let file = parse(&root().join("shared/core/src/ports/store.rs"));
     let traits: BTreeMap<String, &syn::ItemTrait> = file
         .items
         .iter()

@@ -6,7 +6,6 @@ use azs_store_postgres::{PostgresConfig, PostgresStore};
 use azs_store_sqlite::SqliteStore;
 use chrono::{DateTime, Duration, Utc};
 use stamp_sim::{SimAuth, Simulator, SimulatorConfig, StampSpec, TestCertificate};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -70,30 +69,8 @@ impl Backend {
     }
 }
 
-/// What a stored row or a ground-truth row is, compared field by field (tags and additional info
-/// as parsed JSON, so that whitespace in the served text does not matter).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Comparable {
-    pub reported_start: DateTime<Utc>,
-    pub subscription_id: String,
-    pub meter_id: String,
-    pub usage_start: DateTime<Utc>,
-    pub usage_end: DateTime<Utc>,
-    pub quantity: String,
-    pub resource_uri: String,
-    pub location: String,
-    pub tags: String,
-    pub additional_info: String,
-}
-
-fn json_canonical(text: Option<&str>) -> String {
-    match text {
-        None => "null".into(),
-        Some(t) => serde_json::from_str::<serde_json::Value>(t)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|_| t.to_owned()),
-    }
-}
+// The ground-truth comparison every test of the workspace shares (every field, see azs-testkit).
+pub use azs_testkit::ground_truth::{Comparable, assert_same_rows, json_canonical};
 
 pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_azs-usage")
@@ -253,18 +230,7 @@ impl World {
             .stamp(i)
             .ground_truth(self.collect_from, until)
             .into_iter()
-            .map(|r| Comparable {
-                reported_start: r.reported_start,
-                subscription_id: r.subscription_id,
-                meter_id: r.meter_id,
-                usage_start: r.usage_start,
-                usage_end: r.usage_end,
-                quantity: r.quantity,
-                resource_uri: r.resource_uri,
-                location: r.location,
-                tags: json_canonical(r.tags.as_deref()),
-                additional_info: json_canonical(r.additional_info.as_deref()),
-            })
+            .map(Comparable::from_truth)
             .collect();
         rows.sort();
         rows
@@ -397,28 +363,6 @@ impl World {
         let (stored, truth) = (self.stored(i).await, self.truth(i, until));
         assert_same_rows(i, &stored, &truth);
     }
-}
-
-/// Equal as multisets, with a readable difference when not.
-pub fn assert_same_rows(i: usize, stored: &[Comparable], truth: &[Comparable]) {
-    if stored == truth {
-        return;
-    }
-    fn count(rows: &[Comparable]) -> BTreeMap<&Comparable, i64> {
-        let mut m = BTreeMap::new();
-        for r in rows {
-            *m.entry(r).or_default() += 1;
-        }
-        m
-    }
-    let (s, t) = (count(stored), count(truth));
-    let missing: Vec<_> = t.iter().filter(|(r, n)| s.get(*r).copied().unwrap_or(0) < **n).take(3).collect();
-    let extra: Vec<_> = s.iter().filter(|(r, n)| t.get(*r).copied().unwrap_or(0) < **n).take(3).collect();
-    panic!(
-        "stamp {i}: stored {} rows, ground truth {} rows\nmissing (first 3): {missing:#?}\nextra (first 3): {extra:#?}",
-        stored.len(),
-        truth.len()
-    );
 }
 
 pub fn spec(index: usize, auth: SimAuth, tenants: usize) -> StampSpec {
