@@ -68,17 +68,23 @@ fn the_cloudwatch_dashboard_reads_the_metrics_the_collector_publishes() {
     let published: BTreeSet<String> =
         [WATERMARK_LAG, STAMP_FAILED, DRIFT_ROWS].iter().map(|s| s.to_string()).collect();
     assert_eq!(used, published, "every AzsUsage metric on the dashboard, and only those");
-    // Rows per hour come from the collector's "stamp done" line (shared/core/src/collect.rs), its `rows`
-    // field inside the `stamp` span that carries stamp_name.
+    // Rows per hour come from the collector's "stamp done" line (shared/core/src/collect/stamp.rs), its
+    // `rows` field inside the `stamp` span that carries stamp_name (opened in collect/mod.rs).
     let query = widgets.replace('\\', "");
     assert!(query.contains(r#"filter message = "stamp done""#) && query.contains("sum(rows)"), "{query}");
     assert!(widgets.contains("span.stamp_name"), "{widgets}");
-    let collect = std::fs::read_to_string(repo_root().join("shared/core/src/collect.rs")).unwrap();
+    let collector = |room: &str| {
+        let path = repo_root().join("shared/core/src/collect").join(room);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
     assert!(
-        collect.contains(r#"rows = summary.rows_written, "stamp done""#),
+        collector("stamp.rs").contains(r#"rows = summary.rows_written, "stamp done""#),
         "the collector's done line changed"
     );
-    assert!(collect.contains(r#"info_span!("stamp", stamp_id = %stamp.id, stamp_name = %stamp.name)"#));
+    assert!(
+        collector("mod.rs")
+            .contains(r#"info_span!("stamp", stamp_id = %stamp.id, stamp_name = %stamp.name)"#)
+    );
 }
 
 #[test]
