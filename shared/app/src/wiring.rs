@@ -348,12 +348,30 @@ async fn database_ca_file(ca: &DatabaseCa, secrets: &dyn SecretStore) -> Result<
             if !pem.expose().contains("-----BEGIN CERTIFICATE-----") {
                 anyhow::bail!("{}: secret {name:?} holds no PEM certificate", crate::config::DATABASE_CA);
             }
-            // `.pem`: the client reads every certificate of a PEM bundle, but only one from other files.
-            let path = std::env::temp_dir().join("azs-usage-database-ca.pem");
-            std::fs::write(&path, pem.expose()).with_context(|| format!("writing {}", path.display()))?;
-            Ok(path)
+            write_ca_file(&std::env::temp_dir(), pem.expose())
         }
     }
+}
+
+/// Writes the CA bundle where the database client reads it, whole: to a file of this process first,
+/// then renamed over the shared name, so a client reading it at that moment (another process on the
+/// machine, another cold start's connect) sees the old bundle or the new one, never a truncated file.
+/// The SQL Server client reads the file at every connect and refuses a short or empty one as a
+/// certificate problem that is not retried. `.pem`: the client reads every certificate of a PEM
+/// bundle, but only one from other files.
+fn write_ca_file(dir: &std::path::Path, pem: &str) -> Result<std::path::PathBuf> {
+    let path = dir.join("azs-usage-database-ca.pem");
+    let partial = dir.join(format!(
+        "azs-usage-database-ca.pem.{}.{}.partial",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&partial, pem).with_context(|| format!("writing {}", partial.display()))?;
+    if let Err(e) = std::fs::rename(&partial, &path) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(path)
 }
 
 /// Adds `TrustServerCertificateCA=<path>` unless the connection string names a CA itself.
@@ -379,6 +397,41 @@ fn with_trusted_ca(connection: &str, ca: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ca_file_is_never_seen_half_written_by_a_reader() {
+        // Given writers of the CA bundle and a reader of it at the same time (the SQL Server client
+        // reads it at every connect)
+        let dir = std::env::temp_dir().join(format!("azs-usage-ca-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem =
+            format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", "A".repeat(64 * 1024));
+        let path = write_ca_file(&dir, &pem).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (dir, pem, stop) = (dir.clone(), pem.clone(), std::sync::Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        write_ca_file(&dir, &pem).unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Then every read is the whole bundle
+        for _ in 0..500 {
+            assert_eq!(std::fs::read_to_string(&path).unwrap().len(), pem.len());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("azs-usage-database-ca.pem")],
+            "no partial file is left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_ca_bundle_is_added_to_either_connection_string_form_once() {

@@ -199,10 +199,15 @@ impl PostgresConfig {
                 )
             })?
             .to_owned();
-        if region.trim().is_empty() {
+        // The token is signed for the database's region, which RDS's own host names carry
+        // (`<name>.<id>.<region>.rds.amazonaws.com`); the process's region (AWS_REGION, the function's)
+        // is the fallback for any other name. Signed for another region, every login fails with
+        // "PAM authentication failed", which names neither.
+        let region = rds_host_region(&host).unwrap_or_else(|| region.trim());
+        if region.is_empty() {
             return Err(ConfigError::Login("an RDS IAM token needs the AWS region (AWS_REGION)".into()));
         }
-        let source = crate::login::RdsIamToken::new(&host, port, &user, region.trim(), credentials);
+        let source = crate::login::RdsIamToken::new(&host, port, &user, region, credentials);
         Ok(self.with_password_source(std::sync::Arc::new(source)))
     }
 
@@ -265,6 +270,18 @@ impl PostgresConfig {
             .with_root_certificates(roots)
             .with_no_client_auth())
     }
+}
+
+/// The region of an RDS endpoint (instance, cluster, reader, proxy): the label before `rds` in
+/// `<name>.<id>.<region>.rds.amazonaws.com` (or `.rds.amazonaws.com.cn`); `None` for any other name.
+fn rds_host_region(host: &str) -> Option<&str> {
+    let host = host.trim_end_matches('.');
+    let rest =
+        host.strip_suffix(".rds.amazonaws.com").or_else(|| host.strip_suffix(".rds.amazonaws.com.cn"))?;
+    let region = rest.rsplit('.').next().filter(|r| *r != rest)?;
+    let plausible = region.split('-').count() >= 3
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    plausible.then_some(region)
 }
 
 #[cfg(test)]
@@ -354,5 +371,28 @@ mod tests {
         let socket =
             iam("postgres://u@%2Fvar%2Frun%2Fpostgresql/usage?sslmode=require", "eu-west-1").unwrap();
         assert!(socket.contains("socket"), "{socket}");
+    }
+
+    #[tokio::test]
+    async fn an_rds_token_is_signed_for_the_region_its_endpoint_names_whatever_the_process_runs_in() {
+        // Given a function in us-east-1 whose database is an RDS endpoint in eu-west-1 (and one named
+        // by an alias, which says no region)
+        let token = |url: &str| {
+            let config =
+                PostgresConfig::parse(url).unwrap().with_rds_iam("us-east-1", fixed_credentials()).unwrap();
+            async move { config.password_source.unwrap().password().await.unwrap() }
+        };
+        // When their tokens are made, then each is signed for the database's region when its name
+        // carries one, else for the process's
+        let rds = token(
+            "postgres://u@usage.cluster-c1a2b3.eu-west-1.rds.amazonaws.com:5432/usage?sslmode=verify-full",
+        )
+        .await;
+        assert!(rds.contains("%2Feu-west-1%2Frds-db%2F"), "{rds}");
+        let alias = token("postgres://u@db.example:5432/usage?sslmode=verify-full").await;
+        assert!(alias.contains("%2Fus-east-1%2Frds-db%2F"), "{alias}");
+        assert_eq!(rds_host_region("x.proxy-abc.cn-north-1.rds.amazonaws.com.cn"), Some("cn-north-1"));
+        assert_eq!(rds_host_region("rds.amazonaws.com"), None);
+        assert_eq!(rds_host_region("db.example"), None);
     }
 }

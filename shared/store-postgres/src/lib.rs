@@ -250,7 +250,17 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
         }
         None => {
             let source = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
-            format!("{e}{source}")
+            match retry::tls_refusal(e) {
+                Some(rustls::Error::InvalidCertificate(_)) => format!(
+                    "{e}{source} (not retried: the server's certificate must chain to the CA given with \
+                     sslrootcert= or AZS_USAGE_DATABASE_CA, for RDS the region's RDS CA bundle, or to the \
+                     system's roots, and hold the URL's host name)"
+                ),
+                Some(_) => {
+                    format!("{e}{source} (not retried: the TLS handshake fails the same way each time)")
+                }
+                None => format!("{e}{source}"),
+            }
         }
     }
 }

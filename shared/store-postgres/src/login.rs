@@ -137,10 +137,31 @@ pub fn rds_auth_token(
     // after it; the server reads the query either way).
     let (signature, signed): (Vec<_>, Vec<_>) =
         instructions.params().iter().partition(|(name, _)| *name == "X-Amz-Signature");
-    for (name, value) in signed.into_iter().chain(signature) {
-        url.query_pairs_mut().append_pair(name, value);
+    // Written with SigV4's own encoding (RFC 3986: only A-Z a-z 0-9 - _ . ~ as they are, a space as
+    // %20), as botocore writes it and as the signature's canonical query has it, not the URL's
+    // form encoding (a space as `+`, `~` as %7E, `*` bare), which the server need not read back as
+    // the same user.
+    let authority = &url[url::Position::BeforeHost..url::Position::AfterPath];
+    let query: Vec<String> = [("Action", "connect"), ("DBUser", user)]
+        .into_iter()
+        .chain(signed.into_iter().chain(signature).map(|(name, value)| (*name, value.as_ref())))
+        .map(|(name, value)| format!("{}={}", sigv4_encode(name), sigv4_encode(value)))
+        .collect();
+    Ok(format!("{authority}?{}", query.join("&")))
+}
+
+/// `value` percent-encoded as SigV4 encodes query names and values (RFC 3986's unreserved characters
+/// kept, every other byte as %XX in upper-case hex).
+fn sigv4_encode(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
     }
-    Ok(url.as_str().trim_start_matches("https://").to_owned())
+    encoded
 }
 
 /// Opens the pool's connections: the password from the source (when there is one), then TLS or not.
@@ -249,6 +270,23 @@ mod tests {
                     .unwrap();
             assert_eq!(token, format!("{BOTOCORE_SIGNED}{rest}"));
         }
+    }
+
+    #[test]
+    fn a_user_name_outside_the_unreserved_characters_is_encoded_as_botocore_encodes_it() {
+        // Given a role name with a space, a tilde and an asterisk (legal for a PostgreSQL role), when
+        // its token is made, then it is botocore 1.43's byte for byte: SigV4's encoding (%20, ~ as it
+        // is, %2A), not a form's (+, %7E, * as it is), so the server reads back the user it signed.
+        let token =
+            rds_auth_token(ENDPOINT, "app user~*x", "eu-west-1", credentials(None), signed_at()).unwrap();
+        assert_eq!(
+            token,
+            "usage.cluster-c1a2b3.eu-west-1.rds.amazonaws.com:5432/?Action=connect&DBUser=app%20user~%2Ax\
+             &X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261207%2Feu-west-1%2Frds-db%2Faws4_request\
+             &X-Amz-Date=20261207T120000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host\
+             &X-Amz-Signature=df1e1c75994259175125efda842bd3a45db6e87b374439cc8eab9f176ffd8e7f"
+        );
     }
 
     #[test]
