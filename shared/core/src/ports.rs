@@ -234,8 +234,14 @@ pub trait StatusStore: StatusReader {
 }
 
 /// Everything the core needs from a database.
-pub trait Store: StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore {}
-impl<T: StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore> Store for T {}
+pub trait Store:
+    StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore + crate::audit::AuditedStore
+{
+}
+impl<T: StampRegistry + MappingStore + UsageLedger + LeaseStore + StatusStore + crate::audit::AuditedStore>
+    Store for T
+{
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Secret store

@@ -24,6 +24,7 @@
 //!   Azure Database for PostgreSQL, or any [`PasswordSource`]. AWS RDS IAM tokens are a follow-up
 //!   (issue 29): a SigV4-presigned `connect` URL, which is one more `PasswordSource`.
 
+mod audit;
 mod check;
 mod config;
 mod leases;
