@@ -175,8 +175,9 @@ pub struct Attribution {
 }
 
 impl Attribution {
+    /// Now, to the millisecond: what every store keeps of a time.
     pub fn now(actor: Actor) -> Self {
-        Self { actor, at: Utc::now() }
+        Self { actor, at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 3) }
     }
 
     fn record(&self, action: AuditAction, stamp: (&StampId, &str), changes: Vec<FieldChange>) -> AuditRecord {
