@@ -1,6 +1,7 @@
 //! `azs-usage`: the operator CLI. Every command runs the same code the serverless functions run
 //! (`azs_app::wiring::Services`); this file only turns arguments into calls and results into text.
 
+mod audit;
 mod db;
 mod drift;
 mod mapping_import;
@@ -154,6 +155,9 @@ enum Command {
     /// Check the configured database (`db check [--json]`), or run each T-SQL construct once (`db smoke`).
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Who changed which stamp or mapping, and how (`audit list`).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -371,6 +375,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
         }
         Command::Quarantine(command) => quarantine::run(&services, command).await?,
+        Command::Audit(command) => audit::run(&services, command).await?,
         Command::Collect { stamps, json } => {
             let progress = progress::TerminalProgress::new();
             // The CLI runs until done unless the operator set a fixed budget.
@@ -498,7 +503,8 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
             let export = add.export_csv.clone();
             let options = RegisterOptions { verify: !add.no_verify, recollect: add.recollect };
             let registration = registration_from(*add)?;
-            let registered = registrar.register_with(registration, options).await.map_err(explain)?;
+            let registered =
+                registrar.register_with(registration, options, &audit::operator()).await.map_err(explain)?;
             let view = registered.view;
             say!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
             if let Some(range) = registered.recollect {
@@ -561,22 +567,27 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
         }
         StampCommand::Enable { stamp } => {
             let patch = StampPatch { enabled: Some(true), ..Default::default() };
-            let v = registrar.update(&StampId(stamp), patch, false).await.map_err(explain)?;
+            let v =
+                registrar.update(&StampId(stamp), patch, false, &audit::operator()).await.map_err(explain)?;
             say!("stamp {} enabled", v.stamp.id);
         }
         StampCommand::Disable { stamp } => {
             let patch = StampPatch { enabled: Some(false), ..Default::default() };
-            let v = registrar.update(&StampId(stamp), patch, false).await.map_err(explain)?;
+            let v =
+                registrar.update(&StampId(stamp), patch, false, &audit::operator()).await.map_err(explain)?;
             say!("stamp {} disabled", v.stamp.id);
         }
         StampCommand::Update(update) => {
             let (stamp, verify) = (StampId(update.stamp.clone()), !update.no_verify);
-            let v = registrar.update(&stamp, patch_from(*update)?, verify).await.map_err(explain)?;
+            let v = registrar
+                .update(&stamp, patch_from(*update)?, verify, &audit::operator())
+                .await
+                .map_err(explain)?;
             let watermark = v.status.as_ref().map(|s| s.watermark.to_rfc3339()).unwrap_or_default();
             say!("updated stamp {} ({}); collection resumes at {watermark}", v.stamp.id, v.stamp.name);
         }
         StampCommand::Test { stamp } => {
-            let report = registrar.test(&StampId(stamp)).await.map_err(explain)?;
+            let report = registrar.test(&StampId(stamp), &audit::operator()).await.map_err(explain)?;
             say!(
                 "discovery ok: {} ({})",
                 report.endpoints.login_endpoint,
@@ -589,7 +600,7 @@ async fn stamp_command(services: &Services, cmd: StampCommand) -> Result<()> {
             }
         }
         StampCommand::Remove { stamp } => {
-            registrar.remove(&StampId(stamp.clone())).await.map_err(explain)?;
+            registrar.remove(&StampId(stamp.clone()), &audit::operator()).await.map_err(explain)?;
             say!("stamp {stamp} removed; its collected rows stay in the database");
         }
     }
@@ -601,7 +612,12 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
     match cmd {
         MappingCommand::Set { stamp, external_subscription_id, billing_subscription_id } => {
             let (m, backfilled) = mapper
-                .set_mapping(&StampId(stamp), &external_subscription_id, &billing_subscription_id)
+                .set_mapping(
+                    &StampId(stamp),
+                    &external_subscription_id,
+                    &billing_subscription_id,
+                    &audit::operator(),
+                )
                 .await
                 .map_err(explain)?;
             say!(
@@ -616,7 +632,10 @@ async fn mapping_command(services: &Services, cmd: MappingCommand) -> Result<()>
             say!("imported {count} mappings ({backfilled} earlier rows mapped)");
         }
         MappingCommand::Remove { stamp, external_subscription_id } => {
-            mapper.remove_mapping(&StampId(stamp), &external_subscription_id).await.map_err(explain)?;
+            mapper
+                .remove_mapping(&StampId(stamp), &external_subscription_id, &audit::operator())
+                .await
+                .map_err(explain)?;
             say!("mapping removed");
         }
         MappingCommand::List { stamp, json } => {

@@ -247,7 +247,14 @@ async fn stamps_fanned_out_through_sqs_are_collected_exactly_despite_redelivery_
             enabled: Some(true),
             ..StampRegistration::default()
         };
-        ids.push(registrar.register(registration, !poison).await.unwrap().stamp.id);
+        ids.push(
+            registrar
+                .register(registration, !poison, &azs_core::audit::Actor::new("test"))
+                .await
+                .unwrap()
+                .stamp
+                .id,
+        );
     }
     let poison = ids[4].clone();
     // every usage page of stamp 1 takes 0.15 s (one window per worker budget),
