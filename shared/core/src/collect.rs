@@ -31,6 +31,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
+/// The actor the audit trail names for a change the collector makes (pinning a stamp's login
+/// endpoint on first use).
+pub const COLLECTOR: &str = "collector";
+
 /// How far back a subscription's stored usage keeps it asked for in per-subscriber mode after the
 /// stamp stops listing it: longer than any stamp reports usage late (days) and than a billing month.
 pub const SEEN_SUBSCRIPTIONS: chrono::Duration = chrono::Duration::days(35);
@@ -570,7 +574,9 @@ impl Collector {
         let mut pinned = stamp.clone();
         pinned.connection.pin(&endpoints.login_endpoint, &endpoints.audience);
         if self.store.get_stamp(&stamp.id).await?.as_ref() == Some(stamp) {
-            self.store.update_stamp(&pinned).await?;
+            // A change like any other: on record, under the collector's name.
+            let by = crate::audit::Attribution::now(crate::audit::Actor::new(COLLECTOR));
+            self.store.change_stamp(&pinned, false, &by).await?;
             info!(login_endpoint = %endpoints.login_endpoint, "login endpoint pinned on first use");
         }
         Ok(pinned)
