@@ -11,8 +11,17 @@ use azs_core::ports::StoreError;
 use azs_core::stamp::StampId;
 use deadpool_postgres::GenericClient;
 
+/// Held by a transaction that writes a record, until it ends ("azs_audt" as a big-endian integer).
+const AUDIT_LOCK: i64 = 0x617a_735f_6175_6474;
+
 /// Adds `record` inside the caller's transaction: it commits or rolls back with the change.
+///
+/// Writers take turns (a transaction-scoped advisory lock, taken before the record's position is
+/// drawn): positions then become visible in the order they were drawn, so a reader paging by position
+/// never passes one that commits later. Changes to stamps and mappings are rare; the collector's
+/// writes take no such lock.
 pub(crate) async fn write(tx: &impl GenericClient, record: &AuditRecord) -> Result<(), Failure> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
     tx.execute(
         "INSERT INTO audit_records (id, at, actor, action, stamp_id, stamp_name, subscription, changes)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -4,6 +4,7 @@
 use crate::SqlServerStore;
 use crate::bind::{self, AuditColumns};
 use crate::session::{Failure, Session};
+use crate::sql;
 use crate::types::{self, guid, guid_text, opt_text, req, stamp_key, text};
 use async_trait::async_trait;
 use azs_core::audit::{
@@ -25,6 +26,7 @@ pub(crate) async fn write(s: &mut Session, record: &AuditRecord) -> Result<(), F
         subscription: record.subscription.as_deref(),
         changes: changes_to_json(&record.changes),
     };
+    s.query(bind::none(&sql::LOCK_AUDIT)).await?;
     s.execute(bind::insert_audit(&columns)).await?;
     Ok(())
 }

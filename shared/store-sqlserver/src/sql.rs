@@ -430,6 +430,11 @@ statements! {
 
     // -- Audit ---------------------------------------------------------------------------------------
 
+    /// Before INSERT_AUDIT, in its transaction: the table locked exclusively until the transaction
+    /// ends, so writers take turns and positions (IDENTITY) become visible in the order they were
+    /// drawn: a reader paging by position never passes one that commits later. Readers (RCSI) do not
+    /// wait; changes to stamps and mappings are rare.
+    LOCK_AUDIT (0) = "SELECT TOP (1) position FROM {schema}.audit_records WITH (TABLOCKX, HOLDLOCK)";
     INSERT_AUDIT (8) = "INSERT INTO {schema}.audit_records
             (id, at, actor, action, stamp_id, stamp_name, subscription, changes)
         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8)";
