@@ -126,13 +126,20 @@ impl fmt::Display for AuditAction {
 pub struct FieldChange {
     /// The field as the API names it (`adminArmEndpoint`, `billingSubscriptionId`).
     pub field: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `Some(null)` is a value (the field was empty) and stays one when read back.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub old: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub new: Option<Value>,
     /// A secret changed: recorded that it did, never what it was or is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret: bool,
+}
+
+/// A member that is there is `Some`, `null` included (serde's own `Option` reads `null` as `None`,
+/// which would turn an empty value into no value); a missing one is `None` (`default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 impl FieldChange {
@@ -440,6 +447,18 @@ mod tests {
         let record = by().updated(&stamp(), &stamp(), true).unwrap();
         let json = serde_json::to_value(&record.changes).unwrap();
         assert_eq!(json, serde_json::json!([{ "field": "credential", "secret": true }]));
+    }
+
+    #[test]
+    fn an_empty_value_reads_back_as_a_value_and_a_missing_one_as_none() {
+        let mut old = stamp();
+        old.connection.certificate_thumbprint = Some("AB".into());
+        let record = by().updated(&old, &stamp(), false).unwrap();
+        let text = changes_to_json(&record.changes);
+        assert_eq!(text, r#"[{"field":"certificateThumbprint","old":"AB","new":null}]"#);
+        assert_eq!(changes_from_json(&record.id, &text).unwrap(), record.changes);
+        let credential = changes_from_json(&record.id, r#"[{"field":"credential","secret":true}]"#).unwrap();
+        assert_eq!(credential, vec![FieldChange::credential()]);
     }
 
     #[test]

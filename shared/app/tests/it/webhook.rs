@@ -2105,6 +2105,23 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(report_members, passed);
     let result = property_names(&schemas["TestResult"]);
     assert_eq!(result, passed.iter().cloned().chain(["failure".to_owned()]).collect());
+    // An audit record (a stamp's: no subscription) and its field changes have the documented members.
+    let trail = app.get("/audit").await.json();
+    let record = &trail[0];
+    let record_members: BTreeSet<String> = record.as_object().unwrap().keys().cloned().collect();
+    let mut documented = property_names(&schemas["AuditRecord"]);
+    documented.remove("subscription");
+    assert_eq!(record_members, documented, "{record}");
+    let change_members: BTreeSet<String> = record["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.as_object().unwrap().keys().cloned())
+        .collect();
+    // (A registration has no old values; the PATCH tests show `old`.)
+    let expected: BTreeSet<String> = ["field", "new", "secret"].map(str::to_owned).into();
+    assert_eq!(change_members, expected, "{record}");
+    assert!(change_members.is_subset(&property_names(&schemas["FieldChange"])));
     // Every documented operation is served, and every method the document leaves out is refused.
     let paths = doc["paths"].as_object().unwrap();
     for (template, item) in paths {
