@@ -22,14 +22,17 @@ pub struct Ready {
 
 pub struct LazyServices {
     config: Result<AppConfig, ConfigError>,
+    /// Whether App Service Authentication is on: only then is the principal it forwards the caller's
+    /// identity (see `azs_app::webhook::caller`).
+    easy_auth: bool,
     ready: OnceCell<Ready>,
 }
 
 impl LazyServices {
     /// `config` may be an error: it is reported on every invocation instead of stopping the process,
     /// so that the reason shows in the invocation's log rather than as a host that cannot start us.
-    pub fn new(config: Result<AppConfig, ConfigError>) -> Self {
-        Self { config, ready: OnceCell::new() }
+    pub fn new(config: Result<AppConfig, ConfigError>, easy_auth: bool) -> Self {
+        Self { config, easy_auth, ready: OnceCell::new() }
     }
 
     /// The built services, building them now if no earlier invocation did. Concurrent first calls
@@ -42,9 +45,24 @@ impl LazyServices {
                 // A configured token that cannot be read fails the invocation (and the next one tries
                 // again): never fall back to serving without it.
                 let auth = behind_platform(&services.config, services.secrets.as_ref()).await?;
-                let webhook = router_with_prefix(ROUTE_PREFIX, services.administration(), auth);
+                let mut webhook = router_with_prefix(ROUTE_PREFIX, services.administration(), auth);
+                if self.easy_auth {
+                    webhook = webhook.layer(axum::middleware::from_fn(easy_auth_caller));
+                }
                 Ok(Ready { services, webhook })
             })
             .await
     }
+}
+
+/// The principal App Service Authentication forwarded, as the request's caller. Installed only when
+/// Easy Auth is on: it strips these headers from what clients send, so they are the platform's.
+async fn easy_auth_caller(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(caller) = azs_app::webhook::caller::easy_auth(request.headers()) {
+        request.extensions_mut().insert(caller);
+    }
+    next.run(request).await
 }

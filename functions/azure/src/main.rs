@@ -1,7 +1,7 @@
 //! `handler`: the Azure Functions custom handler executable. Listens before building anything slow:
 //! the host waits for `GET /` to answer; the services are built on the first invocation (`lazy.rs`).
 
-use azs_app::config::{AppConfig, custom_handler_port};
+use azs_app::config::{AppConfig, custom_handler_port, easy_auth_enabled};
 use azs_app::telemetry::{self, Target};
 use azs_azure_functions::{app, lazy::LazyServices};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ async fn serve() -> anyhow::Result<()> {
     telemetry::init(&log_config, Target::Function);
     tracing::info!(port, "custom handler listening");
 
-    axum::serve(listener, app(Arc::new(LazyServices::new(config)))).await?;
+    let easy_auth = easy_auth_enabled(|name| std::env::var(name).ok());
+    axum::serve(listener, app(Arc::new(LazyServices::new(config, easy_auth)))).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The custom handler executable as the Functions host starts it (`FUNCTIONS_CUSTOMHANDLER_PORT`),
 //! called the way the host forwards HTTP requests (`/api/...`, already past the function key). Shows
-//! that `AZS_USAGE_API_TOKEN_SECRET` is honoured behind the function key.
+//! that `AZS_USAGE_API_TOKEN_SECRET` is honoured behind the function key, and that the audit trail
+//! names App Service Authentication's principal only when the platform says it is on.
 
 use serde_json::{Value, json};
 use std::process::{Child, Stdio};
@@ -23,6 +24,11 @@ impl Drop for Handler {
 }
 
 async fn start(token_secret: Option<&str>, secrets: &[(&str, &str)]) -> Handler {
+    start_with(token_secret, secrets, &[]).await
+}
+
+/// [`start`] with extra environment variables (what the platform sets).
+async fn start_with(token_secret: Option<&str>, secrets: &[(&str, &str)], env: &[(&str, &str)]) -> Handler {
     let dir = tempfile::tempdir().unwrap();
     let secrets_path = dir.path().join("secrets.json");
     azs_testkit::process::secrets_file(&secrets_path, secrets);
@@ -37,6 +43,7 @@ async fn start(token_secret: Option<&str>, secrets: &[(&str, &str)]) -> Handler 
     if let Some(name) = token_secret {
         command.env("AZS_USAGE_API_TOKEN_SECRET", name);
     }
+    command.envs(env.iter().copied());
     let child = command.spawn().unwrap();
     let handler = Handler { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
     let started = Instant::now();
@@ -81,4 +88,46 @@ async fn without_a_configured_token_the_function_key_is_the_only_gate() {
 async fn a_configured_token_missing_from_the_secret_store_answers_503_never_serves_openly() {
     let handler = start(Some(TOKEN_SECRET), &[]).await;
     assert_eq!(list_stamps(&handler, None).await.status(), 503);
+}
+
+/// Registers a stamp through the handler as a caller whose request carries Easy Auth's principal
+/// headers, then reads who the audit trail says registered it.
+async fn registered_by(handler: &Handler) -> Value {
+    let client = reqwest::Client::new();
+    let registration = json!({
+        "name": "stamp-eu-1",
+        "adminSubscriptionId": "0b9d6e1c-2f4e-4b8a-9c3d-1a2b3c4d5e6f",
+        "tenantId": "4de154de-f8a8-4017-af41-df619da68155",
+        "applicationId": "11111111-2222-3333-4444-555555555555",
+        "adminArmEndpoint": "https://adminmanagement.local.azurestack.external",
+        "applicationSecret": "azure-stamp-secret-8e1f"
+    });
+    let created = client
+        .post(format!("{}/api/stamps?verify=false", handler.base))
+        .header("x-ms-client-principal-name", "ops@contoso.com")
+        .header("x-ms-client-principal-id", "5f3e2d1c-0b9a-4876-9543-210fedcba987")
+        .json(&registration)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let trail: Value =
+        client.get(format!("{}/api/audit", handler.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(trail[0]["action"], "stamp.register", "{trail}");
+    trail[0]["actor"].clone()
+}
+
+#[tokio::test]
+async fn behind_easy_auth_the_audit_names_its_principal_and_without_it_the_same_headers_name_no_one() {
+    // Given the handler with App Service Authentication on (the platform sets WEBSITE_AUTH_ENABLED)
+    let handler = start_with(None, &[], &[("WEBSITE_AUTH_ENABLED", "True")]).await;
+    // Then a change is recorded under the principal Easy Auth forwarded
+    assert_eq!(
+        registered_by(&handler).await,
+        "azure-principal:ops@contoso.com (5f3e2d1c-0b9a-4876-9543-210fedcba987)"
+    );
+
+    // And without Easy Auth the same headers are the client's own, and name no one
+    let handler = start(None, &[]).await;
+    assert_eq!(registered_by(&handler).await, "platform");
 }

@@ -2,7 +2,7 @@
 //! calls the service every platform calls, and hands the result to `render` (or prints it as JSON).
 //! The exit code is decided here: 2 when a collected stamp failed, 3 when `verify` found a difference.
 
-use crate::mapping_import;
+use crate::{audit, mapping_import};
 use anyhow::{Context, Result, bail};
 use azs_app::config::{self, AppConfig};
 use azs_app::registrar::{RegisterOptions, RegistrationError, StampPatch};
@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let entries = services.administration().quarantine.list(stamp.as_ref()).await.map_err(explain)?;
             if json { print_json(&entries)? } else { render::print_quarantine(&entries) }
         }
+        Command::Audit(command) => audit::run(&services, command).await?,
         Command::Collect { stamps, json } => {
             let progress = progress::TerminalProgress::new();
             // The CLI runs until done unless the operator set a fixed budget.
@@ -143,7 +144,10 @@ async fn stamp(services: &Services, cmd: StampCommand) -> Result<()> {
         StampCommand::Add(add) => {
             let export = add.export_csv.clone();
             let options = RegisterOptions { verify: !add.no_verify, recollect: add.recollect };
-            let registered = registrar.register_with(add.registration()?, options).await.map_err(explain)?;
+            let registered = registrar
+                .register_with(add.registration()?, options, &audit::operator())
+                .await
+                .map_err(explain)?;
             let view = registered.view;
             say!("registered stamp {} ({})", view.stamp.id, view.stamp.name);
             if let Some(range) = registered.recollect {
@@ -175,7 +179,7 @@ async fn stamp(services: &Services, cmd: StampCommand) -> Result<()> {
         StampCommand::Enable { stamp } => {
             let patch = StampPatch { enabled: Some(true), ..Default::default() };
             let v = registrar
-                .update(&resolve_stamp(services, &stamp).await?, patch, false)
+                .update(&resolve_stamp(services, &stamp).await?, patch, false, &audit::operator())
                 .await
                 .map_err(explain)?;
             say!("stamp {} enabled", v.stamp.id);
@@ -183,23 +187,32 @@ async fn stamp(services: &Services, cmd: StampCommand) -> Result<()> {
         StampCommand::Disable { stamp } => {
             let patch = StampPatch { enabled: Some(false), ..Default::default() };
             let v = registrar
-                .update(&resolve_stamp(services, &stamp).await?, patch, false)
+                .update(&resolve_stamp(services, &stamp).await?, patch, false, &audit::operator())
                 .await
                 .map_err(explain)?;
             say!("stamp {} disabled", v.stamp.id);
         }
         StampCommand::Update(update) => {
             let (stamp, verify) = (resolve_stamp(services, &update.stamp).await?, !update.no_verify);
-            let v = registrar.update(&stamp, update.patch()?, verify).await.map_err(explain)?;
+            let v = registrar
+                .update(&stamp, update.patch()?, verify, &audit::operator())
+                .await
+                .map_err(explain)?;
             let watermark = v.status.as_ref().map(|s| s.watermark.to_rfc3339()).unwrap_or_default();
             say!("updated stamp {} ({}); collection resumes at {watermark}", v.stamp.id, v.stamp.name);
         }
         StampCommand::Test { stamp } => {
-            let report = registrar.test(&resolve_stamp(services, &stamp).await?).await.map_err(explain)?;
+            let report = registrar
+                .test(&resolve_stamp(services, &stamp).await?, &audit::operator())
+                .await
+                .map_err(explain)?;
             render::print_connection_report(&report);
         }
         StampCommand::Remove { stamp } => {
-            registrar.remove(&resolve_stamp(services, &stamp).await?).await.map_err(explain)?;
+            registrar
+                .remove(&resolve_stamp(services, &stamp).await?, &audit::operator())
+                .await
+                .map_err(explain)?;
             say!("stamp {stamp} removed; its collected rows stay in the database");
         }
     }
@@ -212,7 +225,7 @@ async fn mapping(services: &Services, cmd: MappingCommand) -> Result<()> {
         MappingCommand::Set { stamp, external_subscription_id, billing_subscription_id } => {
             let stamp = resolve_stamp(services, &stamp).await?;
             let (m, backfilled) = mapper
-                .set_mapping(&stamp, &external_subscription_id, &billing_subscription_id)
+                .set_mapping(&stamp, &external_subscription_id, &billing_subscription_id, &audit::operator())
                 .await
                 .map_err(explain)?;
             say!(
@@ -228,7 +241,10 @@ async fn mapping(services: &Services, cmd: MappingCommand) -> Result<()> {
         }
         MappingCommand::Remove { stamp, external_subscription_id } => {
             let stamp = resolve_stamp(services, &stamp).await?;
-            mapper.remove_mapping(&stamp, &external_subscription_id).await.map_err(explain)?;
+            mapper
+                .remove_mapping(&stamp, &external_subscription_id, &audit::operator())
+                .await
+                .map_err(explain)?;
             say!("mapping removed");
         }
         MappingCommand::List { stamp, json } => {
@@ -278,7 +294,7 @@ async fn resolve_optional(services: &Services, handle: Option<String>) -> Result
 }
 
 /// Turns a registration error into an operator-readable one, listing every invalid field.
-fn explain(e: RegistrationError) -> anyhow::Error {
+pub(crate) fn explain(e: RegistrationError) -> anyhow::Error {
     match e {
         RegistrationError::Invalid(errors) | RegistrationError::Unusable(errors) => {
             let lines: Vec<String> = errors.0.iter().map(|f| format!("  {}: {}", f.field, f.rule)).collect();

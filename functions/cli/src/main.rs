@@ -2,6 +2,7 @@
 //! (`azs_app::wiring::Services`). The command line is `azs_usage::model`, what each command calls is
 //! `dispatch`, and what it prints is `azs_usage::render`.
 
+mod audit;
 mod dispatch;
 mod mapping_import;
 

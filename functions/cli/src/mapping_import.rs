@@ -36,7 +36,7 @@ pub async fn import(
         errors.0.sort_by_key(|f| line_number(&f.field));
         return Err(RegistrationError::Invalid(errors));
     }
-    let backfilled = mapper.import_mappings(stamp, &lines).await?;
+    let backfilled = mapper.import_mappings(stamp, &lines, &crate::audit::operator()).await?;
     Ok((lines.len(), backfilled))
 }
 

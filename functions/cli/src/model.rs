@@ -140,6 +140,9 @@ pub enum Command {
     /// Check the configured database (`db check [--json]`), or run each T-SQL construct once (`db smoke`).
     #[command(subcommand)]
     Db(DbCommand),
+    /// Who changed which stamp or mapping, and how (`audit list`).
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -306,6 +309,22 @@ pub enum QuarantineCommand {
         /// Only this stamp (id or name).
         #[arg(long)]
         stamp: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Changes to stamps and mappings, oldest first: when, who, what, and each field's old and new
+    /// value (a credential only as changed).
+    List {
+        /// Only this stamp (its id, which also finds a removed stamp, or a registered stamp's name).
+        #[arg(long)]
+        stamp: Option<String>,
+        /// Only changes at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -522,7 +522,14 @@ async fn fan_out_scenario(url: &str, backend: Backend) {
             enabled: Some(true),
             ..StampRegistration::default()
         };
-        ids.push(registrar.register(registration, !poison).await.unwrap().stamp.id);
+        ids.push(
+            registrar
+                .register(registration, !poison, &azs_core::audit::Actor::new("test"))
+                .await
+                .unwrap()
+                .stamp
+                .id,
+        );
     }
     let poison = ids[4].clone();
     // every usage page of stamp 1 is slow (one window per worker budget),

@@ -134,7 +134,7 @@ async fn run((database, secrets): &(String, String), dir: &Path, hours: u32) -> 
         };
         let view = services
             .registrar
-            .register(registration, true)
+            .register(registration, true, &azs_core::audit::Actor::new("demo"))
             .await
             .map_err(|e| anyhow::anyhow!("registering {name}: {e}"))?;
         say!(
@@ -151,7 +151,11 @@ async fn run((database, secrets): &(String, String), dir: &Path, hours: u32) -> 
     for (i, stamp) in stamps.iter().enumerate() {
         let tenants = sim.stamp(i).tenant_subscriptions();
         for (n, tenant) in tenants.iter().enumerate().take(tenants.len().saturating_sub(2)) {
-            services.mapper.set_mapping(&stamp.id, tenant, &format!("billing-{}-{n:03}", stamp.name)).await?;
+            let billing = format!("billing-{}-{n:03}", stamp.name);
+            services
+                .mapper
+                .set_mapping(&stamp.id, tenant, &billing, &azs_core::audit::Actor::new("demo"))
+                .await?;
             mapped += 1;
         }
     }

@@ -3,17 +3,20 @@
 //!
 //! | service | store traits | methods it sees |
 //! |---|---|---|
-//! | [`Registrar`] (stamps) | `StampRegistry` (with `StampDirectory`), `StatusReader` | 8 |
-//! | [`SubscriptionMapper`] (mappings) | `MappingStore`, `StampDirectory` | 7 |
+//! | [`Registrar`] (stamps) | `AuditedStampRegistry` (with `StampRegistry`, `StampDirectory`), `StatusReader` | 11 |
+//! | [`SubscriptionMapper`] (mappings) | `AuditedMappingStore` (with `MappingStore`), `StampDirectory` | 9 |
 //! | [`QuarantineList`] (quarantined rows) | `QuarantineReader`, `StampDirectory` | 3 |
+//! | [`AuditLog`] (the audit trail) | `AuditTrail`, `StampDirectory` | 3 |
+//!
+//! The stamp and mapping services write only through the audited writes, each of which records the
+//! change with its caller in the change's own transaction.
 
+use crate::audit::AuditLog;
 use crate::mapper::SubscriptionMapper;
 use crate::quarantine::QuarantineList;
 use crate::registrar::{CredentialReader, Registrar};
-use azs_core::ports::{
-    MappingStore, QuarantineReader, SecretStore, StampDirectory, StampRegistry, StatusReader, Store,
-    UsageSource,
-};
+use azs_core::audit::{AuditTrail, AuditedMappingStore, AuditedStampRegistry};
+use azs_core::ports::{QuarantineReader, SecretStore, StampDirectory, StatusReader, Store, UsageSource};
 use azs_core::registration::CredentialSecretRules;
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ pub struct Administration {
     pub stamps: Registrar,
     pub mappings: SubscriptionMapper,
     pub quarantine: QuarantineList,
+    pub audit: AuditLog,
 }
 
 impl Administration {
@@ -33,15 +37,17 @@ impl Administration {
         read_credential: CredentialReader,
         credential_rules: CredentialSecretRules,
     ) -> Self {
-        let registry: Arc<dyn StampRegistry> = store.clone();
+        let registry: Arc<dyn AuditedStampRegistry> = store.clone();
         let statuses: Arc<dyn StatusReader> = store.clone();
         let directory: Arc<dyn StampDirectory> = store.clone();
         let quarantine: Arc<dyn QuarantineReader> = store.clone();
-        let mappings: Arc<dyn MappingStore> = store;
+        let trail: Arc<dyn AuditTrail> = store.clone();
+        let mappings: Arc<dyn AuditedMappingStore> = store;
         Self {
             stamps: Registrar::new(registry, statuses, secrets, source, read_credential, credential_rules),
             mappings: SubscriptionMapper::new(directory.clone(), mappings),
-            quarantine: QuarantineList::new(directory, quarantine),
+            quarantine: QuarantineList::new(directory.clone(), quarantine),
+            audit: AuditLog::new(directory, trail),
         }
     }
 }

@@ -51,6 +51,9 @@ pub const MAX_ATTEMPTS: &str = "AZS_USAGE_MAX_ATTEMPTS";
 pub const VERIFY_TRAILING_HOURS: &str = "AZS_USAGE_VERIFY_TRAILING_HOURS";
 /// Set by the Functions host for a custom handler: the port to listen on (never by an operator).
 pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+/// Set by App Service (Functions included) to `True` when its Authentication (Easy Auth) is on: only
+/// then are the `X-MS-CLIENT-PRINCIPAL-*` headers the platform's and not the client's.
+pub const EASY_AUTH_ENABLED: &str = "WEBSITE_AUTH_ENABLED";
 pub const MAX_SPAN_HOURS: &str = "AZS_USAGE_MAX_SPAN_HOURS";
 
 pub const ENVIRONMENT: &[EnvVar] = &[
@@ -217,6 +220,13 @@ pub fn custom_handler_port(lookup: impl Fn(&str) -> Option<String>) -> Result<u1
     let rule = |rule: &str| ConfigError { variable: CUSTOM_HANDLER_PORT, rule: rule.into() };
     let value = lookup(CUSTOM_HANDLER_PORT).ok_or_else(|| rule("is not set: the Functions host sets it"))?;
     value.trim().parse().map_err(|_| rule("must be a port number"))
+}
+
+/// Whether App Service Authentication (Easy Auth) is on in front of the handler
+/// ([`EASY_AUTH_ENABLED`] is `True`, as App Service writes it). Apart from [`AppConfig`] because the
+/// platform sets it, never an operator.
+pub fn easy_auth_enabled(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    lookup(EASY_AUTH_ENABLED).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 impl AppConfig {

@@ -1,6 +1,7 @@
 //! Composition root: reads the environment, builds the adapters, and serves the webhook app.
 
 pub mod administration;
+pub mod audit;
 pub mod config;
 pub mod display;
 pub mod export;

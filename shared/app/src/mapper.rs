@@ -4,9 +4,10 @@
 //! stamp directory; nothing else of the database.
 
 use crate::registrar::{RegistrationError, find_stamp};
+use azs_core::audit::{Actor, Attribution, AuditAction, AuditedMappingStore};
 use azs_core::error::ValidationErrors;
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
-use azs_core::ports::{MappingStore, StampDirectory};
+use azs_core::ports::StampDirectory;
 use azs_core::stamp::StampId;
 use azs_core::usage::normalize_subscription_id;
 use chrono::Utc;
@@ -23,11 +24,12 @@ pub struct MappingLine {
 #[derive(Clone)]
 pub struct SubscriptionMapper {
     stamps: Arc<dyn StampDirectory>,
-    mappings: Arc<dyn MappingStore>,
+    /// The mapping store's audited writes: every change is recorded with its caller.
+    mappings: Arc<dyn AuditedMappingStore>,
 }
 
 impl SubscriptionMapper {
-    pub fn new(stamps: Arc<dyn StampDirectory>, mappings: Arc<dyn MappingStore>) -> Self {
+    pub fn new(stamps: Arc<dyn StampDirectory>, mappings: Arc<dyn AuditedMappingStore>) -> Self {
         Self { stamps, mappings }
     }
 
@@ -36,6 +38,7 @@ impl SubscriptionMapper {
         stamp: &StampId,
         external_subscription_id: &str,
         billing_subscription_id: &str,
+        by: &Actor,
     ) -> Result<(SubscriptionMapping, u64), RegistrationError> {
         let stamp = &self.stamp_id(stamp).await?;
         let mapping = SubscriptionMapping::validated(
@@ -45,7 +48,11 @@ impl SubscriptionMapper {
             Utc::now(),
         )
         .map_err(RegistrationError::Invalid)?;
-        let backfilled = self.mappings.set_mapping(&mapping).await?;
+        let by = Attribution::now(by.clone());
+        let backfilled = self
+            .mappings
+            .record_mappings(std::slice::from_ref(&mapping), AuditAction::MappingSet, &by)
+            .await?;
         Ok((mapping, backfilled))
     }
 
@@ -56,6 +63,7 @@ impl SubscriptionMapper {
         &self,
         stamp: &StampId,
         lines: &[MappingLine],
+        by: &Actor,
     ) -> Result<u64, RegistrationError> {
         let stamp = &self.stamp_id(stamp).await?;
         let now = Utc::now();
@@ -79,17 +87,19 @@ impl SubscriptionMapper {
         if !errors.is_empty() {
             return Err(RegistrationError::Invalid(errors));
         }
-        Ok(self.mappings.set_mappings(&mappings).await?)
+        let by = Attribution::now(by.clone());
+        Ok(self.mappings.record_mappings(&mappings, AuditAction::MappingImport, &by).await?)
     }
 
     pub async fn remove_mapping(
         &self,
         stamp: &StampId,
         external_subscription_id: &str,
+        by: &Actor,
     ) -> Result<(), RegistrationError> {
         let stamp = &self.stamp_id(stamp).await?;
         let external = normalize_subscription_id(external_subscription_id);
-        if self.mappings.remove_mapping(stamp, &external).await? {
+        if self.mappings.unmap(stamp, &external, &Attribution::now(by.clone())).await? {
             Ok(())
         } else {
             Err(RegistrationError::MappingNotFound(stamp.clone(), external))

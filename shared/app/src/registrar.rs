@@ -11,10 +11,11 @@
 //! secret then sits under a stamp id no stamp has, never the reverse (a stamp without its credential).
 
 use azs_core::StampConnection;
+use azs_core::audit::{Actor, Attribution, AuditedStampRegistry};
 use azs_core::error::ValidationErrors;
 use azs_core::ports::{
-    DiscoveredEndpoints, PullError, PullStage, SecretStore, StampDirectory, StampRegistry, StatusReader,
-    StoreError, UsageSource,
+    DiscoveredEndpoints, PullError, PullStage, SecretStore, StampDirectory, StatusReader, StoreError,
+    UsageSource,
 };
 pub use azs_core::registration::StampPatch;
 use azs_core::registration::{
@@ -129,11 +130,12 @@ const CREDENTIAL_READ_BUDGET: std::time::Duration = std::time::Duration::from_se
 const PIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Stamp administration: registering, changing, testing and removing stamps. Sees the stamp registry
+/// (its audited writes: every change is recorded with `by`, the caller, in the change's transaction)
 /// and the processing statuses (to show where each stamp stands), nothing of usage rows, leases or
 /// mappings.
 #[derive(Clone)]
 pub struct Registrar {
-    stamps: Arc<dyn StampRegistry>,
+    stamps: Arc<dyn AuditedStampRegistry>,
     statuses: Arc<dyn StatusReader>,
     secrets: Arc<dyn SecretStore>,
     source: Arc<dyn UsageSource>,
@@ -143,7 +145,7 @@ pub struct Registrar {
 
 impl Registrar {
     pub fn new(
-        stamps: Arc<dyn StampRegistry>,
+        stamps: Arc<dyn AuditedStampRegistry>,
         statuses: Arc<dyn StatusReader>,
         secrets: Arc<dyn SecretStore>,
         source: Arc<dyn UsageSource>,
@@ -157,8 +159,9 @@ impl Registrar {
         &self,
         input: StampRegistration,
         verify: bool,
+        by: &Actor,
     ) -> Result<StampView, RegistrationError> {
-        Ok(self.register_with(input, RegisterOptions { verify, recollect: false }).await?.view)
+        Ok(self.register_with(input, RegisterOptions { verify, recollect: false }, by).await?.view)
     }
 
     /// Registers a stamp. A stamp that was removed before (same admin ARM endpoint and admin
@@ -169,6 +172,7 @@ impl Registrar {
         &self,
         input: StampRegistration,
         options: RegisterOptions,
+        by: &Actor,
     ) -> Result<Registered, RegistrationError> {
         let now = Utc::now();
         let collect_from_given = input.collect_from.as_deref().is_some_and(|s| !s.trim().is_empty());
@@ -232,7 +236,7 @@ impl Registrar {
                 .await
                 .map_err(secret_store)?;
         }
-        if let Err(e) = self.stamps.insert_stamp(&stamp).await {
+        if let Err(e) = self.stamps.register_stamp(&stamp, &Attribution::now(by.clone())).await {
             if existing_secret.is_none() {
                 // Compensate: a credential must not outlive a failed registration.
                 if let Err(cleanup) = self.secrets.delete_secret(&stamp.credential_secret_name).await {
@@ -256,6 +260,7 @@ impl Registrar {
         handle: &StampId,
         patch: StampPatch,
         verify: bool,
+        by: &Actor,
     ) -> Result<StampView, RegistrationError> {
         let current = self.stamp(handle).await?;
         let change = patch.apply(&current, Utc::now()).map_err(RegistrationError::Invalid)?;
@@ -312,7 +317,8 @@ impl Registrar {
                 .await
                 .map_err(secret_store)?;
         }
-        if let Err(e) = self.stamps.update_stamp(&stamp).await {
+        let attribution = Attribution::now(by.clone());
+        if let Err(e) = self.stamps.change_stamp(&stamp, change.credential.is_some(), &attribution).await {
             if new_secret.is_some() {
                 let name = &stamp.credential_secret_name;
                 let restored = match &previous {
@@ -387,12 +393,12 @@ impl Registrar {
     }
 
     /// Stops collecting the stamp and deletes the credential we stored for it. Collected rows stay.
-    pub async fn remove(&self, id: &StampId) -> Result<(), RegistrationError> {
+    pub async fn remove(&self, id: &StampId, by: &Actor) -> Result<(), RegistrationError> {
         let stamp = self.stamp(id).await?;
         let id = &stamp.id;
         // The stamp goes first: a stamp without its credential would fail every run, while a credential
         // without its stamp is only clutter, and the delete below removes it.
-        self.stamps.delete_stamp(id).await?;
+        self.stamps.remove_stamp(id, &Attribution::now(by.clone())).await?;
         if stamp.credential_secret_name == self.secrets.credential_name(id) {
             self.secrets.delete_secret(&stamp.credential_secret_name).await.map_err(|e| {
                 RegistrationError::Unavailable(format!(
@@ -404,7 +410,9 @@ impl Registrar {
         Ok(())
     }
 
-    pub async fn test(&self, id: &StampId) -> Result<ConnectionReport, RegistrationError> {
+    /// Tests the stamp's connection. A stamp whose login endpoint was not pinned yet is pinned first
+    /// (a change, recorded as `by`'s).
+    pub async fn test(&self, id: &StampId, by: &Actor) -> Result<ConnectionReport, RegistrationError> {
         let mut stamp = self.stamp(id).await?;
         if !stamp.connection.is_pinned() {
             // Pinned first, by discovery alone, so that the credential only goes to the login host
@@ -416,7 +424,7 @@ impl Registrar {
             let before = stamp.clone();
             stamp.connection.pin(&endpoints.login_endpoint, &endpoints.audience);
             if self.stamps.get_stamp(&stamp.id).await?.as_ref() == Some(&before) {
-                self.stamps.update_stamp(&stamp).await?;
+                self.stamps.change_stamp(&stamp, false, &Attribution::now(by.clone())).await?;
             }
         }
         let credential = self.credential_of(&stamp).await?;

@@ -74,6 +74,9 @@ pub struct TlsFiles {
     pub private_key: PathBuf,
 }
 
+/// The caller a change made through `serve --insecure-loopback` (no token) is recorded under.
+pub const LOOPBACK_CALLER: &str = "unauthenticated-loopback";
+
 /// How the local server authenticates callers, decided before it binds.
 pub async fn local_auth(services: &Services, listen: SocketAddr, insecure_loopback: bool) -> Result<ApiAuth> {
     if let Some(token) =
@@ -118,7 +121,13 @@ pub async fn serve_until(
     }
     let tls = options.tls.as_ref().map(server_tls).transpose()?;
     let auth = local_auth(services, listen, options.insecure_loopback).await?;
+    let anonymous = matches!(auth, ApiAuth::PlatformOnly);
     let mut app = router(services.administration(), auth);
+    if anonymous {
+        // No platform in front and no token: the audit trail says so rather than name a platform.
+        let caller = crate::webhook::caller::PlatformCaller(azs_core::audit::Actor::new(LOOPBACK_CALLER));
+        app = app.layer(axum::Extension(caller));
+    }
     if options.insecure_loopback {
         app = app.layer(from_fn_with_state(Arc::new(listen), loopback_host));
     }

@@ -39,7 +39,13 @@ impl Services {
             stamps: self.registrar.clone(),
             mappings: self.mapper.clone(),
             quarantine: crate::quarantine::QuarantineList::new(self.store.clone(), self.store.clone()),
+            audit: self.audit(),
         }
+    }
+
+    /// The audit trail, as `audit list` and `GET /audit` read it.
+    pub fn audit(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(self.store.clone(), self.store.clone())
     }
 
     pub async fn build(config: &AppConfig) -> Result<Services> {

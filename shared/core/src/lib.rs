@@ -5,6 +5,7 @@
 //! world. It knows nothing of HTTP clients, databases, secret stores or serverless platforms: those are
 //! adapters that implement the ports (see the workspace README's architecture section).
 
+pub mod audit;
 pub mod check;
 pub mod collect;
 pub mod drift;

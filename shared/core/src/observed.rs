@@ -3,6 +3,9 @@
 //! commits this way and the webhook tests make the real store fail on demand, so neither needs its own
 //! copy of every port method, and a port method added later is passed through for both.
 
+use crate::audit::{
+    Attribution, AuditAction, AuditEntry, AuditQuery, AuditTrail, AuditedMappingStore, AuditedStampRegistry,
+};
 use crate::mapping::{SubscriptionMapping, UnmappedSubscription};
 use crate::ports::{
     CommitReceipt, ExportFilter, LeaseStore, MappingStore, QuarantineReader, StampDirectory, StampRegistry,
@@ -95,6 +98,46 @@ impl<O: StoreObserver> MappingStore for ObservedStore<O> {
     }
     async fn unmapped(&self, stamp: Option<&StampId>) -> Result<Vec<UnmappedSubscription>, StoreError> {
         observe!(self, "unmapped", self.inner.unmapped(stamp))
+    }
+}
+
+#[async_trait]
+impl<O: StoreObserver> AuditedStampRegistry for ObservedStore<O> {
+    async fn register_stamp(&self, stamp: &Stamp, by: &Attribution) -> Result<(), StoreError> {
+        observe!(self, "register_stamp", self.inner.register_stamp(stamp, by))
+    }
+    async fn change_stamp(
+        &self,
+        stamp: &Stamp,
+        credential: bool,
+        by: &Attribution,
+    ) -> Result<(), StoreError> {
+        observe!(self, "change_stamp", self.inner.change_stamp(stamp, credential, by))
+    }
+    async fn remove_stamp(&self, id: &StampId, by: &Attribution) -> Result<bool, StoreError> {
+        observe!(self, "remove_stamp", self.inner.remove_stamp(id, by))
+    }
+}
+
+#[async_trait]
+impl<O: StoreObserver> AuditedMappingStore for ObservedStore<O> {
+    async fn record_mappings(
+        &self,
+        mappings: &[SubscriptionMapping],
+        action: AuditAction,
+        by: &Attribution,
+    ) -> Result<u64, StoreError> {
+        observe!(self, "record_mappings", self.inner.record_mappings(mappings, action, by))
+    }
+    async fn unmap(&self, stamp: &StampId, external: &str, by: &Attribution) -> Result<bool, StoreError> {
+        observe!(self, "unmap", self.inner.unmap(stamp, external, by))
+    }
+}
+
+#[async_trait]
+impl<O: StoreObserver> AuditTrail for ObservedStore<O> {
+    async fn audit_records(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        observe!(self, "audit_records", self.inner.audit_records(query))
     }
 }
 

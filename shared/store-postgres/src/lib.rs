@@ -25,6 +25,7 @@
 //!   SigV4-presigned `connect` URL signed with aws-sigv4, which aws-config already builds: aws-sdk-rds
 //!   would add a whole generated SDK crate to the build for one function), or any [`PasswordSource`].
 
+mod audit;
 mod check;
 mod config;
 mod leases;

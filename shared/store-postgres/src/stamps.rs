@@ -3,6 +3,7 @@
 
 use crate::{Failure, PostgresStore, is_unique_violation};
 use async_trait::async_trait;
+use azs_core::audit::{Actor, Attribution, AuditedStampRegistry};
 use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
 use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone, UsageQueryMode};
@@ -38,77 +39,19 @@ impl StampDirectory for PostgresStore {
     }
 }
 
+/// The plain writes are the audited ones with nobody named: every change leaves its record.
 #[async_trait]
 impl StampRegistry for PostgresStore {
     async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        self.run("insert_stamp", |mut client| {
-            Box::pin(async move {
-                let tx = client.transaction().await?;
-                insert_in(&tx, stamp).await?;
-                tx.commit().await?;
-                Ok(())
-            })
-        })
-        .await
+        self.register_stamp(stamp, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        self.run("update_stamp", |mut client| {
-            Box::pin(async move {
-                let tx = client.transaction().await?;
-                if let Some(existing) = registered_as(&tx, &stamp.connection, Some(&stamp.id)).await? {
-                    return Err(StoreError::DuplicateStamp(existing).into());
-                }
-                let row = StampRow::of(stamp);
-                // created_at is when the stamp was registered, and the watermark is progress: neither
-                // changes here.
-                let changed = tx
-                    .execute(
-                        "UPDATE stamps SET name = $2, admin_subscription_id = $3, admin_subscription_key = $4,
-                             tenant_id = $5, application_id = $6, certificate_thumbprint = $7,
-                             admin_arm_endpoint = $8, admin_arm_endpoint_key = $9,
-                             token_request_resource_url = $10, authority_endpoint_url = $11, is_adfs = $12,
-                             ca_certificate_pem = $13, credential_secret_name = $14, enabled = $15,
-                             collect_from = $16, query_mode = $17
-                         WHERE id = $1",
-                        &row.params(),
-                    )
-                    .await
-                    .map_err(|e| raced(e, "another registration took this admin ARM endpoint and subscription"))?;
-                if changed == 0 {
-                    return Err(StoreError::UnknownStamp(stamp.id.clone()).into());
-                }
-                tx.commit().await?;
-                Ok(())
-            })
-        })
-        .await
+        self.change_stamp(stamp, false, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
-        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
-        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
-        // the watermark, so registering the stamp again resumes instead of collecting twice.
-        self.run("delete_stamp", |mut client| {
-            Box::pin(async move {
-                let tx = client.transaction().await?;
-                tx.execute(
-                    "INSERT INTO stamp_tombstones (admin_arm_endpoint_key, admin_subscription_key, stamp_id,
-                         name, watermark, removed_at)
-                     SELECT s.admin_arm_endpoint_key, s.admin_subscription_key, s.id, s.name, p.watermark, now()
-                     FROM stamps s JOIN processing_status p ON p.stamp_id = s.id WHERE s.id = $1
-                     ON CONFLICT (admin_arm_endpoint_key, admin_subscription_key) DO UPDATE SET
-                         stamp_id = excluded.stamp_id, name = excluded.name, watermark = excluded.watermark,
-                         removed_at = excluded.removed_at",
-                    &[&id.as_str()],
-                )
-                .await?;
-                let deleted = tx.execute("DELETE FROM stamps WHERE id = $1", &[&id.as_str()]).await? == 1;
-                tx.commit().await?;
-                Ok(deleted)
-            })
-        })
-        .await
+        self.remove_stamp(id, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn tombstone(&self, connection: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
@@ -137,6 +80,103 @@ impl StampRegistry for PostgresStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl AuditedStampRegistry for PostgresStore {
+    async fn register_stamp(&self, stamp: &Stamp, by: &Attribution) -> Result<(), StoreError> {
+        self.run("insert_stamp", |mut client| {
+            Box::pin(async move {
+                let tx = client.transaction().await?;
+                insert_in(&tx, stamp).await?;
+                crate::audit::write(&tx, &by.registered(stamp)).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn change_stamp(
+        &self,
+        stamp: &Stamp,
+        credential_replaced: bool,
+        by: &Attribution,
+    ) -> Result<(), StoreError> {
+        self.run("update_stamp", |mut client| {
+            Box::pin(async move {
+                let tx = client.transaction().await?;
+                if let Some(existing) = registered_as(&tx, &stamp.connection, Some(&stamp.id)).await? {
+                    return Err(StoreError::DuplicateStamp(existing).into());
+                }
+                // The record's old values are the stored ones, read locked in this transaction.
+                let old = stored(&tx, &stamp.id, "FOR NO KEY UPDATE")
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownStamp(stamp.id.clone()))?;
+                let row = StampRow::of(stamp);
+                // created_at is when the stamp was registered, and the watermark is progress: neither
+                // changes here.
+                let changed = tx
+                    .execute(
+                        "UPDATE stamps SET name = $2, admin_subscription_id = $3, admin_subscription_key = $4,
+                             tenant_id = $5, application_id = $6, certificate_thumbprint = $7,
+                             admin_arm_endpoint = $8, admin_arm_endpoint_key = $9,
+                             token_request_resource_url = $10, authority_endpoint_url = $11, is_adfs = $12,
+                             ca_certificate_pem = $13, credential_secret_name = $14, enabled = $15,
+                             collect_from = $16, query_mode = $17
+                         WHERE id = $1",
+                        &row.params(),
+                    )
+                    .await
+                    .map_err(|e| raced(e, "another registration took this admin ARM endpoint and subscription"))?;
+                if changed == 0 {
+                    return Err(StoreError::UnknownStamp(stamp.id.clone()).into());
+                }
+                if let Some(record) = by.updated(&old, stamp, credential_replaced) {
+                    crate::audit::write(&tx, &record).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn remove_stamp(&self, id: &StampId, by: &Attribution) -> Result<bool, StoreError> {
+        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
+        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
+        // the watermark, so registering the stamp again resumes instead of collecting twice.
+        self.run("delete_stamp", |mut client| {
+            Box::pin(async move {
+                let tx = client.transaction().await?;
+                let Some(stamp) = stored(&tx, id, "FOR UPDATE").await? else { return Ok(false) };
+                tx.execute(
+                    "INSERT INTO stamp_tombstones (admin_arm_endpoint_key, admin_subscription_key, stamp_id,
+                         name, watermark, removed_at)
+                     SELECT s.admin_arm_endpoint_key, s.admin_subscription_key, s.id, s.name, p.watermark, now()
+                     FROM stamps s JOIN processing_status p ON p.stamp_id = s.id WHERE s.id = $1
+                     ON CONFLICT (admin_arm_endpoint_key, admin_subscription_key) DO UPDATE SET
+                         stamp_id = excluded.stamp_id, name = excluded.name, watermark = excluded.watermark,
+                         removed_at = excluded.removed_at",
+                    &[&id.as_str()],
+                )
+                .await?;
+                let deleted = tx.execute("DELETE FROM stamps WHERE id = $1", &[&id.as_str()]).await? == 1;
+                if deleted {
+                    crate::audit::write(&tx, &by.removed(&stamp)).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
+            })
+        })
+        .await
+    }
+}
+
+/// The stamp as stored, read inside the caller's transaction with `lock` (`FOR UPDATE`...).
+async fn stored(tx: &impl GenericClient, id: &StampId, lock: &str) -> Result<Option<Stamp>, Failure> {
+    let sql = format!("SELECT {COLUMNS} FROM stamps WHERE id = $1 {lock}");
+    tx.query_opt(&sql, &[&id.as_str()]).await?.map(|r| stamp_from_row(&r)).transpose()
 }
 
 /// A stamp as its row: one list of parameters for the INSERT and the UPDATE, so that a column cannot

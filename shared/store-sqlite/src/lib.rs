@@ -9,6 +9,7 @@
 //! - rusqlite is synchronous: each call runs on tokio's blocking pool.
 //! - The schema is migrated on open (`migrations/*.sql`, recorded in `schema_migrations`).
 
+mod audit;
 mod check;
 mod codec;
 mod db;

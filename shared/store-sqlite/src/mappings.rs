@@ -6,6 +6,7 @@ use crate::SqliteStore;
 use crate::codec::{get_millis, get_secs, get_u64, millis};
 use crate::db::Failure;
 use async_trait::async_trait;
+use azs_core::audit::{Actor, Attribution, AuditAction, AuditedMappingStore};
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{MappingStore, StoreError};
 use azs_core::stamp::StampId;
@@ -31,8 +32,8 @@ impl MappingStore for SqliteStore {
     }
 
     async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
-        let mappings = mappings.to_vec();
-        self.run(move |db| db.write(|conn| set(conn, &mappings))).await
+        let by = Attribution::now(Actor::unattributed());
+        self.record_mappings(mappings, AuditAction::MappingSet, &by).await
     }
 
     async fn remove_mapping(
@@ -40,18 +41,7 @@ impl MappingStore for SqliteStore {
         stamp: &StampId,
         external_subscription_id: &str,
     ) -> Result<bool, StoreError> {
-        let stamp = stamp.clone();
-        let external = normalize_subscription_id(external_subscription_id);
-        self.run(move |db| {
-            db.write(|conn| {
-                let removed = conn.execute(
-                    "DELETE FROM subscription_mappings WHERE stamp_id = ?1 AND external_subscription_id = ?2",
-                    (stamp.as_str(), external.as_str()),
-                )?;
-                Ok(removed == 1)
-            })
-        })
-        .await
+        self.unmap(stamp, external_subscription_id, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {
@@ -103,18 +93,78 @@ impl MappingStore for SqliteStore {
     }
 }
 
-/// All mappings and their back-fills in one transaction: an unknown stamp anywhere writes nothing.
-fn set(conn: &mut Connection, mappings: &[SubscriptionMapping]) -> Result<u64, Failure> {
+#[async_trait]
+impl AuditedMappingStore for SqliteStore {
+    async fn record_mappings(
+        &self,
+        mappings: &[SubscriptionMapping],
+        action: AuditAction,
+        by: &Attribution,
+    ) -> Result<u64, StoreError> {
+        let (mappings, by) = (mappings.to_vec(), by.clone());
+        self.run(move |db| db.write(|conn| set(conn, &mappings, action, &by))).await
+    }
+
+    async fn unmap(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+        by: &Attribution,
+    ) -> Result<bool, StoreError> {
+        let (stamp, by) = (stamp.clone(), by.clone());
+        let external = normalize_subscription_id(external_subscription_id);
+        self.run(move |db| db.write(|conn| remove(conn, &stamp, &external, &by))).await
+    }
+}
+
+/// Removes one mapping and records what it billed to, in one transaction.
+fn remove(conn: &mut Connection, stamp: &StampId, external: &str, by: &Attribution) -> Result<bool, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(old) = billing_of(&tx, stamp, external)? else { return Ok(false) };
+    let name = crate::stamps::name_of(&tx, stamp)?.unwrap_or_default();
+    crate::audit::write(&tx, &by.mapping_removed((stamp, &name), external, &old))?;
+    tx.execute(
+        "DELETE FROM subscription_mappings WHERE stamp_id = ?1 AND external_subscription_id = ?2",
+        (stamp.as_str(), external),
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// The billing subscription a tenant subscription maps to now, inside the caller's transaction.
+fn billing_of(tx: &Connection, stamp: &StampId, external: &str) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached(
+        "SELECT billing_subscription_id FROM subscription_mappings
+         WHERE stamp_id = ?1 AND external_subscription_id = ?2",
+    )?
+    .query_row((stamp.as_str(), external), |r| r.get(0))
+    .optional()
+}
+
+/// All mappings, their back-fills and their audit records in one transaction: an unknown stamp
+/// anywhere writes nothing.
+fn set(
+    conn: &mut Connection,
+    mappings: &[SubscriptionMapping],
+    action: AuditAction,
+    by: &Attribution,
+) -> Result<u64, Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut back_filled = 0;
     for mapping in mappings {
         let external = normalize_subscription_id(&mapping.external_subscription_id);
         let stamp = mapping.stamp_id.as_str();
-        let stamp_no: i64 = tx
-            .prepare_cached("SELECT stamp_no FROM stamps WHERE id = ?1")?
-            .query_row([stamp], |r| r.get(0))
+        let (stamp_no, name): (i64, String) = tx
+            .prepare_cached("SELECT stamp_no, name FROM stamps WHERE id = ?1")?
+            .query_row([stamp], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
+        let old = billing_of(&tx, &mapping.stamp_id, &external)?;
+        let mut recorded = mapping.clone();
+        recorded.external_subscription_id = external.clone();
+        if let Some(record) = by.mapping_set(action, &name, &recorded, old.as_deref()) {
+            crate::audit::write(&tx, &record)?;
+        }
         tx.prepare_cached(
             "INSERT INTO subscription_mappings (stamp_id, external_subscription_id, billing_subscription_id, updated_at)
              VALUES (?1, ?2, ?3, ?4)

@@ -5,6 +5,7 @@ use crate::SqliteStore;
 use crate::codec::{get_millis, get_query_mode, get_secs, millis, query_mode_name, secs};
 use crate::db::Failure;
 use async_trait::async_trait;
+use azs_core::audit::{Actor, Attribution, AuditedStampRegistry};
 use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
 use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone};
@@ -41,24 +42,19 @@ impl StampDirectory for SqliteStore {
     }
 }
 
+/// The plain writes are the audited ones with nobody named: every change leaves its record.
 #[async_trait]
 impl StampRegistry for SqliteStore {
     async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        let stamp = stamp.clone();
-        self.run(move |db| db.write(|conn| insert(conn, &stamp))).await
+        self.register_stamp(stamp, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        let stamp = stamp.clone();
-        self.run(move |db| db.write(|conn| update(conn, &stamp))).await
+        self.change_stamp(stamp, false, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
-        let id = id.clone();
-        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
-        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
-        // the watermark, so registering the stamp again resumes instead of collecting twice.
-        self.run(move |db| db.write(|conn| delete(conn, &id))).await
+        self.remove_stamp(id, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn tombstone(&self, connection: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
@@ -85,6 +81,32 @@ impl StampRegistry for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl AuditedStampRegistry for SqliteStore {
+    async fn register_stamp(&self, stamp: &Stamp, by: &Attribution) -> Result<(), StoreError> {
+        let (stamp, by) = (stamp.clone(), by.clone());
+        self.run(move |db| db.write(|conn| insert(conn, &stamp, &by))).await
+    }
+
+    async fn change_stamp(
+        &self,
+        stamp: &Stamp,
+        credential_replaced: bool,
+        by: &Attribution,
+    ) -> Result<(), StoreError> {
+        let (stamp, by) = (stamp.clone(), by.clone());
+        self.run(move |db| db.write(|conn| update(conn, &stamp, credential_replaced, &by))).await
+    }
+
+    async fn remove_stamp(&self, id: &StampId, by: &Attribution) -> Result<bool, StoreError> {
+        let (id, by) = (id.clone(), by.clone());
+        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
+        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
+        // the watermark, so registering the stamp again resumes instead of collecting twice.
+        self.run(move |db| db.write(|conn| delete(conn, &id, &by))).await
     }
 }
 
@@ -135,9 +157,10 @@ impl<'a> StampRow<'a> {
     }
 }
 
-fn insert(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
+fn insert(conn: &mut Connection, stamp: &Stamp, by: &Attribution) -> Result<(), Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     insert_in(&tx, stamp)?;
+    crate::audit::write(&tx, &by.registered(stamp))?;
     tx.commit()?;
     Ok(())
 }
@@ -179,8 +202,10 @@ pub(crate) fn insert_in(tx: &Connection, stamp: &Stamp) -> Result<(), Failure> {
     Ok(())
 }
 
-fn delete(conn: &mut Connection, id: &StampId) -> Result<bool, Failure> {
+fn delete(conn: &mut Connection, id: &StampId, by: &Attribution) -> Result<bool, Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(stamp) = stored(&tx, id)? else { return Ok(false) };
+    crate::audit::write(&tx, &by.removed(&stamp))?;
     tx.execute(
         "INSERT INTO stamp_tombstones (admin_arm_endpoint_key, admin_subscription_key, stamp_id, name,
              watermark, removed_at)
@@ -196,10 +221,20 @@ fn delete(conn: &mut Connection, id: &StampId) -> Result<bool, Failure> {
     Ok(deleted)
 }
 
-fn update(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
+fn update(
+    conn: &mut Connection,
+    stamp: &Stamp,
+    credential_replaced: bool,
+    by: &Attribution,
+) -> Result<(), Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(existing) = registered_as(&tx, &stamp.connection, Some(&stamp.id))? {
         return Err(StoreError::DuplicateStamp(existing).into());
+    }
+    // The record's old values are the stored ones, read under this write transaction.
+    let old = stored(&tx, &stamp.id)?.ok_or_else(|| StoreError::UnknownStamp(stamp.id.clone()))?;
+    if let Some(record) = by.updated(&old, stamp, credential_replaced) {
+        crate::audit::write(&tx, &record)?;
     }
     // created_at is when the stamp was registered, and the watermark is progress: neither changes here.
     let changed = tx.execute(
@@ -219,6 +254,19 @@ fn update(conn: &mut Connection, stamp: &Stamp) -> Result<(), Failure> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The stamp as stored, read inside the caller's transaction.
+fn stored(tx: &Connection, id: &StampId) -> rusqlite::Result<Option<Stamp>> {
+    let sql = format!("SELECT {COLUMNS} FROM stamps WHERE id = ?1");
+    tx.prepare_cached(&sql)?.query_row([id.as_str()], stamp_from_row).optional()
+}
+
+/// The stamp's name, read inside the caller's transaction (for a mapping's audit record).
+pub(crate) fn name_of(tx: &Connection, id: &StampId) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached("SELECT name FROM stamps WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()
 }
 
 /// The id of the stamp (other than `except`) registered with this admin ARM endpoint and subscription.

@@ -166,6 +166,50 @@ pub(crate) fn get_stamp(stamp: Uuid) -> Bound<'static> {
     Bound::new(&sql::GET_STAMP, vec![stamp.into_sql()])
 }
 
+pub(crate) fn get_stamp_locked(stamp: Uuid) -> Bound<'static> {
+    Bound::new(&sql::GET_STAMP_LOCKED, vec![stamp.into_sql()])
+}
+
+// -- Audit ---------------------------------------------------------------------------------------------
+
+/// An audit record in column form: the stamp id parsed, `changes` as JSON text.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditColumns<'a> {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: &'a str,
+    pub action: &'static str,
+    pub stamp_id: Uuid,
+    pub stamp_name: &'a str,
+    pub subscription: Option<&'a str>,
+    pub changes: String,
+}
+
+pub(crate) fn insert_audit<'a>(a: &AuditColumns<'a>) -> Bound<'a> {
+    Bound::new(
+        &sql::INSERT_AUDIT,
+        vec![
+            a.id.into_sql(),
+            a.at.into_sql(),
+            a.actor.into_sql(),
+            a.action.into_sql(),
+            a.stamp_id.into_sql(),
+            a.stamp_name.into_sql(),
+            a.subscription.into_sql(),
+            a.changes.clone().into_sql(),
+        ],
+    )
+}
+
+pub(crate) fn list_audit(
+    stamp: Option<Uuid>,
+    since: Option<DateTime<Utc>>,
+    after: i64,
+    limit: i64,
+) -> Bound<'static> {
+    Bound::new(&sql::LIST_AUDIT, vec![stamp.into_sql(), since.into_sql(), after.into_sql(), limit.into_sql()])
+}
+
 // -- Status --------------------------------------------------------------------------------------------
 
 pub(crate) fn get_status(stamp: Uuid) -> Bound<'static> {
@@ -248,6 +292,14 @@ pub(crate) fn upsert_mapping<'a>(
 
 pub(crate) fn back_fill<'a>(stamp: Uuid, external: &'a str, billing: &'a str) -> Bound<'a> {
     Bound::new(&sql::BACK_FILL, vec![stamp.into_sql(), external.into_sql(), billing.into_sql()])
+}
+
+pub(crate) fn current_mapping(stamp: Uuid, external: &str) -> Bound<'_> {
+    Bound::new(&sql::CURRENT_MAPPING, vec![stamp.into_sql(), external.into_sql()])
+}
+
+pub(crate) fn stamp_name(stamp: Uuid) -> Bound<'static> {
+    Bound::new(&sql::STAMP_NAME, vec![stamp.into_sql()])
 }
 
 pub(crate) fn remove_mapping(stamp: Uuid, external: &str) -> Bound<'_> {
@@ -558,6 +610,20 @@ mod tests {
             tombstone("k", id),
             consume_tombstone("k", id),
             get_stamp(id),
+            get_stamp_locked(id),
+            insert_audit(&AuditColumns {
+                id,
+                at: t(),
+                actor: "cli:ops",
+                action: "stamp.update",
+                stamp_id: id,
+                stamp_name: "n",
+                subscription: None,
+                changes: "[]".into(),
+            }),
+            list_audit(Some(id), Some(t()), 0, 10),
+            current_mapping(id, "e"),
+            stamp_name(id),
             get_status(id),
             run_started(id, t(), "running"),
             run_finished(id, t(), &record),

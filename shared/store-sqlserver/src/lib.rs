@@ -14,6 +14,7 @@
 //!   text is the validated schema name. Tests parse each one (sqlparser, MsSql dialect) and check its
 //!   parameter count against the one place it is bound (`bind.rs`).
 
+mod audit;
 mod bind;
 mod check;
 mod config;
@@ -58,6 +59,7 @@ pub(crate) const DROPS: &[&sql::Statement] = &[
     &sql::DROP_STAMP_NUMBERS,
     &sql::DROP_QUARANTINED_ROWS,
     &sql::DROP_REPROCESS_LOG,
+    &sql::DROP_AUDIT_RECORDS,
     &sql::DROP_STAMPS,
     &sql::DROP_STAMP_TOMBSTONES,
     &sql::DROP_MIGRATIONS_TABLE,

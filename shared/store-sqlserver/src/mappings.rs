@@ -7,6 +7,7 @@ use crate::bind;
 use crate::session::{Failure, Session};
 use crate::types::{self, guid_text, req, stamp_key, text, unsigned};
 use async_trait::async_trait;
+use azs_core::audit::{Actor, Attribution, AuditAction, AuditedMappingStore};
 use azs_core::mapping::{SubscriptionMapping, UnmappedSubscription};
 use azs_core::ports::{MappingStore, StoreError};
 use azs_core::stamp::StampId;
@@ -20,14 +21,8 @@ impl MappingStore for SqlServerStore {
     }
 
     async fn set_mappings(&self, mappings: &[SubscriptionMapping]) -> Result<u64, StoreError> {
-        let mut keyed = Vec::with_capacity(mappings.len());
-        for mapping in mappings {
-            let key = stamp_key(&mapping.stamp_id)
-                .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
-            keyed.push((key, normalize_subscription_id(&mapping.external_subscription_id), mapping));
-        }
-        let keyed = keyed.as_slice();
-        self.run("set_mappings", |mut s| Box::pin(async move { set(&mut s, keyed).await })).await
+        let by = Attribution::now(Actor::unattributed());
+        self.record_mappings(mappings, AuditAction::MappingSet, &by).await
     }
 
     async fn remove_mapping(
@@ -35,13 +30,7 @@ impl MappingStore for SqlServerStore {
         stamp: &StampId,
         external_subscription_id: &str,
     ) -> Result<bool, StoreError> {
-        let Some(key) = stamp_key(stamp) else { return Ok(false) };
-        let external = normalize_subscription_id(external_subscription_id);
-        let external = external.as_str();
-        self.run("remove_mapping", |mut s| {
-            Box::pin(async move { Ok(s.execute(bind::remove_mapping(key, external)).await? == 1) })
-        })
-        .await
+        self.unmap(stamp, external_subscription_id, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn list_mappings(&self, stamp: Option<&StampId>) -> Result<Vec<SubscriptionMapping>, StoreError> {
@@ -99,6 +88,65 @@ impl MappingStore for SqlServerStore {
     }
 }
 
+#[async_trait]
+impl AuditedMappingStore for SqlServerStore {
+    async fn record_mappings(
+        &self,
+        mappings: &[SubscriptionMapping],
+        action: AuditAction,
+        by: &Attribution,
+    ) -> Result<u64, StoreError> {
+        let mut keyed = Vec::with_capacity(mappings.len());
+        for mapping in mappings {
+            let key = stamp_key(&mapping.stamp_id)
+                .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
+            keyed.push((key, normalize_subscription_id(&mapping.external_subscription_id), mapping));
+        }
+        let keyed = keyed.as_slice();
+        self.run("set_mappings", |mut s| Box::pin(async move { set(&mut s, keyed, action, by).await })).await
+    }
+
+    async fn unmap(
+        &self,
+        stamp: &StampId,
+        external_subscription_id: &str,
+        by: &Attribution,
+    ) -> Result<bool, StoreError> {
+        let Some(key) = stamp_key(stamp) else { return Ok(false) };
+        let external = normalize_subscription_id(external_subscription_id);
+        let external = external.as_str();
+        self.run("remove_mapping", |mut s| {
+            Box::pin(async move { remove(&mut s, key, stamp, external, by).await })
+        })
+        .await
+    }
+}
+
+/// Removes one mapping and records what it billed to, in one transaction.
+async fn remove(
+    s: &mut Session,
+    key: Uuid,
+    stamp: &StampId,
+    external: &str,
+    by: &Attribution,
+) -> Result<bool, Failure> {
+    s.begin().await?;
+    let result = async {
+        if s.query_one(bind::lock_stamp(key)).await?.is_none() {
+            return Ok(false);
+        }
+        let Some(current) = s.query_one(bind::current_mapping(key, external)).await? else {
+            return Ok(false);
+        };
+        let (old, name) = (text(&current, 0)?, text(&current, 1)?);
+        s.execute(bind::remove_mapping(key, external)).await?;
+        crate::audit::write(s, &by.mapping_removed((stamp, &name), external, &old)).await?;
+        Ok(true)
+    }
+    .await;
+    s.finish(result).await
+}
+
 /// The stamp to filter by: `Some(None)` for every stamp, `None` for an id that cannot be registered.
 fn stamp_filter(stamp: Option<&StampId>) -> Option<Option<Uuid>> {
     match stamp {
@@ -107,8 +155,14 @@ fn stamp_filter(stamp: Option<&StampId>) -> Option<Option<Uuid>> {
     }
 }
 
-/// All mappings and their back-fills in one transaction: an unknown stamp anywhere writes nothing.
-async fn set(s: &mut Session, mappings: &[(Uuid, String, &SubscriptionMapping)]) -> Result<u64, Failure> {
+/// All mappings, their back-fills and their audit records in one transaction: an unknown stamp
+/// anywhere writes nothing.
+async fn set(
+    s: &mut Session,
+    mappings: &[(Uuid, String, &SubscriptionMapping)],
+    action: AuditAction,
+    by: &Attribution,
+) -> Result<u64, Failure> {
     s.begin().await?;
     let result = async {
         let mut back_filled = 0;
@@ -116,6 +170,19 @@ async fn set(s: &mut Session, mappings: &[(Uuid, String, &SubscriptionMapping)])
             // Serialises with this stamp's window commits (see sql::LOCK_STAMP); no row: no such stamp.
             if s.query_one(bind::lock_stamp(*key)).await?.is_none() {
                 return Err(StoreError::UnknownStamp(mapping.stamp_id.clone()).into());
+            }
+            let old = match s.query_one(bind::current_mapping(*key, external)).await? {
+                Some(row) => Some(text(&row, 0)?),
+                None => None,
+            };
+            let name = match s.query_one(bind::stamp_name(*key)).await? {
+                Some(row) => text(&row, 0)?,
+                None => return Err(StoreError::UnknownStamp(mapping.stamp_id.clone()).into()),
+            };
+            let mut recorded = (*mapping).clone();
+            recorded.external_subscription_id = external.clone();
+            if let Some(record) = by.mapping_set(action, &name, &recorded, old.as_deref()) {
+                crate::audit::write(s, &record).await?;
             }
             let billing = mapping.billing_subscription_id.as_str();
             s.execute(bind::upsert_mapping(*key, external, billing, types::millis(mapping.updated_at)))

@@ -98,6 +98,8 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         &sql::V1_STAMP_LEASES,
         &sql::V1_QUARANTINED_ROWS,
         &sql::V1_REPROCESS_LOG,
+        &sql::V1_AUDIT_RECORDS,
+        &sql::V1_AUDIT_RECORDS_STAMP,
     ],
 }];
 

@@ -323,6 +323,25 @@ statements! {
         CONSTRAINT pk_reprocess_log PRIMARY KEY (id)
     )";
 
+    /// Who changed which stamp or mapping, when, and which fields from what to what (the SQLite store's
+    /// 0009_audit.sql): written in the change's own transaction. `position` orders the trail (the
+    /// cursor of `GET /audit`); `changes` is the JSON array of field changes (secret fields only marked
+    /// as changed). No foreign key: a removed stamp's history stays.
+    V1_AUDIT_RECORDS (0) = "CREATE TABLE {schema}.audit_records (
+        position bigint IDENTITY(1, 1) NOT NULL,
+        id uniqueidentifier NOT NULL,
+        at datetime2(3) NOT NULL,
+        actor nvarchar(256) NOT NULL,
+        action nvarchar(32) NOT NULL,
+        stamp_id uniqueidentifier NOT NULL,
+        stamp_name nvarchar(256) NOT NULL,
+        subscription nvarchar(256) NULL,
+        changes nvarchar(max) NOT NULL,
+        CONSTRAINT pk_audit_records PRIMARY KEY (position),
+        CONSTRAINT uq_audit_records_id UNIQUE (id)
+    )";
+    V1_AUDIT_RECORDS_STAMP (0) = "CREATE INDEX ix_audit_records_stamp ON {schema}.audit_records (stamp_id, position)";
+
     // -- Dropping the schema (tests, and an operator's uninstall) -------------------------------------
 
     DROP_STAMP_LEASES (0) = "DROP TABLE IF EXISTS {schema}.stamp_leases";
@@ -334,6 +353,7 @@ statements! {
     DROP_STAMP_NUMBERS (0) = "DROP TABLE IF EXISTS {schema}.stamp_numbers";
     DROP_QUARANTINED_ROWS (0) = "DROP TABLE IF EXISTS {schema}.quarantined_rows";
     DROP_REPROCESS_LOG (0) = "DROP TABLE IF EXISTS {schema}.reprocess_log";
+    DROP_AUDIT_RECORDS (0) = "DROP TABLE IF EXISTS {schema}.audit_records";
     DROP_STAMPS (0) = "DROP TABLE IF EXISTS {schema}.stamps";
     DROP_STAMP_TOMBSTONES (0) = "DROP TABLE IF EXISTS {schema}.stamp_tombstones";
     DROP_MIGRATIONS_TABLE (0) = "DROP TABLE IF EXISTS {schema}.schema_migrations";
@@ -403,6 +423,31 @@ statements! {
             is_adfs, ca_certificate_pem, credential_secret_name, enabled, collect_from, query_mode, created_at
         FROM {schema}.stamps";
 
+    /// GET_STAMP inside a change's transaction, locked until it ends: the audit record's old values are
+    /// the ones the change replaces.
+    GET_STAMP_LOCKED (1) = "SELECT id, name, admin_subscription_id, tenant_id, application_id,
+            certificate_thumbprint, admin_arm_endpoint, token_request_resource_url, authority_endpoint_url,
+            is_adfs, ca_certificate_pem, credential_secret_name, enabled, collect_from, query_mode, created_at
+        FROM {schema}.stamps WITH (UPDLOCK, HOLDLOCK) WHERE id = @P1";
+
+    // -- Audit ---------------------------------------------------------------------------------------
+
+    /// Before INSERT_AUDIT, in its transaction: the table locked exclusively until the transaction
+    /// ends, so writers take turns and positions (IDENTITY) become visible in the order they were
+    /// drawn: a reader paging by position never passes one that commits later. Readers (RCSI) do not
+    /// wait; changes to stamps and mappings are rare.
+    LOCK_AUDIT (0) = "SELECT TOP (1) position FROM {schema}.audit_records WITH (TABLOCKX, HOLDLOCK)";
+    INSERT_AUDIT (8) = "INSERT INTO {schema}.audit_records
+            (id, at, actor, action, stamp_id, stamp_name, subscription, changes)
+        VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8)";
+    /// Oldest first from after position @P3, at most @P4, of stamp @P1 (all when NULL) and at or after
+    /// @P2 (all when NULL).
+    LIST_AUDIT (4) = "SELECT TOP (@P4) position, id, at, actor, action, stamp_id, stamp_name, subscription,
+            changes
+        FROM {schema}.audit_records
+        WHERE (@P1 IS NULL OR stamp_id = @P1) AND (@P2 IS NULL OR at >= @P2) AND position > @P3
+        ORDER BY position";
+
     // -- Processing status ---------------------------------------------------------------------------
 
     /// The quarantine count is read, not kept: a seek on the quarantine's primary key.
@@ -465,6 +510,12 @@ statements! {
             SELECT t.tenant_no FROM {schema}.tenant_numbers AS t
             JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = t.stamp_no
             WHERE sn.stamp_id = @P1 AND t.subscription_key = @P2)";
+    /// The billing subscription a tenant subscription maps to now, and the stamp's name (for the audit
+    /// record); read after LOCK_STAMP, which keeps it true until the transaction ends.
+    CURRENT_MAPPING (2) = "SELECT m.billing_subscription_id, s.name
+        FROM {schema}.subscription_mappings AS m JOIN {schema}.stamps AS s ON s.id = m.stamp_id
+        WHERE m.stamp_id = @P1 AND m.external_subscription_id = @P2";
+    STAMP_NAME (1) = "SELECT name FROM {schema}.stamps WHERE id = @P1";
     REMOVE_MAPPING (2) = "DELETE FROM {schema}.subscription_mappings
         WHERE stamp_id = @P1 AND external_subscription_id = @P2";
     LIST_MAPPINGS (1) = "SELECT stamp_id, external_subscription_id, billing_subscription_id, updated_at

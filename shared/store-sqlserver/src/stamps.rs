@@ -7,6 +7,7 @@ use crate::session::{Failure, Session};
 use crate::sql;
 use crate::types::{self, guid, guid_text, opt, opt_text, req, stamp_key, text};
 use async_trait::async_trait;
+use azs_core::audit::{Actor, Attribution, AuditedStampRegistry};
 use azs_core::ports::{StampDirectory, StampRegistry, StoreError};
 use azs_core::registration::normalize_endpoint;
 use azs_core::stamp::{Stamp, StampConnection, StampId, Tombstone};
@@ -40,30 +41,19 @@ impl StampDirectory for SqlServerStore {
     }
 }
 
+/// The plain writes are the audited ones with nobody named: every change leaves its record.
 #[async_trait]
 impl StampRegistry for SqlServerStore {
     async fn insert_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        let columns = columns(stamp)?;
-        let columns = &columns;
-        self.run("insert_stamp", |mut s| Box::pin(async move { insert(&mut s, columns).await })).await
+        self.register_stamp(stamp, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn update_stamp(&self, stamp: &Stamp) -> Result<(), StoreError> {
-        if stamp_key(&stamp.id).is_none() {
-            return Err(StoreError::UnknownStamp(stamp.id.clone()));
-        }
-        let columns = columns(stamp)?;
-        let (columns, id) = (&columns, &stamp.id);
-        self.run("update_stamp", |mut s| Box::pin(async move { update(&mut s, columns, id).await })).await
+        self.change_stamp(stamp, false, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn delete_stamp(&self, id: &StampId) -> Result<bool, StoreError> {
-        let Some(key) = stamp_key(id) else { return Ok(false) };
-        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
-        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
-        // the watermark, so registering the stamp again resumes instead of collecting twice.
-        let removed_at = types::millis(chrono::Utc::now());
-        self.run("delete_stamp", |mut s| Box::pin(async move { delete(&mut s, key, removed_at).await })).await
+        self.remove_stamp(id, &Attribution::now(Actor::unattributed())).await
     }
 
     async fn tombstone(&self, connection: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
@@ -86,6 +76,53 @@ impl StampRegistry for SqlServerStore {
             })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl AuditedStampRegistry for SqlServerStore {
+    async fn register_stamp(&self, stamp: &Stamp, by: &Attribution) -> Result<(), StoreError> {
+        let columns = columns(stamp)?;
+        let (columns, record) = (&columns, &by.registered(stamp));
+        self.run("insert_stamp", |mut s| {
+            Box::pin(async move {
+                s.begin().await?;
+                let result = async {
+                    insert_in(&mut s, columns).await?;
+                    crate::audit::write(&mut s, record).await
+                }
+                .await;
+                s.finish(result).await
+            })
+        })
+        .await
+    }
+
+    async fn change_stamp(
+        &self,
+        stamp: &Stamp,
+        credential_replaced: bool,
+        by: &Attribution,
+    ) -> Result<(), StoreError> {
+        if stamp_key(&stamp.id).is_none() {
+            return Err(StoreError::UnknownStamp(stamp.id.clone()));
+        }
+        let columns = columns(stamp)?;
+        let columns = &columns;
+        self.run("update_stamp", |mut s| {
+            Box::pin(async move { update(&mut s, columns, stamp, credential_replaced, by).await })
+        })
+        .await
+    }
+
+    async fn remove_stamp(&self, id: &StampId, by: &Attribution) -> Result<bool, StoreError> {
+        let Some(key) = stamp_key(id) else { return Ok(false) };
+        // Status, lease and mappings go with the stamp (ON DELETE CASCADE); usage rows and the stamp's
+        // number stay, so what was collected can still be exported and invoiced. The tombstone keeps
+        // the watermark, so registering the stamp again resumes instead of collecting twice.
+        let removed_at = types::millis(chrono::Utc::now());
+        self.run("delete_stamp", |mut s| Box::pin(async move { delete(&mut s, key, removed_at, by).await }))
+            .await
     }
 }
 
@@ -120,41 +157,70 @@ pub(crate) fn columns(stamp: &Stamp) -> Result<StampColumns, StoreError> {
 
 pub(crate) async fn insert(s: &mut Session, columns: &StampColumns) -> Result<(), Failure> {
     s.begin().await?;
-    let result = async {
-        if let Some(existing) = registered_as(s, columns, None).await? {
-            return Err(StoreError::DuplicateStamp(existing).into());
-        }
-        s.execute(bind::number_stamp(columns.id)).await?;
-        s.execute(bind::insert_stamp(columns)).await?;
-        // A registration of a removed stamp consumes its tombstone (the caller resumed from it).
-        s.execute(bind::consume_tombstone(&columns.admin_arm_endpoint_key, columns.admin_subscription_id))
-            .await?;
-        s.execute(bind::insert_status(columns.id, columns.collect_from)).await?;
-        Ok(())
-    }
-    .await;
+    let result = insert_in(s, columns).await;
     s.finish(result).await
 }
 
-/// Leaves the stamp's tombstone and removes it, in one transaction.
-async fn delete(s: &mut Session, key: Uuid, removed_at: DateTime<Utc>) -> Result<bool, Failure> {
+/// [`insert`] inside the session's open transaction.
+async fn insert_in(s: &mut Session, columns: &StampColumns) -> Result<(), Failure> {
+    if let Some(existing) = registered_as(s, columns, None).await? {
+        return Err(StoreError::DuplicateStamp(existing).into());
+    }
+    s.execute(bind::number_stamp(columns.id)).await?;
+    s.execute(bind::insert_stamp(columns)).await?;
+    // A registration of a removed stamp consumes its tombstone (the caller resumed from it).
+    s.execute(bind::consume_tombstone(&columns.admin_arm_endpoint_key, columns.admin_subscription_id))
+        .await?;
+    s.execute(bind::insert_status(columns.id, columns.collect_from)).await?;
+    Ok(())
+}
+
+/// Leaves the stamp's tombstone, records the removal with the stamp's last values and removes it, in
+/// one transaction.
+async fn delete(
+    s: &mut Session,
+    key: Uuid,
+    removed_at: DateTime<Utc>,
+    by: &Attribution,
+) -> Result<bool, Failure> {
     s.begin().await?;
     let result = async {
+        let Some(stamp) = s.query_one(bind::get_stamp_locked(key)).await? else { return Ok(false) };
+        let stamp = stamp_from_row(&stamp)?;
         s.execute(bind::leave_tombstone(key, removed_at)).await?;
-        Ok(s.execute(bind::delete_stamp(key)).await? == 1)
+        let deleted = s.execute(bind::delete_stamp(key)).await? == 1;
+        if deleted {
+            crate::audit::write(s, &by.removed(&stamp)).await?;
+        }
+        Ok(deleted)
     }
     .await;
     s.finish(result).await
 }
 
-async fn update(s: &mut Session, columns: &StampColumns, id: &StampId) -> Result<(), Failure> {
+/// Updates the stamp and records the fields that changed from the stored ones, in one transaction.
+async fn update(
+    s: &mut Session,
+    columns: &StampColumns,
+    stamp: &Stamp,
+    credential_replaced: bool,
+    by: &Attribution,
+) -> Result<(), Failure> {
     s.begin().await?;
     let result = async {
         if let Some(existing) = registered_as(s, columns, Some(columns.id)).await? {
             return Err(StoreError::DuplicateStamp(existing).into());
         }
+        // The record's old values are the stored ones, read locked in this transaction.
+        let old = match s.query_one(bind::get_stamp_locked(columns.id)).await? {
+            Some(row) => stamp_from_row(&row)?,
+            None => return Err(StoreError::UnknownStamp(stamp.id.clone()).into()),
+        };
         if s.execute(bind::update_stamp(columns)).await? == 0 {
-            return Err(StoreError::UnknownStamp(id.clone()).into());
+            return Err(StoreError::UnknownStamp(stamp.id.clone()).into());
+        }
+        if let Some(record) = by.updated(&old, stamp, credential_replaced) {
+            crate::audit::write(s, &record).await?;
         }
         Ok(())
     }
@@ -281,8 +347,15 @@ mod tests {
             (delete.find("bind::leave_tombstone").unwrap(), delete.find("bind::delete_stamp").unwrap());
         assert!(leaves < deletes, "the tombstone is left before the stamp (and its status) go");
         assert!(delete[..deletes].contains("s.begin()"), "in one transaction");
-        let insert = &source[source.find("pub(crate) async fn insert(").unwrap()..];
+        let insert = &source[source.find("async fn insert_in(").unwrap()..];
         let insert = &insert[..insert.find("\n}\n").unwrap()];
         assert!(insert.contains("bind::consume_tombstone"), "registering consumes the tombstone");
+        let register = &source[source.find("async fn register_stamp(").unwrap()..];
+        let register = &register[..register.find("\n    }\n").unwrap()];
+        let (begins, inserts) = (register.find("s.begin()").unwrap(), register.find("insert_in(").unwrap());
+        assert!(
+            begins < inserts && register.contains("crate::audit::write"),
+            "its audit record in its transaction"
+        );
     }
 }

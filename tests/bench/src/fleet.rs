@@ -233,8 +233,11 @@ pub async fn run(fleet: &Fleet) -> anyhow::Result<()> {
             query_mode: (i < fleet.large).then_some(UsageQueryMode::PerSubscriber),
             ..StampRegistration::default()
         };
-        let view =
-            services.registrar.register(registration, false).await.with_context(|| format!("stamp {i}"))?;
+        let view = services
+            .registrar
+            .register(registration, false, &azs_core::audit::Actor::new("bench"))
+            .await
+            .with_context(|| format!("stamp {i}"))?;
         ids.push(view.stamp.id);
     }
 

@@ -196,11 +196,19 @@ async fn register(
         };
         let view = services
             .registrar
-            .register(registration, verify)
+            .register(registration, verify, &azs_core::audit::Actor::new("bench"))
             .await
             .with_context(|| format!("registering simulated stamp {i}"))?;
         for tenant in &stamp.tenant_subscriptions {
-            services.mapper.set_mapping(&view.stamp.id, tenant, &billing_subscription(tenant)).await?;
+            services
+                .mapper
+                .set_mapping(
+                    &view.stamp.id,
+                    tenant,
+                    &billing_subscription(tenant),
+                    &azs_core::audit::Actor::new("bench"),
+                )
+                .await?;
         }
         ids.push(view.stamp.id);
     }

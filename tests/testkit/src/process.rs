@@ -9,7 +9,7 @@ use std::process::Command;
 
 /// Prefixes of the variables a test's process never inherits: ours, and the platforms' own (a shell
 /// with AWS credentials or a Functions host setting would otherwise change what the process does).
-pub const SCRUBBED_PREFIXES: [&str; 3] = ["AZS_USAGE_", "AWS_", "FUNCTIONS_"];
+pub const SCRUBBED_PREFIXES: [&str; 4] = ["AZS_USAGE_", "AWS_", "FUNCTIONS_", "WEBSITE_"];
 
 /// `program` without any inherited variable that starts with one of [`SCRUBBED_PREFIXES`]; the test
 /// sets what the process is to see.

@@ -1,6 +1,7 @@
 //! The integration tests of this crate, one module per behaviour, linked into one test binary
 //! (one link instead of one per file).
 
+mod audit;
 mod bounded_pulls;
 mod catch_up_spans;
 mod chaos;

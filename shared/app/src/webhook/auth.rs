@@ -15,6 +15,7 @@
 //! (a wrong one is refused) and is never a substitute for the token: a signature over an empty
 //! body would otherwise be a replayable constant.
 
+use super::caller::{self, Caller, PlatformCaller};
 use super::problem::Problem;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -23,6 +24,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use azs_core::Secret;
+use azs_core::audit::Actor;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -95,12 +97,21 @@ pub enum ApiAuth {
 
 /// Admits a request on its headers alone. It runs before any body byte is read, so a caller without
 /// the token can neither make the server wait for a slow body nor make it buffer a large one.
-pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
+/// An admitted request carries its [`Caller`]: the platform's identity when the entry point found
+/// one, else `api-token` or `platform`, by how it was admitted.
+pub async fn require_token(State(auth): State<Arc<ApiAuth>>, mut req: Request, next: Next) -> Response {
+    let platform = req.extensions().get::<PlatformCaller>().map(|p| p.0.clone());
     let ApiAuth::Bearer(token) = &*auth else {
+        let caller = platform.unwrap_or_else(|| Actor::new(caller::PLATFORM));
+        req.extensions_mut().insert(Caller(caller));
         return next.run(req).await;
     };
     let refusal = match presented_token(req.headers()) {
-        Presented::Token(given) if same_token(given, token) => return next.run(req).await,
+        Presented::Token(given) if same_token(given, token) => {
+            let caller = platform.unwrap_or_else(|| Actor::new(caller::API_TOKEN));
+            req.extensions_mut().insert(Caller(caller));
+            return next.run(req).await;
+        }
         Presented::Nothing => {
             Problem::unauthorized("Send X-Azs-Api-Token: <token> or Authorization: Bearer <token>.", false)
         }

@@ -3,6 +3,7 @@
 
 use super::App;
 use super::body::{ExternalSubscriptionPath, JsonBody, StampPath};
+use super::caller::Caller;
 use super::page::PageRequest;
 use super::problem::Problem;
 use axum::Json;
@@ -29,13 +30,14 @@ pub struct MappingSet {
 
 pub async fn set(
     State(app): State<App>,
+    Caller(by): Caller,
     StampPath(id): StampPath,
     ExternalSubscriptionPath(external): ExternalSubscriptionPath,
     JsonBody(input): JsonBody<MappingInput>,
 ) -> Result<Json<MappingSet>, Problem> {
     let (mapping, backfilled_rows) = app
         .mapper
-        .set_mapping(&id, &external, &input.billing_subscription_id)
+        .set_mapping(&id, &external, &input.billing_subscription_id, &by)
         .await
         .map_err(|e| Problem::from_registration(e, &app.base))?;
     Ok(Json(MappingSet { mapping, backfilled_rows }))
@@ -43,10 +45,14 @@ pub async fn set(
 
 pub async fn remove(
     State(app): State<App>,
+    Caller(by): Caller,
     StampPath(id): StampPath,
     ExternalSubscriptionPath(external): ExternalSubscriptionPath,
 ) -> Result<StatusCode, Problem> {
-    app.mapper.remove_mapping(&id, &external).await.map_err(|e| Problem::from_registration(e, &app.base))?;
+    app.mapper
+        .remove_mapping(&id, &external, &by)
+        .await
+        .map_err(|e| Problem::from_registration(e, &app.base))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,8 +11,10 @@
 //! - one `tracing` event per request with method, route template, status and request id. Bodies,
 //!   headers and raw paths are never logged: they carry credentials and caller input.
 
+mod audit;
 mod auth;
 mod body;
+pub mod caller;
 mod log;
 mod mappings;
 mod page;
@@ -45,6 +47,7 @@ struct App {
     registrar: Registrar,
     mapper: SubscriptionMapper,
     quarantine: crate::quarantine::QuarantineList,
+    audit: crate::audit::AuditLog,
     base: Arc<str>,
 }
 
@@ -83,6 +86,7 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         registrar: administration.stamps,
         mapper: administration.mappings,
         quarantine: administration.quarantine,
+        audit: administration.audit,
         base: prefix.into(),
     };
     let api = Router::new()
@@ -96,6 +100,7 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         )
         .route("/stamps/{id}/unmapped", get(mappings::unmapped))
         .route("/quarantine", get(quarantine::list))
+        .route("/audit", get(audit::list))
         .with_state(app);
     let routed = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
     // `Router::layer` wraps every route and the fallback, so unknown paths and wrong methods are

@@ -88,8 +88,44 @@ impl PageRequest {
         response
     }
 
+    /// How many items the page holds at most.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The cursor as a position in a numbered listing (the audit trail): the big-endian number its
+    /// bytes spell, so that any well-formed cursor is a position (a longer one than a number holds is
+    /// past the end).
+    pub fn after_number(&self) -> Option<i64> {
+        let after = self.after.as_ref()?;
+        let significant: Vec<u8> = after.iter().copied().skip_while(|b| *b == 0).collect();
+        if significant.len() > 8 {
+            return Some(i64::MAX);
+        }
+        let n = significant.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+        Some(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    /// A page of a numbered listing that the store already cut: `items` in order, at most one more
+    /// than [`Self::limit`] (which says a next page exists), each with its number.
+    pub fn answer_numbered<T: Serialize>(&self, mut items: Vec<(i64, T)>) -> Response {
+        let more = items.len() > self.limit;
+        items.truncate(self.limit);
+        let next = more.then(|| items.last().map(|(n, _)| self.next_link_bytes(&n.to_be_bytes()))).flatten();
+        let body: Vec<T> = items.into_iter().map(|(_, item)| item).collect();
+        let mut response = Json(body).into_response();
+        if let Some(link) = next.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(LINK, link);
+        }
+        response
+    }
+
     fn next_link(&self, last_key: &str) -> String {
-        let cursor: String = last_key.bytes().map(|b| format!("{b:02x}")).collect();
+        self.next_link_bytes(last_key.as_bytes())
+    }
+
+    fn next_link_bytes(&self, last_key: &[u8]) -> String {
+        let cursor: String = last_key.iter().map(|b| format!("{b:02x}")).collect();
         let query = url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes())
             .filter(|(name, _)| name != "cursor")
             .fold(url::form_urlencoded::Serializer::new(String::new()), |mut q, (name, value)| {

@@ -2,6 +2,7 @@
 
 use super::App;
 use super::body::{JsonBody, StampPath, Verify};
+use super::caller::Caller;
 use super::page::PageRequest;
 use super::problem::Problem;
 use crate::registrar::{ConnectionReport, RegistrationError, StampPatch, StampView};
@@ -16,11 +17,15 @@ use serde::Serialize;
 
 pub async fn register(
     State(app): State<App>,
+    Caller(by): Caller,
     Verify(verify): Verify,
     JsonBody(input): JsonBody<StampRegistration>,
 ) -> Result<Response, Problem> {
-    let view =
-        app.registrar.register(input, verify).await.map_err(|e| Problem::from_registration(e, &app.base))?;
+    let view = app
+        .registrar
+        .register(input, verify, &by)
+        .await
+        .map_err(|e| Problem::from_registration(e, &app.base))?;
     let location = app.stamp_location(&view.stamp.id);
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(view)).into_response())
 }
@@ -36,19 +41,24 @@ pub async fn get(State(app): State<App>, StampPath(id): StampPath) -> Result<Jso
 
 pub async fn update(
     State(app): State<App>,
+    Caller(by): Caller,
     StampPath(id): StampPath,
     Verify(verify): Verify,
     JsonBody(patch): JsonBody<StampPatch>,
 ) -> Result<Json<StampView>, Problem> {
     app.registrar
-        .update(&id, patch, verify)
+        .update(&id, patch, verify, &by)
         .await
         .map(Json)
         .map_err(|e| Problem::from_registration(e, &app.base))
 }
 
-pub async fn remove(State(app): State<App>, StampPath(id): StampPath) -> Result<StatusCode, Problem> {
-    app.registrar.remove(&id).await.map_err(|e| Problem::from_registration(e, &app.base))?;
+pub async fn remove(
+    State(app): State<App>,
+    Caller(by): Caller,
+    StampPath(id): StampPath,
+) -> Result<StatusCode, Problem> {
+    app.registrar.remove(&id, &by).await.map_err(|e| Problem::from_registration(e, &app.base))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -77,8 +87,12 @@ pub struct TestFailure {
     pub detail: String,
 }
 
-pub async fn test(State(app): State<App>, StampPath(id): StampPath) -> Result<Json<TestResult>, Problem> {
-    match app.registrar.test(&id).await {
+pub async fn test(
+    State(app): State<App>,
+    Caller(by): Caller,
+    StampPath(id): StampPath,
+) -> Result<Json<TestResult>, Problem> {
+    match app.registrar.test(&id, &by).await {
         Ok(report) => Ok(Json(TestResult { ok: true, report: Some(report), failure: None })),
         Err(RegistrationError::Unverified(pull)) => Ok(Json(TestResult {
             ok: false,

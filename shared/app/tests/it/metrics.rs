@@ -59,7 +59,7 @@ async fn a_run_with_one_failed_stamp() -> (RunSummary, tempfile::TempDir) {
             collect_from: Some(collect_from.to_rfc3339()),
             ..Default::default()
         };
-        services.registrar.register(registration, false).await.unwrap();
+        services.registrar.register(registration, false, &azs_core::audit::Actor::new("test")).await.unwrap();
     }
     sim.stamp(1).inject(Fault::MalformedPage { count: 10_000 });
     let summary = services.collector.run(RunRequest::default(), Arc::new(Silent)).await.unwrap();

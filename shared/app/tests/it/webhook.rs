@@ -7,6 +7,7 @@ use azs_app::administration::Administration;
 use azs_app::registrar::CredentialReader;
 use azs_app::webhook::{ApiAuth, BODY_LIMIT, SIGNATURE_HEADER, TOKEN_HEADER, router, router_with_prefix};
 use azs_azure_stack::{AzureStackClient, ClientSettings, RetryPolicy, credential_from_registration};
+use azs_core::audit::AuditTrail;
 use azs_core::observed::{ObservedStore, StoreObserver};
 use azs_core::ports::{
     DiscoveredEndpoints, LeaseStore, PullError, SecretStore, SecretStoreError, StampDirectory, StampSession,
@@ -55,7 +56,7 @@ impl StoreObserver for FlakyStore {
             "list_stamps" if self.0.panic_on_list.load(Ordering::SeqCst) => {
                 panic!("injected: list_stamps panicked")
             }
-            "insert_stamp" if self.0.fail_insert.load(Ordering::SeqCst) => {
+            "register_stamp" if self.0.fail_insert.load(Ordering::SeqCst) => {
                 Err(StoreError::Unavailable("injected: the database is down".into()))
             }
             _ => Ok(()),
@@ -1017,6 +1018,155 @@ async fn a_mapping_body_is_checked_like_every_other_body() {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// The audit trail
+// ---------------------------------------------------------------------------------------------------
+
+/// The change `field` of an audit record (`GET /audit` JSON).
+fn audited<'a>(record: &'a Value, field: &str) -> &'a Value {
+    record["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == field)
+        .unwrap_or_else(|| panic!("no change of {field} in {record}"))
+}
+
+#[tokio::test]
+async fn a_patch_shows_in_get_audit_with_its_caller_its_fields_and_their_old_and_new_values() {
+    // Given a registered stamp
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+
+    // When a PATCH renames it and turns it off
+    let patch = json!({"name": "stamp-eu-1b", "enabled": false});
+    app.call(Method::PATCH, &format!("/stamps/{id}?verify=false"), Some(&patch)).await.expect(StatusCode::OK);
+
+    // Then GET /audit shows the registration and the PATCH, in that order, by the token's caller
+    let trail = app.get(&format!("/audit?stamp={id}")).await.expect(StatusCode::OK).json();
+    let records = trail.as_array().unwrap();
+    assert_eq!(records.len(), 2, "{trail}");
+    assert_eq!(
+        (records[0]["action"].as_str(), records[1]["action"].as_str()),
+        (Some("stamp.register"), Some("stamp.update"))
+    );
+    let update = &records[1];
+    assert_eq!(update["actor"], "api-token", "{update}");
+    assert_eq!(update["stampId"], id.as_str());
+    assert_eq!(update["stampName"], "stamp-eu-1b");
+    // And exactly the fields the PATCH changed, each with its old and new value
+    let fields: BTreeSet<&str> =
+        update["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, BTreeSet::from(["name", "enabled"]), "{update}");
+    assert_eq!(
+        (&audited(update, "name")["old"], &audited(update, "name")["new"]),
+        (&json!("stamp-eu-1"), &json!("stamp-eu-1b"))
+    );
+    assert_eq!(
+        (&audited(update, "enabled")["old"], &audited(update, "enabled")["new"]),
+        (&json!(true), &json!(false))
+    );
+    let at: DateTime<Utc> = update["at"].as_str().unwrap().parse().unwrap();
+    assert!((Utc::now() - at).num_seconds().abs() < 60, "{at}");
+}
+
+#[tokio::test]
+async fn a_new_credential_is_audited_as_changed_and_no_secret_reaches_the_trail() {
+    // Given a registered stamp
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+    let rotated = "rotated-secret-value-4b2f9e";
+
+    // When its credential is rotated through a PATCH
+    let patch = json!({"applicationSecret": rotated});
+    app.call(Method::PATCH, &format!("/stamps/{id}?verify=false"), Some(&patch)).await.expect(StatusCode::OK);
+
+    // Then the update records the credential as changed, without any value
+    let reply = app.get("/audit").await;
+    let trail = reply.expect(StatusCode::OK).json();
+    let update =
+        trail.as_array().unwrap().iter().find(|r| r["action"] == "stamp.update").expect("the update");
+    assert_eq!(update["changes"], json!([{ "field": "credential", "secret": true }]), "{update}");
+    // And neither the old secret, nor the new one, nor the API token appears anywhere in the trail
+    let text = String::from_utf8_lossy(&reply.body);
+    for secret in [GOOD_SECRET, rotated, TOKEN] {
+        assert!(!text.contains(secret), "{secret} in the trail: {text}");
+    }
+    // As stored, too
+    let stored = app
+        .store
+        .audit_records(&azs_core::audit::AuditQuery { limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    let stored = format!("{stored:?}");
+    assert!(!stored.contains(GOOD_SECRET) && !stored.contains(rotated), "{stored}");
+}
+
+#[tokio::test]
+async fn a_refused_change_writes_no_audit_record() {
+    // Given a registered stamp and its trail
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+    let before = app.get("/audit").await.expect(StatusCode::OK).json();
+
+    // When a PATCH moves its endpoint without a new credential (422), breaks a field rule (400),
+    // a mapping is refused and a removal names an unknown stamp
+    let moved = json!({"adminArmEndpoint": "https://adminmanagement.elsewhere.example"});
+    app.call(Method::PATCH, &format!("/stamps/{id}?verify=false"), Some(&moved))
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    app.call(Method::PATCH, &format!("/stamps/{id}"), Some(&json!({"name": ""})))
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let bad_mapping = json!({"billingSubscriptionId": "=HYPERLINK(1)"});
+    let path = format!("/stamps/{id}/subscriptions/{TENANT_SUBSCRIPTION}");
+    app.call(Method::PUT, &path, Some(&bad_mapping)).await.expect(StatusCode::BAD_REQUEST);
+    app.call(Method::DELETE, "/stamps/stamp-nobody-registered", None).await.expect(StatusCode::NOT_FOUND);
+
+    // Then the trail is as it was
+    assert_eq!(app.get("/audit").await.expect(StatusCode::OK).json(), before);
+}
+
+#[tokio::test]
+async fn mapping_changes_and_removals_are_audited_and_the_trail_pages_filters_and_refuses_bad_filters() {
+    // Given a stamp whose mapping is set, changed and removed, and which is then removed
+    let app = Harness::start().await;
+    let id = app.register(&registration()).await;
+    let path = format!("/stamps/{id}/subscriptions/{TENANT_SUBSCRIPTION}");
+    for billing in ["billing-1", "billing-2"] {
+        app.call(Method::PUT, &path, Some(&json!({"billingSubscriptionId": billing})))
+            .await
+            .expect(StatusCode::OK);
+    }
+    app.call(Method::DELETE, &path, None).await.expect(StatusCode::NO_CONTENT);
+    app.call(Method::DELETE, &format!("/stamps/{id}"), None).await.expect(StatusCode::NO_CONTENT);
+
+    // When the trail is read one record at a time, following each page's next link
+    let mut actions = Vec::new();
+    let mut next = Some(format!("/audit?stamp={id}&limit=1"));
+    while let Some(page) = next.take() {
+        let reply = app.get(&page).await;
+        let records = reply.expect(StatusCode::OK).json();
+        assert!(records.as_array().unwrap().len() <= 1);
+        actions.extend(records.as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap().to_owned()));
+        next = reply.header("link").map(|l| l.trim_start_matches('<').split('>').next().unwrap().to_owned());
+    }
+
+    // Then it holds every change once, in order, the removed stamp's history included
+    assert_eq!(actions, ["stamp.register", "mapping.set", "mapping.set", "mapping.remove", "stamp.remove"]);
+    let trail = app.get(&format!("/audit?stamp={id}")).await.json();
+    let changed = &trail[2];
+    assert_eq!(changed["subscription"], TENANT_SUBSCRIPTION.to_lowercase());
+    assert_eq!(audited(changed, "billingSubscriptionId")["old"], "billing-1");
+    assert_eq!(audited(changed, "billingSubscriptionId")["new"], "billing-2");
+    // And `since` keeps what came at or after it; a bad filter is named
+    let future = (Utc::now() + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(app.get(&format!("/audit?since={future}")).await.expect(StatusCode::OK).json(), json!([]));
+    let fields = app.get("/audit?since=yesterday").await.fields();
+    assert_eq!(fields, BTreeSet::from(["since".to_owned()]));
+    app.get("/audit?stamp=no-such-stamp").await.expect(StatusCode::NOT_FOUND).problem();
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Invalid input
 // ---------------------------------------------------------------------------------------------------
 
@@ -1955,6 +2105,23 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(report_members, passed);
     let result = property_names(&schemas["TestResult"]);
     assert_eq!(result, passed.iter().cloned().chain(["failure".to_owned()]).collect());
+    // An audit record (a stamp's: no subscription) and its field changes have the documented members.
+    let trail = app.get("/audit").await.json();
+    let record = &trail[0];
+    let record_members: BTreeSet<String> = record.as_object().unwrap().keys().cloned().collect();
+    let mut documented = property_names(&schemas["AuditRecord"]);
+    documented.remove("subscription");
+    assert_eq!(record_members, documented, "{record}");
+    let change_members: BTreeSet<String> = record["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.as_object().unwrap().keys().cloned())
+        .collect();
+    // (A registration has no old values; the PATCH tests show `old`.)
+    let expected: BTreeSet<String> = ["field", "new", "secret"].map(str::to_owned).into();
+    assert_eq!(change_members, expected, "{record}");
+    assert!(change_members.is_subset(&property_names(&schemas["FieldChange"])));
     // Every documented operation is served, and every method the document leaves out is refused.
     let paths = doc["paths"].as_object().unwrap();
     for (template, item) in paths {

@@ -3,6 +3,7 @@
 //! the same rules by `tests/store-conformance`), a secret store, and a scripted stamp whose answers a
 //! test changes between runs.
 
+use crate::audit::{Attribution, AuditedStampRegistry};
 use crate::ports::{
     CommitReceipt, DiscoveredEndpoints, ExportFilter, LeaseStore, PageRows, PullError, PullSummary,
     QuarantineReader, SecretStore, SecretStoreError, StampDirectory, StampRegistry, StampSession,
@@ -50,6 +51,8 @@ struct State {
     rows: BTreeMap<(StampId, ReportedWindow), Vec<UsageRow>>,
     quarantine: Vec<QuarantineEntry>,
     reprocess_log: Vec<String>,
+    /// Who changed which stamp through the audited writes: (actor, stamp).
+    stamp_changes: Vec<(String, StampId)>,
 }
 
 impl MemoryStore {
@@ -64,6 +67,11 @@ impl MemoryStore {
     /// Another run takes the stamp's lease (its own expired, say, while this one was slow).
     pub(super) fn take_lease(&self, stamp: &StampId, owner: &str) {
         self.state().leases.insert(stamp.clone(), owner.to_owned());
+    }
+
+    /// The audited stamp changes made so far, as (actor, stamp).
+    pub(super) fn stamp_changes(&self) -> Vec<(String, StampId)> {
+        self.state().stamp_changes.clone()
     }
 
     pub(super) fn lease_holder(&self, stamp: &StampId) -> Option<String> {
@@ -160,6 +168,29 @@ impl StampRegistry for MemoryStore {
 
     async fn tombstone(&self, _: &StampConnection) -> Result<Option<Tombstone>, StoreError> {
         Ok(None)
+    }
+}
+
+/// The audited writes as the plain ones, with who made them kept for the tests (a store keeps the
+/// record in the change's transaction; here both happen under the one lock).
+#[async_trait]
+impl AuditedStampRegistry for MemoryStore {
+    async fn register_stamp(&self, stamp: &Stamp, by: &Attribution) -> Result<(), StoreError> {
+        self.insert_stamp(stamp).await?;
+        self.state().stamp_changes.push((by.actor.to_string(), stamp.id.clone()));
+        Ok(())
+    }
+
+    async fn change_stamp(&self, stamp: &Stamp, _: bool, by: &Attribution) -> Result<(), StoreError> {
+        self.update_stamp(stamp).await?;
+        self.state().stamp_changes.push((by.actor.to_string(), stamp.id.clone()));
+        Ok(())
+    }
+
+    async fn remove_stamp(&self, id: &StampId, by: &Attribution) -> Result<bool, StoreError> {
+        let removed = self.delete_stamp(id).await?;
+        self.state().stamp_changes.push((by.actor.to_string(), id.clone()));
+        Ok(removed)
     }
 }
 

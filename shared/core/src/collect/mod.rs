@@ -43,9 +43,10 @@ mod tests;
 pub use reprocess::{ReprocessReport, ReprocessRequest};
 pub use summary::{RunSummary, StampSummary};
 
+use crate::audit::AuditedStampRegistry;
 use crate::ports::{
-    CollectorStore, CommitReceipt, LeaseStore, PullError, SecretStore, StampRegistry, StatusStore,
-    StoreError, UsageLedger, UsageSource,
+    CollectorStore, CommitReceipt, LeaseStore, PullError, SecretStore, StatusStore, StoreError, UsageLedger,
+    UsageSource,
 };
 use crate::stamp::{Stamp, StampId};
 use crate::status::{RunOutcome, RunRecord};
@@ -55,6 +56,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
+
+/// The actor the audit trail names for a change the collector makes (pinning a stamp's login
+/// endpoint on first use).
+pub const COLLECTOR: &str = "collector";
 
 /// How far back a subscription's stored usage keeps it asked for in per-subscriber mode after the
 /// stamp stops listing it: longer than any stamp reports usage late (days) and than a billing month.
@@ -156,7 +161,7 @@ pub enum CollectErrorKind {
 #[derive(Clone)]
 pub struct Collector {
     /// Stamps as registered; written only to pin a login endpoint on first use.
-    stamps: Arc<dyn StampRegistry>,
+    stamps: Arc<dyn AuditedStampRegistry>,
     /// Rows, quarantine and watermark: the fenced commit, and what verify and reprocess read back.
     ledger: Arc<dyn UsageLedger>,
     /// One run per stamp at a time.

@@ -2,7 +2,8 @@
 //! from the secret store (only a document bound to this stamp is sent), the login endpoint pinned by
 //! discovery before the credential goes anywhere, and the connection.
 
-use super::{CollectError, CollectErrorKind, Collector, Progress, StampSummary};
+use super::{COLLECTOR, CollectError, CollectErrorKind, Collector, Progress, StampSummary};
+use crate::audit::{Actor, Attribution};
 use crate::ports::StampSession;
 use crate::stamp::{Credential, Stamp, StampId};
 use crate::status::{RunOutcome, RunRecord};
@@ -120,7 +121,9 @@ impl Collector {
         let mut pinned = stamp.clone();
         pinned.connection.pin(&endpoints.login_endpoint, &endpoints.audience);
         if self.stamps.get_stamp(&stamp.id).await?.as_ref() == Some(stamp) {
-            self.stamps.update_stamp(&pinned).await?;
+            // A change like any other: on record, under the collector's name.
+            let by = Attribution::now(Actor::new(COLLECTOR));
+            self.stamps.change_stamp(&pinned, false, &by).await?;
             info!(login_endpoint = %endpoints.login_endpoint, "login endpoint pinned on first use");
         }
         Ok(pinned)

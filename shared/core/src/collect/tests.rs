@@ -206,6 +206,8 @@ async fn an_unpinned_stamp_is_pinned_by_discovery_before_its_credential_is_used(
         stored.connection.token_request_resource_url.as_deref(),
         Some("https://management.stamp.example/")
     );
+    // and the pin is a change on record, under the collector's name
+    assert_eq!(world.store.stamp_changes(), [(super::COLLECTOR.to_owned(), s.id.clone())]);
 }
 
 // --- windows: the loop from the watermark to the horizon ---------------------------------------------

@@ -2,6 +2,7 @@
 //! statuses, each a small trait so that a consumer takes only what it calls. [`Store`] is their union,
 //! what an adapter implements and the composition root hands out.
 
+use crate::audit::{AuditedStampRegistry, AuditedStore};
 use crate::mapping::{SubscriptionMapping, UnmappedSubscription};
 use crate::quarantine::{QuarantineEntry, QuarantinedRow, RowLimits};
 use crate::stamp::{Stamp, StampConnection, StampId, Tombstone};
@@ -231,10 +232,10 @@ pub trait StatusStore: StatusReader {
 
 /// The database as the collector sees it: every port but the mappings, which the ledger applies
 /// inside [`UsageLedger::commit_window`]. A test double of the collector implements these four.
-pub trait CollectorStore: StampRegistry + UsageLedger + LeaseStore + StatusStore {}
-impl<T: StampRegistry + UsageLedger + LeaseStore + StatusStore> CollectorStore for T {}
+pub trait CollectorStore: AuditedStampRegistry + UsageLedger + LeaseStore + StatusStore {}
+impl<T: AuditedStampRegistry + UsageLedger + LeaseStore + StatusStore> CollectorStore for T {}
 
 /// Everything the core needs from a database: what an adapter implements and the composition root
 /// hands out, each consumer taking only the part it calls.
-pub trait Store: CollectorStore + MappingStore {}
-impl<T: CollectorStore + MappingStore> Store for T {}
+pub trait Store: CollectorStore + MappingStore + AuditedStore {}
+impl<T: CollectorStore + MappingStore + AuditedStore> Store for T {}

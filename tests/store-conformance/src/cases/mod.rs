@@ -1,5 +1,6 @@
 //! The cases, one module per port. Each function is one behaviour, named as its specification.
 
+mod audit;
 mod export;
 mod leases;
 mod ledger;
@@ -57,5 +58,10 @@ pub(crate) fn all() -> Vec<Case> {
         export::export_streams_rows_in_stamp_reported_and_usage_order,
         export::export_filters_by_stamp_and_reported_range,
         export::an_export_stops_when_its_sink_fails,
+        audit::a_stamp_change_is_recorded_with_who_when_and_each_changed_fields_old_and_new_value,
+        audit::a_refused_change_writes_no_audit_record,
+        audit::mapping_changes_are_recorded_with_the_subscription_and_the_old_and_new_billing_subscription,
+        audit::a_removed_stamps_history_stays_with_its_removal_and_last_values,
+        audit::the_trail_is_listed_in_the_order_written_by_stamp_time_and_cursor,
     ]
 }

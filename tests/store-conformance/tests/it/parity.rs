@@ -53,12 +53,15 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 /// A port trait's methods: name -> whether the trait gives it a default body.
 type Port = BTreeMap<String, bool>;
 
-/// The traits `Store` is made of (and their supertraits), from `shared/core/src/ports/store.rs`.
+/// Where the traits `Store` is made of are declared.
+const PORT_FILES: &[&str] = &["shared/core/src/ports/store.rs", "shared/core/src/audit.rs"];
+
+/// The traits `Store` is made of (and their supertraits), from [`PORT_FILES`].
 fn store_ports() -> BTreeMap<String, Port> {
-    let file = parse(&root().join("shared/core/src/ports/store.rs"));
-    let traits: BTreeMap<String, &syn::ItemTrait> = file
-        .items
+    let files: Vec<syn::File> = PORT_FILES.iter().map(|f| parse(&root().join(f))).collect();
+    let traits: BTreeMap<String, &syn::ItemTrait> = files
         .iter()
+        .flat_map(|file| &file.items)
         .filter_map(|i| match i {
             syn::Item::Trait(t) => Some((t.ident.to_string(), t)),
             _ => None,
@@ -204,6 +207,7 @@ fn every_store_implements_every_port_method_the_sqlite_store_implements() {
     let ports = store_ports();
     assert!(ports.contains_key("StampRegistry") && ports.contains_key("UsageLedger"), "{ports:?}");
     assert!(ports["StampRegistry"].contains_key("tombstone"));
+    assert!(ports.contains_key("AuditTrail") && ports.contains_key("AuditedMappingStore"), "{ports:?}");
     let mut all = Vec::new();
     for store in STORES {
         all.extend(gaps(store));
