@@ -87,7 +87,7 @@ pub struct StatementRequest<'a> {
     /// The subscription's rows with usage in `month`, and any with usage in an earlier month (the
     /// builder keeps the late ones no final statement counted).
     pub rows: &'a [RatableRow],
-    /// The subscription's final statements.
+    /// The subscription's final statements (others' are ignored).
     pub finals: &'a [Statement],
     /// Every stamp with rows for the subscription.
     pub evidence: &'a [StampEvidence],
@@ -322,6 +322,9 @@ impl<'a> Statements<'a> {
         let sub = request.billing_subscription_id;
         let month = request.month;
         let mut blockers = Vec::new();
+        // Only this subscription's final statements count (a caller may hand over everyone's).
+        let finals: Vec<&Statement> =
+            request.finals.iter().filter(|s| s.is_final() && s.billing_subscription_id == sub).collect();
 
         let currency_hour = floor_hour(request.term.active_until.map_or(month.end(), |u| u.min(month.end())))
             - Duration::hours(1);
@@ -336,7 +339,7 @@ impl<'a> Statements<'a> {
             let corrects = if month.contains(hour) {
                 None
             } else if hour < month.start() {
-                match counted_by(request.finals, r, hour, month) {
+                match counted_by(&finals, r, hour, month) {
                     Counted::Late => Some(Month::of(hour)),
                     Counted::Already | Counted::NotFinal => continue,
                 }
@@ -378,7 +381,7 @@ impl<'a> Statements<'a> {
         }
 
         let minor_units = currency.as_ref().map_or(2, |c| c.minor_units);
-        acc.price_tiers(request.finals, month);
+        acc.price_tiers(&finals, month);
         let lines = acc.lines(minor_units);
         let fees = self.fees(request, minor_units);
 
@@ -587,17 +590,17 @@ enum Counted {
 /// Whether a row of an earlier month was counted by a final statement: by its month's statement if
 /// reported before the watermark that statement recorded for the stamp, else by the first later final
 /// statement before `building` that recorded a watermark past it.
-fn counted_by(finals: &[Statement], r: &RatableRow, hour: DateTime<Utc>, building: Month) -> Counted {
+fn counted_by(finals: &[&Statement], r: &RatableRow, hour: DateTime<Utc>, building: Month) -> Counted {
     let usage_month = Month::of(hour);
-    let Some(own) = finals.iter().find(|s| s.month == usage_month && s.is_final()) else {
+    let Some(own) = finals.iter().find(|s| s.month == usage_month) else {
         return Counted::NotFinal;
     };
     let before = |s: &Statement| s.proof(&r.stamp_id).is_some_and(|p| r.reported_start < p.watermark);
     if before(own) {
         return Counted::Already;
     }
-    let later = finals.iter().filter(|s| s.is_final() && s.month > usage_month && s.month < building);
-    if later.into_iter().any(before) { Counted::Already } else { Counted::Late }
+    let mut later = finals.iter().filter(|s| s.month > usage_month && s.month < building);
+    if later.any(|s| before(s)) { Counted::Already } else { Counted::Late }
 }
 
 /// Exact sums per line, before rounding.
@@ -733,7 +736,7 @@ impl Accumulator {
 
     /// Prices the tiered rows: per correction month and meter, hour by hour, graduated bands from
     /// the quantity already counted, or the band the month's total reaches (volume).
-    fn price_tiers(&mut self, finals: &[Statement], building: Month) {
+    fn price_tiers(&mut self, finals: &[&Statement], building: Month) {
         let mut tiered = std::mem::take(&mut self.tiered);
         tiered.sort_by_key(|t| (t.corrects, t.meter, t.hour));
         for group in tiered.chunk_by(|a, b| a.corrects == b.corrects && a.meter == b.meter) {
@@ -822,10 +825,10 @@ impl Usage {
 }
 
 /// The quantity of a tiered meter the final statements before `building` counted for `month`.
-fn counted_tier_quantity(finals: &[Statement], month: Month, building: Month, meter_id: &str) -> Decimal {
+fn counted_tier_quantity(finals: &[&Statement], month: Month, building: Month, meter_id: &str) -> Decimal {
     finals
         .iter()
-        .filter(|s| s.is_final() && s.month >= month && s.month < building)
+        .filter(|s| s.month >= month && s.month < building)
         .flat_map(|s| s.lines.iter().map(move |l| (s.month, l)))
         .filter(|(m, l)| {
             l.meter_id == meter_id

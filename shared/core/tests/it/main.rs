@@ -1,0 +1,3 @@
+//! azs-core's integration tests: one binary, one module per subject.
+
+mod rating;
