@@ -101,13 +101,16 @@ pub enum StatementState {
     Final { finalized_at: DateTime<Utc> },
 }
 
-/// One line: a meter's usage under one book lineage and one of its prices.
+/// One line: a meter's usage on one stamp under one book lineage and one of its prices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatementLine {
     /// The finalised month a correction line adds late usage to; `None` for this month's usage.
     pub corrects: Option<Month>,
     pub meter_id: String,
+    pub stamp_id: StampId,
+    /// The rows' `location` (the stamp's region), from the first row.
+    pub location: String,
     pub book: String,
     pub component: Component,
     pub pricing_unit: Option<String>,
@@ -283,8 +286,8 @@ pub struct Statements<'a> {
 /// The card a subscription rates with at an hour, or why there is none.
 type CardAt = Result<Arc<RateCard>, String>;
 
-/// Lines accumulate under this key: correction month, meter, lineage, price component.
-type LineKey = (Option<Month>, String, Lineage, Component);
+/// Lines accumulate under this key: correction month, meter, stamp, lineage, price component.
+type LineKey = (Option<Month>, String, StampId, Lineage, Component);
 
 impl<'a> Statements<'a> {
     pub fn new(books: &'a PriceBooks, assignments: &'a Assignments, settings: StatementSettings) -> Self {
@@ -614,6 +617,7 @@ struct Accumulator {
 
 #[derive(Clone)]
 struct Sums {
+    location: String,
     pricing_unit: Option<String>,
     zero_reason: Option<String>,
     rows: u64,
@@ -630,6 +634,8 @@ struct Sums {
 struct TieredUsage {
     corrects: Option<Month>,
     meter: MeterKey,
+    stamp_id: StampId,
+    location: String,
     hour: DateTime<Utc>,
     card: Arc<RateCard>,
     consumed: Decimal,
@@ -688,6 +694,8 @@ impl Accumulator {
                 self.tiered.push(TieredUsage {
                     corrects,
                     meter,
+                    stamp_id: r.stamp_id.clone(),
+                    location: r.row.location.clone(),
                     hour,
                     card: card.clone(),
                     consumed: r.row.quantity,
@@ -696,9 +704,15 @@ impl Accumulator {
                 return;
             }
         };
-        let key = (corrects, meter.to_string(), card.lineage.clone(), component);
-        let usage =
-            Usage { hour, consumed: r.row.quantity, pricing: rated.pricing_quantity, amount, list_amount };
+        let key = (corrects, meter.to_string(), r.stamp_id.clone(), card.lineage.clone(), component);
+        let usage = Usage {
+            location: &r.row.location,
+            hour,
+            consumed: r.row.quantity,
+            pricing: rated.pricing_quantity,
+            amount,
+            list_amount,
+        };
         self.sum(key, price, zero_reason, unit_price, list_unit_price, usage);
     }
 
@@ -709,10 +723,11 @@ impl Accumulator {
         zero_reason: Option<String>,
         unit_price: Decimal,
         list_unit_price: Decimal,
-        usage: Usage,
+        usage: Usage<'_>,
     ) {
         let to = usage.hour + Duration::hours(1);
         let sums = self.lines.entry(key).or_insert_with(|| Sums {
+            location: usage.location.to_owned(),
             pricing_unit: price.pricing_unit.clone(),
             zero_reason,
             rows: 0,
@@ -764,6 +779,7 @@ impl Accumulator {
                     let unit_price = tiers[*index].unit_price;
                     let list_unit_price = list_tiers[*index].unit_price;
                     let usage = Usage {
+                        location: &t.location,
                         hour: t.hour,
                         consumed,
                         pricing: *pricing,
@@ -773,6 +789,7 @@ impl Accumulator {
                     let key = (
                         corrects,
                         meter.to_string(),
+                        t.stamp_id.clone(),
                         t.card.lineage.clone(),
                         Component::Tier { index: *index },
                     );
@@ -785,9 +802,11 @@ impl Accumulator {
     fn lines(&self, minor_units: u32) -> Vec<StatementLine> {
         self.lines
             .iter()
-            .map(|((corrects, meter_id, lineage, component), s)| StatementLine {
+            .map(|((corrects, meter_id, stamp_id, lineage, component), s)| StatementLine {
                 corrects: *corrects,
                 meter_id: meter_id.clone(),
+                stamp_id: stamp_id.clone(),
+                location: s.location.clone(),
                 book: lineage.to_string(),
                 component: component.clone(),
                 pricing_unit: s.pricing_unit.clone(),
@@ -809,7 +828,8 @@ impl Accumulator {
 }
 
 /// One row's (or one tier part's) contribution to a line.
-struct Usage {
+struct Usage<'a> {
+    location: &'a str,
     hour: DateTime<Utc>,
     consumed: Decimal,
     pricing: Decimal,
@@ -817,7 +837,7 @@ struct Usage {
     list_amount: Decimal,
 }
 
-impl Usage {
+impl Usage<'_> {
     /// A tier part after the first carries no consumed quantity and is not a row of its own.
     fn rows(&self) -> u64 {
         u64::from(self.consumed != Decimal::ZERO || self.pricing == Decimal::ZERO)

@@ -263,13 +263,14 @@ fn bounds(tiers: &[(Option<&str>, &str)]) -> Vec<(Decimal, Decimal)> {
     tiers.iter().map(|(up_to, price)| (up_to.map_or(Decimal::MAX, d), d(price))).collect()
 }
 
-type Groups = BTreeMap<(String, String, String), Decimal>;
+type Groups = BTreeMap<(String, String, String, String), Decimal>;
 
-/// The month's exact amounts per (meter, book, price), the grouping statements round by.
+/// The month's exact amounts per (meter, stamp, book, price), the grouping statements round by.
 fn expected_groups(sub: &str, rows: &[RatableRow], tier_start: &BTreeMap<&str, Decimal>) -> Groups {
     let mut groups = Groups::new();
-    let mut add = |meter: &str, book: &str, price: String, amount: Decimal| {
-        *groups.entry((meter.to_uppercase().replace('-', ""), book.to_owned(), price)).or_default() += amount;
+    let mut add = |meter: &str, stamp: &StampId, book: &str, price: String, amount: Decimal| {
+        let key = (meter.to_uppercase().replace('-', ""), stamp.0.clone(), book.to_owned(), price);
+        *groups.entry(key).or_default() += amount;
     };
     let mut mine: Vec<&RatableRow> = rows.iter().filter(|r| r.billing_subscription_id == sub).collect();
     mine.sort_by_key(|r| r.row.usage_start);
@@ -286,15 +287,15 @@ fn expected_groups(sub: &str, rows: &[RatableRow], tier_start: &BTreeMap<&str, D
                 let info = r.row.additional_info.as_deref().unwrap();
                 let size = info.split('"').nth(3).unwrap();
                 let (price, label) = vm_price(hour, size);
-                add(VM, &book, label, q * price * factor);
+                add(VM, &r.stamp_id, &book, label, q * price * factor);
             }
-            IP => add(IP, &book, "unit".into(), q * d("0.0013698630") * ip_price(sub, hour)),
+            IP => add(IP, &r.stamp_id, &book, "unit".into(), q * d("0.0013698630") * ip_price(sub, hour)),
             BLOCK_BLOB => {
                 let mut lower = Decimal::ZERO;
                 for (i, (upper, price)) in bounds(&BLOCK_TIERS).into_iter().enumerate() {
                     let take = (block_used + q).min(upper) - block_used.max(lower);
                     if take > Decimal::ZERO {
-                        add(BLOCK_BLOB, &book, format!("tier {}", i + 1), take * price * factor);
+                        add(BLOCK_BLOB, &r.stamp_id, &book, format!("tier {}", i + 1), take * price * factor);
                     }
                     lower = upper;
                 }
@@ -303,9 +304,9 @@ fn expected_groups(sub: &str, rows: &[RatableRow], tier_start: &BTreeMap<&str, D
             PAGE_BLOB => {
                 let tiers = bounds(&PAGE_TIERS);
                 let i = tiers.iter().position(|(upper, _)| page_total <= *upper).unwrap();
-                add(PAGE_BLOB, &book, format!("tier {}", i + 1), q * tiers[i].1 * factor);
+                add(PAGE_BLOB, &r.stamp_id, &book, format!("tier {}", i + 1), q * tiers[i].1 * factor);
             }
-            TABLE_TX => add(TABLE_TX, &book, "zero-rated".into(), Decimal::ZERO),
+            TABLE_TX => add(TABLE_TX, &r.stamp_id, &book, "zero-rated".into(), Decimal::ZERO),
             other => panic!("no price written for {other}"),
         }
     }
@@ -359,7 +360,12 @@ fn a_month_over_three_stamps_and_four_subscriptions_totals_to_the_cent_of_an_ind
         let lines: Groups = statement
             .lines
             .iter()
-            .map(|l| ((l.meter_id.clone(), l.book.clone(), label(&l.component)), l.exact_amount))
+            .map(|l| {
+                (
+                    (l.meter_id.clone(), l.stamp_id.0.clone(), l.book.clone(), label(&l.component)),
+                    l.exact_amount,
+                )
+            })
             .collect();
         assert_eq!(lines, groups, "{sub}: every line, exact");
         assert!(statement.lines.iter().all(|l| l.amount == cents(l.exact_amount) && l.amount.scale() == 2));
@@ -376,7 +382,7 @@ fn a_price_change_mid_month_splits_the_lines_at_its_hour() {
     let vm: Vec<_> = a.lines.iter().filter(|l| l.meter_id == VM.replace('-', "")).collect();
     let before: Vec<_> = vm.iter().filter(|l| l.book == "base@1").collect();
     let after: Vec<_> = vm.iter().filter(|l| l.book == "base@2").collect();
-    assert_eq!((before.len(), after.len()), (3, 3), "one line per VM size on each side");
+    assert_eq!((before.len(), after.len()), (6, 6), "one line per VM size and stamp on each side");
     assert!(
         before.iter().all(|l| l.usage_to <= base_v2_from())
             && before.iter().any(|l| l.usage_to == base_v2_from())
