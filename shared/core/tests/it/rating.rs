@@ -15,9 +15,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-const VM: &str = "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5";
-const IP: &str = "f271a8a3-88c4-4d93-956a-063e1d2fa80b";
-const BLOCK_BLOB: &str = "09F8879E-87E9-4305-A572-4B7BE209F857";
+pub(crate) const VM: &str = "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5";
+pub(crate) const IP: &str = "f271a8a3-88c4-4d93-956a-063e1d2fa80b";
+pub(crate) const BLOCK_BLOB: &str = "09F8879E-87E9-4305-A572-4B7BE209F857";
 const PAGE_BLOB: &str = "B5C15376-6C94-4FDD-B655-1A69D138ACA3";
 const TABLE_TX: &str = "B9FF3CD0-28AA-4762-84BB-FF8FBAEA6A90";
 const QUEUE: &str = "B03C6AE7-B080-4BFA-84A3-22C800F315C6";
@@ -26,15 +26,15 @@ const SUBS: [&str; 4] = ["cust-a", "cust-b", "cust-c", "cust-d"];
 const STAMPS: [&str; 3] = ["stamp-east", "stamp-west", "stamp-edge"];
 const SIZES: [&str; 3] = ["Standard_D2_v2", "Standard_A1", "Basic_Z9"];
 
-fn d(s: &str) -> Decimal {
+pub(crate) fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
 }
 
-fn t(s: &str) -> DateTime<Utc> {
+pub(crate) fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-fn november() -> Month {
+pub(crate) fn november() -> Month {
     "2026-11".parse().unwrap()
 }
 
@@ -50,7 +50,7 @@ fn gold_from() -> DateTime<Utc> {
 
 /// Every feature a book has: property prices with a default, a unit multiplier, graduated and
 /// volume tiers, a zero-rated meter, fees, tax, a mid-month version, and two levels of parents.
-fn books() -> PriceBooks {
+pub(crate) fn books() -> PriceBooks {
     let json = serde_json::json!([
         {"id": "base", "currency": {"code": "USD", "minorUnits": 2}, "versions": [
             {"version": 1, "effectiveFrom": "2026-01-01T00:00:00Z", "monthlyFee": "50", "oneTimeFee": "100",
@@ -96,7 +96,7 @@ fn books() -> PriceBooks {
     PriceBooks::new(books.into_iter().map(|b| b.validated().unwrap()))
 }
 
-fn assignments() -> Assignments {
+pub(crate) fn assignments() -> Assignments {
     let a = |sub: Option<&str>, book: &str, from: DateTime<Utc>| Assignment {
         billing_subscription_id: sub.map(str::to_owned),
         book_id: book.into(),
@@ -134,7 +134,7 @@ impl Seeded {
     }
 }
 
-fn usage(
+pub(crate) fn usage(
     stamp: &str,
     sub: &str,
     meter: &str,
@@ -162,7 +162,7 @@ fn usage(
 }
 
 /// The month's rows: every subscription on two or three stamps, every hour it was active.
-fn simulated_month(seed: u64) -> Vec<RatableRow> {
+pub(crate) fn simulated_month(seed: u64) -> Vec<RatableRow> {
     let mut rng = Seeded(seed);
     let mut rows = Vec::new();
     for (s, sub) in SUBS.iter().enumerate() {
@@ -189,7 +189,7 @@ fn simulated_month(seed: u64) -> Vec<RatableRow> {
 
 /// What each stamp shows once the month has settled: watermark past the end plus a day, and a
 /// clean verify over the month's last reported hours.
-fn settled_evidence() -> Vec<StampEvidence> {
+pub(crate) fn settled_evidence() -> Vec<StampEvidence> {
     STAMPS
         .iter()
         .map(|stamp| StampEvidence {
@@ -204,7 +204,7 @@ fn settled_evidence() -> Vec<StampEvidence> {
         .collect()
 }
 
-fn request<'a>(
+pub(crate) fn request<'a>(
     sub: &'a str,
     month: Month,
     rows: &'a [RatableRow],
@@ -335,7 +335,7 @@ fn expected_total(sub: &str, groups: &Groups) -> (Decimal, Decimal) {
     (subtotal, subtotal + cents(subtotal * d("0.19")))
 }
 
-fn build_november(rows: &[RatableRow], now: &str) -> Vec<Statement> {
+pub(crate) fn build_november(rows: &[RatableRow], now: &str) -> Vec<Statement> {
     let (books, assignments) = (books(), assignments());
     let mut statements = Statements::new(&books, &assignments, StatementSettings::default());
     let evidence = settled_evidence();
@@ -533,7 +533,7 @@ fn usage_reported_after_finalising_is_a_correction_on_the_next_statement_and_the
 }
 
 /// Evidence that settles `month`.
-fn evidence_for(month: Month) -> Vec<StampEvidence> {
+pub(crate) fn evidence_for(month: Month) -> Vec<StampEvidence> {
     STAMPS
         .iter()
         .map(|stamp| StampEvidence {
