@@ -58,15 +58,42 @@ pub struct RatedLine {
     pub charge: Charge,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Rating allocates nothing per row: a charge names the price that applied by position
+/// ([`Applied`]), and [`Applied::component`] spells it out when a statement line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
     /// Priced on its own: `amount = pricing_quantity * unit_price`, exact.
-    Priced { component: Component, unit_price: Decimal, list_unit_price: Decimal, amount: Decimal },
+    Priced { applied: Applied, unit_price: Decimal, list_unit_price: Decimal, amount: Decimal },
     /// Priced by the band the billing subscription's month reaches: the statement prices it with the
     /// month's other rows of the meter.
     Tiered { mode: TierMode },
-    /// Rated at zero on purpose.
-    Zero { reason: String },
+    /// Rated at zero on purpose (the reason is the price's, [`Price::Zero`]).
+    Zero,
+}
+
+/// Which price of a `Unit` or `ByProperty` meter applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Applied {
+    Unit,
+    /// Property rule number `n` (from 0) matched.
+    Rule(usize),
+    /// No property rule matched: the explicit default.
+    Default,
+}
+
+impl Applied {
+    /// The component this names in `price` (the meter's price on the card that rated the row).
+    pub fn component(&self, price: &Price) -> Component {
+        match (self, price) {
+            (Applied::Rule(n), Price::ByProperty { property, rules, .. }) => {
+                Component::Property { property: property.clone(), value: rules[*n].equals.clone() }
+            }
+            (Applied::Default, Price::ByProperty { property, .. }) => {
+                Component::PropertyDefault { property: property.clone() }
+            }
+            _ => Component::Unit,
+        }
+    }
 }
 
 /// Which price of a meter applied: what a statement groups lines by, after the meter.
@@ -121,60 +148,89 @@ pub fn rate_with(row: &UsageRow, meter: MeterKey, price: &CardPrice) -> Result<R
     let overflow = || Unrated::Overflow { meter_id: row.meter_id.clone(), quantity: row.quantity };
     let pricing_quantity = row.quantity.checked_mul(price.unit_multiplier).ok_or_else(overflow)?;
     let charge = match &price.price {
-        Price::Zero { reason } => Charge::Zero { reason: reason.clone() },
+        Price::Zero { .. } => Charge::Zero,
         Price::Tiered { mode, .. } => Charge::Tiered { mode: *mode },
         priced => {
-            let (component, unit_price) = unit_price_of(priced, row.additional_info.as_deref());
-            let (_, list_unit_price) = unit_price_of(&price.list, row.additional_info.as_deref());
+            let info = row.additional_info.as_deref();
+            let (applied, unit_price) = unit_price_of(priced, info);
+            // The list price is the same kind of price (the parent's, before the adjustment), so
+            // the same rule applies.
+            let (_, list_unit_price) = unit_price_of(&price.list, info);
             let amount = pricing_quantity.checked_mul(unit_price).ok_or_else(overflow)?;
-            Charge::Priced { component, unit_price, list_unit_price, amount }
+            Charge::Priced { applied, unit_price, list_unit_price, amount }
         }
     };
     Ok(RatedLine { meter, pricing_quantity, charge })
 }
 
 /// The unit price of a `Unit` or `ByProperty` price for a row's `additionalInfo`.
-fn unit_price_of(price: &Price, additional_info: Option<&str>) -> (Component, Decimal) {
+fn unit_price_of(price: &Price, additional_info: Option<&str>) -> (Applied, Decimal) {
     match price {
-        Price::Unit { unit_price } => (Component::Unit, *unit_price),
+        Price::Unit { unit_price } => (Applied::Unit, *unit_price),
         Price::ByProperty { property, rules, default_unit_price } => {
-            let value = additional_info.and_then(|info| property_value(info, property));
-            let matched = value
-                .as_deref()
-                .and_then(|value| rules.iter().find(|rule| rule.equals.eq_ignore_ascii_case(value)));
-            match matched {
-                Some(rule) => (
-                    Component::Property { property: property.clone(), value: rule.equals.clone() },
-                    rule.unit_price,
-                ),
-                None => (Component::PropertyDefault { property: property.clone() }, *default_unit_price),
+            let matched = additional_info.and_then(|info| {
+                with_property(info, property, |value| {
+                    rules.iter().position(|r| r.equals.eq_ignore_ascii_case(value))
+                })
+            });
+            match matched.flatten() {
+                Some(n) => (Applied::Rule(n), rules[n].unit_price),
+                None => (Applied::Default, *default_unit_price),
             }
         }
-        // A list price is of the same kind as the price it was adjusted from; these have no unit price.
-        Price::Tiered { .. } | Price::Zero { .. } => (Component::Zero, Decimal::ZERO),
+        // Neither kind has one unit price; rating never asks (see `rate_with`).
+        Price::Tiered { .. } | Price::Zero { .. } => (Applied::Unit, Decimal::ZERO),
     }
 }
 
-/// The text of a top-level field of `additionalInfo` (an object, or a string holding one), read
-/// without building the whole document. Numbers and booleans are compared as their JSON text.
-fn property_value(additional_info: &str, property: &str) -> Option<String> {
-    use serde_json::value::RawValue;
-    use std::borrow::Cow;
-    use std::collections::HashMap;
-    let object = |text: &str| -> Option<Option<String>> {
-        let fields: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(text).ok()?;
-        Some(fields.get(property).map(|raw| match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
-            Ok(s) => s.into_owned(),
-            Err(_) => raw.get().to_owned(),
-        }))
-    };
-    match object(additional_info) {
-        Some(found) => found,
-        None => {
+/// Calls `found` with the text of the top-level field `property` of `additionalInfo` (an object,
+/// or a string holding one); numbers and booleans as their JSON text. Reads the JSON without
+/// building it: the other fields are skipped, nothing is allocated unless the value has escapes.
+fn with_property<T>(additional_info: &str, property: &str, found: impl FnOnce(&str) -> T) -> Option<T> {
+    match find_field(additional_info, property) {
+        Ok(value) => value.map(|v| found(&v)),
+        Err(()) => {
             let inner: String = serde_json::from_str(additional_info).ok()?;
-            object(&inner).flatten()
+            find_field(&inner, property).ok().flatten().map(|v| found(&v))
         }
     }
+}
+
+/// The field's text, `Ok(None)` when the object lacks it, `Err` when the text is not an object.
+fn find_field<'a>(json: &'a str, property: &str) -> Result<Option<std::borrow::Cow<'a, str>>, ()> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    use std::borrow::Cow;
+
+    struct Field<'p>(&'p str);
+
+    impl<'de> Visitor<'de> for Field<'_> {
+        type Value = Option<Cow<'de, str>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if found.is_none() && key == self.0 {
+                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                    found = Some(match serde_json::from_str::<Cow<'de, str>>(raw.get()) {
+                        Ok(text) => text,
+                        Err(_) => Cow::Borrowed(raw.get()),
+                    });
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value = de.deserialize_map(Field(property)).map_err(|_| ())?;
+    de.end().map_err(|_| ())?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -232,8 +288,9 @@ mod tests {
     #[test]
     fn a_property_price_takes_the_first_matching_rule_case_insensitively_else_its_default() {
         let card = books().card_at("base", at()).unwrap();
+        let price = &card.meters[MeterKey::of(VM).unwrap().as_str()].price;
         let vm = |info| match rate(&row(VM, "2.0000000000", info), &card).unwrap().charge {
-            Charge::Priced { component, amount, .. } => (component.to_string(), amount),
+            Charge::Priced { applied, amount, .. } => (applied.component(price).to_string(), amount),
             other => panic!("{other:?}"),
         };
         assert_eq!(
@@ -248,6 +305,13 @@ mod tests {
         assert_eq!(vm(Some(r#"{"ServiceType":"Standard_A1"}"#)), ("ServiceType=(default)".into(), d("0.08")));
         assert_eq!(vm(None).1, d("0.08"));
         assert_eq!(vm(Some("not json")).1, d("0.08"));
+        assert_eq!(
+            vm(Some(r#"{"ServiceType":"Standard_D2_v2","ServiceType":"Standard_A1"}"#)).1,
+            d("0.1"),
+            "the first wins"
+        );
+        assert_eq!(vm(Some(r#"{"Other":{"ServiceType":"Standard_D2_v2"}}"#)).1, d("0.08"), "top level only");
+        assert_eq!(vm(Some(r#"{"ServiceType":"Standard\u005fD2_v2"}"#)).1, d("0.1"), "escapes decoded");
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! month's counted quantity left off; the invoiced quantity is not re-priced.
 
 use super::assign::Assignments;
-use super::book::{CardPrice, Lineage, Price, PriceBooks, RateCard, TierMode};
+use super::book::{Lineage, Price, PriceBooks, RateCard, TierMode};
 use super::money::{Currency, Month, round_to_minor_unit};
-use super::rate::{Charge, Component, MeterKey, Unrated, rate_with};
+use super::rate::{Applied, Charge, Component, MeterKey, Unrated, rate_with};
 use crate::stamp::StampId;
 use crate::status::DriftCounts;
 use crate::usage::UsageRow;
@@ -349,19 +349,13 @@ impl<'a> Statements<'a> {
             } else {
                 continue;
             };
-            stamps_seen.insert(r.stamp_id.clone());
-            let card = match cards_by_hour.get(&hour) {
-                Some(card) => card.clone(),
-                None => {
-                    let card = self.card(sub, hour);
-                    cards_by_hour.insert(hour, card.clone());
-                    card
-                }
-            };
-            let card = match card {
+            if !stamps_seen.contains(&r.stamp_id) {
+                stamps_seen.insert(r.stamp_id.clone());
+            }
+            let card = match &*cards_by_hour.entry(hour).or_insert_with(|| self.card(sub, hour)) {
                 Ok(card) => card,
                 Err(reason) => {
-                    push_once(&mut blockers, Blocker::NoBook { hour, reason });
+                    push_once(&mut blockers, Blocker::NoBook { hour, reason: reason.clone() });
                     continue;
                 }
             };
@@ -380,11 +374,12 @@ impl<'a> Statements<'a> {
                 }
                 Some(_) => {}
             }
-            acc.add(r, hour, corrects, &card, &mut blockers);
+            acc.add(r, hour, corrects, card, &mut blockers);
         }
 
         let minor_units = currency.as_ref().map_or(2, |c| c.minor_units);
-        acc.price_tiers(&finals, month);
+        let locations = acc.locations(request.rows);
+        acc.price_tiers(&finals, month, &locations);
         let lines = acc.lines(minor_units);
         let fees = self.fees(request, minor_units);
 
@@ -606,20 +601,32 @@ fn counted_by(finals: &[&Statement], r: &RatableRow, hour: DateTime<Utc>, buildi
     if later.any(|s| before(s)) { Counted::Already } else { Counted::Late }
 }
 
-/// Exact sums per line, before rounding.
+/// Exact sums per line, before rounding. Rows are summed under a key of small copies (stamps and
+/// cards by their position in this statement, the price that applied by its position on the card):
+/// building a statement allocates per line, not per row.
 #[derive(Default)]
 struct Accumulator {
-    lines: BTreeMap<LineKey, Sums>,
+    lines: HashMap<FastKey, Sums>,
+    stamps: Vec<StampId>,
+    cards: Vec<Arc<RateCard>>,
     /// Tiered rows, priced once the month's quantity per meter is known.
     tiered: Vec<TieredUsage>,
     unpriced: Vec<UnpricedMeter>,
 }
 
-#[derive(Clone)]
+/// Correction month, meter, stamp (position), card (position), price.
+type FastKey = (Option<Month>, MeterKey, u32, u32, Part);
+
+/// Which price of the meter's card price applied.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Part {
+    Applied(Applied),
+    Tier(usize),
+    Zero,
+}
+
 struct Sums {
     location: String,
-    pricing_unit: Option<String>,
-    zero_reason: Option<String>,
     rows: u64,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -634,15 +641,50 @@ struct Sums {
 struct TieredUsage {
     corrects: Option<Month>,
     meter: MeterKey,
-    stamp_id: StampId,
-    location: String,
+    stamp: u32,
+    card: u32,
     hour: DateTime<Utc>,
-    card: Arc<RateCard>,
     consumed: Decimal,
     pricing: Decimal,
 }
 
+/// One row's (or one tier part's) contribution to a line.
+struct Usage<'a> {
+    location: &'a str,
+    hour: DateTime<Utc>,
+    /// A row counts once, on the first band it reaches; later bands carry only priced quantity.
+    first_part: bool,
+    consumed: Decimal,
+    pricing: Decimal,
+    unit_price: Decimal,
+    list_unit_price: Decimal,
+    amount: Decimal,
+    list_amount: Decimal,
+}
+
 impl Accumulator {
+    fn stamp(&mut self, stamp_id: &StampId) -> u32 {
+        let at = match self.stamps.iter().position(|s| s == stamp_id) {
+            Some(at) => at,
+            None => {
+                self.stamps.push(stamp_id.clone());
+                self.stamps.len() - 1
+            }
+        };
+        u32::try_from(at).expect("fewer than 2^32 stamps")
+    }
+
+    fn card(&mut self, card: &Arc<RateCard>) -> u32 {
+        let at = match self.cards.iter().position(|c| Arc::ptr_eq(c, card)) {
+            Some(at) => at,
+            None => {
+                self.cards.push(card.clone());
+                self.cards.len() - 1
+            }
+        };
+        u32::try_from(at).expect("fewer than 2^32 cards")
+    }
+
     fn add(
         &mut self,
         r: &RatableRow,
@@ -653,26 +695,7 @@ impl Accumulator {
     ) {
         let price = MeterKey::of(&r.row.meter_id).and_then(|m| card.meters.get(m.as_str()).map(|p| (m, p)));
         let Some((meter, price)) = price else {
-            let meter_id =
-                MeterKey::of(&r.row.meter_id).map_or_else(|| r.row.meter_id.clone(), |m| m.to_string());
-            let book = card.lineage.to_string();
-            match self
-                .unpriced
-                .iter_mut()
-                .find(|u| u.corrects == corrects && u.meter_id == meter_id && u.book == book)
-            {
-                Some(u) => {
-                    u.rows += 1;
-                    u.quantity += r.row.quantity;
-                }
-                None => self.unpriced.push(UnpricedMeter {
-                    corrects,
-                    meter_id,
-                    book,
-                    rows: 1,
-                    quantity: r.row.quantity,
-                }),
-            }
+            self.unpriced(r, corrects, card);
             return;
         };
         let rated = match rate_with(&r.row, meter, price) {
@@ -682,65 +705,77 @@ impl Accumulator {
                 return;
             }
         };
-        let (component, unit_price, list_unit_price, amount, list_amount, zero_reason) = match rated.charge {
-            Charge::Priced { component, unit_price, list_unit_price, amount } => {
-                let list_amount = rated.pricing_quantity * list_unit_price;
-                (component, unit_price, list_unit_price, amount, list_amount, None)
+        let (stamp, card) = (self.stamp(&r.stamp_id), self.card(card));
+        let (part, unit_price, list_unit_price, amount) = match rated.charge {
+            Charge::Priced { applied, unit_price, list_unit_price, amount } => {
+                (Part::Applied(applied), unit_price, list_unit_price, amount)
             }
-            Charge::Zero { reason } => {
-                (Component::Zero, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Some(reason))
-            }
+            Charge::Zero => (Part::Zero, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO),
             Charge::Tiered { .. } => {
                 self.tiered.push(TieredUsage {
                     corrects,
                     meter,
-                    stamp_id: r.stamp_id.clone(),
-                    location: r.row.location.clone(),
+                    stamp,
+                    card,
                     hour,
-                    card: card.clone(),
                     consumed: r.row.quantity,
                     pricing: rated.pricing_quantity,
                 });
                 return;
             }
         };
-        let key = (corrects, meter.to_string(), r.stamp_id.clone(), card.lineage.clone(), component);
         let usage = Usage {
             location: &r.row.location,
             hour,
+            first_part: true,
             consumed: r.row.quantity,
             pricing: rated.pricing_quantity,
+            unit_price,
+            list_unit_price,
             amount,
-            list_amount,
+            list_amount: rated.pricing_quantity * list_unit_price,
         };
-        self.sum(key, price, zero_reason, unit_price, list_unit_price, usage);
+        self.sum((corrects, meter, stamp, card, part), usage);
     }
 
-    fn sum(
-        &mut self,
-        key: LineKey,
-        price: &CardPrice,
-        zero_reason: Option<String>,
-        unit_price: Decimal,
-        list_unit_price: Decimal,
-        usage: Usage<'_>,
-    ) {
+    fn unpriced(&mut self, r: &RatableRow, corrects: Option<Month>, card: &RateCard) {
+        let meter_id =
+            MeterKey::of(&r.row.meter_id).map_or_else(|| r.row.meter_id.clone(), |m| m.to_string());
+        let book = card.lineage.to_string();
+        match self
+            .unpriced
+            .iter_mut()
+            .find(|u| u.corrects == corrects && u.meter_id == meter_id && u.book == book)
+        {
+            Some(u) => {
+                u.rows += 1;
+                u.quantity += r.row.quantity;
+            }
+            None => self.unpriced.push(UnpricedMeter {
+                corrects,
+                meter_id,
+                book,
+                rows: 1,
+                quantity: r.row.quantity,
+            }),
+        }
+    }
+
+    fn sum(&mut self, key: FastKey, usage: Usage<'_>) {
         let to = usage.hour + Duration::hours(1);
         let sums = self.lines.entry(key).or_insert_with(|| Sums {
             location: usage.location.to_owned(),
-            pricing_unit: price.pricing_unit.clone(),
-            zero_reason,
             rows: 0,
             from: usage.hour,
             to,
             consumed: Decimal::ZERO,
             pricing: Decimal::ZERO,
-            unit_price,
-            list_unit_price,
+            unit_price: usage.unit_price,
+            list_unit_price: usage.list_unit_price,
             amount: Decimal::ZERO,
             list_amount: Decimal::ZERO,
         });
-        sums.rows += usage.rows();
+        sums.rows += u64::from(usage.first_part);
         sums.from = sums.from.min(usage.hour);
         sums.to = sums.to.max(to);
         sums.consumed += usage.consumed;
@@ -751,7 +786,7 @@ impl Accumulator {
 
     /// Prices the tiered rows: per correction month and meter, hour by hour, graduated bands from
     /// the quantity already counted, or the band the month's total reaches (volume).
-    fn price_tiers(&mut self, finals: &[&Statement], building: Month) {
+    fn price_tiers(&mut self, finals: &[&Statement], building: Month, locations: &HashMap<u32, String>) {
         let mut tiered = std::mem::take(&mut self.tiered);
         tiered.sort_by_key(|t| (t.corrects, t.meter, t.hour));
         for group in tiered.chunk_by(|a, b| a.corrects == b.corrects && a.meter == b.meter) {
@@ -762,7 +797,8 @@ impl Accumulator {
             };
             let total = used + group.iter().map(|t| t.pricing).sum::<Decimal>();
             for t in group {
-                let price = &t.card.meters[meter.as_str()];
+                let card = self.cards[t.card as usize].clone();
+                let price = &card.meters[meter.as_str()];
                 let (Price::Tiered { mode, tiers }, Price::Tiered { tiers: list_tiers, .. }) =
                     (&price.price, &price.list)
                 else {
@@ -773,44 +809,50 @@ impl Accumulator {
                     TierMode::Volume => vec![(volume_band(tiers, total), t.pricing)],
                 };
                 used += t.pricing;
-                // The consumed quantity is shared out over the bands in proportion to the priced.
                 for (n, (index, pricing)) in parts.iter().enumerate() {
-                    let consumed = if n == 0 { t.consumed } else { Decimal::ZERO };
-                    let unit_price = tiers[*index].unit_price;
-                    let list_unit_price = list_tiers[*index].unit_price;
+                    let (unit_price, list_unit_price) =
+                        (tiers[*index].unit_price, list_tiers[*index].unit_price);
                     let usage = Usage {
-                        location: &t.location,
+                        location: locations.get(&t.stamp).map_or("", String::as_str),
                         hour: t.hour,
-                        consumed,
+                        first_part: n == 0,
+                        consumed: if n == 0 { t.consumed } else { Decimal::ZERO },
                         pricing: *pricing,
+                        unit_price,
+                        list_unit_price,
                         amount: pricing * unit_price,
                         list_amount: pricing * list_unit_price,
                     };
-                    let key = (
-                        corrects,
-                        meter.to_string(),
-                        t.stamp_id.clone(),
-                        t.card.lineage.clone(),
-                        Component::Tier { index: *index },
-                    );
-                    self.sum(key, price, None, unit_price, list_unit_price, usage);
+                    self.sum((corrects, meter, t.stamp, t.card, Part::Tier(*index)), usage);
                 }
             }
         }
     }
 
+    /// The lines, in a stable order (correction month, meter, stamp, book, price), rounded.
     fn lines(&self, minor_units: u32) -> Vec<StatementLine> {
-        self.lines
-            .iter()
-            .map(|((corrects, meter_id, stamp_id, lineage, component), s)| StatementLine {
+        let mut lines: BTreeMap<LineKey, StatementLine> = BTreeMap::new();
+        for ((corrects, meter, stamp, card, part), s) in &self.lines {
+            let card = &self.cards[*card as usize];
+            let price = &card.meters[meter.as_str()];
+            let (component, zero_reason) = match part {
+                Part::Applied(applied) => (applied.component(&price.price), None),
+                Part::Tier(index) => (Component::Tier { index: *index }, None),
+                Part::Zero => match &price.price {
+                    Price::Zero { reason } => (Component::Zero, Some(reason.clone())),
+                    _ => (Component::Zero, None),
+                },
+            };
+            let stamp_id = self.stamps[*stamp as usize].clone();
+            let line = StatementLine {
                 corrects: *corrects,
-                meter_id: meter_id.clone(),
+                meter_id: meter.to_string(),
                 stamp_id: stamp_id.clone(),
                 location: s.location.clone(),
-                book: lineage.to_string(),
+                book: card.lineage.to_string(),
                 component: component.clone(),
-                pricing_unit: s.pricing_unit.clone(),
-                zero_reason: s.zero_reason.clone(),
+                pricing_unit: price.pricing_unit.clone(),
+                zero_reason,
                 rows: s.rows,
                 usage_from: s.from,
                 usage_to: s.to,
@@ -822,25 +864,24 @@ impl Accumulator {
                 exact_list_amount: s.list_amount,
                 amount: round_to_minor_unit(s.amount, minor_units),
                 list_amount: round_to_minor_unit(s.list_amount, minor_units),
-            })
-            .collect()
+            };
+            lines.insert((*corrects, meter.to_string(), stamp_id, card.lineage.clone(), component), line);
+        }
+        lines.into_values().collect()
     }
-}
 
-/// One row's (or one tier part's) contribution to a line.
-struct Usage<'a> {
-    location: &'a str,
-    hour: DateTime<Utc>,
-    consumed: Decimal,
-    pricing: Decimal,
-    amount: Decimal,
-    list_amount: Decimal,
-}
-
-impl Usage<'_> {
-    /// A tier part after the first carries no consumed quantity and is not a row of its own.
-    fn rows(&self) -> u64 {
-        u64::from(self.consumed != Decimal::ZERO || self.pricing == Decimal::ZERO)
+    /// Where each stamp's rows ran (the first row's location), for tiered lines.
+    fn locations(&self, rows: &[RatableRow]) -> HashMap<u32, String> {
+        let mut locations = HashMap::new();
+        for r in rows {
+            if let Some(at) = self.stamps.iter().position(|s| *s == r.stamp_id) {
+                locations.entry(at as u32).or_insert_with(|| r.row.location.clone());
+            }
+            if locations.len() == self.stamps.len() {
+                break;
+            }
+        }
+        locations
     }
 }
 
