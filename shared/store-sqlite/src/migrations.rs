@@ -69,10 +69,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0008_verified.sql"),
         step: None,
     },
+    // 9 is assigned to the audit branch.
+    Migration { version: 10, name: "rating", sql: include_str!("../migrations/0010_rating.sql"), step: None },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 8;
+pub const LATEST_VERSION: i64 = 10;
 
 /// Every migration version this build knows, in order. Versions are assigned to parallel work, so
 /// one may be missing for a while; each is applied when it is not yet recorded, not only when it is

@@ -51,6 +51,18 @@ pub struct BookVersion {
     pub tax_percent: Option<Decimal>,
 }
 
+impl BookVersion {
+    /// The version as stored: its JSON document.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a book version serialises")
+    }
+
+    /// A version from [`BookVersion::to_json`]'s document.
+    pub fn from_json(json: &str) -> Result<BookVersion, String> {
+        serde_json::from_str(json).map_err(|e| format!("a stored price book version does not read back: {e}"))
+    }
+}
+
 /// The book a version derives from, and by how much its prices move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -15,11 +15,13 @@
 //!   totals rounded by the rule in `money.rs`, the unpriced meters, each stamp's proof, and the
 //!   [`Blocker`]s that keep it a draft.
 //! - `focus.rs`: statements as FOCUS rows (the FinOps Open Cost and Usage Specification).
+//! - `ports.rs`: `PriceBookStore` and `StatementStore`, what a store implements to keep them.
 
 pub mod assign;
 pub mod book;
 pub mod focus;
 pub mod money;
+pub mod ports;
 pub mod rate;
 pub mod statement;
 

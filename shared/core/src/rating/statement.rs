@@ -239,6 +239,16 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// The statement as stored: its JSON document (money as exact decimal strings).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a statement serialises")
+    }
+
+    /// A statement from [`Statement::to_json`]'s document.
+    pub fn from_json(json: &str) -> Result<Statement, String> {
+        serde_json::from_str(json).map_err(|e| format!("a stored statement does not read back: {e}"))
+    }
+
     pub fn is_final(&self) -> bool {
         matches!(self.state, StatementState::Final { .. })
     }

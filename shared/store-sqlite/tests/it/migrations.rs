@@ -336,7 +336,10 @@ fn back_to_version_2(path: &std::path::Path) {
         conn.execute("UPDATE usage_rows SET row_key = ?2 WHERE rowid = ?1", (rowid, key)).unwrap();
     }
     conn.execute_batch(
-        "DROP TABLE quarantined_rows;
+        "DROP TABLE statements;
+         DROP TABLE rating_assignments;
+         DROP TABLE price_book_versions;
+         DROP TABLE quarantined_rows;
          ALTER TABLE processing_status DROP COLUMN duplicate_rows;
          ALTER TABLE processing_status DROP COLUMN last_verified_at;
          ALTER TABLE processing_status DROP COLUMN verified_from;
