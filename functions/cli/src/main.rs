@@ -5,6 +5,7 @@ mod db;
 mod drift;
 mod mapping_import;
 mod quarantine;
+mod rating;
 
 // say!, say_inline!, say_error!: println!/print!/eprintln! through the terminal filter (src/terminal.rs).
 #[macro_use]
@@ -52,6 +53,12 @@ enum Command {
     /// Register and manage stamps.
     #[command(subcommand)]
     Stamp(StampCommand),
+    /// Price books and who rates with which (kept in the SQLite store).
+    #[command(subcommand)]
+    PriceBook(rating::PriceBookCommand),
+    /// Monthly statements per billing subscription: show, list, finalize when proven complete.
+    #[command(subcommand)]
+    Statement(rating::StatementCommand),
     /// Map tenant subscriptions to billing subscriptions.
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -350,6 +357,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         // Before the services: opening the store would create or migrate the database being checked.
         return db::run(&config, command).await;
     }
+    if let Command::PriceBook(command) = cli.command {
+        // Books need no stamp client or secret store.
+        return rating::price_book(&config, command).await;
+    }
     let services = Services::build(&config).await?;
     let ok = std::process::ExitCode::SUCCESS;
     match cli.command {
@@ -479,7 +490,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             };
             azs_app::serve::serve(&services, options).await?;
         }
-        Command::Db(_) => unreachable!("handled above"),
+        Command::Statement(command) => return rating::statement(&services, command).await,
+        Command::Db(_) | Command::PriceBook(_) => unreachable!("handled above"),
     }
     Ok(ok)
 }

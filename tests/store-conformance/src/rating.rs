@@ -6,7 +6,7 @@
 //! see each other's data.
 
 use crate::{CaseFuture, Outcome, run_named};
-use azs_core::rating::ports::{PriceBookStore, RatingStoreError, StatementStore};
+use azs_core::rating::ports::{RatingStore, RatingStoreError};
 use azs_core::rating::statement::StatementState;
 use azs_core::rating::{
     Assignment, Assignments, Month, PriceBook, PriceBooks, RatableRow, StampEvidence, Statement,
@@ -21,11 +21,6 @@ use rust_decimal::Decimal;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
-
-/// A store that keeps books and statements.
-pub trait RatingStore: PriceBookStore + StatementStore {}
-
-impl<T: PriceBookStore + StatementStore> RatingStore for T {}
 
 /// One specified behaviour of a rating store.
 pub struct RatingCase {

@@ -58,3 +58,8 @@ pub trait StatementStore: Send + Sync {
     /// A billing subscription's final statements (what corrections are worked out against).
     async fn final_statements(&self, billing_subscription_id: &str) -> Result<Vec<Statement>, StoreError>;
 }
+
+/// A store that keeps both: what the statement service and the CLI take.
+pub trait RatingStore: PriceBookStore + StatementStore {}
+
+impl<T: PriceBookStore + StatementStore> RatingStore for T {}
