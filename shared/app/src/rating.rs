@@ -12,6 +12,7 @@
 
 use crate::config::{AppConfig, DatabaseLocation};
 use anyhow::{Context, Result, bail};
+use azs_core::StampId;
 use azs_core::ports::{ExportFilter, Store};
 use azs_core::rating::ports::RatingStore;
 use azs_core::rating::statement::NotComplete;
@@ -64,11 +65,18 @@ impl StatementService {
             return Ok(existing);
         }
         // A typo must not become a statement (with fees) for a customer that does not exist.
-        let mapped = self.store.list_mappings(None).await?;
-        if !mapped.iter().any(|m| m.billing_subscription_id == billing_subscription_id) {
+        let mapped_stamps: Vec<StampId> = self
+            .store
+            .list_mappings(None)
+            .await?
+            .into_iter()
+            .filter(|m| m.billing_subscription_id == billing_subscription_id)
+            .map(|m| m.stamp_id)
+            .collect();
+        if mapped_stamps.is_empty() {
             bail!("billingSubscriptionId: no tenant subscription is mapped to {billing_subscription_id:?}");
         }
-        let draft = self.build(billing_subscription_id, month, now).await?;
+        let draft = self.build(billing_subscription_id, month, &mapped_stamps, now).await?;
         self.rating.save_statement(&draft).await?;
         Ok(draft)
     }
@@ -97,6 +105,7 @@ impl StatementService {
         &self,
         billing_subscription_id: &str,
         month: Month,
+        mapped_stamps: &[StampId],
         now: DateTime<Utc>,
     ) -> Result<Statement> {
         let books = PriceBooks::new(self.rating.price_books().await?);
@@ -162,6 +171,7 @@ impl StatementService {
             term,
             rows: &rows,
             finals: &finals,
+            mapped_stamps,
             evidence: &evidence,
             now,
         };

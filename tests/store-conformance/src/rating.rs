@@ -193,6 +193,7 @@ fn statement(book_id: &str, sub: &str, settled: bool, quantity: &str) -> Stateme
         term: SubscriptionTerm { active_from: t("2026-01-01T00:00:00Z"), active_until: None },
         rows: &rows,
         finals: &[],
+        mapped_stamps: &[],
         evidence: &evidence,
         now: end + Duration::hours(40),
     };

@@ -89,7 +89,10 @@ pub struct StatementRequest<'a> {
     pub rows: &'a [RatableRow],
     /// The subscription's final statements (others' are ignored).
     pub finals: &'a [Statement],
-    /// Every stamp with rows for the subscription.
+    /// The stamps a tenant subscription of this billing subscription is mapped on: each must prove
+    /// the month even when it has no rows for it (a stamp far behind has not reported them yet).
+    pub mapped_stamps: &'a [StampId],
+    /// Progress of every stamp in `mapped_stamps` or with rows for the subscription.
     pub evidence: &'a [StampEvidence],
     pub now: DateTime<Utc>,
 }
@@ -418,6 +421,7 @@ impl<'a> Statements<'a> {
                 },
             );
         }
+        stamps_seen.extend(request.mapped_stamps.iter().cloned());
         let stamps = self.prove(request, &stamps_seen, &mut blockers);
 
         Statement {

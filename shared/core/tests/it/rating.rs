@@ -218,6 +218,7 @@ pub(crate) fn request<'a>(
         term: term(sub),
         rows,
         finals,
+        mapped_stamps: &[],
         evidence,
         now: t(now),
     }
@@ -617,6 +618,42 @@ fn a_stamp_behind_or_unverified_or_drifting_blocks_finalising_and_says_which_and
     let early = statements.build(&request("cust-d", november(), &rows, &[], &fixed, "2026-12-01T10:00:00Z"));
     assert_eq!(early.blockers, [Blocker::MonthOpen { until: t("2026-12-02T00:00:00Z") }]);
     assert_eq!(early.state, StatementState::Draft);
+}
+
+#[test]
+fn a_stamp_mapped_to_the_subscription_blocks_finalising_while_behind_even_without_rows() {
+    // Given cust-a's settled month, and a fourth stamp it is mapped on that has reported nothing yet
+    let rows = simulated_month(0x28);
+    let (books, assignments) = (books(), assignments());
+    let mut statements = Statements::new(&books, &assignments, StatementSettings::default());
+    let far_behind = StampId("stamp-far".into());
+    let mut evidence = settled_evidence();
+    evidence.push(StampEvidence {
+        stamp_id: far_behind.clone(),
+        watermark: t("2026-11-03T00:00:00Z"),
+        verifies: vec![],
+    });
+    let mapped = [far_behind.clone()];
+    let request = StatementRequest {
+        mapped_stamps: &mapped,
+        ..request("cust-a", november(), &rows, &[], &evidence, "2026-12-03T00:00:00Z")
+    };
+
+    // When the statement is built
+    let a = statements.build(&request);
+
+    // Then that stamp is in the proof and blocks: behind, and unverified
+    assert!(a.stamps.iter().any(|p| p.stamp_id == far_behind));
+    assert!(a.blockers.contains(&Blocker::StampBehind {
+        stamp_id: far_behind.clone(),
+        watermark: t("2026-11-03T00:00:00Z"),
+        needed: t("2026-12-02T00:00:00Z"),
+    }));
+    assert!(
+        a.blockers
+            .iter()
+            .any(|b| matches!(b, Blocker::NotVerified { stamp_id, .. } if *stamp_id == far_behind))
+    );
 }
 
 #[test]

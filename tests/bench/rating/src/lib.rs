@@ -223,6 +223,7 @@ pub fn month_of_statements(subscriptions: usize) -> (StatementFigures, Vec<State
             term,
             rows: &rows,
             finals: &[],
+            mapped_stamps: &[],
             evidence: &evidence,
             now,
         };
