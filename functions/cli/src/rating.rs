@@ -3,9 +3,10 @@
 
 use anyhow::{Context, Result, bail};
 use azs_app::config::AppConfig;
-use azs_app::rating::{Finalised, StatementService, open_rating_store};
+use azs_app::rating::{Finalised, StatementService, meter_catalog, open_rating_store};
 use azs_app::wiring::Services;
 use azs_core::rating::book::{BookVersion, PriceBook};
+use azs_core::rating::focus::{FocusIssuer, focus_csv};
 use azs_core::rating::{Assignment, Month, Statement, StatementSettings};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
@@ -58,6 +59,21 @@ pub(crate) enum StatementCommand {
         month: Month,
         #[arg(long)]
         json: bool,
+    },
+    /// Stored statements (of one month, or all) as FOCUS 1.2 CSV for FinOps tools: usage, late usage
+    /// as Adjustment/Correction, fees as Purchase, tax.
+    Focus {
+        #[arg(long)]
+        month: Option<Month>,
+        /// Where to write the CSV.
+        #[arg(long)]
+        csv: PathBuf,
+        /// FOCUS BillingAccountId: the operator's account the statements are issued from.
+        #[arg(long, default_value = "azs-usage")]
+        billing_account_id: String,
+        /// FOCUS BillingAccountName, ProviderName and InvoiceIssuerName: the operator.
+        #[arg(long, default_value = "Azure Stack Hub operator")]
+        issuer: String,
     },
     /// Make the statement final if it is proven complete; otherwise say what blocks it (exit 1).
     Finalize {
@@ -279,6 +295,14 @@ pub(crate) async fn statement(services: &Services, command: StatementCommand) ->
                     );
                 }
             }
+        }
+        StatementCommand::Focus { month, csv, billing_account_id, issuer } => {
+            let statements = service.rating.statements(month).await?;
+            let issuer =
+                FocusIssuer { billing_account_id, billing_account_name: issuer.clone(), name: issuer };
+            let text = focus_csv(&statements, &issuer, &meter_catalog());
+            std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
+            say!("{} statement(s) written to {} as FOCUS 1.2", statements.len(), csv.display());
         }
         StatementCommand::Show { billing_subscription_id, month, json } => {
             let s = service.refresh(&billing_subscription_id, month, now).await?;

@@ -23,6 +23,11 @@ use azs_core::rating::{
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+/// The published meter table (names, units, resource providers), for the FOCUS export.
+pub fn meter_catalog() -> azs_core::rating::focus::MeterCatalog {
+    azs_core::rating::focus::MeterCatalog::from_csv(include_str!("../data/meters.csv"))
+}
+
 /// The rating store for `config`'s database: SQLite for now.
 pub fn open_rating_store(config: &AppConfig) -> Result<Arc<dyn RatingStore>> {
     match &config.database {

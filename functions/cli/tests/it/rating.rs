@@ -86,5 +86,17 @@ async fn collected_usage_becomes_a_statement_equal_to_the_ground_truth_priced_by
     let listed: Vec<azs_core::rating::Statement> = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(listed.len(), 1);
     assert!(!listed[0].is_final());
+
+    // And the FOCUS export of the stored statements bills what the statement totals
+    let focus = world.path("focus.csv");
+    let out = world.run(&["statement", "focus", "--csv", focus.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&focus).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let billed = header.iter().position(|c| *c == "BilledCost").unwrap();
+    let sum: Decimal =
+        text.lines().skip(1).map(|l| l.split(',').nth(billed).unwrap().parse::<Decimal>().unwrap()).sum();
+    assert_eq!(sum, statement.total);
+    assert!(text.contains(",Usage,") && text.contains("Azure Stack Hub "), "{text}");
     world.finish().await;
 }
