@@ -5,10 +5,9 @@
 //! Choices the issue leaves open, made here:
 //! - a billing subscription is active (for its fees) from its first assignment: its own override,
 //!   else the default in force (the store keeps no other start date for it yet);
-//! - a stamp's verify evidence is its last scheduled verify (`ProcessingStatus::last_verified`):
-//!   the status keeps no history, so a month is finalisable while the last verify still covers its
-//!   last reported hours (with `AZS_USAGE_VERIFY_TRAILING_HOURS` at least 48, a day after the settle
-//!   delay).
+//! - a stamp's verify evidence is every scheduled verify kept for it (`verify_history`, kept by
+//!   the store as the collector records each one) that touches the month's proven hours; per hour
+//!   the newest decides.
 
 use crate::config::{AppConfig, DatabaseLocation};
 use anyhow::{Context, Result, bail};
@@ -18,8 +17,9 @@ use azs_core::rating::ports::RatingStore;
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{
     Assignments, Month, PriceBooks, RatableRow, StampEvidence, Statement, StatementRequest,
-    StatementSettings, Statements, SubscriptionTerm, VerifyRecord, finalize,
+    StatementSettings, Statements, SubscriptionTerm, finalize,
 };
+use azs_core::window::ReportedWindow;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -153,23 +153,17 @@ impl StatementService {
             })
             .await
             .context("reading the subscription's usage rows")?;
-        let evidence: Vec<StampEvidence> = self
-            .store
-            .list_statuses()
-            .await?
-            .into_iter()
-            .map(|status| StampEvidence {
-                stamp_id: status.stamp_id,
-                watermark: status.watermark,
-                // A verify with no drift recorded is no evidence (never read as clean).
-                verifies: status
-                    .last_verified
-                    .zip(status.drift)
-                    .map(|(v, drift)| VerifyRecord { at: v.at, range: v.range, drift })
-                    .into_iter()
-                    .collect(),
-            })
-            .collect();
+        // The verifies that touch the hours a month is proven on, from the kept history.
+        let proven_hours = ReportedWindow::new(
+            month.end() - self.settings.verify_lead,
+            month.end() + self.settings.settle_delay,
+        )
+        .context("the statement settings are whole hours")?;
+        let mut evidence = Vec::new();
+        for status in self.store.list_statuses().await? {
+            let verifies = self.rating.verify_history(&status.stamp_id, proven_hours).await?;
+            evidence.push(StampEvidence { stamp_id: status.stamp_id, watermark: status.watermark, verifies });
+        }
         let request = StatementRequest {
             billing_subscription_id,
             month,

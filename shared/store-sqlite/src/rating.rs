@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use azs_core::ports::StoreError;
 use azs_core::rating::book::{BookVersion, PriceBook};
 use azs_core::rating::ports::{PriceBookStore, RatingStoreError, StatementStore};
-use azs_core::rating::{Assignment, Currency, Month, Statement};
+use azs_core::rating::{Assignment, Currency, Month, Statement, VerifyRecord};
+use azs_core::stamp::StampId;
+use azs_core::status::DriftCounts;
+use azs_core::window::ReportedWindow;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -223,6 +226,58 @@ impl StatementStore for SqliteStore {
                     "SELECT body FROM statements WHERE ?1 IS NULL OR month = ?1 ORDER BY billing_subscription_id, month",
                     month.as_deref(),
                 )
+            })
+        })
+        .await
+    }
+
+    async fn verify_history(
+        &self,
+        stamp: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Vec<VerifyRecord>, StoreError> {
+        let stamp = stamp.clone();
+        self.run(move |db| {
+            db.read(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT verified_at, verified_from, verified_to, drift_missing, drift_extra, drift_changed
+                     FROM verify_history
+                     WHERE stamp_id = ?1 AND verified_from < ?3 AND verified_to > ?2
+                     ORDER BY verified_at, verified_from",
+                )?;
+                let rows =
+                    stmt.query_map((stamp.as_str(), range.start.timestamp(), range.end.timestamp()), |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    })?;
+                let mut verifies = Vec::new();
+                for row in rows {
+                    let (at, from, to, missing, extra, changed) = row?;
+                    let at = DateTime::from_timestamp_millis(at)
+                        .ok_or_else(|| unreadable(format!("{at} ms is out of range")))?;
+                    let range = ReportedWindow::new(from_secs(from)?, from_secs(to)?).ok_or_else(|| {
+                        unreadable(format!("verified range {from}..{to} is not whole hours"))
+                    })?;
+                    let count = |n: i64| {
+                        u64::try_from(n).map_err(|_| unreadable(format!("drift count {n} is negative")))
+                    };
+                    verifies.push(VerifyRecord {
+                        at,
+                        range,
+                        drift: DriftCounts {
+                            missing: count(missing)?,
+                            extra: count(extra)?,
+                            changed: count(changed)?,
+                        },
+                    });
+                }
+                Ok(verifies)
             })
         })
         .await

@@ -11,8 +11,10 @@
 use super::assign::Assignment;
 use super::book::PriceBook;
 use super::money::Month;
-use super::statement::Statement;
+use super::statement::{Statement, VerifyRecord};
 use crate::ports::StoreError;
+use crate::stamp::StampId;
+use crate::window::ReportedWindow;
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,13 @@ pub trait StatementStore: Send + Sync {
     async fn statements(&self, month: Option<Month>) -> Result<Vec<Statement>, StoreError>;
     /// A billing subscription's final statements (what corrections are worked out against).
     async fn final_statements(&self, billing_subscription_id: &str) -> Result<Vec<Statement>, StoreError>;
+    /// Every scheduled verify of `stamp` whose range overlaps `range`, oldest first: the evidence a
+    /// month's statement is finalised on (the status keeps only the latest).
+    async fn verify_history(
+        &self,
+        stamp: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Vec<VerifyRecord>, StoreError>;
 }
 
 /// A store that keeps both: what the statement service and the CLI take.
