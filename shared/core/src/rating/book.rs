@@ -161,6 +161,17 @@ mod opt_decimal {
 /// Longest book id, property name, rule value, pricing unit or zero-rating reason.
 const MAX_TEXT: usize = 128;
 
+/// Bounds that keep every statement total inside what an exact decimal holds (7.9e28), so summing
+/// a month can never overflow: a row's quantity is at most [`MAX_QUANTITY`] (larger rows are not
+/// rated, and block finalising), times a multiplier and a unit price at most these, over tens of
+/// millions of rows.
+const UNIT_PRICE_RULE: &str = "must be between 0 and 1000000";
+pub const MAX_UNIT_PRICE: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+pub const MAX_UNIT_MULTIPLIER: Decimal = Decimal::from_parts(1_000, 0, 0, false, 0);
+pub const MAX_FEE: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+/// 10^12: far beyond any meter's hourly quantity.
+pub const MAX_QUANTITY: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
+
 impl PriceBook {
     /// Every rule of a book, all violations at once, fields named as in the JSON
     /// (`versions[1].meters[0].price.unitPrice`). Normalises meter ids and sorts versions by
@@ -204,8 +215,8 @@ impl PriceBook {
                 }
             }
             for (field, fee) in [("monthlyFee", version.monthly_fee), ("oneTimeFee", version.one_time_fee)] {
-                if fee.is_some_and(|f| f < Decimal::ZERO) {
-                    errors.push(at(field), "must not be negative");
+                if fee.is_some_and(|f| f < Decimal::ZERO || f > MAX_FEE) {
+                    errors.push(at(field), format!("must be between 0 and {MAX_FEE}"));
                 }
             }
             if version.tax_percent.is_some_and(|t| t < Decimal::ZERO || t > Decimal::from(100)) {
@@ -220,8 +231,11 @@ impl PriceBook {
                 } else if !meters.insert(meter.meter_id.clone()) {
                     errors.push(at("meterId"), "must appear once per version");
                 }
-                if meter.unit_multiplier.is_some_and(|m| m <= Decimal::ZERO) {
-                    errors.push(at("unitMultiplier"), "must be greater than 0");
+                if meter.unit_multiplier.is_some_and(|m| m <= Decimal::ZERO || m > MAX_UNIT_MULTIPLIER) {
+                    errors.push(
+                        at("unitMultiplier"),
+                        format!("must be greater than 0 and at most {MAX_UNIT_MULTIPLIER}"),
+                    );
                 }
                 if meter.pricing_unit.as_deref().is_some_and(|u| !is_text(u)) {
                     errors.push(at("pricingUnit"), "must be 1 to 128 printable characters");
@@ -241,11 +255,11 @@ impl PriceBook {
 }
 
 fn validate_price(price: &Price, at: &dyn Fn(&str) -> String, errors: &mut ValidationErrors) {
-    let negative = |d: &Decimal| *d < Decimal::ZERO;
+    let negative = |d: &Decimal| *d < Decimal::ZERO || *d > MAX_UNIT_PRICE;
     match price {
         Price::Unit { unit_price } => {
             if negative(unit_price) {
-                errors.push(at("price.unitPrice"), "must not be negative");
+                errors.push(at("price.unitPrice"), UNIT_PRICE_RULE);
             }
         }
         Price::ByProperty { property, rules, default_unit_price } => {
@@ -253,7 +267,7 @@ fn validate_price(price: &Price, at: &dyn Fn(&str) -> String, errors: &mut Valid
                 errors.push(at("price.property"), "must be 1 to 128 printable characters");
             }
             if negative(default_unit_price) {
-                errors.push(at("price.defaultUnitPrice"), "must not be negative");
+                errors.push(at("price.defaultUnitPrice"), UNIT_PRICE_RULE);
             }
             for (r, rule) in rules.iter().enumerate() {
                 if !is_text(&rule.equals) {
@@ -263,7 +277,7 @@ fn validate_price(price: &Price, at: &dyn Fn(&str) -> String, errors: &mut Valid
                     );
                 }
                 if negative(&rule.unit_price) {
-                    errors.push(at(&format!("price.rules[{r}].unitPrice")), "must not be negative");
+                    errors.push(at(&format!("price.rules[{r}].unitPrice")), UNIT_PRICE_RULE);
                 }
             }
         }
@@ -290,7 +304,7 @@ fn validate_price(price: &Price, at: &dyn Fn(&str) -> String, errors: &mut Valid
                     None => {}
                 }
                 if negative(&tier.unit_price) {
-                    errors.push(at(&format!("price.tiers[{t}].unitPrice")), "must not be negative");
+                    errors.push(at(&format!("price.tiers[{t}].unitPrice")), UNIT_PRICE_RULE);
                 }
             }
         }

@@ -14,7 +14,7 @@
 //! month's counted quantity left off; the invoiced quantity is not re-priced.
 
 use super::assign::Assignments;
-use super::book::{Lineage, Price, PriceBooks, RateCard, TierMode};
+use super::book::{Lineage, MAX_QUANTITY, Price, PriceBooks, RateCard, TierMode};
 use super::money::{Currency, Month, round_to_minor_unit};
 use super::rate::{Applied, Charge, Component, MeterKey, Unrated, rate_with};
 use crate::stamp::StampId;
@@ -712,6 +712,14 @@ impl Accumulator {
             self.unpriced(r, corrects, card);
             return;
         };
+        if r.row.quantity.abs() > MAX_QUANTITY {
+            let reason = format!(
+                "a row's quantity {} is beyond what a statement totals ({MAX_QUANTITY})",
+                r.row.quantity
+            );
+            push_once(blockers, Blocker::NotRated { meter_id: meter.to_string(), reason });
+            return;
+        }
         let rated = match rate_with(&r.row, meter, price) {
             Ok(rated) => rated,
             Err(e @ Unrated::Overflow { .. }) | Err(e @ Unrated::Unpriced { .. }) => {

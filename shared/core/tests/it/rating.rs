@@ -657,10 +657,31 @@ fn a_stamp_mapped_to_the_subscription_blocks_finalising_while_behind_even_withou
 }
 
 #[test]
+fn a_quantity_no_statement_can_total_blocks_finalising_instead_of_overflowing() {
+    // Given cust-a's month and one row with the largest quantity an exact decimal holds
+    let mut rows = simulated_month(0x28);
+    let huge = Decimal::from_str("79228162514264337593543950335").unwrap();
+    rows.push(usage("stamp-east", "cust-a", IP, t("2026-11-20T10:00:00Z"), huge, None));
+    rows.push(usage("stamp-east", "cust-a", IP, t("2026-11-20T11:00:00Z"), huge, None));
+
+    // When the statement is built: no panic, the row is not rated, and finalising is blocked by name
+    let a = &build_november(&rows, "2026-12-03T00:00:00Z")[0];
+    assert!(
+        a.blockers.iter().any(|b| matches!(b, Blocker::NotRated { meter_id, reason }
+            if *meter_id == IP.to_uppercase().replace('-', "") && reason.contains("beyond"))),
+        "{:?}",
+        a.blockers
+    );
+    let (expected_subtotal, _) =
+        expected_total("cust-a", &expected_groups("cust-a", &simulated_month(0x28), &BTreeMap::new()));
+    assert_eq!(a.subtotal, expected_subtotal, "the rest is rated as before");
+}
+
+#[test]
 fn a_book_names_every_broken_rule_by_its_field() {
     let json = serde_json::json!({"id": "-bad", "currency": {"code": "XYZ", "minorUnits": 2}, "versions": [
         {"version": 1, "effectiveFrom": "2026-01-01T00:30:00Z", "meters": [
-            {"meterId": "not-a-guid", "price": {"kind": "unit", "unitPrice": "-1"}},
+            {"meterId": "not-a-guid", "price": {"kind": "unit", "unitPrice": "1000000.01"}},
             {"meterId": VM, "unitMultiplier": "0", "price": {"kind": "tiered", "mode": "volume", "tiers": [
                 {"upTo": "10", "unitPrice": "1"}, {"upTo": "5", "unitPrice": "1"}]}},
             {"meterId": IP, "price": {"kind": "zero", "reason": " "}}]}]});
