@@ -6,6 +6,7 @@ use azs_app::config::AppConfig;
 use azs_app::rating::{Finalised, StatementService, meter_catalog, open_rating_store};
 use azs_app::wiring::Services;
 use azs_core::rating::book::{BookVersion, PriceBook};
+use azs_core::rating::book_csv::{books_from_csv, books_to_csv};
 use azs_core::rating::focus::{FocusIssuer, focus_csv};
 use azs_core::rating::{Assignment, Month, Statement, StatementSettings};
 use chrono::{DateTime, Utc};
@@ -15,9 +16,15 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub(crate) enum PriceBookCommand {
-    /// Import price books from a JSON file (one book or a list). Versions not stored yet are added;
-    /// a stored version is never edited (the import is refused whole: add a new version instead).
+    /// Import price books from a JSON file (one book or a list) or a `.csv` file (one row per price,
+    /// see `price-book export --csv`). Versions not stored yet are added; a stored version is never
+    /// edited (the import is refused whole: add a new version instead).
     Import { file: PathBuf },
+    /// Every book as JSON (a list `import` takes), or with --csv as CSV.
+    Export {
+        #[arg(long)]
+        csv: bool,
+    },
     /// Every book: currency, versions, when each took effect.
     List {
         #[arg(long)]
@@ -90,6 +97,18 @@ pub(crate) async fn price_book(config: &AppConfig, command: PriceBookCommand) ->
         PriceBookCommand::Import { file } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+                let books = books_from_csv(&text).map_err(|errors| {
+                    let lines: Vec<String> =
+                        errors.0.iter().map(|f| format!("  {}: {}", f.field, f.rule)).collect();
+                    anyhow::anyhow!("{} is invalid:\n{}", file.display(), lines.join("\n"))
+                })?;
+                for book in &books {
+                    let added = store.add_book_versions(book).await?;
+                    say!("{}: {added} version(s) added, {} in the file", book.id, book.versions.len());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let books: Vec<PriceBook> = match serde_json::from_str::<serde_json::Value>(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?
             {
@@ -112,6 +131,14 @@ pub(crate) async fn price_book(config: &AppConfig, command: PriceBookCommand) ->
             for book in &valid {
                 let added = store.add_book_versions(book).await?;
                 say!("{}: {added} version(s) added, {} in the file", book.id, book.versions.len());
+            }
+        }
+        PriceBookCommand::Export { csv } => {
+            let books = store.price_books().await?;
+            if csv {
+                print!("{}", books_to_csv(&books));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&books)?);
             }
         }
         PriceBookCommand::List { json } => {

@@ -43,6 +43,13 @@ async fn collected_usage_becomes_a_statement_equal_to_the_ground_truth_priced_by
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
 
+    // And the books export as CSV and import back unchanged (nothing added)
+    let out = world.run(&["price-book", "export", "--csv"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(world.path("books.csv"), stdout(&out)).unwrap();
+    let out = world.run(&["price-book", "import", world.path("books.csv").to_str().unwrap()]).await;
+    assert!(stdout(&out).contains("e2e: 0 version(s) added"), "{}{}", stdout(&out), stderr(&out));
+
     // When the month's statement is shown
     let out = world.run(&["statement", "show", "cust-e2e", &month.to_string(), "--json"]).await;
     assert!(out.status.success(), "{}", stderr(&out));

@@ -19,6 +19,7 @@
 
 pub mod assign;
 pub mod book;
+pub mod book_csv;
 pub mod focus;
 pub mod money;
 pub mod ports;

@@ -678,6 +678,35 @@ fn a_quantity_no_statement_can_total_blocks_finalising_instead_of_overflowing() 
 }
 
 #[test]
+fn price_books_written_as_csv_read_back_as_the_same_books() {
+    use azs_core::rating::book_csv::{books_from_csv, books_to_csv};
+    let books = books();
+    let all: Vec<PriceBook> =
+        ["base", "gold", "premium"].iter().map(|id| books.get(id).unwrap().clone()).collect();
+    let csv = books_to_csv(&all);
+    assert_eq!(books_from_csv(&csv).unwrap(), all);
+    assert!(csv.lines().count() > 12, "{csv}");
+}
+
+#[test]
+fn a_csv_price_book_names_the_line_and_column_of_each_problem() {
+    use azs_core::rating::book_csv::{HEADER, books_from_csv};
+    let csv = format!(
+        "{HEADER}\n\
+         base,USD,1,2026-01-01T00:00:00Z,,,,,,{VM},,,property,ServiceType,Standard_A1,,0.02,\n\
+         base,USD,1,2026-01-01T00:00:00Z,,,,,,{IP},,,flat,,,,0.01,\n\
+         base,USD,1,2026-01-01T00:00:00Z,,,,,,{BLOCK_BLOB},,,unit,,,,lots,\n"
+    );
+    let err = books_from_csv(&csv).unwrap_err();
+    let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["line 3: kind", "line 4: unit_price", &format!("book base version 1 meter {VM}")[..]]
+    );
+    assert!(books_from_csv("not,a,header").unwrap_err().to_string().contains("line 1"));
+}
+
+#[test]
 fn a_book_names_every_broken_rule_by_its_field() {
     let json = serde_json::json!({"id": "-bad", "currency": {"code": "XYZ", "minorUnits": 2}, "versions": [
         {"version": 1, "effectiveFrom": "2026-01-01T00:30:00Z", "meters": [
