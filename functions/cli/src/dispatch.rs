@@ -2,7 +2,7 @@
 //! calls the service every platform calls, and hands the result to `render` (or prints it as JSON).
 //! The exit code is decided here: 2 when a collected stamp failed, 3 when `verify` found a difference.
 
-use crate::{audit, mapping_import};
+use crate::{audit, mapping_import, rating};
 use anyhow::{Context, Result, bail};
 use azs_app::config::{self, AppConfig};
 use azs_app::registrar::{RegisterOptions, RegistrationError, StampPatch};
@@ -24,6 +24,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Db(command) = cli.command {
         // Before the services: opening the store would create or migrate the database being checked.
         return db(&config, command).await;
+    }
+    if let Command::PriceBook(command) = cli.command {
+        // Books need no stamp client or secret store.
+        return rating::price_book(&config, command).await;
     }
     let services = Services::build(&config).await?;
     let ok = ExitCode::SUCCESS;
@@ -117,7 +121,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
             azs_app::serve::serve(&services, options).await?;
         }
-        Command::Db(_) => unreachable!("handled above"),
+        Command::Statement(command) => return rating::statement(&services, command).await,
+        Command::Db(_) | Command::PriceBook(_) => unreachable!("handled above"),
     }
     Ok(ok)
 }

@@ -5,6 +5,7 @@
 mod audit;
 mod dispatch;
 mod mapping_import;
+mod rating;
 
 // say!, say_inline!, say_error!: println!/print!/eprintln! through the terminal filter (src/terminal.rs).
 #[macro_use]

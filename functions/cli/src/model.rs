@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use azs_app::config;
 use azs_app::registrar::StampPatch;
 use azs_core::Secret;
+use azs_core::rating::Month;
 use azs_core::registration::StampRegistration;
 use azs_core::stamp::UsageQueryMode;
 use azs_core::window::ReportedWindow;
@@ -38,6 +39,12 @@ pub enum Command {
     /// Register and manage stamps.
     #[command(subcommand)]
     Stamp(StampCommand),
+    /// Price books and who rates with which (kept in the SQLite store).
+    #[command(subcommand)]
+    PriceBook(PriceBookCommand),
+    /// Monthly statements per billing subscription: show, list, finalize when proven complete.
+    #[command(subcommand)]
+    Statement(StatementCommand),
     /// Map tenant subscriptions to billing subscriptions.
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -309,6 +316,83 @@ pub enum QuarantineCommand {
         /// Only this stamp (id or name).
         #[arg(long)]
         stamp: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PriceBookCommand {
+    /// Import price books from a JSON file (one book or a list) or a `.csv` file (one row per price,
+    /// see `price-book export --csv`). Versions not stored yet are added; a stored version is never
+    /// edited (the import is refused whole: add a new version instead).
+    Import { file: PathBuf },
+    /// Every book as JSON (a list `import` takes), or with --csv as CSV.
+    Export {
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Every book: currency, versions, when each took effect.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One book's versions and, with --version, that version's prices.
+    Show {
+        book: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed from one version of a book to another, meter by meter.
+    Diff { book: String, from: u32, to: u32 },
+    /// Rate a billing subscription (or, without --subscription, everyone) with a book from a UTC hour.
+    Assign {
+        book: String,
+        #[arg(long)]
+        subscription: Option<String>,
+        /// A whole UTC hour, e.g. 2026-12-01T00:00:00Z.
+        #[arg(long)]
+        from: DateTime<Utc>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StatementCommand {
+    /// Stored statements, of one month or all.
+    List {
+        #[arg(long)]
+        month: Option<Month>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A billing subscription's statement for a month, brought up to date (a final one as it is).
+    Show {
+        billing_subscription_id: String,
+        month: Month,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stored statements (of one month, or all) as FOCUS 1.2 CSV for FinOps tools: usage, late usage
+    /// as Adjustment/Correction, fees as Purchase, tax.
+    Focus {
+        #[arg(long)]
+        month: Option<Month>,
+        /// Where to write the CSV.
+        #[arg(long)]
+        csv: PathBuf,
+        /// FOCUS BillingAccountId: the operator's account the statements are issued from.
+        #[arg(long, default_value = "azs-usage")]
+        billing_account_id: String,
+        /// FOCUS BillingAccountName, ProviderName and InvoiceIssuerName: the operator.
+        #[arg(long, default_value = "Azure Stack Hub operator")]
+        issuer: String,
+    },
+    /// Make the statement final if it is proven complete; otherwise say what blocks it (exit 1).
+    Finalize {
+        billing_subscription_id: String,
+        month: Month,
         #[arg(long)]
         json: bool,
     },

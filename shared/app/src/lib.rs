@@ -9,6 +9,7 @@ pub mod job;
 pub mod mapper;
 pub mod metrics;
 pub mod quarantine;
+pub mod rating;
 pub mod registrar;
 pub mod serve;
 pub mod telemetry;

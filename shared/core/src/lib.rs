@@ -15,6 +15,7 @@ pub mod mapping;
 pub mod observed;
 pub mod ports;
 pub mod quarantine;
+pub mod rating;
 pub mod registration;
 pub mod secret;
 pub mod stamp;

@@ -19,6 +19,7 @@ mod mappings;
 mod migrations;
 #[cfg(test)]
 mod query_plans;
+mod rating;
 mod stamps;
 mod status;
 

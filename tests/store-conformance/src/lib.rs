@@ -23,6 +23,7 @@
 
 mod cases;
 pub mod fixtures;
+pub mod rating;
 
 use azs_core::ports::Store;
 use std::any::Any;
@@ -73,8 +74,13 @@ where
 
 /// Runs one case on its own task, so that a failed assertion (a panic) becomes that case's `Err`.
 pub async fn run_case(case: &Case, store: Arc<dyn Store>) -> Outcome {
+    run_named(case.name, (case.run)(store)).await
+}
+
+/// Runs one case's future on its own task and reports it under `name`.
+pub async fn run_named(name: &'static str, case: CaseFuture) -> Outcome {
     let started = Instant::now();
-    let mut task = tokio::spawn((case.run)(store));
+    let mut task = tokio::spawn(case);
     let result = match tokio::time::timeout(CASE_TIMEOUT, &mut task).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if e.is_panic() => Err(panic_message(e.into_panic())),
@@ -84,7 +90,7 @@ pub async fn run_case(case: &Case, store: Arc<dyn Store>) -> Outcome {
             Err(format!("did not finish within {CASE_TIMEOUT:?}"))
         }
     };
-    Outcome { name: case.name, result, elapsed: started.elapsed() }
+    Outcome { name, result, elapsed: started.elapsed() }
 }
 
 /// Prints one line per case and panics naming every case that failed.

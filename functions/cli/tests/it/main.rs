@@ -10,6 +10,7 @@ mod common;
 mod db_check;
 mod per_subscriber;
 mod quarantine;
+mod rating;
 mod reprocess_and_verify;
 mod secrets_never_leak;
 mod stamp_administration;

@@ -35,3 +35,22 @@ async fn sqlite_in_memory_conforms_to_the_store_specification() {
         azs_store_conformance::run_all(|| async { Arc::new(SqliteStore::open_in_memory().unwrap()) }).await;
     azs_store_conformance::assert_all_passed(&outcomes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_price_books_and_statements_as_the_rating_specification_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = AtomicUsize::new(0);
+    let outcomes = azs_store_conformance::rating::run_rating(|| {
+        let file = dir.path().join(format!("rating-{}.db", next.fetch_add(1, Ordering::Relaxed)));
+        async move { Arc::new(SqliteStore::open(file).expect("the database opens")) }
+    })
+    .await;
+    azs_store_conformance::assert_all_passed(&outcomes);
+    let shared = Arc::new(SqliteStore::open(dir.path().join("shared.db")).unwrap());
+    let outcomes = azs_store_conformance::rating::run_rating(|| {
+        let store = Arc::clone(&shared);
+        async move { store }
+    })
+    .await;
+    azs_store_conformance::assert_all_passed(&outcomes);
+}

@@ -4,3 +4,4 @@
 mod concurrent_writers;
 mod conformance;
 mod migrations;
+mod rating;

@@ -336,7 +336,12 @@ fn back_to_version_2(path: &std::path::Path) {
         conn.execute("UPDATE usage_rows SET row_key = ?2 WHERE rowid = ?1", (rowid, key)).unwrap();
     }
     conn.execute_batch(
-        "DROP TABLE audit_records;
+        "DROP TRIGGER processing_status_keeps_verifies;
+         DROP TABLE verify_history;
+         DROP TABLE statements;
+         DROP TABLE rating_assignments;
+         DROP TABLE price_book_versions;
+         DROP TABLE audit_records;
          DROP TABLE quarantined_rows;
          ALTER TABLE processing_status DROP COLUMN duplicate_rows;
          ALTER TABLE processing_status DROP COLUMN last_verified_at;

@@ -1,0 +1,179 @@
+//! Statements from what the store holds: reads a billing subscription's rows, its stamps' progress
+//! and its final statements, builds the draft with the core's `Statements`, and keeps it (or makes
+//! it final when it is complete). What `azs-usage statement` calls; the timer job will too.
+//!
+//! Choices the issue leaves open, made here:
+//! - a billing subscription is active (for its fees) from its first assignment: its own override,
+//!   else the default in force (the store keeps no other start date for it yet);
+//! - a stamp's verify evidence is every scheduled verify kept for it (`verify_history`, kept by
+//!   the store as the collector records each one) that touches the month's proven hours; per hour
+//!   the newest decides.
+
+use crate::config::{AppConfig, DatabaseLocation};
+use anyhow::{Context, Result, bail};
+use azs_core::StampId;
+use azs_core::ports::{ExportFilter, Store};
+use azs_core::rating::ports::RatingStore;
+use azs_core::rating::statement::NotComplete;
+use azs_core::rating::{
+    Assignments, Month, PriceBooks, RatableRow, StampEvidence, Statement, StatementRequest,
+    StatementSettings, Statements, SubscriptionTerm, finalize,
+};
+use azs_core::window::ReportedWindow;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// The published meter table (names, units, resource providers), for the FOCUS export.
+pub fn meter_catalog() -> azs_core::rating::focus::MeterCatalog {
+    azs_core::rating::focus::MeterCatalog::from_csv(include_str!("../data/meters.csv"))
+}
+
+/// The rating store for `config`'s database: SQLite for now.
+pub fn open_rating_store(config: &AppConfig) -> Result<Arc<dyn RatingStore>> {
+    match &config.database {
+        DatabaseLocation::Sqlite(path) => Ok(Arc::new(
+            azs_store_sqlite::SqliteStore::open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        )),
+        _ => bail!(
+            "price books and statements are kept in the SQLite store only, so far (PostgreSQL and SQL Server: not yet)"
+        ),
+    }
+}
+
+/// Builds, keeps and finalises statements.
+pub struct StatementService {
+    pub store: Arc<dyn Store>,
+    pub rating: Arc<dyn RatingStore>,
+    pub settings: StatementSettings,
+}
+
+/// What finalising answered.
+pub enum Finalised {
+    /// It is final now, or was already.
+    Final(Statement),
+    /// The draft as kept, and why it cannot be final.
+    Blocked(Statement, NotComplete),
+}
+
+impl StatementService {
+    /// The statement as it stands now: the final one untouched, or a fresh draft, kept.
+    pub async fn refresh(
+        &self,
+        billing_subscription_id: &str,
+        month: Month,
+        now: DateTime<Utc>,
+    ) -> Result<Statement> {
+        if let Some(existing) = self.rating.statement(billing_subscription_id, month).await?
+            && existing.is_final()
+        {
+            return Ok(existing);
+        }
+        // A typo must not become a statement (with fees) for a customer that does not exist.
+        let mapped_stamps: Vec<StampId> = self
+            .store
+            .list_mappings(None)
+            .await?
+            .into_iter()
+            .filter(|m| m.billing_subscription_id == billing_subscription_id)
+            .map(|m| m.stamp_id)
+            .collect();
+        if mapped_stamps.is_empty() {
+            bail!("billingSubscriptionId: no tenant subscription is mapped to {billing_subscription_id:?}");
+        }
+        let draft = self.build(billing_subscription_id, month, &mapped_stamps, now).await?;
+        self.rating.save_statement(&draft).await?;
+        Ok(draft)
+    }
+
+    /// Makes the statement final when it is proven complete; else keeps the draft and says why.
+    pub async fn finalize(
+        &self,
+        billing_subscription_id: &str,
+        month: Month,
+        now: DateTime<Utc>,
+    ) -> Result<Finalised> {
+        let draft = self.refresh(billing_subscription_id, month, now).await?;
+        if draft.is_final() {
+            return Ok(Finalised::Final(draft));
+        }
+        match finalize(draft.clone(), now) {
+            Ok(final_) => {
+                self.rating.save_statement(&final_).await?;
+                Ok(Finalised::Final(final_))
+            }
+            Err(not_complete) => Ok(Finalised::Blocked(draft, not_complete)),
+        }
+    }
+
+    async fn build(
+        &self,
+        billing_subscription_id: &str,
+        month: Month,
+        mapped_stamps: &[StampId],
+        now: DateTime<Utc>,
+    ) -> Result<Statement> {
+        let books = PriceBooks::new(self.rating.price_books().await?);
+        let assignments = self.rating.assignments().await?;
+        let term = SubscriptionTerm {
+            active_from: assignments
+                .iter()
+                .filter(|a| a.billing_subscription_id.as_deref() == Some(billing_subscription_id))
+                .chain(assignments.iter().filter(|a| a.billing_subscription_id.is_none()))
+                .map(|a| a.effective_from)
+                .next()
+                .unwrap_or(month.start()),
+            active_until: None,
+        };
+        let assignments = Assignments::new(assignments);
+        let finals = self.rating.final_statements(billing_subscription_id).await?;
+        // Rows reported before every final statement's recorded watermarks and before the month
+        // cannot matter: usage is reported after it happens, and a final counted what came before.
+        let from = finals
+            .iter()
+            .flat_map(|s| s.stamps.iter().map(|p| p.watermark))
+            .chain(std::iter::once(month.start()))
+            .min()
+            .unwrap_or(month.start());
+        let mut rows = Vec::new();
+        let filter = ExportFilter { stamps: Vec::new(), from: Some(from), to: None };
+        self.store
+            .export_rows(&filter, &mut |stored| {
+                if stored.billing_subscription_id.as_deref() == Some(billing_subscription_id)
+                    && stored.row.usage_start < month.end()
+                {
+                    rows.push(RatableRow {
+                        stamp_id: stored.stamp_id,
+                        reported_start: stored.window.start,
+                        billing_subscription_id: billing_subscription_id.to_owned(),
+                        row: stored.row,
+                    });
+                }
+                Ok(())
+            })
+            .await
+            .context("reading the subscription's usage rows")?;
+        // The verifies that touch the hours a month is proven on, from the kept history.
+        let proven_hours = ReportedWindow::new(
+            month.end() - self.settings.verify_lead,
+            month.end() + self.settings.settle_delay,
+        )
+        .context("the statement settings are whole hours")?;
+        let mut evidence = Vec::new();
+        for status in self.store.list_statuses().await? {
+            let verifies = self.rating.verify_history(&status.stamp_id, proven_hours).await?;
+            evidence.push(StampEvidence { stamp_id: status.stamp_id, watermark: status.watermark, verifies });
+        }
+        let request = StatementRequest {
+            billing_subscription_id,
+            month,
+            term,
+            rows: &rows,
+            finals: &finals,
+            mapped_stamps,
+            evidence: &evidence,
+            now,
+        };
+        Ok(Statements::new(&books, &assignments, self.settings).build(&request))
+    }
+}

@@ -1,0 +1,74 @@
+//! The ports rating reads and writes through: price books and assignments, and statements. Apart
+//! from [`crate::ports::Store`]: the collector never needs them, and a store gains them on its own
+//! schedule (SQLite first).
+//!
+//! Two rules every implementation keeps, in the database itself where it can:
+//! - a stored book version is never edited (importing it again unchanged is a no-op; changed, it is
+//!   refused whole): a price correction is a new version;
+//! - a final statement is never changed or removed; a draft is replaced by the next draft or by its
+//!   final.
+
+use super::assign::Assignment;
+use super::book::PriceBook;
+use super::money::Month;
+use super::statement::{Statement, VerifyRecord};
+use crate::ports::StoreError;
+use crate::stamp::StampId;
+use crate::window::ReportedWindow;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RatingStoreError {
+    #[error(
+        "price book {book:?} version {version} is stored with other content and is never edited: add a new version"
+    )]
+    VersionChanged { book: String, version: u32 },
+    #[error("price book {book:?} is stored in {stored}, not {imported}")]
+    CurrencyChanged { book: String, stored: String, imported: String },
+    #[error("the statement of {billing_subscription_id} for {month} is final and never changes")]
+    StatementFinal { billing_subscription_id: String, month: Month },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Price books and who rates with which.
+#[async_trait]
+pub trait PriceBookStore: Send + Sync {
+    /// Stores the book's versions that are not stored yet, all or none (see the module's rules).
+    /// Answers how many were added.
+    async fn add_book_versions(&self, book: &PriceBook) -> Result<u64, RatingStoreError>;
+    /// Every book with all its versions, versions by `effectiveFrom`.
+    async fn price_books(&self) -> Result<Vec<PriceBook>, StoreError>;
+    /// Stores an assignment; one with the same subscription (or default) and hour is replaced.
+    async fn set_assignment(&self, assignment: &Assignment) -> Result<(), StoreError>;
+    async fn assignments(&self) -> Result<Vec<Assignment>, StoreError>;
+}
+
+/// Statements, draft and final.
+#[async_trait]
+pub trait StatementStore: Send + Sync {
+    /// Stores a draft (replacing the draft before it) or a final statement; refuses to touch a
+    /// final one.
+    async fn save_statement(&self, statement: &Statement) -> Result<(), RatingStoreError>;
+    async fn statement(
+        &self,
+        billing_subscription_id: &str,
+        month: Month,
+    ) -> Result<Option<Statement>, StoreError>;
+    /// Every statement of `month`, or of every month, by billing subscription then month.
+    async fn statements(&self, month: Option<Month>) -> Result<Vec<Statement>, StoreError>;
+    /// A billing subscription's final statements (what corrections are worked out against).
+    async fn final_statements(&self, billing_subscription_id: &str) -> Result<Vec<Statement>, StoreError>;
+    /// Every scheduled verify of `stamp` whose range overlaps `range`, oldest first: the evidence a
+    /// month's statement is finalised on (the status keeps only the latest).
+    async fn verify_history(
+        &self,
+        stamp: &StampId,
+        range: ReportedWindow,
+    ) -> Result<Vec<VerifyRecord>, StoreError>;
+}
+
+/// A store that keeps both: what the statement service and the CLI take.
+pub trait RatingStore: PriceBookStore + StatementStore {}
+
+impl<T: PriceBookStore + StatementStore> RatingStore for T {}

@@ -1,0 +1,4 @@
+//! azs-core's integration tests: one binary, one module per subject.
+
+mod focus;
+mod rating;
