@@ -167,11 +167,7 @@ fn answer(res: Value, logs: Vec<String>) -> Response {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/platform/fixtures");
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-    }
+    use azs_testkit::fixtures::bytes as fixture;
 
     async fn body_text(request: Request) -> String {
         String::from_utf8(to_bytes(request.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()

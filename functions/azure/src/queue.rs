@@ -145,11 +145,9 @@ pub async fn stamp_work(State(services): State<Arc<LazyServices>>, body: Bytes) 
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/platform/fixtures");
-
     #[test]
     fn the_documented_queue_trigger_payload_gives_the_message_and_its_dequeue_count() {
-        let body = std::fs::read(format!("{FIXTURES}/azure-functions-queue-request.json")).unwrap();
+        let body = azs_testkit::fixtures::bytes("azure-functions-queue-request.json");
         let delivery = QueueDelivery::from_body(&body).unwrap();
         assert_eq!(delivery.dequeue_count, 2);
         let work: StampWork = serde_json::from_str(&delivery.body).unwrap();

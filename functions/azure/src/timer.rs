@@ -119,11 +119,7 @@ pub(crate) fn failed(message: String) -> Response {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/platform/fixtures");
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-    }
+    use azs_testkit::fixtures::bytes as fixture;
 
     #[test]
     fn a_timer_value_sent_as_an_object_is_read() {

@@ -121,10 +121,7 @@ mod tests {
 
     #[test]
     fn an_eventbridge_rule_event_is_described_by_its_kind_and_time() {
-        let event: Value = serde_json::from_str(include_str!(
-            "../../../tests/platform/fixtures/aws-eventbridge-scheduled-event.json"
-        ))
-        .unwrap();
+        let event = azs_testkit::fixtures::json("aws-eventbridge-scheduled-event.json");
         assert_eq!(describe(&event), "Scheduled Event at 2026-11-26T09:00:00Z");
         assert_eq!(describe(&serde_json::json!({})), "scheduler input");
     }

@@ -2,49 +2,40 @@
 //! one stamp collected per record within the invocation's budget, and a partial batch response out
 //! (`ReportBatchItemFailures`), so that only the records that must come back are redelivered.
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use azs_app::job;
 use azs_app::metrics;
 use azs_core::collect::RunSummary;
 use azs_core::fan_out::{Delivery, StampFanOut, WorkResult};
 use azs_core::ports::StampQueue;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 use tracing::warn;
 
-#[derive(Debug, Deserialize)]
-struct SqsEvent {
-    #[serde(rename = "Records")]
-    records: Vec<SqsRecord>,
-}
+/// `{"batchItemFailures": [{"itemIdentifier": messageId}]}`: the records SQS must deliver again.
+pub type BatchResponse = SqsBatchResponse;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SqsRecord {
+/// One record as the worker needs it. `aws_lambda_events` makes every field optional; SQS always
+/// sends an id and a body, so a record without them is a malformed event, refused as before.
+struct Record {
     message_id: String,
     body: String,
-    #[serde(default)]
-    attributes: SqsAttributes,
+    /// "1" on the first delivery; a record without it counts as the first.
+    attempt: u32,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct SqsAttributes {
-    /// A string in the event ("1" on the first delivery).
-    #[serde(rename = "ApproximateReceiveCount")]
-    approximate_receive_count: Option<String>,
-}
+impl TryFrom<SqsMessage> for Record {
+    type Error = String;
 
-/// `{"batchItemFailures": [{"itemIdentifier": messageId}]}`: the records SQS must deliver again.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchResponse {
-    pub batch_item_failures: Vec<ItemFailure>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemFailure {
-    pub item_identifier: String,
+    fn try_from(message: SqsMessage) -> Result<Self, String> {
+        let attempt =
+            message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+        Ok(Record {
+            message_id: message.message_id.ok_or("a record has no messageId")?,
+            body: message.body.ok_or("a record has no body")?,
+            attempt,
+        })
+    }
 }
 
 /// Whether an invocation's payload is an SQS event (rather than the timer's).
@@ -68,10 +59,14 @@ pub async fn work_batch(
 ) -> Result<BatchResponse, String> {
     let event: SqsEvent =
         serde_json::from_value(payload).map_err(|e| format!("the SQS event cannot be read: {e}"))?;
-    let results = futures::future::join_all(event.records.iter().map(|record| async move {
-        let attempt =
-            record.attributes.approximate_receive_count.as_deref().and_then(|n| n.parse().ok()).unwrap_or(1);
-        let delivery = Delivery { body: &record.body, attempt };
+    let records = event
+        .records
+        .into_iter()
+        .map(Record::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the SQS event cannot be read: {e}"))?;
+    let results = futures::future::join_all(records.iter().map(|record| async move {
+        let delivery = Delivery { body: &record.body, attempt: record.attempt };
         let span = tracing::info_span!("record", message_id = %record.message_id);
         (
             record.message_id.clone(),
@@ -85,7 +80,9 @@ pub async fn work_batch(
         match result {
             WorkResult::Done(report) => collected.stamps.extend(report.summary),
             WorkResult::Retry { .. } => {
-                response.batch_item_failures.push(ItemFailure { item_identifier: message_id });
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
             }
         }
     }

@@ -182,25 +182,6 @@ async fn depth(client: &Client, url: &str) -> u64 {
     .sum()
 }
 
-/// The documented Lambda SQS event for one received message.
-fn sqs_event(message: &aws_sdk_sqs::types::Message, arn: &str) -> serde_json::Value {
-    let attributes: HashMap<String, String> = message
-        .attributes()
-        .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
-        .unwrap_or_default();
-    json!({ "Records": [{
-        "messageId": message.message_id(),
-        "receiptHandle": message.receipt_handle(),
-        "body": message.body(),
-        "attributes": attributes,
-        "messageAttributes": {},
-        "md5OfBody": message.md5_of_body(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": arn,
-        "awsRegion": "us-east-1"
-    }]})
-}
-
 fn spec(index: usize) -> StampSpec {
     StampSpec {
         tenants: 3,
@@ -622,7 +603,7 @@ async fn fan_out_scenario(url: &str, backend: Backend) {
         for message in received.messages() {
             let message = message.clone();
             invocations += 1;
-            let event = sqs_event(&message, &queues.arn);
+            let event = azs_testkit::sqs::event(std::slice::from_ref(&message), &queues.arn);
             let body = message.body().unwrap_or_default().to_owned();
             if let Some(i) = ids.iter().position(|id| body.contains(&id.0)) {
                 *deliveries.entry(i).or_default() += 1;

@@ -13,12 +13,10 @@ use std::time::Duration;
 const TOKEN: &str = "lambda-api-token-0f3c9a71";
 const TOKEN_SECRET: &str = "azs-usage/api-token";
 
-/// The Function URL event from the AWS documentation (tests/platform/fixtures), `GET /stamps`, with
+/// The Function URL event from the AWS documentation (the test kit's fixtures), `GET /stamps`, with
 /// `authorization` set to `authorization` when given.
 fn list_stamps_event(authorization: Option<&str>) -> Value {
-    let path =
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/platform/fixtures/aws-function-url-request.json");
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut event = azs_testkit::fixtures::json("aws-function-url-request.json");
     event["rawPath"] = json!("/stamps");
     event["rawQueryString"] = json!("");
     event["queryStringParameters"] = json!({});

@@ -292,6 +292,8 @@ impl AssertionKey {
 pub(crate) mod tests {
     use super::*;
 
+    /// A throw-away certificate or key of this crate's own `tests/fixtures` (the documented responses
+    /// are the test kit's).
     pub(crate) fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
             .expect("fixture exists")

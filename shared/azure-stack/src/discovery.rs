@@ -255,7 +255,7 @@ pub(crate) fn parse_openid_configuration(body: &[u8]) -> Result<String, Unreadab
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::tests::fixture;
+    use azs_testkit::fixtures::text as fixture;
 
     #[test]
     fn the_azure_ad_metadata_fixture_is_not_adfs() {

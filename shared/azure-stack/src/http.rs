@@ -519,11 +519,7 @@ fn specific_code(description: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture exists")
-    }
+    use azs_testkit::fixtures::bytes as fixture;
 
     #[test]
     fn reads_the_usage_apis_error_shape() {

@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn the_token_response_fixture_parses_with_numbers_as_strings() {
-        let t = parse_token_response(fixture("token-response.json").as_bytes()).unwrap();
+        let t = parse_token_response(azs_testkit::fixtures::text("token-response.json").as_bytes()).unwrap();
         assert_eq!(t.lifetime, Some(Duration::from_secs(3599)));
         assert_eq!(t.access_token.expose(), "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl");
         let numeric = parse_token_response(br#"{"access_token":"a","expires_in":60}"#).unwrap();

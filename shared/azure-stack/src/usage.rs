@@ -341,7 +341,7 @@ pub(crate) fn parse_subscription_page(body: &[u8]) -> Result<SubscriptionPage, P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::tests::fixture;
+    use azs_testkit::fixtures::text as fixture;
     use std::str::FromStr;
 
     fn t(s: &str) -> DateTime<Utc> {

@@ -33,11 +33,9 @@ pub fn artifact(relative: &str) -> PathBuf {
     path
 }
 
-/// A fixture from the platforms' documentation (copied from shared/reference/fixtures).
+/// A fixture from the platforms' documentation (the test kit's copy of shared/reference/fixtures).
 pub fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    azs_testkit::fixtures::json(name)
 }
 
 pub fn free_port() -> u16 {

@@ -1,4 +1,5 @@
-//! The published meter table (`data/meters.csv`, a copy of the shared reference) and what the
+//! The published meter table (the product's own copy, `shared/app/data/meters.csv`, so that the
+//! simulator reports exactly the meters the exports know) and what the
 //! simulator derives from each meter: the resource type whose URI it reports.
 
 /// One row of the meter table.
@@ -32,7 +33,7 @@ impl Meter {
     }
 }
 
-const METERS_CSV: &str = include_str!("../data/meters.csv");
+const METERS_CSV: &str = include_str!("../../../shared/app/data/meters.csv");
 
 /// Parses the embedded meter table. Only the first three columns matter; `notes` may contain
 /// quoted commas, which a minimal quote-aware split handles.

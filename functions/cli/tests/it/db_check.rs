@@ -2,17 +2,21 @@
 //! the documented JSON shape), that checking changes nothing, and that a broken file fails with exit 1.
 
 use crate::common::exe;
+use azs_testkit::process::scrubbed;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// `azs-usage` on `database` through the test kit's launcher: only the variables set here reach it.
+fn launch(dir: &Path, database: &str) -> Command {
+    let mut command = scrubbed(exe());
+    command
+        .env("AZS_USAGE_DATABASE", database)
+        .env("AZS_USAGE_SECRETS", format!("file:{}", dir.join("secrets.json").display()));
+    command
+}
+
 fn azs(dir: &Path, database: &Path, args: &[&str]) -> Output {
-    Command::new(exe())
-        .args(args)
-        .env("AZS_USAGE_DATABASE", format!("sqlite:{}", database.display()))
-        .env("AZS_USAGE_SECRETS", format!("file:{}", dir.join("secrets.json").display()))
-        .env_remove("AZS_USAGE_LOG")
-        .output()
-        .expect("azs-usage runs")
+    launch(dir, &format!("sqlite:{}", database.display())).args(args).output().expect("azs-usage runs")
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -99,15 +103,7 @@ async fn a_postgres_database_checks_ok_once_migrated_and_never_shows_its_passwor
     let crate::common::Backend::Postgres { url, name, .. } = &backend else { unreachable!() };
     let password = url::Url::parse(url).unwrap().password().unwrap_or_default().to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(exe())
-            .args(args)
-            .env("AZS_USAGE_DATABASE", url)
-            .env("AZS_USAGE_SECRETS", format!("file:{}", dir.path().join("secrets.json").display()))
-            .env_remove("AZS_USAGE_LOG")
-            .output()
-            .expect("azs-usage runs")
-    };
+    let run = |args: &[&str]| launch(dir.path(), url).args(args).output().expect("azs-usage runs");
     let before = json(&run(&["db", "check", "--json"]));
     assert_eq!(before["status"], "warning", "{before:#}");
     assert!(run(&["status"]).status.success());

@@ -15,7 +15,6 @@ use chrono::{DateTime, Duration as Hours, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stamp_sim::{SimAuth, Simulator, SimulatorConfig, StampSpec};
-use std::collections::HashMap;
 
 const SECRET: &str = "sim-queue-secret";
 async fn sqs_client(moto: &str) -> Client {
@@ -68,31 +67,6 @@ async fn receive_all(client: &Client, url: &str) -> Vec<Message> {
             messages.push(message.clone());
         }
     }
-}
-
-/// The documented Lambda SQS event for received messages.
-fn sqs_event(messages: &[Message], arn: &str) -> Value {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|message| {
-            let attributes: HashMap<String, String> = message
-                .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
-                .unwrap_or_default();
-            json!({
-                "messageId": message.message_id(),
-                "receiptHandle": message.receipt_handle(),
-                "body": message.body(),
-                "attributes": attributes,
-                "messageAttributes": {},
-                "md5OfBody": message.md5_of_body(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    json!({ "Records": records })
 }
 
 #[tokio::test]
@@ -154,7 +128,7 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
 
     // and the event source mapping hands the message to the same function, which collects the stamp.
     let horizon = Utc::now().duration_trunc(Hours::hours(1)).unwrap() - Hours::hours(1);
-    let (status, batch) = watch.invoke("collect-usage", &sqs_event(&work, &work_arn)).await;
+    let (status, batch) = watch.invoke("collect-usage", &azs_testkit::sqs::event(&work, &work_arn)).await;
     assert_eq!(status, StatusCode::OK, "{batch}\n{}", watch.log());
     assert_eq!(batch, json!({ "batchItemFailures": [] }));
 
@@ -170,7 +144,7 @@ async fn the_timer_enqueues_each_stamp_and_the_same_function_collects_it_from_th
     // and a message that is not stamp work is moved to the dead-letter queue at once, as our letter.
     sqs.send_message().queue_url(&work_url).message_body("not stamp work").send().await.unwrap();
     let junk = receive_all(&sqs, &work_url).await;
-    let (status, batch) = watch.invoke("collect-usage", &sqs_event(&junk, &work_arn)).await;
+    let (status, batch) = watch.invoke("collect-usage", &azs_testkit::sqs::event(&junk, &work_arn)).await;
     assert_eq!(status, StatusCode::OK, "{batch}\n{}", watch.log());
     assert_eq!(batch, json!({ "batchItemFailures": [] }));
     let letters = receive_all(&sqs, &dead_letter_url).await;

@@ -148,9 +148,10 @@ impl World {
         }
     }
 
-    /// `azs-usage` with this world's database and secret file.
+    /// `azs-usage` with this world's database and secret file, and none of our variables inherited
+    /// from the shell that runs the tests (the test kit's launcher); `stamp add` writes the secret file.
     pub fn cli(&self) -> Command {
-        let mut c = Command::new(exe());
+        let mut c = azs_testkit::process::scrubbed(exe());
         c.env("AZS_USAGE_DATABASE", self.database_setting())
             .env("AZS_USAGE_SECRETS", format!("file:{}", self.path("secrets.json").display()))
             .env("AZS_USAGE_SETTLE_DELAY", "1h")
@@ -159,7 +160,6 @@ impl World {
             // The scheduled verify re-pulls a day once per stamp: off unless a test is about it, so
             // that the other tests' faults and request counts meet only the collection they test.
             .env("AZS_USAGE_VERIFY_TRAILING_HOURS", "0")
-            .env_remove("AZS_USAGE_LOG")
             .stdin(Stdio::null());
         c
     }

@@ -13,15 +13,12 @@ pub const SECRET: &str = "test-secret";
 
 /// A fixture of the reference, as JSON.
 pub fn fixture(name: &str) -> serde_json::Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("fixture is JSON")
+    azs_testkit::fixtures::json(name)
 }
 
 /// The fixture text, verbatim.
 pub fn fixture_text(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
-        .expect("fixture exists")
+    azs_testkit::fixtures::text(name)
 }
 
 /// The registered client certificate and an unrelated one, made once per test binary
