@@ -1,4 +1,5 @@
 //! azs-core's integration tests: one binary, one module per subject.
 
 mod focus;
+mod margin;
 mod rating;
