@@ -45,6 +45,14 @@ pub enum Command {
     /// Monthly statements per billing subscription: show, list, finalize when proven complete.
     #[command(subcommand)]
     Statement(StatementCommand),
+    /// A month's margin per meter and stamp: what the statements bill less what Microsoft charges
+    /// the operator (the cost book, a price book imported under the id `operator-cost`).
+    Margin {
+        #[arg(long)]
+        month: Month,
+        #[arg(long)]
+        json: bool,
+    },
     /// Map tenant subscriptions to billing subscriptions.
     #[command(subcommand)]
     Mapping(MappingCommand),

@@ -8,7 +8,7 @@ use azs_app::wiring::Services;
 use azs_core::rating::book::{BookVersion, PriceBook};
 use azs_core::rating::book_csv::{books_from_csv, books_to_csv};
 use azs_core::rating::focus::{FocusIssuer, focus_csv};
-use azs_core::rating::{Assignment, Statement, StatementSettings};
+use azs_core::rating::{Assignment, Month, Statement, StatementSettings};
 use azs_usage::model::{PriceBookCommand, StatementCommand};
 use chrono::Utc;
 use std::process::ExitCode;
@@ -331,4 +331,42 @@ fn print_statement(s: &Statement, json: bool) -> Result<()> {
         say!("  blocked: {b}");
     }
     Ok(())
+}
+
+pub(crate) async fn margin(services: &Services, month: Month, json: bool) -> Result<ExitCode> {
+    let service = StatementService {
+        store: services.store.clone(),
+        rating: open_rating_store(&services.config)?,
+        settings: StatementSettings::default(),
+    };
+    let report = azs_app::margin::month_margin(&service, month, Utc::now()).await?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let currency = &report.currency.code;
+    say!("margin {} ({currency})", report.month);
+    say!("{:<32} {:<24} {:>14} {:>14} {:>14}", "METER", "STAMP", "REVENUE", "COST", "MARGIN");
+    for l in &report.lines {
+        say!(
+            "{:<32} {:<24} {:>14} {:>14} {:>14}",
+            l.meter_id,
+            l.stamp_id,
+            l.revenue.to_string(),
+            l.cost.to_string(),
+            l.margin.to_string()
+        );
+    }
+    say!(
+        "{:<32} {:<24} {:>14} {:>14} {:>14}",
+        "TOTAL",
+        "",
+        report.revenue.to_string(),
+        report.cost.to_string(),
+        report.margin.to_string()
+    );
+    for u in &report.uncosted {
+        say!("  UNCOSTED {} on {}: {} rows: {}", u.meter_id, u.stamp_id, u.rows, u.reason);
+    }
+    Ok(ExitCode::SUCCESS)
 }
