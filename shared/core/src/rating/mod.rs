@@ -25,6 +25,7 @@ pub mod margin;
 pub mod money;
 pub mod ports;
 pub mod rate;
+pub mod rerate;
 pub mod statement;
 
 pub use assign::{Assignment, Assignments};

@@ -3,3 +3,4 @@
 mod focus;
 mod margin;
 mod rating;
+mod rerate;
