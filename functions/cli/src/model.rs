@@ -397,6 +397,17 @@ pub enum StatementCommand {
         #[arg(long, default_value = "Azure Stack Hub operator")]
         issuer: String,
     },
+    /// What the price books as they are now would change on a final month: with `--dry-run` only
+    /// shown; without, written as correction lines onto the next statement that is not final (the
+    /// final statement never changes).
+    Rerate {
+        billing_subscription_id: String,
+        month: Month,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the statement final if it is proven complete; otherwise say what blocks it (exit 1).
     Finalize {
         billing_subscription_id: String,

@@ -257,6 +257,42 @@ pub(crate) async fn statement(services: &Services, command: StatementCommand) ->
             let s = service.refresh(&billing_subscription_id, month, now).await?;
             print_statement(&s, json)?;
         }
+        StatementCommand::Rerate { billing_subscription_id, month, dry_run, json } => {
+            let (rerate, corrected) = service.rerate(&billing_subscription_id, month, !dry_run, now).await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&rerate)?);
+            } else {
+                say!(
+                    "{} {}: the books as they are now differ from the final statement by {} (before tax)",
+                    rerate.billing_subscription_id,
+                    rerate.month,
+                    rerate.difference
+                );
+                for d in &rerate.lines {
+                    say!(
+                        "  {} {} {}: {} -> {} ({} -> {}), difference {}",
+                        d.meter_id,
+                        d.stamp_id,
+                        d.component,
+                        d.final_book,
+                        d.book,
+                        d.final_amount,
+                        d.rerated_amount,
+                        d.difference
+                    );
+                }
+            }
+            match corrected {
+                Some(s) => say_error!(
+                    "written as correction lines onto the {} statement (total now {}); the final {} statement is unchanged",
+                    s.month,
+                    s.total,
+                    month
+                ),
+                None if dry_run => say_error!("dry run: nothing was written"),
+                None => say_error!("nothing to correct"),
+            }
+        }
         StatementCommand::Finalize { billing_subscription_id, month, json } => {
             match service.finalize(&billing_subscription_id, month, now).await? {
                 Finalised::Final(s) => print_statement(&s, json)?,

@@ -13,5 +13,6 @@ mod per_subscriber;
 mod quarantine;
 mod rating;
 mod reprocess_and_verify;
+mod rerate;
 mod secrets_never_leak;
 mod stamp_administration;
