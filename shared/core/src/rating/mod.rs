@@ -21,6 +21,7 @@ pub mod assign;
 pub mod book;
 pub mod book_csv;
 pub mod focus;
+pub mod html;
 pub mod margin;
 pub mod money;
 pub mod ports;
