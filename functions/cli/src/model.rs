@@ -381,6 +381,9 @@ pub enum StatementCommand {
         month: Month,
         #[arg(long)]
         json: bool,
+        /// Also write it as an HTML page to send or print.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Stored statements (of one month, or all) as FOCUS 1.2 CSV for FinOps tools: usage, late usage
     /// as Adjustment/Correction, fees as Purchase, tax.

@@ -8,6 +8,7 @@ use azs_app::wiring::Services;
 use azs_core::rating::book::{BookVersion, PriceBook};
 use azs_core::rating::book_csv::{books_from_csv, books_to_csv};
 use azs_core::rating::focus::{FocusIssuer, focus_csv};
+use azs_core::rating::html::statement_html;
 use azs_core::rating::{Assignment, Month, Statement, StatementSettings};
 use azs_usage::model::{PriceBookCommand, StatementCommand};
 use chrono::Utc;
@@ -253,8 +254,13 @@ pub(crate) async fn statement(services: &Services, command: StatementCommand) ->
             std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
             say!("{} statement(s) written to {} as FOCUS 1.2", statements.len(), csv.display());
         }
-        StatementCommand::Show { billing_subscription_id, month, json } => {
+        StatementCommand::Show { billing_subscription_id, month, json, html } => {
             let s = service.refresh(&billing_subscription_id, month, now).await?;
+            if let Some(file) = html {
+                std::fs::write(&file, statement_html(&s))
+                    .with_context(|| format!("writing {}", file.display()))?;
+                say_error!("written as HTML to {}", file.display());
+            }
             print_statement(&s, json)?;
         }
         StatementCommand::Rerate { billing_subscription_id, month, dry_run, json } => {

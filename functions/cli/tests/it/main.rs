@@ -8,6 +8,7 @@ mod chaos;
 mod collection;
 mod common;
 mod db_check;
+mod html_statement;
 mod margin;
 mod per_subscriber;
 mod quarantine;
