@@ -43,9 +43,13 @@ venv_ready() {
   fi
   venv_pid[$venv]=""
 }
+# Headless Chromium for the HTML statement test, installed alongside (never fails: when apt cannot,
+# the test prints NOT RUN with the reason, and so does this run's summary).
+scripts/chromium.sh install-if-missing > target/python-tools/chromium.log 2>&1 &
+chromium_pid=$!
 declare -A job_pid=()
 cleanup() {
-  for pid in "${venv_pid[@]}" "${job_pid[@]}"; do
+  for pid in "${venv_pid[@]}" "${job_pid[@]}" "${chromium_pid:-}"; do
     if [[ -n "$pid" ]]; then kill "$pid" 2>/dev/null || true; fi
   done
   scripts/lambda-watch.sh stop >/dev/null 2>&1 || true
@@ -99,6 +103,12 @@ start_job() {
   job_started[$name]=$(date +%s)
   jobs_order+=("$name")
 }
+
+wait "$chromium_pid" || true
+chromium_pid=""
+if [ -f target/chromium/not-installed ]; then
+  not_run+=("HTML statement in a headless browser: $(cat target/chromium/not-installed)")
+fi
 
 step "side by side: test suite, platform tests, OpenAPI contract test, infrastructure checks"
 # cargo-nextest, where installed, runs every test binary in one pool (.config/nextest.toml); cargo test

@@ -122,6 +122,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             azs_app::serve::serve(&services, options).await?;
         }
         Command::Statement(command) => return rating::statement(&services, command).await,
+        Command::Margin { month, json } => return rating::margin(&services, month, json).await,
         Command::Db(_) | Command::PriceBook(_) => unreachable!("handled above"),
     }
     Ok(ok)

@@ -45,6 +45,14 @@ pub enum Command {
     /// Monthly statements per billing subscription: show, list, finalize when proven complete.
     #[command(subcommand)]
     Statement(StatementCommand),
+    /// A month's margin per meter and stamp: what the statements bill less what Microsoft charges
+    /// the operator (the cost book, a price book imported under the id `operator-cost`).
+    Margin {
+        #[arg(long)]
+        month: Month,
+        #[arg(long)]
+        json: bool,
+    },
     /// Map tenant subscriptions to billing subscriptions.
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -373,6 +381,9 @@ pub enum StatementCommand {
         month: Month,
         #[arg(long)]
         json: bool,
+        /// Also write it as an HTML page to send or print.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Stored statements (of one month, or all) as FOCUS 1.2 CSV for FinOps tools: usage, late usage
     /// as Adjustment/Correction, fees as Purchase, tax.
@@ -388,6 +399,17 @@ pub enum StatementCommand {
         /// FOCUS BillingAccountName, ProviderName and InvoiceIssuerName: the operator.
         #[arg(long, default_value = "Azure Stack Hub operator")]
         issuer: String,
+    },
+    /// What the price books as they are now would change on a final month: with `--dry-run` only
+    /// shown; without, written as correction lines onto the next statement that is not final (the
+    /// final statement never changes).
+    Rerate {
+        billing_subscription_id: String,
+        month: Month,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Make the statement final if it is proven complete; otherwise say what blocks it (exit 1).
     Finalize {

@@ -8,7 +8,8 @@ use azs_app::wiring::Services;
 use azs_core::rating::book::{BookVersion, PriceBook};
 use azs_core::rating::book_csv::{books_from_csv, books_to_csv};
 use azs_core::rating::focus::{FocusIssuer, focus_csv};
-use azs_core::rating::{Assignment, Statement, StatementSettings};
+use azs_core::rating::html::statement_html;
+use azs_core::rating::{Assignment, Month, Statement, StatementSettings};
 use azs_usage::model::{PriceBookCommand, StatementCommand};
 use chrono::Utc;
 use std::process::ExitCode;
@@ -253,9 +254,50 @@ pub(crate) async fn statement(services: &Services, command: StatementCommand) ->
             std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
             say!("{} statement(s) written to {} as FOCUS 1.2", statements.len(), csv.display());
         }
-        StatementCommand::Show { billing_subscription_id, month, json } => {
+        StatementCommand::Show { billing_subscription_id, month, json, html } => {
             let s = service.refresh(&billing_subscription_id, month, now).await?;
+            if let Some(file) = html {
+                std::fs::write(&file, statement_html(&s))
+                    .with_context(|| format!("writing {}", file.display()))?;
+                say_error!("written as HTML to {}", file.display());
+            }
             print_statement(&s, json)?;
+        }
+        StatementCommand::Rerate { billing_subscription_id, month, dry_run, json } => {
+            let (rerate, corrected) = service.rerate(&billing_subscription_id, month, !dry_run, now).await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&rerate)?);
+            } else {
+                say!(
+                    "{} {}: the books as they are now differ from the final statement by {} (before tax)",
+                    rerate.billing_subscription_id,
+                    rerate.month,
+                    rerate.difference
+                );
+                for d in &rerate.lines {
+                    say!(
+                        "  {} {} {}: {} -> {} ({} -> {}), difference {}",
+                        d.meter_id,
+                        d.stamp_id,
+                        d.component,
+                        d.final_book,
+                        d.book,
+                        d.final_amount,
+                        d.rerated_amount,
+                        d.difference
+                    );
+                }
+            }
+            match corrected {
+                Some(s) => say_error!(
+                    "written as correction lines onto the {} statement (total now {}); the final {} statement is unchanged",
+                    s.month,
+                    s.total,
+                    month
+                ),
+                None if dry_run => say_error!("dry run: nothing was written"),
+                None => say_error!("nothing to correct"),
+            }
         }
         StatementCommand::Finalize { billing_subscription_id, month, json } => {
             match service.finalize(&billing_subscription_id, month, now).await? {
@@ -331,4 +373,42 @@ fn print_statement(s: &Statement, json: bool) -> Result<()> {
         say!("  blocked: {b}");
     }
     Ok(())
+}
+
+pub(crate) async fn margin(services: &Services, month: Month, json: bool) -> Result<ExitCode> {
+    let service = StatementService {
+        store: services.store.clone(),
+        rating: open_rating_store(&services.config)?,
+        settings: StatementSettings::default(),
+    };
+    let report = azs_app::margin::month_margin(&service, month, Utc::now()).await?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let currency = &report.currency.code;
+    say!("margin {} ({currency})", report.month);
+    say!("{:<32} {:<24} {:>14} {:>14} {:>14}", "METER", "STAMP", "REVENUE", "COST", "MARGIN");
+    for l in &report.lines {
+        say!(
+            "{:<32} {:<24} {:>14} {:>14} {:>14}",
+            l.meter_id,
+            l.stamp_id,
+            l.revenue.to_string(),
+            l.cost.to_string(),
+            l.margin.to_string()
+        );
+    }
+    say!(
+        "{:<32} {:<24} {:>14} {:>14} {:>14}",
+        "TOTAL",
+        "",
+        report.revenue.to_string(),
+        report.cost.to_string(),
+        report.margin.to_string()
+    );
+    for u in &report.uncosted {
+        say!("  UNCOSTED {} on {}: {} rows: {}", u.meter_id, u.stamp_id, u.rows, u.reason);
+    }
+    Ok(ExitCode::SUCCESS)
 }

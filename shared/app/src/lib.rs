@@ -7,6 +7,7 @@ pub mod display;
 pub mod export;
 pub mod job;
 pub mod mapper;
+pub mod margin;
 pub mod metrics;
 pub mod quarantine;
 pub mod rating;

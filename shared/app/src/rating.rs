@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use azs_core::StampId;
 use azs_core::ports::{ExportFilter, Store};
 use azs_core::rating::ports::RatingStore;
+use azs_core::rating::rerate::{Rerate, add_rerate, carry_rerates, counted_by_final, price_differences};
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{
     Assignments, Month, PriceBooks, RatableRow, StampEvidence, Statement, StatementRequest,
@@ -64,12 +65,22 @@ impl StatementService {
         month: Month,
         now: DateTime<Utc>,
     ) -> Result<Statement> {
-        if let Some(existing) = self.rating.statement(billing_subscription_id, month).await?
+        let existing = self.rating.statement(billing_subscription_id, month).await?;
+        if let Some(existing) = &existing
             && existing.is_final()
         {
-            return Ok(existing);
+            return Ok(existing.clone());
         }
-        // A typo must not become a statement (with fees) for a customer that does not exist.
+        let mapped_stamps = self.mapped_stamps(billing_subscription_id).await?;
+        let draft = self.build(billing_subscription_id, month, &mapped_stamps, now, None).await?;
+        let draft = carry_rerates(draft, existing.as_ref());
+        self.rating.save_statement(&draft).await?;
+        Ok(draft)
+    }
+
+    /// The stamps the billing subscription's tenant subscriptions are mapped on; refused when there
+    /// are none, so a typo never becomes a statement (with fees) for a customer that does not exist.
+    async fn mapped_stamps(&self, billing_subscription_id: &str) -> Result<Vec<StampId>> {
         let mapped_stamps: Vec<StampId> = self
             .store
             .list_mappings(None)
@@ -81,9 +92,46 @@ impl StatementService {
         if mapped_stamps.is_empty() {
             bail!("billingSubscriptionId: no tenant subscription is mapped to {billing_subscription_id:?}");
         }
-        let draft = self.build(billing_subscription_id, month, &mapped_stamps, now).await?;
+        Ok(mapped_stamps)
+    }
+
+    /// What the books as they are now would change on the final statement of `month` (a what-if:
+    /// nothing is written). With `confirm`, the difference becomes correction lines on the next
+    /// statement that is not final, which is answered too; the final statement never changes.
+    pub async fn rerate(
+        &self,
+        billing_subscription_id: &str,
+        month: Month,
+        confirm: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(Rerate, Option<Statement>)> {
+        let final_ = match self.rating.statement(billing_subscription_id, month).await? {
+            Some(s) if s.is_final() => s,
+            _ => bail!(
+                "month: the statement of {billing_subscription_id} for {month} is not final; a draft is priced with the books as they are whenever it is shown"
+            ),
+        };
+        let mapped_stamps = self.mapped_stamps(billing_subscription_id).await?;
+        let rebuilt = self.build(billing_subscription_id, month, &mapped_stamps, now, Some(&final_)).await?;
+        let statements = self.rating.statements(None).await?;
+        let confirmed: Vec<&Rerate> = statements
+            .iter()
+            .filter(|s| s.billing_subscription_id == billing_subscription_id)
+            .flat_map(|s| &s.rerates)
+            .collect();
+        let rerate = price_differences(&final_, &rebuilt, &confirmed, now);
+        if !confirm || rerate.lines.is_empty() {
+            return Ok((rerate, None));
+        }
+        let mut open = month.next();
+        while let Some(s) = self.rating.statement(billing_subscription_id, open).await?
+            && s.is_final()
+        {
+            open = open.next();
+        }
+        let draft = add_rerate(self.refresh(billing_subscription_id, open, now).await?, rerate.clone());
         self.rating.save_statement(&draft).await?;
-        Ok(draft)
+        Ok((rerate, Some(draft)))
     }
 
     /// Makes the statement final when it is proven complete; else keeps the draft and says why.
@@ -112,6 +160,7 @@ impl StatementService {
         month: Month,
         mapped_stamps: &[StampId],
         now: DateTime<Utc>,
+        what_if_of: Option<&Statement>,
     ) -> Result<Statement> {
         let books = PriceBooks::new(self.rating.price_books().await?);
         let assignments = self.rating.assignments().await?;
@@ -126,7 +175,12 @@ impl StatementService {
             active_until: None,
         };
         let assignments = Assignments::new(assignments);
-        let finals = self.rating.final_statements(billing_subscription_id).await?;
+        let mut finals = self.rating.final_statements(billing_subscription_id).await?;
+        // A what-if rebuilds a final month as it was counted: with the finals before it, and only
+        // the rows the final counted.
+        if let Some(final_) = what_if_of {
+            finals.retain(|s| s.month < final_.month);
+        }
         // Rows reported before every final statement's recorded watermarks and before the month
         // cannot matter: usage is reported after it happens, and a final counted what came before.
         let from = finals
@@ -142,12 +196,15 @@ impl StatementService {
                 if stored.billing_subscription_id.as_deref() == Some(billing_subscription_id)
                     && stored.row.usage_start < month.end()
                 {
-                    rows.push(RatableRow {
+                    let row = RatableRow {
                         stamp_id: stored.stamp_id,
                         reported_start: stored.window.start,
                         billing_subscription_id: billing_subscription_id.to_owned(),
                         row: stored.row,
-                    });
+                    };
+                    if what_if_of.is_none_or(|f| counted_by_final(f, &row)) {
+                        rows.push(row);
+                    }
                 }
                 Ok(())
             })

@@ -15,15 +15,21 @@
 //!   totals rounded by the rule in `money.rs`, the unpriced meters, each stamp's proof, and the
 //!   [`Blocker`]s that keep it a draft.
 //! - `focus.rs`: statements as FOCUS rows (the FinOps Open Cost and Usage Specification).
+//! - `margin.rs`: revenue less the operator's cost (the cost book) per meter and stamp.
+//! - `rerate.rs`: price corrections of a final month, a what-if until confirmed onto the next draft.
+//! - `html.rs`: a statement as an HTML page from the `statement.html` template.
 //! - `ports.rs`: `PriceBookStore` and `StatementStore`, what a store implements to keep them.
 
 pub mod assign;
 pub mod book;
 pub mod book_csv;
 pub mod focus;
+pub mod html;
+pub mod margin;
 pub mod money;
 pub mod ports;
 pub mod rate;
+pub mod rerate;
 pub mod statement;
 
 pub use assign::{Assignment, Assignments};

@@ -239,6 +239,10 @@ pub struct Statement {
     pub unpriced: Vec<UnpricedMeter>,
     pub stamps: Vec<StampProof>,
     pub blockers: Vec<Blocker>,
+    /// Price corrections of final months confirmed onto this statement (their lines are in
+    /// `lines`); kept so a rebuilt draft carries them again ([`super::rerate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rerates: Vec<super::rerate::Rerate>,
 }
 
 impl Statement {
@@ -443,6 +447,7 @@ impl<'a> Statements<'a> {
             unpriced: acc.unpriced,
             stamps,
             blockers,
+            rerates: Vec::new(),
         }
     }
 

@@ -18,8 +18,8 @@ use std::str::FromStr;
 pub(crate) const VM: &str = "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5";
 pub(crate) const IP: &str = "f271a8a3-88c4-4d93-956a-063e1d2fa80b";
 pub(crate) const BLOCK_BLOB: &str = "09F8879E-87E9-4305-A572-4B7BE209F857";
-const PAGE_BLOB: &str = "B5C15376-6C94-4FDD-B655-1A69D138ACA3";
-const TABLE_TX: &str = "B9FF3CD0-28AA-4762-84BB-FF8FBAEA6A90";
+pub(crate) const PAGE_BLOB: &str = "B5C15376-6C94-4FDD-B655-1A69D138ACA3";
+pub(crate) const TABLE_TX: &str = "B9FF3CD0-28AA-4762-84BB-FF8FBAEA6A90";
 const QUEUE: &str = "B03C6AE7-B080-4BFA-84A3-22C800F315C6";
 
 const SUBS: [&str; 4] = ["cust-a", "cust-b", "cust-c", "cust-d"];

@@ -1,0 +1,164 @@
+//! Margin: what the operator earns over what Microsoft charges it. The cost book is an ordinary
+//! price book (same format, same import) stored under the reserved id [`COST_BOOK_ID`], holding the
+//! pay-as-you-use prices Microsoft charges the operator per meter; it applies to every billing
+//! subscription (Microsoft bills the operator one price, whoever used the meter).
+//!
+//! Revenue per meter and stamp is the month's statement lines (exact amounts, this month's usage;
+//! correction lines belong to the month they correct and are left out). Cost is every row of the
+//! month rated with the cost book version in force at its usage hour, exact. Rounding, to the
+//! currency's minor unit, happens per shown amount and on the totals (each total rounds the exact
+//! sum, so lines may not add up to it by a cent).
+
+use super::book::{BookError, PriceBooks, RateCard};
+use super::money::{Currency, Month, round_to_minor_unit};
+use super::rate::{Charge, rate};
+use super::statement::{RatableRow, Statement};
+use crate::stamp::StampId;
+use crate::window::floor_hour;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// The id the operator's cost book is imported under.
+pub const COST_BOOK_ID: &str = "operator-cost";
+
+/// One meter on one stamp in the month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarginLine {
+    pub meter_id: String,
+    pub stamp_id: StampId,
+    /// Billed to the billing subscriptions (their statement lines), exact.
+    pub exact_revenue: Decimal,
+    /// Charged by Microsoft (the cost book), exact.
+    pub exact_cost: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    /// `revenue - cost`, from the exact amounts, rounded.
+    pub margin: Decimal,
+}
+
+/// Rows of a meter the cost book cannot cost: listed, never costed at zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Uncosted {
+    pub meter_id: String,
+    pub stamp_id: StampId,
+    pub rows: u64,
+    pub reason: String,
+}
+
+/// A month's margin over every billing subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarginReport {
+    pub month: Month,
+    pub currency: Currency,
+    /// By meter, then stamp.
+    pub lines: Vec<MarginLine>,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    pub margin: Decimal,
+    pub uncosted: Vec<Uncosted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarginError {
+    #[error("no cost book: import the prices Microsoft charges you as price book {COST_BOOK_ID:?} ({0})")]
+    NoCostBook(BookError),
+    #[error(
+        "the statement of {billing_subscription_id} is in {statement}, the cost book in {cost}: margin is worked out in one currency"
+    )]
+    CurrencyMismatch { billing_subscription_id: String, statement: String, cost: String },
+}
+
+/// The margin of `month`: `statements` are the month's (every billing subscription's), `rows` the
+/// rows with usage in it (others are ignored), `books` every stored book (the cost book among them).
+pub fn margin(
+    month: Month,
+    statements: &[Statement],
+    rows: &[RatableRow],
+    books: &PriceBooks,
+) -> Result<MarginReport, MarginError> {
+    let currency = books
+        .get(COST_BOOK_ID)
+        .map(|b| b.currency.clone())
+        .ok_or_else(|| MarginError::NoCostBook(BookError::UnknownBook { book: COST_BOOK_ID.into() }))?;
+    let mut lines: BTreeMap<(String, StampId), (Decimal, Decimal)> = BTreeMap::new();
+    for s in statements.iter().filter(|s| s.month == month) {
+        if let Some(c) = &s.currency
+            && c.code != currency.code
+        {
+            return Err(MarginError::CurrencyMismatch {
+                billing_subscription_id: s.billing_subscription_id.clone(),
+                statement: c.code.clone(),
+                cost: currency.code.clone(),
+            });
+        }
+        for l in s.lines.iter().filter(|l| l.corrects.is_none()) {
+            lines.entry((l.meter_id.clone(), l.stamp_id.clone())).or_default().0 += l.exact_amount;
+        }
+    }
+    // Rows are hourly: one card per usage hour, built once.
+    let mut cards: HashMap<DateTime<Utc>, RateCard> = HashMap::new();
+    let mut uncosted: BTreeMap<(String, StampId), (u64, String)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| month.contains(r.row.usage_start)) {
+        let hour = floor_hour(r.row.usage_start);
+        let card = match cards.get(&hour) {
+            Some(card) => card,
+            None => {
+                let card = books.card_at(COST_BOOK_ID, hour).map_err(MarginError::NoCostBook)?;
+                cards.entry(hour).or_insert(card)
+            }
+        };
+        let cost = match rate(&r.row, card) {
+            Ok(line) => match line.charge {
+                Charge::Priced { amount, .. } => Ok((line.meter.to_string(), amount)),
+                Charge::Zero => Ok((line.meter.to_string(), Decimal::ZERO)),
+                Charge::Tiered { .. } => Err((
+                    line.meter.to_string(),
+                    "the cost book prices it by tiers; a cost is a unit, property or zero price".into(),
+                )),
+            },
+            Err(unrated) => Err((r.row.meter_id.clone(), unrated.to_string())),
+        };
+        match cost {
+            Ok((meter, amount)) => lines.entry((meter, r.stamp_id.clone())).or_default().1 += amount,
+            Err((meter, reason)) => {
+                let entry = uncosted.entry((meter, r.stamp_id.clone())).or_insert((0, reason));
+                entry.0 += 1;
+            }
+        }
+    }
+    let round = |a: Decimal| round_to_minor_unit(a, currency.minor_units);
+    let (mut revenue, mut cost) = (Decimal::ZERO, Decimal::ZERO);
+    let lines = lines
+        .into_iter()
+        .map(|((meter_id, stamp_id), (exact_revenue, exact_cost))| {
+            revenue += exact_revenue;
+            cost += exact_cost;
+            MarginLine {
+                meter_id,
+                stamp_id,
+                exact_revenue,
+                exact_cost,
+                revenue: round(exact_revenue),
+                cost: round(exact_cost),
+                margin: round(exact_revenue - exact_cost),
+            }
+        })
+        .collect();
+    Ok(MarginReport {
+        month,
+        currency: currency.clone(),
+        lines,
+        revenue: round(revenue),
+        cost: round(cost),
+        margin: round(revenue - cost),
+        uncosted: uncosted
+            .into_iter()
+            .map(|((meter_id, stamp_id), (rows, reason))| Uncosted { meter_id, stamp_id, rows, reason })
+            .collect(),
+    })
+}
