@@ -82,6 +82,14 @@ venv_ready focus
 AZS_USAGE_TEST_MOTO_URL=$(scripts/moto.sh start)
 export AZS_USAGE_TEST_MOTO_URL
 
+# apt-get holds dpkg's lock: the Chromium install must be over before postgres.sh may install
+# PostgreSQL from Debian's packages.
+wait "$chromium_pid" || true
+chromium_pid=""
+if [ -f target/chromium/not-installed ]; then
+  not_run+=("HTML statement in a headless browser: $(cat target/chromium/not-installed)")
+fi
+
 step "PostgreSQL on loopback (installed from Debian's packages if missing, initdb into a temporary folder)"
 AZS_USAGE_TEST_POSTGRES=$(scripts/postgres.sh start)
 export AZS_USAGE_TEST_POSTGRES
@@ -103,12 +111,6 @@ start_job() {
   job_started[$name]=$(date +%s)
   jobs_order+=("$name")
 }
-
-wait "$chromium_pid" || true
-chromium_pid=""
-if [ -f target/chromium/not-installed ]; then
-  not_run+=("HTML statement in a headless browser: $(cat target/chromium/not-installed)")
-fi
 
 step "side by side: test suite, platform tests, OpenAPI contract test, infrastructure checks"
 # cargo-nextest, where installed, runs every test binary in one pool (.config/nextest.toml); cargo test
