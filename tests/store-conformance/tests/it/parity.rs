@@ -7,7 +7,8 @@
 //! - a store answers a port method with a constant (`Ok(None)`, `Ok(Vec::new())`, `Ok(())`, ...),
 //!   `todo!()`/`unimplemented!()`, or ignores every argument (`_name`), where the SQLite store does
 //!   not;
-//! - a store's conformance test runs less than every case, or a case is written but never listed.
+//! - a store's conformance test runs less than every case, or a case is written but never listed;
+//!   the same for rating's ports (`PriceBookStore`, `StatementStore`) and their cases.
 
 use quote::ToTokens;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +16,18 @@ use std::path::{Path, PathBuf};
 
 /// The reference store and the others held to it.
 const REFERENCE: &str = "shared/store-sqlite";
-const STORES: &[&str] = &["shared/store-sqlserver"];
+const STORES: &[&str] = &["shared/store-sqlserver", "shared/store-postgres"];
+
+/// Stores that do not keep rating's ports yet, and why; every other store is held to them as to the
+/// rest. Checked not to be stale: a store listed here that implements a rating port fails.
+const WITHOUT_RATING: &[(&str, &str)] = &[(
+    "shared/store-sqlserver",
+    "issue 28 item 8: the SQL Server store's price books and statements are not written yet; \
+     open_rating_store refuses SQL Server with that message",
+)];
+
+/// Rating's ports: a store keeps them beside `Store`, not inside it.
+const RATING_PORTS: &[&str] = &["PriceBookStore", "StatementStore"];
 
 /// Port methods a store may leave at the trait's default although the reference overrides them: the
 /// default is a complete implementation, the override only a faster one.
@@ -54,9 +66,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 type Port = BTreeMap<String, bool>;
 
 /// Where the traits `Store` is made of are declared.
-const PORT_FILES: &[&str] = &["shared/core/src/ports/store.rs", "shared/core/src/audit.rs"];
+const PORT_FILES: &[&str] =
+    &["shared/core/src/ports/store.rs", "shared/core/src/audit.rs", "shared/core/src/rating/ports.rs"];
 
-/// The traits `Store` is made of (and their supertraits), from [`PORT_FILES`].
+/// The traits `Store` and `RatingStore` are made of (and their supertraits), from [`PORT_FILES`].
 fn store_ports() -> BTreeMap<String, Port> {
     let files: Vec<syn::File> = PORT_FILES.iter().map(|f| parse(&root().join(f))).collect();
     let traits: BTreeMap<String, &syn::ItemTrait> = files
@@ -79,6 +92,7 @@ fn store_ports() -> BTreeMap<String, Port> {
     };
     let mut ports = BTreeMap::new();
     let mut pending = supertraits(traits["Store"]);
+    pending.extend(supertraits(traits["RatingStore"]));
     while let Some(name) = pending.pop() {
         let t = traits[&name];
         pending.extend(supertraits(t));
@@ -172,7 +186,11 @@ fn gaps(store: &str) -> Vec<String> {
     let reference = implemented(REFERENCE, &ports);
     let other = implemented(store, &ports);
     let mut gaps = Vec::new();
+    let without_rating = WITHOUT_RATING.iter().any(|(s, _)| *s == store);
     for (port, methods) in &ports {
+        if without_rating && RATING_PORTS.contains(&port.as_str()) {
+            continue;
+        }
         for (method, has_default) in methods {
             let name = format!("{port}::{method}");
             let Some(reference_method) = reference.get(&name) else {
@@ -208,6 +226,8 @@ fn every_store_implements_every_port_method_the_sqlite_store_implements() {
     assert!(ports.contains_key("StampRegistry") && ports.contains_key("UsageLedger"), "{ports:?}");
     assert!(ports["StampRegistry"].contains_key("tombstone"));
     assert!(ports.contains_key("AuditTrail") && ports.contains_key("AuditedMappingStore"), "{ports:?}");
+    assert!(RATING_PORTS.iter().all(|p| ports.contains_key(*p)), "{ports:?}");
+    assert!(ports["StatementStore"].contains_key("verify_history"));
     let mut all = Vec::new();
     for store in STORES {
         all.extend(gaps(store));
@@ -223,6 +243,19 @@ fn deliberate_defaults_name_real_methods_with_a_default() {
         assert_eq!(ports.get(port).and_then(|m| m.get(method)), Some(&true), "{name}");
         assert!(STORES.contains(store) && !why.is_empty());
         assert!(!implemented(store, &ports).contains_key(*name), "{store} implements {name} now: unlist it");
+    }
+}
+
+#[test]
+fn a_store_listed_without_rating_keeps_none_of_its_ports() {
+    let ports = store_ports();
+    for (store, why) in WITHOUT_RATING {
+        assert!(STORES.contains(store) && !why.is_empty());
+        let kept: Vec<_> = implemented(store, &ports)
+            .into_keys()
+            .filter(|name| RATING_PORTS.iter().any(|p| name.starts_with(&format!("{p}::"))))
+            .collect();
+        assert!(kept.is_empty(), "{store} implements {kept:?} now: unlist it from WITHOUT_RATING");
     }
 }
 
@@ -270,6 +303,20 @@ fn written_cases() -> BTreeSet<String> {
     names
 }
 
+/// The `name` of every `async fn name(store: Arc<dyn RatingStore>)` in the rating cases' source.
+fn written_rating_cases() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for item in parse(&root().join("tests/store-conformance/src/rating.rs")).items {
+        if let syn::Item::Fn(f) = item
+            && f.sig.asyncness.is_some()
+            && f.sig.inputs.iter().any(|a| a.to_token_stream().to_string().contains("dyn RatingStore"))
+        {
+            names.insert(f.sig.ident.to_string());
+        }
+    }
+    names
+}
+
 #[test]
 fn every_written_case_is_listed_and_every_store_runs_the_whole_list() {
     let listed: BTreeSet<String> = azs_store_conformance::cases().iter().map(|c| c.name.to_owned()).collect();
@@ -282,10 +329,26 @@ fn every_written_case_is_listed_and_every_store_runs_the_whole_list() {
     assert!(
         listed.contains("removing_a_stamp_leaves_a_tombstone_with_its_watermark_that_registering_consumes")
     );
+    let rating_listed: BTreeSet<String> =
+        azs_store_conformance::rating::rating_cases().iter().map(|c| c.name.to_owned()).collect();
+    let rating_written = written_rating_cases();
+    assert!(rating_written.len() >= 4, "{rating_written:?}");
+    let unlisted: Vec<_> = rating_written.difference(&rating_listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "rating cases written but not in rating_cases(), so no store runs them: {unlisted:?}"
+    );
 
     for store in std::iter::once(&REFERENCE).chain(STORES) {
         let path = root().join(store).join("tests/it/conformance.rs");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // run_rating runs every case of rating_cases(), for every store that keeps rating's ports.
+        if !WITHOUT_RATING.iter().any(|(s, _)| s == store) {
+            assert!(
+                text.contains("azs_store_conformance::rating::run_rating("),
+                "{store} keeps price books and statements but does not run the rating cases"
+            );
+        }
         // run_all runs every case of cases(); a store that picked cases itself (run_case, cases()) could
         // leave one out.
         assert!(text.contains("azs_store_conformance::run_all("), "{store} does not run every case");
