@@ -1,5 +1,5 @@
 //! `azs-usage price-book ...` and `azs-usage statement ...`: price books, who rates with which, and
-//! monthly statements (see `azs_core::rating` and `azs_app::rating`). Kept in the SQLite or PostgreSQL store.
+//! monthly statements (see `azs_core::rating` and `azs_app::rating`). Kept in the configured store.
 
 use anyhow::{Context, Result, bail};
 use azs_app::config::AppConfig;

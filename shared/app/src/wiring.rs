@@ -248,9 +248,10 @@ pub async fn open_rating_store(config: &AppConfig) -> Result<Arc<dyn azs_core::r
             azs_store_sqlite::SqliteStore::open(&path)
                 .with_context(|| format!("opening {}", path.display()))?,
         ),
-        UnopenedDatabase::SqlServer(_) => anyhow::bail!(
-            "price books and statements are not kept in SQL Server yet: use SQLite or PostgreSQL"
-        ),
+        UnopenedDatabase::SqlServer(store) => {
+            store.migrate().await.context("connecting to SQL Server")?;
+            Arc::new(store)
+        }
         UnopenedDatabase::Postgres(store) => {
             store
                 .migrate()

@@ -1,6 +1,6 @@
 //! The behaviour every store that keeps price books and statements must show
 //! ([`PriceBookStore`], [`StatementStore`]). Apart from [`crate::cases`]: those ports are not part of
-//! the composite `Store`, and a store gains them on its own schedule (SQLite first).
+//! the composite `Store`; every store runs these cases too (the parity check sees to it).
 //!
 //! Every case makes its own book and billing subscription ids, so cases sharing one database never
 //! see each other's data.

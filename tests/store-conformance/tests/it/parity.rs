@@ -18,14 +18,6 @@ use std::path::{Path, PathBuf};
 const REFERENCE: &str = "shared/store-sqlite";
 const STORES: &[&str] = &["shared/store-sqlserver", "shared/store-postgres"];
 
-/// Stores that do not keep rating's ports yet, and why; every other store is held to them as to the
-/// rest. Checked not to be stale: a store listed here that implements a rating port fails.
-const WITHOUT_RATING: &[(&str, &str)] = &[(
-    "shared/store-sqlserver",
-    "issue 28 item 8: the SQL Server store's price books and statements are not written yet; \
-     open_rating_store refuses SQL Server with that message",
-)];
-
 /// Rating's ports: a store keeps them beside `Store`, not inside it.
 const RATING_PORTS: &[&str] = &["PriceBookStore", "StatementStore"];
 
@@ -186,11 +178,7 @@ fn gaps(store: &str) -> Vec<String> {
     let reference = implemented(REFERENCE, &ports);
     let other = implemented(store, &ports);
     let mut gaps = Vec::new();
-    let without_rating = WITHOUT_RATING.iter().any(|(s, _)| *s == store);
     for (port, methods) in &ports {
-        if without_rating && RATING_PORTS.contains(&port.as_str()) {
-            continue;
-        }
         for (method, has_default) in methods {
             let name = format!("{port}::{method}");
             let Some(reference_method) = reference.get(&name) else {
@@ -243,19 +231,6 @@ fn deliberate_defaults_name_real_methods_with_a_default() {
         assert_eq!(ports.get(port).and_then(|m| m.get(method)), Some(&true), "{name}");
         assert!(STORES.contains(store) && !why.is_empty());
         assert!(!implemented(store, &ports).contains_key(*name), "{store} implements {name} now: unlist it");
-    }
-}
-
-#[test]
-fn a_store_listed_without_rating_keeps_none_of_its_ports() {
-    let ports = store_ports();
-    for (store, why) in WITHOUT_RATING {
-        assert!(STORES.contains(store) && !why.is_empty());
-        let kept: Vec<_> = implemented(store, &ports)
-            .into_keys()
-            .filter(|name| RATING_PORTS.iter().any(|p| name.starts_with(&format!("{p}::"))))
-            .collect();
-        assert!(kept.is_empty(), "{store} implements {kept:?} now: unlist it from WITHOUT_RATING");
     }
 }
 
@@ -342,13 +317,11 @@ fn every_written_case_is_listed_and_every_store_runs_the_whole_list() {
     for store in std::iter::once(&REFERENCE).chain(STORES) {
         let path = root().join(store).join("tests/it/conformance.rs");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        // run_rating runs every case of rating_cases(), for every store that keeps rating's ports.
-        if !WITHOUT_RATING.iter().any(|(s, _)| s == store) {
-            assert!(
-                text.contains("azs_store_conformance::rating::run_rating("),
-                "{store} keeps price books and statements but does not run the rating cases"
-            );
-        }
+        // run_rating runs every case of rating_cases().
+        assert!(
+            text.contains("azs_store_conformance::rating::run_rating("),
+            "{store} does not run the rating cases"
+        );
         // run_all runs every case of cases(); a store that picked cases itself (run_case, cases()) could
         // leave one out.
         assert!(text.contains("azs_store_conformance::run_all("), "{store} does not run every case");
