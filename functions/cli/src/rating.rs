@@ -1,5 +1,5 @@
 //! `azs-usage price-book ...` and `azs-usage statement ...`: price books, who rates with which, and
-//! monthly statements (see `azs_core::rating` and `azs_app::rating`). Kept in the SQLite store for now.
+//! monthly statements (see `azs_core::rating` and `azs_app::rating`). Kept in the configured store.
 
 use anyhow::{Context, Result, bail};
 use azs_app::config::AppConfig;
@@ -15,7 +15,7 @@ use chrono::Utc;
 use std::process::ExitCode;
 
 pub(crate) async fn price_book(config: &AppConfig, command: PriceBookCommand) -> Result<ExitCode> {
-    let store = open_rating_store(config)?;
+    let store = open_rating_store(config).await?;
     match command {
         PriceBookCommand::Import { file } => {
             let text =
@@ -212,7 +212,7 @@ fn show<T: serde::Serialize>(value: &Option<T>) -> String {
 pub(crate) async fn statement(services: &Services, command: StatementCommand) -> Result<ExitCode> {
     let service = StatementService {
         store: services.store.clone(),
-        rating: open_rating_store(&services.config)?,
+        rating: open_rating_store(&services.config).await?,
         settings: StatementSettings::default(),
     };
     let now = Utc::now();

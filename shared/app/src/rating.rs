@@ -9,7 +9,7 @@
 //!   the store as the collector records each one) that touches the month's proven hours; per hour
 //!   the newest decides.
 
-use crate::config::{AppConfig, DatabaseLocation};
+use crate::config::AppConfig;
 use anyhow::{Context, Result, bail};
 use azs_core::StampId;
 use azs_core::ports::{ExportFilter, Store};
@@ -29,17 +29,9 @@ pub fn meter_catalog() -> azs_core::rating::focus::MeterCatalog {
     azs_core::rating::focus::MeterCatalog::from_csv(include_str!("../data/meters.csv"))
 }
 
-/// The rating store for `config`'s database: SQLite for now.
-pub fn open_rating_store(config: &AppConfig) -> Result<Arc<dyn RatingStore>> {
-    match &config.database {
-        DatabaseLocation::Sqlite(path) => Ok(Arc::new(
-            azs_store_sqlite::SqliteStore::open(path)
-                .with_context(|| format!("opening {}", path.display()))?,
-        )),
-        _ => bail!(
-            "price books and statements are kept in the SQLite store only, so far (PostgreSQL and SQL Server: not yet)"
-        ),
-    }
+/// The rating store for `config`'s database (see [`crate::wiring::open_rating_store`]).
+pub async fn open_rating_store(config: &AppConfig) -> Result<Arc<dyn RatingStore>> {
+    crate::wiring::open_rating_store(config).await
 }
 
 /// Builds, keeps and finalises statements.

@@ -239,6 +239,29 @@ pub async fn check_database(config: &AppConfig) -> Result<azs_core::check::Datab
     })
 }
 
+/// The rating ports (price books, assignments, statements) on the configured database, its schema
+/// brought up to date as the collector's store would. The secret store is opened only when the
+/// connection string or the CA lives there.
+pub async fn open_rating_store(config: &AppConfig) -> Result<Arc<dyn azs_core::rating::ports::RatingStore>> {
+    Ok(match unopened_database(config).await? {
+        UnopenedDatabase::Sqlite(path) => Arc::new(
+            azs_store_sqlite::SqliteStore::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
+        UnopenedDatabase::SqlServer(store) => {
+            store.migrate().await.context("connecting to SQL Server")?;
+            Arc::new(store)
+        }
+        UnopenedDatabase::Postgres(store) => {
+            store
+                .migrate()
+                .await
+                .with_context(|| format!("connecting to PostgreSQL at {}", store.address()))?;
+            Arc::new(store)
+        }
+    })
+}
+
 /// `azs-usage db smoke`: each T-SQL construct the SQL Server store depends on, run once against the
 /// server and rolled back, one line each. SQLite and PostgreSQL need none: the test suite runs every
 /// statement of theirs against the real engine.

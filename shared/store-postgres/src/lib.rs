@@ -32,6 +32,7 @@ mod leases;
 mod ledger;
 mod login;
 mod mappings;
+mod rating;
 pub mod retry;
 mod schema;
 mod stamps;

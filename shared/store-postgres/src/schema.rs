@@ -16,10 +16,11 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") },
     Migration { version: 2, name: "audit", sql: include_str!("../migrations/0002_audit.sql") },
+    Migration { version: 3, name: "rating", sql: include_str!("../migrations/0003_rating.sql") },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 2;
+pub const LATEST_VERSION: i64 = 3;
 
 /// Every migration version this build knows, in order.
 pub fn known_versions() -> Vec<i64> {

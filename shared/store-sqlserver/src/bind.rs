@@ -210,6 +210,103 @@ pub(crate) fn list_audit(
     Bound::new(&sql::LIST_AUDIT, vec![stamp.into_sql(), since.into_sql(), after.into_sql(), limit.into_sql()])
 }
 
+// -- Rating --------------------------------------------------------------------------------------------
+
+pub(crate) fn book_currency(book: &str) -> Bound<'_> {
+    Bound::new(&sql::BOOK_CURRENCY, vec![book.into_sql()])
+}
+
+pub(crate) fn book_version_body(book: &str, version: i64) -> Bound<'_> {
+    Bound::new(&sql::BOOK_VERSION_BODY, vec![book.into_sql(), version.into_sql()])
+}
+
+/// A price book version's columns, in INSERT_BOOK_VERSION's order.
+pub(crate) struct BookVersionColumns<'a> {
+    pub book_id: &'a str,
+    pub version: i64,
+    pub currency: &'a str,
+    pub minor_units: i32,
+    pub effective_from: DateTime<Utc>,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub(crate) fn insert_book_version<'a>(v: &'a BookVersionColumns<'a>) -> Bound<'a> {
+    Bound::new(
+        &sql::INSERT_BOOK_VERSION,
+        vec![
+            v.book_id.into_sql(),
+            v.version.into_sql(),
+            v.currency.into_sql(),
+            v.minor_units.into_sql(),
+            v.effective_from.into_sql(),
+            v.body.as_str().into_sql(),
+            v.created_at.into_sql(),
+        ],
+    )
+}
+
+pub(crate) fn assignment_exists(sub: &str, from: DateTime<Utc>) -> Bound<'_> {
+    Bound::new(&sql::ASSIGNMENT_EXISTS, vec![sub.into_sql(), from.into_sql()])
+}
+
+pub(crate) fn update_assignment<'a>(sub: &'a str, from: DateTime<Utc>, book: &'a str) -> Bound<'a> {
+    Bound::new(&sql::UPDATE_ASSIGNMENT, vec![sub.into_sql(), from.into_sql(), book.into_sql()])
+}
+
+pub(crate) fn insert_assignment<'a>(sub: &'a str, from: DateTime<Utc>, book: &'a str) -> Bound<'a> {
+    Bound::new(&sql::INSERT_ASSIGNMENT, vec![sub.into_sql(), from.into_sql(), book.into_sql()])
+}
+
+pub(crate) fn statement_state<'a>(sub: &'a str, month: &'a str) -> Bound<'a> {
+    Bound::new(&sql::STATEMENT_STATE, vec![sub.into_sql(), month.into_sql()])
+}
+
+/// A statement's columns, in UPDATE_STATEMENT's and INSERT_STATEMENT's order.
+pub(crate) struct StatementColumns<'a> {
+    pub billing_subscription_id: &'a str,
+    pub month: String,
+    pub state: &'static str,
+    pub body: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl<'a> StatementColumns<'a> {
+    fn params(&'a self) -> Vec<ColumnData<'a>> {
+        vec![
+            self.billing_subscription_id.into_sql(),
+            self.month.as_str().into_sql(),
+            self.state.into_sql(),
+            self.body.as_str().into_sql(),
+            self.updated_at.into_sql(),
+        ]
+    }
+}
+
+pub(crate) fn update_statement<'a>(c: &'a StatementColumns<'a>) -> Bound<'a> {
+    Bound::new(&sql::UPDATE_STATEMENT, c.params())
+}
+
+pub(crate) fn insert_statement<'a>(c: &'a StatementColumns<'a>) -> Bound<'a> {
+    Bound::new(&sql::INSERT_STATEMENT, c.params())
+}
+
+pub(crate) fn get_statement<'a>(sub: &'a str, month: &'a str) -> Bound<'a> {
+    Bound::new(&sql::GET_STATEMENT, vec![sub.into_sql(), month.into_sql()])
+}
+
+pub(crate) fn list_statements(month: Option<&str>) -> Bound<'_> {
+    Bound::new(&sql::LIST_STATEMENTS, vec![month.into_sql()])
+}
+
+pub(crate) fn final_statements(sub: &str) -> Bound<'_> {
+    Bound::new(&sql::FINAL_STATEMENTS, vec![sub.into_sql()])
+}
+
+pub(crate) fn verify_history(stamp: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -> Bound<'static> {
+    Bound::new(&sql::VERIFY_HISTORY, vec![stamp.into_sql(), from.into_sql(), to.into_sql()])
+}
+
 // -- Status --------------------------------------------------------------------------------------------
 
 pub(crate) fn get_status(stamp: Uuid) -> Bound<'static> {
@@ -591,6 +688,22 @@ mod tests {
             duplicates: 0,
             last_error: None,
         };
+        let version = BookVersionColumns {
+            book_id: "b",
+            version: 1,
+            currency: "EUR",
+            minor_units: 2,
+            effective_from: t(),
+            body: "{}".into(),
+            created_at: t(),
+        };
+        let statement = StatementColumns {
+            billing_subscription_id: "c",
+            month: "2026-11".into(),
+            state: "draft",
+            body: "{}".into(),
+            updated_at: t(),
+        };
         let bound = [
             applock_acquire("r", Duration::from_secs(1)),
             applock_release("r"),
@@ -656,6 +769,19 @@ mod tests {
             export_windows(id, t(), t()),
             export_window_rows(1),
             subscriptions_seen(id, t()),
+            book_currency("b"),
+            book_version_body("b", 1),
+            insert_book_version(&version),
+            assignment_exists("", t()),
+            update_assignment("", t(), "b"),
+            insert_assignment("", t(), "b"),
+            statement_state("c", "2026-11"),
+            update_statement(&statement),
+            insert_statement(&statement),
+            get_statement("c", "2026-11"),
+            list_statements(None),
+            final_statements("c"),
+            verify_history(id, t(), t()),
             none(&sql::SCHEMA_VERSION),
             none(&sql::LIST_STAMPS),
             none(&sql::LIST_STATUSES),

@@ -21,6 +21,7 @@ mod config;
 mod leases;
 mod ledger;
 mod mappings;
+mod rating;
 pub mod retry;
 mod schema;
 #[cfg(test)]
@@ -60,6 +61,10 @@ pub(crate) const DROPS: &[&sql::Statement] = &[
     &sql::DROP_QUARANTINED_ROWS,
     &sql::DROP_REPROCESS_LOG,
     &sql::DROP_AUDIT_RECORDS,
+    &sql::DROP_PRICE_BOOK_VERSIONS,
+    &sql::DROP_RATING_ASSIGNMENTS,
+    &sql::DROP_STATEMENTS,
+    &sql::DROP_VERIFY_HISTORY,
     &sql::DROP_STAMPS,
     &sql::DROP_STAMP_TOMBSTONES,
     &sql::DROP_MIGRATIONS_TABLE,

@@ -100,6 +100,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         &sql::V1_REPROCESS_LOG,
         &sql::V1_AUDIT_RECORDS,
         &sql::V1_AUDIT_RECORDS_STAMP,
+        &sql::V1_PRICE_BOOK_VERSIONS,
+        &sql::V1_PRICE_BOOK_VERSIONS_NEVER_CHANGE,
+        &sql::V1_RATING_ASSIGNMENTS,
+        &sql::V1_STATEMENTS,
+        &sql::V1_STATEMENTS_BY_MONTH,
+        &sql::V1_STATEMENTS_FINAL_NEVER_CHANGE,
+        &sql::V1_VERIFY_HISTORY,
+        &sql::V1_PROCESSING_STATUS_KEEPS_VERIFIES,
     ],
 }];
 

@@ -342,6 +342,85 @@ statements! {
     )";
     V1_AUDIT_RECORDS_STAMP (0) = "CREATE INDEX ix_audit_records_stamp ON {schema}.audit_records (stamp_id, position)";
 
+    // -- Rating (issue 28): price book versions, assignments, statements, every scheduled verify ----
+    // As in the SQLite store (0010_rating.sql): a version and a statement are documents in the core's
+    // shapes, read and written whole; columns hold only what is looked up by, in a binary collation so
+    // ids order as the other stores order them. The never-edit rules are kept by triggers too, so no
+    // code path, present or future, can rewrite what an invoice was built from.
+
+    V1_PRICE_BOOK_VERSIONS (0) = "CREATE TABLE {schema}.price_book_versions (
+        book_id nvarchar(128) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        version bigint NOT NULL,
+        currency nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        minor_units int NOT NULL,
+        effective_from datetime2(0) NOT NULL,
+        body nvarchar(max) NOT NULL,
+        created_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_price_book_versions PRIMARY KEY (book_id, version)
+    )";
+    V1_PRICE_BOOK_VERSIONS_NEVER_CHANGE (0) = "CREATE TRIGGER {schema}.tr_price_book_versions_never_change
+        ON {schema}.price_book_versions AFTER UPDATE, DELETE AS
+        BEGIN
+            SET NOCOUNT ON;
+            IF EXISTS (SELECT 1 FROM deleted)
+                THROW 51000, 'a stored price book version is never edited or deleted', 1;
+        END";
+    /// billing_subscription_id '' is the default assignment.
+    V1_RATING_ASSIGNMENTS (0) = "CREATE TABLE {schema}.rating_assignments (
+        billing_subscription_id nvarchar(256) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        effective_from datetime2(0) NOT NULL,
+        book_id nvarchar(128) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        CONSTRAINT pk_rating_assignments PRIMARY KEY (billing_subscription_id, effective_from)
+    )";
+    V1_STATEMENTS (0) = "CREATE TABLE {schema}.statements (
+        billing_subscription_id nvarchar(256) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        month nvarchar(7) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        state nvarchar(8) NOT NULL CONSTRAINT ck_statements_state CHECK (state IN (N'draft', N'final')),
+        body nvarchar(max) NOT NULL,
+        updated_at datetime2(3) NOT NULL,
+        CONSTRAINT pk_statements PRIMARY KEY (billing_subscription_id, month)
+    )";
+    V1_STATEMENTS_BY_MONTH (0) = "CREATE INDEX ix_statements_by_month ON {schema}.statements (month, billing_subscription_id)";
+    V1_STATEMENTS_FINAL_NEVER_CHANGE (0) = "CREATE TRIGGER {schema}.tr_statements_final_never_change
+        ON {schema}.statements AFTER UPDATE, DELETE AS
+        BEGIN
+            SET NOCOUNT ON;
+            IF EXISTS (SELECT 1 FROM deleted WHERE state = N'final')
+                THROW 51000, 'a final statement never changes and is never deleted', 1;
+        END";
+    /// Every scheduled verify, kept (the status row keeps only the latest): filled by the trigger
+    /// below, so `record_verified` stays one statement and no verify can be missed. No foreign key: a
+    /// removed stamp's verifies stay with the statements they proved.
+    V1_VERIFY_HISTORY (0) = "CREATE TABLE {schema}.verify_history (
+        stamp_id uniqueidentifier NOT NULL,
+        verified_at datetime2(3) NOT NULL,
+        verified_from datetime2(0) NOT NULL,
+        verified_to datetime2(0) NOT NULL,
+        drift_missing bigint NOT NULL,
+        drift_extra bigint NOT NULL,
+        drift_changed bigint NOT NULL,
+        CONSTRAINT pk_verify_history PRIMARY KEY (stamp_id, verified_at, verified_from)
+    )";
+    /// NOCOUNT inside: the store decides fences by the row counts of its own statements.
+    V1_PROCESSING_STATUS_KEEPS_VERIFIES (0) = "CREATE TRIGGER {schema}.tr_processing_status_keeps_verifies
+        ON {schema}.processing_status AFTER UPDATE AS
+        BEGIN
+            SET NOCOUNT ON;
+            IF UPDATE(last_verified_at)
+            BEGIN
+                DELETE h FROM {schema}.verify_history AS h
+                    JOIN inserted AS i ON h.stamp_id = i.stamp_id AND h.verified_at = i.last_verified_at
+                        AND h.verified_from = i.verified_from;
+                INSERT INTO {schema}.verify_history (stamp_id, verified_at, verified_from, verified_to,
+                        drift_missing, drift_extra, drift_changed)
+                    SELECT stamp_id, last_verified_at, verified_from, verified_to, drift_missing, drift_extra,
+                        drift_changed
+                    FROM inserted
+                    WHERE last_verified_at IS NOT NULL AND verified_from IS NOT NULL AND verified_to IS NOT NULL
+                        AND drift_missing IS NOT NULL AND drift_extra IS NOT NULL AND drift_changed IS NOT NULL;
+            END;
+        END";
+
     // -- Dropping the schema (tests, and an operator's uninstall) -------------------------------------
 
     DROP_STAMP_LEASES (0) = "DROP TABLE IF EXISTS {schema}.stamp_leases";
@@ -354,10 +433,53 @@ statements! {
     DROP_QUARANTINED_ROWS (0) = "DROP TABLE IF EXISTS {schema}.quarantined_rows";
     DROP_REPROCESS_LOG (0) = "DROP TABLE IF EXISTS {schema}.reprocess_log";
     DROP_AUDIT_RECORDS (0) = "DROP TABLE IF EXISTS {schema}.audit_records";
+    DROP_PRICE_BOOK_VERSIONS (0) = "DROP TABLE IF EXISTS {schema}.price_book_versions";
+    DROP_RATING_ASSIGNMENTS (0) = "DROP TABLE IF EXISTS {schema}.rating_assignments";
+    DROP_STATEMENTS (0) = "DROP TABLE IF EXISTS {schema}.statements";
+    DROP_VERIFY_HISTORY (0) = "DROP TABLE IF EXISTS {schema}.verify_history";
     DROP_STAMPS (0) = "DROP TABLE IF EXISTS {schema}.stamps";
     DROP_STAMP_TOMBSTONES (0) = "DROP TABLE IF EXISTS {schema}.stamp_tombstones";
     DROP_MIGRATIONS_TABLE (0) = "DROP TABLE IF EXISTS {schema}.schema_migrations";
     DROP_SCHEMA (0) = "DROP SCHEMA IF EXISTS {schema}";
+
+    // -- Rating ----------------------------------------------------------------------------------------
+
+    /// Before a book's versions are compared and added, in their transaction: importers take turns
+    /// (imports are rare), so two of one book never both find a version missing.
+    LOCK_PRICE_BOOKS (0) = "SELECT TOP (1) book_id FROM {schema}.price_book_versions WITH (TABLOCKX, HOLDLOCK)";
+    BOOK_CURRENCY (1) = "SELECT TOP (1) currency FROM {schema}.price_book_versions WHERE book_id = @P1";
+    BOOK_VERSION_BODY (2) = "SELECT body FROM {schema}.price_book_versions WHERE book_id = @P1 AND version = @P2";
+    INSERT_BOOK_VERSION (7) = "INSERT INTO {schema}.price_book_versions
+            (book_id, version, currency, minor_units, effective_from, body, created_at)
+        VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7)";
+    LIST_BOOK_VERSIONS (0) = "SELECT book_id, currency, minor_units, body FROM {schema}.price_book_versions
+        ORDER BY book_id, effective_from";
+    /// Locked until the transaction ends, so the UPDATE or INSERT after it cannot race another.
+    ASSIGNMENT_EXISTS (2) = "SELECT book_id FROM {schema}.rating_assignments WITH (UPDLOCK, HOLDLOCK)
+        WHERE billing_subscription_id = @P1 AND effective_from = @P2";
+    UPDATE_ASSIGNMENT (3) = "UPDATE {schema}.rating_assignments SET book_id = @P3
+        WHERE billing_subscription_id = @P1 AND effective_from = @P2";
+    INSERT_ASSIGNMENT (3) = "INSERT INTO {schema}.rating_assignments (billing_subscription_id, effective_from, book_id)
+        VALUES (@P1, @P2, @P3)";
+    LIST_ASSIGNMENTS (0) = "SELECT billing_subscription_id, effective_from, book_id FROM {schema}.rating_assignments
+        ORDER BY billing_subscription_id, effective_from";
+    /// Locked until the transaction ends, as ASSIGNMENT_EXISTS.
+    STATEMENT_STATE (2) = "SELECT state FROM {schema}.statements WITH (UPDLOCK, HOLDLOCK)
+        WHERE billing_subscription_id = @P1 AND month = @P2";
+    /// Never a final one (the WHERE, and the trigger behind it).
+    UPDATE_STATEMENT (5) = "UPDATE {schema}.statements SET state = @P3, body = @P4, updated_at = @P5
+        WHERE billing_subscription_id = @P1 AND month = @P2 AND state <> N'final'";
+    INSERT_STATEMENT (5) = "INSERT INTO {schema}.statements (billing_subscription_id, month, state, body, updated_at)
+        VALUES (@P1, @P2, @P3, @P4, @P5)";
+    GET_STATEMENT (2) = "SELECT body FROM {schema}.statements WHERE billing_subscription_id = @P1 AND month = @P2";
+    LIST_STATEMENTS (1) = "SELECT body FROM {schema}.statements WHERE @P1 IS NULL OR month = @P1
+        ORDER BY billing_subscription_id, month";
+    FINAL_STATEMENTS (1) = "SELECT body FROM {schema}.statements
+        WHERE billing_subscription_id = @P1 AND state = N'final' ORDER BY month";
+    VERIFY_HISTORY (3) = "SELECT verified_at, verified_from, verified_to, drift_missing, drift_extra, drift_changed
+        FROM {schema}.verify_history
+        WHERE stamp_id = @P1 AND verified_from < @P3 AND verified_to > @P2
+        ORDER BY verified_at, verified_from";
 
     // -- Stamps --------------------------------------------------------------------------------------
 

@@ -1,11 +1,12 @@
 //! The behaviour every store that keeps price books and statements must show
 //! ([`PriceBookStore`], [`StatementStore`]). Apart from [`crate::cases`]: those ports are not part of
-//! the composite `Store`, and a store gains them on its own schedule (SQLite first).
+//! the composite `Store`; every store runs these cases too (the parity check sees to it).
 //!
 //! Every case makes its own book and billing subscription ids, so cases sharing one database never
 //! see each other's data.
 
 use crate::{CaseFuture, Outcome, run_named};
+use azs_core::ports::Store;
 use azs_core::rating::ports::{RatingStore, RatingStoreError};
 use azs_core::rating::statement::StatementState;
 use azs_core::rating::{
@@ -22,10 +23,16 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
+/// What a rating case is given: the rating ports, and the store's own (a verify is recorded through
+/// the status port, as the collector records it, and read back through `verify_history`).
+pub trait RatingUnderTest: RatingStore + Store {}
+
+impl<T: RatingStore + Store> RatingUnderTest for T {}
+
 /// One specified behaviour of a rating store.
 pub struct RatingCase {
     pub name: &'static str,
-    pub run: fn(Arc<dyn RatingStore>) -> CaseFuture,
+    pub run: fn(Arc<dyn RatingUnderTest>) -> CaseFuture,
 }
 
 macro_rules! rating_cases {
@@ -40,19 +47,20 @@ pub fn rating_cases() -> Vec<RatingCase> {
         a_changed_version_or_currency_is_refused_whole_and_a_new_version_is_added,
         assignments_read_back_and_one_for_the_same_subscription_and_hour_is_replaced,
         a_draft_is_replaced_by_the_next_and_a_final_statement_never_changes,
+        every_scheduled_verify_is_kept_and_found_by_the_hours_it_covered,
     ]
 }
 
 /// Runs every rating case against a store from `make` (called once per case) and reports each.
 pub async fn run_rating<S, F, Fut>(make: F) -> Vec<Outcome>
 where
-    S: RatingStore + 'static,
+    S: RatingUnderTest + 'static,
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<S>>,
 {
     let mut outcomes = Vec::new();
     for case in rating_cases() {
-        let store: Arc<dyn RatingStore> = make().await;
+        let store: Arc<dyn RatingUnderTest> = make().await;
         outcomes.push(run_named(case.name, (case.run)(store)).await);
     }
     outcomes
@@ -87,7 +95,7 @@ fn book(id: &str, currency: &str, versions: &[(u32, &str, &str)]) -> PriceBook {
     serde_json::from_value::<PriceBook>(json).unwrap().validated().unwrap()
 }
 
-async fn a_book_reads_back_exactly_and_importing_it_again_adds_nothing(store: Arc<dyn RatingStore>) {
+async fn a_book_reads_back_exactly_and_importing_it_again_adds_nothing(store: Arc<dyn RatingUnderTest>) {
     let id = unique("book");
     let imported =
         book(&id, "EUR", &[(2, "2026-06-01T00:00:00Z", "0.005"), (1, "2026-01-01T00:00:00Z", "0.004")]);
@@ -98,7 +106,7 @@ async fn a_book_reads_back_exactly_and_importing_it_again_adds_nothing(store: Ar
 }
 
 async fn a_changed_version_or_currency_is_refused_whole_and_a_new_version_is_added(
-    store: Arc<dyn RatingStore>,
+    store: Arc<dyn RatingUnderTest>,
 ) {
     let id = unique("book");
     store.add_book_versions(&book(&id, "USD", &[(1, "2026-01-01T00:00:00Z", "0.004")])).await.unwrap();
@@ -117,7 +125,7 @@ async fn a_changed_version_or_currency_is_refused_whole_and_a_new_version_is_add
 }
 
 async fn assignments_read_back_and_one_for_the_same_subscription_and_hour_is_replaced(
-    store: Arc<dyn RatingStore>,
+    store: Arc<dyn RatingUnderTest>,
 ) {
     let sub = unique("cust");
     let at = |book: &str, from: &str| Assignment {
@@ -200,7 +208,9 @@ fn statement(book_id: &str, sub: &str, settled: bool, quantity: &str) -> Stateme
     Statements::new(&books, &assignments, StatementSettings::default()).build(&request)
 }
 
-async fn a_draft_is_replaced_by_the_next_and_a_final_statement_never_changes(store: Arc<dyn RatingStore>) {
+async fn a_draft_is_replaced_by_the_next_and_a_final_statement_never_changes(
+    store: Arc<dyn RatingUnderTest>,
+) {
     let (book_id, sub) = (unique("book"), unique("cust"));
     let month: Month = "2026-03".parse().unwrap();
     let first = statement(&book_id, &sub, false, "1.5000000000");
@@ -230,4 +240,33 @@ async fn a_draft_is_replaced_by_the_next_and_a_final_statement_never_changes(sto
             .iter()
             .all(|s| s.billing_subscription_id != sub)
     );
+}
+
+async fn every_scheduled_verify_is_kept_and_found_by_the_hours_it_covered(store: Arc<dyn RatingUnderTest>) {
+    // Given a stamp verified on three days, the second with drift
+    let s = crate::fixtures::stamp(&unique("verified"));
+    store.insert_stamp(&s).await.unwrap();
+    let range = |from: &str, to: &str| ReportedWindow::new(t(from), t(to)).unwrap();
+    let days = [
+        ("2026-11-30T06:00:00Z", range("2026-11-28T05:00:00Z", "2026-11-30T05:00:00Z"), 0),
+        ("2026-12-01T06:00:00Z", range("2026-11-29T05:00:00Z", "2026-12-01T05:00:00Z"), 2),
+        ("2026-12-02T06:00:00Z", range("2026-11-30T05:00:00Z", "2026-12-02T05:00:00Z"), 0),
+    ];
+    for (at, range, missing) in days {
+        let drift = DriftCounts { missing, extra: 0, changed: 0 };
+        let verified = azs_core::status::LastVerified { at: t(at), range };
+        store.record_verified(&s.id, &verified, &drift).await.unwrap();
+    }
+
+    // When the verifies touching the last day of November and the first of December are asked for
+    let found =
+        store.verify_history(&s.id, range("2026-11-30T00:00:00Z", "2026-12-02T00:00:00Z")).await.unwrap();
+
+    // Then all three are there, oldest first, with their drift (the status row keeps only the last);
+    // a range none touched finds none
+    let seen: Vec<_> = found.iter().map(|v| (v.at, v.range, v.drift.missing)).collect();
+    assert_eq!(seen, days.iter().map(|(at, r, m)| (t(at), *r, *m)).collect::<Vec<_>>());
+    let none =
+        store.verify_history(&s.id, range("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z")).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
 }

@@ -11,8 +11,17 @@ const PRICE: &str = "0.0123";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collected_usage_becomes_a_statement_equal_to_the_ground_truth_priced_by_hand() {
+    collected_usage_becomes_a_statement_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_collected_usage_becomes_a_statement_equal_to_the_ground_truth_priced_by_hand() {
+    collected_usage_becomes_a_statement_on(Backend::fresh_postgres("rating").await).await;
+}
+
+async fn collected_usage_becomes_a_statement_on(backend: Backend) {
     // Given a stamp collected for a few hours, every tenant subscription mapped to one customer
-    let world = World::start(|_| vec![plain(0, 3)], 4, 50).await;
+    let world = World::start_on(backend, |_| vec![plain(0, 3)], 4, 50).await;
     let out = world.run(&["collect"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let truth = world.truth(0, world.horizon());

@@ -1,6 +1,6 @@
 //! The ports rating reads and writes through: price books and assignments, and statements. Apart
-//! from [`crate::ports::Store`]: the collector never needs them, and a store gains them on its own
-//! schedule (SQLite first).
+//! from [`crate::ports::Store`]: the collector never needs them. Every store keeps them (the parity
+//! check in `tests/store-conformance` holds each to SQLite's).
 //!
 //! Two rules every implementation keeps, in the database itself where it can:
 //! - a stored book version is never edited (importing it again unchanged is a no-op; changed, it is

@@ -1,6 +1,6 @@
 //! The shared store specification (`azs-store-conformance`), against a real PostgreSQL server: every
 //! case on one database shared by all (as a long-lived deployment sees it), in a database made fresh
-//! for this run, after two cold starts migrated it at once.
+//! for this run, after two cold starts migrated it at once; the rating cases too, on the same database.
 
 use crate::server::Fresh;
 use azs_store_postgres::{LATEST_VERSION, PostgresStore};
@@ -24,7 +24,13 @@ async fn postgres_conforms_to_the_store_specification() {
         async move { store }
     })
     .await;
+    let rating = azs_store_conformance::rating::run_rating(|| {
+        let store = Arc::clone(&store);
+        async move { store }
+    })
+    .await;
     drop(store);
     db.drop_now().await;
     azs_store_conformance::assert_all_passed(&outcomes);
+    azs_store_conformance::assert_all_passed(&rating);
 }

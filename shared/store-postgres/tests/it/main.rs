@@ -4,4 +4,5 @@
 
 mod concurrency;
 mod conformance;
+mod rating;
 mod server;

@@ -1,45 +1,8 @@
-//! What SQLite keeps for rating beyond the shared specification: every scheduled verify (the status
-//! row keeps only the last), and the never-edit rules held by the database itself, whatever code
+//! What SQLite keeps for rating beyond the shared specification (which covers every scheduled verify,
+//! `azs_store_conformance::rating`): the never-edit rules held by the database itself, whatever code
 //! writes to it.
 
-use azs_core::ports::{StampRegistry, StatusStore};
-use azs_core::rating::ports::StatementStore;
-use azs_core::status::{DriftCounts, LastVerified};
-use azs_core::window::ReportedWindow;
-use azs_store_conformance::fixtures::{stamp, t};
 use azs_store_sqlite::SqliteStore;
-
-fn range(from: &str, to: &str) -> ReportedWindow {
-    ReportedWindow::new(t(from), t(to)).unwrap()
-}
-
-#[tokio::test]
-async fn every_scheduled_verify_is_kept_and_found_by_the_hours_it_covered() {
-    // Given a stamp verified on three days, the second with drift
-    let store = SqliteStore::open_in_memory().unwrap();
-    let s = stamp("verified");
-    store.insert_stamp(&s).await.unwrap();
-    let days = [
-        ("2026-11-30T06:00:00Z", range("2026-11-28T05:00:00Z", "2026-11-30T05:00:00Z"), 0),
-        ("2026-12-01T06:00:00Z", range("2026-11-29T05:00:00Z", "2026-12-01T05:00:00Z"), 2),
-        ("2026-12-02T06:00:00Z", range("2026-11-30T05:00:00Z", "2026-12-02T05:00:00Z"), 0),
-    ];
-    for (at, range, missing) in days {
-        let drift = DriftCounts { missing, extra: 0, changed: 0 };
-        store.record_verified(&s.id, &LastVerified { at: t(at), range }, &drift).await.unwrap();
-    }
-
-    // When the verifies touching the last day of November and the first of December are asked for
-    let found =
-        store.verify_history(&s.id, range("2026-11-30T00:00:00Z", "2026-12-02T00:00:00Z")).await.unwrap();
-
-    // Then all three are there, oldest first, with their drift; a range none touched finds none
-    let seen: Vec<_> = found.iter().map(|v| (v.at, v.range, v.drift.missing)).collect();
-    assert_eq!(seen, days.iter().map(|(at, r, m)| (t(at), *r, *m)).collect::<Vec<_>>());
-    let none =
-        store.verify_history(&s.id, range("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z")).await.unwrap();
-    assert!(none.is_empty());
-}
 
 #[test]
 fn the_database_itself_refuses_to_edit_a_stored_book_version_or_a_final_statement() {

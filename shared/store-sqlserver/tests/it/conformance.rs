@@ -1,4 +1,4 @@
-//! The shared store conformance suite, against a real SQL Server or Azure SQL database.
+//! The shared store conformance suite (the rating cases too), against a real SQL Server or Azure SQL database.
 //!
 //! No SQL Server runs on our machines or in CI, so this runs only when `AZS_USAGE_TEST_SQLSERVER` holds
 //! a connection string (ADO.NET or `sqlserver://`); otherwise it says so on stderr and checks nothing.
@@ -50,10 +50,16 @@ async fn sql_server_conformance_suite_runs_only_against_a_real_server() {
         async move { store }
     })
     .await;
+    let rating = azs_store_conformance::rating::run_rating(|| {
+        let store = Arc::clone(&store);
+        async move { store }
+    })
+    .await;
     let own = quantities_the_column_cannot_hold_are_refused_naming_stamp_and_window(store.as_ref()).await;
     let dropped = store.drop_schema().await;
 
     azs_store_conformance::assert_all_passed(&outcomes);
+    azs_store_conformance::assert_all_passed(&rating);
     own.unwrap_or_else(|e| panic!("SQL Server's own case failed: {e}"));
     dropped.expect("the test schema is dropped");
 }

@@ -7,7 +7,8 @@
 //! - a store answers a port method with a constant (`Ok(None)`, `Ok(Vec::new())`, `Ok(())`, ...),
 //!   `todo!()`/`unimplemented!()`, or ignores every argument (`_name`), where the SQLite store does
 //!   not;
-//! - a store's conformance test runs less than every case, or a case is written but never listed.
+//! - a store's conformance test runs less than every case, or a case is written but never listed;
+//!   the same for rating's ports (`PriceBookStore`, `StatementStore`) and their cases.
 
 use quote::ToTokens;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +16,10 @@ use std::path::{Path, PathBuf};
 
 /// The reference store and the others held to it.
 const REFERENCE: &str = "shared/store-sqlite";
-const STORES: &[&str] = &["shared/store-sqlserver"];
+const STORES: &[&str] = &["shared/store-sqlserver", "shared/store-postgres"];
+
+/// Rating's ports: a store keeps them beside `Store`, not inside it.
+const RATING_PORTS: &[&str] = &["PriceBookStore", "StatementStore"];
 
 /// Port methods a store may leave at the trait's default although the reference overrides them: the
 /// default is a complete implementation, the override only a faster one.
@@ -54,9 +58,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 type Port = BTreeMap<String, bool>;
 
 /// Where the traits `Store` is made of are declared.
-const PORT_FILES: &[&str] = &["shared/core/src/ports/store.rs", "shared/core/src/audit.rs"];
+const PORT_FILES: &[&str] =
+    &["shared/core/src/ports/store.rs", "shared/core/src/audit.rs", "shared/core/src/rating/ports.rs"];
 
-/// The traits `Store` is made of (and their supertraits), from [`PORT_FILES`].
+/// The traits `Store` and `RatingStore` are made of (and their supertraits), from [`PORT_FILES`].
 fn store_ports() -> BTreeMap<String, Port> {
     let files: Vec<syn::File> = PORT_FILES.iter().map(|f| parse(&root().join(f))).collect();
     let traits: BTreeMap<String, &syn::ItemTrait> = files
@@ -79,6 +84,7 @@ fn store_ports() -> BTreeMap<String, Port> {
     };
     let mut ports = BTreeMap::new();
     let mut pending = supertraits(traits["Store"]);
+    pending.extend(supertraits(traits["RatingStore"]));
     while let Some(name) = pending.pop() {
         let t = traits[&name];
         pending.extend(supertraits(t));
@@ -208,6 +214,8 @@ fn every_store_implements_every_port_method_the_sqlite_store_implements() {
     assert!(ports.contains_key("StampRegistry") && ports.contains_key("UsageLedger"), "{ports:?}");
     assert!(ports["StampRegistry"].contains_key("tombstone"));
     assert!(ports.contains_key("AuditTrail") && ports.contains_key("AuditedMappingStore"), "{ports:?}");
+    assert!(RATING_PORTS.iter().all(|p| ports.contains_key(*p)), "{ports:?}");
+    assert!(ports["StatementStore"].contains_key("verify_history"));
     let mut all = Vec::new();
     for store in STORES {
         all.extend(gaps(store));
@@ -270,6 +278,20 @@ fn written_cases() -> BTreeSet<String> {
     names
 }
 
+/// The `name` of every `async fn name(store: Arc<dyn RatingUnderTest>)` in the rating cases' source.
+fn written_rating_cases() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for item in parse(&root().join("tests/store-conformance/src/rating.rs")).items {
+        if let syn::Item::Fn(f) = item
+            && f.sig.asyncness.is_some()
+            && f.sig.inputs.iter().any(|a| a.to_token_stream().to_string().contains("dyn RatingUnderTest"))
+        {
+            names.insert(f.sig.ident.to_string());
+        }
+    }
+    names
+}
+
 #[test]
 fn every_written_case_is_listed_and_every_store_runs_the_whole_list() {
     let listed: BTreeSet<String> = azs_store_conformance::cases().iter().map(|c| c.name.to_owned()).collect();
@@ -282,10 +304,24 @@ fn every_written_case_is_listed_and_every_store_runs_the_whole_list() {
     assert!(
         listed.contains("removing_a_stamp_leaves_a_tombstone_with_its_watermark_that_registering_consumes")
     );
+    let rating_listed: BTreeSet<String> =
+        azs_store_conformance::rating::rating_cases().iter().map(|c| c.name.to_owned()).collect();
+    let rating_written = written_rating_cases();
+    assert!(rating_written.len() >= 5, "{rating_written:?}");
+    let unlisted: Vec<_> = rating_written.difference(&rating_listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "rating cases written but not in rating_cases(), so no store runs them: {unlisted:?}"
+    );
 
     for store in std::iter::once(&REFERENCE).chain(STORES) {
         let path = root().join(store).join("tests/it/conformance.rs");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // run_rating runs every case of rating_cases().
+        assert!(
+            text.contains("azs_store_conformance::rating::run_rating("),
+            "{store} does not run the rating cases"
+        );
         // run_all runs every case of cases(); a store that picked cases itself (run_case, cases()) could
         // leave one out.
         assert!(text.contains("azs_store_conformance::run_all("), "{store} does not run every case");
