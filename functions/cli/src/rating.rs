@@ -378,7 +378,7 @@ fn print_statement(s: &Statement, json: bool) -> Result<()> {
 pub(crate) async fn margin(services: &Services, month: Month, json: bool) -> Result<ExitCode> {
     let service = StatementService {
         store: services.store.clone(),
-        rating: open_rating_store(&services.config)?,
+        rating: open_rating_store(&services.config).await?,
         settings: StatementSettings::default(),
     };
     let report = azs_app::margin::month_margin(&service, month, Utc::now()).await?;
