@@ -6,4 +6,5 @@ mod credential_sources;
 mod metrics;
 mod outbound;
 mod serve;
+mod statements;
 mod webhook;
