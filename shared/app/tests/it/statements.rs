@@ -37,11 +37,11 @@ fn world() -> World {
     World { _dir: dir, store, service }
 }
 
-fn window(from: &str, to: &str) -> ReportedWindow {
+pub(crate) fn window(from: &str, to: &str) -> ReportedWindow {
     ReportedWindow::new(t(from), t(to)).unwrap()
 }
 
-async fn map(store: &SqliteStore, stamp: &azs_core::StampId, tenant: &str, customer: &str) {
+pub(crate) async fn map(store: &SqliteStore, stamp: &azs_core::StampId, tenant: &str, customer: &str) {
     let mapping = SubscriptionMapping {
         stamp_id: stamp.clone(),
         external_subscription_id: tenant.to_lowercase(),
@@ -52,7 +52,7 @@ async fn map(store: &SqliteStore, stamp: &azs_core::StampId, tenant: &str, custo
 }
 
 /// One book pricing VM hours at 0.50 EUR, the default for everyone since 2020.
-async fn priced(store: &SqliteStore) {
+pub(crate) async fn priced(store: &SqliteStore) {
     let book: PriceBook = serde_json::from_value(serde_json::json!({
         "id": "standard", "currency": {"code": "EUR", "minorUnits": 2},
         "versions": [{"version": 1, "effectiveFrom": "2020-01-01T00:00:00Z", "meters": [
@@ -71,7 +71,7 @@ async fn priced(store: &SqliteStore) {
 
 /// `cust-ready` on a stamp collected past November plus the settle delay and verified clean over
 /// its last hours; `cust-behind` on a stamp collected only to 20 November. Returns the second stamp.
-async fn november(store: &SqliteStore) -> azs_core::StampId {
+pub(crate) async fn november(store: &SqliteStore) -> azs_core::StampId {
     let ready = registered_and_leased(store, "ready").await;
     map(store, &ready.id, TENANT_A, "cust-ready").await;
     let rows = [vm_usage(TENANT_A, "vm-1", "2026-11-10T05:00:00Z", "3")];
