@@ -108,6 +108,7 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         .route("/audit", get(audit::list))
         .route("/price-books", get(rating::list_books).post(rating::import_book))
         .route("/price-books/{book_id}", get(rating::show_book))
+        .route("/price-books/{book_id}/diff", get(rating::diff_book))
         .route("/assignments", get(rating::list_assignments).put(rating::set_assignment))
         .route("/statements", get(rating::list_statements))
         .route("/statements/{billing_subscription_id}/{month}", get(rating::show_statement))

@@ -92,6 +92,29 @@ pub async fn show_book(State(app): State<App>, BookPath(id): BookPath) -> Result
         .ok_or_else(|| not_found(format!("No price book {id:?}.")))
 }
 
+/// What differs between two versions of a book, as `azs-usage price-book diff` prints it.
+#[derive(Debug, Serialize)]
+pub struct BookDiff {
+    pub lines: Vec<String>,
+}
+
+pub async fn diff_book(
+    State(app): State<App>,
+    BookPath(id): BookPath,
+    Versions(from, to): Versions,
+) -> Result<Json<BookDiff>, Problem> {
+    let books = service(&app)?.rating.price_books().await.map_err(unavailable)?;
+    let book =
+        books.iter().find(|b| b.id == id).ok_or_else(|| not_found(format!("No price book {id:?}.")))?;
+    let version = |n: u32| {
+        book.versions
+            .iter()
+            .find(|v| v.version == n)
+            .ok_or_else(|| not_found(format!("Price book {id:?} has no version {n}.")))
+    };
+    Ok(Json(BookDiff { lines: crate::rating::book_diff(version(from)?, version(to)?) }))
+}
+
 pub async fn list_assignments(State(app): State<App>, page: PageRequest) -> Result<Response, Problem> {
     let assignments = service(&app)?.rating.assignments().await.map_err(unavailable)?;
     // The default (no subscription) sorts first; then by subscription and hour.
@@ -209,6 +232,37 @@ impl<S: Send + Sync> FromRequestParts<S> for StatementPath {
             .parse::<Month>()
             .map_err(|_| Problem::invalid_field("month", "must be a month as YYYY-MM"))?;
         Ok(StatementPath(subscription, month))
+    }
+}
+
+/// `?from=N&to=M`: the two versions to compare, each required once.
+pub struct Versions(pub u32, pub u32);
+
+impl<S: Send + Sync> FromRequestParts<S> for Versions {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let (mut from, mut to) = (None, None);
+        for (name, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+            let (field, slot) = match name.as_ref() {
+                "from" => ("from", &mut from),
+                "to" => ("to", &mut to),
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(Problem::invalid_field(field, "must be given at most once"));
+            }
+            *slot =
+                Some(value.parse::<u32>().map_err(|_| {
+                    Problem::invalid_field(field, "must be a version number (a whole number)")
+                })?);
+        }
+        let rule = "is required: a version number of the book";
+        match (from, to) {
+            (Some(from), Some(to)) => Ok(Versions(from, to)),
+            (None, _) => Err(Problem::invalid_field("from", rule)),
+            (_, None) => Err(Problem::invalid_field("to", rule)),
+        }
     }
 }
 

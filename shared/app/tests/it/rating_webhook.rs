@@ -128,6 +128,28 @@ async fn price_books_import_list_and_show_and_a_stored_version_is_never_edited()
     assert_eq!(shown.body["versions"][0]["meters"][0]["price"]["unitPrice"], "0.50");
     assert_eq!(api.get("/price-books/none").await.status, StatusCode::NOT_FOUND);
 
+    // And two versions diff as the CLI prints them; a version the book lacks is not found
+    let mut two = book("standard", "0.50");
+    let mut second = two["versions"][0].clone();
+    second["version"] = json!(2);
+    second["effectiveFrom"] = json!("2026-12-01T00:00:00Z");
+    second["meters"][0]["price"]["unitPrice"] = json!("0.55");
+    two["versions"].as_array_mut().unwrap().push(second);
+    assert_eq!(api.call(Method::POST, "/price-books", Some(&two)).await.status, StatusCode::CREATED);
+    let diff = api.get("/price-books/standard/diff?from=1&to=2").await;
+    assert_eq!(diff.status, StatusCode::OK, "{}", diff.body);
+    let lines: Vec<&str> =
+        diff.body["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("version 1 (2020-01-01T00:00:00+00:00) -> version 2"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("~ FAB6EB84500B4A09A8CA7358F8BBAEA5 ") && lines[1].contains("0.55"),
+        "{lines:?}"
+    );
+    assert_eq!(api.get("/price-books/standard/diff?from=1&to=9").await.status, StatusCode::NOT_FOUND);
+    let missing = api.get("/price-books/standard/diff?from=1").await;
+    assert_eq!(missing.field_errors(StatusCode::BAD_REQUEST)[0].0, "to");
+
     // And none of it without the token
     let anonymous = reqwest::get(format!("{}/price-books", api.base)).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
