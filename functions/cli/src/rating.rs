@@ -110,7 +110,7 @@ pub(crate) async fn price_book(config: &AppConfig, command: PriceBookCommand) ->
         PriceBookCommand::Diff { book, from, to } => {
             let book = find(&store.price_books().await?, &book)?;
             let (old, new) = (version_of(&book, from)?, version_of(&book, to)?);
-            for line in diff(old, new) {
+            for line in azs_app::rating::book_diff(old, new) {
                 say!("{line}");
             }
         }
@@ -166,47 +166,6 @@ fn print_version(book: &PriceBook, v: &BookVersion) {
     for m in &v.meters {
         say!("  {} {}", m.meter_id, serde_json::to_string(&m.price).unwrap_or_default());
     }
-}
-
-/// Lines of what differs: `+` added, `-` removed, `~` changed (meters, fees, tax, parent).
-fn diff(old: &BookVersion, new: &BookVersion) -> Vec<String> {
-    let mut lines = vec![format!(
-        "version {} ({}) -> version {} ({})",
-        old.version,
-        old.effective_from.to_rfc3339(),
-        new.version,
-        new.effective_from.to_rfc3339()
-    )];
-    for (label, a, b) in [
-        ("monthly fee", show(&old.monthly_fee), show(&new.monthly_fee)),
-        ("one-time fee", show(&old.one_time_fee), show(&new.one_time_fee)),
-        ("tax %", show(&old.tax_percent), show(&new.tax_percent)),
-        ("parent", show(&old.parent), show(&new.parent)),
-    ] {
-        if a != b {
-            lines.push(format!("~ {label}: {a} -> {b}"));
-        }
-    }
-    let json = |m: &azs_core::rating::MeterPrice| serde_json::to_string(m).unwrap_or_default();
-    for m in &old.meters {
-        match new.meters.iter().find(|n| n.meter_id == m.meter_id) {
-            None => lines.push(format!("- {} {}", m.meter_id, json(m))),
-            Some(n) if n != m => lines.push(format!("~ {} {} -> {}", m.meter_id, json(m), json(n))),
-            Some(_) => {}
-        }
-    }
-    for n in new.meters.iter().filter(|n| !old.meters.iter().any(|m| m.meter_id == n.meter_id)) {
-        lines.push(format!("+ {} {}", n.meter_id, json(n)));
-    }
-    if lines.len() == 1 {
-        lines.push("no differences".into());
-    }
-    lines
-}
-
-/// An optional value as its JSON text, `none` when absent.
-fn show<T: serde::Serialize>(value: &Option<T>) -> String {
-    value.as_ref().map_or_else(|| "none".into(), |v| serde_json::to_string(v).unwrap_or_default())
 }
 
 pub(crate) async fn statement(services: &Services, command: StatementCommand) -> Result<ExitCode> {

@@ -26,6 +26,9 @@ pub struct Administration {
     pub mappings: SubscriptionMapper,
     pub quarantine: QuarantineList,
     pub audit: AuditLog,
+    /// Price books, assignments and statements: `None` when the database keeps none (see
+    /// [`crate::rating::open_rating_store`]), and the webhook says so on their paths.
+    pub statements: Option<Arc<crate::rating::StatementService>>,
 }
 
 impl Administration {
@@ -48,6 +51,7 @@ impl Administration {
             mappings: SubscriptionMapper::new(directory.clone(), mappings),
             quarantine: QuarantineList::new(directory.clone(), quarantine),
             audit: AuditLog::new(directory, trail),
+            statements: None,
         }
     }
 }

@@ -6,13 +6,24 @@
 //!   otherwise one collection over every enabled stamp within the budget.
 //! - [`work`]: one queued stamp collected within the budget (the fan-out worker; it needs only the
 //!   fan-out, so a test can give it one with its own settings).
+//! - [`keep_statements`]: after the timer's collection (or fan-out), in what is left of its budget,
+//!   every billing subscription's draft of this month and last is brought up to date and last
+//!   month's is made final when it is proven complete. It runs in the timer rather than on its own
+//!   schedule: a draft is only worth rebuilding after usage may have arrived, and one timer means no
+//!   second schedule to configure on either platform. With queue fan-out, the drafts show what the
+//!   previous firing's workers committed.
 
 use crate::config::{FanOut, TimeBudget};
+use crate::rating::{Finalised, StatementService, open_rating_store};
 use crate::wiring::Services;
 use azs_core::collect::{RunRequest, RunSummary, Silent, StampSummary};
 use azs_core::fan_out::{Delivery, FanOutError, StampFanOut, WorkReport, WorkResult};
 use azs_core::ports::{StampQueue, StoreError};
+use azs_core::rating::statement::{NotComplete, StatementState};
+use azs_core::rating::{Month, StatementSettings};
 use azs_core::stamp::StampId;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,14 +68,16 @@ pub async fn timer(
     queue: Option<&dyn StampQueue>,
     budget: Duration,
 ) -> Result<TimerOutcome, TimerError> {
+    let deadline = Instant::now() + budget;
     if services.config.fan_out == FanOut::Queue {
         let queue = queue.ok_or(TimerError::NoQueue)?;
         let stamps = services.fan_out.enqueue_enabled(queue).await?;
         info!(stamps = stamps.len(), "stamp work enqueued");
+        statements_after_collection(services, deadline).await;
         return Ok(TimerOutcome::Enqueued(stamps));
     }
     info!(budget_s = budget.as_secs(), "collection starting");
-    let request = RunRequest { stamps: Vec::new(), deadline: Some(Instant::now() + budget) };
+    let request = RunRequest { stamps: Vec::new(), deadline: Some(deadline) };
     let summary = services.collector.run(request, Arc::new(Silent)).await?;
     for line in outcome_lines(&summary) {
         info!(outcome = %line, "stamp outcome");
@@ -72,7 +85,141 @@ pub async fn timer(
     if let Some(message) = failure_message(&summary) {
         error!(%message, "invocation failed");
     }
+    statements_after_collection(services, deadline).await;
     Ok(TimerOutcome::Collected(summary))
+}
+
+/// The timer's statement step: never fails the firing (collection is its job; a statement that
+/// could not be kept now is kept by the next firing), but says what it did in the log.
+async fn statements_after_collection(services: &Services, deadline: Instant) {
+    let rating = match open_rating_store(&services.config) {
+        Ok(rating) => rating,
+        Err(e) => {
+            info!(reason = %format!("{e:#}"), "statements not kept");
+            return;
+        }
+    };
+    let service =
+        StatementService { store: services.store.clone(), rating, settings: StatementSettings::default() };
+    let report = keep_statements(&service, Utc::now(), deadline).await;
+    for line in &report.lines {
+        info!(outcome = %line, "statement outcome");
+    }
+    info!(outcome = %report.summary(), "statements kept");
+}
+
+/// What the statement step did in one firing, counted, with a line for each statement that needs
+/// the operator's eye (blocked from finalising, or failed) and each one made final.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StatementsReport {
+    /// Made final by this firing.
+    pub finalised: usize,
+    /// Final before this firing (left untouched).
+    pub already_final: usize,
+    /// Drafts of the current month, brought up to date.
+    pub drafts: usize,
+    /// Drafts of the previous month that are not proven complete yet.
+    pub blocked: usize,
+    pub failed: usize,
+    /// Statements the budget left for the next firing.
+    pub deferred: usize,
+    /// `false` when no price book is imported: rating is not in use, nothing was built.
+    pub rating_in_use: bool,
+    /// `cust-a 2026-11: final, total 12.34 EUR`, `cust-b 2026-11: draft, not final: ...`.
+    pub lines: Vec<String>,
+}
+
+impl StatementsReport {
+    /// The one line the timer logs for its statement step.
+    pub fn summary(&self) -> String {
+        if !self.rating_in_use {
+            return "no price book imported: no statements built".into();
+        }
+        let mut line = format!(
+            "statements: {} finalised, {} already final, {} current drafts, {} blocked, {} failed",
+            self.finalised, self.already_final, self.drafts, self.blocked, self.failed
+        );
+        if self.deferred > 0 {
+            let _ = write!(line, ", {} left for the next firing (budget)", self.deferred);
+        }
+        line
+    }
+}
+
+/// Keeps every mapped billing subscription's statements current at `now`: the current month's draft
+/// rebuilt, the previous month's rebuilt and made final when proven complete (a final one is never
+/// touched). Stops starting new statements at `deadline`. One statement's failure is counted and
+/// named, never stops the others.
+pub async fn keep_statements(
+    service: &StatementService,
+    now: DateTime<Utc>,
+    deadline: Instant,
+) -> StatementsReport {
+    let mut report = StatementsReport::default();
+    match service.rating.price_books().await {
+        Ok(books) if books.is_empty() => return report,
+        Ok(_) => report.rating_in_use = true,
+        Err(e) => {
+            report.rating_in_use = true;
+            report.failed += 1;
+            report.lines.push(format!("price books could not be read: {e}"));
+            return report;
+        }
+    }
+    let subscriptions: BTreeSet<String> = match service.store.list_mappings(None).await {
+        Ok(mappings) => mappings.into_iter().map(|m| m.billing_subscription_id).collect(),
+        Err(e) => {
+            report.failed += 1;
+            report.lines.push(format!("mappings could not be read: {e}"));
+            return report;
+        }
+    };
+    let current = Month::of(now);
+    let previous = Month::of(current.start() - chrono::Duration::hours(1));
+    let mut pending = subscriptions.len() * 2;
+    for subscription in &subscriptions {
+        for (month, finalise) in [(previous, true), (current, false)] {
+            if Instant::now() >= deadline {
+                report.deferred = pending;
+                return report;
+            }
+            pending -= 1;
+            let label = format!("{subscription} {month}");
+            if !finalise {
+                match service.refresh(subscription, month, now).await {
+                    Ok(_) => report.drafts += 1,
+                    Err(e) => {
+                        report.failed += 1;
+                        report.lines.push(format!("{label}: not kept: {e:#}"));
+                    }
+                }
+                continue;
+            }
+            match service.finalize(subscription, month, now).await {
+                Ok(Finalised::Final(statement)) => match statement.state {
+                    StatementState::Final { finalized_at } if finalized_at == now => {
+                        report.finalised += 1;
+                        report.lines.push(format!(
+                            "{label}: final, total {}{}",
+                            statement.total,
+                            statement.currency.map(|c| format!(" {}", c.code)).unwrap_or_default()
+                        ));
+                    }
+                    _ => report.already_final += 1,
+                },
+                Ok(Finalised::Blocked(_, NotComplete { blockers, .. })) => {
+                    report.blocked += 1;
+                    let why: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+                    report.lines.push(format!("{label}: draft, not final: {}", why.join("; ")));
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    report.lines.push(format!("{label}: not kept: {e:#}"));
+                }
+            }
+        }
+    }
+    report
 }
 
 /// One queued stamp: collected within `budget`, continued, skipped or dead-lettered ([`WorkResult::Done`],

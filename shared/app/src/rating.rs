@@ -17,7 +17,7 @@ use azs_core::rating::ports::RatingStore;
 use azs_core::rating::rerate::{Rerate, add_rerate, carry_rerates, counted_by_final, price_differences};
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{
-    Assignments, Month, PriceBooks, RatableRow, StampEvidence, Statement, StatementRequest,
+    Assignments, BookVersion, Month, PriceBooks, RatableRow, StampEvidence, Statement, StatementRequest,
     StatementSettings, Statements, SubscriptionTerm, finalize,
 };
 use azs_core::window::ReportedWindow;
@@ -225,4 +225,46 @@ impl StatementService {
         };
         Ok(Statements::new(&books, &assignments, self.settings).build(&request))
     }
+}
+
+/// Lines of what differs between two versions of a book (`azs-usage price-book diff`, `GET
+/// /price-books/{id}/diff`): the header line, then `+` added, `-` removed, `~` changed (meters, fees, tax, parent).
+pub fn book_diff(old: &BookVersion, new: &BookVersion) -> Vec<String> {
+    let mut lines = vec![format!(
+        "version {} ({}) -> version {} ({})",
+        old.version,
+        old.effective_from.to_rfc3339(),
+        new.version,
+        new.effective_from.to_rfc3339()
+    )];
+    for (label, a, b) in [
+        ("monthly fee", show(&old.monthly_fee), show(&new.monthly_fee)),
+        ("one-time fee", show(&old.one_time_fee), show(&new.one_time_fee)),
+        ("tax %", show(&old.tax_percent), show(&new.tax_percent)),
+        ("parent", show(&old.parent), show(&new.parent)),
+    ] {
+        if a != b {
+            lines.push(format!("~ {label}: {a} -> {b}"));
+        }
+    }
+    let json = |m: &azs_core::rating::MeterPrice| serde_json::to_string(m).unwrap_or_default();
+    for m in &old.meters {
+        match new.meters.iter().find(|n| n.meter_id == m.meter_id) {
+            None => lines.push(format!("- {} {}", m.meter_id, json(m))),
+            Some(n) if n != m => lines.push(format!("~ {} {} -> {}", m.meter_id, json(m), json(n))),
+            Some(_) => {}
+        }
+    }
+    for n in new.meters.iter().filter(|n| !old.meters.iter().any(|m| m.meter_id == n.meter_id)) {
+        lines.push(format!("+ {} {}", n.meter_id, json(n)));
+    }
+    if lines.len() == 1 {
+        lines.push("no differences".into());
+    }
+    lines
+}
+
+/// An optional value as its JSON text, `none` when absent.
+fn show<T: serde::Serialize>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "none".into(), |v| serde_json::to_string(v).unwrap_or_default())
 }

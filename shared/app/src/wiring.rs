@@ -40,6 +40,13 @@ impl Services {
             mappings: self.mapper.clone(),
             quarantine: crate::quarantine::QuarantineList::new(self.store.clone(), self.store.clone()),
             audit: self.audit(),
+            statements: crate::rating::open_rating_store(&self.config).ok().map(|rating| {
+                Arc::new(crate::rating::StatementService {
+                    store: self.store.clone(),
+                    rating,
+                    settings: azs_core::rating::StatementSettings::default(),
+                })
+            }),
         }
     }
 

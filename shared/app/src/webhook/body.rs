@@ -227,7 +227,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Verify {
     }
 }
 
-async fn path_params(parts: &mut Parts) -> Result<HashMap<String, String>, Problem> {
+pub(super) async fn path_params(parts: &mut Parts) -> Result<HashMap<String, String>, Problem> {
     Path::<HashMap<String, String>>::from_request_parts(parts, &())
         .await
         .map(|Path(params)| params)

@@ -1,4 +1,5 @@
-//! The registration webhook: stamps and their subscription mappings managed over HTTP, in front of
+//! The registration webhook: stamps and their subscription mappings managed over HTTP (and price
+//! books, assignments and statements), in front of
 //! stamp and mapping administration ([`Administration`]). One [`axum::Router`] serves every platform
 //! unchanged: AWS Lambda (`lambda_http`), the Azure Functions custom handler (mounted under `/api` with [`router_with_prefix`]) and `azs-usage serve`.
 //!
@@ -20,6 +21,7 @@ mod mappings;
 mod page;
 mod problem;
 mod quarantine;
+mod rating;
 mod stamps;
 
 pub use auth::{
@@ -48,6 +50,8 @@ struct App {
     mapper: SubscriptionMapper,
     quarantine: crate::quarantine::QuarantineList,
     audit: crate::audit::AuditLog,
+    /// Price books, assignments and statements; `None` when the database keeps none.
+    statements: Option<Arc<crate::rating::StatementService>>,
     base: Arc<str>,
 }
 
@@ -87,6 +91,7 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         mapper: administration.mappings,
         quarantine: administration.quarantine,
         audit: administration.audit,
+        statements: administration.statements,
         base: prefix.into(),
     };
     let api = Router::new()
@@ -101,6 +106,13 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         .route("/stamps/{id}/unmapped", get(mappings::unmapped))
         .route("/quarantine", get(quarantine::list))
         .route("/audit", get(audit::list))
+        .route("/price-books", get(rating::list_books).post(rating::import_book))
+        .route("/price-books/{book_id}", get(rating::show_book))
+        .route("/price-books/{book_id}/diff", get(rating::diff_book))
+        .route("/assignments", get(rating::list_assignments).put(rating::set_assignment))
+        .route("/statements", get(rating::list_statements))
+        .route("/statements/{billing_subscription_id}/{month}", get(rating::show_statement))
+        .route("/statements/{billing_subscription_id}/{month}/finalize", post(rating::finalize_statement))
         .with_state(app);
     let routed = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
     // `Router::layer` wraps every route and the fallback, so unknown paths and wrong methods are

@@ -153,7 +153,7 @@ impl Problem {
         )
     }
 
-    fn with_member(mut self, name: &str, value: Value) -> Self {
+    pub(super) fn with_member(mut self, name: &str, value: Value) -> Self {
         self.members.insert(name.to_owned(), value);
         self
     }

@@ -5,5 +5,7 @@ mod collector_panic;
 mod credential_sources;
 mod metrics;
 mod outbound;
+mod rating_webhook;
 mod serve;
+mod statements;
 mod webhook;

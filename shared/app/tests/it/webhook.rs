@@ -2084,7 +2084,12 @@ async fn openapi_document_matches_the_router() {
     let app = Harness::with_stamp().await;
     let id = app.register(&app.stamp_registration()).await;
     let concrete = |template: &str| {
-        template.replace("{id}", &id).replace("{externalSubscriptionId}", TENANT_SUBSCRIPTION)
+        template
+            .replace("{id}", &id)
+            .replace("{externalSubscriptionId}", TENANT_SUBSCRIPTION)
+            .replace("{bookId}", "standard")
+            .replace("{billingSubscriptionId}", "cust-a")
+            .replace("{month}", "2026-11")
     };
 
     let schemas = &doc["components"]["schemas"];

@@ -1,0 +1,292 @@
+//! `/price-books`, `/assignments` and `/statements`: rating over HTTP, as `azs-usage price-book` and
+//! `azs-usage statement` do it from the shell, through the same [`StatementService`] and store.
+//!
+//! Listings page like every listing (`limit`, `cursor`). A book whose content breaks a rule answers
+//! 422 naming each field (`versions[0].meters[1].price.unitPrice`); a version stored with other
+//! content or a currency changed answers 409 (a stored version is never edited); a statement that is
+//! not proven complete answers 409 with its blockers, kept as a draft. A database without a rating
+//! store (only SQLite has one so far) answers 404 on these paths, saying so.
+
+use super::App;
+use super::body::{JsonBody, path_params};
+use super::page::PageRequest;
+use super::problem::Problem;
+use crate::rating::{Finalised, StatementService};
+use crate::registrar::RegistrationError;
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use azs_core::mapping::{BILLING_SUBSCRIPTION_ID_RULE, is_billing_subscription_id};
+use azs_core::rating::ports::RatingStoreError;
+use azs_core::rating::{Assignment, Month, PriceBook, Statement};
+use serde::Serialize;
+use serde_json::json;
+use std::sync::Arc;
+
+const CONFLICT: &str = "tag:azs-usage,2026:problem:price-book-conflict";
+const NOT_COMPLETE: &str = "tag:azs-usage,2026:problem:statement-not-complete";
+const NOT_FOUND: &str = "tag:azs-usage,2026:problem:rating-not-found";
+const NOT_KEPT: &str = "tag:azs-usage,2026:problem:rating-not-kept";
+
+fn service(app: &App) -> Result<&Arc<StatementService>, Problem> {
+    app.statements.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            NOT_KEPT,
+            "No rating in this database",
+            "Price books and statements are kept in the SQLite store only, so far; this database has none.",
+        )
+    })
+}
+
+/// A store failure: the database is unavailable (503, the reason logged, not shown).
+fn unavailable(e: impl std::fmt::Display) -> Problem {
+    Problem::from_registration(RegistrationError::Unavailable(e.to_string()), "")
+}
+
+fn not_found(detail: String) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, NOT_FOUND, "Not found", detail)
+}
+
+pub async fn list_books(State(app): State<App>, page: PageRequest) -> Result<Response, Problem> {
+    let books = service(&app)?.rating.price_books().await.map_err(unavailable)?;
+    Ok(page.answer(books, |b| b.id.clone()))
+}
+
+/// What importing a book did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Imported {
+    pub id: String,
+    pub versions_added: u64,
+}
+
+pub async fn import_book(
+    State(app): State<App>,
+    JsonBody(book): JsonBody<PriceBook>,
+) -> Result<Response, Problem> {
+    // Well-formed JSON that breaks a book's rules is a 422 naming each field: the document's schema
+    // says what a book looks like, the rules (one currency, ascending versions, bounded prices) are ours.
+    let book = book.validated().map_err(Problem::unusable_fields)?;
+    let added = service(&app)?.rating.add_book_versions(&book).await.map_err(|e| match e {
+        RatingStoreError::Store(e) => unavailable(e),
+        other => Problem::new(
+            StatusCode::CONFLICT,
+            CONFLICT,
+            "The price book conflicts with the stored one",
+            other.to_string(),
+        ),
+    })?;
+    let status = if added > 0 { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(Imported { id: book.id, versions_added: added })).into_response())
+}
+
+pub async fn show_book(State(app): State<App>, BookPath(id): BookPath) -> Result<Json<PriceBook>, Problem> {
+    let books = service(&app)?.rating.price_books().await.map_err(unavailable)?;
+    books
+        .into_iter()
+        .find(|b| b.id == id)
+        .map(Json)
+        .ok_or_else(|| not_found(format!("No price book {id:?}.")))
+}
+
+/// What differs between two versions of a book, as `azs-usage price-book diff` prints it.
+#[derive(Debug, Serialize)]
+pub struct BookDiff {
+    pub lines: Vec<String>,
+}
+
+pub async fn diff_book(
+    State(app): State<App>,
+    BookPath(id): BookPath,
+    Versions(from, to): Versions,
+) -> Result<Json<BookDiff>, Problem> {
+    let books = service(&app)?.rating.price_books().await.map_err(unavailable)?;
+    let book =
+        books.iter().find(|b| b.id == id).ok_or_else(|| not_found(format!("No price book {id:?}.")))?;
+    let version = |n: u32| {
+        book.versions
+            .iter()
+            .find(|v| v.version == n)
+            .ok_or_else(|| not_found(format!("Price book {id:?} has no version {n}.")))
+    };
+    Ok(Json(BookDiff { lines: crate::rating::book_diff(version(from)?, version(to)?) }))
+}
+
+pub async fn list_assignments(State(app): State<App>, page: PageRequest) -> Result<Response, Problem> {
+    let assignments = service(&app)?.rating.assignments().await.map_err(unavailable)?;
+    // The default (no subscription) sorts first; then by subscription and hour.
+    Ok(page.answer(assignments, |a| {
+        format!(
+            "{}\u{1}{}",
+            a.billing_subscription_id.as_deref().unwrap_or(""),
+            a.effective_from.to_rfc3339()
+        )
+    }))
+}
+
+pub async fn set_assignment(
+    State(app): State<App>,
+    JsonBody(assignment): JsonBody<Assignment>,
+) -> Result<Json<Assignment>, Problem> {
+    let assignment = assignment.validated().map_err(Problem::unusable_fields)?;
+    let service = service(&app)?;
+    let books = service.rating.price_books().await.map_err(unavailable)?;
+    if !books.iter().any(|b| b.id == assignment.book_id) {
+        let mut errors = azs_core::ValidationErrors::default();
+        errors.push("bookId", "must name an imported price book");
+        return Err(Problem::unusable_fields(errors));
+    }
+    service.rating.set_assignment(&assignment).await.map_err(unavailable)?;
+    Ok(Json(assignment))
+}
+
+pub async fn list_statements(
+    State(app): State<App>,
+    MonthQuery(month): MonthQuery,
+    page: PageRequest,
+) -> Result<Response, Problem> {
+    let statements = service(&app)?.rating.statements(month).await.map_err(unavailable)?;
+    Ok(page.answer(statements, |s| format!("{}\u{1}{}", s.billing_subscription_id, s.month)))
+}
+
+/// The statement as it stands: the final one, or a fresh draft (kept).
+pub async fn show_statement(
+    State(app): State<App>,
+    StatementPath(subscription, month): StatementPath,
+) -> Result<Json<Statement>, Problem> {
+    let service = service(&app)?;
+    mapped(service, &subscription).await?;
+    let statement = service
+        .refresh(&subscription, month, chrono::Utc::now())
+        .await
+        .map_err(|e| unavailable(format!("{e:#}")))?;
+    Ok(Json(statement))
+}
+
+/// Makes the statement final when it is proven complete (200); else 409 with why, the draft kept.
+pub async fn finalize_statement(
+    State(app): State<App>,
+    StatementPath(subscription, month): StatementPath,
+) -> Result<Json<Statement>, Problem> {
+    let service = service(&app)?;
+    mapped(service, &subscription).await?;
+    match service.finalize(&subscription, month, chrono::Utc::now()).await {
+        Ok(Finalised::Final(statement)) => Ok(Json(statement)),
+        Ok(Finalised::Blocked(_, not_complete)) => {
+            let blockers: Vec<String> = not_complete.blockers.iter().map(ToString::to_string).collect();
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                NOT_COMPLETE,
+                "The statement is not proven complete",
+                not_complete.to_string(),
+            )
+            .with_member("blockers", json!(blockers)))
+        }
+        Err(e) => Err(unavailable(format!("{e:#}"))),
+    }
+}
+
+/// A statement exists for a billing subscription that some tenant subscription is mapped to (a typo
+/// must not become a statement for a customer that does not exist).
+async fn mapped(service: &StatementService, subscription: &str) -> Result<(), Problem> {
+    let mappings = service.store.list_mappings(None).await.map_err(unavailable)?;
+    if mappings.iter().any(|m| m.billing_subscription_id == subscription) {
+        Ok(())
+    } else {
+        Err(not_found(format!("No tenant subscription is mapped to billing subscription {subscription:?}.")))
+    }
+}
+
+/// The `{bookId}` of `/price-books/{bookId}`.
+pub struct BookPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BookPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let mut params = path_params(parts).await?;
+        params
+            .remove("book_id")
+            .map(BookPath)
+            .ok_or_else(|| Problem::plain(StatusCode::NOT_FOUND, "No resource at this path."))
+    }
+}
+
+/// `{billingSubscriptionId}/{month}` of `/statements/...`, each held to its rule.
+pub struct StatementPath(pub String, pub Month);
+
+impl<S: Send + Sync> FromRequestParts<S> for StatementPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let mut params = path_params(parts).await?;
+        let subscription = params.remove("billing_subscription_id").unwrap_or_default();
+        if !is_billing_subscription_id(&subscription) {
+            return Err(Problem::invalid_field("billingSubscriptionId", BILLING_SUBSCRIPTION_ID_RULE));
+        }
+        let month = params.remove("month").unwrap_or_default();
+        let month = month
+            .parse::<Month>()
+            .map_err(|_| Problem::invalid_field("month", "must be a month as YYYY-MM"))?;
+        Ok(StatementPath(subscription, month))
+    }
+}
+
+/// `?from=N&to=M`: the two versions to compare, each required once.
+pub struct Versions(pub u32, pub u32);
+
+impl<S: Send + Sync> FromRequestParts<S> for Versions {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let (mut from, mut to) = (None, None);
+        for (name, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+            let (field, slot) = match name.as_ref() {
+                "from" => ("from", &mut from),
+                "to" => ("to", &mut to),
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(Problem::invalid_field(field, "must be given at most once"));
+            }
+            *slot =
+                Some(value.parse::<u32>().map_err(|_| {
+                    Problem::invalid_field(field, "must be a version number (a whole number)")
+                })?);
+        }
+        let rule = "is required: a version number of the book";
+        match (from, to) {
+            (Some(from), Some(to)) => Ok(Versions(from, to)),
+            (None, _) => Err(Problem::invalid_field("from", rule)),
+            (_, None) => Err(Problem::invalid_field("to", rule)),
+        }
+    }
+}
+
+/// `?month=YYYY-MM`, at most once.
+pub struct MonthQuery(pub Option<Month>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MonthQuery {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let mut month = None;
+        for (name, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+            if name != "month" {
+                continue;
+            }
+            if month.is_some() {
+                return Err(Problem::invalid_field("month", "must be given at most once"));
+            }
+            month = Some(
+                value
+                    .parse::<Month>()
+                    .map_err(|_| Problem::invalid_field("month", "must be a month as YYYY-MM"))?,
+            );
+        }
+        Ok(MonthQuery(month))
+    }
+}
