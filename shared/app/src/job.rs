@@ -92,7 +92,7 @@ pub async fn timer(
 /// The timer's statement step: never fails the firing (collection is its job; a statement that
 /// could not be kept now is kept by the next firing), but says what it did in the log.
 async fn statements_after_collection(services: &Services, deadline: Instant) {
-    let rating = match open_rating_store(&services.config) {
+    let rating = match open_rating_store(&services.config).await {
         Ok(rating) => rating,
         Err(e) => {
             info!(reason = %format!("{e:#}"), "statements not kept");

@@ -30,6 +30,9 @@ pub struct Services {
     /// The SQS stamp queue, when its URLs are configured (AWS). Azure's queue is the invocation's
     /// output bindings, built per invocation by the handler.
     pub queue: Option<Arc<dyn StampQueue>>,
+    /// Price books, assignments and statements on the same database, opened once with the store
+    /// (`None` where the database could not open them; `assemble` leaves them out).
+    pub rating: Option<Arc<dyn azs_core::rating::ports::RatingStore>>,
 }
 
 impl Services {
@@ -40,7 +43,7 @@ impl Services {
             mappings: self.mapper.clone(),
             quarantine: crate::quarantine::QuarantineList::new(self.store.clone(), self.store.clone()),
             audit: self.audit(),
-            statements: crate::rating::open_rating_store(&self.config).ok().map(|rating| {
+            statements: self.rating.clone().map(|rating| {
                 Arc::new(crate::rating::StatementService {
                     store: self.store.clone(),
                     rating,
@@ -67,6 +70,9 @@ impl Services {
             .with_allowed_hosts(config.allowed_stamp_hosts.clone()),
         );
         let mut services = Self::assemble(config.clone(), store, secrets, source);
+        // A second handle on the same database (the rating ports are apart from `Store`); a database
+        // that cannot hold them leaves rating off and says so where it is asked for.
+        services.rating = open_rating_store(config).await.ok();
         if let (Some(queue_url), Some(dead_letter_url)) =
             (&config.stamp_queue_url, &config.dead_letter_queue_url)
         {
@@ -111,7 +117,18 @@ impl Services {
                 max_attempts: config.max_attempts,
             },
         );
-        Services { config, store, secrets, source, registrar, mapper, collector, fan_out, queue: None }
+        Services {
+            config,
+            store,
+            secrets,
+            source,
+            registrar,
+            mapper,
+            collector,
+            fan_out,
+            queue: None,
+            rating: None,
+        }
     }
 }
 

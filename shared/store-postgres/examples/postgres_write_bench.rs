@@ -1,10 +1,11 @@
 //! Write throughput of the PostgreSQL store: hourly windows of synthetic usage rows committed one
 //! after another into a fresh database, the way a collection run catches up on a stamp. The same
-//! workload as `azs-store-sqlite`'s `write_bench`, so the two are side by side.
+//! workload as `azs-store-sqlite`'s `write_bench`, so the two are side by side (named apart, as a
+//! workspace's examples share one output folder).
 //!
 //! ```text
 //! AZS_USAGE_TEST_POSTGRES="$(scripts/postgres.sh start)" \
-//!     cargo run --release -p azs-store-postgres --example write_bench [-- WINDOWS ROWS_PER_WINDOW]
+//!     cargo run --release -p azs-store-postgres --example postgres_write_bench [-- WINDOWS ROWS_PER_WINDOW]
 //! ```
 //!
 //! Defaults: 96 windows of 10,000 rows. Times only `commit_window` (keying, mapping, sending the
