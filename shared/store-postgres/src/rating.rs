@@ -6,7 +6,9 @@ use crate::{Failure, PostgresStore};
 use async_trait::async_trait;
 use azs_core::ports::StoreError;
 use azs_core::rating::book::{BookVersion, PriceBook};
-use azs_core::rating::ports::{PriceBookStore, RatingStoreError, StatementStore};
+use azs_core::rating::ports::{
+    PriceBookStore, RatingStoreError, StatementStore, check_book_currency, is_new_book_version,
+};
 use azs_core::rating::{Assignment, Currency, Month, Statement, VerifyRecord};
 use azs_core::stamp::StampId;
 use azs_core::status::DriftCounts;
@@ -96,12 +98,8 @@ async fn add_versions(
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
-    if let Some(stored) = stored_currency.filter(|c| *c != book.currency.code) {
-        return Ok(Err(RatingStoreError::CurrencyChanged {
-            book: book.id.clone(),
-            stored,
-            imported: book.currency.code.clone(),
-        }));
+    if let Err(refused) = check_book_currency(book, stored_currency) {
+        return Ok(Err(refused));
     }
     let mut added = 0;
     for version in &book.versions {
@@ -115,15 +113,10 @@ async fn add_versions(
             .await?
             .map(|r| r.try_get(0))
             .transpose()?;
-        match stored {
-            Some(stored) if stored == body => {}
-            Some(_) => {
-                return Ok(Err(RatingStoreError::VersionChanged {
-                    book: book.id.clone(),
-                    version: version.version,
-                }));
-            }
-            None => {
+        match is_new_book_version(book, version.version, &body, stored.as_deref()) {
+            Err(refused) => return Ok(Err(refused)),
+            Ok(false) => {}
+            Ok(true) => {
                 tx.execute(
                     "INSERT INTO price_book_versions (book_id, version, currency, minor_units, effective_from, body)
                      VALUES ($1, $2, $3, $4, $5, $6)",

@@ -8,7 +8,9 @@ use crate::db::Failure;
 use async_trait::async_trait;
 use azs_core::ports::StoreError;
 use azs_core::rating::book::{BookVersion, PriceBook};
-use azs_core::rating::ports::{PriceBookStore, RatingStoreError, StatementStore};
+use azs_core::rating::ports::{
+    PriceBookStore, RatingStoreError, StatementStore, check_book_currency, is_new_book_version,
+};
 use azs_core::rating::{Assignment, Currency, Month, Statement, VerifyRecord};
 use azs_core::stamp::StampId;
 use azs_core::status::DriftCounts;
@@ -86,12 +88,8 @@ fn add_versions(conn: &mut Connection, book: &PriceBook) -> Result<Result<u64, R
             r.get(0)
         })
         .optional()?;
-    if let Some(stored) = stored_currency.filter(|c| *c != book.currency.code) {
-        return Ok(Err(RatingStoreError::CurrencyChanged {
-            book: book.id.clone(),
-            stored,
-            imported: book.currency.code.clone(),
-        }));
+    if let Err(refused) = check_book_currency(book, stored_currency) {
+        return Ok(Err(refused));
     }
     let mut added = 0;
     for version in &book.versions {
@@ -103,15 +101,10 @@ fn add_versions(conn: &mut Connection, book: &PriceBook) -> Result<Result<u64, R
                 |r| r.get(0),
             )
             .optional()?;
-        match stored {
-            Some(stored) if stored == body => {}
-            Some(_) => {
-                return Ok(Err(RatingStoreError::VersionChanged {
-                    book: book.id.clone(),
-                    version: version.version,
-                }));
-            }
-            None => {
+        match is_new_book_version(book, version.version, &body, stored.as_deref()) {
+            Err(refused) => return Ok(Err(refused)),
+            Ok(false) => {}
+            Ok(true) => {
                 tx.execute(
                     "INSERT INTO price_book_versions
                         (book_id, version, currency, minor_units, effective_from, body, created_at)

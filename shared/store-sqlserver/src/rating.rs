@@ -10,7 +10,9 @@ use crate::types::{self, req, stamp_key, text, unsigned};
 use async_trait::async_trait;
 use azs_core::ports::StoreError;
 use azs_core::rating::book::{BookVersion, PriceBook};
-use azs_core::rating::ports::{PriceBookStore, RatingStoreError, StatementStore};
+use azs_core::rating::ports::{
+    PriceBookStore, RatingStoreError, StatementStore, check_book_currency, is_new_book_version,
+};
 use azs_core::rating::{Assignment, Currency, Month, Statement, VerifyRecord};
 use azs_core::stamp::StampId;
 use azs_core::status::DriftCounts;
@@ -123,12 +125,8 @@ async fn add_versions_in(
         Some(row) => Some(text(&row, 0)?),
         None => None,
     };
-    if let Some(stored) = stored_currency.filter(|c| *c != book.currency.code) {
-        return Ok(Err(RatingStoreError::CurrencyChanged {
-            book: book.id.clone(),
-            stored,
-            imported: book.currency.code.clone(),
-        }));
+    if let Err(refused) = check_book_currency(book, stored_currency) {
+        return Ok(Err(refused));
     }
     let minor_units = i32::try_from(book.currency.minor_units).map_err(|_| {
         Failure::other(format!("minor units {} do not fit an int", book.currency.minor_units))
@@ -141,15 +139,10 @@ async fn add_versions_in(
             Some(row) => Some(text(&row, 0)?),
             None => None,
         };
-        match stored {
-            Some(stored) if stored == body => {}
-            Some(_) => {
-                return Ok(Err(RatingStoreError::VersionChanged {
-                    book: book.id.clone(),
-                    version: version.version,
-                }));
-            }
-            None => {
+        match is_new_book_version(book, version.version, &body, stored.as_deref()) {
+            Err(refused) => return Ok(Err(refused)),
+            Ok(false) => {}
+            Ok(true) => {
                 let columns = BookVersionColumns {
                     book_id: &book.id,
                     version: number,

@@ -31,6 +31,35 @@ pub enum RatingStoreError {
     Store(#[from] StoreError),
 }
 
+/// The import rule on a book's currency, for every store: a book keeps the currency it was first
+/// stored in (`stored`: the currency of any stored version).
+pub fn check_book_currency(book: &PriceBook, stored: Option<String>) -> Result<(), RatingStoreError> {
+    match stored.filter(|c| *c != book.currency.code) {
+        Some(stored) => Err(RatingStoreError::CurrencyChanged {
+            book: book.id.clone(),
+            stored,
+            imported: book.currency.code.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The import rule on one version, for every store: `body` (the version as imported) against what is
+/// stored under its number. `Ok(true)`: new, to be added; `Ok(false)`: stored unchanged, nothing to
+/// do; an error when it is stored with other content (a stored version is never edited).
+pub fn is_new_book_version(
+    book: &PriceBook,
+    version: u32,
+    body: &str,
+    stored: Option<&str>,
+) -> Result<bool, RatingStoreError> {
+    match stored {
+        None => Ok(true),
+        Some(stored) if stored == body => Ok(false),
+        Some(_) => Err(RatingStoreError::VersionChanged { book: book.id.clone(), version }),
+    }
+}
+
 /// Price books and who rates with which.
 #[async_trait]
 pub trait PriceBookStore: Send + Sync {
