@@ -14,7 +14,7 @@
 //!   previous firing's workers committed.
 
 use crate::config::{FanOut, TimeBudget};
-use crate::rating::{Finalised, StatementService, open_rating_store};
+use crate::rating::{Finalised, StatementService};
 use crate::wiring::Services;
 use azs_core::collect::{RunRequest, RunSummary, Silent, StampSummary};
 use azs_core::fan_out::{Delivery, FanOutError, StampFanOut, WorkReport, WorkResult};
@@ -92,12 +92,10 @@ pub async fn timer(
 /// The timer's statement step: never fails the firing (collection is its job; a statement that
 /// could not be kept now is kept by the next firing), but says what it did in the log.
 async fn statements_after_collection(services: &Services, deadline: Instant) {
-    let rating = match open_rating_store(&services.config).await {
-        Ok(rating) => rating,
-        Err(e) => {
-            info!(reason = %format!("{e:#}"), "statements not kept");
-            return;
-        }
+    // Opened once with the services (their start-up log says why when it could not be).
+    let Some(rating) = services.rating.clone() else {
+        info!(reason = "no rating store on this database", "statements not kept");
+        return;
     };
     let service =
         StatementService { store: services.store.clone(), rating, settings: StatementSettings::default() };

@@ -70,9 +70,16 @@ impl Services {
             .with_allowed_hosts(config.allowed_stamp_hosts.clone()),
         );
         let mut services = Self::assemble(config.clone(), store, secrets, source);
-        // A second handle on the same database (the rating ports are apart from `Store`); a database
-        // that cannot hold them leaves rating off and says so where it is asked for.
-        services.rating = open_rating_store(config).await.ok();
+        // A second handle on the same database (the rating ports are apart from `Store`), opened once
+        // here for the webhook and the timer; a database that cannot hold them leaves rating off and
+        // says why in the start-up log.
+        services.rating = match open_rating_store(config).await {
+            Ok(rating) => Some(rating),
+            Err(e) => {
+                tracing::warn!(reason = %format!("{e:#}"), "price books and statements unavailable");
+                None
+            }
+        };
         if let (Some(queue_url), Some(dead_letter_url)) =
             (&config.stamp_queue_url, &config.dead_letter_queue_url)
         {
