@@ -384,6 +384,13 @@ pub enum StatementCommand {
         /// Also write it as an HTML page to send or print.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// Also write it as CSV (its lines, fees, tax and totals) for the customer's spreadsheet.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+        /// Show the operator's view instead: revenue, cost (the cost book `operator-cost`) and
+        /// margin per meter and stamp. The HTML and CSV files never carry cost or margin.
+        #[arg(long)]
+        margin: bool,
     },
     /// Stored statements (of one month, or all) as FOCUS 1.2 CSV for FinOps tools: usage, late usage
     /// as Adjustment/Correction, fees as Purchase, tax.
@@ -394,10 +401,10 @@ pub enum StatementCommand {
         #[arg(long)]
         csv: PathBuf,
         /// FOCUS BillingAccountId: the operator's account the statements are issued from.
-        #[arg(long, default_value = "azs-usage")]
+        #[arg(long, default_value = azs_core::rating::focus::DEFAULT_BILLING_ACCOUNT_ID)]
         billing_account_id: String,
         /// FOCUS BillingAccountName, ProviderName and InvoiceIssuerName: the operator.
-        #[arg(long, default_value = "Azure Stack Hub operator")]
+        #[arg(long, default_value = azs_core::rating::focus::DEFAULT_ISSUER)]
         issuer: String,
     },
     /// What the price books as they are now would change on a final month: with `--dry-run` only

@@ -9,6 +9,8 @@ use azs_core::rating::book::{BookVersion, PriceBook};
 use azs_core::rating::book_csv::{books_from_csv, books_to_csv};
 use azs_core::rating::focus::{FocusIssuer, focus_csv};
 use azs_core::rating::html::statement_html;
+use azs_core::rating::margin::MarginReport;
+use azs_core::rating::statement_csv::statement_csv;
 use azs_core::rating::{Assignment, Month, Statement, StatementSettings};
 use azs_usage::model::{PriceBookCommand, StatementCommand};
 use chrono::Utc;
@@ -207,20 +209,33 @@ pub(crate) async fn statement(services: &Services, command: StatementCommand) ->
         }
         StatementCommand::Focus { month, csv, billing_account_id, issuer } => {
             let statements = service.rating.statements(month).await?;
-            let issuer =
-                FocusIssuer { billing_account_id, billing_account_name: issuer.clone(), name: issuer };
+            let issuer = FocusIssuer::new(billing_account_id, issuer);
             let text = focus_csv(&statements, &issuer, &meter_catalog());
             std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
             say!("{} statement(s) written to {} as FOCUS 1.2", statements.len(), csv.display());
         }
-        StatementCommand::Show { billing_subscription_id, month, json, html } => {
+        StatementCommand::Show { billing_subscription_id, month, json, html, csv, margin } => {
             let s = service.refresh(&billing_subscription_id, month, now).await?;
-            if let Some(file) = html {
-                std::fs::write(&file, statement_html(&s))
-                    .with_context(|| format!("writing {}", file.display()))?;
-                say_error!("written as HTML to {}", file.display());
+            for (file, format, text) in
+                [(html, "HTML", statement_html as fn(&Statement) -> String), (csv, "CSV", statement_csv)]
+            {
+                if let Some(file) = file {
+                    std::fs::write(&file, text(&s)).with_context(|| format!("writing {}", file.display()))?;
+                    say_error!("written as {format} to {}", file.display());
+                }
             }
-            print_statement(&s, json)?;
+            if margin {
+                let view = azs_app::margin::margin_of_statement(&service, &s).await?;
+                if json {
+                    say!("{}", serde_json::to_string_pretty(&view)?);
+                } else {
+                    let (sub, currency) = (&view.billing_subscription_id, &view.report.currency.code);
+                    say!("margin of {sub} {month} ({}, {currency})", view.state);
+                    print_margin(&view.report);
+                }
+            } else {
+                print_statement(&s, json)?;
+            }
         }
         StatementCommand::Rerate { billing_subscription_id, month, dry_run, json } => {
             let (rerate, corrected) = service.rerate(&billing_subscription_id, month, !dry_run, now).await?;
@@ -345,8 +360,13 @@ pub(crate) async fn margin(services: &Services, month: Month, json: bool) -> Res
         say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let currency = &report.currency.code;
-    say!("margin {} ({currency})", report.month);
+    say!("margin {} ({})", report.month, report.currency.code);
+    print_margin(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A margin report as a table: per meter and stamp, the total, then what could not be costed.
+fn print_margin(report: &MarginReport) {
     say!("{:<32} {:<24} {:>14} {:>14} {:>14}", "METER", "STAMP", "REVENUE", "COST", "MARGIN");
     for l in &report.lines {
         say!(
@@ -369,5 +389,4 @@ pub(crate) async fn margin(services: &Services, month: Month, json: bool) -> Res
     for u in &report.uncosted {
         say!("  UNCOSTED {} on {}: {} rows: {}", u.meter_id, u.stamp_id, u.rows, u.reason);
     }
-    Ok(ExitCode::SUCCESS)
 }

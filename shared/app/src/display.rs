@@ -3,17 +3,7 @@
 
 use std::borrow::Cow;
 
-/// A text cell a spreadsheet will not evaluate (OWASP's CSV injection rule, and ASVS 5's list): a
-/// cell that starts with `=`, `+`, `-`, `@`, a tab, a carriage return, a line feed or NUL, or with
-/// spaces before one of those, is prefixed with `'`, which spreadsheets show as text and do not
-/// display. The csv writer then quotes what needs quoting.
-pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
-    if cell.trim_start_matches(' ').starts_with(['=', '+', '-', '@', '\t', '\r', '\n', '\0']) {
-        Cow::Owned(format!("'{cell}"))
-    } else {
-        Cow::Borrowed(cell)
-    }
-}
+pub use azs_core::spreadsheet::spreadsheet_safe;
 
 /// `text` without control characters (C0, DEL and C1; newline and tab kept) and without the
 /// invisible characters that reorder or hide what a terminal shows (bidirectional overrides and
@@ -33,26 +23,6 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cells_a_spreadsheet_would_evaluate_are_escaped_and_others_kept() {
-        for formula in [
-            "=HYPERLINK(\"https://evil.example\",\"x\")",
-            "+1+1",
-            "-2+3",
-            "@SUM(A1)",
-            "\t=1",
-            "\r=1",
-            "\n=1",
-            "\0=1",
-            "  =1+1",
-        ] {
-            assert_eq!(spreadsheet_safe(formula), format!("'{formula}"));
-        }
-        for plain in ["eastus", "{\"a\":1}", "/subscriptions/x", "", "a=b"] {
-            assert_eq!(spreadsheet_safe(plain), plain);
-        }
-    }
 
     #[test]
     fn escape_sequences_and_carriage_returns_are_dropped_newlines_and_tabs_kept() {

@@ -18,6 +18,7 @@ pub mod quarantine;
 pub mod rating;
 pub mod registration;
 pub mod secret;
+pub mod spreadsheet;
 pub mod stamp;
 pub mod status;
 pub mod usage;

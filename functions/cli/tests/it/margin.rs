@@ -76,4 +76,50 @@ async fn margin_shows_revenue_cost_and_margin_per_meter_and_stamp_equal_to_the_g
     let out = world.run(&["margin", "--month", &month.to_string()]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&cents(total * (price - cost)).to_string()), "{}", stdout(&out));
+
+    // And the one customer's statement shows the same margin, in JSON and as a table
+    let month = month.to_string();
+    let out = world.run(&["statement", "show", "cust-margin", &month, "--margin", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(view["billingSubscriptionId"], "cust-margin");
+    assert_eq!((&view["lines"], &view["margin"]), (&report["lines"], &report["margin"]));
+    let out = world.run(&["statement", "show", "cust-margin", &month, "--margin"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("margin of cust-margin {month} (draft, EUR)")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains(&cents(total * (price - cost)).to_string()), "{}", stdout(&out));
+
+    // And its CSV, read back, adds up to the statement's JSON totals and has no cost column
+    let file = world.path("statement.csv");
+    let out = world
+        .run(&["statement", "show", "cust-margin", &month, "--json", "--csv", file.to_str().unwrap()])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let statement: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    assert!(!header.iter().any(|c| c.to_lowercase().contains("cost") || c.to_lowercase().contains("margin")));
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let (record, component, amount) = (column("record"), column("component"), column("amount"));
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let sum = |kind: &str| -> Decimal {
+        records.iter().filter(|r| &r[record] == kind).map(|r| r[amount].parse::<Decimal>().unwrap()).sum()
+    };
+    let total_of = |name: &str| -> Decimal {
+        let r = records.iter().find(|r| &r[record] == "total" && &r[component] == name).unwrap();
+        r[amount].parse().unwrap()
+    };
+    assert_eq!(sum("usage"), dec(&statement["usage"]));
+    assert_eq!(sum("usage") + sum("correction") + sum("fee") + sum("tax"), dec(&statement["total"]));
+    assert_eq!(
+        (total_of("subtotal"), total_of("total")),
+        (dec(&statement["subtotal"]), dec(&statement["total"]))
+    );
+    // (one line per meter, each rounded once: the truth's quantities at the price, by hand)
+    assert_eq!(dec(&statement["total"]), quantity.values().map(|q| cents(q * price)).sum::<Decimal>());
 }

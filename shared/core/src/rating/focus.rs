@@ -17,6 +17,7 @@
 //!   `x_StatementState` carry what FOCUS has no column for.
 
 use super::statement::{FeeKind, Statement, StatementLine, StatementState};
+use crate::spreadsheet::csv_field;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -28,6 +29,19 @@ pub struct FocusIssuer {
     pub billing_account_name: String,
     /// `ProviderName` and `InvoiceIssuerName`: the operator.
     pub name: String,
+}
+
+/// The `BillingAccountId` when the operator names none.
+pub const DEFAULT_BILLING_ACCOUNT_ID: &str = "azs-usage";
+/// The `BillingAccountName`, `ProviderName` and `InvoiceIssuerName` when the operator names none.
+pub const DEFAULT_ISSUER: &str = "Azure Stack Hub operator";
+
+impl FocusIssuer {
+    /// The issuer as the CLI's `--billing-account-id` and `--issuer` (and the webhook's
+    /// `billingAccountId` and `issuer`) name it: the operator's name is also the account's.
+    pub fn new(billing_account_id: String, issuer: String) -> FocusIssuer {
+        FocusIssuer { billing_account_id, billing_account_name: issuer.clone(), name: issuer }
+    }
 }
 
 /// What the export knows of a meter: `../shared/reference/meters.csv`'s columns.
@@ -158,21 +172,15 @@ pub fn focus_csv(statements: &[Statement], issuer: &FocusIssuer, meters: &MeterC
     out.push_str("\r\n");
     for statement in statements {
         for row in focus_rows(statement, issuer, meters) {
-            let fields: Vec<String> =
-                COLUMNS.iter().map(|c| csv_field(row.get(c).map_or("", String::as_str))).collect();
+            let fields: Vec<String> = COLUMNS
+                .iter()
+                .map(|c| csv_field(row.get(c).map_or("", String::as_str)).into_owned())
+                .collect();
             out.push_str(&fields.join(","));
             out.push_str("\r\n");
         }
     }
     out
-}
-
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {

@@ -12,6 +12,7 @@
 use super::book::{BookError, PriceBooks, RateCard};
 use super::money::{Currency, Month, round_to_minor_unit};
 use super::rate::{Charge, rate};
+use super::rerate::counted_by_final;
 use super::statement::{RatableRow, Statement};
 use crate::stamp::StampId;
 use crate::window::floor_hour;
@@ -81,6 +82,47 @@ pub fn margin(
     rows: &[RatableRow],
     books: &PriceBooks,
 ) -> Result<MarginReport, MarginError> {
+    margin_of(month, statements, rows.iter(), books)
+}
+
+/// One statement's margin: the operator's view of it, never the customer's (the statement's JSON,
+/// CSV and HTML carry no cost).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementMargin {
+    pub billing_subscription_id: String,
+    /// `draft` or `final`, as the statement is.
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub report: MarginReport,
+}
+
+/// The margin of `statement` alone, worked out as [`margin`] works out a month: its lines' revenue
+/// less the cost of its billing subscription's rows in its month (others in `rows` are ignored).
+/// A final statement is costed on the rows it counted ([`counted_by_final`]): usage reported after
+/// it is revenue of a later statement's correction, so its cost is left out here too.
+pub fn statement_margin(
+    statement: &Statement,
+    rows: &[RatableRow],
+    books: &PriceBooks,
+) -> Result<StatementMargin, MarginError> {
+    let rows = rows.iter().filter(|r| {
+        r.billing_subscription_id == statement.billing_subscription_id
+            && (!statement.is_final() || counted_by_final(statement, r))
+    });
+    Ok(StatementMargin {
+        billing_subscription_id: statement.billing_subscription_id.clone(),
+        state: if statement.is_final() { "final" } else { "draft" },
+        report: margin_of(statement.month, std::slice::from_ref(statement), rows, books)?,
+    })
+}
+
+fn margin_of<'a>(
+    month: Month,
+    statements: &[Statement],
+    rows: impl Iterator<Item = &'a RatableRow>,
+    books: &PriceBooks,
+) -> Result<MarginReport, MarginError> {
     let currency = books
         .get(COST_BOOK_ID)
         .map(|b| b.currency.clone())
@@ -103,7 +145,7 @@ pub fn margin(
     // Rows are hourly: one card per usage hour, built once.
     let mut cards: HashMap<DateTime<Utc>, RateCard> = HashMap::new();
     let mut uncosted: BTreeMap<(String, StampId), (u64, String)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| month.contains(r.row.usage_start)) {
+    for r in rows.filter(|r| month.contains(r.row.usage_start)) {
         let hour = floor_hour(r.row.usage_start);
         let card = match cards.get(&hour) {
             Some(card) => card,

@@ -14,8 +14,10 @@
 //!   book lineage and price component (correction lines name the month they correct), fees, tax,
 //!   totals rounded by the rule in `money.rs`, the unpriced meters, each stamp's proof, and the
 //!   [`Blocker`]s that keep it a draft.
+//! - `statement_csv.rs`: a statement as CSV for the customer (its lines, fees, tax and totals).
 //! - `focus.rs`: statements as FOCUS rows (the FinOps Open Cost and Usage Specification).
-//! - `margin.rs`: revenue less the operator's cost (the cost book) per meter and stamp.
+//! - `margin.rs`: revenue less the operator's cost (the cost book) per meter and stamp, for a month
+//!   or one statement.
 //! - `rerate.rs`: price corrections of a final month, a what-if until confirmed onto the next draft.
 //! - `html.rs`: a statement as an HTML page from the `statement.html` template.
 //! - `ports.rs`: `PriceBookStore` and `StatementStore`, what a store implements to keep them.
@@ -31,6 +33,7 @@ pub mod ports;
 pub mod rate;
 pub mod rerate;
 pub mod statement;
+pub mod statement_csv;
 
 pub use assign::{Assignment, Assignments};
 pub use book::{BookVersion, MeterPrice, Price, PriceBook, PriceBooks, RateCard};

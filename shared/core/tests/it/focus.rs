@@ -23,7 +23,7 @@ fn meters() -> MeterCatalog {
 }
 
 /// November final for every subscription, and cust-a's December draft carrying late November usage.
-fn statements() -> Vec<Statement> {
+pub(crate) fn statements() -> Vec<Statement> {
     let mut rows = simulated_month(0x28);
     let mut finals: Vec<Statement> = build_november(&rows, "2026-12-03T00:00:00Z")
         .into_iter()

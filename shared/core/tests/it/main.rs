@@ -5,3 +5,4 @@ mod html;
 mod margin;
 mod rating;
 mod rerate;
+mod statement_csv;

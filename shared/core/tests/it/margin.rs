@@ -5,14 +5,14 @@ use crate::rating::{
     BLOCK_BLOB, IP, PAGE_BLOB, TABLE_TX, VM, books, build_november, d, november, simulated_month, t,
 };
 use azs_core::StampId;
-use azs_core::rating::margin::{COST_BOOK_ID, MarginError, margin};
+use azs_core::rating::margin::{COST_BOOK_ID, MarginError, margin, statement_margin};
 use azs_core::rating::{PriceBook, PriceBooks, round_to_minor_unit};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
 /// Microsoft's prices to the operator: the VM price drops on 10 November at 05:00.
-fn cost_book(with_page_blob: bool) -> PriceBook {
+pub(crate) fn cost_book(with_page_blob: bool) -> PriceBook {
     let meters = |vm: &str| {
         let mut m = vec![
             serde_json::json!({"meterId": VM, "price": {"kind": "unit", "unitPrice": vm}}),
@@ -34,7 +34,7 @@ fn cost_book(with_page_blob: bool) -> PriceBook {
     serde_json::from_value::<PriceBook>(json).unwrap().validated().unwrap()
 }
 
-fn with_cost(cost: PriceBook) -> PriceBooks {
+pub(crate) fn with_cost(cost: PriceBook) -> PriceBooks {
     let mut all: Vec<PriceBook> =
         ["base", "gold", "premium"].iter().map(|id| books().get(id).unwrap().clone()).collect();
     all.push(cost);
@@ -118,4 +118,66 @@ fn without_a_cost_book_margin_says_which_book_to_import() {
     let err = margin(november(), &[], &[], &books()).unwrap_err();
     assert!(matches!(err, MarginError::NoCostBook(_)));
     assert!(err.to_string().contains(COST_BOOK_ID), "{err}");
+}
+
+#[test]
+fn each_statements_margin_is_its_share_of_the_months_and_a_final_one_leaves_out_usage_reported_after_it() {
+    // Given November's statements, one of them final, and a VM row reported after that final
+    let mut rows = simulated_month(0x6d);
+    let mut statements = build_november(&rows, "2026-12-03T00:00:00Z");
+    let books = with_cost(cost_book(true));
+    let month = margin(november(), &statements, &rows, &books).unwrap();
+
+    // When each statement's margin is worked out
+    let mut by_line: BTreeMap<(String, StampId), (Decimal, Decimal)> = BTreeMap::new();
+    for s in &statements {
+        let one = statement_margin(s, &rows, &books).unwrap();
+        assert_eq!(
+            (one.billing_subscription_id.as_str(), one.state),
+            (s.billing_subscription_id.as_str(), "draft")
+        );
+        for l in &one.report.lines {
+            let sums = by_line.entry((l.meter_id.clone(), l.stamp_id.clone())).or_default();
+            sums.0 += l.exact_revenue;
+            sums.1 += l.exact_cost;
+        }
+    }
+
+    // Then the statements' shares add up to the month's margin, line by line, exactly
+    let whole: BTreeMap<(String, StampId), (Decimal, Decimal)> = month
+        .lines
+        .iter()
+        .map(|l| ((l.meter_id.clone(), l.stamp_id.clone()), (l.exact_revenue, l.exact_cost)))
+        .collect();
+    assert_eq!(by_line, whole);
+
+    // And a final statement is costed on the rows it counted: a late row changes nothing
+    let final_ = azs_core::rating::finalize(statements.remove(0), t("2026-12-03T00:05:00Z")).unwrap();
+    let before = statement_margin(&final_, &rows, &books).unwrap();
+    let stamp = final_.stamps[0].stamp_id.0.clone();
+    let mut late = crate::rating::usage(
+        &stamp,
+        &final_.billing_subscription_id,
+        VM,
+        t("2026-11-30T23:00:00Z"),
+        d("5"),
+        None,
+    );
+    late.reported_start = t("2026-12-04T00:00:00Z");
+    rows.push(late);
+    let after = statement_margin(&final_, &rows, &books).unwrap();
+    assert_eq!(after.state, "final");
+    assert_eq!(after.report, before.report);
+    // (the month's margin, which costs every row with usage in the month, does count it)
+    let sub_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.billing_subscription_id == final_.billing_subscription_id)
+        .cloned()
+        .collect();
+    let month = margin(november(), std::slice::from_ref(&final_), &sub_rows, &books).unwrap();
+    assert_eq!(
+        month.lines.iter().map(|l| l.exact_cost).sum::<Decimal>()
+            - before.report.lines.iter().map(|l| l.exact_cost).sum::<Decimal>(),
+        d("5") * d("0.018")
+    );
 }
