@@ -2,7 +2,8 @@
 # The OpenAPI contract test: schemathesis (from .venv/contract, see scripts/python-tools.sh) against
 # `azs-usage serve` with an API token on a fresh SQLite database, positive and negative phases
 # (examples, coverage, fuzzing) with every check. One stamp, served by the stamp simulator and
-# registered with verification, gives the `{id}` paths something to find. Bounded: a fixed seed,
+# registered with verification, gives the `{id}` paths something to find, and a billing subscription
+# mapped on it with a price book and a cost book the statement, margin and FOCUS paths. Bounded: a fixed seed,
 # CONTRACT_MAX_EXAMPLES per operation (default 25), every answer within 30 s; about 2 minutes here.
 #
 # Usage: scripts/contract-test.sh   (builds the debug `azs-usage` and `stamp-sim` if needed, unless
@@ -89,6 +90,21 @@ PY
 stamp_id="$(register 0 contract)"
 removable_id="$(register 1 contract-removable)"
 
+# Rating to find: a billing subscription mapped on the stamp (by a tenant subscription other than the
+# one schemathesis maps and unmaps), a book everyone rates with and the operator's cost book, so that
+# `/statements/{billingSubscriptionId}/...`, `/margin` and `/focus` reach their logic instead of 404.
+api() {
+  curl -fsS -o /dev/null -X "$1" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+    "$base$2" -d "$3"
+}
+book() {
+  printf '{"id":"%s","currency":{"code":"EUR","minorUnits":2},"versions":[{"version":1,"effectiveFrom":"2020-01-01T00:00:00Z","meters":[{"meterId":"FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5","price":{"kind":"unit","unitPrice":"%s"}}]}]}' "$1" "$2"
+}
+api PUT "/stamps/$stamp_id/subscriptions/0b6c1d2e-3f4a-4b5c-8d6e-7f8091a2b3c4" '{"billingSubscriptionId":"contract-cust"}'
+api POST /price-books "$(book standard 0.50)"
+api POST /price-books "$(book operator-cost 0.30)"
+api PUT /assignments '{"bookId":"standard","effectiveFrom":"2020-01-01T00:00:00Z"}'
+
 cat > "$work/schemathesis.toml" <<TOML
 # The token in both headers the API accepts (X-Azs-Api-Token, when present, is the one checked), so
 # that schemathesis never fills the documented apiKey header with a generated value. One connection per
@@ -102,6 +118,7 @@ request-timeout = 40.0
 [parameters]
 id = "$stamp_id"
 externalSubscriptionId = "5f1c3a9e-7b2d-4c8e-9a1f-3e6d2b7c8a90"
+billingSubscriptionId = "contract-cust"
 
 [[operations]]
 include-name = "DELETE /stamps/{id}"

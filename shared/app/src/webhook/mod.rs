@@ -1,5 +1,5 @@
 //! The registration webhook: stamps and their subscription mappings managed over HTTP (and price
-//! books, assignments and statements), in front of
+//! books, assignments, statements, margin and the FOCUS export), in front of
 //! stamp and mapping administration ([`Administration`]). One [`axum::Router`] serves every platform
 //! unchanged: AWS Lambda (`lambda_http`), the Azure Functions custom handler (mounted under `/api` with [`router_with_prefix`]) and `azs-usage serve`.
 //!
@@ -12,6 +12,7 @@
 //! - one `tracing` event per request with method, route template, status and request id. Bodies,
 //!   headers and raw paths are never logged: they carry credentials and caller input.
 
+mod accept;
 mod audit;
 mod auth;
 mod body;
@@ -113,6 +114,10 @@ fn build(prefix: &str, administration: Administration, auth: ApiAuth) -> Router 
         .route("/statements", get(rating::list_statements))
         .route("/statements/{billing_subscription_id}/{month}", get(rating::show_statement))
         .route("/statements/{billing_subscription_id}/{month}/finalize", post(rating::finalize_statement))
+        .route("/statements/{billing_subscription_id}/{month}/rerate", post(rating::rerate_statement))
+        .route("/statements/{billing_subscription_id}/{month}/margin", get(rating::statement_margin))
+        .route("/margin", get(rating::month_margin))
+        .route("/focus", get(rating::focus))
         .with_state(app);
     let routed = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
     // `Router::layer` wraps every route and the fallback, so unknown paths and wrong methods are

@@ -1,5 +1,6 @@
-//! `/price-books`, `/assignments` and `/statements`: rating over HTTP, as `azs-usage price-book` and
-//! `azs-usage statement` do it from the shell, through the same [`StatementService`] and store.
+//! `/price-books`, `/assignments`, `/statements`, `/margin` and `/focus`: rating over HTTP, as
+//! `azs-usage price-book`, `statement` and `margin` do it from the shell, through the same
+//! [`StatementService`] and store. Handlers translate; the service and the core do the work.
 //!
 //! Listings page like every listing (`limit`, `cursor`). A book whose content breaks a rule answers
 //! 422 naming each field (`versions[0].meters[1].price.unitPrice`); a version stored with other
@@ -8,6 +9,7 @@
 //! store (only SQLite has one so far) answers 404 on these paths, saying so.
 
 use super::App;
+use super::accept::negotiate;
 use super::body::{JsonBody, path_params};
 use super::page::PageRequest;
 use super::problem::Problem;
@@ -15,11 +17,17 @@ use crate::rating::{Finalised, StatementService};
 use crate::registrar::RegistrationError;
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, VARY, X_CONTENT_TYPE_OPTIONS};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use azs_core::mapping::{BILLING_SUBSCRIPTION_ID_RULE, is_billing_subscription_id};
+use azs_core::rating::focus::{DEFAULT_BILLING_ACCOUNT_ID, DEFAULT_ISSUER, FocusIssuer, focus_csv};
+use azs_core::rating::html::statement_html;
+use azs_core::rating::margin::{MarginError, MarginReport, StatementMargin};
 use azs_core::rating::ports::RatingStoreError;
+use azs_core::rating::rerate::Rerate;
+use azs_core::rating::statement_csv::statement_csv;
 use azs_core::rating::{Assignment, Month, PriceBook, Statement};
 use serde::Serialize;
 use serde_json::json;
@@ -152,18 +160,141 @@ pub async fn list_statements(
     Ok(page.answer(statements, |s| format!("{}\u{1}{}", s.billing_subscription_id, s.month)))
 }
 
-/// The statement as it stands: the final one, or a fresh draft (kept).
+/// The statement as it stands: the final one, or a fresh draft (kept); as JSON, CSV or HTML, as
+/// the `Accept` header prefers (see `accept.rs` for why not a query parameter).
 pub async fn show_statement(
     State(app): State<App>,
     StatementPath(subscription, month): StatementPath,
-) -> Result<Json<Statement>, Problem> {
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let format = negotiate(&headers, &[JSON, CSV, HTML])?;
     let service = service(&app)?;
     mapped(service, &subscription).await?;
     let statement = service
         .refresh(&subscription, month, chrono::Utc::now())
         .await
         .map_err(|e| unavailable(format!("{e:#}")))?;
-    Ok(Json(statement))
+    let mut res = match format {
+        CSV => text(CSV, statement_csv(&statement)),
+        HTML => {
+            let mut res = text(HTML, statement_html(&statement));
+            // The page is ours alone: no script, nothing fetched; only its own inline style.
+            res.headers_mut().insert(
+                CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+            res
+        }
+        _ => Json(statement).into_response(),
+    };
+    res.headers_mut().insert(VARY, HeaderValue::from_static("accept"));
+    Ok(res)
+}
+
+const JSON: &str = "application/json";
+const CSV: &str = "text/csv";
+const HTML: &str = "text/html";
+
+/// A text answer of `media` type (UTF-8), never sniffed as another.
+fn text(media: &'static str, body: String) -> Response {
+    let content_type = match media {
+        CSV => "text/csv; charset=utf-8",
+        _ => "text/html; charset=utf-8",
+    };
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The operator's view of one statement: revenue, cost (the cost book) and margin per meter and
+/// stamp.
+pub async fn statement_margin(
+    State(app): State<App>,
+    StatementPath(subscription, month): StatementPath,
+) -> Result<Json<StatementMargin>, Problem> {
+    let service = service(&app)?;
+    mapped(service, &subscription).await?;
+    let statement = service
+        .refresh(&subscription, month, chrono::Utc::now())
+        .await
+        .map_err(|e| unavailable(format!("{e:#}")))?;
+    crate::margin::margin_of_statement(service, &statement).await.map(Json).map_err(margin_problem)
+}
+
+/// The month's margin over every billing subscription, as `azs-usage margin` shows it.
+pub async fn month_margin(
+    State(app): State<App>,
+    RequiredMonth(month): RequiredMonth,
+) -> Result<Json<MarginReport>, Problem> {
+    let service = service(&app)?;
+    crate::margin::month_margin(service, month, chrono::Utc::now()).await.map(Json).map_err(margin_problem)
+}
+
+/// No cost book, or one in another currency than a statement: a 422 naming `month` (what cannot
+/// be costed) and the rule; anything else is the store's failure.
+fn margin_problem(e: anyhow::Error) -> Problem {
+    match e.downcast_ref::<MarginError>() {
+        // "no cost book: import the prices Microsoft charges you as price book \"operator-cost\" (...)"
+        Some(e) => unusable("month", &format!("cannot be costed: {e}")),
+        None => unavailable(format!("{e:#}")),
+    }
+}
+
+fn unusable(field: &str, rule: &str) -> Problem {
+    let mut errors = azs_core::ValidationErrors::default();
+    errors.push(field, rule);
+    Problem::unusable_fields(errors)
+}
+
+/// What a price correction of a final month answered.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rerated {
+    /// The difference the books as they are now make, per meter, stamp and price.
+    pub rerate: Rerate,
+    /// With `confirm=true` and something to correct: the next open statement carrying the
+    /// correction lines; else null (nothing was written).
+    pub statement: Option<Statement>,
+}
+
+/// A price correction of a final month: a what-if (nothing written) unless `confirm=true`, which
+/// writes the difference as correction lines onto the next open statement.
+pub async fn rerate_statement(
+    State(app): State<App>,
+    StatementPath(subscription, month): StatementPath,
+    Confirm(confirm): Confirm,
+) -> Result<Json<Rerated>, Problem> {
+    let service = service(&app)?;
+    mapped(service, &subscription).await?;
+    let stored = service.rating.statement(&subscription, month).await.map_err(unavailable)?;
+    if !stored.is_some_and(|s| s.is_final()) {
+        return Err(unusable(
+            "month",
+            "must be a month whose statement is final: a draft is priced with the books as they are whenever it is shown",
+        ));
+    }
+    let (rerate, statement) = service
+        .rerate(&subscription, month, confirm, chrono::Utc::now())
+        .await
+        .map_err(|e| unavailable(format!("{e:#}")))?;
+    Ok(Json(Rerated { rerate, statement }))
+}
+
+/// The stored statements of a month as FOCUS 1.2 CSV, as `azs-usage statement focus` writes them.
+pub async fn focus(
+    State(app): State<App>,
+    RequiredMonth(month): RequiredMonth,
+    Issuer(issuer): Issuer,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    negotiate(&headers, &[CSV])?;
+    let statements = service(&app)?.rating.statements(Some(month)).await.map_err(unavailable)?;
+    Ok(text(CSV, focus_csv(&statements, &issuer, &crate::rating::meter_catalog())))
 }
 
 /// Makes the statement final when it is proven complete (200); else 409 with why, the draft kept.
@@ -264,6 +395,83 @@ impl<S: Send + Sync> FromRequestParts<S> for Versions {
             (_, None) => Err(Problem::invalid_field("to", rule)),
         }
     }
+}
+
+/// `?month=YYYY-MM`, required.
+pub struct RequiredMonth(pub Month);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequiredMonth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        MonthQuery::from_request_parts(parts, state)
+            .await?
+            .0
+            .map(RequiredMonth)
+            .ok_or_else(|| Problem::invalid_field("month", "is required: a month as YYYY-MM"))
+    }
+}
+
+/// `?confirm=true|false` (default false), at most once.
+pub struct Confirm(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Confirm {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let mut confirm = None;
+        for (name, value) in query(parts) {
+            if name != "confirm" {
+                continue;
+            }
+            if confirm.is_some() {
+                return Err(Problem::invalid_field("confirm", "must be given at most once"));
+            }
+            confirm = Some(match value.as_ref() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(Problem::invalid_field("confirm", "must be true or false")),
+            });
+        }
+        Ok(Confirm(confirm.unwrap_or(false)))
+    }
+}
+
+/// `?billingAccountId=&issuer=` of the FOCUS export, each at most once, 1 to 128 characters
+/// without control characters; the CLI's defaults when absent.
+pub struct Issuer(pub FocusIssuer);
+
+impl<S: Send + Sync> FromRequestParts<S> for Issuer {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let (mut account, mut issuer) = (None, None);
+        for (name, value) in query(parts) {
+            let (field, slot) = match name.as_ref() {
+                "billingAccountId" => ("billingAccountId", &mut account),
+                "issuer" => ("issuer", &mut issuer),
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(Problem::invalid_field(field, "must be given at most once"));
+            }
+            if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
+                return Err(Problem::invalid_field(
+                    field,
+                    "must be 1 to 128 characters, no control characters",
+                ));
+            }
+            *slot = Some(value.into_owned());
+        }
+        Ok(Issuer(FocusIssuer::new(
+            account.unwrap_or_else(|| DEFAULT_BILLING_ACCOUNT_ID.to_owned()),
+            issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),
+        )))
+    }
+}
+
+fn query(parts: &Parts) -> url::form_urlencoded::Parse<'_> {
+    url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
 }
 
 /// `?month=YYYY-MM`, at most once.

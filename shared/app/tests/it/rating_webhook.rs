@@ -1,17 +1,19 @@
 //! Price books, assignments and statements through the webhook, over real HTTP on a real SQLite
 //! store: what the CLI does, with the webhook's token, paging and problem details.
 
-use crate::statements::{november, priced};
+use crate::statements::{november, priced, standard};
 use azs_app::administration::Administration;
 use azs_app::rating::StatementService;
 use azs_app::webhook::{ApiAuth, router};
 use azs_azure_stack::{AzureStackClient, ClientSettings, credential_from_registration};
 use azs_core::Secret;
+use azs_core::rating::ports::PriceBookStore;
 use azs_core::rating::{Statement, StatementSettings};
 use azs_core::registration::CredentialSecretRules;
 use azs_secrets::FileSecretStore;
 use azs_store_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -81,6 +83,20 @@ impl Api {
 
     async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, None).await
+    }
+
+    /// A GET with `Accept: accept`, answered as text with its headers.
+    async fn get_as(&self, path: &str, accept: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("the webhook answers");
+        let (status, headers) = (res.status(), res.headers().clone());
+        (status, headers, res.text().await.unwrap())
     }
 }
 
@@ -227,4 +243,216 @@ async fn a_complete_statement_finalises_and_one_with_a_stamp_behind_answers_409_
         "month"
     );
     assert_eq!(api.get("/statements/cust-nobody/2026-11").await.status, StatusCode::NOT_FOUND);
+}
+
+/// A CSV answer's records as column -> cell maps.
+fn records(csv: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    reader
+        .records()
+        .map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_owned)).collect())
+        .collect()
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str().unwrap_or_else(|| panic!("not a decimal string: {v}")).parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_statement_answers_json_csv_or_html_as_accept_asks_and_none_of_them_carries_cost() {
+    // Given November's statement for cust-ready (3 hours at 0.50 EUR) and a cost book
+    let api = Api::start().await;
+    priced(&api.store).await;
+    november(&api.store).await;
+    api.store.add_book_versions(&standard("operator-cost", &[])).await.unwrap();
+    let path = "/statements/cust-ready/2026-11";
+
+    // When it is asked for as JSON, CSV and HTML
+    let (status, headers, json) = api.get_as(path, "application/json").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(headers["vary"], "accept");
+    let json: Value = serde_json::from_str(&json).unwrap();
+    let (status, headers, csv) = api.get_as(path, "text/csv").await;
+    assert_eq!(
+        (status, headers["content-type"].to_str().unwrap()),
+        (StatusCode::OK, "text/csv; charset=utf-8")
+    );
+    let (status, headers, html) = api.get_as(path, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8").await;
+    assert_eq!(
+        (status, headers["content-type"].to_str().unwrap()),
+        (StatusCode::OK, "text/html; charset=utf-8")
+    );
+    assert!(headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+
+    // Then the CSV's records add up to the JSON's total, and the page shows it
+    assert_eq!(dec(&json["total"]), Decimal::new(150, 2));
+    let records = records(&csv);
+    let amounts: Decimal = records
+        .iter()
+        .filter(|r| ["usage", "correction", "fee", "tax"].contains(&r["record"].as_str()))
+        .map(|r| r["amount"].parse::<Decimal>().unwrap())
+        .sum();
+    assert_eq!(amounts, dec(&json["total"]));
+    let total = records.iter().find(|r| r["record"] == "total" && r["component"] == "total").unwrap();
+    assert_eq!(total["amount"], json["total"].as_str().unwrap());
+    assert!(html.contains(r#"id="total">1.50</td>"#), "{html}");
+
+    // And none of the customer's answers names a cost or a margin (the page's CSS aside)
+    let page = html.split("</style>").nth(1).unwrap();
+    for (name, text) in [("JSON", json.to_string()), ("CSV", csv), ("HTML", page.to_owned())] {
+        let lower = text.to_lowercase();
+        assert!(!lower.contains("cost") && !lower.contains("margin"), "{name}: {text}");
+    }
+
+    // And a representation the statement does not have is a 406 problem listing those it has
+    let (status, headers, body) = api.get_as(path, "application/xml").await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains("text/csv"), "{body}");
+}
+
+#[tokio::test]
+async fn margin_of_one_statement_and_of_the_month_and_without_a_cost_book_a_422_naming_month() {
+    // Given November for two customers, and no cost book yet
+    let api = Api::start().await;
+    priced(&api.store).await;
+    november(&api.store).await;
+
+    // When margin is asked for, then it is a 422 naming month and the book to import
+    for path in ["/statements/cust-ready/2026-11/margin", "/margin?month=2026-11"] {
+        let fields = api.get(path).await.field_errors(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields[0].0, "month", "{path}");
+        assert!(fields[0].1.contains("\"operator-cost\""), "{path}: {fields:?}");
+    }
+
+    // Given the cost book: VM hours cost the operator 0.30 EUR
+    let mut cost = standard("operator-cost", &[]);
+    cost.versions[0].meters[0].price = azs_core::rating::Price::Unit { unit_price: Decimal::new(30, 2) };
+    api.store.add_book_versions(&cost).await.unwrap();
+
+    // When one statement's margin is asked for
+    let one = api.get("/statements/cust-ready/2026-11/margin").await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+
+    // Then it is cust-ready's 3 hours: revenue 1.50, cost 0.90, margin 0.60, on its stamp
+    assert_eq!(
+        (one.body["billingSubscriptionId"].as_str(), one.body["state"].as_str()),
+        (Some("cust-ready"), Some("draft"))
+    );
+    let lines = one.body["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{}", one.body);
+    assert_eq!(
+        (dec(&lines[0]["revenue"]), dec(&lines[0]["cost"]), dec(&lines[0]["margin"])),
+        (Decimal::new(150, 2), Decimal::new(90, 2), Decimal::new(60, 2))
+    );
+    assert_eq!(dec(&one.body["margin"]), Decimal::new(60, 2));
+
+    // And the month's margin adds cust-behind's 2 hours on its own stamp
+    let month = api.get("/margin?month=2026-11").await;
+    assert_eq!(month.status, StatusCode::OK, "{}", month.body);
+    assert_eq!(month.body["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (dec(&month.body["revenue"]), dec(&month.body["cost"]), dec(&month.body["margin"])),
+        (Decimal::new(250, 2), Decimal::new(150, 2), Decimal::new(100, 2))
+    );
+
+    // And bad input is named: no month, a malformed one; an unknown customer is not found
+    assert_eq!(
+        api.get("/margin").await.field_errors(StatusCode::BAD_REQUEST)[0],
+        ("month".to_owned(), "is required: a month as YYYY-MM".to_owned())
+    );
+    assert_eq!(api.get("/margin?month=2026-13").await.field_errors(StatusCode::BAD_REQUEST)[0].0, "month");
+    assert_eq!(api.get("/statements/cust-nobody/2026-11/margin").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_rerate_is_a_what_if_until_confirmed_and_a_month_not_final_is_a_422_naming_month() {
+    // Given cust-ready's November final at 0.50, then a version pricing VM hours at 0.60 from 1 November
+    let api = Api::start().await;
+    priced(&api.store).await;
+    november(&api.store).await;
+    let finalised = api.call(Method::POST, "/statements/cust-ready/2026-11/finalize", None).await;
+    assert_eq!(finalised.status, StatusCode::OK, "{}", finalised.body);
+    api.store.add_book_versions(&standard("standard", &[("2026-11-01T00:00:00Z", "0.60")])).await.unwrap();
+    let statements_before = api.get("/statements").await.body;
+
+    // When the rerate is asked for without confirming
+    let what_if = api.call(Method::POST, "/statements/cust-ready/2026-11/rerate", None).await;
+
+    // Then it shows 3 hours at 0.10 more, and nothing is written
+    assert_eq!(what_if.status, StatusCode::OK, "{}", what_if.body);
+    assert_eq!(dec(&what_if.body["rerate"]["difference"]), Decimal::new(30, 2));
+    assert_eq!(what_if.body["statement"], Value::Null);
+    assert_eq!(api.get("/statements").await.body, statements_before);
+
+    // When it is confirmed
+    let confirmed = api.call(Method::POST, "/statements/cust-ready/2026-11/rerate?confirm=true", None).await;
+
+    // Then the next open statement (December) carries the correction naming November, and
+    // November's final statement is unchanged
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let december: Statement = serde_json::from_value(confirmed.body["statement"].clone()).unwrap();
+    assert_eq!(december.month.to_string(), "2026-12");
+    let corrections: Vec<_> = december.lines.iter().filter(|l| l.corrects.is_some()).collect();
+    assert_eq!(corrections.len(), 1);
+    assert_eq!(
+        (corrections[0].corrects.unwrap().to_string(), corrections[0].amount),
+        ("2026-11".to_owned(), Decimal::new(30, 2))
+    );
+    let november_now = api.get("/statements/cust-ready/2026-11").await.body;
+    assert_eq!(november_now, finalised.body);
+
+    // And a month whose statement is a draft is a 422 naming month; a bad confirm a 400 naming it
+    let fields = api
+        .call(Method::POST, "/statements/cust-behind/2026-11/rerate", None)
+        .await
+        .field_errors(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields[0].0, "month");
+    assert!(fields[0].1.contains("final"), "{fields:?}");
+    let fields = api
+        .call(Method::POST, "/statements/cust-ready/2026-11/rerate?confirm=yes", None)
+        .await
+        .field_errors(StatusCode::BAD_REQUEST);
+    assert_eq!(fields, [("confirm".to_owned(), "must be true or false".to_owned())]);
+    assert_eq!(
+        api.call(Method::POST, "/statements/cust-nobody/2026-11/rerate", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_focus_export_of_a_month_is_the_stored_statements_as_focus_csv() {
+    // Given November's two statements kept
+    let api = Api::start().await;
+    priced(&api.store).await;
+    november(&api.store).await;
+    for customer in ["cust-ready", "cust-behind"] {
+        assert_eq!(api.get(&format!("/statements/{customer}/2026-11")).await.status, StatusCode::OK);
+    }
+
+    // When the month is exported with the operator's name
+    let (status, headers, csv) =
+        api.get_as("/focus?month=2026-11&issuer=Contoso%20Hosting", "text/csv").await;
+
+    // Then it is FOCUS CSV: one usage row per statement line, billed as the statements total
+    assert_eq!(status, StatusCode::OK, "{csv}");
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    let rows = records(&csv);
+    assert_eq!(csv.split("\r\n").next().unwrap(), azs_core::rating::focus::COLUMNS.join(","));
+    let billed: Decimal = rows.iter().map(|r| r["BilledCost"].parse::<Decimal>().unwrap()).sum();
+    assert_eq!(billed, Decimal::new(250, 2));
+    assert!(
+        rows.iter()
+            .all(|r| r["InvoiceIssuerName"] == "Contoso Hosting" && r["BillingAccountId"] == "azs-usage")
+    );
+    let invoices: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["InvoiceId"].as_str()).collect();
+    assert_eq!(invoices.into_iter().collect::<Vec<_>>(), ["cust-behind/2026-11", "cust-ready/2026-11"]);
+
+    // And bad input is named
+    assert_eq!(api.get("/focus").await.field_errors(StatusCode::BAD_REQUEST)[0].0, "month");
+    assert_eq!(
+        api.get("/focus?month=2026-11&issuer=a%0Ab").await.field_errors(StatusCode::BAD_REQUEST)[0].0,
+        "issuer"
+    );
 }

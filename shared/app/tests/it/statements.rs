@@ -51,16 +51,26 @@ pub(crate) async fn map(store: &SqliteStore, stamp: &azs_core::StampId, tenant: 
     store.set_mapping(&mapping).await.unwrap();
 }
 
-/// One book pricing VM hours at 0.50 EUR, the default for everyone since 2020.
-pub(crate) async fn priced(store: &SqliteStore) {
-    let book: PriceBook = serde_json::from_value(serde_json::json!({
-        "id": "standard", "currency": {"code": "EUR", "minorUnits": 2},
-        "versions": [{"version": 1, "effectiveFrom": "2020-01-01T00:00:00Z", "meters": [
+/// The book `standard` pricing VM hours in EUR: version 1 from 2020, then one per `(hour, price)`.
+pub(crate) fn standard(id: &str, later: &[(&str, &str)]) -> PriceBook {
+    let version = |n: usize, from: &str, price: &str| {
+        serde_json::json!({"version": n, "effectiveFrom": from, "meters": [
             {"meterId": azs_store_conformance::fixtures::BASE_VM_HOURS,
-             "price": {"kind": "unit", "unitPrice": "0.50"}}]}]
+             "price": {"kind": "unit", "unitPrice": price}}]})
+    };
+    let versions: Vec<serde_json::Value> = std::iter::once(version(1, "2020-01-01T00:00:00Z", "0.50"))
+        .chain(later.iter().enumerate().map(|(i, (from, price))| version(i + 2, from, price)))
+        .collect();
+    let book: PriceBook = serde_json::from_value(serde_json::json!({
+        "id": id, "currency": {"code": "EUR", "minorUnits": 2}, "versions": versions
     }))
     .unwrap();
-    store.add_book_versions(&book.validated().unwrap()).await.unwrap();
+    book.validated().unwrap()
+}
+
+/// One book pricing VM hours at 0.50 EUR, the default for everyone since 2020.
+pub(crate) async fn priced(store: &SqliteStore) {
+    store.add_book_versions(&standard("standard", &[])).await.unwrap();
     let default = Assignment {
         billing_subscription_id: None,
         book_id: "standard".into(),
