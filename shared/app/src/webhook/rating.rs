@@ -373,27 +373,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Versions {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let (mut from, mut to) = (None, None);
-        for (name, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
-            let (field, slot) = match name.as_ref() {
-                "from" => ("from", &mut from),
-                "to" => ("to", &mut to),
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(Problem::invalid_field(field, "must be given at most once"));
-            }
-            *slot =
-                Some(value.parse::<u32>().map_err(|_| {
-                    Problem::invalid_field(field, "must be a version number (a whole number)")
-                })?);
-        }
-        let rule = "is required: a version number of the book";
-        match (from, to) {
-            (Some(from), Some(to)) => Ok(Versions(from, to)),
-            (None, _) => Err(Problem::invalid_field("from", rule)),
-            (_, None) => Err(Problem::invalid_field("to", rule)),
-        }
+        let [from, to] = query_once(parts, ["from", "to"])?;
+        let version = |field: &str, value: Option<String>| {
+            let value = value
+                .ok_or_else(|| Problem::invalid_field(field, "is required: a version number of the book"))?;
+            value
+                .parse::<u32>()
+                .map_err(|_| Problem::invalid_field(field, "must be a version number (a whole number)"))
+        };
+        Ok(Versions(version("from", from)?, version("to", to)?))
+    }
+}
+
+/// `?month=YYYY-MM`, at most once.
+pub struct MonthQuery(pub Option<Month>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MonthQuery {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let [month] = query_once(parts, ["month"])?;
+        let month = month
+            .map(|m| {
+                m.parse::<Month>().map_err(|_| Problem::invalid_field("month", "must be a month as YYYY-MM"))
+            })
+            .transpose()?;
+        Ok(MonthQuery(month))
     }
 }
 
@@ -419,21 +424,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Confirm {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let mut confirm = None;
-        for (name, value) in query(parts) {
-            if name != "confirm" {
-                continue;
-            }
-            if confirm.is_some() {
-                return Err(Problem::invalid_field("confirm", "must be given at most once"));
-            }
-            confirm = Some(match value.as_ref() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(Problem::invalid_field("confirm", "must be true or false")),
-            });
+        match query_once(parts, ["confirm"])? {
+            [None] => Ok(Confirm(false)),
+            [Some(v)] if v == "false" => Ok(Confirm(false)),
+            [Some(v)] if v == "true" => Ok(Confirm(true)),
+            [Some(_)] => Err(Problem::invalid_field("confirm", "must be true or false")),
         }
-        Ok(Confirm(confirm.unwrap_or(false)))
     }
 }
 
@@ -445,56 +441,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Issuer {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let (mut account, mut issuer) = (None, None);
-        for (name, value) in query(parts) {
-            let (field, slot) = match name.as_ref() {
-                "billingAccountId" => ("billingAccountId", &mut account),
-                "issuer" => ("issuer", &mut issuer),
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(Problem::invalid_field(field, "must be given at most once"));
+        let [account, issuer] = query_once(parts, ["billingAccountId", "issuer"])?;
+        let name = |field: &str, value: Option<String>, default: &str| match value {
+            None => Ok(default.to_owned()),
+            Some(v) if v.is_empty() || v.chars().count() > 128 || v.chars().any(char::is_control) => {
+                Err(Problem::invalid_field(field, "must be 1 to 128 characters, no control characters"))
             }
-            if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
-                return Err(Problem::invalid_field(
-                    field,
-                    "must be 1 to 128 characters, no control characters",
-                ));
-            }
-            *slot = Some(value.into_owned());
-        }
+            Some(v) => Ok(v),
+        };
         Ok(Issuer(FocusIssuer::new(
-            account.unwrap_or_else(|| DEFAULT_BILLING_ACCOUNT_ID.to_owned()),
-            issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),
+            name("billingAccountId", account, DEFAULT_BILLING_ACCOUNT_ID)?,
+            name("issuer", issuer, DEFAULT_ISSUER)?,
         )))
     }
 }
 
-fn query(parts: &Parts) -> url::form_urlencoded::Parse<'_> {
-    url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-}
-
-/// `?month=YYYY-MM`, at most once.
-pub struct MonthQuery(pub Option<Month>);
-
-impl<S: Send + Sync> FromRequestParts<S> for MonthQuery {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let mut month = None;
-        for (name, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
-            if name != "month" {
-                continue;
+/// The query parameters `names`, each at most once (a repeat is a 400 naming it); others ignored.
+fn query_once<const N: usize>(parts: &Parts, names: [&str; N]) -> Result<[Option<String>; N], Problem> {
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
+    let query = parts.uri.query().unwrap_or_default();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            if values[i].is_some() {
+                return Err(Problem::invalid_field(names[i], "must be given at most once"));
             }
-            if month.is_some() {
-                return Err(Problem::invalid_field("month", "must be given at most once"));
-            }
-            month = Some(
-                value
-                    .parse::<Month>()
-                    .map_err(|_| Problem::invalid_field("month", "must be a month as YYYY-MM"))?,
-            );
+            values[i] = Some(value.into_owned());
         }
-        Ok(MonthQuery(month))
     }
+    Ok(values)
 }
