@@ -4,11 +4,11 @@
 
 use crate::focus::statements;
 use crate::margin::{cost_book, with_cost};
-use crate::rating::{VM, books, d, november, request, settled_evidence, simulated_month, t, usage};
+use crate::rating::simulated_month;
+use azs_core::rating::Statement;
 use azs_core::rating::html::statement_html;
 use azs_core::rating::margin::statement_margin;
 use azs_core::rating::statement_csv::{COLUMNS, statement_csv};
-use azs_core::rating::{Statement, StatementSettings, Statements};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
@@ -95,20 +95,7 @@ fn the_csv_records_add_up_to_the_totals_of_the_statements_json() {
 #[test]
 fn text_from_a_stamp_cannot_become_a_formula_and_negative_amounts_stay_numbers() {
     // Given a statement whose stamp id and location look like formulas, and a negative line
-    let mut row =
-        usage("=HYPERLINK(\"https://evil.example\")", "cust-a", VM, t("2026-11-03T04:00:00Z"), d("2"), None);
-    row.row.location = "@SUM(A1),x".into();
-    let rows = vec![row];
-    let (books, assignments) = (books(), crate::rating::assignments());
-    let evidence = settled_evidence();
-    let mut s = Statements::new(&books, &assignments, StatementSettings::default()).build(&request(
-        "cust-a",
-        november(),
-        &rows,
-        &[],
-        &evidence,
-        "2026-12-03T00:00:00Z",
-    ));
+    let mut s = crate::html::one_row_statement("=HYPERLINK(\"https://evil.example\")", "@SUM(A1),x");
     s.lines[0].amount = -s.lines[0].amount;
 
     // When it is written as CSV and read back
