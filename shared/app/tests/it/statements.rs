@@ -51,7 +51,7 @@ pub(crate) async fn map(store: &SqliteStore, stamp: &azs_core::StampId, tenant: 
     store.set_mapping(&mapping).await.unwrap();
 }
 
-/// The book `standard` pricing VM hours in EUR: version 1 from 2020, then one per `(hour, price)`.
+/// A book `id` pricing VM hours in EUR: version 1 at 0.50 from 2020, then one per `(hour, price)`.
 pub(crate) fn standard(id: &str, later: &[(&str, &str)]) -> PriceBook {
     let version = |n: usize, from: &str, price: &str| {
         serde_json::json!({"version": n, "effectiveFrom": from, "meters": [
