@@ -75,7 +75,7 @@ impl MeterCatalog {
 }
 
 /// The fields of one CSV line (quotes and doubled quotes understood; no line breaks inside fields).
-pub(crate) fn split_csv_line(line: &str) -> Vec<String> {
+pub fn split_csv_line(line: &str) -> Vec<String> {
     let mut fields = vec![String::new()];
     let mut quoted = false;
     let mut chars = line.chars().peekable();
