@@ -260,7 +260,7 @@ pub fn focus_rows(statement: &Statement, issuer: &FocusIssuer, meters: &MeterCat
         costs(&mut row, fee.amount, fee.amount);
         if let Some(month) = fee.corrects {
             row.insert("ChargeClass", "Correction".to_owned());
-            row.insert("ChargeDescription", format!("{meter} of {month}, {}", fee.book));
+            row.insert("ChargeDescription", format!("{meter}, price correction of {month}: {}", fee.book));
             row.insert("x_CorrectsMonth", month.to_string());
             rows.push(row);
             continue;
