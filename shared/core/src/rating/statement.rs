@@ -927,7 +927,8 @@ impl Accumulator {
     }
 }
 
-/// The quantity of a tiered meter the final statements before `building` counted for `month`.
+/// The quantity of a tiered meter the final statements before `building` counted for `month`. A
+/// price correction's line re-prices quantity already counted, so it adds none.
 fn counted_tier_quantity(finals: &[&Statement], month: Month, building: Month, meter_id: &str) -> Decimal {
     finals
         .iter()
@@ -935,6 +936,7 @@ fn counted_tier_quantity(finals: &[&Statement], month: Month, building: Month, m
         .flat_map(|s| s.lines.iter().map(move |l| (s.month, l)))
         .filter(|(m, l)| {
             l.meter_id == meter_id
+                && !l.price_correction
                 && matches!(l.component, Component::Tier { .. })
                 && (l.corrects == Some(month) || (*m == month && l.corrects.is_none()))
         })

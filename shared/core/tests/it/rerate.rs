@@ -5,6 +5,7 @@ use crate::rating::{
     BLOCK_BLOB, IP, PAGE_BLOB, TABLE_TX, VM, books, build_november, d, evidence_for, november, request,
     simulated_month, t, usage,
 };
+use azs_core::rating::book::{Tier, TierMode};
 use azs_core::rating::rerate::{add_rerate, carry_rerates, counted_by_final, price_differences};
 use azs_core::rating::statement::{FeeKind, StatementState};
 use azs_core::rating::{
@@ -308,4 +309,97 @@ fn a_new_version_with_the_same_prices_splitting_the_month_is_no_difference() {
     let rerate = price_differences(&final_, &rebuilt, &[], t("2026-12-05T00:00:00Z"));
     assert!(rerate.is_empty(), "{rerate:#?}");
     assert_eq!((rerate.difference, rerate.total), (d("0.00"), Decimal::ZERO));
+}
+
+#[test]
+fn late_tiered_usage_after_a_confirmed_rerate_is_priced_from_the_quantity_invoiced_not_re_priced() {
+    // Given cust-a's November final, and base version 3 from the 20th re-pricing block blob's bands
+    let mut rows = simulated_month(0x7e);
+    let final_ = build_november(&rows, "2026-12-03T00:00:00Z")
+        .into_iter()
+        .find(|s| s.billing_subscription_id == "cust-a")
+        .map(|s| finalize(s, t("2026-12-03T00:05:00Z")).unwrap())
+        .unwrap();
+    let mut base = books().get("base").unwrap().clone();
+    let mut v3: BookVersion = base.versions.last().unwrap().clone();
+    v3.version = 3;
+    v3.effective_from = t("2026-11-20T00:00:00Z");
+    let band = |up_to: Option<&str>, price: &str| Tier { up_to: up_to.map(d), unit_price: d(price) };
+    for m in
+        v3.meters.iter_mut().filter(|m| normalize_meter_id(&m.meter_id) == normalize_meter_id(BLOCK_BLOB))
+    {
+        m.price = Price::Tiered {
+            mode: TierMode::Graduated,
+            tiers: vec![band(Some("5000"), "0.00012"), band(Some("20000"), "0.00009"), band(None, "0.00006")],
+        };
+    }
+    base.versions.push(v3);
+    let others = ["gold", "premium"].map(|id| books().get(id).unwrap().clone());
+    let books = PriceBooks::new(std::iter::once(base.validated().unwrap()).chain(others).collect::<Vec<_>>());
+    let assignments = crate::rating::assignments();
+    let settings = StatementSettings::default();
+    let block_blob: Decimal = rows
+        .iter()
+        .filter(|r| r.billing_subscription_id == "cust-a" && r.row.meter_id == BLOCK_BLOB)
+        .map(|r| r.row.quantity)
+        .sum();
+    assert!(
+        block_blob > d("5000") && block_blob < d("10000"),
+        "{block_blob}: in the second band, 10000 from the third"
+    );
+
+    // And the rerate confirmed onto December, December final
+    let counted: Vec<_> = rows.iter().filter(|r| counted_by_final(&final_, r)).cloned().collect();
+    let evidence = evidence_for(november());
+    let rebuilt = Statements::new(&books, &assignments, settings).build(&request(
+        "cust-a",
+        november(),
+        &counted,
+        &[],
+        &evidence,
+        "2026-12-05T00:00:00Z",
+    ));
+    let rerate = price_differences(&final_, &rebuilt, &[], t("2026-12-05T00:00:00Z"));
+    let re_priced: Decimal = rerate
+        .lines
+        .iter()
+        .filter(|l| l.meter_id == normalize_meter_id(BLOCK_BLOB))
+        .map(|l| l.pricing_quantity)
+        .sum();
+    assert!(
+        block_blob + re_priced + d("10000") > d("20000"),
+        "counted twice, late usage reaches the third band"
+    );
+    let december: Month = "2026-12".parse().unwrap();
+    let finals = vec![final_.clone()];
+    let draft = Statements::new(&books, &assignments, settings).build(&request(
+        "cust-a",
+        december,
+        &rows,
+        &finals,
+        &evidence_for(december),
+        "2027-01-03T00:00:00Z",
+    ));
+    let december_final = finalize(add_rerate(draft, rerate), t("2027-01-03T00:05:00Z")).unwrap();
+
+    // When 10000 GB of November's last hour are reported in January
+    let mut late = usage("stamp-east", "cust-a", BLOCK_BLOB, t("2026-11-30T23:00:00Z"), d("10000"), None);
+    late.reported_start = t("2027-01-03T00:00:00Z");
+    rows.push(late);
+    let january: Month = "2027-01".parse().unwrap();
+    let finals = [final_, december_final];
+    let january = Statements::new(&books, &assignments, settings).build(&request(
+        "cust-a",
+        january,
+        &rows,
+        &finals,
+        &evidence_for(december),
+        "2027-01-05T00:00:00Z",
+    ));
+
+    // Then it continues from November's invoiced quantity, all in the second band at version 3's
+    // price: the re-priced quantity December carries is not counted again
+    let late_lines: Vec<_> = january.lines.iter().filter(|l| l.corrects == Some(november())).collect();
+    assert_eq!(late_lines.len(), 1, "{late_lines:#?}");
+    assert_eq!(late_lines[0].exact_amount, d("10000") * d("0.00009"));
 }
