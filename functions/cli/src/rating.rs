@@ -10,6 +10,7 @@ use azs_core::rating::book_csv::{books_from_csv, books_to_csv};
 use azs_core::rating::focus::{FocusIssuer, focus_csv};
 use azs_core::rating::html::statement_html;
 use azs_core::rating::margin::MarginReport;
+use azs_core::rating::rerate::TAX_RULE;
 use azs_core::rating::statement_csv::statement_csv;
 use azs_core::rating::{Assignment, Month, Statement, StatementSettings};
 use azs_usage::model::{PriceBookCommand, StatementCommand};
@@ -243,10 +244,11 @@ pub(crate) async fn statement(services: &Services, command: StatementCommand) ->
                 say!("{}", serde_json::to_string_pretty(&rerate)?);
             } else {
                 say!(
-                    "{} {}: the books as they are now differ from the final statement by {} (before tax)",
+                    "{} {}: the books as they are now differ from the final statement by {} before tax, {} with tax",
                     rerate.billing_subscription_id,
                     rerate.month,
-                    rerate.difference
+                    rerate.difference,
+                    rerate.total
                 );
                 for d in &rerate.lines {
                     say!(
@@ -261,7 +263,31 @@ pub(crate) async fn statement(services: &Services, command: StatementCommand) ->
                         d.difference
                     );
                 }
+                for f in &rerate.fees {
+                    say!(
+                        "  {:?} fee: {} -> {} ({} -> {}), difference {}",
+                        f.kind,
+                        f.final_book,
+                        f.book,
+                        f.final_amount,
+                        f.rerated_amount,
+                        f.difference
+                    );
+                }
+                if let Some(t) = &rerate.tax {
+                    say!(
+                        "  tax: {} % of {} = {} -> {} % of {} = {}, difference {}",
+                        t.final_tax_percent,
+                        t.final_taxed,
+                        t.final_tax,
+                        t.tax_percent,
+                        t.corrected_taxed,
+                        t.corrected_tax,
+                        t.difference
+                    );
+                }
             }
+            say_error!("tax rule: {TAX_RULE}");
             match corrected {
                 Some(s) => say_error!(
                     "written as correction lines onto the {} statement (total now {}); the final {} statement is unchanged",

@@ -88,8 +88,10 @@ impl StatementService {
     }
 
     /// What the books as they are now would change on the final statement of `month` (a what-if:
-    /// nothing is written). With `confirm`, the difference becomes correction lines on the next
-    /// statement that is not final, which is answered too; the final statement never changes.
+    /// nothing is written): usage, fees and tax (the month taxed by its own rule, see
+    /// `azs_core::rating::rerate`). With `confirm`, the difference becomes correction lines on
+    /// the next statement that is not final, which is answered too; the final statement never
+    /// changes, and a rerate without differences writes nothing.
     pub async fn rerate(
         &self,
         billing_subscription_id: &str,
@@ -112,7 +114,7 @@ impl StatementService {
             .flat_map(|s| &s.rerates)
             .collect();
         let rerate = price_differences(&final_, &rebuilt, &confirmed, now);
-        if !confirm || rerate.lines.is_empty() {
+        if !confirm || rerate.is_empty() {
             return Ok((rerate, None));
         }
         let mut open = month.next();

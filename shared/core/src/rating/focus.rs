@@ -7,15 +7,25 @@
 //! - the operator is the `BillingAccount`, `Provider` and `InvoiceIssuer` ([`FocusIssuer`]);
 //!   Microsoft, whose software runs on the stamp, is the `Publisher`; each billing subscription is a
 //!   `SubAccount` and each statement an invoice (`InvoiceId` = `{billing subscription}/{month}`);
-//! - `ChargeCategory`: `Usage` for this month's usage, `Adjustment` with `ChargeClass` `Correction`
-//!   for late usage of a finalised month (its `ChargePeriod` is the corrected hours), `Purchase` for
-//!   fees (`ChargeFrequency` `Recurring` or `One-Time`), `Tax` for the tax;
+//!   `BillingPeriodStart`/`End` is always the statement's month, the period invoiced;
+//! - `ChargeCategory`: `Usage` for this month's usage, `Purchase` for its fees (`ChargeFrequency`
+//!   `Recurring` or `One-Time`, `SkuId` `monthly-fee` or `one-time-fee`), `Tax` for the tax on its
+//!   own amounts;
+//! - a correction of a finalised (invoiced) month is `Adjustment` with `ChargeClass` `Correction`,
+//!   its `ChargePeriod` in the corrected month, `x_CorrectsMonth` naming it: late usage (the
+//!   corrected hours), and a confirmed rerate's usage, fee and tax differences (the corrected
+//!   month; negative where a price went down). FOCUS 1.2 wants `ConsumedQuantity`/`ConsumedUnit`
+//!   null on every row that is not `Usage`, so corrections carry none; a rerate's difference is no
+//!   unit price (FOCUS unit prices are never negative), so its unit prices are null, its
+//!   `PricingQuantity` the quantity re-priced; fee and tax differences have no `PricingQuantity`;
+//!   a tax difference has no SKU;
 //! - `ListCost`/`ListUnitPrice` are the parent book's prices before a markup or discount,
 //!   `BilledCost`, `EffectiveCost` and `ContractedCost` what the statement charges;
 //! - `SkuId` is the meter id, `SkuPriceId` the book lineage, meter and price component;
 //!   `RegionId`/`RegionName` the rows' location; `x_StampId`, `x_Book`, `x_CorrectsMonth` and
 //!   `x_StatementState` carry what FOCUS has no column for.
 
+use super::rerate::{carried_tax, taxed_base};
 use super::statement::{FeeKind, Statement, StatementLine, StatementState};
 use crate::spreadsheet::csv_field;
 use rust_decimal::Decimal;
@@ -79,7 +89,7 @@ impl MeterCatalog {
 }
 
 /// The fields of one CSV line (quotes and doubled quotes understood; no line breaks inside fields).
-pub(crate) fn split_csv_line(line: &str) -> Vec<String> {
+pub fn split_csv_line(line: &str) -> Vec<String> {
     let mut fields = vec![String::new()];
     let mut quoted = false;
     let mut chars = line.chars().peekable();
@@ -236,46 +246,76 @@ pub fn focus_rows(statement: &Statement, issuer: &FocusIssuer, meters: &MeterCat
         let mut row = common(if line.corrects.is_some() { "Adjustment" } else { "Usage" });
         usage_columns(&mut row, line, meters);
         costs(&mut row, line.amount, line.list_amount);
-        prices(&mut row, line.unit_price, line.list_unit_price);
+        if !line.price_correction {
+            prices(&mut row, line.unit_price, line.list_unit_price);
+        }
         rows.push(row);
     }
     for fee in &statement.fees {
-        let mut row = common("Purchase");
-        let (frequency, description, quantity, unit, unit_price) = match fee.kind {
+        let mut row = common(if fee.corrects.is_some() { "Adjustment" } else { "Purchase" });
+        let (frequency, sku, meter) = match fee.kind {
+            FeeKind::Monthly => ("Recurring", "monthly-fee", "Monthly fee"),
+            FeeKind::OneTime => ("One-Time", "one-time-fee", "One-time fee"),
+        };
+        row.insert("ChargeFrequency", frequency.to_owned());
+        row.insert("ChargePeriodStart", time(fee.from));
+        row.insert("ChargePeriodEnd", time(fee.to));
+        row.insert("ServiceCategory", "Other".to_owned());
+        row.insert("ServiceName", "Azure Stack Hub subscription".to_owned());
+        row.insert("SkuId", sku.to_owned());
+        row.insert("SkuMeter", meter.to_owned());
+        row.insert("x_Book", fee.book.clone());
+        costs(&mut row, fee.amount, fee.amount);
+        if let Some(month) = fee.corrects {
+            row.insert("ChargeClass", "Correction".to_owned());
+            row.insert("ChargeDescription", format!("{meter}, price correction of {month}: {}", fee.book));
+            row.insert("x_CorrectsMonth", month.to_string());
+            rows.push(row);
+            continue;
+        }
+        let (description, quantity, unit, unit_price) = match fee.kind {
             FeeKind::Monthly => (
-                "Recurring",
                 format!("Monthly fee, {} of {} hours, {}", fee.active_hours, fee.month_hours, fee.book),
                 Decimal::from(fee.active_hours),
                 "Hours",
                 fee.fee / Decimal::from(fee.month_hours),
             ),
-            FeeKind::OneTime => {
-                ("One-Time", format!("One-time fee, {}", fee.book), Decimal::ONE, "Units", fee.fee)
-            }
+            FeeKind::OneTime => (format!("One-time fee, {}", fee.book), Decimal::ONE, "Units", fee.fee),
         };
-        row.insert("ChargeFrequency", frequency.to_owned());
         row.insert("ChargeDescription", description);
-        row.insert("ChargePeriodStart", time(fee.from));
-        row.insert("ChargePeriodEnd", time(fee.to));
         row.insert("PricingCategory", "Standard".to_owned());
         row.insert("PricingQuantity", quantity.to_string());
         row.insert("PricingUnit", unit.to_owned());
-        row.insert("ServiceCategory", "Other".to_owned());
-        row.insert("ServiceName", "Azure Stack Hub subscription".to_owned());
-        row.insert("x_Book", fee.book.clone());
-        costs(&mut row, fee.amount, fee.amount);
+        row.insert("SkuPriceId", format!("{}/{sku}", fee.book));
         prices(&mut row, unit_price, unit_price);
         rows.push(row);
     }
-    if statement.tax != Decimal::ZERO {
-        let mut row = common("Tax");
+    let tax_row = |category: &str, description: String, from, to, amount: Decimal| {
+        let mut row = common(category);
         row.insert("ChargeFrequency", "Recurring".to_owned());
-        row.insert("ChargeDescription", format!("Tax {} % of {}", statement.tax_percent, statement.subtotal));
-        row.insert("ChargePeriodStart", time(statement.month.start()));
-        row.insert("ChargePeriodEnd", time(statement.month.end()));
+        row.insert("ChargeDescription", description);
+        row.insert("ChargePeriodStart", time(from));
+        row.insert("ChargePeriodEnd", time(to));
         row.insert("ServiceCategory", "Other".to_owned());
         row.insert("ServiceName", "Tax".to_owned());
-        costs(&mut row, statement.tax, statement.tax);
+        costs(&mut row, amount, amount);
+        row
+    };
+    let own_tax = statement.tax - carried_tax(statement);
+    if own_tax != Decimal::ZERO {
+        let description = format!("Tax {} % of {}", statement.tax_percent, taxed_base(statement));
+        rows.push(tax_row("Tax", description, statement.month.start(), statement.month.end(), own_tax));
+    }
+    for rerate in &statement.rerates {
+        let Some(tax) = &rerate.tax else { continue };
+        let month = rerate.month;
+        let description = format!(
+            "Tax correction of {month}: {} % of {} -> {} % of {}",
+            tax.final_tax_percent, tax.final_taxed, tax.tax_percent, tax.corrected_taxed
+        );
+        let mut row = tax_row("Adjustment", description, month.start(), month.end(), tax.difference);
+        row.insert("ChargeClass", "Correction".to_owned());
+        row.insert("x_CorrectsMonth", month.to_string());
         rows.push(row);
     }
     rows
@@ -290,31 +330,43 @@ fn usage_columns(row: &mut Row, line: &StatementLine, meters: &MeterCatalog) {
     if let Some(reason) = &line.zero_reason {
         let _ = write!(description, ", zero-rated: {reason}");
     }
-    if let Some(month) = line.corrects {
-        let _ = write!(description, ", late usage of {month}");
-        row.insert("ChargeClass", "Correction".to_owned());
-        row.insert("x_CorrectsMonth", month.to_string());
+    let pricing_unit = line.pricing_unit.clone().unwrap_or_else(|| unit.to_owned());
+    match line.corrects {
+        Some(month) => {
+            if line.price_correction {
+                let _ = write!(description, ", price correction of {month}");
+            } else {
+                let _ = write!(description, ", late usage of {month}");
+            }
+            row.insert("ChargeClass", "Correction".to_owned());
+            row.insert("x_CorrectsMonth", month.to_string());
+        }
+        None => {
+            row.insert("ConsumedQuantity", line.consumed_quantity.to_string());
+            row.insert("ConsumedUnit", unit.to_owned());
+        }
     }
     row.insert("ChargeDescription", description);
     row.insert("ChargeFrequency", "Usage-Based".to_owned());
     row.insert("ChargePeriodStart", time(line.usage_from));
     row.insert("ChargePeriodEnd", time(line.usage_to));
-    row.insert("ConsumedQuantity", line.consumed_quantity.to_string());
-    row.insert("ConsumedUnit", unit.to_owned());
     row.insert("PricingCategory", "Standard".to_owned());
     row.insert("PricingQuantity", line.pricing_quantity.to_string());
-    row.insert("PricingUnit", line.pricing_unit.clone().unwrap_or_else(|| unit.to_owned()));
+    row.insert("PricingUnit", pricing_unit);
     row.insert("RegionId", line.location.clone());
     row.insert("RegionName", line.location.clone());
     row.insert("ServiceCategory", service_category(provider).to_owned());
     row.insert("ServiceName", format!("Azure Stack Hub {provider}"));
     row.insert("SkuId", line.meter_id.clone());
     row.insert("SkuMeter", meter_name.to_owned());
-    row.insert(
-        "SkuPriceDetails",
-        serde_json::json!({ "x_PriceComponent": line.component.to_string() }).to_string(),
-    );
-    row.insert("SkuPriceId", format!("{}/{}/{}", line.book, line.meter_id, line.component));
+    // A price correction's difference is no price of any price list: no SkuPriceId (nor details).
+    if !line.price_correction {
+        row.insert(
+            "SkuPriceDetails",
+            serde_json::json!({ "x_PriceComponent": line.component.to_string() }).to_string(),
+        );
+        row.insert("SkuPriceId", format!("{}/{}/{}", line.book, line.meter_id, line.component));
+    }
     row.insert("x_StampId", line.stamp_id.to_string());
     row.insert("x_Book", line.book.clone());
 }

@@ -2,7 +2,8 @@
 //! `statement.html`. Every value placed in it is escaped: stamp ids, meter ids, locations, book
 //! ids and billing subscription ids come from stamps and operators, never trusted as markup.
 
-use super::statement::Statement;
+use super::rerate::{carried_tax, taxed_base};
+use super::statement::{FeeKind, Statement};
 use std::fmt::Write;
 
 const PAGE: &str = include_str!("statement.html");
@@ -28,7 +29,11 @@ pub fn statement_html(s: &Statement) -> String {
     let e = |v: &dyn std::fmt::Display| escape(&v.to_string());
     let mut lines = String::new();
     for l in &s.lines {
-        let corrects = l.corrects.map(|m| m.to_string()).unwrap_or_default();
+        let corrects = match l.corrects {
+            Some(m) if l.price_correction => format!("{m}, price correction"),
+            Some(m) => format!("{m}, late usage"),
+            None => String::new(),
+        };
         let _ = writeln!(
             lines,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td></tr>",
@@ -45,15 +50,49 @@ pub fn statement_html(s: &Statement) -> String {
     }
     let mut fees = String::new();
     for f in &s.fees {
+        let kind = match f.kind {
+            FeeKind::Monthly => "Monthly fee",
+            FeeKind::OneTime => "One-time fee",
+        };
+        let (corrects, hours) = match f.corrects {
+            Some(m) => (format!("{m}, price correction"), String::new()),
+            None => (String::new(), format!("{} of {}", f.active_hours, f.month_hours)),
+        };
         let _ = writeln!(
             fees,
-            "<tr><td>{}</td><td>{}</td><td class=\"amount\">{} of {}</td><td class=\"amount\">{}</td></tr>",
-            e(&format!("{:?}", f.kind)),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td></tr>",
+            e(&kind),
             e(&f.book),
-            f.active_hours,
-            f.month_hours,
+            e(&corrects),
+            e(&hours),
             e(&f.amount)
         );
+    }
+    let mut tax_corrections = String::new();
+    let corrected: Vec<_> = s.rerates.iter().filter_map(|r| r.tax.as_ref().map(|t| (r.month, t))).collect();
+    if !corrected.is_empty() {
+        tax_corrections.push_str(
+            "<h2>Tax of corrected months</h2>\n<p>Each corrected month is taxed at its own rate.</p>\n<table id=\"tax-corrections\">\n<thead><tr><th>Month</th><th class=\"amount\">Taxed, as invoiced</th><th class=\"amount\">Taxed, corrected</th><th class=\"amount\">Rate</th><th class=\"amount\">Tax, as invoiced</th><th class=\"amount\">Tax, corrected</th><th class=\"amount\">Difference</th></tr></thead>\n<tbody>\n",
+        );
+        for (month, t) in corrected {
+            let rate = if t.final_tax_percent == t.tax_percent {
+                format!("{} %", t.tax_percent)
+            } else {
+                format!("{} % -> {} %", t.final_tax_percent, t.tax_percent)
+            };
+            let _ = writeln!(
+                tax_corrections,
+                "<tr><td>{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td><td class=\"amount\">{}</td></tr>",
+                e(&month),
+                e(&t.final_taxed),
+                e(&t.corrected_taxed),
+                e(&rate),
+                e(&t.final_tax),
+                e(&t.corrected_tax),
+                e(&t.difference)
+            );
+        }
+        tax_corrections.push_str("</tbody>\n</table>\n");
     }
     let mut blockers = String::new();
     if !s.blockers.is_empty() {
@@ -65,7 +104,12 @@ pub fn statement_html(s: &Statement) -> String {
     }
     let state = if s.is_final() { "final" } else { "draft" };
     let currency = s.currency.as_ref().map_or(String::new(), |c| c.code.clone());
-    let values: [(&str, String); 16] = [
+    let tax_label = if carried_tax(s).is_zero() {
+        format!("Tax ({} %)", s.tax_percent)
+    } else {
+        format!("Tax ({} % of {}, and of corrected months)", s.tax_percent, taxed_base(s))
+    };
+    let values: [(&str, String); 17] = [
         ("billing_subscription_id", e(&s.billing_subscription_id)),
         ("month", e(&s.month)),
         ("state", e(&state)),
@@ -76,11 +120,12 @@ pub fn statement_html(s: &Statement) -> String {
         ("fees_total", e(&s.fees_total)),
         ("discount", e(&s.discount)),
         ("subtotal", e(&s.subtotal)),
-        ("tax_percent", e(&s.tax_percent)),
+        ("tax_label", e(&tax_label)),
         ("tax", e(&s.tax)),
         ("total", e(&s.total)),
         ("lines", lines),
         ("fees", fees),
+        ("tax_corrections", tax_corrections),
         ("blockers", blockers),
     ];
     fill(PAGE, &values)

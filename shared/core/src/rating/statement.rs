@@ -132,6 +132,10 @@ pub struct StatementLine {
     /// `exact_amount` rounded to the currency's minor unit.
     pub amount: Decimal,
     pub list_amount: Decimal,
+    /// A price correction's line (`statement rerate`, confirmed): `pricing_quantity` re-priced by
+    /// the difference `amount`, no usage of its own (`rows` 0, no consumed quantity).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub price_correction: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -141,10 +145,15 @@ pub enum FeeKind {
     OneTime,
 }
 
-/// A fee: a monthly fee for the hours it was active under one book lineage, or a one-time fee.
+/// A fee: a monthly fee for the hours it was active under one book lineage, or a one-time fee; or
+/// a price correction of a final month's fee (`corrects`, see [`super::rerate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FeeLine {
+    /// The final month whose fee this line corrects (its `from`..`to` is that month); `None` for
+    /// this month's fee. A correction counts in the statement's `corrections`, not `fees_total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrects: Option<Month>,
     pub kind: FeeKind,
     pub book: String,
     pub from: DateTime<Utc>,
@@ -226,14 +235,17 @@ pub struct Statement {
     pub fees: Vec<FeeLine>,
     /// Rounded lines of this month's usage, summed.
     pub usage: Decimal,
-    /// Rounded correction lines, summed.
+    /// Rounded correction lines (late usage, and re-rated usage and fees of final months), summed.
     pub corrections: Decimal,
+    /// This month's fees (a fee correction counts in `corrections`).
     pub fees_total: Decimal,
     /// What the books' discounts took off list prices, already inside the lines (information).
     pub discount: Decimal,
     pub subtotal: Decimal,
     pub tax_percent: Decimal,
-    /// `subtotal * tax_percent / 100`, rounded.
+    /// `subtotal * tax_percent / 100`, rounded; with rerates confirmed onto the statement, the
+    /// re-rated amounts are left out of that base and each rerate's tax difference (worked out
+    /// at the corrected month's rate) is added instead: see [`super::rerate`].
     pub tax: Decimal,
     pub total: Decimal,
     pub unpriced: Vec<UnpricedMeter>,
@@ -477,6 +489,7 @@ impl<'a> Statements<'a> {
                         *exact_amount += exact;
                     }
                     _ => fees.push(FeeLine {
+                        corrects: None,
                         kind: FeeKind::Monthly,
                         book: card.lineage.to_string(),
                         from: start,
@@ -497,6 +510,7 @@ impl<'a> Statements<'a> {
             && let Some(fee) = card.one_time_fee
         {
             fees.push(FeeLine {
+                corrects: None,
                 kind: FeeKind::OneTime,
                 book: card.lineage.to_string(),
                 from: activation,
@@ -891,6 +905,7 @@ impl Accumulator {
                 exact_list_amount: s.list_amount,
                 amount: round_to_minor_unit(s.amount, minor_units),
                 list_amount: round_to_minor_unit(s.list_amount, minor_units),
+                price_correction: false,
             };
             lines.insert((*corrects, meter.to_string(), stamp_id, card.lineage.clone(), component), line);
         }
@@ -912,7 +927,8 @@ impl Accumulator {
     }
 }
 
-/// The quantity of a tiered meter the final statements before `building` counted for `month`.
+/// The quantity of a tiered meter the final statements before `building` counted for `month`. A
+/// price correction's line re-prices quantity already counted, so it adds none.
 fn counted_tier_quantity(finals: &[&Statement], month: Month, building: Month, meter_id: &str) -> Decimal {
     finals
         .iter()
@@ -920,6 +936,7 @@ fn counted_tier_quantity(finals: &[&Statement], month: Month, building: Month, m
         .flat_map(|s| s.lines.iter().map(move |l| (s.month, l)))
         .filter(|(m, l)| {
             l.meter_id == meter_id
+                && !l.price_correction
                 && matches!(l.component, Component::Tier { .. })
                 && (l.corrects == Some(month) || (*m == month && l.corrects.is_none()))
         })

@@ -9,13 +9,16 @@
 //! - `fee`: a monthly fee (`pricingQuantity` active hours of `pricingUnit`'s month, `unitPrice` the
 //!   whole month's fee) or a one-time fee;
 //! - `unpriced`: a meter no book prices (no amount: it blocks finalising, never rated at zero);
-//! - `tax`: `unitPrice` percent of `pricingQuantity` (the subtotal);
+//! - `tax`: `unitPrice` percent of `pricingQuantity` (the subtotal, less confirmed price
+//!   corrections); and per confirmed price correction, its tax difference at the corrected month's
+//!   rate (`correctsMonth` names the month; fee corrections are `correction` records);
 //! - `total`: one per total (`component` says which: usage, corrections, fees, discount, subtotal,
 //!   total); the discount is information, already inside the lines.
 //!
 //! Text that comes from stamps and operators (ids, locations, books, price components) is made
 //! spreadsheet-safe; amounts and quantities are numbers we write, never escaped.
 
+use super::rerate::{carried_tax, taxed_base};
 use super::statement::{FeeKind, Statement, StatementState};
 use crate::spreadsheet::{csv_field, spreadsheet_safe};
 use chrono::{DateTime, Utc};
@@ -97,7 +100,9 @@ pub fn statement_csv(s: &Statement) -> String {
             FeeKind::OneTime => ("one-time fee", "1".to_owned(), "one-time".to_owned()),
         };
         records.push(Record {
-            record: "fee",
+            // A price correction of a final month's fee counts in the corrections, as in the JSON.
+            record: if f.corrects.is_some() { "correction" } else { "fee" },
+            corrects_month: f.corrects.map(|m| m.to_string()).unwrap_or_default(),
             book: f.book.clone(),
             component: component.to_owned(),
             from: time(f.from),
@@ -121,15 +126,30 @@ pub fn statement_csv(s: &Statement) -> String {
             ..Record::default()
         });
     }
+    // The statement's own amounts are taxed at its rate; a confirmed price correction's tax
+    // difference is worked out at the corrected month's rate (the rule in `rerate.rs`), one record
+    // each, so the `tax` records add up to the statement's tax.
     records.push(Record {
         record: "tax",
         component: "tax".to_owned(),
-        pricing_quantity: s.subtotal.to_string(),
+        pricing_quantity: taxed_base(s).to_string(),
         pricing_unit: "percent of the subtotal".to_owned(),
         unit_price: s.tax_percent.to_string(),
-        amount: s.tax.to_string(),
+        amount: (s.tax - carried_tax(s)).to_string(),
         ..Record::default()
     });
+    for (month, tax) in s.rerates.iter().filter_map(|r| r.tax.as_ref().map(|t| (r.month, t))) {
+        records.push(Record {
+            record: "tax",
+            corrects_month: month.to_string(),
+            component: "tax correction".to_owned(),
+            pricing_quantity: tax.corrected_taxed.to_string(),
+            pricing_unit: "percent of the corrected month's taxed amount".to_owned(),
+            unit_price: tax.tax_percent.to_string(),
+            amount: tax.difference.to_string(),
+            ..Record::default()
+        });
+    }
     for (component, amount) in [
         ("usage", s.usage),
         ("corrections", s.corrections),

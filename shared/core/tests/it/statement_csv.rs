@@ -72,9 +72,12 @@ fn the_csv_records_add_up_to_the_totals_of_the_statements_json() {
             assert_eq!(total(component), json_amount(&json, member), "{id} {component}");
         }
 
-        // And every line is a record, each correction naming the month it corrects
-        let lines: Vec<_> =
-            records.iter().filter(|r| ["usage", "correction"].contains(&r["record"].as_str())).collect();
+        // And every line is a record, each correction naming the month it corrects (a fee's price
+        // correction is a correction record too, with no meter)
+        let lines: Vec<_> = records
+            .iter()
+            .filter(|r| ["usage", "correction"].contains(&r["record"].as_str()) && !r["meterId"].is_empty())
+            .collect();
         assert_eq!(lines.len(), statement.lines.len(), "{id}");
         for (record, line) in lines.iter().zip(&statement.lines) {
             assert_eq!(record["meterId"], line.meter_id);
@@ -85,11 +88,12 @@ fn the_csv_records_add_up_to_the_totals_of_the_statements_json() {
             && r["month"] == statement.month.to_string()
             && r["state"] == if statement.is_final() { "final" } else { "draft" }));
     }
-    assert!(
-        read(&statement_csv(december))
-            .iter()
-            .any(|r| r["record"] == "correction" && r["correctsMonth"] == "2026-11")
-    );
+    let december = read(&statement_csv(december));
+    assert!(december.iter().any(|r| r["record"] == "correction" && r["correctsMonth"] == "2026-11"));
+    // The December draft carries November re-rated (the monthly fee and tax up): its fee correction
+    // and its tax difference at November's rate are records of their own
+    assert!(december.iter().any(|r| r["record"] == "correction" && r["component"] == "monthly fee"));
+    assert!(december.iter().any(|r| r["record"] == "tax" && r["correctsMonth"] == "2026-11"));
 }
 
 #[test]
