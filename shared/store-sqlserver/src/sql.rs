@@ -326,12 +326,13 @@ statements! {
     /// Who changed which stamp or mapping, when, and which fields from what to what (the SQLite store's
     /// 0009_audit.sql): written in the change's own transaction. `position` orders the trail (the
     /// cursor of `GET /audit`); `changes` is the JSON array of field changes (secret fields only marked
-    /// as changed). No foreign key: a removed stamp's history stays.
+    /// as changed). No foreign key: a removed stamp's history stays. `actor` is 512 wide: the core
+    /// keeps 256 characters of an identity, and each may be two UTF-16 units.
     V1_AUDIT_RECORDS (0) = "CREATE TABLE {schema}.audit_records (
         position bigint IDENTITY(1, 1) NOT NULL,
         id uniqueidentifier NOT NULL,
         at datetime2(3) NOT NULL,
-        actor nvarchar(256) NOT NULL,
+        actor nvarchar(512) NOT NULL,
         action nvarchar(32) NOT NULL,
         stamp_id uniqueidentifier NOT NULL,
         stamp_name nvarchar(256) NOT NULL,
