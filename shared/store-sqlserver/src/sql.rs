@@ -106,6 +106,13 @@ statements! {
             additional_info nvarchar(max) '$.a'
         ) AS r";
 
+    /// `db smoke`, in a scratch schema: an edit of a final statement past the store's own guard
+    /// (UPDATE_STATEMENT skips final rows), so that only tr_statements_final_never_change stands in
+    /// its way. An UPDATE that changes nothing still fires the trigger with the row in `deleted`.
+    SMOKE_EDIT_FINAL (1) = "UPDATE {schema}.statements SET body = body WHERE billing_subscription_id = @P1";
+    /// The transactions open on the session: 0 after an error with XACT_ABORT ON.
+    SMOKE_TRANCOUNT (0) = "SELECT @@TRANCOUNT AS open_transactions";
+
     // -- Migrations ----------------------------------------------------------------------------------
 
     /// Exclusive, owned by the session (so it survives the migrations' own transactions), waiting at
