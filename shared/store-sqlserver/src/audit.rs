@@ -57,7 +57,7 @@ impl AuditTrail for SqlServerStore {
             },
             None => None,
         };
-        let since = query.since.map(types::millis);
+        let since = query.since.map(|t| types::millis(types::within_datetime2(t)));
         let after = query.after.map_or(0, |p| p.0);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.run("audit_records", |mut s| {
