@@ -57,15 +57,18 @@ impl SubscriptionMapping {
 /// The rule for a billing subscription id, as the API states it (`docs/openapi.yaml` has the same
 /// pattern). It is written into exports that land in spreadsheets and billing systems, so it starts
 /// with a letter or digit (never `=`, `+`, `-` or `@`, which a spreadsheet evaluates) and holds no
-/// control or quote characters.
+/// control or quote characters. Nor does it end in a space: SQL Server compares text padded with
+/// spaces (`'cust '` equals `'cust'`, in keys too), so two ids that differ only there would be one
+/// assignment or statement on that store and two on the others.
 pub const BILLING_SUBSCRIPTION_ID_RULE: &str = "must be 1 to 128 characters: a letter or digit, then letters, \
-     digits, spaces and . _ : / # @ ( ) - (ASCII)";
+     digits, spaces and . _ : / # @ ( ) - (ASCII), not ending in a space";
 
 /// Whether `id` (already trimmed) follows [`BILLING_SUBSCRIPTION_ID_RULE`].
 pub fn is_billing_subscription_id(id: &str) -> bool {
     let mut chars = id.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && id.len() <= 128
+        && !id.ends_with(' ')
         && chars.all(|c| c.is_ascii_alphanumeric() || " ._:/#@()-".contains(c))
 }
 
@@ -92,9 +95,35 @@ mod tests {
             assert!(is_billing_subscription_id(good), "{good}");
         }
         let long = "b".repeat(129);
-        for bad in ["", "=HYPERLINK(\"x\")", "+1", "-1", "@x", " x", "a\"b", "a\u{1b}b", "é", long.as_str()]
-        {
+        for bad in [
+            "",
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "-1",
+            "@x",
+            " x",
+            "a\"b",
+            "a\u{1b}b",
+            "é",
+            long.as_str(),
+            "cust 17 ",
+        ] {
             assert!(!is_billing_subscription_id(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_assignment_for_an_id_with_a_trailing_space_is_refused_naming_the_field() {
+        // SQL Server would take it for the id without the space and replace that one's assignment.
+        let assignment = crate::rating::Assignment {
+            billing_subscription_id: Some("cust-a ".into()),
+            book_id: "gold".into(),
+            effective_from: "2026-03-01T00:00:00Z".parse().unwrap(),
+        };
+        let refused = assignment.validated().unwrap_err().to_string();
+        assert!(
+            refused.contains("billingSubscriptionId") && refused.contains("not ending in a space"),
+            "{refused}"
+        );
     }
 }

@@ -51,6 +51,16 @@ pub fn is_whole_hour(t: DateTime<Utc>) -> bool {
     floor_hour(t) == t
 }
 
+/// The rule for when a price book version or an assignment takes effect.
+pub const EFFECTIVE_HOUR_RULE: &str = "must be a whole UTC hour in the years 1970 to 9998";
+
+/// Whether `t` follows [`EFFECTIVE_HOUR_RULE`]: the years statements cover (see `rating::Month`), and
+/// every store can hold it (chrono reads `+10000-…` and `0000-…`, which SQL Server's datetime2 cannot
+/// hold: the import would fail there with a server error instead of this rule).
+pub fn is_effective_hour(t: DateTime<Utc>) -> bool {
+    is_whole_hour(t) && (1970..=9998).contains(&chrono::Datelike::year(&t))
+}
+
 /// The start of the UTC month `now` is in: where a new stamp starts collecting by default.
 pub fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::Datelike;

@@ -15,8 +15,26 @@ use azs_core::ports::StoreError;
 use azs_core::stamp::StampId;
 
 /// Adds `record` inside the session's open transaction: it commits or rolls back with the change.
+/// Call it after the change's other locks are taken: it locks the audit table until the commit (see
+/// `sql::LOCK_AUDIT`), so the audit lock is every change's last and no two changes wait on each other.
 pub(crate) async fn write(s: &mut Session, record: &AuditRecord) -> Result<(), Failure> {
-    let columns = AuditColumns {
+    write_all(s, std::slice::from_ref(record)).await
+}
+
+/// [`write`] for several records, in order (a mapping import's).
+pub(crate) async fn write_all(s: &mut Session, records: &[AuditRecord]) -> Result<(), Failure> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    s.query(bind::none(&sql::LOCK_AUDIT)).await?;
+    for record in records {
+        s.execute(bind::insert_audit(&columns(record)?)).await?;
+    }
+    Ok(())
+}
+
+fn columns(record: &AuditRecord) -> Result<AuditColumns<'_>, Failure> {
+    Ok(AuditColumns {
         id: record.id,
         at: types::millis(record.at),
         actor: record.actor.as_str(),
@@ -25,10 +43,7 @@ pub(crate) async fn write(s: &mut Session, record: &AuditRecord) -> Result<(), F
         stamp_name: &record.stamp_name,
         subscription: record.subscription.as_deref(),
         changes: changes_to_json(&record.changes),
-    };
-    s.query(bind::none(&sql::LOCK_AUDIT)).await?;
-    s.execute(bind::insert_audit(&columns)).await?;
-    Ok(())
+    })
 }
 
 #[async_trait]
@@ -42,7 +57,7 @@ impl AuditTrail for SqlServerStore {
             },
             None => None,
         };
-        let since = query.since.map(types::millis);
+        let since = query.since.map(|t| types::millis(types::within_datetime2(t)));
         let after = query.after.map_or(0, |p| p.0);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.run("audit_records", |mut s| {

@@ -71,6 +71,10 @@ pub(crate) fn smoke_openjson(rows_json: String) -> Bound<'static> {
     Bound::new(&sql::SMOKE_OPENJSON, vec![rows_json.into_sql()])
 }
 
+pub(crate) fn smoke_edit_final(billing_subscription_id: &str) -> Bound<'_> {
+    Bound::new(&sql::SMOKE_EDIT_FINAL, vec![billing_subscription_id.into_sql()])
+}
+
 // -- Stamps --------------------------------------------------------------------------------------------
 
 /// A stamp in column form: GUIDs parsed, times truncated to their columns' precision.
@@ -713,6 +717,7 @@ mod tests {
             record_migration(1, "initial"),
             smoke_convert_key("00"),
             smoke_openjson("[]".into()),
+            smoke_edit_final("azs-usage-smoke"),
             stamp_registered_as("k", id, None),
             number_stamp(id),
             insert_stamp(&s),

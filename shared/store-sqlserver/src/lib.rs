@@ -25,6 +25,8 @@ mod rating;
 pub mod retry;
 mod schema;
 #[cfg(test)]
+mod schema_checks;
+#[cfg(test)]
 mod server_cases;
 mod session;
 mod smoke;

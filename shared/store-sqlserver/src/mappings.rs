@@ -156,7 +156,10 @@ fn stamp_filter(stamp: Option<&StampId>) -> Option<Option<Uuid>> {
 }
 
 /// All mappings, their back-fills and their audit records in one transaction: an unknown stamp
-/// anywhere writes nothing.
+/// anywhere writes nothing. The records are written last, after every stamp is locked and back-filled:
+/// `audit::write` locks the whole audit table until the commit, and taking a stamp's lock while holding
+/// it made an import of stamps A and B and a mapping of B deadlock (each held what the other waited
+/// for), and made every audited change anywhere wait for this import's back-fills.
 async fn set(
     s: &mut Session,
     mappings: &[(Uuid, String, &SubscriptionMapping)],
@@ -166,6 +169,7 @@ async fn set(
     s.begin().await?;
     let result = async {
         let mut back_filled = 0;
+        let mut records = Vec::new();
         for (key, external, mapping) in mappings {
             // Serialises with this stamp's window commits (see sql::LOCK_STAMP); no row: no such stamp.
             if s.query_one(bind::lock_stamp(*key)).await?.is_none() {
@@ -181,14 +185,13 @@ async fn set(
             };
             let mut recorded = (*mapping).clone();
             recorded.external_subscription_id = external.clone();
-            if let Some(record) = by.mapping_set(action, &name, &recorded, old.as_deref()) {
-                crate::audit::write(s, &record).await?;
-            }
+            records.extend(by.mapping_set(action, &name, &recorded, old.as_deref()));
             let billing = mapping.billing_subscription_id.as_str();
             s.execute(bind::upsert_mapping(*key, external, billing, types::millis(mapping.updated_at)))
                 .await?;
             back_filled += s.execute(bind::back_fill(*key, external, billing)).await?;
         }
+        crate::audit::write_all(s, &records).await?;
         Ok(back_filled)
     }
     .await;

@@ -8,12 +8,16 @@
 //! drop midway, the server rolls the transaction back (`XACT_ABORT`, and a closed session's open
 //! transaction never commits). So the smoke runs before the first migration too.
 
+use crate::bind::StatementColumns;
 use crate::check::trial_commit;
 use crate::schema::{MIGRATION_LOCK_TIMEOUT, MIGRATIONS, read_start_checks, start_refusal};
 use crate::session::{Failure, PooledSession, checkout};
-use crate::{SchemaName, SqlServerStore, bind, sql, types};
+use crate::{SchemaName, SqlServerStore, bind, sql, stamps, types};
 use azs_core::check::{self, CheckItem, DatabaseCheck};
 use azs_core::ports::StoreError;
+use azs_core::status::{DriftCounts, LastVerified};
+use azs_core::window::ReportedWindow;
+use chrono::{Duration, Utc};
 
 impl SqlServerStore {
     /// Runs each risky construct once (see the module's documentation). Never fails: a failure to
@@ -37,6 +41,7 @@ impl SqlServerStore {
         items.push(line("openjson-with", openjson(&mut s).await));
         s.rollback().await;
         items.push(merge_window(&mut s).await);
+        items.push(rating_triggers(&mut s).await);
         DatabaseCheck::new("sqlserver", self.address.clone(), items)
     }
 }
@@ -170,6 +175,79 @@ async fn merge_window(s: &mut PooledSession) -> CheckItem {
     item
 }
 
+/// The rating tables' triggers, which no static check can run, in a scratch schema inside one
+/// transaction: a verify recorded on a probe stamp lands in `verify_history` (the status row's
+/// trigger), and an edit of a final statement is refused by its trigger with error 51000, which
+/// (XACT_ABORT, on in every trigger) rolls the whole transaction back, the scratch schema with it.
+async fn rating_triggers(s: &mut PooledSession) -> CheckItem {
+    const NAME: &str = "rating-triggers";
+    let scratch = scratch_schema();
+    let real = s.switch_schema(scratch.clone());
+    let outcome = async {
+        s.begin().await?;
+        s.batch(&sql::CREATE_SCHEMA).await?;
+        for statement in MIGRATIONS.iter().flat_map(|m| m.statements) {
+            s.batch(statement).await?;
+        }
+        let now = Utc::now();
+        let columns = stamps::columns(&check::probe_stamp(now))?;
+        stamps::insert(s, &columns).await?;
+        let hour = check::trial_hour();
+        let range = ReportedWindow { start: hour, end: hour + Duration::hours(1) };
+        let verified = LastVerified { at: types::millis(now), range };
+        s.execute(bind::record_verified(columns.id, &verified, &DriftCounts::default())).await?;
+        let kept = s.query(bind::verify_history(columns.id, range.start, range.end)).await?.len();
+        if kept != 1 {
+            return Err(Failure::other(format!(
+                "verify_history holds {kept} rows for the one verify recorded"
+            )));
+        }
+        let final_ = StatementColumns {
+            billing_subscription_id: SMOKE_SUBSCRIPTION,
+            month: "2026-01".into(),
+            state: "final",
+            body: "{}".into(),
+            updated_at: types::millis(now),
+        };
+        s.execute(bind::insert_statement(&final_)).await?;
+        match s.execute(bind::smoke_edit_final(SMOKE_SUBSCRIPTION)).await {
+            Err(f) if f.code() == Some(NEVER_CHANGE_ERROR) => {}
+            Err(f) => return Err(f),
+            Ok(rows) => return Err(Failure::other(format!("a final statement was changed ({rows} row)"))),
+        }
+        let open = s.query_one(bind::none(&sql::SMOKE_TRANCOUNT)).await?;
+        match open.as_ref().map(|r| types::opt::<i32>(r, 0)).transpose()?.flatten() {
+            Some(0) => {
+                Ok("a verify kept in verify_history; an edit of a final statement refused (51000) and \
+                 its transaction rolled back, the scratch schema with it"
+                    .to_owned())
+            }
+            other => Err(Failure::other(format!(
+                "the refused edit left {other:?} transactions open (XACT_ABORT should have rolled it back)"
+            ))),
+        }
+    }
+    .await;
+    s.rollback().await;
+    s.switch_schema(real);
+    match outcome {
+        Err(f) if f.code().is_some_and(|c| PERMISSION_DENIED.contains(&c)) => CheckItem::warning(
+            NAME,
+            format!(
+                "not run: this login may not create the scratch schema {scratch}: {}",
+                StoreError::from(f)
+            ),
+            "run `db smoke` with the login that migrates (db_ddladmin); nothing is kept",
+        ),
+        outcome => line(NAME, outcome),
+    }
+}
+
+/// The probe statement's billing subscription (in the scratch schema only).
+const SMOKE_SUBSCRIPTION: &str = "azs-usage-smoke";
+/// The error number the never-edit triggers THROW (`sql::V1_STATEMENTS_FINAL_NEVER_CHANGE`).
+const NEVER_CHANGE_ERROR: u32 = 51000;
+
 /// Server errors that mean "not allowed" (CREATE SCHEMA / CREATE TABLE permission denied, Msg 262;
 /// a schema that does not exist or may not be used, Msg 2760).
 const PERMISSION_DENIED: &[u32] = &[262, 2760];
@@ -222,6 +300,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_trigger_smoke_expects_the_error_the_trigger_throws_on_the_statement_it_edits() {
+        let trigger = sql::V1_STATEMENTS_FINAL_NEVER_CHANGE.sql;
+        assert!(trigger.contains(&format!("THROW {NEVER_CHANGE_ERROR},")), "{trigger}");
+        assert!(trigger.contains("ON {schema}.statements AFTER UPDATE"));
+        assert!(sql::SMOKE_EDIT_FINAL.sql.starts_with("UPDATE {schema}.statements SET"));
+        assert!(!sql::SMOKE_EDIT_FINAL.sql.contains("final"), "past the store's own guard");
     }
 
     #[test]

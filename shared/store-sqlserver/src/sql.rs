@@ -106,6 +106,13 @@ statements! {
             additional_info nvarchar(max) '$.a'
         ) AS r";
 
+    /// `db smoke`, in a scratch schema: an edit of a final statement past the store's own guard
+    /// (UPDATE_STATEMENT skips final rows), so that only tr_statements_final_never_change stands in
+    /// its way. An UPDATE that changes nothing still fires the trigger with the row in `deleted`.
+    SMOKE_EDIT_FINAL (1) = "UPDATE {schema}.statements SET body = body WHERE billing_subscription_id = @P1";
+    /// The transactions open on the session: 0 after an error with XACT_ABORT ON.
+    SMOKE_TRANCOUNT (0) = "SELECT @@TRANCOUNT AS open_transactions";
+
     // -- Migrations ----------------------------------------------------------------------------------
 
     /// Exclusive, owned by the session (so it survives the migrations' own transactions), waiting at
@@ -326,12 +333,13 @@ statements! {
     /// Who changed which stamp or mapping, when, and which fields from what to what (the SQLite store's
     /// 0009_audit.sql): written in the change's own transaction. `position` orders the trail (the
     /// cursor of `GET /audit`); `changes` is the JSON array of field changes (secret fields only marked
-    /// as changed). No foreign key: a removed stamp's history stays.
+    /// as changed). No foreign key: a removed stamp's history stays. `actor` is 512 wide: the core
+    /// keeps 256 characters of an identity, and each may be two UTF-16 units.
     V1_AUDIT_RECORDS (0) = "CREATE TABLE {schema}.audit_records (
         position bigint IDENTITY(1, 1) NOT NULL,
         id uniqueidentifier NOT NULL,
         at datetime2(3) NOT NULL,
-        actor nvarchar(256) NOT NULL,
+        actor nvarchar(512) NOT NULL,
         action nvarchar(32) NOT NULL,
         stamp_id uniqueidentifier NOT NULL,
         stamp_name nvarchar(256) NOT NULL,

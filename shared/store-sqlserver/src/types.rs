@@ -58,6 +58,16 @@ pub(crate) fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
+/// A time a caller filters by (`since`), moved into what `datetime2` holds (0001-01-01 to 9999-12-31):
+/// RFC 3339 admits year 0, and a late time with a negative offset is in year 10000 in UTC, which
+/// tiberius would send as a wrapped day count the server refuses. Every stored time lies inside, so
+/// the filter keeps the same rows.
+pub(crate) fn within_datetime2(t: DateTime<Utc>) -> DateTime<Utc> {
+    let first = DateTime::from_timestamp(-62_135_596_800, 0).expect("0001-01-01T00:00:00Z");
+    let last = DateTime::from_timestamp(253_402_300_799, 999_999_900).expect("9999-12-31T23:59:59.9999999Z");
+    t.clamp(first, last)
+}
+
 /// A count for a `bigint` column.
 pub(crate) fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -170,6 +180,20 @@ pub(crate) fn unsigned(row: &Row, idx: usize) -> Result<u64, Failure> {
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    #[test]
+    fn a_filter_time_outside_datetime2_is_moved_to_its_nearest_end_and_one_inside_is_kept() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Both are valid RFC 3339 (`?since=` of GET /audit); neither fits datetime2 in UTC.
+        let year_zero = at("0000-06-01T00:00:00Z");
+        let year_10000 = at("9999-12-31T23:00:00-02:00");
+        assert_eq!(within_datetime2(year_zero), at("0001-01-01T00:00:00Z"));
+        assert_eq!(year_10000.to_rfc3339(), "+10000-01-01T01:00:00+00:00");
+        assert_eq!(within_datetime2(year_10000).to_rfc3339(), "9999-12-31T23:59:59.999999900+00:00");
+        let inside = at("2026-12-01T10:00:00.123Z");
+        assert_eq!(within_datetime2(inside), inside);
+        assert_eq!(millis(within_datetime2(year_10000)).to_rfc3339(), "9999-12-31T23:59:59.999+00:00");
+    }
     use tiberius::{ColumnData, IntoSql, ToSql};
 
     fn dec(s: &str) -> Decimal {

@@ -5,7 +5,7 @@
 use super::book::is_book_id;
 use crate::error::ValidationErrors;
 use crate::mapping::{BILLING_SUBSCRIPTION_ID_RULE, is_billing_subscription_id};
-use crate::window::is_whole_hour;
+use crate::window::{EFFECTIVE_HOUR_RULE, is_effective_hour};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -32,8 +32,8 @@ impl Assignment {
         if !is_book_id(&self.book_id) {
             errors.push("bookId", "must name a price book");
         }
-        if !is_whole_hour(self.effective_from) {
-            errors.push("effectiveFrom", "must be a whole UTC hour");
+        if !is_effective_hour(self.effective_from) {
+            errors.push("effectiveFrom", EFFECTIVE_HOUR_RULE);
         }
         errors.into_result(self)
     }

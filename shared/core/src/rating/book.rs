@@ -12,7 +12,7 @@
 use super::money::{CURRENCY_RULE, Currency};
 use crate::error::ValidationErrors;
 use crate::usage::normalize_meter_id;
-use crate::window::is_whole_hour;
+use crate::window::{EFFECTIVE_HOUR_RULE, is_effective_hour};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -201,8 +201,8 @@ impl PriceBook {
             if !numbers.insert(version.version) {
                 errors.push(at("version"), "must be unique within the book");
             }
-            if !is_whole_hour(version.effective_from) {
-                errors.push(at("effectiveFrom"), "must be a whole UTC hour");
+            if !is_effective_hour(version.effective_from) {
+                errors.push(at("effectiveFrom"), EFFECTIVE_HOUR_RULE);
             } else if !starts.insert(version.effective_from) {
                 errors.push(at("effectiveFrom"), "must differ from every other version's");
             }

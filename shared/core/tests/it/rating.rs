@@ -731,3 +731,30 @@ fn a_book_names_every_broken_rule_by_its_field() {
         ]
     );
 }
+
+#[test]
+fn a_book_or_assignment_effective_outside_the_years_every_store_holds_is_refused_naming_the_field() {
+    // chrono reads both; SQL Server's datetime2 holds neither, so the import failed there with a
+    // server error (a 500) where the other stores kept it.
+    for from in ["+10000-01-01T00:00:00Z", "0000-01-01T00:00:00Z"] {
+        let json = serde_json::json!({"id": "far", "currency": {"code": "EUR", "minorUnits": 2}, "versions": [
+            {"version": 1, "effectiveFrom": from, "meters": [
+                {"meterId": VM, "price": {"kind": "unit", "unitPrice": "1"}}]}]});
+        let err = serde_json::from_value::<PriceBook>(json).unwrap().validated().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "versions[0].effectiveFrom: must be a whole UTC hour in the years 1970 to 9998"
+        );
+        let assignment = Assignment {
+            billing_subscription_id: None,
+            book_id: "far".into(),
+            effective_from: from.parse().unwrap(),
+        };
+        let err = assignment.validated().unwrap_err().to_string();
+        assert_eq!(err, "effectiveFrom: must be a whole UTC hour in the years 1970 to 9998");
+    }
+    let last = serde_json::json!({"id": "far", "currency": {"code": "EUR", "minorUnits": 2}, "versions": [
+        {"version": 1, "effectiveFrom": "9998-12-31T23:00:00Z", "meters": [
+            {"meterId": VM, "price": {"kind": "unit", "unitPrice": "1"}}]}]});
+    assert!(serde_json::from_value::<PriceBook>(last).unwrap().validated().is_ok());
+}

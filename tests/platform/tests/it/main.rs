@@ -3,6 +3,7 @@
 
 mod azure_handler;
 mod azure_queue;
+mod azure_statements;
 mod lambda_bootstrap;
 mod lambda_emulator;
 mod lambda_queue;
