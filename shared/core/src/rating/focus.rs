@@ -14,7 +14,9 @@
 //! - a correction of a finalised (invoiced) month is `Adjustment` with `ChargeClass` `Correction`,
 //!   its `ChargePeriod` in the corrected month, `x_CorrectsMonth` naming it: late usage (the
 //!   corrected hours), and a confirmed rerate's usage, fee and tax differences (the corrected
-//!   month; negative where a price went down). FOCUS 1.2 wants `ConsumedQuantity`/`ConsumedUnit`
+//!   month; negative where a price went down). A tax difference is an `Adjustment` too, not `Tax`
+//!   (FOCUS allows either with `ChargeClass` `Correction`): every correction sits under one
+//!   category, and `ServiceName` `Tax` still tells it apart. FOCUS 1.2 wants `ConsumedQuantity`/`ConsumedUnit`
 //!   null on every row that is not `Usage`, so corrections carry none; a rerate's difference is no
 //!   unit price (FOCUS unit prices are never negative), so its unit prices are null, its
 //!   `PricingQuantity` the quantity re-priced; fee and tax differences have no `PricingQuantity`;
