@@ -156,7 +156,12 @@ async fn the_timer_keeps_each_mapped_subscriptions_statements_as_statement_show_
         .iter()
         .flat_map(|c| [(c.to_string(), previous.clone()), (c.to_string(), current.clone())])
         .collect();
-    assert_eq!(kept.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(
+        kept.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "the timer answered {body}; the handler logged {:#?}",
+        handler.process.stdout.lines()
+    );
     let mut priced = 0;
     for ((customer, month), (state, statement)) in &kept {
         assert!(["draft", "final"].contains(&state.as_str()), "{customer} {month}: {state}");
