@@ -115,6 +115,46 @@ impl UsageLedger for SqlServerStore {
         export(&mut session, filter, sink).await.map_err(StoreError::from)
     }
 
+    async fn billing_rows(
+        &self,
+        billing_subscription_id: &str,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        // Not retried, as the export: rows may have gone to the sink already.
+        let mut session = crate::session::checkout(&self.pool).await.map_err(StoreError::from)?;
+        let (from, to) = (types::seconds(from), to.map(types::seconds).unwrap_or_else(latest));
+        let mut exported = 0u64;
+        session
+            .for_each_row(bind::billing_rows(billing_subscription_id, from, to), |r| {
+                let row = StoredUsageRow {
+                    stamp_id: StampId(guid_text(req::<Uuid>(&r, 0)?)),
+                    window: ReportedWindow { start: req(&r, 1)?, end: req(&r, 2)? },
+                    billing_subscription_id: opt_text(&r, 3)?,
+                    row: UsageRow {
+                        subscription_id: text(&r, 4)?,
+                        meter_id: text(&r, 5)?,
+                        usage_start: req(&r, 6)?,
+                        usage_end: req(&r, 7)?,
+                        quantity: Quantity::read(req::<Numeric>(&r, 8)?, req(&r, 9)?)?,
+                        resource_uri: text(&r, 10)?,
+                        location: text(&r, 11)?,
+                        tags: opt_text(&r, 12)?,
+                        additional_info: opt(&r, 13)?.map(|s: &str| s.to_owned()),
+                    },
+                };
+                sink(row).map_err(|e| {
+                    Failure::other(format!("billing rows stopped after {exported} rows: {e}"))
+                })?;
+                exported += 1;
+                Ok(())
+            })
+            .await
+            .map_err(StoreError::from)?;
+        Ok(exported)
+    }
+
     async fn subscriptions_seen(
         &self,
         stamp: &StampId,
