@@ -1,14 +1,14 @@
 //! The month's margin over every billing subscription: each statement brought up to date (a final
-//! one stays as it is), the month's mapped rows read once, and the core's `margin` over both with
-//! the operator's cost book. What `azs-usage margin` calls.
+//! one stays as it is) by one statement pass, the month's mapped rows streamed once past the cost
+//! book, and the core's margin tally over both. What `azs-usage margin` calls.
 
 use crate::rating::StatementService;
+use crate::statement_pass::{self, Kept, PassMonth};
 use anyhow::{Context, Result};
 use azs_core::ports::ExportFilter;
-use azs_core::rating::margin::{MarginReport, margin};
+use azs_core::rating::margin::{MarginReport, MarginTally};
 use azs_core::rating::{Month, PriceBooks, RatableRow};
 use chrono::{DateTime, Utc};
-use std::collections::BTreeSet;
 
 /// The margin of `month` as of `now`.
 pub async fn month_margin(
@@ -16,32 +16,39 @@ pub async fn month_margin(
     month: Month,
     now: DateTime<Utc>,
 ) -> Result<MarginReport> {
-    let subscriptions: BTreeSet<String> =
-        service.store.list_mappings(None).await?.into_iter().map(|m| m.billing_subscription_id).collect();
-    let mut statements = Vec::with_capacity(subscriptions.len());
-    for subscription in &subscriptions {
-        statements.push(service.refresh(subscription, month, now).await?);
-    }
+    let books = PriceBooks::new(service.rating.price_books().await?);
+    let mut tally = MarginTally::new(month, &books)?;
+    let mut failed = Ok(());
+    let months = [PassMonth { month, finalise: false }];
+    statement_pass::keep_all(service, &months, now, None, |_, _, kept| match kept {
+        Kept::Draft(s) | Kept::AlreadyFinal(s) | Kept::Finalised(s) | Kept::Blocked(s, _) => {
+            if failed.is_ok() {
+                failed = tally.add_statement(&s).map_err(anyhow::Error::from);
+            }
+        }
+        Kept::Failed(e) => {
+            if failed.is_ok() {
+                failed = Err(e);
+            }
+        }
+    })
+    .await?;
+    failed?;
     // Usage is reported after it happens: rows with usage in the month are reported from its start.
-    let mut rows = Vec::new();
     let filter = ExportFilter { stamps: Vec::new(), from: Some(month.start()), to: None };
     service
         .store
         .export_rows(&filter, &mut |stored| {
-            if let Some(billing_subscription_id) = stored.billing_subscription_id
-                && month.contains(stored.row.usage_start)
-            {
-                rows.push(RatableRow {
-                    stamp_id: stored.stamp_id,
-                    reported_start: stored.window.start,
-                    billing_subscription_id,
-                    row: stored.row,
-                });
-            }
-            Ok(())
+            let Some(billing_subscription_id) = stored.billing_subscription_id else { return Ok(()) };
+            let row = RatableRow {
+                stamp_id: stored.stamp_id,
+                reported_start: stored.window.start,
+                billing_subscription_id,
+                row: stored.row,
+            };
+            tally.add_row(&row).map_err(|e| e.to_string())
         })
         .await
         .context("reading the month's usage rows")?;
-    let books = PriceBooks::new(service.rating.price_books().await?);
-    Ok(margin(month, &statements, &rows, &books)?)
+    Ok(tally.report())
 }
