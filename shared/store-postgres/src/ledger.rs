@@ -515,23 +515,32 @@ async fn export(
     let mut exported = 0u64;
     for (stamp_no, stamp_id) in stamps {
         let portal = tx.bind(&statement, &[&stamp_no, &filter.from, &filter.to]).await?;
-        loop {
-            let rows = tx.query_portal(&portal, EXPORT_BATCH).await?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in &rows {
-                if let Err(e) = sink(stored_row(&stamp_id, r)?) {
-                    return Err(
-                        StoreError::Other(format!("export stopped after {exported} rows: {e}")).into()
-                    );
-                }
-                exported += 1;
-            }
-        }
+        drain(&tx, &portal, &mut exported, |r| stored_row(&stamp_id, r), sink).await?;
     }
     tx.commit().await?;
     Ok(exported)
+}
+
+/// Hands every row of `portal`, read a batch at a time, to `sink`, counting them in `exported`.
+async fn drain(
+    tx: &Transaction<'_>,
+    portal: &tokio_postgres::Portal,
+    exported: &mut u64,
+    read: impl Fn(&Row) -> Result<StoredUsageRow, Failure>,
+    sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+) -> Result<(), Failure> {
+    loop {
+        let rows = tx.query_portal(portal, EXPORT_BATCH).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in &rows {
+            if let Err(e) = sink(read(r)?) {
+                return Err(StoreError::Other(format!("export stopped after {exported} rows: {e}")).into());
+            }
+            *exported += 1;
+        }
+    }
 }
 
 /// One billing subscription's rows reported in `[$2, $3)`: a range of `usage_rows_billing` (migration
@@ -562,21 +571,7 @@ async fn billing_export(
     let statement = tx.prepare_cached(BILLING_ROWS).await?;
     let portal = tx.bind(&statement, &[&billing_subscription_id, &from, &to]).await?;
     let mut exported = 0u64;
-    loop {
-        let rows = tx.query_portal(&portal, EXPORT_BATCH).await?;
-        if rows.is_empty() {
-            break;
-        }
-        for r in &rows {
-            let stamp_id = StampId(r.try_get(12)?);
-            if let Err(e) = sink(stored_row(&stamp_id, r)?) {
-                return Err(
-                    StoreError::Other(format!("billing rows stopped after {exported} rows: {e}")).into()
-                );
-            }
-            exported += 1;
-        }
-    }
+    drain(&tx, &portal, &mut exported, |r| stored_row(&StampId(r.try_get(12)?), r), sink).await?;
     tx.commit().await?;
     Ok(exported)
 }

@@ -470,24 +470,47 @@ fn export(db: &Database, filter: &ExportFilter, batches: &Batches) -> Result<(),
         let from = filter.from.map_or(i64::MIN, secs);
         let to = filter.to.map_or(i64::MAX, secs);
         let mut stmt = snapshot.prepare_cached(EXPORT_STAMP_ROWS).map_err(Failure::from)?;
-        let mut batch = Vec::with_capacity(EXPORT_BATCH);
+        let mut outbox = Outbox::new(batches);
         for (stamp_no, stamp_id) in stamps {
             let mut rows = stmt.query((stamp_no, from, to)).map_err(Failure::from)?;
             while let Some(r) = rows.next().map_err(Failure::from)? {
-                batch.push(stored_row(&stamp_id, r).map_err(Failure::from)?);
-                if batch.len() == EXPORT_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
-                    if batches.blocking_send(full).is_err() {
-                        return Ok(());
-                    }
+                if !outbox.push(stored_row(&stamp_id, r).map_err(Failure::from)?) {
+                    return Ok(());
                 }
             }
         }
-        if !batch.is_empty() {
-            let _ = batches.blocking_send(batch);
-        }
+        outbox.flush();
         Ok(())
     })
+}
+
+/// Rows on their way to the sink, a batch at a time.
+struct Outbox<'a> {
+    batches: &'a Batches,
+    batch: Vec<StoredUsageRow>,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(batches: &'a Batches) -> Self {
+        Self { batches, batch: Vec::with_capacity(EXPORT_BATCH) }
+    }
+
+    /// Adds a row, sending the batch when it is full; `false` once the receiver is gone.
+    fn push(&mut self, row: StoredUsageRow) -> bool {
+        self.batch.push(row);
+        if self.batch.len() < EXPORT_BATCH {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(EXPORT_BATCH));
+        self.batches.blocking_send(full).is_ok()
+    }
+
+    /// Sends what is left.
+    fn flush(self) {
+        if !self.batch.is_empty() {
+            let _ = self.batches.blocking_send(self.batch);
+        }
+    }
 }
 
 /// One billing subscription's rows reported in `[?2, ?3)`: a range of `usage_rows_billing` (migration
@@ -512,20 +535,14 @@ fn billing_export(
     db.with_reader(|conn| {
         let mut stmt = conn.prepare_cached(BILLING_ROWS).map_err(Failure::from)?;
         let mut rows = stmt.query((billing_subscription_id, from, to)).map_err(Failure::from)?;
-        let mut batch = Vec::with_capacity(EXPORT_BATCH);
+        let mut outbox = Outbox::new(batches);
         while let Some(r) = rows.next().map_err(Failure::from)? {
             let stamp_id = StampId(r.get(0).map_err(Failure::from)?);
-            batch.push(stored_row_at(&stamp_id, r, 1).map_err(Failure::from)?);
-            if batch.len() == EXPORT_BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
-                if batches.blocking_send(full).is_err() {
-                    return Ok(());
-                }
+            if !outbox.push(stored_row_at(&stamp_id, r, 1).map_err(Failure::from)?) {
+                return Ok(());
             }
         }
-        if !batch.is_empty() {
-            let _ = batches.blocking_send(batch);
-        }
+        outbox.flush();
         Ok(())
     })
 }
