@@ -14,16 +14,16 @@
 //!   previous firing's workers committed.
 
 use crate::config::{FanOut, TimeBudget};
-use crate::rating::{Finalised, StatementService};
+use crate::rating::StatementService;
+use crate::statement_pass::{self, Kept, PassMonth};
 use crate::wiring::Services;
 use azs_core::collect::{RunRequest, RunSummary, Silent, StampSummary};
 use azs_core::fan_out::{Delivery, FanOutError, StampFanOut, WorkReport, WorkResult};
 use azs_core::ports::{StampQueue, StoreError};
-use azs_core::rating::statement::{NotComplete, StatementState};
+use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{Month, StatementSettings};
 use azs_core::stamp::StampId;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,8 +146,9 @@ impl StatementsReport {
 
 /// Keeps every mapped billing subscription's statements current at `now`: the current month's draft
 /// rebuilt, the previous month's rebuilt and made final when proven complete (a final one is never
-/// touched). Stops starting new statements at `deadline`. One statement's failure is counted and
-/// named, never stops the others.
+/// touched). One pass ([`statement_pass::keep_all`]) reads what they share once and each billing
+/// subscription's rows once for both months. Stops starting new statements at `deadline`. One
+/// statement's failure is counted and named, never stops the others.
 pub async fn keep_statements(
     service: &StatementService,
     now: DateTime<Utc>,
@@ -164,57 +165,43 @@ pub async fn keep_statements(
             return report;
         }
     }
-    let subscriptions: BTreeSet<String> = match service.store.list_mappings(None).await {
-        Ok(mappings) => mappings.into_iter().map(|m| m.billing_subscription_id).collect(),
-        Err(e) => {
-            report.failed += 1;
-            report.lines.push(format!("mappings could not be read: {e}"));
-            return report;
-        }
-    };
     let current = Month::of(now);
     let previous = Month::of(current.start() - chrono::Duration::hours(1));
-    let mut pending = subscriptions.len() * 2;
-    for subscription in &subscriptions {
-        for (month, finalise) in [(previous, true), (current, false)] {
-            if Instant::now() >= deadline {
-                report.deferred = pending;
-                return report;
-            }
-            pending -= 1;
+    let months =
+        [PassMonth { month: previous, finalise: true }, PassMonth { month: current, finalise: false }];
+    let pass =
+        statement_pass::keep_all(service, &months, now, Some(deadline), |subscription, month, kept| {
             let label = format!("{subscription} {month}");
-            if !finalise {
-                match service.refresh(subscription, month, now).await {
-                    Ok(_) => report.drafts += 1,
-                    Err(e) => {
-                        report.failed += 1;
-                        report.lines.push(format!("{label}: not kept: {e:#}"));
-                    }
+            match kept {
+                Kept::Draft(_) => report.drafts += 1,
+                // This month's final statement (a month made final early by hand) is its current one.
+                Kept::AlreadyFinal(_) if month == current => report.drafts += 1,
+                Kept::AlreadyFinal(_) => report.already_final += 1,
+                Kept::Finalised(statement) => {
+                    report.finalised += 1;
+                    report.lines.push(format!(
+                        "{label}: final, total {}{}",
+                        statement.total,
+                        statement.currency.map(|c| format!(" {}", c.code)).unwrap_or_default()
+                    ));
                 }
-                continue;
-            }
-            match service.finalize(subscription, month, now).await {
-                Ok(Finalised::Final(statement)) => match statement.state {
-                    StatementState::Final { finalized_at } if finalized_at == now => {
-                        report.finalised += 1;
-                        report.lines.push(format!(
-                            "{label}: final, total {}{}",
-                            statement.total,
-                            statement.currency.map(|c| format!(" {}", c.code)).unwrap_or_default()
-                        ));
-                    }
-                    _ => report.already_final += 1,
-                },
-                Ok(Finalised::Blocked(_, NotComplete { blockers, .. })) => {
+                Kept::Blocked(_, NotComplete { blockers, .. }) => {
                     report.blocked += 1;
                     let why: Vec<String> = blockers.iter().map(ToString::to_string).collect();
                     report.lines.push(format!("{label}: draft, not final: {}", why.join("; ")));
                 }
-                Err(e) => {
+                Kept::Failed(e) => {
                     report.failed += 1;
                     report.lines.push(format!("{label}: not kept: {e:#}"));
                 }
             }
+        })
+        .await;
+    match pass {
+        Ok(end) => report.deferred = end.deferred,
+        Err(e) => {
+            report.failed += 1;
+            report.lines.push(format!("the statements' inputs could not be read: {e:#}"));
         }
     }
     report

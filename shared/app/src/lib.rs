@@ -13,6 +13,7 @@ pub mod quarantine;
 pub mod rating;
 pub mod registrar;
 pub mod serve;
+pub mod statement_pass;
 pub mod telemetry;
 pub mod webhook;
 pub mod wiring;

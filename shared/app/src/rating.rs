@@ -12,16 +12,17 @@
 use crate::config::AppConfig;
 use anyhow::{Context, Result, bail};
 use azs_core::StampId;
-use azs_core::ports::{ExportFilter, Store};
+use azs_core::ports::Store;
 use azs_core::rating::ports::RatingStore;
 use azs_core::rating::rerate::{Rerate, add_rerate, carry_rerates, counted_by_final, price_differences};
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{
-    Assignments, BookVersion, Month, PriceBooks, RatableRow, StampEvidence, Statement, StatementRequest,
-    StatementSettings, Statements, SubscriptionTerm, finalize,
+    Assignment, Assignments, BookVersion, Month, PriceBooks, RatableRow, StampEvidence, Statement,
+    StatementRequest, StatementSettings, Statements, SubscriptionTerm, finalize,
 };
 use azs_core::window::ReportedWindow;
 use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The published meter table (names, units, resource providers), for the FOCUS export.
@@ -63,28 +64,20 @@ impl StatementService {
         {
             return Ok(existing.clone());
         }
-        let mapped_stamps = self.mapped_stamps(billing_subscription_id).await?;
-        let draft = self.build(billing_subscription_id, month, &mapped_stamps, now, None).await?;
+        let snapshot = Snapshot::read(self, &[month]).await?;
+        snapshot.mapped_stamps(billing_subscription_id)?;
+        let finals = self.rating.final_statements(billing_subscription_id).await?;
+        let rows = self.rows(billing_subscription_id, rows_from(&finals, month)).await?;
+        let mut builder = snapshot.builder();
+        let draft = snapshot.build(&mut builder, billing_subscription_id, month, &rows, &finals, now)?;
         let draft = carry_rerates(draft, existing.as_ref());
         self.rating.save_statement(&draft).await?;
         Ok(draft)
     }
 
-    /// The stamps the billing subscription's tenant subscriptions are mapped on; refused when there
-    /// are none, so a typo never becomes a statement (with fees) for a customer that does not exist.
-    async fn mapped_stamps(&self, billing_subscription_id: &str) -> Result<Vec<StampId>> {
-        let mapped_stamps: Vec<StampId> = self
-            .store
-            .list_mappings(None)
-            .await?
-            .into_iter()
-            .filter(|m| m.billing_subscription_id == billing_subscription_id)
-            .map(|m| m.stamp_id)
-            .collect();
-        if mapped_stamps.is_empty() {
-            bail!("billingSubscriptionId: no tenant subscription is mapped to {billing_subscription_id:?}");
-        }
-        Ok(mapped_stamps)
+    /// The rows of `billing_subscription_id` reported from `from` on (see [`read_rows`]).
+    async fn rows(&self, billing_subscription_id: &str, from: DateTime<Utc>) -> Result<Vec<RatableRow>> {
+        read_rows(self.store.as_ref(), billing_subscription_id, from).await
     }
 
     /// What the books as they are now would change on the final statement of `month` (a what-if:
@@ -105,8 +98,16 @@ impl StatementService {
                 "month: the statement of {billing_subscription_id} for {month} is not final; a draft is priced with the books as they are whenever it is shown"
             ),
         };
-        let mapped_stamps = self.mapped_stamps(billing_subscription_id).await?;
-        let rebuilt = self.build(billing_subscription_id, month, &mapped_stamps, now, Some(&final_)).await?;
+        let snapshot = Snapshot::read(self, &[month]).await?;
+        snapshot.mapped_stamps(billing_subscription_id)?;
+        // The month rebuilt as it was counted: with the finals before it, and only the rows the
+        // final counted.
+        let mut finals = self.rating.final_statements(billing_subscription_id).await?;
+        finals.retain(|s| s.month < final_.month);
+        let mut rows = self.rows(billing_subscription_id, rows_from(&finals, month)).await?;
+        rows.retain(|r| counted_by_final(&final_, r));
+        let mut builder = snapshot.builder();
+        let rebuilt = snapshot.build(&mut builder, billing_subscription_id, month, &rows, &finals, now)?;
         let statements = self.rating.statements(None).await?;
         let confirmed: Vec<&Rerate> = statements
             .iter()
@@ -147,85 +148,165 @@ impl StatementService {
             Err(not_complete) => Ok(Finalised::Blocked(draft, not_complete)),
         }
     }
+}
 
-    async fn build(
+/// The rows mapped to `billing_subscription_id` reported from `from` on, in reported order (what
+/// [`Snapshot::build`] slices): one indexed read of that subscription's rows.
+pub(crate) async fn read_rows(
+    store: &dyn Store,
+    billing_subscription_id: &str,
+    from: DateTime<Utc>,
+) -> Result<Vec<RatableRow>> {
+    let mut rows = Vec::new();
+    store
+        .billing_rows(billing_subscription_id, from, None, &mut |stored| {
+            rows.push(RatableRow {
+                stamp_id: stored.stamp_id,
+                reported_start: stored.window.start,
+                billing_subscription_id: billing_subscription_id.to_owned(),
+                row: stored.row,
+            });
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("reading the usage rows of {billing_subscription_id}"))?;
+    Ok(rows)
+}
+
+/// Where a statement of `month` starts reading rows: rows reported before every final statement's
+/// recorded watermarks and before the month cannot matter (usage is reported after it happens, and
+/// a final counted what came before).
+pub(crate) fn rows_from(finals: &[Statement], month: Month) -> DateTime<Utc> {
+    finals
+        .iter()
+        .flat_map(|s| s.stamps.iter().map(|p| p.watermark))
+        .chain(std::iter::once(month.start()))
+        .min()
+        .unwrap_or(month.start())
+}
+
+/// What every statement is built from apart from its own rows and finals, read once for a pass
+/// over many billing subscriptions (or once for one statement): the books and assignments, the
+/// stamps each billing subscription is mapped on, and each stamp's progress with the verifies that
+/// prove the months built.
+pub(crate) struct Snapshot {
+    books: PriceBooks,
+    assignments: Assignments,
+    /// Each billing subscription's first own assignment, and the first default: when it became
+    /// active (for its fees).
+    own_first: HashMap<String, DateTime<Utc>>,
+    default_first: Option<DateTime<Utc>>,
+    /// Billing subscription -> the stamps its tenant subscriptions are mapped on.
+    pub(crate) mapped: BTreeMap<String, Vec<StampId>>,
+    evidence: HashMap<Month, Vec<StampEvidence>>,
+    settings: StatementSettings,
+}
+
+impl Snapshot {
+    /// Reads the shared inputs of statements of `months`.
+    pub(crate) async fn read(service: &StatementService, months: &[Month]) -> Result<Snapshot> {
+        let books = PriceBooks::new(service.rating.price_books().await?);
+        let assignment_list: Vec<Assignment> = service.rating.assignments().await?;
+        let (mut own_first, mut default_first) = (HashMap::new(), None);
+        for a in &assignment_list {
+            match &a.billing_subscription_id {
+                Some(sub) => {
+                    own_first.entry(sub.clone()).or_insert(a.effective_from);
+                }
+                None => {
+                    default_first.get_or_insert(a.effective_from);
+                }
+            }
+        }
+        let mut mapped: BTreeMap<String, Vec<StampId>> = BTreeMap::new();
+        for m in service.store.list_mappings(None).await? {
+            mapped.entry(m.billing_subscription_id).or_default().push(m.stamp_id);
+        }
+        let statuses = service.store.list_statuses().await?;
+        let mut evidence = HashMap::new();
+        for month in months {
+            // The verifies that touch the hours a month is proven on, from the kept history.
+            let proven_hours = ReportedWindow::new(
+                month.end() - service.settings.verify_lead,
+                month.end() + service.settings.settle_delay,
+            )
+            .context("the statement settings are whole hours")?;
+            let mut of_month = Vec::with_capacity(statuses.len());
+            for status in &statuses {
+                let verifies = service.rating.verify_history(&status.stamp_id, proven_hours).await?;
+                of_month.push(StampEvidence {
+                    stamp_id: status.stamp_id.clone(),
+                    watermark: status.watermark,
+                    verifies,
+                });
+            }
+            evidence.insert(*month, of_month);
+        }
+        Ok(Snapshot {
+            books,
+            assignments: Assignments::new(assignment_list),
+            own_first,
+            default_first,
+            mapped,
+            evidence,
+            settings: service.settings,
+        })
+    }
+
+    /// The statement builder over these books and assignments (it keeps the rate cards it builds,
+    /// so one builder serves a whole pass).
+    pub(crate) fn builder(&self) -> Statements<'_> {
+        Statements::new(&self.books, &self.assignments, self.settings)
+    }
+
+    /// The stamps the billing subscription's tenant subscriptions are mapped on; refused when there
+    /// are none, so a typo never becomes a statement (with fees) for a customer that does not exist.
+    pub(crate) fn mapped_stamps(&self, billing_subscription_id: &str) -> Result<&[StampId]> {
+        match self.mapped.get(billing_subscription_id) {
+            Some(stamps) if !stamps.is_empty() => Ok(stamps),
+            _ => bail!(
+                "billingSubscriptionId: no tenant subscription is mapped to {billing_subscription_id:?}"
+            ),
+        }
+    }
+
+    /// A draft of `month`'s statement. `rows` are the subscription's in reported order from
+    /// [`rows_from`] of these `finals` or earlier (those reported before it are skipped, so one read
+    /// serves several months); `finals` are the subscription's final statements.
+    pub(crate) fn build(
         &self,
+        builder: &mut Statements<'_>,
         billing_subscription_id: &str,
         month: Month,
-        mapped_stamps: &[StampId],
+        rows: &[RatableRow],
+        finals: &[Statement],
         now: DateTime<Utc>,
-        what_if_of: Option<&Statement>,
     ) -> Result<Statement> {
-        let books = PriceBooks::new(self.rating.price_books().await?);
-        let assignments = self.rating.assignments().await?;
+        let mapped_stamps = self.mapped_stamps(billing_subscription_id)?;
+        let evidence = self.evidence.get(&month).context("the month's evidence was read")?;
         let term = SubscriptionTerm {
-            active_from: assignments
-                .iter()
-                .filter(|a| a.billing_subscription_id.as_deref() == Some(billing_subscription_id))
-                .chain(assignments.iter().filter(|a| a.billing_subscription_id.is_none()))
-                .map(|a| a.effective_from)
-                .next()
+            // Active from its first assignment: its own override, else the default in force.
+            active_from: self
+                .own_first
+                .get(billing_subscription_id)
+                .copied()
+                .or(self.default_first)
                 .unwrap_or(month.start()),
             active_until: None,
         };
-        let assignments = Assignments::new(assignments);
-        let mut finals = self.rating.final_statements(billing_subscription_id).await?;
-        // A what-if rebuilds a final month as it was counted: with the finals before it, and only
-        // the rows the final counted.
-        if let Some(final_) = what_if_of {
-            finals.retain(|s| s.month < final_.month);
-        }
-        // Rows reported before every final statement's recorded watermarks and before the month
-        // cannot matter: usage is reported after it happens, and a final counted what came before.
-        let from = finals
-            .iter()
-            .flat_map(|s| s.stamps.iter().map(|p| p.watermark))
-            .chain(std::iter::once(month.start()))
-            .min()
-            .unwrap_or(month.start());
-        let mut rows = Vec::new();
-        let filter = ExportFilter { stamps: Vec::new(), from: Some(from), to: None };
-        self.store
-            .export_rows(&filter, &mut |stored| {
-                if stored.billing_subscription_id.as_deref() == Some(billing_subscription_id)
-                    && stored.row.usage_start < month.end()
-                {
-                    let row = RatableRow {
-                        stamp_id: stored.stamp_id,
-                        reported_start: stored.window.start,
-                        billing_subscription_id: billing_subscription_id.to_owned(),
-                        row: stored.row,
-                    };
-                    if what_if_of.is_none_or(|f| counted_by_final(f, &row)) {
-                        rows.push(row);
-                    }
-                }
-                Ok(())
-            })
-            .await
-            .context("reading the subscription's usage rows")?;
-        // The verifies that touch the hours a month is proven on, from the kept history.
-        let proven_hours = ReportedWindow::new(
-            month.end() - self.settings.verify_lead,
-            month.end() + self.settings.settle_delay,
-        )
-        .context("the statement settings are whole hours")?;
-        let mut evidence = Vec::new();
-        for status in self.store.list_statuses().await? {
-            let verifies = self.rating.verify_history(&status.stamp_id, proven_hours).await?;
-            evidence.push(StampEvidence { stamp_id: status.stamp_id, watermark: status.watermark, verifies });
-        }
+        let from = rows_from(finals, month);
+        let rows = &rows[rows.partition_point(|r| r.reported_start < from)..];
         let request = StatementRequest {
             billing_subscription_id,
             month,
             term,
-            rows: &rows,
-            finals: &finals,
+            rows,
+            finals,
             mapped_stamps,
-            evidence: &evidence,
+            evidence,
             now,
         };
-        Ok(Statements::new(&books, &assignments, self.settings).build(&request))
+        Ok(builder.build(&request))
     }
 }
 

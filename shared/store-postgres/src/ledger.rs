@@ -105,6 +105,18 @@ impl UsageLedger for PostgresStore {
         export(&mut client, filter, sink).await.map_err(StoreError::from)
     }
 
+    async fn billing_rows(
+        &self,
+        billing_subscription_id: &str,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        // Not retried, as the export: rows may have gone to the sink already.
+        let mut client = self.connection().await.map_err(StoreError::from)?;
+        billing_export(&mut client, billing_subscription_id, (from, to), sink).await.map_err(StoreError::from)
+    }
+
     async fn subscriptions_seen(
         &self,
         stamp: &StampId,
@@ -503,21 +515,63 @@ async fn export(
     let mut exported = 0u64;
     for (stamp_no, stamp_id) in stamps {
         let portal = tx.bind(&statement, &[&stamp_no, &filter.from, &filter.to]).await?;
-        loop {
-            let rows = tx.query_portal(&portal, EXPORT_BATCH).await?;
-            if rows.is_empty() {
-                break;
+        drain(&tx, &portal, &mut exported, |r| stored_row(&stamp_id, r), sink).await?;
+    }
+    tx.commit().await?;
+    Ok(exported)
+}
+
+/// Hands every row of `portal`, read a batch at a time, to `sink`, counting them in `exported`.
+async fn drain(
+    tx: &Transaction<'_>,
+    portal: &tokio_postgres::Portal,
+    exported: &mut u64,
+    read: impl Fn(&Row) -> Result<StoredUsageRow, Failure>,
+    sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+) -> Result<(), Failure> {
+    loop {
+        let rows = tx.query_portal(portal, EXPORT_BATCH).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in &rows {
+            if let Err(e) = sink(read(r)?) {
+                return Err(StoreError::Other(format!("export stopped after {exported} rows: {e}")).into());
             }
-            for r in &rows {
-                if let Err(e) = sink(stored_row(&stamp_id, r)?) {
-                    return Err(
-                        StoreError::Other(format!("export stopped after {exported} rows: {e}")).into()
-                    );
-                }
-                exported += 1;
-            }
+            *exported += 1;
         }
     }
+}
+
+/// One billing subscription's rows reported in `[$2, $3)`: a range of `usage_rows_billing` (migration
+/// 0004). The order is total (stamp and row key make a row unique), so a narrower range is a suffix
+/// of a wider one's rows.
+const BILLING_ROWS: &str = "SELECT u.reported_start, u.reported_end, u.subscription_id,
+        u.billing_subscription_id, u.meter_id, u.usage_start, u.usage_end, u.quantity::text,
+        u.resource_uri, u.location, u.tags, u.additional_info, s.stamp_id
+    FROM usage_rows u JOIN stamp_numbers s ON s.stamp_no = u.stamp_no
+    WHERE u.billing_subscription_id = $1 AND u.reported_start >= $2
+        AND ($3::timestamptz IS NULL OR u.reported_start < $3)
+    ORDER BY u.reported_start, u.stamp_no, u.usage_start, u.row_key, u.row_key_low";
+
+/// Reads one billing subscription's rows (see [`BILLING_ROWS`]) in one read-only snapshot, through a
+/// portal a batch at a time, handing each row to `sink`.
+async fn billing_export(
+    client: &mut deadpool_postgres::Object,
+    billing_subscription_id: &str,
+    (from, to): (DateTime<Utc>, Option<DateTime<Utc>>),
+    sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+) -> Result<u64, Failure> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let statement = tx.prepare_cached(BILLING_ROWS).await?;
+    let portal = tx.bind(&statement, &[&billing_subscription_id, &from, &to]).await?;
+    let mut exported = 0u64;
+    drain(&tx, &portal, &mut exported, |r| stored_row(&StampId(r.try_get(12)?), r), sink).await?;
     tx.commit().await?;
     Ok(exported)
 }

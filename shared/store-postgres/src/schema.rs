@@ -17,10 +17,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") },
     Migration { version: 2, name: "audit", sql: include_str!("../migrations/0002_audit.sql") },
     Migration { version: 3, name: "rating", sql: include_str!("../migrations/0003_rating.sql") },
+    Migration { version: 4, name: "billing rows", sql: include_str!("../migrations/0004_billing_rows.sql") },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 3;
+pub const LATEST_VERSION: i64 = 4;
 
 /// Every migration version this build knows, in order.
 pub fn known_versions() -> Vec<i64> {

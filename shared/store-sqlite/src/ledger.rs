@@ -93,32 +93,20 @@ impl UsageLedger for SqliteStore {
         filter: &ExportFilter,
         sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
     ) -> Result<u64, StoreError> {
-        // A reading thread walks the rows and hands them over in small batches through a bounded
-        // channel: memory stays at a few batches whatever the export's size.
-        let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<StoredUsageRow>>(4);
         let filter = filter.clone();
-        let db = Arc::clone(&self.db);
-        let reader = tokio::task::spawn_blocking(move || export(&db, &filter, &batches));
-        let mut exported = 0u64;
-        let mut sink_failed = None;
-        'batches: while let Some(batch) = received.recv().await {
-            for row in batch {
-                if let Err(e) = sink(row) {
-                    sink_failed = Some(e);
-                    break 'batches;
-                }
-                exported += 1;
-            }
-        }
-        // Closing the channel stops the reading thread at its next batch.
-        drop(received);
-        let read =
-            reader.await.map_err(|e| StoreError::Other(format!("export task ended abnormally: {e}")))?;
-        if let Some(e) = sink_failed {
-            return Err(StoreError::Other(format!("export stopped after {exported} rows: {e}")));
-        }
-        read?;
-        Ok(exported)
+        self.stream(move |db, batches| export(db, &filter, batches), sink).await
+    }
+
+    async fn billing_rows(
+        &self,
+        billing_subscription_id: &str,
+        from: chrono::DateTime<chrono::Utc>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        let sub = billing_subscription_id.to_owned();
+        let range = (secs(from), to.map_or(i64::MAX, secs));
+        self.stream(move |db, batches| billing_export(db, &sub, range, batches), sink).await
     }
 
     async fn subscriptions_seen(
@@ -190,6 +178,44 @@ impl UsageLedger for SqliteStore {
         .await
     }
 }
+
+impl SqliteStore {
+    /// Runs `read` on a reading thread that walks the rows and hands them over in small batches
+    /// through a bounded channel, each row to `sink`: memory stays at a few batches whatever the
+    /// read's size.
+    async fn stream(
+        &self,
+        read: impl FnOnce(&Database, &Batches) -> Result<(), StoreError> + Send + 'static,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<StoredUsageRow>>(4);
+        let db = Arc::clone(&self.db);
+        let reader = tokio::task::spawn_blocking(move || read(&db, &batches));
+        let mut exported = 0u64;
+        let mut sink_failed = None;
+        'batches: while let Some(batch) = received.recv().await {
+            for row in batch {
+                if let Err(e) = sink(row) {
+                    sink_failed = Some(e);
+                    break 'batches;
+                }
+                exported += 1;
+            }
+        }
+        // Closing the channel stops the reading thread at its next batch.
+        drop(received);
+        let read =
+            reader.await.map_err(|e| StoreError::Other(format!("export task ended abnormally: {e}")))?;
+        if let Some(e) = sink_failed {
+            return Err(StoreError::Other(format!("export stopped after {exported} rows: {e}")));
+        }
+        read?;
+        Ok(exported)
+    }
+}
+
+/// Where a reading thread sends its rows.
+type Batches = tokio::sync::mpsc::Sender<Vec<StoredUsageRow>>;
 
 /// The distinct reported windows of a stamp's rows and quarantined rows that start in `[?2, ?3)` and
 /// end after `?4`: those overlapping the range `[?4, ?3)`, `?2` being as far back as a span can start.
@@ -436,11 +462,7 @@ pub(crate) const EXPORT_STAMP_ROWS: &str =
 
 /// Reads the filtered rows stamp by stamp (in stamp id order; rows of deleted stamps included) in one
 /// read transaction, and sends them in batches until done or until the receiver is gone.
-fn export(
-    db: &Database,
-    filter: &ExportFilter,
-    batches: &tokio::sync::mpsc::Sender<Vec<StoredUsageRow>>,
-) -> Result<(), StoreError> {
+fn export(db: &Database, filter: &ExportFilter, batches: &Batches) -> Result<(), StoreError> {
     // Not retried: once a batch has gone out, starting over would hand the sink rows twice.
     db.with_reader(|conn| {
         let snapshot = conn.unchecked_transaction().map_err(Failure::from)?;
@@ -448,22 +470,79 @@ fn export(
         let from = filter.from.map_or(i64::MIN, secs);
         let to = filter.to.map_or(i64::MAX, secs);
         let mut stmt = snapshot.prepare_cached(EXPORT_STAMP_ROWS).map_err(Failure::from)?;
-        let mut batch = Vec::with_capacity(EXPORT_BATCH);
+        let mut outbox = Outbox::new(batches);
         for (stamp_no, stamp_id) in stamps {
             let mut rows = stmt.query((stamp_no, from, to)).map_err(Failure::from)?;
             while let Some(r) = rows.next().map_err(Failure::from)? {
-                batch.push(stored_row(&stamp_id, r).map_err(Failure::from)?);
-                if batch.len() == EXPORT_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
-                    if batches.blocking_send(full).is_err() {
-                        return Ok(());
-                    }
+                if !outbox.push(stored_row(&stamp_id, r).map_err(Failure::from)?) {
+                    return Ok(());
                 }
             }
         }
-        if !batch.is_empty() {
-            let _ = batches.blocking_send(batch);
+        outbox.flush();
+        Ok(())
+    })
+}
+
+/// Rows on their way to the sink, a batch at a time.
+struct Outbox<'a> {
+    batches: &'a Batches,
+    batch: Vec<StoredUsageRow>,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(batches: &'a Batches) -> Self {
+        Self { batches, batch: Vec::with_capacity(EXPORT_BATCH) }
+    }
+
+    /// Adds a row, sending the batch when it is full; `false` once the receiver is gone.
+    fn push(&mut self, row: StoredUsageRow) -> bool {
+        self.batch.push(row);
+        if self.batch.len() < EXPORT_BATCH {
+            return true;
         }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(EXPORT_BATCH));
+        self.batches.blocking_send(full).is_ok()
+    }
+
+    /// Sends what is left.
+    fn flush(self) {
+        if !self.batch.is_empty() {
+            let _ = self.batches.blocking_send(self.batch);
+        }
+    }
+}
+
+/// One billing subscription's rows reported in `[?2, ?3)`: a range of `usage_rows_billing` (migration
+/// 0011), each row fetched by its rowid, sorted only within a reported hour. The order is total
+/// (stamp and row key make a row unique), so a narrower range is a suffix of a wider one's rows.
+pub(crate) const BILLING_ROWS: &str =
+    "SELECT s.stamp_id, u.reported_start, u.reported_end, u.subscription_id,
+        u.billing_subscription_id, u.meter_id, u.usage_start, u.usage_end, u.quantity, u.resource_uri,
+        u.location, u.tags, u.additional_info
+    FROM usage_rows u JOIN stamp_numbers s ON s.stamp_no = u.stamp_no
+    WHERE u.billing_subscription_id = ?1 AND u.reported_start >= ?2 AND u.reported_start < ?3
+    ORDER BY u.reported_start, u.stamp_no, u.usage_start, u.row_key, u.row_key_low";
+
+/// Reads one billing subscription's rows (see [`BILLING_ROWS`]) in one read transaction, and sends
+/// them in batches until done or until the receiver is gone.
+fn billing_export(
+    db: &Database,
+    billing_subscription_id: &str,
+    (from, to): (i64, i64),
+    batches: &Batches,
+) -> Result<(), StoreError> {
+    db.with_reader(|conn| {
+        let mut stmt = conn.prepare_cached(BILLING_ROWS).map_err(Failure::from)?;
+        let mut rows = stmt.query((billing_subscription_id, from, to)).map_err(Failure::from)?;
+        let mut outbox = Outbox::new(batches);
+        while let Some(r) = rows.next().map_err(Failure::from)? {
+            let stamp_id = StampId(r.get(0).map_err(Failure::from)?);
+            if !outbox.push(stored_row_at(&stamp_id, r, 1).map_err(Failure::from)?) {
+                return Ok(());
+            }
+        }
+        outbox.flush();
         Ok(())
     })
 }
@@ -489,20 +568,25 @@ fn export_stamps(conn: &Connection, filter: &ExportFilter) -> rusqlite::Result<V
 }
 
 fn stored_row(stamp_id: &StampId, r: &Row<'_>) -> rusqlite::Result<StoredUsageRow> {
+    stored_row_at(stamp_id, r, 0)
+}
+
+/// A row whose columns, from `at` on, are [`EXPORT_STAMP_ROWS`]'s.
+fn stored_row_at(stamp_id: &StampId, r: &Row<'_>, at: usize) -> rusqlite::Result<StoredUsageRow> {
     Ok(StoredUsageRow {
         stamp_id: stamp_id.clone(),
-        window: ReportedWindow { start: get_secs(r, 0)?, end: get_secs(r, 1)? },
-        billing_subscription_id: r.get(3)?,
+        window: ReportedWindow { start: get_secs(r, at)?, end: get_secs(r, at + 1)? },
+        billing_subscription_id: r.get(at + 3)?,
         row: UsageRow {
-            subscription_id: r.get(2)?,
-            meter_id: r.get(4)?,
-            usage_start: get_secs(r, 5)?,
-            usage_end: get_secs(r, 6)?,
-            quantity: get_quantity(r, 7)?,
-            resource_uri: r.get(8)?,
-            location: r.get(9)?,
-            tags: r.get(10)?,
-            additional_info: r.get(11)?,
+            subscription_id: r.get(at + 2)?,
+            meter_id: r.get(at + 4)?,
+            usage_start: get_secs(r, at + 5)?,
+            usage_end: get_secs(r, at + 6)?,
+            quantity: get_quantity(r, at + 7)?,
+            resource_uri: r.get(at + 8)?,
+            location: r.get(at + 9)?,
+            tags: r.get(at + 10)?,
+            additional_info: r.get(at + 11)?,
         },
     })
 }

@@ -71,10 +71,16 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 9, name: "audit", sql: include_str!("../migrations/0009_audit.sql"), step: None },
     Migration { version: 10, name: "rating", sql: include_str!("../migrations/0010_rating.sql"), step: None },
+    Migration {
+        version: 11,
+        name: "billing rows",
+        sql: include_str!("../migrations/0011_billing_rows.sql"),
+        step: None,
+    },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 10;
+pub const LATEST_VERSION: i64 = 11;
 
 /// Every migration version this build knows, in order. Versions are assigned to parallel work, so
 /// one may be missing for a while; each is applied when it is not yet recorded, not only when it is

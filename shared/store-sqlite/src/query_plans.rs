@@ -54,3 +54,15 @@ fn the_stored_windows_of_a_range_are_found_through_the_keys_not_a_scan() {
     assert!(!p.contains("SCAN usage_rows"), "{p}");
     assert!(!p.contains("SCAN quarantined_rows"), "{p}");
 }
+
+#[test]
+fn a_billing_subscriptions_rows_are_read_through_its_index_not_a_scan() {
+    let p = plan(ledger::BILLING_ROWS);
+    assert!(
+        p.contains(
+            "SEARCH u USING INDEX usage_rows_billing (billing_subscription_id=? AND reported_start>? AND reported_start<?)"
+        ),
+        "{p}"
+    );
+    assert!(!p.contains("SCAN u"), "{p}");
+}

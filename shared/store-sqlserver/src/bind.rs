@@ -530,6 +530,14 @@ pub(crate) fn export_window_rows(window_no: i64) -> Bound<'static> {
     Bound::new(&sql::EXPORT_WINDOW_ROWS, vec![window_no.into_sql()])
 }
 
+pub(crate) fn billing_rows(
+    billing_subscription_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Bound<'_> {
+    Bound::new(&sql::BILLING_ROWS, vec![billing_subscription_id.into_sql(), from.into_sql(), to.into_sql()])
+}
+
 // -- A window's quarantined rows, as QUARANTINE_WINDOW reads them -----------------------------------------
 
 /// One quarantined row as an element of QUARANTINE_WINDOW's JSON array (the keys are its WITH paths).
@@ -773,6 +781,7 @@ mod tests {
             export_stamps(t(), t()),
             export_windows(id, t(), t()),
             export_window_rows(1),
+            billing_rows("cust-a", t(), t()),
             subscriptions_seen(id, t()),
             book_currency("b"),
             book_version_body("b", 1),

@@ -115,6 +115,33 @@ impl UsageLedger for SqlServerStore {
         export(&mut session, filter, sink).await.map_err(StoreError::from)
     }
 
+    async fn billing_rows(
+        &self,
+        billing_subscription_id: &str,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        // Not retried, as the export: rows may have gone to the sink already.
+        let mut session = crate::session::checkout(&self.pool).await.map_err(StoreError::from)?;
+        let (from, to) = (types::seconds(from), to.map(types::seconds).unwrap_or_else(latest));
+        let mut exported = 0u64;
+        session
+            .for_each_row(bind::billing_rows(billing_subscription_id, from, to), |r| {
+                let stamp_id = StampId(guid_text(req::<Uuid>(&r, 0)?));
+                let window = ReportedWindow { start: req(&r, 1)?, end: req(&r, 2)? };
+                let row = stored_row(stamp_id, window, &r, 3)?;
+                sink(row).map_err(|e| {
+                    Failure::other(format!("billing rows stopped after {exported} rows: {e}"))
+                })?;
+                exported += 1;
+                Ok(())
+            })
+            .await
+            .map_err(StoreError::from)?;
+        Ok(exported)
+    }
+
     async fn subscriptions_seen(
         &self,
         stamp: &StampId,
@@ -371,22 +398,7 @@ async fn export(
             .collect::<Result<Vec<_>, Failure>>()?;
         for (window_no, window) in windows {
             s.for_each_row(bind::export_window_rows(window_no), |r| {
-                let row = StoredUsageRow {
-                    stamp_id: stamp_id.clone(),
-                    window,
-                    billing_subscription_id: opt_text(&r, 0)?,
-                    row: UsageRow {
-                        subscription_id: text(&r, 1)?,
-                        meter_id: text(&r, 2)?,
-                        usage_start: req(&r, 3)?,
-                        usage_end: req(&r, 4)?,
-                        quantity: Quantity::read(req::<Numeric>(&r, 5)?, req(&r, 6)?)?,
-                        resource_uri: text(&r, 7)?,
-                        location: text(&r, 8)?,
-                        tags: opt_text(&r, 9)?,
-                        additional_info: opt(&r, 10)?.map(|s: &str| s.to_owned()),
-                    },
-                };
+                let row = stored_row(stamp_id.clone(), window, &r, 0)?;
                 sink(row)
                     .map_err(|e| Failure::other(format!("export stopped after {exported} rows: {e}")))?;
                 exported += 1;
@@ -396,6 +408,31 @@ async fn export(
         }
     }
     Ok(exported)
+}
+
+/// A stored row of `stamp_id` in `window` whose columns, from `at` on, are EXPORT_WINDOW_ROWS's.
+fn stored_row(
+    stamp_id: StampId,
+    window: ReportedWindow,
+    r: &tiberius::Row,
+    at: usize,
+) -> Result<StoredUsageRow, Failure> {
+    Ok(StoredUsageRow {
+        stamp_id,
+        window,
+        billing_subscription_id: opt_text(r, at)?,
+        row: UsageRow {
+            subscription_id: text(r, at + 1)?,
+            meter_id: text(r, at + 2)?,
+            usage_start: req(r, at + 3)?,
+            usage_end: req(r, at + 4)?,
+            quantity: Quantity::read(req::<Numeric>(r, at + 5)?, req(r, at + 6)?)?,
+            resource_uri: text(r, at + 7)?,
+            location: text(r, at + 8)?,
+            tags: opt_text(r, at + 9)?,
+            additional_info: opt(r, at + 10)?.map(|s: &str| s.to_owned()),
+        },
+    })
 }
 
 /// The first instant `datetime2` holds.

@@ -94,6 +94,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         &sql::V1_USAGE_ROWS,
         &sql::V1_USAGE_ROWS_LOCK_ESCALATION,
         &sql::V1_USAGE_ROWS_UNMAPPED,
+        &sql::V1_USAGE_ROWS_BILLING,
         &sql::V1_PROCESSING_STATUS,
         &sql::V1_STAMP_LEASES,
         &sql::V1_QUARANTINED_ROWS,
@@ -370,12 +371,21 @@ mod tests {
     }
 
     #[test]
+    fn the_billing_index_holds_only_mapped_rows_by_subscription_then_window() {
+        let index = sql::V1_USAGE_ROWS_BILLING.sql;
+        assert!(index.contains("ON {schema}.usage_rows (billing_subscription_id, window_no)"));
+        assert!(index.trim_end().ends_with("WHERE billing_subscription_id IS NOT NULL"));
+        assert!(sql::BILLING_ROWS.sql.contains("WHERE r.billing_subscription_id = @P1"));
+    }
+
+    #[test]
     fn numbering_tables_are_created_before_the_tables_that_refer_to_them_and_dropped_after() {
         let order: Vec<&str> = MIGRATIONS[0].statements.iter().map(|s| s.name).collect();
         let at = |name: &str| order.iter().position(|n| *n == name).unwrap();
         assert!(at("V1_STAMP_NUMBERS") < at("V1_TENANT_NUMBERS"));
         assert!(at("V1_STAMP_NUMBERS") < at("V1_USAGE_WINDOWS"));
         assert!(at("V1_USAGE_ROWS") < at("V1_USAGE_ROWS_UNMAPPED"));
+        assert!(at("V1_USAGE_ROWS") < at("V1_USAGE_ROWS_BILLING"));
     }
 
     #[test]

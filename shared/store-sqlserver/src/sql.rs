@@ -274,6 +274,13 @@ statements! {
     V1_USAGE_ROWS_UNMAPPED (0) = "CREATE INDEX ix_usage_rows_unmapped
         ON {schema}.usage_rows (tenant_no) INCLUDE (usage_start, usage_end)
         WHERE billing_subscription_id IS NULL";
+    /// Only mapped rows, by billing subscription: a statement reads one billing subscription's rows
+    /// (`BILLING_ROWS`), and the timer builds one for each. Without it every statement scanned every
+    /// stamp's windows of the month. Keyed on the window number next (the clustered key's first part,
+    /// in commit order), so the subscription's rows come window by window.
+    V1_USAGE_ROWS_BILLING (0) = "CREATE INDEX ix_usage_rows_billing
+        ON {schema}.usage_rows (billing_subscription_id, window_no)
+        WHERE billing_subscription_id IS NOT NULL";
     /// The seed's AzsHubUsageRecordProcessingStatusData; born with the stamp, watermark = collect_from.
     V1_PROCESSING_STATUS (0) = "CREATE TABLE {schema}.processing_status (
         stamp_id uniqueidentifier NOT NULL,
@@ -837,6 +844,18 @@ statements! {
             quantity, quantity_scale, resource_uri, location, tags, additional_info
         FROM {schema}.usage_rows WHERE window_no = @P1
         ORDER BY usage_start, row_key";
+    /// One billing subscription's rows reported in [@P2, @P3): a seek on ix_usage_rows_billing, each
+    /// row's window joined for its stamp and reported start (the range is applied there), sorted.
+    /// The order is total (a window and a row key make a row unique), so a narrower range gives the
+    /// same rows in the same order as a wider one.
+    BILLING_ROWS (3) = "SELECT sn.stamp_id, w.reported_start, w.reported_end, r.billing_subscription_id,
+            r.subscription_id, r.meter_id, r.usage_start, r.usage_end, r.quantity, r.quantity_scale,
+            r.resource_uri, r.location, r.tags, r.additional_info
+        FROM {schema}.usage_rows AS r
+            JOIN {schema}.usage_windows AS w ON w.window_no = r.window_no
+            JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
+        WHERE r.billing_subscription_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3
+        ORDER BY w.reported_start, w.stamp_no, r.usage_start, r.row_key";
 }
 
 /// The distinct `@Pn` placeholders of `sql`, in ascending order.

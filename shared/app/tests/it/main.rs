@@ -7,5 +7,6 @@ mod metrics;
 mod outbound;
 mod rating_webhook;
 mod serve;
+mod statement_pass;
 mod statements;
 mod webhook;

@@ -170,6 +170,38 @@ pub trait UsageLedger: QuarantineReader {
         windows.extend(self.quarantine(Some(stamp)).await?.into_iter().map(|q| q.window));
         Ok(windows.into_iter().filter(|w| w.start < range.end && w.end > range.start).collect())
     }
+    /// The rows mapped to `billing_subscription_id` and reported in `[from, to)` (no end without
+    /// `to`), streamed to `sink` in reported-start order (rows of one reported start in an order of
+    /// the store's that is total and stable, so a narrower range yields the same rows in the same
+    /// order): what that billing subscription's statements are built from. A store answers from an
+    /// index on the billing subscription; this default filters [`UsageLedger::export_rows`], a read
+    /// of every stamp's rows in the range, and sorts them.
+    async fn billing_rows(
+        &self,
+        billing_subscription_id: &str,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+        sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
+    ) -> Result<u64, StoreError> {
+        let filter = ExportFilter { stamps: Vec::new(), from: Some(from), to };
+        let mut rows = Vec::new();
+        self.export_rows(&filter, &mut |stored| {
+            if stored.billing_subscription_id.as_deref() == Some(billing_subscription_id) {
+                rows.push(stored);
+            }
+            Ok(())
+        })
+        .await?;
+        // Stable: export order (stamp, reported start, usage start) breaks the ties.
+        rows.sort_by_key(|r| r.window.start);
+        let mut sent = 0;
+        for row in rows {
+            sink(row)
+                .map_err(|e| StoreError::Other(format!("billing rows stopped after {sent} rows: {e}")))?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
     /// Records an operator's reprocessing request (who asked, why, which range).
     async fn record_reprocess(
         &self,

@@ -82,7 +82,14 @@ pub fn margin(
     rows: &[RatableRow],
     books: &PriceBooks,
 ) -> Result<MarginReport, MarginError> {
-    margin_of(month, statements, rows.iter(), books)
+    let mut tally = MarginTally::new(month, books)?;
+    for s in statements {
+        tally.add_statement(s)?;
+    }
+    for r in rows {
+        tally.add_row(r)?;
+    }
+    Ok(tally.report())
 }
 
 /// One statement's margin: the operator's view of it, never the customer's (the statement's JSON,
@@ -106,52 +113,82 @@ pub fn statement_margin(
     rows: &[RatableRow],
     books: &PriceBooks,
 ) -> Result<StatementMargin, MarginError> {
-    let rows = rows.iter().filter(|r| {
+    let mut tally = MarginTally::new(statement.month, books)?;
+    tally.add_statement(statement)?;
+    for r in rows.iter().filter(|r| {
         r.billing_subscription_id == statement.billing_subscription_id
             && (!statement.is_final() || counted_by_final(statement, r))
-    });
+    }) {
+        tally.add_row(r)?;
+    }
     Ok(StatementMargin {
         billing_subscription_id: statement.billing_subscription_id.clone(),
         state: if statement.is_final() { "final" } else { "draft" },
-        report: margin_of(statement.month, std::slice::from_ref(statement), rows, books)?,
+        report: tally.report(),
     })
 }
 
-fn margin_of<'a>(
+/// A month's margin summed as statements and rows stream past: what [`margin`] works out, with
+/// nothing held but the sums per meter and stamp (a month's rows need not fit in memory).
+pub struct MarginTally<'a> {
     month: Month,
-    statements: &[Statement],
-    rows: impl Iterator<Item = &'a RatableRow>,
-    books: &PriceBooks,
-) -> Result<MarginReport, MarginError> {
-    let currency = books
-        .get(COST_BOOK_ID)
-        .map(|b| b.currency.clone())
-        .ok_or_else(|| MarginError::NoCostBook(BookError::UnknownBook { book: COST_BOOK_ID.into() }))?;
-    let mut lines: BTreeMap<(String, StampId), (Decimal, Decimal)> = BTreeMap::new();
-    for s in statements.iter().filter(|s| s.month == month) {
+    books: &'a PriceBooks,
+    currency: Currency,
+    /// Per meter and stamp: exact revenue, exact cost.
+    lines: BTreeMap<(String, StampId), (Decimal, Decimal)>,
+    /// Rows are hourly: one card per usage hour, built once.
+    cards: HashMap<DateTime<Utc>, RateCard>,
+    uncosted: BTreeMap<(String, StampId), (u64, String)>,
+}
+
+impl<'a> MarginTally<'a> {
+    /// An empty tally of `month`; refused when `books` hold no cost book.
+    pub fn new(month: Month, books: &'a PriceBooks) -> Result<Self, MarginError> {
+        let currency = books
+            .get(COST_BOOK_ID)
+            .map(|b| b.currency.clone())
+            .ok_or_else(|| MarginError::NoCostBook(BookError::UnknownBook { book: COST_BOOK_ID.into() }))?;
+        Ok(Self {
+            month,
+            books,
+            currency,
+            lines: BTreeMap::new(),
+            cards: HashMap::new(),
+            uncosted: BTreeMap::new(),
+        })
+    }
+
+    /// Adds a statement's revenue: its lines of this month's usage (another month's statement adds
+    /// nothing; correction lines belong to the month they correct).
+    pub fn add_statement(&mut self, s: &Statement) -> Result<(), MarginError> {
+        if s.month != self.month {
+            return Ok(());
+        }
         if let Some(c) = &s.currency
-            && c.code != currency.code
+            && c.code != self.currency.code
         {
             return Err(MarginError::CurrencyMismatch {
                 billing_subscription_id: s.billing_subscription_id.clone(),
                 statement: c.code.clone(),
-                cost: currency.code.clone(),
+                cost: self.currency.code.clone(),
             });
         }
         for l in s.lines.iter().filter(|l| l.corrects.is_none()) {
-            lines.entry((l.meter_id.clone(), l.stamp_id.clone())).or_default().0 += l.exact_amount;
+            self.lines.entry((l.meter_id.clone(), l.stamp_id.clone())).or_default().0 += l.exact_amount;
         }
+        Ok(())
     }
-    // Rows are hourly: one card per usage hour, built once.
-    let mut cards: HashMap<DateTime<Utc>, RateCard> = HashMap::new();
-    let mut uncosted: BTreeMap<(String, StampId), (u64, String)> = BTreeMap::new();
-    for r in rows.filter(|r| month.contains(r.row.usage_start)) {
+
+    /// Adds a row's cost, when its usage is in the month (other rows are ignored).
+    pub fn add_row(&mut self, r: &RatableRow) -> Result<(), MarginError> {
+        if !self.month.contains(r.row.usage_start) {
+            return Ok(());
+        }
         let hour = floor_hour(r.row.usage_start);
-        let card = match cards.get(&hour) {
-            Some(card) => card,
-            None => {
-                let card = books.card_at(COST_BOOK_ID, hour).map_err(MarginError::NoCostBook)?;
-                cards.entry(hour).or_insert(card)
+        let card = match self.cards.entry(hour) {
+            std::collections::hash_map::Entry::Occupied(card) => card.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert(self.books.card_at(COST_BOOK_ID, hour).map_err(MarginError::NoCostBook)?)
             }
         };
         let cost = match rate(&r.row, card) {
@@ -166,41 +203,49 @@ fn margin_of<'a>(
             Err(unrated) => Err((r.row.meter_id.clone(), unrated.to_string())),
         };
         match cost {
-            Ok((meter, amount)) => lines.entry((meter, r.stamp_id.clone())).or_default().1 += amount,
+            Ok((meter, amount)) => self.lines.entry((meter, r.stamp_id.clone())).or_default().1 += amount,
             Err((meter, reason)) => {
-                let entry = uncosted.entry((meter, r.stamp_id.clone())).or_insert((0, reason));
+                let entry = self.uncosted.entry((meter, r.stamp_id.clone())).or_insert((0, reason));
                 entry.0 += 1;
             }
         }
+        Ok(())
     }
-    let round = |a: Decimal| round_to_minor_unit(a, currency.minor_units);
-    let (mut revenue, mut cost) = (Decimal::ZERO, Decimal::ZERO);
-    let lines = lines
-        .into_iter()
-        .map(|((meter_id, stamp_id), (exact_revenue, exact_cost))| {
-            revenue += exact_revenue;
-            cost += exact_cost;
-            MarginLine {
-                meter_id,
-                stamp_id,
-                exact_revenue,
-                exact_cost,
-                revenue: round(exact_revenue),
-                cost: round(exact_cost),
-                margin: round(exact_revenue - exact_cost),
-            }
-        })
-        .collect();
-    Ok(MarginReport {
-        month,
-        currency: currency.clone(),
-        lines,
-        revenue: round(revenue),
-        cost: round(cost),
-        margin: round(revenue - cost),
-        uncosted: uncosted
+
+    /// The margin of what was added.
+    pub fn report(self) -> MarginReport {
+        let currency = self.currency;
+        let round = |a: Decimal| round_to_minor_unit(a, currency.minor_units);
+        let (mut revenue, mut cost) = (Decimal::ZERO, Decimal::ZERO);
+        let lines = self
+            .lines
             .into_iter()
-            .map(|((meter_id, stamp_id), (rows, reason))| Uncosted { meter_id, stamp_id, rows, reason })
-            .collect(),
-    })
+            .map(|((meter_id, stamp_id), (exact_revenue, exact_cost))| {
+                revenue += exact_revenue;
+                cost += exact_cost;
+                MarginLine {
+                    meter_id,
+                    stamp_id,
+                    exact_revenue,
+                    exact_cost,
+                    revenue: round(exact_revenue),
+                    cost: round(exact_cost),
+                    margin: round(exact_revenue - exact_cost),
+                }
+            })
+            .collect();
+        MarginReport {
+            month: self.month,
+            currency: currency.clone(),
+            lines,
+            revenue: round(revenue),
+            cost: round(cost),
+            margin: round(revenue - cost),
+            uncosted: self
+                .uncosted
+                .into_iter()
+                .map(|((meter_id, stamp_id), (rows, reason))| Uncosted { meter_id, stamp_id, rows, reason })
+                .collect(),
+        }
+    }
 }

@@ -85,7 +85,8 @@ pub struct StatementRequest<'a> {
     pub month: Month,
     pub term: SubscriptionTerm,
     /// The subscription's rows with usage in `month`, and any with usage in an earlier month (the
-    /// builder keeps the late ones no final statement counted).
+    /// builder keeps the late ones no final statement counted); rows with usage after the month are
+    /// ignored, so one read can serve several months.
     pub rows: &'a [RatableRow],
     /// The subscription's final statements (others' are ignored).
     pub finals: &'a [Statement],
@@ -407,8 +408,7 @@ impl<'a> Statements<'a> {
         }
 
         let minor_units = currency.as_ref().map_or(2, |c| c.minor_units);
-        let locations = acc.locations(request.rows);
-        acc.price_tiers(&finals, month, &locations);
+        acc.price_tiers(&finals, month);
         let lines = acc.lines(minor_units);
         let fees = self.fees(request, minor_units);
 
@@ -641,6 +641,10 @@ fn counted_by(finals: &[&Statement], r: &RatableRow, hour: DateTime<Utc>, buildi
 struct Accumulator {
     lines: HashMap<FastKey, Sums>,
     stamps: Vec<StampId>,
+    /// Where each stamp's rows ran (its first rated row's location), by position: for tiered lines.
+    /// Taken from the rows the statement counts, so rows it skips (another month's, or counted by a
+    /// final already) cannot change it.
+    locations: Vec<String>,
     cards: Vec<Arc<RateCard>>,
     /// Tiered rows, priced once the month's quantity per meter is known.
     tiered: Vec<TieredUsage>,
@@ -696,11 +700,12 @@ struct Usage<'a> {
 }
 
 impl Accumulator {
-    fn stamp(&mut self, stamp_id: &StampId) -> u32 {
+    fn stamp(&mut self, stamp_id: &StampId, location: &str) -> u32 {
         let at = match self.stamps.iter().position(|s| s == stamp_id) {
             Some(at) => at,
             None => {
                 self.stamps.push(stamp_id.clone());
+                self.locations.push(location.to_owned());
                 self.stamps.len() - 1
             }
         };
@@ -746,7 +751,7 @@ impl Accumulator {
                 return;
             }
         };
-        let (stamp, card) = (self.stamp(&r.stamp_id), self.card(card));
+        let (stamp, card) = (self.stamp(&r.stamp_id, &r.row.location), self.card(card));
         let (part, unit_price, list_unit_price, amount) = match rated.charge {
             Charge::Priced { applied, unit_price, list_unit_price, amount } => {
                 (Part::Applied(applied), unit_price, list_unit_price, amount)
@@ -827,8 +832,10 @@ impl Accumulator {
 
     /// Prices the tiered rows: per correction month and meter, hour by hour, graduated bands from
     /// the quantity already counted, or the band the month's total reaches (volume).
-    fn price_tiers(&mut self, finals: &[&Statement], building: Month, locations: &HashMap<u32, String>) {
+    fn price_tiers(&mut self, finals: &[&Statement], building: Month) {
         let mut tiered = std::mem::take(&mut self.tiered);
+        // Lent out while lines are summed into `self`, given back below.
+        let locations = std::mem::take(&mut self.locations);
         tiered.sort_by_key(|t| (t.corrects, t.meter, t.hour));
         for group in tiered.chunk_by(|a, b| a.corrects == b.corrects && a.meter == b.meter) {
             let (corrects, meter) = (group[0].corrects, group[0].meter);
@@ -854,7 +861,7 @@ impl Accumulator {
                     let (unit_price, list_unit_price) =
                         (tiers[*index].unit_price, list_tiers[*index].unit_price);
                     let usage = Usage {
-                        location: locations.get(&t.stamp).map_or("", String::as_str),
+                        location: &locations[t.stamp as usize],
                         hour: t.hour,
                         first_part: n == 0,
                         consumed: if n == 0 { t.consumed } else { Decimal::ZERO },
@@ -868,6 +875,7 @@ impl Accumulator {
                 }
             }
         }
+        self.locations = locations;
     }
 
     /// The lines, in a stable order (correction month, meter, stamp, book, price), rounded.
@@ -910,20 +918,6 @@ impl Accumulator {
             lines.insert((*corrects, meter.to_string(), stamp_id, card.lineage.clone(), component), line);
         }
         lines.into_values().collect()
-    }
-
-    /// Where each stamp's rows ran (the first row's location), for tiered lines.
-    fn locations(&self, rows: &[RatableRow]) -> HashMap<u32, String> {
-        let mut locations = HashMap::new();
-        for r in rows {
-            if let Some(at) = self.stamps.iter().position(|s| *s == r.stamp_id) {
-                locations.entry(at as u32).or_insert_with(|| r.row.location.clone());
-            }
-            if locations.len() == self.stamps.len() {
-                break;
-            }
-        }
-        locations
     }
 }
 

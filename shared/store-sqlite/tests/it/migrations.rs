@@ -336,7 +336,8 @@ fn back_to_version_2(path: &std::path::Path) {
         conn.execute("UPDATE usage_rows SET row_key = ?2 WHERE rowid = ?1", (rowid, key)).unwrap();
     }
     conn.execute_batch(
-        "DROP TRIGGER processing_status_keeps_verifies;
+        "DROP INDEX usage_rows_billing;
+         DROP TRIGGER processing_status_keeps_verifies;
          DROP TABLE verify_history;
          DROP TABLE statements;
          DROP TABLE rating_assignments;

@@ -8,6 +8,9 @@
 //!   `azs_core::rating::Statements` and finalised; rows are made per subscription as they are
 //!   needed (as a store would stream them), so peak memory is the statements', not the rows'.
 //!
+//! - [`pass`]: the product's statement pass (`azs_app::job::keep_statements`, what the timer runs)
+//!   over a real database holding that month, SQLite or PostgreSQL.
+//!
 //! Figures and the command that produces them: `tests/bench/README.md`.
 
 use azs_core::StampId;
@@ -21,6 +24,8 @@ use azs_core::window::ReportedWindow;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use std::time::{Duration as Elapsed, Instant};
+
+pub mod pass;
 
 pub const VM: &str = "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5";
 pub const IP: &str = "F271A8A3-88C4-4D93-956A-063E1D2FA80B";
@@ -37,6 +42,11 @@ pub fn month() -> Month {
 /// A base book (property, unit with multiplier, graduated tiers, zero-rated, fees, tax) and a child
 /// with a 12 % markup that overrides one meter.
 pub fn books() -> PriceBooks {
+    PriceBooks::new(book_list())
+}
+
+/// [`books`] as documents, validated: what a store keeps.
+pub fn book_list() -> Vec<PriceBook> {
     let json = serde_json::json!([
         {"id": "base", "currency": {"code": "EUR", "minorUnits": 2}, "versions": [
             {"version": 1, "effectiveFrom": "2026-01-01T00:00:00Z", "monthlyFee": "25", "taxPercent": "20", "meters": [
@@ -53,11 +63,16 @@ pub fn books() -> PriceBooks {
              "meters": [{"meterId": IP, "price": {"kind": "unit", "unitPrice": "0.004"}}]}]}
     ]);
     let books: Vec<PriceBook> = serde_json::from_value(json).expect("the benchmark's books parse");
-    PriceBooks::new(books.into_iter().map(|b| b.validated().expect("the benchmark's books are valid")))
+    books.into_iter().map(|b| b.validated().expect("the benchmark's books are valid")).collect()
 }
 
 /// Everyone on `base`, every third subscription on `reseller`.
 pub fn assignments(subscriptions: usize) -> Assignments {
+    Assignments::new(assignment_list(subscriptions))
+}
+
+/// [`assignments`] one by one: the default first.
+pub fn assignment_list(subscriptions: usize) -> Vec<Assignment> {
     let from: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("a time");
     let default = Assignment { billing_subscription_id: None, book_id: "base".into(), effective_from: from };
     let overrides = (0..subscriptions).step_by(3).map(move |i| Assignment {
@@ -65,7 +80,7 @@ pub fn assignments(subscriptions: usize) -> Assignments {
         book_id: "reseller".into(),
         effective_from: from,
     });
-    Assignments::new(std::iter::once(default).chain(overrides))
+    std::iter::once(default).chain(overrides).collect()
 }
 
 pub fn subscription(i: usize) -> String {
@@ -142,22 +157,25 @@ pub fn subscription_rows(i: usize) -> Vec<RatableRow> {
     let mut hour = month().start();
     while hour < month().end() {
         let reported = hour + Duration::hours(2);
-        let info = format!(r#"{{"ServiceType":"{}"}}"#, SIZES[i % 4]);
-        for (meter, quantity, info) in [
-            (VM, Decimal::new(4 * 10_000_000_000, 10), Some(info)),
-            (IP, Decimal::ONE, None),
-            (BLOCK_BLOB, Decimal::new(12_345_678 + i as i64, 4), None),
-        ] {
-            rows.push(RatableRow {
-                stamp_id: stamp.clone(),
-                reported_start: reported,
-                billing_subscription_id: sub.clone(),
-                row: row(meter, hour, quantity, info, i),
-            });
-        }
+        rows.extend(hour_rows(i, hour).into_iter().map(|row| RatableRow {
+            stamp_id: stamp.clone(),
+            reported_start: reported,
+            billing_subscription_id: sub.clone(),
+            row,
+        }));
         hour += Duration::hours(1);
     }
     rows
+}
+
+/// Subscription `i`'s usage in one hour: a VM (its size by `i`), an IP address, block blob storage.
+pub fn hour_rows(i: usize, hour: DateTime<Utc>) -> [UsageRow; 3] {
+    let info = format!(r#"{{"ServiceType":"{}"}}"#, SIZES[i % 4]);
+    [
+        row(VM, hour, Decimal::new(4 * 10_000_000_000, 10), Some(info), i),
+        row(IP, hour, Decimal::ONE, None, i),
+        row(BLOCK_BLOB, hour, Decimal::new(12_345_678 + i as i64, 4), None, i),
+    ]
 }
 
 /// Evidence that settles the month on every stamp.

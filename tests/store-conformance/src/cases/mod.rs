@@ -58,6 +58,7 @@ pub(crate) fn all() -> Vec<Case> {
         export::export_streams_rows_in_stamp_reported_and_usage_order,
         export::export_filters_by_stamp_and_reported_range,
         export::an_export_stops_when_its_sink_fails,
+        export::a_billing_subscriptions_rows_are_read_alone_in_reported_order_over_every_stamp,
         audit::a_stamp_change_is_recorded_with_who_when_and_each_changed_fields_old_and_new_value,
         audit::a_refused_change_writes_no_audit_record,
         audit::mapping_changes_are_recorded_with_the_subscription_and_the_old_and_new_billing_subscription,

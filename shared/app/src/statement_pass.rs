@@ -1,0 +1,179 @@
+//! The statement pass: every mapped billing subscription's statements of a month or two, as the
+//! timer keeps them ([`crate::job::keep_statements`]) and the margin counts them
+//! ([`crate::margin::month_margin`]). What [`StatementService::refresh`] and `finalize` do for one,
+//! done for all without reading anything twice:
+//!
+//! - the shared inputs (books, assignments, mappings, statuses, verify history) once per pass;
+//! - per billing subscription, its final statements, its statements of the pass's months and its
+//!   rows since the earliest month needs them (one indexed read, [`UsageLedger::billing_rows`]),
+//!   which serves every month of the pass: the rows of the next subscription are read while this
+//!   one's statements are built, and dropped once they are.
+//!
+//! Memory is one or two subscriptions' rows at a time, never the month's. The statements are the
+//! ones the one-at-a-time path gives (`tests/it/statement_pass.rs` holds them equal).
+//!
+//! [`UsageLedger::billing_rows`]: azs_core::ports::UsageLedger::billing_rows
+
+use crate::rating::{Snapshot, StatementService, rows_from};
+use anyhow::{Result, anyhow};
+use azs_core::ports::Store;
+use azs_core::rating::ports::RatingStore;
+use azs_core::rating::rerate::carry_rerates;
+use azs_core::rating::statement::NotComplete;
+use azs_core::rating::{Month, RatableRow, Statement, finalize};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// One month of a pass, and whether its statements are to be made final when proven complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassMonth {
+    pub month: Month,
+    pub finalise: bool,
+}
+
+/// What became of one statement in a pass.
+#[derive(Debug)]
+pub enum Kept {
+    /// It was final before the pass and was left untouched.
+    AlreadyFinal(Statement),
+    /// A fresh draft, kept (its month is not being finalised).
+    Draft(Statement),
+    /// Made final by this pass.
+    Finalised(Statement),
+    /// Kept as a draft: not proven complete, and why.
+    Blocked(Statement, NotComplete),
+    /// Not kept; the next pass tries again.
+    Failed(anyhow::Error),
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassEnd {
+    /// Statements not started because the deadline came first.
+    pub deferred: usize,
+}
+
+/// What one billing subscription's statements are built from, besides the snapshot.
+struct Inputs {
+    finals: Vec<Statement>,
+    /// The stored statement of each month of the pass, in the pass's order.
+    existing: Vec<Option<Statement>>,
+    /// Its rows from the earliest month's [`rows_from`] on, in reported order.
+    rows: Vec<RatableRow>,
+}
+
+/// Builds and keeps the statements of `months` for every mapped billing subscription, in billing
+/// subscription order, each subscription's months in the order given; `each` hears of every one.
+/// Stops starting statements at `deadline` and says how many it left. Only reading the shared
+/// inputs fails the pass; one statement's failure is handed to `each` and the pass goes on.
+pub async fn keep_all(
+    service: &StatementService,
+    months: &[PassMonth],
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+    mut each: impl FnMut(&str, Month, Kept),
+) -> Result<PassEnd> {
+    let plain: Vec<Month> = months.iter().map(|m| m.month).collect();
+    let snapshot = Snapshot::read(service, &plain).await?;
+    let subscriptions: Vec<&String> = snapshot.mapped.keys().collect();
+    let mut builder = snapshot.builder();
+    let mut pending = subscriptions.len() * months.len();
+    let mut next = subscriptions.first().map(|sub| prefetch(service, sub, &plain));
+    for (i, sub) in subscriptions.iter().enumerate() {
+        let fetching = next.take().expect("the subscription's inputs are being read");
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            fetching.abort();
+            return Ok(PassEnd { deferred: pending });
+        }
+        // Read the next subscription's inputs while this one's statements are built.
+        next = subscriptions.get(i + 1).map(|sub| prefetch(service, sub, &plain));
+        let inputs = match fetching.await {
+            Ok(Ok(inputs)) => Ok(inputs),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(e) => Err(format!("reading its inputs ended abnormally: {e}")),
+        };
+        let mut inputs = match inputs {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                for m in months {
+                    pending -= 1;
+                    each(sub, m.month, Kept::Failed(anyhow!("{e}")));
+                }
+                continue;
+            }
+        };
+        for (n, m) in months.iter().enumerate() {
+            if n > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                if let Some(next) = next.take() {
+                    next.abort();
+                }
+                return Ok(PassEnd { deferred: pending });
+            }
+            pending -= 1;
+            let existing = inputs.existing[n].take();
+            let kept = match existing {
+                Some(s) if s.is_final() => Kept::AlreadyFinal(s),
+                existing => {
+                    let built = snapshot
+                        .build(&mut builder, sub, m.month, &inputs.rows, &inputs.finals, now)
+                        .map(|draft| carry_rerates(draft, existing.as_ref()));
+                    match built {
+                        Ok(draft) => keep(service.rating.as_ref(), draft, m.finalise, now).await,
+                        Err(e) => Kept::Failed(e),
+                    }
+                }
+            };
+            // A month made final now counts for the months after it (late usage, tiers).
+            if let Kept::Finalised(final_) = &kept {
+                inputs.finals.push(final_.clone());
+            }
+            each(sub, m.month, kept);
+        }
+    }
+    Ok(PassEnd { deferred: 0 })
+}
+
+/// Saves `draft`, or its final when `finalise` and it is proven complete.
+async fn keep(rating: &dyn RatingStore, draft: Statement, finalise: bool, now: DateTime<Utc>) -> Kept {
+    let kept = if !finalise {
+        Kept::Draft(draft)
+    } else {
+        match finalize(draft.clone(), now) {
+            Ok(final_) => Kept::Finalised(final_),
+            Err(not_complete) => Kept::Blocked(draft, not_complete),
+        }
+    };
+    let statement = match &kept {
+        Kept::Draft(s) | Kept::Finalised(s) | Kept::Blocked(s, _) => s,
+        Kept::AlreadyFinal(_) | Kept::Failed(_) => return kept,
+    };
+    match rating.save_statement(statement).await {
+        Ok(()) => kept,
+        Err(e) => Kept::Failed(e.into()),
+    }
+}
+
+/// Starts reading one billing subscription's inputs on its own task.
+fn prefetch(service: &StatementService, sub: &str, months: &[Month]) -> JoinHandle<Result<Inputs>> {
+    let (store, rating) = (service.store.clone(), service.rating.clone());
+    let (sub, months) = (sub.to_owned(), months.to_vec());
+    tokio::spawn(async move { inputs(store, rating, &sub, &months).await })
+}
+
+async fn inputs(
+    store: Arc<dyn Store>,
+    rating: Arc<dyn RatingStore>,
+    sub: &str,
+    months: &[Month],
+) -> Result<Inputs> {
+    let finals = rating.final_statements(sub).await?;
+    let mut existing = Vec::with_capacity(months.len());
+    for month in months {
+        existing.push(rating.statement(sub, *month).await?);
+    }
+    let from = months.iter().map(|m| rows_from(&finals, *m)).min().unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let rows = crate::rating::read_rows(store.as_ref(), sub, from).await?;
+    Ok(Inputs { finals, existing, rows })
+}
