@@ -376,3 +376,30 @@ fn every_text_the_core_admits_fits_its_column_whole() {
     // The check has teeth: the actor's old width.
     assert!(256 < widest_actor);
 }
+
+#[test]
+fn every_billing_subscription_id_column_compares_as_the_core_does() {
+    // Billing subscription ids are case-sensitive everywhere else (the core, SQLite, PostgreSQL).
+    // A column in the database's default collation (usually case-insensitive) would match `CUST-A`
+    // when `cust-a`'s rows are read (`BILLING_ROWS`), and both statements would bill both: every such
+    // column is binary-collated, like the rating tables' keys.
+    let declared = |sql: &str| -> Vec<String> {
+        sql.lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("billing_subscription_id "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let columns: Vec<String> =
+        sql::ALL.iter().filter(|s| s.sql.starts_with("CREATE TABLE")).flat_map(|s| declared(s.sql)).collect();
+    assert!(columns.len() >= 4, "{columns:?}");
+    for column in &columns {
+        assert!(column.contains("COLLATE Latin1_General_100_BIN2"), "{column}");
+    }
+    // The check has teeth: the column as it was declared before.
+    assert!(
+        !declared("CREATE TABLE t (\n        billing_subscription_id nvarchar(256) NULL,\n)")
+            .iter()
+            .all(|c| c.contains("COLLATE Latin1_General_100_BIN2"))
+    );
+}

@@ -193,7 +193,7 @@ statements! {
     V1_SUBSCRIPTION_MAPPINGS (0) = "CREATE TABLE {schema}.subscription_mappings (
         stamp_id uniqueidentifier NOT NULL,
         external_subscription_id nvarchar(256) NOT NULL,
-        billing_subscription_id nvarchar(256) NOT NULL,
+        billing_subscription_id nvarchar(256) COLLATE Latin1_General_100_BIN2 NOT NULL,
         updated_at datetime2(3) NOT NULL,
         CONSTRAINT pk_subscription_mappings PRIMARY KEY (stamp_id, external_subscription_id),
         CONSTRAINT fk_subscription_mappings_stamp FOREIGN KEY (stamp_id)
@@ -247,7 +247,7 @@ statements! {
         row_key binary(16) NOT NULL,
         tenant_no int NOT NULL,
         subscription_id nvarchar(256) NOT NULL,
-        billing_subscription_id nvarchar(256) NULL,
+        billing_subscription_id nvarchar(256) COLLATE Latin1_General_100_BIN2 NULL,
         meter_id nvarchar(128) NOT NULL,
         usage_start datetime2(0) NOT NULL,
         usage_end datetime2(0) NOT NULL,

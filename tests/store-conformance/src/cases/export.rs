@@ -133,11 +133,15 @@ pub async fn a_billing_subscriptions_rows_are_read_alone_in_reported_order_over_
     store: Arc<dyn Store>,
 ) {
     // Given two stamps with three hours each: tenant A mapped to one billing subscription on both
-    // stamps, tenant B to another on the first stamp and unmapped on the second
+    // stamps, tenant B to another (the same id in upper case) on the first stamp and unmapped on the
+    // second
     let a = registered_and_leased(store.as_ref(), "a").await;
     let b = registered_and_leased(store.as_ref(), "b").await;
     let ours = format!("billing-{}", &a.id.as_str()[..8]);
-    let theirs = format!("billing-{}", &b.id.as_str()[..8]);
+    // Billing subscription ids are case-sensitive: one that differs from ours only in case is another
+    // customer (a store comparing in a case-insensitive collation would hand us its rows too).
+    let theirs = ours.to_uppercase();
+    assert_ne!(theirs, ours);
     for (stamp, tenant, billing) in [(&a, TENANT_A, &ours), (&b, TENANT_A, &ours), (&a, TENANT_B, &theirs)] {
         let mapping = SubscriptionMapping {
             stamp_id: stamp.id.clone(),
