@@ -163,7 +163,10 @@ pub(crate) async fn read_rows(
             rows.push(RatableRow {
                 stamp_id: stored.stamp_id,
                 reported_start: stored.window.start,
-                billing_subscription_id: billing_subscription_id.to_owned(),
+                // The store's copy (the read matched on it), rather than another one per row.
+                billing_subscription_id: stored
+                    .billing_subscription_id
+                    .unwrap_or_else(|| billing_subscription_id.to_owned()),
                 row: stored.row,
             });
             Ok(())

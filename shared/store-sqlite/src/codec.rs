@@ -71,8 +71,10 @@ pub(crate) fn get_outcome(row: &Row<'_>, idx: usize) -> rusqlite::Result<RunOutc
 }
 
 pub(crate) fn get_quantity(row: &Row<'_>, idx: usize) -> rusqlite::Result<rust_decimal::Decimal> {
-    let text: String = row.get(idx)?;
+    // Borrowed from the row, not copied into a String: a statement pass decodes millions of rows.
+    let value = row.get_ref(idx)?;
+    let text = value.as_str().map_err(|e| conversion(idx, value.data_type(), e.to_string()))?;
     // Exact: the text was written from a Decimal, so it never needs rounding; if it did, say so.
-    rust_decimal::Decimal::from_str_exact(&text)
+    rust_decimal::Decimal::from_str_exact(text)
         .map_err(|e| conversion(idx, Type::Text, format!("quantity {text:?}: {e}")))
 }

@@ -536,8 +536,15 @@ fn billing_export(
         let mut stmt = conn.prepare_cached(BILLING_ROWS).map_err(Failure::from)?;
         let mut rows = stmt.query((billing_subscription_id, from, to)).map_err(Failure::from)?;
         let mut outbox = Outbox::new(batches);
+        // A subscription's rows come from a few stamps, a reported hour's rows from one: the id is
+        // compared with the last row's in place and copied only when it changes.
+        let mut stamp_id = StampId(String::new());
         while let Some(r) = rows.next().map_err(Failure::from)? {
-            let stamp_id = StampId(r.get(0).map_err(Failure::from)?);
+            let id = r.get_ref(0).map_err(Failure::from)?;
+            let id = id.as_str().map_err(|e| Failure::from(rusqlite::Error::from(e)))?;
+            if id != stamp_id.as_str() {
+                stamp_id = StampId(id.to_owned());
+            }
             if !outbox.push(stored_row_at(&stamp_id, r, 1).map_err(Failure::from)?) {
                 return Ok(());
             }

@@ -142,6 +142,7 @@ fn pass(args: &[String], subscriptions: usize) {
     }
     let runtime = azs_process::runtime().expect("a runtime");
     let cpu_before = cpu_seconds();
+    let anon = azs_rating_bench::AnonPeak::start();
     let figures = runtime.block_on(async {
         if postgres {
             let config = postgres_config().with_database(&postgres_database(subscriptions));
@@ -156,11 +157,13 @@ fn pass(args: &[String], subscriptions: usize) {
         }
     });
     let cpu = cpu_seconds() - cpu_before;
+    let anon_peak = anon.finish();
     let store = if postgres { "postgresql" } else { "sqlite" };
     let r = &figures.report;
     println!(
         "statement pass ({store}): {subscriptions} billing subscriptions, {} rows of November counted; {:.2} s \
-         (target < 60 s), {cpu:.2} CPU-seconds; peak RSS {:.0} MiB; {}",
+         (target < 60 s), {cpu:.2} CPU-seconds; peak RSS {:.0} MiB (VmHWM, mapped file pages included), \
+         anonymous {anon_peak:.0} MiB (peak RssAnon); {}",
         figures.rows,
         figures.elapsed.as_secs_f64(),
         peak_rss_mib(),
@@ -170,6 +173,7 @@ fn pass(args: &[String], subscriptions: usize) {
         "{}",
         serde_json::json!({"run": "pass", "store": store, "subscriptions": subscriptions, "rows": figures.rows,
             "seconds": figures.elapsed.as_secs_f64(), "cpuSeconds": cpu, "peakRssMiB": peak_rss_mib().round(),
+            "peakAnonMiB": anon_peak.round(),
             "finalised": r.finalised, "drafts": r.drafts, "blocked": r.blocked, "failed": r.failed,
             "deferred": r.deferred, "at": at.to_rfc3339()})
     );
