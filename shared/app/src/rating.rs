@@ -35,6 +35,16 @@ pub async fn open_rating_store(config: &AppConfig) -> Result<Arc<dyn RatingStore
     crate::wiring::open_rating_store(config).await
 }
 
+/// A price correction asked of a month whose statement is not final (the webhook answers it 422).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "month: the statement of {billing_subscription_id} for {month} is not final; a draft is priced with the books as they are whenever it is shown"
+)]
+pub struct NotFinal {
+    pub billing_subscription_id: String,
+    pub month: Month,
+}
+
 /// Builds, keeps and finalises statements.
 pub struct StatementService {
     pub store: Arc<dyn Store>,
@@ -94,9 +104,11 @@ impl StatementService {
     ) -> Result<(Rerate, Option<Statement>)> {
         let final_ = match self.rating.statement(billing_subscription_id, month).await? {
             Some(s) if s.is_final() => s,
-            _ => bail!(
-                "month: the statement of {billing_subscription_id} for {month} is not final; a draft is priced with the books as they are whenever it is shown"
-            ),
+            _ => {
+                return Err(
+                    NotFinal { billing_subscription_id: billing_subscription_id.to_owned(), month }.into()
+                );
+            }
         };
         let snapshot = Snapshot::read(self, &[month]).await?;
         snapshot.mapped_stamps(billing_subscription_id)?;

@@ -13,7 +13,7 @@ use super::accept::negotiate;
 use super::body::{JsonBody, path_params};
 use super::page::PageRequest;
 use super::problem::Problem;
-use crate::rating::{Finalised, StatementService};
+use crate::rating::{Finalised, NotFinal, StatementService};
 use crate::registrar::RegistrationError;
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
@@ -169,11 +169,7 @@ pub async fn show_statement(
 ) -> Result<Response, Problem> {
     let format = negotiate(&headers, &[JSON, CSV, HTML])?;
     let service = service(&app)?;
-    mapped(service, &subscription).await?;
-    let statement = service
-        .refresh(&subscription, month, chrono::Utc::now())
-        .await
-        .map_err(|e| unavailable(format!("{e:#}")))?;
+    let statement = current(service, &subscription, month).await?;
     let mut res = match format {
         CSV => text(CSV, statement_csv(&statement)),
         HTML => {
@@ -218,11 +214,7 @@ pub async fn statement_margin(
     StatementPath(subscription, month): StatementPath,
 ) -> Result<Json<StatementMargin>, Problem> {
     let service = service(&app)?;
-    mapped(service, &subscription).await?;
-    let statement = service
-        .refresh(&subscription, month, chrono::Utc::now())
-        .await
-        .map_err(|e| unavailable(format!("{e:#}")))?;
+    let statement = current(service, &subscription, month).await?;
     crate::margin::margin_of_statement(service, &statement).await.map(Json).map_err(margin_problem)
 }
 
@@ -271,17 +263,17 @@ pub async fn rerate_statement(
 ) -> Result<Json<Rerated>, Problem> {
     let service = service(&app)?;
     mapped(service, &subscription).await?;
-    let stored = service.rating.statement(&subscription, month).await.map_err(unavailable)?;
-    if !stored.is_some_and(|s| s.is_final()) {
-        return Err(unusable(
-            "month",
-            "must be a month whose statement is final: a draft is priced with the books as they are whenever it is shown",
-        ));
-    }
-    let (rerate, statement) = service
-        .rerate(&subscription, month, confirm, chrono::Utc::now())
-        .await
-        .map_err(|e| unavailable(format!("{e:#}")))?;
+    let (rerate, statement) =
+        service.rerate(&subscription, month, confirm, chrono::Utc::now()).await.map_err(|e| {
+            if e.downcast_ref::<NotFinal>().is_some() {
+                unusable(
+                    "month",
+                    "must be a month whose statement is final: a draft is priced with the books as they are whenever it is shown",
+                )
+            } else {
+                unavailable(format!("{e:#}"))
+            }
+        })?;
     Ok(Json(Rerated { rerate, statement }))
 }
 
@@ -318,6 +310,13 @@ pub async fn finalize_statement(
         }
         Err(e) => Err(unavailable(format!("{e:#}"))),
     }
+}
+
+/// The statement as it stands now (the final one, or a fresh draft, kept) of a mapped billing
+/// subscription.
+async fn current(service: &StatementService, subscription: &str, month: Month) -> Result<Statement, Problem> {
+    mapped(service, subscription).await?;
+    service.refresh(subscription, month, chrono::Utc::now()).await.map_err(|e| unavailable(format!("{e:#}")))
 }
 
 /// A statement exists for a billing subscription that some tenant subscription is mapped to (a typo
