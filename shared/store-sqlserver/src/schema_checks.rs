@@ -396,6 +396,21 @@ fn every_billing_subscription_id_column_compares_as_the_core_does() {
     for column in &columns {
         assert!(column.contains("COLLATE Latin1_General_100_BIN2"), "{column}");
     }
+    // A COALESCE (a CASE) over one of these columns and a text of another collation, such as an
+    // OPENJSON column (the database's), has no collation at all: Msg 451/457 when the statement
+    // compiles, so every window's commit would fail. Such an expression names the collation.
+    let unresolved = |sql: &str| -> Vec<String> {
+        sql.match_indices("COALESCE(")
+            .map(|(at, _)| parenthesised(sql, at).to_owned())
+            .filter(|args| {
+                args.contains("billing_subscription_id") && !args.contains("COLLATE Latin1_General_100_BIN2")
+            })
+            .collect()
+    };
+    for statement in sql::ALL {
+        assert!(unresolved(statement.sql).is_empty(), "{}: {:?}", statement.name, unresolved(statement.sql));
+    }
+    assert!(!unresolved("SELECT COALESCE(kept.b, m.billing_subscription_id) AS b").is_empty());
     // The check has teeth: the column as it was declared before.
     assert!(
         !declared("CREATE TABLE t (\n        billing_subscription_id nvarchar(256) NULL,\n)")

@@ -760,7 +760,7 @@ statements! {
         MERGE INTO {schema}.usage_rows AS t
         USING (
             SELECT CONVERT(binary(16), r.row_key, 2) AS row_key, tn.tenant_no, r.subscription_id,
-                COALESCE(kept.b, m.billing_subscription_id) AS billing_subscription_id, r.meter_id,
+                COALESCE(kept.b COLLATE Latin1_General_100_BIN2, m.billing_subscription_id) AS billing_subscription_id, r.meter_id,
                 r.usage_start, r.usage_end, r.quantity,
                 r.quantity_scale, r.resource_uri, r.location, r.tags, r.additional_info
             FROM OPENJSON(@P4) WITH (
