@@ -513,8 +513,8 @@ impl<'a> Outbox<'a> {
     }
 }
 
-/// One billing subscription's rows reported in `[?2, ?3)`: a range of `usage_rows_billing` (migration
-/// 0011), each row fetched by its rowid, sorted only within a reported hour. The order is total
+/// One billing subscription's rows reported in `[?2, ?3)`: one contiguous range of the covering
+/// `usage_rows_billing` (migration 0012), already in this order, the table untouched. The order is total
 /// (stamp and row key make a row unique), so a narrower range is a suffix of a wider one's rows.
 pub(crate) const BILLING_ROWS: &str =
     "SELECT s.stamp_id, u.reported_start, u.reported_end, u.subscription_id,

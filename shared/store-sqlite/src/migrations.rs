@@ -77,10 +77,16 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0011_billing_rows.sql"),
         step: None,
     },
+    Migration {
+        version: 12,
+        name: "billing rows covering",
+        sql: include_str!("../migrations/0012_billing_rows_covering.sql"),
+        step: None,
+    },
 ];
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: i64 = 11;
+pub const LATEST_VERSION: i64 = 12;
 
 /// Every migration version this build knows, in order. Versions are assigned to parallel work, so
 /// one may be missing for a while; each is applied when it is not yet recorded, not only when it is

@@ -102,6 +102,10 @@ impl AuditedMappingStore for SqlServerStore {
                 .ok_or_else(|| StoreError::UnknownStamp(mapping.stamp_id.clone()))?;
             keyed.push((key, normalize_subscription_id(&mapping.external_subscription_id), mapping));
         }
+        // Stamps are locked in key order whatever the input's (a stable sort: one stamp's mappings
+        // keep theirs), so two imports naming the same stamps cannot each hold one the other waits
+        // for (deadlock victim, Msg 1205). The PostgreSQL store locks in id order for the same reason.
+        keyed.sort_by_key(|(key, _, _)| *key);
         let keyed = keyed.as_slice();
         self.run("set_mappings", |mut s| Box::pin(async move { set(&mut s, keyed, action, by).await })).await
     }

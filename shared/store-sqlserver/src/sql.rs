@@ -277,9 +277,15 @@ statements! {
     /// Only mapped rows, by billing subscription: a statement reads one billing subscription's rows
     /// (`BILLING_ROWS`), and the timer builds one for each. Without it every statement scanned every
     /// stamp's windows of the month. Keyed on the window number next (the clustered key's first part,
-    /// in commit order), so the subscription's rows come window by window.
+    /// in commit order), so the subscription's rows come window by window. Covering (every column
+    /// BILLING_ROWS reads is included): without it each row was a key lookup into the clustered
+    /// index, where it lies among every other subscription's rows of its window, which on SQLite
+    /// made a 2,000-subscription statement pass 20.1 s against 7.7-9.0 s covered (the same change,
+    /// migration 0012 there). `(max)` columns may be included columns, not key columns.
     V1_USAGE_ROWS_BILLING (0) = "CREATE INDEX ix_usage_rows_billing
         ON {schema}.usage_rows (billing_subscription_id, window_no)
+        INCLUDE (subscription_id, meter_id, usage_start, usage_end, quantity, quantity_scale,
+            resource_uri, location, tags, additional_info)
         WHERE billing_subscription_id IS NOT NULL";
     /// The seed's AzsHubUsageRecordProcessingStatusData; born with the stamp, watermark = collect_from.
     V1_PROCESSING_STATUS (0) = "CREATE TABLE {schema}.processing_status (
@@ -844,8 +850,9 @@ statements! {
             quantity, quantity_scale, resource_uri, location, tags, additional_info
         FROM {schema}.usage_rows WHERE window_no = @P1
         ORDER BY usage_start, row_key";
-    /// One billing subscription's rows reported in [@P2, @P3): a seek on ix_usage_rows_billing, each
-    /// row's window joined for its stamp and reported start (the range is applied there), sorted.
+    /// One billing subscription's rows reported in [@P2, @P3): a seek on ix_usage_rows_billing, which
+    /// covers the row's columns, each row's window joined for its stamp and reported start (the range
+    /// is applied there), sorted.
     /// The order is total (a window and a row key make a row unique), so a narrower range gives the
     /// same rows in the same order as a wider one.
     BILLING_ROWS (3) = "SELECT sn.stamp_id, w.reported_start, w.reported_end, r.billing_subscription_id,
