@@ -169,7 +169,18 @@ pub(crate) async fn read_rows(
     billing_subscription_id: &str,
     from: DateTime<Utc>,
 ) -> Result<Vec<RatableRow>> {
-    let mut rows = Vec::new();
+    read_rows_into(store, billing_subscription_id, from, Vec::new()).await
+}
+
+/// [`read_rows`] into `rows` (emptied first), whose memory is reused: a pass hands each
+/// subscription the buffer of one it is done with, which is already large enough and mapped.
+pub(crate) async fn read_rows_into(
+    store: &dyn Store,
+    billing_subscription_id: &str,
+    from: DateTime<Utc>,
+    mut rows: Vec<RatableRow>,
+) -> Result<Vec<RatableRow>> {
+    rows.clear();
     store
         .billing_rows(billing_subscription_id, from, None, &mut |stored| {
             rows.push(RatableRow {

@@ -6,10 +6,12 @@
 //! - the shared inputs (books, assignments, mappings, statuses, verify history) once per pass;
 //! - per billing subscription, its final statements, its statements of the pass's months and its
 //!   rows since the earliest month needs them (one indexed read, [`UsageLedger::billing_rows`]),
-//!   which serves every month of the pass: the rows of the next subscription are read while this
-//!   one's statements are built, and dropped once they are.
+//!   which serves every month of the pass: the rows of the next [`READ_AHEAD`] subscriptions are
+//!   read while this one's statements are built, and dropped once they are.
 //!
-//! Memory is one or two subscriptions' rows at a time, never the month's. The statements are the
+//! Memory is a few subscriptions' rows at a time, never the month's, in buffers that take turns: a
+//! subscription's rows are read into the buffer of one already built, so a pass does not map, fault
+//! in and unmap a fresh buffer of some hundred KB per subscription. The statements are the
 //! ones the one-at-a-time path gives (`tests/it/statement_pass.rs` holds them equal).
 //!
 //! [`UsageLedger::billing_rows`]: azs_core::ports::UsageLedger::billing_rows
@@ -22,9 +24,15 @@ use azs_core::rating::rerate::carry_rerates;
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{Month, RatableRow, Statement, finalize};
 use chrono::{DateTime, Utc};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// Subscriptions whose inputs are being read while one's statements are built. Reading costs more
+/// than building, so with one read ahead the builder of a 10,000-subscription pass waited 23-93 s
+/// for its rows, a core often idle; with two it waited 7-16 s (`azs-rating-bench pass`, 2 cores).
+const READ_AHEAD: usize = 2;
 
 /// One month of a pass, and whether its statements are to be made final when proven complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +88,21 @@ pub async fn keep_all(
     let subscriptions: Vec<&String> = snapshot.mapped.keys().collect();
     let mut builder = snapshot.builder();
     let mut pending = subscriptions.len() * months.len();
-    let mut next = subscriptions.first().map(|sub| prefetch(service, sub, &plain));
+    // Buffers of subscriptions whose statements are built, for the next reads to reuse.
+    let mut spares: Vec<Vec<RatableRow>> = Vec::new();
+    let mut reading: VecDeque<JoinHandle<Result<Inputs>>> =
+        subscriptions.iter().take(READ_AHEAD).map(|sub| prefetch(service, sub, &plain, Vec::new())).collect();
     for (i, sub) in subscriptions.iter().enumerate() {
-        let fetching = next.take().expect("the subscription's inputs are being read");
+        let fetching = reading.pop_front().expect("the subscription's inputs are being read");
         if deadline.is_some_and(|d| Instant::now() >= d) {
             fetching.abort();
+            reading.iter().for_each(JoinHandle::abort);
             return Ok(PassEnd { deferred: pending });
         }
-        // Read the next subscription's inputs while this one's statements are built.
-        next = subscriptions.get(i + 1).map(|sub| prefetch(service, sub, &plain));
+        // Read the next subscriptions' inputs while this one's statements are built.
+        if let Some(sub) = subscriptions.get(i + READ_AHEAD) {
+            reading.push_back(prefetch(service, sub, &plain, spares.pop().unwrap_or_default()));
+        }
         let inputs = match fetching.await {
             Ok(Ok(inputs)) => Ok(inputs),
             Ok(Err(e)) => Err(format!("{e:#}")),
@@ -106,9 +120,7 @@ pub async fn keep_all(
         };
         for (n, m) in months.iter().enumerate() {
             if n > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-                if let Some(next) = next.take() {
-                    next.abort();
-                }
+                reading.iter().for_each(JoinHandle::abort);
                 return Ok(PassEnd { deferred: pending });
             }
             pending -= 1;
@@ -131,6 +143,9 @@ pub async fn keep_all(
             }
             each(sub, m.month, kept);
         }
+        let mut spare = inputs.rows;
+        spare.clear();
+        spares.push(spare);
     }
     Ok(PassEnd { deferred: 0 })
 }
@@ -155,11 +170,16 @@ async fn keep(rating: &dyn RatingStore, draft: Statement, finalise: bool, now: D
     }
 }
 
-/// Starts reading one billing subscription's inputs on its own task.
-fn prefetch(service: &StatementService, sub: &str, months: &[Month]) -> JoinHandle<Result<Inputs>> {
+/// Starts reading one billing subscription's inputs on its own task, its rows into `buffer`.
+fn prefetch(
+    service: &StatementService,
+    sub: &str,
+    months: &[Month],
+    buffer: Vec<RatableRow>,
+) -> JoinHandle<Result<Inputs>> {
     let (store, rating) = (service.store.clone(), service.rating.clone());
     let (sub, months) = (sub.to_owned(), months.to_vec());
-    tokio::spawn(async move { inputs(store, rating, &sub, &months).await })
+    tokio::spawn(async move { inputs(store, rating, &sub, &months, buffer).await })
 }
 
 async fn inputs(
@@ -167,6 +187,7 @@ async fn inputs(
     rating: Arc<dyn RatingStore>,
     sub: &str,
     months: &[Month],
+    buffer: Vec<RatableRow>,
 ) -> Result<Inputs> {
     let finals = rating.final_statements(sub).await?;
     let mut existing = Vec::with_capacity(months.len());
@@ -174,6 +195,6 @@ async fn inputs(
         existing.push(rating.statement(sub, *month).await?);
     }
     let from = months.iter().map(|m| rows_from(&finals, *m)).min().unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let rows = crate::rating::read_rows(store.as_ref(), sub, from).await?;
+    let rows = crate::rating::read_rows_into(store.as_ref(), sub, from, buffer).await?;
     Ok(Inputs { finals, existing, rows })
 }

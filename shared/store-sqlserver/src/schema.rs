@@ -371,11 +371,31 @@ mod tests {
     }
 
     #[test]
-    fn the_billing_index_holds_only_mapped_rows_by_subscription_then_window() {
+    fn the_billing_index_holds_only_mapped_rows_by_subscription_and_month_and_covers_the_read() {
         let index = sql::V1_USAGE_ROWS_BILLING.sql;
-        assert!(index.contains("ON {schema}.usage_rows (billing_subscription_id, window_no)"));
+        assert!(
+            index.contains("ON {schema}.usage_rows (billing_subscription_id, reported_start, window_no)")
+        );
         assert!(index.trim_end().ends_with("WHERE billing_subscription_id IS NOT NULL"));
-        assert!(sql::BILLING_ROWS.sql.contains("WHERE r.billing_subscription_id = @P1"));
+        let read = sql::BILLING_ROWS.sql;
+        // The range is the index's second key column, so a month is one seek range.
+        assert!(read.contains(
+            "WHERE r.billing_subscription_id = @P1 AND r.reported_start >= @P2 AND r.reported_start < @P3"
+        ));
+        // Covering: every column of the row the read names is in the index (key, included, or the
+        // clustered key every nonclustered index carries), so no row is looked up.
+        let key_and_included: Vec<&str> = ["window_no", "row_key"]
+            .into_iter()
+            .chain(index.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+            .collect();
+        let named: Vec<&str> = read
+            .split("r.")
+            .skip(1)
+            .map(|rest| rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap())
+            .collect();
+        assert!(named.len() >= 14, "{named:?}");
+        let missing: Vec<&&str> = named.iter().filter(|c| !key_and_included.contains(c)).collect();
+        assert!(missing.is_empty(), "BILLING_ROWS reads {missing:?}, which the index does not hold");
     }
 
     #[test]

@@ -245,6 +245,7 @@ statements! {
     V1_USAGE_ROWS (0) = "CREATE TABLE {schema}.usage_rows (
         window_no bigint NOT NULL,
         row_key binary(16) NOT NULL,
+        reported_start datetime2(0) NOT NULL,
         tenant_no int NOT NULL,
         subscription_id nvarchar(256) NOT NULL,
         billing_subscription_id nvarchar(256) COLLATE Latin1_General_100_BIN2 NULL,
@@ -276,14 +277,15 @@ statements! {
         WHERE billing_subscription_id IS NULL";
     /// Only mapped rows, by billing subscription: a statement reads one billing subscription's rows
     /// (`BILLING_ROWS`), and the timer builds one for each. Without it every statement scanned every
-    /// stamp's windows of the month. Keyed on the window number next (the clustered key's first part,
-    /// in commit order), so the subscription's rows come window by window. Covering (every column
-    /// BILLING_ROWS reads is included): without it each row was a key lookup into the clustered
-    /// index, where it lies among every other subscription's rows of its window, which on SQLite
-    /// made a 2,000-subscription statement pass 20.1 s against 7.7-9.0 s covered (the same change,
-    /// migration 0012 there). `(max)` columns may be included columns, not key columns.
+    /// stamp's windows of the month. Keyed on the row's reported start next (its window's, copied
+    /// into the row for this key), so a month is one range of the index, not the subscription's whole
+    /// history, then the window number. Covering (every column BILLING_ROWS reads from the row is
+    /// included): without it each row was a key lookup into the clustered index, where it lies among
+    /// every other subscription's rows of its window, which on SQLite made a 2,000-subscription
+    /// statement pass 20.1 s against 7.7-9.0 s covered (the same change, migration 0012 there).
+    /// `(max)` columns may be included columns, not key columns.
     V1_USAGE_ROWS_BILLING (0) = "CREATE INDEX ix_usage_rows_billing
-        ON {schema}.usage_rows (billing_subscription_id, window_no)
+        ON {schema}.usage_rows (billing_subscription_id, reported_start, window_no)
         INCLUDE (subscription_id, meter_id, usage_start, usage_end, quantity, quantity_scale,
             resource_uri, location, tags, additional_info)
         WHERE billing_subscription_id IS NOT NULL";
@@ -794,10 +796,10 @@ statements! {
         ) AS src
         ON t.window_no = @window_no AND t.row_key = src.row_key
         WHEN NOT MATCHED BY TARGET THEN
-            INSERT (window_no, row_key, tenant_no, subscription_id, billing_subscription_id, meter_id,
-                usage_start, usage_end, quantity, quantity_scale, resource_uri, location, tags,
+            INSERT (window_no, row_key, reported_start, tenant_no, subscription_id, billing_subscription_id,
+                meter_id, usage_start, usage_end, quantity, quantity_scale, resource_uri, location, tags,
                 additional_info)
-            VALUES (@window_no, src.row_key, src.tenant_no, src.subscription_id, src.billing_subscription_id,
+            VALUES (@window_no, src.row_key, @P2, src.tenant_no, src.subscription_id, src.billing_subscription_id,
                 src.meter_id, src.usage_start, src.usage_end, src.quantity, src.quantity_scale,
                 src.resource_uri, src.location, src.tags, src.additional_info)
         OUTPUT CASE WHEN inserted.billing_subscription_id IS NULL THEN 1 ELSE 0 END INTO @written (unmapped);
@@ -850,19 +852,19 @@ statements! {
             quantity, quantity_scale, resource_uri, location, tags, additional_info
         FROM {schema}.usage_rows WHERE window_no = @P1
         ORDER BY usage_start, row_key";
-    /// One billing subscription's rows reported in [@P2, @P3): a seek on ix_usage_rows_billing, which
-    /// covers the row's columns, each row's window joined for its stamp and reported start (the range
-    /// is applied there), sorted.
+    /// One billing subscription's rows reported in [@P2, @P3): one range of ix_usage_rows_billing
+    /// (the row's reported start is its window's), which covers the row's columns, each row's window
+    /// joined for its stamp and reported end, sorted within the range.
     /// The order is total (a window and a row key make a row unique), so a narrower range gives the
     /// same rows in the same order as a wider one.
-    BILLING_ROWS (3) = "SELECT sn.stamp_id, w.reported_start, w.reported_end, r.billing_subscription_id,
+    BILLING_ROWS (3) = "SELECT sn.stamp_id, r.reported_start, w.reported_end, r.billing_subscription_id,
             r.subscription_id, r.meter_id, r.usage_start, r.usage_end, r.quantity, r.quantity_scale,
             r.resource_uri, r.location, r.tags, r.additional_info
         FROM {schema}.usage_rows AS r
             JOIN {schema}.usage_windows AS w ON w.window_no = r.window_no
             JOIN {schema}.stamp_numbers AS sn ON sn.stamp_no = w.stamp_no
-        WHERE r.billing_subscription_id = @P1 AND w.reported_start >= @P2 AND w.reported_start < @P3
-        ORDER BY w.reported_start, w.stamp_no, r.usage_start, r.row_key";
+        WHERE r.billing_subscription_id = @P1 AND r.reported_start >= @P2 AND r.reported_start < @P3
+        ORDER BY r.reported_start, w.stamp_no, r.usage_start, r.row_key";
 }
 
 /// The distinct `@Pn` placeholders of `sql`, in ascending order.
