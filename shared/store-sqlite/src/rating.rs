@@ -217,7 +217,30 @@ impl StatementStore for SqliteStore {
                 read_statements(
                     conn,
                     "SELECT body FROM statements WHERE ?1 IS NULL OR month = ?1 ORDER BY billing_subscription_id, month",
-                    month.as_deref(),
+                    [month.as_deref()],
+                )
+            })
+        })
+        .await
+    }
+
+    async fn statements_page(
+        &self,
+        month: Month,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Statement>, StoreError> {
+        let (month, after) = (month.to_string(), after.map(str::to_owned));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |db| {
+            db.read(|conn| {
+                // A seek on statements_by_month (month, billing_subscription_id).
+                read_statements(
+                    conn,
+                    "SELECT body FROM statements
+                     WHERE month = ?1 AND (?2 IS NULL OR billing_subscription_id > ?2)
+                     ORDER BY billing_subscription_id LIMIT ?3",
+                    (month.as_str(), after.as_deref(), limit),
                 )
             })
         })
@@ -283,7 +306,7 @@ impl StatementStore for SqliteStore {
                 read_statements(
                     conn,
                     "SELECT body FROM statements WHERE billing_subscription_id = ?1 AND state = 'final' ORDER BY month",
-                    Some(sub.as_str()),
+                    [sub.as_str()],
                 )
             })
         })
@@ -291,9 +314,13 @@ impl StatementStore for SqliteStore {
     }
 }
 
-fn read_statements(conn: &Connection, sql: &str, param: Option<&str>) -> Result<Vec<Statement>, Failure> {
+fn read_statements(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Statement>, Failure> {
     let mut stmt = conn.prepare(sql)?;
-    let bodies = stmt.query_map([param], |r| r.get::<_, String>(0))?;
+    let bodies = stmt.query_map(params, |r| r.get::<_, String>(0))?;
     let mut statements = Vec::new();
     for body in bodies {
         statements.push(Statement::from_json(&body?).map_err(unreadable)?);
