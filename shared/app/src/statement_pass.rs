@@ -12,6 +12,9 @@
 //! Memory is one or two subscriptions' rows at a time, never the month's. The statements are the
 //! ones the one-at-a-time path gives (`tests/it/statement_pass.rs` holds them equal).
 //!
+//! A pass covers every mapped billing subscription, or a page of them ([`Covered::Page`]: the
+//! webhook's `/margin`, so that one request stays inside a gateway's timeout).
+//!
 //! [`UsageLedger::billing_rows`]: azs_core::ports::UsageLedger::billing_rows
 
 use crate::rating::{Snapshot, StatementService, rows_from};
@@ -22,6 +25,7 @@ use azs_core::rating::rerate::carry_rerates;
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{Month, RatableRow, Statement, finalize};
 use chrono::{DateTime, Utc};
+use std::ops::Bound;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -48,11 +52,43 @@ pub enum Kept {
     Failed(anyhow::Error),
 }
 
+/// Which mapped billing subscriptions a pass covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Covered {
+    /// Every one (the timer, the CLI's month).
+    Every,
+    /// At most `limit` of them after `after` (from the first when `None`), in billing subscription
+    /// order (as bytes, like the stores' keys).
+    Page { after: Option<String>, limit: usize },
+}
+
 /// How a pass ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassEnd {
     /// Statements not started because the deadline came first.
     pub deferred: usize,
+    /// The first and last billing subscription the pass covers (`None` when none); when `deferred`
+    /// is not 0, the last ones were not reached.
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// A page was asked for and mapped billing subscriptions follow its last.
+    pub more: bool,
+}
+
+/// What a pass tells as it goes. Any `FnMut(&str, Month, Kept)` hears of the statements alone.
+pub trait PassListener {
+    /// What became of the statement of `billing_subscription_id` for `month`.
+    fn kept(&mut self, billing_subscription_id: &str, month: Month, kept: Kept);
+    /// The billing subscription's rows the pass read (reported from the earliest month's
+    /// [`rows_from`] on, in reported order), once its statements are kept: for a listener that
+    /// works out more from the same rows (the margin's cost) without reading them again.
+    fn rows(&mut self, _billing_subscription_id: &str, _rows: &[RatableRow]) {}
+}
+
+impl<F: FnMut(&str, Month, Kept)> PassListener for F {
+    fn kept(&mut self, billing_subscription_id: &str, month: Month, kept: Kept) {
+        self(billing_subscription_id, month, kept);
+    }
 }
 
 /// What one billing subscription's statements are built from, besides the snapshot.
@@ -64,20 +100,41 @@ struct Inputs {
     rows: Vec<RatableRow>,
 }
 
-/// Builds and keeps the statements of `months` for every mapped billing subscription, in billing
-/// subscription order, each subscription's months in the order given; `each` hears of every one.
-/// Stops starting statements at `deadline` and says how many it left. Only reading the shared
-/// inputs fails the pass; one statement's failure is handed to `each` and the pass goes on.
+/// Builds and keeps the statements of `months` for the mapped billing subscriptions `covered`, in
+/// billing subscription order, each subscription's months in the order given; `listener` hears of
+/// every one. Stops starting statements at `deadline` and says how many it left. Only reading the
+/// shared inputs fails the pass; one statement's failure is handed to `listener` and the pass goes on.
 pub async fn keep_all(
     service: &StatementService,
     months: &[PassMonth],
+    covered: &Covered,
     now: DateTime<Utc>,
     deadline: Option<Instant>,
-    mut each: impl FnMut(&str, Month, Kept),
+    mut listener: impl PassListener,
 ) -> Result<PassEnd> {
     let plain: Vec<Month> = months.iter().map(|m| m.month).collect();
     let snapshot = Snapshot::read(service, &plain).await?;
-    let subscriptions: Vec<&String> = snapshot.mapped.keys().collect();
+    let (subscriptions, more) = match covered {
+        Covered::Every => (snapshot.mapped.keys().collect::<Vec<_>>(), false),
+        Covered::Page { after, limit } => {
+            let after = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let mut page: Vec<&String> = snapshot
+                .mapped
+                .range::<str, _>((after, Bound::Unbounded))
+                .map(|(k, _)| k)
+                .take(limit + 1)
+                .collect();
+            let more = page.len() > *limit;
+            page.truncate(*limit);
+            (page, more)
+        }
+    };
+    let covered_end = |deferred| PassEnd {
+        deferred,
+        first: subscriptions.first().map(|s| (*s).clone()),
+        last: subscriptions.last().map(|s| (*s).clone()),
+        more,
+    };
     let mut builder = snapshot.builder();
     let mut pending = subscriptions.len() * months.len();
     let mut next = subscriptions.first().map(|sub| prefetch(service, sub, &plain));
@@ -85,7 +142,7 @@ pub async fn keep_all(
         let fetching = next.take().expect("the subscription's inputs are being read");
         if deadline.is_some_and(|d| Instant::now() >= d) {
             fetching.abort();
-            return Ok(PassEnd { deferred: pending });
+            return Ok(covered_end(pending));
         }
         // Read the next subscription's inputs while this one's statements are built.
         next = subscriptions.get(i + 1).map(|sub| prefetch(service, sub, &plain));
@@ -99,7 +156,7 @@ pub async fn keep_all(
             Err(e) => {
                 for m in months {
                     pending -= 1;
-                    each(sub, m.month, Kept::Failed(anyhow!("{e}")));
+                    listener.kept(sub, m.month, Kept::Failed(anyhow!("{e}")));
                 }
                 continue;
             }
@@ -109,7 +166,7 @@ pub async fn keep_all(
                 if let Some(next) = next.take() {
                     next.abort();
                 }
-                return Ok(PassEnd { deferred: pending });
+                return Ok(covered_end(pending));
             }
             pending -= 1;
             let existing = inputs.existing[n].take();
@@ -129,10 +186,11 @@ pub async fn keep_all(
             if let Kept::Finalised(final_) = &kept {
                 inputs.finals.push(final_.clone());
             }
-            each(sub, m.month, kept);
+            listener.kept(sub, m.month, kept);
         }
+        listener.rows(sub, &inputs.rows);
     }
-    Ok(PassEnd { deferred: 0 })
+    Ok(covered_end(0))
 }
 
 /// Saves `draft`, or its final when `finalise` and it is proven complete.
