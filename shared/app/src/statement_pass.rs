@@ -25,6 +25,7 @@ use azs_core::rating::rerate::carry_rerates;
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{Month, RatableRow, Statement, finalize};
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -60,6 +61,26 @@ pub enum Covered {
     /// At most `limit` of them after `after` (from the first when `None`), in billing subscription
     /// order (as bytes, like the stores' keys).
     Page { after: Option<String>, limit: usize },
+}
+
+impl Covered {
+    /// The billing subscriptions of `mapped` covered, in order, and whether more follow them.
+    fn select<'a, V>(&self, mapped: &'a BTreeMap<String, V>) -> (Vec<&'a String>, bool) {
+        match self {
+            Covered::Every => (mapped.keys().collect(), false),
+            Covered::Page { after, limit } => {
+                let after = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                let mut page: Vec<&String> = mapped
+                    .range::<str, _>((after, Bound::Unbounded))
+                    .map(|(k, _)| k)
+                    .take(limit + 1)
+                    .collect();
+                let more = page.len() > *limit;
+                page.truncate(*limit);
+                (page, more)
+            }
+        }
+    }
 }
 
 /// How a pass ended.
@@ -114,21 +135,7 @@ pub async fn keep_all(
 ) -> Result<PassEnd> {
     let plain: Vec<Month> = months.iter().map(|m| m.month).collect();
     let snapshot = Snapshot::read(service, &plain).await?;
-    let (subscriptions, more) = match covered {
-        Covered::Every => (snapshot.mapped.keys().collect::<Vec<_>>(), false),
-        Covered::Page { after, limit } => {
-            let after = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-            let mut page: Vec<&String> = snapshot
-                .mapped
-                .range::<str, _>((after, Bound::Unbounded))
-                .map(|(k, _)| k)
-                .take(limit + 1)
-                .collect();
-            let more = page.len() > *limit;
-            page.truncate(*limit);
-            (page, more)
-        }
-    };
+    let (subscriptions, more) = covered.select(&snapshot.mapped);
     let covered_end = |deferred| PassEnd {
         deferred,
         first: subscriptions.first().map(|s| (*s).clone()),
