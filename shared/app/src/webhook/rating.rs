@@ -25,7 +25,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use azs_core::mapping::{BILLING_SUBSCRIPTION_ID_RULE, is_billing_subscription_id};
-use azs_core::rating::focus::{DEFAULT_BILLING_ACCOUNT_ID, DEFAULT_ISSUER, FocusIssuer, focus_csv};
+use azs_core::rating::focus::{DEFAULT_BILLING_ACCOUNT_ID, DEFAULT_ISSUER, FocusIssuer, focus_csv_within};
 use azs_core::rating::html::statement_html;
 use azs_core::rating::margin::{MarginError, StatementMargin};
 use azs_core::rating::ports::RatingStoreError;
@@ -298,12 +298,18 @@ pub async fn rerate_statement(
 }
 
 /// Billing subscriptions per `/focus` page. A FOCUS row takes about 700 bytes (697 measured for a
-/// VM-hours line by `the_focus_export_pages_by_billing_subscription_…` in `tests/it/rating_webhook.rs`,
-/// which holds the bound below), one row per line, fee and tax: a default page of typical statements
-/// (4 lines, a fee, a tax) is about 0.4 MB, and a page stays under Lambda's 6 MB while its
-/// statements average up to 85 rows (default) or 17 (the largest page).
+/// VM-hours line by `the_focus_export_pages_by_billing_subscription_…` in `tests/it/rating_webhook.rs`),
+/// one row per line, fee and tax: a default page of typical statements (4 lines, a fee, a tax) is
+/// about 0.4 MB, the largest about 2 MB; statements with many more lines end a page early at
+/// [`FOCUS_PAGE_BYTES`].
 pub const FOCUS_DEFAULT_LIMIT: usize = 100;
 pub const FOCUS_MAX_LIMIT: usize = 500;
+
+/// Most bytes of a `/focus` page's CSV, whatever its statements hold: a page ends before the
+/// statement that would pass it (one statement alone is still answered whole, so a page always
+/// moves on). Lambda's 6 MB counts the whole answer: 4 MiB leaves room for the headers, and stays
+/// under it even base64-encoded (5.6 MB).
+pub const FOCUS_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A page of `/focus`: billing subscriptions, in their order.
 pub type FocusPage = PageRequest<FOCUS_DEFAULT_LIMIT, FOCUS_MAX_LIMIT>;
@@ -320,16 +326,21 @@ pub async fn focus(
 ) -> Result<Response, Problem> {
     negotiate(&headers, &[CSV])?;
     let after = page.after_billing_subscription();
-    let mut statements = service(&app)?
+    let statements = service(&app)?
         .rating
         .statements_page(month, after.as_deref(), page.limit() + 1)
         .await
         .map_err(unavailable)?;
-    let more = statements.len() > page.limit();
-    statements.truncate(page.limit());
-    let csv = text(CSV, focus_csv(&statements, &issuer, &crate::rating::meter_catalog()));
-    let next = more.then(|| statements.last().map(|s| s.billing_subscription_id.as_str())).flatten();
-    Ok(page.with_next(csv, next))
+    let (csv, held) = focus_csv_within(
+        &statements[..statements.len().min(page.limit())],
+        &issuer,
+        &crate::rating::meter_catalog(),
+        FOCUS_PAGE_BYTES,
+    );
+    // More follow when the store had more than the page, or the budget cut the page short.
+    let more = held < statements.len();
+    let next = more.then(|| statements[..held].last().map(|s| s.billing_subscription_id.as_str())).flatten();
+    Ok(page.with_next(text(CSV, csv), next))
 }
 
 /// Makes the statement final when it is proven complete (200); else 409 with why, the draft kept.

@@ -542,12 +542,12 @@ async fn the_focus_export_pages_by_billing_subscription_and_its_pages_add_up_to_
     assert_eq!((status, past.as_str()), (StatusCode::OK, header.as_str()));
     assert!(headers.get("link").is_none());
 
-    // And the page size holds: a FOCUS row takes about this many bytes, and the largest page of
-    // statements of up to ten rows each stays well under Lambda's 6 MB
+    // And the page size holds: a FOCUS row takes about this many bytes, so the largest page of
+    // typical statements (4 lines, a fee, a tax) stays well within the page's byte budget
     let per_row = (whole.len() - header.len()) / 7;
     println!("FOCUS bytes per row: {per_row}, header {}", header.len());
-    let largest = azs_app::webhook::FOCUS_MAX_LIMIT * 10 * per_row;
-    assert!(largest < 5_000_000, "{largest} bytes");
+    let largest = azs_app::webhook::FOCUS_MAX_LIMIT * 6 * per_row;
+    assert!(largest < azs_app::webhook::FOCUS_PAGE_BYTES, "{largest} bytes");
 
     // And a bad limit or cursor is a 400 naming it and the rule
     for (query, field) in
