@@ -7,7 +7,7 @@
 
 use crate::{CaseFuture, Outcome, run_named};
 use azs_core::ports::Store;
-use azs_core::rating::ports::{RatingStore, RatingStoreError};
+use azs_core::rating::ports::{RatingStore, RatingStoreError, StatementStore};
 use azs_core::rating::statement::StatementState;
 use azs_core::rating::{
     Assignment, Assignments, Month, PriceBook, PriceBooks, RatableRow, StampEvidence, Statement,
@@ -287,8 +287,8 @@ async fn a_months_statements_are_read_a_page_at_a_time_in_binary_billing_subscri
 
 /// `(billing subscription, month)` of the statements on the page of `month` after `after` whose
 /// ids start with `prefix` (other cases' statements may share the database).
-async fn page_of(
-    store: &dyn RatingUnderTest,
+async fn page_of<S: StatementStore + ?Sized>(
+    store: &S,
     month: Month,
     prefix: &str,
     after: &str,
