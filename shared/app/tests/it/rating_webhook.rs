@@ -542,6 +542,10 @@ async fn the_focus_export_pages_by_billing_subscription_and_its_pages_add_up_to_
     assert_eq!((status, past.as_str()), (StatusCode::OK, header.as_str()));
     assert!(headers.get("link").is_none());
 
+    // And a cursor we never handed out (a control byte, not UTF-8) is still a position: before them all
+    let (status, _, from_start) = api.get_as("/focus?month=2026-11&cursor=00ff&limit=500", "text/csv").await;
+    assert_eq!((status, from_start), (StatusCode::OK, whole.clone()));
+
     // And the page size holds: a FOCUS row takes about this many bytes, so the largest page of
     // typical statements (4 lines, a fee, a tax) stays well within the page's byte budget
     let per_row = (whole.len() - header.len()) / 7;
@@ -632,6 +636,20 @@ async fn the_months_margin_pages_by_billing_subscription_and_its_pages_add_up_to
     // 28 VM hours: 14.00 EUR billed, 8.40 EUR charged
     assert_eq!((revenue, cost), (Decimal::new(1400, 2), Decimal::new(840, 2)));
     assert_eq!((whole.revenue, whole.cost, whole.margin), (revenue, cost, revenue - cost));
+
+    // And a page past the last customer counts none and says so
+    let cursor: String = "cust-~".bytes().map(|b| format!("{b:02x}")).collect();
+    let past = api.get(&format!("/margin?month=2026-11&cursor={cursor}")).await;
+    assert_eq!(past.status, StatusCode::OK, "{}", past.body);
+    assert_eq!(
+        (
+            &past.body["firstBillingSubscriptionId"],
+            &past.body["billingSubscriptions"],
+            &past.body["lines"],
+            &past.link
+        ),
+        (&Value::Null, &json!(0), &json!([]), &None)
+    );
 
     // And a bad limit or cursor is a 400 naming it and the rule
     for (query, field) in [("limit=0", "limit"), ("limit=1001", "limit"), ("cursor=abc", "cursor")] {
