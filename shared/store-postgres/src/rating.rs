@@ -249,14 +249,15 @@ impl StatementStore for PostgresStore {
     ) -> Result<Vec<Statement>, StoreError> {
         let month = month.to_string();
         let month = &month;
+        // From the first: after "", which every id (never empty) follows.
+        let after = after.unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run("statements_page", |client| {
             Box::pin(async move {
                 // A seek on statements_by_month (month, billing_subscription_id), in "C" order.
                 let rows = client
                     .query(
-                        "SELECT body FROM statements
-                         WHERE month = $1 AND ($2::text IS NULL OR billing_subscription_id > $2)
+                        "SELECT body FROM statements WHERE month = $1 AND billing_subscription_id > $2
                          ORDER BY billing_subscription_id LIMIT $3",
                         &[month, &after, &limit],
                     )

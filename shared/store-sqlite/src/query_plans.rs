@@ -1,7 +1,7 @@
 //! The queries that touch many usage rows go through an index, never a scan of the table: SQLite's
 //! planner decides, so these tests pin its decision.
 
-use crate::{ledger, mappings, migrations};
+use crate::{ledger, mappings, migrations, rating};
 use rusqlite::Connection;
 
 fn plan(sql: &str) -> String {
@@ -65,4 +65,16 @@ fn a_billing_subscriptions_rows_are_read_through_its_index_not_a_scan() {
         "{p}"
     );
     assert!(!p.contains("SCAN u"), "{p}");
+}
+
+#[test]
+fn a_page_of_a_months_statements_is_a_seek_on_the_month_index_in_its_order() {
+    let p = plan(rating::STATEMENTS_PAGE);
+    assert!(
+        p.contains(
+            "SEARCH statements USING INDEX statements_by_month (month=? AND billing_subscription_id>?)"
+        ),
+        "{p}"
+    );
+    assert!(!p.contains("TEMP B-TREE"), "no sort: {p}");
 }

@@ -150,6 +150,11 @@ fn read_books(conn: &Connection) -> Result<Vec<PriceBook>, Failure> {
     Ok(books)
 }
 
+/// A page of month ?1 after billing subscription ?2, at most ?3: a seek on statements_by_month
+/// (month, billing_subscription_id), read in its order.
+pub(crate) const STATEMENTS_PAGE: &str = "SELECT body FROM statements
+    WHERE month = ?1 AND billing_subscription_id > ?2 ORDER BY billing_subscription_id LIMIT ?3";
+
 #[async_trait]
 impl StatementStore for SqliteStore {
     async fn save_statement(&self, statement: &Statement) -> Result<(), RatingStoreError> {
@@ -230,19 +235,11 @@ impl StatementStore for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Statement>, StoreError> {
-        let (month, after) = (month.to_string(), after.map(str::to_owned));
+        // From the first: after "", which every id (never empty) follows.
+        let (month, after) = (month.to_string(), after.unwrap_or_default().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |db| {
-            db.read(|conn| {
-                // A seek on statements_by_month (month, billing_subscription_id).
-                read_statements(
-                    conn,
-                    "SELECT body FROM statements
-                     WHERE month = ?1 AND (?2 IS NULL OR billing_subscription_id > ?2)
-                     ORDER BY billing_subscription_id LIMIT ?3",
-                    (month.as_str(), after.as_deref(), limit),
-                )
-            })
+            db.read(|conn| read_statements(conn, STATEMENTS_PAGE, (month.as_str(), after.as_str(), limit)))
         })
         .await
     }

@@ -303,7 +303,7 @@ pub(crate) fn list_statements(month: Option<&str>) -> Bound<'_> {
     Bound::new(&sql::LIST_STATEMENTS, vec![month.into_sql()])
 }
 
-pub(crate) fn statements_page<'a>(month: &'a str, after: Option<&'a str>, limit: i64) -> Bound<'a> {
+pub(crate) fn statements_page<'a>(month: &'a str, after: &'a str, limit: i64) -> Bound<'a> {
     Bound::new(&sql::STATEMENTS_PAGE, vec![month.into_sql(), after.into_sql(), limit.into_sql()])
 }
 
@@ -798,7 +798,7 @@ mod tests {
             insert_statement(&statement),
             get_statement("c", "2026-11"),
             list_statements(None),
-            statements_page("2026-11", Some("c"), 10),
+            statements_page("2026-11", "c", 10),
             final_statements("c"),
             verify_history(id, t(), t()),
             none(&sql::SCHEMA_VERSION),

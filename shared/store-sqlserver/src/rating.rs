@@ -239,6 +239,7 @@ impl StatementStore for SqlServerStore {
     ) -> Result<Vec<Statement>, StoreError> {
         let month = month.to_string();
         let month = month.as_str();
+        let after = after.unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run("statements_page", |mut s| {
             Box::pin(
