@@ -64,6 +64,7 @@ struct Counted<'a> {
 
 impl PassListener for &mut Counted<'_> {
     fn kept(&mut self, _: &str, _: Month, kept: Kept) {
+        // The pass is of one month: one statement per billing subscription.
         self.subscriptions += 1;
         let added = match kept {
             Kept::Draft(s) | Kept::AlreadyFinal(s) | Kept::Finalised(s) | Kept::Blocked(s, _) => {
