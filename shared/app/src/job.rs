@@ -15,7 +15,7 @@
 
 use crate::config::{FanOut, TimeBudget};
 use crate::rating::StatementService;
-use crate::statement_pass::{self, Kept, PassMonth};
+use crate::statement_pass::{self, Covered, Kept, PassMonth};
 use crate::wiring::Services;
 use azs_core::collect::{RunRequest, RunSummary, Silent, StampSummary};
 use azs_core::fan_out::{Delivery, FanOutError, StampFanOut, WorkReport, WorkResult};
@@ -169,8 +169,13 @@ pub async fn keep_statements(
     let previous = Month::of(current.start() - chrono::Duration::hours(1));
     let months =
         [PassMonth { month: previous, finalise: true }, PassMonth { month: current, finalise: false }];
-    let pass =
-        statement_pass::keep_all(service, &months, now, Some(deadline), |subscription, month, kept| {
+    let pass = statement_pass::keep_all(
+        service,
+        &months,
+        &Covered::Every,
+        now,
+        Some(deadline),
+        |subscription: &str, month: Month, kept: Kept| {
             let label = format!("{subscription} {month}");
             match kept {
                 Kept::Draft(_) => report.drafts += 1,
@@ -195,8 +200,9 @@ pub async fn keep_statements(
                     report.lines.push(format!("{label}: not kept: {e:#}"));
                 }
             }
-        })
-        .await;
+        },
+    )
+    .await;
     match pass {
         Ok(end) => report.deferred = end.deferred,
         Err(e) => {

@@ -14,6 +14,9 @@
 //! in and unmap a fresh buffer of some hundred KB per subscription. The statements are the
 //! ones the one-at-a-time path gives (`tests/it/statement_pass.rs` holds them equal).
 //!
+//! A pass covers every mapped billing subscription, or a page of them ([`Covered::Page`]: the
+//! webhook's `/margin`, so that one request stays inside a gateway's timeout).
+//!
 //! [`UsageLedger::billing_rows`]: azs_core::ports::UsageLedger::billing_rows
 
 use crate::rating::{Snapshot, StatementService, rows_from};
@@ -24,7 +27,8 @@ use azs_core::rating::rerate::carry_rerates;
 use azs_core::rating::statement::NotComplete;
 use azs_core::rating::{Month, RatableRow, Statement, finalize};
 use chrono::{DateTime, Utc};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -56,11 +60,63 @@ pub enum Kept {
     Failed(anyhow::Error),
 }
 
+/// Which mapped billing subscriptions a pass covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Covered {
+    /// Every one (the timer, the CLI's month).
+    Every,
+    /// At most `limit` of them after `after` (from the first when `None`), in billing subscription
+    /// order (as bytes, like the stores' keys).
+    Page { after: Option<String>, limit: usize },
+}
+
+impl Covered {
+    /// The billing subscriptions of `mapped` covered, in order, and whether more follow them.
+    fn select<'a, V>(&self, mapped: &'a BTreeMap<String, V>) -> (Vec<&'a String>, bool) {
+        match self {
+            Covered::Every => (mapped.keys().collect(), false),
+            Covered::Page { after, limit } => {
+                let after = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                let mut page: Vec<&String> = mapped
+                    .range::<str, _>((after, Bound::Unbounded))
+                    .map(|(k, _)| k)
+                    .take(limit + 1)
+                    .collect();
+                let more = page.len() > *limit;
+                page.truncate(*limit);
+                (page, more)
+            }
+        }
+    }
+}
+
 /// How a pass ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassEnd {
     /// Statements not started because the deadline came first.
     pub deferred: usize,
+    /// The first and last billing subscription the pass covers (`None` when none); when `deferred`
+    /// is not 0, the last ones were not reached.
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// A page was asked for and mapped billing subscriptions follow its last.
+    pub more: bool,
+}
+
+/// What a pass tells as it goes. Any `FnMut(&str, Month, Kept)` hears of the statements alone.
+pub trait PassListener {
+    /// What became of the statement of `billing_subscription_id` for `month`.
+    fn kept(&mut self, billing_subscription_id: &str, month: Month, kept: Kept);
+    /// The billing subscription's rows the pass read (reported from the earliest month's
+    /// [`rows_from`] on, in reported order), once its statements are kept: for a listener that
+    /// works out more from the same rows (the margin's cost) without reading them again.
+    fn rows(&mut self, _billing_subscription_id: &str, _rows: &[RatableRow]) {}
+}
+
+impl<F: FnMut(&str, Month, Kept)> PassListener for F {
+    fn kept(&mut self, billing_subscription_id: &str, month: Month, kept: Kept) {
+        self(billing_subscription_id, month, kept);
+    }
 }
 
 /// What one billing subscription's statements are built from, besides the snapshot.
@@ -72,20 +128,27 @@ struct Inputs {
     rows: Vec<RatableRow>,
 }
 
-/// Builds and keeps the statements of `months` for every mapped billing subscription, in billing
-/// subscription order, each subscription's months in the order given; `each` hears of every one.
-/// Stops starting statements at `deadline` and says how many it left. Only reading the shared
-/// inputs fails the pass; one statement's failure is handed to `each` and the pass goes on.
+/// Builds and keeps the statements of `months` for the mapped billing subscriptions `covered`, in
+/// billing subscription order, each subscription's months in the order given; `listener` hears of
+/// every one. Stops starting statements at `deadline` and says how many it left. Only reading the
+/// shared inputs fails the pass; one statement's failure is handed to `listener` and the pass goes on.
 pub async fn keep_all(
     service: &StatementService,
     months: &[PassMonth],
+    covered: &Covered,
     now: DateTime<Utc>,
     deadline: Option<Instant>,
-    mut each: impl FnMut(&str, Month, Kept),
+    mut listener: impl PassListener,
 ) -> Result<PassEnd> {
     let plain: Vec<Month> = months.iter().map(|m| m.month).collect();
     let snapshot = Snapshot::read(service, &plain).await?;
-    let subscriptions: Vec<&String> = snapshot.mapped.keys().collect();
+    let (subscriptions, more) = covered.select(&snapshot.mapped);
+    let covered_end = |deferred| PassEnd {
+        deferred,
+        first: subscriptions.first().map(|s| (*s).clone()),
+        last: subscriptions.last().map(|s| (*s).clone()),
+        more,
+    };
     let mut builder = snapshot.builder();
     let mut pending = subscriptions.len() * months.len();
     // Buffers of subscriptions whose statements are built, for the next reads to reuse.
@@ -97,7 +160,7 @@ pub async fn keep_all(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             fetching.abort();
             reading.iter().for_each(JoinHandle::abort);
-            return Ok(PassEnd { deferred: pending });
+            return Ok(covered_end(pending));
         }
         // Read the next subscriptions' inputs while this one's statements are built.
         if let Some(sub) = subscriptions.get(i + READ_AHEAD) {
@@ -113,7 +176,7 @@ pub async fn keep_all(
             Err(e) => {
                 for m in months {
                     pending -= 1;
-                    each(sub, m.month, Kept::Failed(anyhow!("{e}")));
+                    listener.kept(sub, m.month, Kept::Failed(anyhow!("{e}")));
                 }
                 continue;
             }
@@ -121,7 +184,7 @@ pub async fn keep_all(
         for (n, m) in months.iter().enumerate() {
             if n > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                 reading.iter().for_each(JoinHandle::abort);
-                return Ok(PassEnd { deferred: pending });
+                return Ok(covered_end(pending));
             }
             pending -= 1;
             let existing = inputs.existing[n].take();
@@ -141,13 +204,14 @@ pub async fn keep_all(
             if let Kept::Finalised(final_) = &kept {
                 inputs.finals.push(final_.clone());
             }
-            each(sub, m.month, kept);
+            listener.kept(sub, m.month, kept);
         }
+        listener.rows(sub, &inputs.rows);
         let mut spare = inputs.rows;
         spare.clear();
         spares.push(spare);
     }
-    Ok(PassEnd { deferred: 0 })
+    Ok(covered_end(0))
 }
 
 /// Saves `draft`, or its final when `finalise` and it is proven complete.

@@ -241,6 +241,33 @@ impl StatementStore for PostgresStore {
         .await
     }
 
+    async fn statements_page(
+        &self,
+        month: Month,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Statement>, StoreError> {
+        let month = month.to_string();
+        let month = &month;
+        // From the first: after "", which every id (never empty) follows.
+        let after = after.unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("statements_page", |client| {
+            Box::pin(async move {
+                // A seek on statements_by_month (month, billing_subscription_id), in "C" order.
+                let rows = client
+                    .query(
+                        "SELECT body FROM statements WHERE month = $1 AND billing_subscription_id > $2
+                         ORDER BY billing_subscription_id LIMIT $3",
+                        &[month, &after, &limit],
+                    )
+                    .await?;
+                bodies(rows)
+            })
+        })
+        .await
+    }
+
     async fn final_statements(&self, billing_subscription_id: &str) -> Result<Vec<Statement>, StoreError> {
         self.run("final_statements", |client| {
             Box::pin(async move {
@@ -295,7 +322,11 @@ async fn read_statements(
     sql: &str,
     param: Option<&str>,
 ) -> Result<Vec<Statement>, Failure> {
-    let rows = client.query(sql, &[&param]).await?;
+    bodies(client.query(sql, &[&param]).await?)
+}
+
+/// The statements whose JSON bodies are the rows' first column.
+fn bodies(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Statement>, Failure> {
     let mut statements = Vec::with_capacity(rows.len());
     for r in rows {
         let body: String = r.try_get(0)?;

@@ -1,7 +1,7 @@
 //! The queries that touch many usage rows go through an index, never a scan of the table: SQLite's
 //! planner decides, so these tests pin its decision.
 
-use crate::{ledger, mappings, migrations};
+use crate::{ledger, mappings, migrations, rating};
 use rusqlite::Connection;
 
 fn plan(sql: &str) -> String {
@@ -68,4 +68,16 @@ fn a_billing_subscriptions_rows_are_one_range_of_its_covering_index_in_order() {
     );
     assert!(!p.contains("SCAN u"), "{p}");
     assert!(!p.contains("TEMP B-TREE"), "{p}");
+}
+
+#[test]
+fn a_page_of_a_months_statements_is_a_seek_on_the_month_index_in_its_order() {
+    let p = plan(rating::STATEMENTS_PAGE);
+    assert!(
+        p.contains(
+            "SEARCH statements USING INDEX statements_by_month (month=? AND billing_subscription_id>?)"
+        ),
+        "{p}"
+    );
+    assert!(!p.contains("TEMP B-TREE"), "no sort: {p}");
 }

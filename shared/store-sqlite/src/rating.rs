@@ -150,6 +150,11 @@ fn read_books(conn: &Connection) -> Result<Vec<PriceBook>, Failure> {
     Ok(books)
 }
 
+/// A page of month ?1 after billing subscription ?2, at most ?3: a seek on statements_by_month
+/// (month, billing_subscription_id), read in its order.
+pub(crate) const STATEMENTS_PAGE: &str = "SELECT body FROM statements
+    WHERE month = ?1 AND billing_subscription_id > ?2 ORDER BY billing_subscription_id LIMIT ?3";
+
 #[async_trait]
 impl StatementStore for SqliteStore {
     async fn save_statement(&self, statement: &Statement) -> Result<(), RatingStoreError> {
@@ -217,9 +222,24 @@ impl StatementStore for SqliteStore {
                 read_statements(
                     conn,
                     "SELECT body FROM statements WHERE ?1 IS NULL OR month = ?1 ORDER BY billing_subscription_id, month",
-                    month.as_deref(),
+                    [month.as_deref()],
                 )
             })
+        })
+        .await
+    }
+
+    async fn statements_page(
+        &self,
+        month: Month,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Statement>, StoreError> {
+        // From the first: after "", which every id (never empty) follows.
+        let (month, after) = (month.to_string(), after.unwrap_or_default().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |db| {
+            db.read(|conn| read_statements(conn, STATEMENTS_PAGE, (month.as_str(), after.as_str(), limit)))
         })
         .await
     }
@@ -283,7 +303,7 @@ impl StatementStore for SqliteStore {
                 read_statements(
                     conn,
                     "SELECT body FROM statements WHERE billing_subscription_id = ?1 AND state = 'final' ORDER BY month",
-                    Some(sub.as_str()),
+                    [sub.as_str()],
                 )
             })
         })
@@ -291,9 +311,13 @@ impl StatementStore for SqliteStore {
     }
 }
 
-fn read_statements(conn: &Connection, sql: &str, param: Option<&str>) -> Result<Vec<Statement>, Failure> {
+fn read_statements(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Statement>, Failure> {
     let mut stmt = conn.prepare(sql)?;
-    let bodies = stmt.query_map([param], |r| r.get::<_, String>(0))?;
+    let bodies = stmt.query_map(params, |r| r.get::<_, String>(0))?;
     let mut statements = Vec::new();
     for body in bodies {
         statements.push(Statement::from_json(&body?).map_err(unreadable)?);

@@ -303,6 +303,10 @@ pub(crate) fn list_statements(month: Option<&str>) -> Bound<'_> {
     Bound::new(&sql::LIST_STATEMENTS, vec![month.into_sql()])
 }
 
+pub(crate) fn statements_page<'a>(month: &'a str, after: &'a str, limit: i64) -> Bound<'a> {
+    Bound::new(&sql::STATEMENTS_PAGE, vec![month.into_sql(), after.into_sql(), limit.into_sql()])
+}
+
 pub(crate) fn final_statements(sub: &str) -> Bound<'_> {
     Bound::new(&sql::FINAL_STATEMENTS, vec![sub.into_sql()])
 }
@@ -794,6 +798,7 @@ mod tests {
             insert_statement(&statement),
             get_statement("c", "2026-11"),
             list_statements(None),
+            statements_page("2026-11", "c", 10),
             final_statements("c"),
             verify_history(id, t(), t()),
             none(&sql::SCHEMA_VERSION),

@@ -231,6 +231,24 @@ impl StatementStore for SqlServerStore {
         .await
     }
 
+    async fn statements_page(
+        &self,
+        month: Month,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Statement>, StoreError> {
+        let month = month.to_string();
+        let month = month.as_str();
+        let after = after.unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("statements_page", |mut s| {
+            Box::pin(
+                async move { read_statements(s.query(bind::statements_page(month, after, limit)).await?) },
+            )
+        })
+        .await
+    }
+
     async fn final_statements(&self, billing_subscription_id: &str) -> Result<Vec<Statement>, StoreError> {
         self.run("final_statements", |mut s| {
             Box::pin(async move {

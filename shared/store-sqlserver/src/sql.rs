@@ -497,6 +497,13 @@ statements! {
     GET_STATEMENT (2) = "SELECT body FROM {schema}.statements WHERE billing_subscription_id = @P1 AND month = @P2";
     LIST_STATEMENTS (1) = "SELECT body FROM {schema}.statements WHERE @P1 IS NULL OR month = @P1
         ORDER BY billing_subscription_id, month";
+    /// A page of month @P1 after billing subscription @P2 (N'' from the first: every id follows it),
+    /// at most @P3: a seek on ix_statements_by_month. The column's Latin1_General_100_BIN2 decides
+    /// both the comparison and the order (the parameter takes the column's collation), so ids
+    /// compare by code point, as on the other stores.
+    STATEMENTS_PAGE (3) = "SELECT TOP (@P3) body FROM {schema}.statements
+        WHERE month = @P1 AND billing_subscription_id > @P2
+        ORDER BY billing_subscription_id";
     FINAL_STATEMENTS (1) = "SELECT body FROM {schema}.statements
         WHERE billing_subscription_id = @P1 AND state = N'final' ORDER BY month";
     VERIFY_HISTORY (3) = "SELECT verified_at, verified_from, verified_to, drift_missing, drift_extra, drift_changed

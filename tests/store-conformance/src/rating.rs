@@ -7,7 +7,7 @@
 
 use crate::{CaseFuture, Outcome, run_named};
 use azs_core::ports::Store;
-use azs_core::rating::ports::{RatingStore, RatingStoreError};
+use azs_core::rating::ports::{RatingStore, RatingStoreError, StatementStore};
 use azs_core::rating::statement::StatementState;
 use azs_core::rating::{
     Assignment, Assignments, Month, PriceBook, PriceBooks, RatableRow, StampEvidence, Statement,
@@ -47,6 +47,7 @@ pub fn rating_cases() -> Vec<RatingCase> {
         a_changed_version_or_currency_is_refused_whole_and_a_new_version_is_added,
         assignments_read_back_and_one_for_the_same_subscription_and_hour_is_replaced,
         a_draft_is_replaced_by_the_next_and_a_final_statement_never_changes,
+        a_months_statements_are_read_a_page_at_a_time_in_binary_billing_subscription_order,
         every_scheduled_verify_is_kept_and_found_by_the_hours_it_covered,
     ]
 }
@@ -240,6 +241,64 @@ async fn a_draft_is_replaced_by_the_next_and_a_final_statement_never_changes(
             .iter()
             .all(|s| s.billing_subscription_id != sub)
     );
+}
+
+async fn a_months_statements_are_read_a_page_at_a_time_in_binary_billing_subscription_order(
+    store: Arc<dyn RatingUnderTest>,
+) {
+    // Given March statements of four billing subscriptions, two differing only in case, and an
+    // April one of the third (ids of this case alone sort between `prefix` and `prefix-~`)
+    let (book_id, prefix) = (unique("book"), unique("paged"));
+    let march: Month = "2026-03".parse().unwrap();
+    let ids = [format!("{prefix}-b"), format!("{prefix}-B"), format!("{prefix}-c"), format!("{prefix}-a")];
+    for id in &ids {
+        store.save_statement(&statement(&book_id, id, false, "1.5000000000")).await.unwrap();
+    }
+    let mut april = statement(&book_id, &ids[0], false, "2");
+    april.month = "2026-04".parse().unwrap();
+    store.save_statement(&april).await.unwrap();
+    let mine = |suffix: &str| (format!("{prefix}-{suffix}"), "2026-03".to_owned());
+
+    // When the month is read two at a time from before the first of them
+    let first = page_of(store.as_ref(), march, &prefix, &prefix, 2).await;
+    let second = page_of(store.as_ref(), march, &prefix, &format!("{prefix}-a"), 2).await;
+    let past = page_of(store.as_ref(), march, &prefix, &format!("{prefix}-c"), 2).await;
+
+    // Then the pages hold them in byte order (upper case first), each once, April's never, and a
+    // page after the last holds none of them
+    assert_eq!(first, [mine("B"), mine("a")]);
+    assert_eq!(second, [mine("b"), mine("c")]);
+    assert!(past.is_empty(), "{past:?}");
+
+    // And every page is what the whole month's read holds, in its order
+    let whole: Vec<String> = store
+        .statements(Some(march))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.billing_subscription_id)
+        .filter(|id| id.starts_with(&prefix))
+        .collect();
+    let paged: Vec<String> = first.into_iter().chain(second).map(|(id, _)| id).collect();
+    assert_eq!(paged, whole);
+    let from_the_start = store.statements_page(march, None, 1).await.unwrap();
+    assert_eq!(from_the_start.len(), 1, "a page from the start holds the month's first statement");
+}
+
+/// `(billing subscription, month)` of the statements on the page of `month` after `after` whose
+/// ids start with `prefix` (other cases' statements may share the database).
+async fn page_of<S: StatementStore + ?Sized>(
+    store: &S,
+    month: Month,
+    prefix: &str,
+    after: &str,
+    limit: usize,
+) -> Vec<(String, String)> {
+    let page = store.statements_page(month, Some(after), limit).await.unwrap();
+    page.into_iter()
+        .filter(|s| s.billing_subscription_id.starts_with(prefix))
+        .map(|s| (s.billing_subscription_id, s.month.to_string()))
+        .collect()
 }
 
 async fn every_scheduled_verify_is_kept_and_found_by_the_hours_it_covered(store: Arc<dyn RatingUnderTest>) {

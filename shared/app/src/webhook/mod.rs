@@ -30,6 +30,9 @@ pub use auth::{
     configured as configured_api_token,
 };
 pub use problem::Problem;
+pub use rating::{
+    FOCUS_DEFAULT_LIMIT, FOCUS_MAX_LIMIT, FOCUS_PAGE_BYTES, MARGIN_DEFAULT_LIMIT, MARGIN_MAX_LIMIT,
+};
 
 use crate::administration::Administration;
 use crate::mapper::SubscriptionMapper;

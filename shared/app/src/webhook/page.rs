@@ -1,4 +1,5 @@
-//! Paginated listings: `?limit=` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and `?cursor=`.
+//! Paginated listings: `?limit=` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`], unless a route
+//! bounds its pages otherwise) and `?cursor=`.
 //!
 //! The body stays the JSON array each listing always was; a page that is not the last carries
 //! `Link: <same path and query, with cursor=...>; rel="next"` (RFC 8288), the way GitHub's API pages.
@@ -18,8 +19,9 @@ use serde::Serialize;
 pub const DEFAULT_LIMIT: usize = 500;
 pub const MAX_LIMIT: usize = 1000;
 
-/// Which page a caller asked for, and where the listing is served (for the `next` link).
-pub struct PageRequest {
+/// Which page a caller asked for, and where the listing is served (for the `next` link). `DEFAULT`
+/// and `MAX` bound `limit`: a route whose items are large or slow to make pages by fewer.
+pub struct PageRequest<const DEFAULT: usize = DEFAULT_LIMIT, const MAX: usize = MAX_LIMIT> {
     limit: usize,
     /// The key the page starts after, as bytes: any hex is a position in the order (a cursor we did
     /// not hand out only starts the page somewhere), so no well-formed cursor is refused.
@@ -27,7 +29,9 @@ pub struct PageRequest {
     uri: Uri,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
+impl<S: Send + Sync, const DEFAULT: usize, const MAX: usize> FromRequestParts<S>
+    for PageRequest<DEFAULT, MAX>
+{
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
@@ -42,12 +46,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
                     return Err(Problem::invalid_field("limit", "must be given at most once"));
                 }
                 "limit" => {
-                    let n = value.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n));
+                    let n = value.parse::<usize>().ok().filter(|n| (1..=MAX).contains(n));
                     limit = Some(n.ok_or_else(|| {
-                        Problem::invalid_field(
-                            "limit",
-                            &format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                        )
+                        Problem::invalid_field("limit", &format!("must be a whole number from 1 to {MAX}"))
                     })?);
                 }
                 "cursor" if after.is_some() => {
@@ -62,11 +63,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
                 _ => {} // platforms add their own parameters (Azure Functions' `code=`)
             }
         }
-        Ok(PageRequest { limit: limit.unwrap_or(DEFAULT_LIMIT), after, uri })
+        Ok(PageRequest { limit: limit.unwrap_or(DEFAULT), after, uri })
     }
 }
 
-impl PageRequest {
+impl<const DEFAULT: usize, const MAX: usize> PageRequest<DEFAULT, MAX> {
     /// The page of `items` (in any order) this request asked for, ordered by `key`, with the `next`
     /// link when more follow.
     pub fn answer<T: Serialize>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> Response {
@@ -91,6 +92,31 @@ impl PageRequest {
     /// How many items the page holds at most.
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// The cursor as a position among billing subscription ids (printable ASCII, compared as bytes,
+    /// by the stores too): a string `p` such that the ids after `p` are exactly the ids after the
+    /// cursor's bytes. A cursor we handed out is an id and is its own position; any other is cut at
+    /// its first byte no id holds (a control byte, non-ASCII): below every id character the page
+    /// starts after the prefix, above every one after all ids the prefix begins (`p` + DEL). So the
+    /// stores are never handed a NUL or invalid UTF-8, and no well-formed cursor is refused.
+    pub fn after_billing_subscription(&self) -> Option<String> {
+        let after = self.after.as_ref()?;
+        let printable = after.iter().take_while(|b| (0x20..0x7f).contains(*b)).count();
+        let mut position: String = after[..printable].iter().map(|b| char::from(*b)).collect();
+        if after.get(printable).is_some_and(|b| *b >= 0x7f) {
+            position.push('\u{7f}');
+        }
+        Some(position)
+    }
+
+    /// `response` with the `next` link after `last_key` when more follow: for a page whose body is
+    /// not a JSON array of the items (a CSV, a report over them).
+    pub fn with_next(&self, mut response: Response, last_key: Option<&str>) -> Response {
+        if let Some(link) = last_key.and_then(|k| HeaderValue::from_str(&self.next_link(k)).ok()) {
+            response.headers_mut().insert(LINK, link);
+        }
+        response
     }
 
     /// The cursor as a position in a numbered listing (the audit trail): the big-endian number its
@@ -143,4 +169,38 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(cursor: &[u8]) -> PageRequest {
+        PageRequest { limit: 1, after: Some(cursor.to_vec()), uri: Uri::from_static("/focus") }
+    }
+
+    #[test]
+    fn any_cursor_is_the_position_among_billing_subscription_ids_its_bytes_are() {
+        // Ids as the rule allows them (printable ASCII), sorted as bytes, as the stores sort them
+        let ids = ["A", "Cust 1", "cust", "cust a", "cust-a", "cust-a b", "cust-b", "cust~", "z"];
+        let cursors: [&[u8]; 9] = [
+            b"cust-a",
+            b"cust-a\x01",
+            b"cust-a\xff",
+            b"cust-\xc3\xa9",
+            b"\x00",
+            b"\xff",
+            b"cust ",
+            b"~",
+            b"cust-a\x7f",
+        ];
+        for cursor in cursors {
+            let position = after(cursor).after_billing_subscription().unwrap();
+            // A position is text the stores take: no NUL, valid UTF-8 by construction
+            assert!(!position.contains('\0'), "{cursor:?}");
+            let by_bytes: Vec<&str> = ids.iter().copied().filter(|id| id.as_bytes() > cursor).collect();
+            let by_position: Vec<&str> = ids.iter().copied().filter(|id| *id > position.as_str()).collect();
+            assert_eq!(by_position, by_bytes, "cursor {cursor:?}, position {position:?}");
+        }
+    }
 }

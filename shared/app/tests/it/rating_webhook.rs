@@ -4,6 +4,7 @@
 use crate::statements::{november, priced, standard};
 use azs_app::administration::Administration;
 use azs_app::rating::StatementService;
+use azs_app::statement_pass::Covered;
 use azs_app::webhook::{ApiAuth, router};
 use azs_azure_stack::{AzureStackClient, ClientSettings, credential_from_registration};
 use azs_core::Secret;
@@ -455,4 +456,205 @@ async fn the_focus_export_of_a_month_is_the_stored_statements_as_focus_csv() {
         api.get("/focus?month=2026-11&issuer=a%0Ab").await.field_errors(StatusCode::BAD_REQUEST)[0].0,
         "issuer"
     );
+}
+
+/// `n` customers on one stamp collected over November, customer `i` with `i + 1` VM hours; their
+/// ids mix cases so that pages must follow byte order (`Cust-…` before `cust-…`). Answers the ids
+/// in that order.
+async fn many_customers(store: &SqliteStore, n: usize) -> Vec<String> {
+    use azs_store_conformance::fixtures::{advance, registered_and_leased, vm_usage};
+    let stamp = registered_and_leased(store, "many").await;
+    let mut customers = Vec::new();
+    let mut rows = Vec::new();
+    for i in 0..n {
+        let tenant = format!("{i:08x}-1111-4222-8333-444455556666");
+        let customer = if i % 3 == 0 { format!("Cust-{i:03}") } else { format!("cust-{i:03}") };
+        crate::statements::map(store, &stamp.id, &tenant, &customer).await;
+        let quantity = (i + 1).to_string();
+        rows.push(vm_usage(
+            &tenant,
+            &format!("vm-{i}"),
+            &format!("2026-11-{:02}T05:00:00Z", i % 28 + 1),
+            &quantity,
+        ));
+        customers.push(customer);
+    }
+    let november = crate::statements::window("2026-11-01T00:00:00Z", "2026-12-02T00:00:00Z");
+    advance(store, &stamp.id, november, &rows).await;
+    customers.sort();
+    customers
+}
+
+/// The target of a `Link: <…>; rel="next"` header.
+fn next_target(link: &str) -> String {
+    let target = link.strip_prefix('<').and_then(|l| l.split_once(">; rel=\"next\"")).map(|(t, _)| t);
+    target.unwrap_or_else(|| panic!("not a next link: {link}")).to_owned()
+}
+
+#[tokio::test]
+async fn the_focus_export_pages_by_billing_subscription_and_its_pages_add_up_to_the_whole_month() {
+    // Given November's statements of seven customers kept
+    let api = Api::start().await;
+    priced(&api.store).await;
+    let customers = many_customers(&api.store, 7).await;
+    for customer in &customers {
+        let path = format!("/statements/{customer}/2026-11");
+        assert_eq!(api.get(&path).await.status, StatusCode::OK, "{path}");
+    }
+
+    // When the month is read as one page, then walked three customers at a time
+    let (status, headers, whole) = api.get_as("/focus?month=2026-11&limit=500", "text/csv").await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    assert!(headers.get("link").is_none(), "one page holds the month");
+    let mut pages = Vec::new();
+    let mut next = Some("/focus?month=2026-11&limit=3".to_owned());
+    while let Some(path) = next.take() {
+        let (status, headers, csv) = api.get_as(&path, "text/csv").await;
+        assert_eq!(status, StatusCode::OK, "{path}: {csv}");
+        next = headers.get("link").map(|l| next_target(l.to_str().unwrap()));
+        pages.push(csv);
+    }
+
+    // Then there are three pages, each a whole CSV with its header row, covering 3, 3 and 1
+    // customers in byte order, and their data rows in order are exactly the whole month's
+    let header = format!("{}\r\n", azs_core::rating::focus::COLUMNS.join(","));
+    assert_eq!(pages.len(), 3);
+    let invoices = |csv: &str| -> Vec<String> {
+        let mut ids: Vec<String> = records(csv).iter().map(|r| r["InvoiceId"].clone()).collect();
+        ids.dedup();
+        ids
+    };
+    let per_page: Vec<Vec<String>> = pages.iter().map(|p| invoices(p)).collect();
+    let expected: Vec<Vec<String>> =
+        customers.chunks(3).map(|c| c.iter().map(|id| format!("{id}/2026-11")).collect()).collect();
+    assert_eq!(per_page, expected);
+    let data: String = pages
+        .iter()
+        .map(|p| p.strip_prefix(&header).unwrap_or_else(|| panic!("no header row: {p}")))
+        .collect();
+    assert_eq!(format!("{header}{data}"), whole);
+    assert_eq!(records(&whole).len(), 7);
+
+    // And a cursor past the last customer is a page with the header row alone
+    let cursor: String = "cust-~".bytes().map(|b| format!("{b:02x}")).collect();
+    let (status, headers, past) =
+        api.get_as(&format!("/focus?month=2026-11&cursor={cursor}"), "text/csv").await;
+    assert_eq!((status, past.as_str()), (StatusCode::OK, header.as_str()));
+    assert!(headers.get("link").is_none());
+
+    // And a cursor we never handed out (a control byte, not UTF-8) is still a position: before them all
+    let (status, _, from_start) = api.get_as("/focus?month=2026-11&cursor=00ff&limit=500", "text/csv").await;
+    assert_eq!((status, from_start), (StatusCode::OK, whole.clone()));
+
+    // And the page size holds: a FOCUS row takes about this many bytes, so the largest page of
+    // typical statements (4 lines, a fee, a tax) stays well within the page's byte budget
+    let per_row = (whole.len() - header.len()) / 7;
+    println!("FOCUS bytes per row: {per_row}, header {}", header.len());
+    let largest = azs_app::webhook::FOCUS_MAX_LIMIT * 6 * per_row;
+    assert!(largest < azs_app::webhook::FOCUS_PAGE_BYTES, "{largest} bytes");
+
+    // And a bad limit or cursor is a 400 naming it and the rule
+    for (query, field) in
+        [("limit=0", "limit"), ("limit=501", "limit"), ("limit=x", "limit"), ("cursor=zz", "cursor")]
+    {
+        let fields =
+            api.get(&format!("/focus?month=2026-11&{query}")).await.field_errors(StatusCode::BAD_REQUEST);
+        assert_eq!(fields[0].0, field, "{query}");
+    }
+    assert_eq!(
+        api.get("/focus?month=2026-11&limit=501").await.field_errors(StatusCode::BAD_REQUEST)[0].1,
+        "must be a whole number from 1 to 500"
+    );
+}
+
+#[tokio::test]
+async fn the_months_margin_pages_by_billing_subscription_and_its_pages_add_up_to_the_clis_whole_month() {
+    // Given seven customers' November and the cost book (VM hours at 0.30 EUR)
+    let api = Api::start().await;
+    priced(&api.store).await;
+    let customers = many_customers(&api.store, 7).await;
+    let mut cost = standard("operator-cost", &[]);
+    cost.versions[0].meters[0].price = azs_core::rating::Price::Unit { unit_price: Decimal::new(30, 2) };
+    api.store.add_book_versions(&cost).await.unwrap();
+
+    // When the month's margin is walked three customers at a time
+    let mut pages = Vec::new();
+    let mut next = Some("/margin?month=2026-11&limit=3".to_owned());
+    while let Some(path) = next.take() {
+        let reply = api.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        next = reply.link.as_deref().map(next_target);
+        pages.push(reply.body);
+    }
+
+    // Then each page names the customers it counted, 3, 3 and 1 in byte order
+    let covered: Vec<(String, String, u64)> = pages
+        .iter()
+        .map(|p| {
+            let id = |k: &str| p[k].as_str().unwrap_or_else(|| panic!("{k}: {p}")).to_owned();
+            (
+                id("firstBillingSubscriptionId"),
+                id("lastBillingSubscriptionId"),
+                p["billingSubscriptions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, u64)> =
+        customers.chunks(3).map(|c| (c[0].clone(), c[c.len() - 1].clone(), c.len() as u64)).collect();
+    assert_eq!(covered, expected);
+
+    // And the pages add up, line by line and in total, to the month's one report as the CLI works it out
+    let service = StatementService {
+        store: Arc::new(api.store.clone()),
+        rating: Arc::new(api.store.clone()),
+        settings: StatementSettings::default(),
+    };
+    let month = "2026-11".parse().unwrap();
+    let whole =
+        azs_app::margin::month_margin(&service, month, &Covered::Every, chrono::Utc::now()).await.unwrap();
+    assert_eq!((whole.billing_subscriptions, whole.more), (7, false));
+    let whole = whole.report;
+    let mut lines: std::collections::BTreeMap<(String, String), (Decimal, Decimal)> = Default::default();
+    let (mut revenue, mut cost) = (Decimal::ZERO, Decimal::ZERO);
+    for page in &pages {
+        for line in page["lines"].as_array().unwrap() {
+            let key =
+                (line["meterId"].as_str().unwrap().to_owned(), line["stampId"].as_str().unwrap().to_owned());
+            let sums = lines.entry(key).or_default();
+            sums.0 += dec(&line["exactRevenue"]);
+            sums.1 += dec(&line["exactCost"]);
+        }
+        revenue += dec(&page["revenue"]);
+        cost += dec(&page["cost"]);
+    }
+    let whole_lines: std::collections::BTreeMap<(String, String), (Decimal, Decimal)> = whole
+        .lines
+        .iter()
+        .map(|l| ((l.meter_id.clone(), l.stamp_id.to_string()), (l.exact_revenue, l.exact_cost)))
+        .collect();
+    assert_eq!(lines, whole_lines);
+    // 28 VM hours: 14.00 EUR billed, 8.40 EUR charged
+    assert_eq!((revenue, cost), (Decimal::new(1400, 2), Decimal::new(840, 2)));
+    assert_eq!((whole.revenue, whole.cost, whole.margin), (revenue, cost, revenue - cost));
+
+    // And a page past the last customer counts none and says so
+    let cursor: String = "cust-~".bytes().map(|b| format!("{b:02x}")).collect();
+    let past = api.get(&format!("/margin?month=2026-11&cursor={cursor}")).await;
+    assert_eq!(past.status, StatusCode::OK, "{}", past.body);
+    assert_eq!(
+        (
+            &past.body["firstBillingSubscriptionId"],
+            &past.body["billingSubscriptions"],
+            &past.body["lines"],
+            &past.link
+        ),
+        (&Value::Null, &json!(0), &json!([]), &None)
+    );
+
+    // And a bad limit or cursor is a 400 naming it and the rule
+    for (query, field) in [("limit=0", "limit"), ("limit=1001", "limit"), ("cursor=abc", "cursor")] {
+        let fields =
+            api.get(&format!("/margin?month=2026-11&{query}")).await.field_errors(StatusCode::BAD_REQUEST);
+        assert_eq!(fields[0].0, field, "{query}");
+    }
 }

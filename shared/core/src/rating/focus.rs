@@ -179,20 +179,39 @@ type Row = HashMap<&'static str, String>;
 
 /// The FOCUS CSV of `statements` (header, then one row per line, fee and tax).
 pub fn focus_csv(statements: &[Statement], issuer: &FocusIssuer, meters: &MeterCatalog) -> String {
+    focus_csv_within(statements, issuer, meters, usize::MAX).0
+}
+
+/// The FOCUS CSV of the first of `statements` that fit in `budget` bytes, whole statements only,
+/// and how many those are: a page of the export that a response limit bounds (Lambda's 6 MB). The
+/// first statement is always held, whatever its size, so that a next page starts past it.
+pub fn focus_csv_within(
+    statements: &[Statement],
+    issuer: &FocusIssuer,
+    meters: &MeterCatalog,
+    budget: usize,
+) -> (String, usize) {
     let mut out = String::new();
     out.push_str(&COLUMNS.join(","));
     out.push_str("\r\n");
+    let mut held = 0;
     for statement in statements {
+        let mut records = String::new();
         for row in focus_rows(statement, issuer, meters) {
             let fields: Vec<String> = COLUMNS
                 .iter()
                 .map(|c| csv_field(row.get(c).map_or("", String::as_str)).into_owned())
                 .collect();
-            out.push_str(&fields.join(","));
-            out.push_str("\r\n");
+            records.push_str(&fields.join(","));
+            records.push_str("\r\n");
         }
+        if held > 0 && out.len() + records.len() > budget {
+            break;
+        }
+        out.push_str(&records);
+        held += 1;
     }
-    out
+    (out, held)
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {

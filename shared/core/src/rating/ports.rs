@@ -86,6 +86,16 @@ pub trait StatementStore: Send + Sync {
     ) -> Result<Option<Statement>, StoreError>;
     /// Every statement of `month`, or of every month, by billing subscription then month.
     async fn statements(&self, month: Option<Month>) -> Result<Vec<Statement>, StoreError>;
+    /// One page of `month`'s statements: at most `limit`, of the billing subscriptions after
+    /// `after` (from the first when `None`), by billing subscription. Ids compare as bytes (every
+    /// store keys them in a binary collation), so walking the pages gives [`Self::statements`] of the
+    /// month, each once, while only a page is read.
+    async fn statements_page(
+        &self,
+        month: Month,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Statement>, StoreError>;
     /// A billing subscription's final statements (what corrections are worked out against).
     async fn final_statements(&self, billing_subscription_id: &str) -> Result<Vec<Statement>, StoreError>;
     /// Every scheduled verify of `stamp` whose range overlaps `range`, oldest first: the evidence a

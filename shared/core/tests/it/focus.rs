@@ -4,7 +4,9 @@
 use crate::rating::{
     IP, VM, books, build_november, d, evidence_for, november, request, simulated_month, t, usage,
 };
-use azs_core::rating::focus::{COLUMNS, FocusIssuer, MeterCatalog, focus_csv, split_csv_line};
+use azs_core::rating::focus::{
+    COLUMNS, FocusIssuer, MeterCatalog, focus_csv, focus_csv_within, split_csv_line,
+};
 use azs_core::rating::rerate::{add_rerate, counted_by_final, price_differences};
 use azs_core::rating::{
     BookVersion, Month, Price, PriceBook, PriceBooks, Statement, StatementSettings, Statements, finalize,
@@ -112,6 +114,33 @@ fn the_focus_export_carries_every_charge_category_and_adds_up_to_each_statement_
         csv.contains("Correction") && csv.contains("2026-11"),
         "a correction names the month it corrects"
     );
+}
+
+#[test]
+fn a_page_of_the_focus_export_holds_the_whole_statements_that_fit_its_budget_and_at_least_one() {
+    // Given the month's statements and each one's records as the whole export writes them
+    let (statements, issuer, meters) = (statements(), issuer(), meters());
+    assert!(statements.len() >= 3, "{} statements", statements.len());
+    let header = format!("{}\r\n", COLUMNS.join(","));
+    let records: Vec<String> = statements
+        .iter()
+        .map(|s| focus_csv(std::slice::from_ref(s), &issuer, &meters)[header.len()..].to_owned())
+        .collect();
+
+    // When a page's budget fits the header and the first two statements exactly, or one byte less
+    let two = header.len() + records[0].len() + records[1].len();
+    let (fits, held) = focus_csv_within(&statements, &issuer, &meters, two);
+    let (short, held_short) = focus_csv_within(&statements, &issuer, &meters, two - 1);
+
+    // Then the page holds those whole statements and no part of the next one
+    assert_eq!((held, fits), (2, format!("{header}{}{}", records[0], records[1])));
+    assert_eq!((held_short, short), (1, format!("{header}{}", records[0])));
+
+    // And a budget smaller than any statement still holds the first, and an unbounded one is the export
+    assert_eq!(focus_csv_within(&statements, &issuer, &meters, 0).1, 1);
+    let all = focus_csv_within(&statements, &issuer, &meters, usize::MAX);
+    assert_eq!(all, (focus_csv(&statements, &issuer, &meters), statements.len()));
+    assert_eq!(focus_csv_within(&[], &issuer, &meters, 0), (header, 0));
 }
 
 /// The export's rows by column name (fields parsed as CSV: descriptions hold commas and quotes).
