@@ -237,7 +237,8 @@ statements! {
         CONSTRAINT fk_usage_windows_stamp FOREIGN KEY (stamp_no) REFERENCES {schema}.stamp_numbers (stamp_no)
     )";
     /// Usage rows as the API sent them, keyed by (window, row key): the window gives the stamp and the
-    /// reported window start, the row key is the 128-bit azs_core::usage::RowKey (first 16 bytes of
+    /// reported window (its start is copied into the row, never changed after, for the billing
+    /// index's key), the row key is the 128-bit azs_core::usage::RowKey (first 16 bytes of
     /// SHA-256 over the canonical row), binary(16). External subscription ids are kept as sent
     /// (nvarchar: not guaranteed to be GUIDs); tenant_no gives the normalised form mappings join on.
     /// No foreign keys (a check per inserted row; the commit writes both sides): rows outlive their
