@@ -1294,6 +1294,81 @@ mod tests {
         assert_eq!(unknown_inserted_columns(merge, &tables), ["usage_rows.stamp_id"], "MERGE inserts too");
     }
 
+    /// Per table, the columns an INSERT must name: NOT NULL, without a DEFAULT, not an IDENTITY.
+    fn required_columns() -> Vec<(String, Vec<String>)> {
+        ALL.iter()
+            .filter_map(|s| {
+                let rest = s.sql.strip_prefix("CREATE TABLE {schema}.")?;
+                let name = rest[..rest.find(' ').unwrap()].to_owned();
+                let required = rest
+                    .lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .filter(|l| !l.starts_with("CONSTRAINT") && !l.starts_with(')') && !l.is_empty())
+                    .filter(|l| l.contains("NOT NULL") && !l.contains("DEFAULT") && !l.contains("IDENTITY"))
+                    .map(|l| l[..l.find(' ').unwrap_or(l.len())].to_owned())
+                    .collect();
+                Some((name, required))
+            })
+            .collect()
+    }
+
+    /// The required columns (see [`required_columns`]) an INSERT into `{schema}.table` (or a MERGE's
+    /// `INSERT (…)`) leaves out: each one a Msg 515 on every call, found on a server only.
+    fn missing_required_columns(segment: &str, required: &[(String, Vec<String>)]) -> Vec<String> {
+        let Some((table, at)) = target_table(segment, &["INSERT INTO {schema}.", "MERGE INTO {schema}."])
+        else {
+            return Vec::new();
+        };
+        let rest = &segment[at..];
+        let after_name = &rest[table.len()..];
+        let open = if after_name.trim_start().starts_with('(') {
+            rest.len() - after_name.trim_start().len()
+        } else {
+            match rest.find("INSERT (") {
+                Some(insert) => insert + "INSERT ".len(),
+                None => return Vec::new(),
+            }
+        };
+        let listed: Vec<&str> =
+            rest[open + 1..open + rest[open..].find(')').unwrap()].split(',').map(str::trim).collect();
+        let columns =
+            &required.iter().find(|(t, _)| *t == table).unwrap_or_else(|| panic!("no table {table}")).1;
+        columns.iter().filter(|c| !listed.contains(&c.as_str())).map(|c| format!("{table}.{c}")).collect()
+    }
+
+    #[test]
+    fn every_insert_names_each_column_that_is_not_null_without_a_default() {
+        let required = required_columns();
+        let rows = &required.iter().find(|(t, _)| t == "usage_rows").unwrap().1;
+        assert!(
+            rows.contains(&"reported_start".to_owned()) && !rows.contains(&"tags".to_owned()),
+            "{rows:?}"
+        );
+        let mut failures = Vec::new();
+        for statement in ALL.iter().filter(|s| !s.sql.starts_with("CREATE")) {
+            for segment in statement.sql.split(';') {
+                for missing in missing_required_columns(segment, &required) {
+                    failures.push(format!("{}: {missing}", statement.name));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+        let broken = "INSERT INTO {schema}.usage_windows (stamp_no, reported_start) VALUES (@P1, @P2)";
+        assert_eq!(
+            missing_required_columns(broken, &required),
+            ["usage_windows.reported_end"],
+            "the check has teeth"
+        );
+        let merge = MERGE_WINDOW.sql.replace("row_key, reported_start, tenant_no", "row_key, tenant_no");
+        let merge = merge.split(';').find(|s| s.contains("MERGE INTO {schema}.usage_rows")).unwrap();
+        assert_eq!(
+            missing_required_columns(merge, &required),
+            ["usage_rows.reported_start"],
+            "MERGE inserts too"
+        );
+    }
+
     #[test]
     fn placeholder_scan_ignores_other_variables_and_counts_repeats_once() {
         assert_eq!(placeholders("SELECT @P1, @P1, @P10 FROM t WHERE x = @P2"), vec![1, 2, 10]);
