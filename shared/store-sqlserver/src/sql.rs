@@ -1097,6 +1097,11 @@ mod tests {
 
     /// Each table the migrations create, with its columns (the first word of each column line).
     fn tables() -> Vec<(String, Vec<String>)> {
+        tables_with(|_| true)
+    }
+
+    /// Per table, the names of its columns whose definition line passes `keep`.
+    fn tables_with(keep: impl Fn(&str) -> bool) -> Vec<(String, Vec<String>)> {
         ALL.iter()
             .filter_map(|s| {
                 let rest = s.sql.strip_prefix("CREATE TABLE {schema}.")?;
@@ -1106,6 +1111,7 @@ mod tests {
                     .skip(1)
                     .map(str::trim)
                     .filter(|l| !l.starts_with("CONSTRAINT") && !l.starts_with(')') && !l.is_empty())
+                    .filter(|l| keep(l))
                     .map(|l| l[..l.find(' ').unwrap_or(l.len())].to_owned())
                     .collect();
                 Some((name, columns))
@@ -1185,29 +1191,26 @@ mod tests {
     /// The columns an INSERT into `{schema}.table` (or a MERGE's `INSERT (…)` into its target) lists
     /// that the table does not have.
     fn unknown_inserted_columns(segment: &str, tables: &[(String, Vec<String>)]) -> Vec<String> {
-        let Some((table, at)) = target_table(segment, &["INSERT INTO {schema}.", "MERGE INTO {schema}."])
-        else {
-            return Vec::new();
-        };
+        let Some((table, listed)) = inserted_columns(segment) else { return Vec::new() };
         let columns =
             &tables.iter().find(|(t, _)| *t == table).unwrap_or_else(|| panic!("no table {table}")).1;
+        listed.iter().filter(|c| !columns.contains(c)).map(|c| format!("{table}.{c}")).collect()
+    }
+
+    /// The table an INSERT into `{schema}.table` (or a MERGE's `INSERT (…)` into its target) writes,
+    /// and the columns it lists.
+    fn inserted_columns(segment: &str) -> Option<(String, Vec<String>)> {
+        let (table, at) = target_table(segment, &["INSERT INTO {schema}.", "MERGE INTO {schema}."])?;
         let rest = &segment[at..];
         // INSERT INTO t (…): the list follows the name; MERGE INTO t …: the list of its INSERT (…).
         let after_name = &rest[table.len()..];
         let open = if after_name.trim_start().starts_with('(') {
             rest.len() - after_name.trim_start().len()
         } else {
-            match rest.find("INSERT (") {
-                Some(insert) => insert + "INSERT ".len(),
-                None => return Vec::new(),
-            }
+            rest.find("INSERT (")? + "INSERT ".len()
         };
         let list = &rest[open + 1..open + rest[open..].find(')').unwrap()];
-        list.split(',')
-            .map(str::trim)
-            .filter(|c| !columns.iter().any(|k| k == c))
-            .map(|c| format!("{table}.{c}"))
-            .collect()
+        Some((table, list.split(',').map(|c| c.trim().to_owned()).collect()))
     }
 
     /// The columns an `UPDATE {schema}.table SET …` (or a MERGE's `UPDATE SET …` of its target) assigns
@@ -1296,45 +1299,16 @@ mod tests {
 
     /// Per table, the columns an INSERT must name: NOT NULL, without a DEFAULT, not an IDENTITY.
     fn required_columns() -> Vec<(String, Vec<String>)> {
-        ALL.iter()
-            .filter_map(|s| {
-                let rest = s.sql.strip_prefix("CREATE TABLE {schema}.")?;
-                let name = rest[..rest.find(' ').unwrap()].to_owned();
-                let required = rest
-                    .lines()
-                    .skip(1)
-                    .map(str::trim)
-                    .filter(|l| !l.starts_with("CONSTRAINT") && !l.starts_with(')') && !l.is_empty())
-                    .filter(|l| l.contains("NOT NULL") && !l.contains("DEFAULT") && !l.contains("IDENTITY"))
-                    .map(|l| l[..l.find(' ').unwrap_or(l.len())].to_owned())
-                    .collect();
-                Some((name, required))
-            })
-            .collect()
+        tables_with(|l| l.contains("NOT NULL") && !l.contains("DEFAULT") && !l.contains("IDENTITY"))
     }
 
     /// The required columns (see [`required_columns`]) an INSERT into `{schema}.table` (or a MERGE's
     /// `INSERT (…)`) leaves out: each one a Msg 515 on every call, found on a server only.
     fn missing_required_columns(segment: &str, required: &[(String, Vec<String>)]) -> Vec<String> {
-        let Some((table, at)) = target_table(segment, &["INSERT INTO {schema}.", "MERGE INTO {schema}."])
-        else {
-            return Vec::new();
-        };
-        let rest = &segment[at..];
-        let after_name = &rest[table.len()..];
-        let open = if after_name.trim_start().starts_with('(') {
-            rest.len() - after_name.trim_start().len()
-        } else {
-            match rest.find("INSERT (") {
-                Some(insert) => insert + "INSERT ".len(),
-                None => return Vec::new(),
-            }
-        };
-        let listed: Vec<&str> =
-            rest[open + 1..open + rest[open..].find(')').unwrap()].split(',').map(str::trim).collect();
+        let Some((table, listed)) = inserted_columns(segment) else { return Vec::new() };
         let columns =
             &required.iter().find(|(t, _)| *t == table).unwrap_or_else(|| panic!("no table {table}")).1;
-        columns.iter().filter(|c| !listed.contains(&c.as_str())).map(|c| format!("{table}.{c}")).collect()
+        columns.iter().filter(|c| !listed.contains(c)).map(|c| format!("{table}.{c}")).collect()
     }
 
     #[test]
