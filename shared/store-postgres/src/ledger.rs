@@ -504,12 +504,7 @@ async fn export(
     filter: &ExportFilter,
     sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
 ) -> Result<u64, Failure> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot(client).await?;
     let stamps = export_stamps(&tx, filter).await?;
     let statement = tx.prepare(EXPORT_STAMP_ROWS).await?;
     let mut exported = 0u64;
@@ -519,6 +514,18 @@ async fn export(
     }
     tx.commit().await?;
     Ok(exported)
+}
+
+/// A read-only transaction that sees the database as of its first read (REPEATABLE READ), so a long
+/// read never shows half of a window a reprocess is replacing meanwhile.
+async fn snapshot(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, Failure> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    Ok(tx)
 }
 
 /// Hands every row of `portal`, read a batch at a time, to `sink`, counting them in `exported`.
@@ -562,12 +569,7 @@ async fn billing_export(
     (from, to): (DateTime<Utc>, Option<DateTime<Utc>>),
     sink: &mut (dyn FnMut(StoredUsageRow) -> Result<(), String> + Send),
 ) -> Result<u64, Failure> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot(client).await?;
     let statement = tx.prepare_cached(BILLING_ROWS).await?;
     let portal = tx.bind(&statement, &[&billing_subscription_id, &from, &to]).await?;
     let mut exported = 0u64;
