@@ -96,22 +96,11 @@ pub async fn margin_of_statement(
 ) -> Result<StatementMargin> {
     let books = PriceBooks::new(service.rating.price_books().await?);
     // Usage is reported after it happens: rows with usage in the month are reported from its start.
-    let mut rows = Vec::new();
     let month = statement.month;
-    service
-        .store
-        .billing_rows(&statement.billing_subscription_id, month.start(), None, &mut |stored| {
-            if month.contains(stored.row.usage_start) {
-                rows.push(RatableRow {
-                    stamp_id: stored.stamp_id,
-                    reported_start: stored.window.start,
-                    billing_subscription_id: statement.billing_subscription_id.clone(),
-                    row: stored.row,
-                });
-            }
-            Ok(())
-        })
-        .await
-        .context("reading the statement's usage rows")?;
+    let mut rows =
+        crate::rating::read_rows(service.store.as_ref(), &statement.billing_subscription_id, month.start())
+            .await
+            .context("reading the statement's usage rows")?;
+    rows.retain(|r| month.contains(r.row.usage_start));
     Ok(statement_margin(statement, &rows, &books)?)
 }
